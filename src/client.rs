@@ -1,0 +1,1 @@
+//! Blocking client (in progress).

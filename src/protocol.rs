@@ -1,0 +1,959 @@
+//! The beuss wire protocol: frame layout, opcodes, status and error codes, and the
+//! codec that turns bytes into [`Request`]s and [`Response`]s and back.
+//!
+//! This module does no I/O and never panics on input: every decoder checks a length
+//! before it reads or allocates, and "not enough bytes yet" is `Ok(None)`, kept apart
+//! from a real [`ProtocolError`]. `protocol.md` at the repository root is the contract
+//! this code implements; change both together.
+//!
+//! Every frame, in both directions, is a big-endian `u32` length (the number of bytes
+//! that follow it) and then a one-byte opcode or status. Requests carry one more byte of
+//! flags, reserved for later versions and zero in version 1.
+
+use std::fmt;
+
+use byteorder::{BigEndian, ByteOrder};
+use bytes::BufMut;
+
+/// The protocol version this crate speaks (sent and checked by `HELLO`).
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// Longest queue name in bytes. The name's length travels in one byte, so a longer
+/// name cannot even be expressed.
+pub const MAX_QUEUE_NAME: usize = 255;
+
+/// Largest declared length of any request frame other than `PUT`. A `PUT`'s payload is
+/// streamed and truncated instead, so it has no such cap below `u32::MAX`.
+pub const MAX_CONTROL_FRAME: u32 = 1024;
+
+/// `GET` wait value meaning "wait until a message arrives, however long".
+pub const WAIT_FOREVER: u32 = u32::MAX;
+
+/// A `MESSAGES` reply stops adding messages once its payloads pass this many bytes
+/// (it always carries at least one), so a batch cannot build an unbounded reply.
+pub const MAX_BATCH_BYTES: usize = 1 << 20;
+
+/// Bytes of the length prefix that starts every frame.
+pub const LEN_PREFIX: usize = 4;
+
+/// Bytes before a request's body: length prefix, opcode, flags.
+pub const REQUEST_HEADER: usize = 6;
+
+/// Bytes before a response's body: length prefix, status.
+pub const RESPONSE_HEADER: usize = 5;
+
+/// Request opcodes: the byte after a request's length prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Opcode {
+    /// Exchange protocol versions and limits.
+    Hello = 0x01,
+    /// Liveness check.
+    Ping = 0x02,
+    /// Ask the server to answer `BYE` and close the connection.
+    Quit = 0x03,
+    /// Append a message to a queue.
+    Put = 0x10,
+    /// Take up to N messages from a queue, optionally waiting for one.
+    Get = 0x11,
+    /// Drop every message held in a queue.
+    Purge = 0x12,
+    /// Server-wide and per-queue figures.
+    Stats = 0x20,
+}
+
+impl TryFrom<u8> for Opcode {
+    type Error = ProtocolError;
+
+    fn try_from(byte: u8) -> Result<Self, ProtocolError> {
+        Ok(match byte {
+            0x01 => Opcode::Hello,
+            0x02 => Opcode::Ping,
+            0x03 => Opcode::Quit,
+            0x10 => Opcode::Put,
+            0x11 => Opcode::Get,
+            0x12 => Opcode::Purge,
+            0x20 => Opcode::Stats,
+            other => return Err(ProtocolError::UnknownOpcode(other)),
+        })
+    }
+}
+
+/// Response statuses: the byte after a response's length prefix.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum Status {
+    /// Reply to `PING`.
+    Pong = 0x01,
+    /// Reply to `HELLO`: version, limits, server name.
+    Hello = 0x02,
+    /// Reply to `QUIT`; the server closes the connection after it.
+    Bye = 0x03,
+    /// `PUT` stored the whole payload.
+    Stored = 0x10,
+    /// `PUT` stored the payload cut to the message size limit.
+    Truncated = 0x11,
+    /// `GET` returns one or more messages.
+    Messages = 0x12,
+    /// `GET` found no message (at once, or when its wait ran out).
+    Empty = 0x13,
+    /// `PURGE` dropped this many messages.
+    Purged = 0x14,
+    /// Reply to `STATS`.
+    Stats = 0x20,
+    /// The request failed; the body says why and whether the connection closes.
+    Error = 0x7F,
+}
+
+impl TryFrom<u8> for Status {
+    type Error = ProtocolError;
+
+    fn try_from(byte: u8) -> Result<Self, ProtocolError> {
+        Ok(match byte {
+            0x01 => Status::Pong,
+            0x02 => Status::Hello,
+            0x03 => Status::Bye,
+            0x10 => Status::Stored,
+            0x11 => Status::Truncated,
+            0x12 => Status::Messages,
+            0x13 => Status::Empty,
+            0x14 => Status::Purged,
+            0x20 => Status::Stats,
+            0x7F => Status::Error,
+            other => return Err(ProtocolError::UnknownStatus(other)),
+        })
+    }
+}
+
+/// Error codes carried in an `ERROR` reply. Codes are stable: new ones are only added.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u16)]
+pub enum ErrorCode {
+    /// Lengths inside the frame do not add up (fatal).
+    Malformed = 1,
+    /// The opcode is not one this server knows (fatal).
+    UnknownOpcode = 2,
+    /// The queue name is empty or not UTF-8 (fatal).
+    BadQueueName = 3,
+    /// The declared frame length is over the cap (fatal).
+    FrameTooLarge = 4,
+    /// A reserved flag bit is set (fatal).
+    BadFlags = 5,
+    /// A field has a value the operation does not allow (fatal).
+    BadArgument = 6,
+    /// The server's memory cap would be passed; nothing was stored (not fatal).
+    Full = 7,
+    /// The server is at its connection cap (fatal, sent instead of any reply).
+    TooManyConnections = 8,
+    /// `HELLO` asked for a version this server cannot speak (fatal).
+    UnsupportedVersion = 9,
+    /// The server is stopping; a parked `GET` gets this (fatal).
+    ShuttingDown = 10,
+}
+
+impl ErrorCode {
+    /// Maps a wire value back to a code; `None` for codes newer than this crate.
+    pub fn from_u16(value: u16) -> Option<ErrorCode> {
+        Some(match value {
+            1 => ErrorCode::Malformed,
+            2 => ErrorCode::UnknownOpcode,
+            3 => ErrorCode::BadQueueName,
+            4 => ErrorCode::FrameTooLarge,
+            5 => ErrorCode::BadFlags,
+            6 => ErrorCode::BadArgument,
+            7 => ErrorCode::Full,
+            8 => ErrorCode::TooManyConnections,
+            9 => ErrorCode::UnsupportedVersion,
+            10 => ErrorCode::ShuttingDown,
+            _ => return None,
+        })
+    }
+
+    /// The upper-case name used in `protocol.md` and in messages.
+    pub fn name(self) -> &'static str {
+        match self {
+            ErrorCode::Malformed => "MALFORMED",
+            ErrorCode::UnknownOpcode => "UNKNOWN_OPCODE",
+            ErrorCode::BadQueueName => "BAD_QUEUE_NAME",
+            ErrorCode::FrameTooLarge => "FRAME_TOO_LARGE",
+            ErrorCode::BadFlags => "BAD_FLAGS",
+            ErrorCode::BadArgument => "BAD_ARGUMENT",
+            ErrorCode::Full => "FULL",
+            ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
+            ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
+            ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+        }
+    }
+}
+
+impl fmt::Display for ErrorCode {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// A frame that breaks the protocol. Each variant names the problem precisely enough
+/// to be sent back to the client as the text of an `ERROR` reply.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ProtocolError {
+    /// Request opcode not known.
+    UnknownOpcode(u8),
+    /// Response status not known (client side).
+    UnknownStatus(u8),
+    /// Declared length over the cap for this kind of frame.
+    FrameTooLarge {
+        /// The declared length.
+        len: u32,
+        /// The cap it passed.
+        max: u32,
+    },
+    /// Declared length too short to hold the frame's fixed header.
+    FrameTooShort {
+        /// The declared length.
+        len: u32,
+    },
+    /// A reserved flag bit was set.
+    BadFlags(u8),
+    /// The queue name is empty or not UTF-8.
+    BadQueueName(&'static str),
+    /// A field runs past the end of its frame.
+    ShortField(&'static str),
+    /// The frame has bytes left over after its last field.
+    TrailingBytes(usize),
+    /// A field holds a value that is not allowed.
+    BadArgument(&'static str),
+}
+
+impl ProtocolError {
+    /// The wire error code for this problem.
+    pub fn code(&self) -> ErrorCode {
+        match self {
+            ProtocolError::UnknownOpcode(_) | ProtocolError::UnknownStatus(_) => {
+                ErrorCode::UnknownOpcode
+            }
+            ProtocolError::FrameTooLarge { .. } => ErrorCode::FrameTooLarge,
+            ProtocolError::FrameTooShort { .. }
+            | ProtocolError::ShortField(_)
+            | ProtocolError::TrailingBytes(_) => ErrorCode::Malformed,
+            ProtocolError::BadFlags(_) => ErrorCode::BadFlags,
+            ProtocolError::BadQueueName(_) => ErrorCode::BadQueueName,
+            ProtocolError::BadArgument(_) => ErrorCode::BadArgument,
+        }
+    }
+}
+
+impl fmt::Display for ProtocolError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ProtocolError::UnknownOpcode(op) => write!(f, "unknown opcode 0x{op:02x}"),
+            ProtocolError::UnknownStatus(st) => write!(f, "unknown response status 0x{st:02x}"),
+            ProtocolError::FrameTooLarge { len, max } => {
+                write!(f, "frame length {len} is over the limit of {max} bytes")
+            }
+            ProtocolError::FrameTooShort { len } => {
+                write!(f, "frame length {len} is too short for its header")
+            }
+            ProtocolError::BadFlags(flags) => {
+                write!(f, "reserved flag bits set (0x{flags:02x}); version 1 needs 0")
+            }
+            ProtocolError::BadQueueName(why) => write!(f, "bad queue name: {why}"),
+            ProtocolError::ShortField(field) => {
+                write!(f, "field '{field}' runs past the end of the frame")
+            }
+            ProtocolError::TrailingBytes(n) => write!(f, "{n} unexpected bytes at end of frame"),
+            ProtocolError::BadArgument(why) => write!(f, "bad argument: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for ProtocolError {}
+
+/// A request, borrowing its queue name and payload from the buffer it was decoded from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Request<'a> {
+    /// Announce the client's highest protocol version.
+    Hello {
+        /// Highest version the client speaks.
+        version: u16,
+    },
+    /// Liveness check.
+    Ping,
+    /// Say goodbye; the server answers `BYE` and closes.
+    Quit,
+    /// Append `payload` to `queue`.
+    Put {
+        /// Queue name.
+        queue: &'a str,
+        /// Message bytes (already cut to the limit when decoded by the server).
+        payload: &'a [u8],
+    },
+    /// Take up to `max` messages from `queue`, waiting up to `wait_ms` for the first.
+    Get {
+        /// Queue name.
+        queue: &'a str,
+        /// Milliseconds to wait when empty; 0 answers at once, [`WAIT_FOREVER`] never times out.
+        wait_ms: u32,
+        /// Most messages wanted in the reply (1 or more).
+        max: u16,
+    },
+    /// Drop every message in `queue`.
+    Purge {
+        /// Queue name.
+        queue: &'a str,
+    },
+    /// Figures for the server and every queue, or for one queue.
+    Stats {
+        /// Only this queue's figures, or all queues when `None`.
+        queue: Option<&'a str>,
+    },
+}
+
+impl Request<'_> {
+    /// The opcode this request travels under.
+    pub fn opcode(&self) -> Opcode {
+        match self {
+            Request::Hello { .. } => Opcode::Hello,
+            Request::Ping => Opcode::Ping,
+            Request::Quit => Opcode::Quit,
+            Request::Put { .. } => Opcode::Put,
+            Request::Get { .. } => Opcode::Get,
+            Request::Purge { .. } => Opcode::Purge,
+            Request::Stats { .. } => Opcode::Stats,
+        }
+    }
+
+    /// Appends this request's frame to `dst`.
+    ///
+    /// # Errors
+    /// [`ProtocolError::BadQueueName`] for an empty or over-long queue name, and
+    /// [`ProtocolError::FrameTooLarge`] for a payload that cannot fit in a frame; nothing
+    /// is written then.
+    pub fn encode(&self, dst: &mut impl BufMut) -> Result<(), ProtocolError> {
+        let queue = match self {
+            Request::Put { queue, .. } | Request::Get { queue, .. } | Request::Purge { queue } => {
+                Some(*queue)
+            }
+            Request::Stats { queue } => *queue,
+            _ => None,
+        };
+        if let Some(queue) = queue {
+            check_queue_name(queue)?;
+        }
+        let body_len = match self {
+            Request::Hello { .. } => 2,
+            Request::Ping | Request::Quit => 0,
+            Request::Put { queue, payload } => 1 + queue.len() + payload.len(),
+            Request::Get { queue, .. } => 1 + queue.len() + 4 + 2,
+            Request::Purge { queue } => 1 + queue.len(),
+            Request::Stats { queue } => 1 + queue.map_or(0, str::len),
+        };
+        let len = u32::try_from(body_len + 2).map_err(|_| ProtocolError::FrameTooLarge {
+            len: u32::MAX,
+            max: u32::MAX,
+        })?;
+        dst.put_u32(len);
+        dst.put_u8(self.opcode() as u8);
+        dst.put_u8(0);
+        match self {
+            Request::Hello { version } => dst.put_u16(*version),
+            Request::Ping | Request::Quit => {}
+            Request::Put { queue, payload } => {
+                put_name(dst, queue);
+                dst.put_slice(payload);
+            }
+            Request::Get {
+                queue,
+                wait_ms,
+                max,
+            } => {
+                put_name(dst, queue);
+                dst.put_u32(*wait_ms);
+                dst.put_u16(*max);
+            }
+            Request::Purge { queue } => put_name(dst, queue),
+            Request::Stats { queue } => put_name(dst, queue.unwrap_or("")),
+        }
+        Ok(())
+    }
+}
+
+/// What the server-side decoder found at the front of a buffer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Decoded<'a> {
+    /// A whole request frame.
+    Request(Request<'a>),
+    /// The head of a `PUT` whose payload is longer than the limit: only the head is
+    /// consumed, and the caller keeps the first `limit` payload bytes and drops the rest
+    /// as they stream in, so the excess is never buffered.
+    PutHead {
+        /// Queue name.
+        queue: &'a str,
+        /// Payload length the client declared.
+        payload_len: u32,
+    },
+}
+
+/// Decodes the request at the front of `buf`.
+///
+/// Returns `Ok(None)` until a whole frame is buffered, or `Ok(Some((decoded, consumed)))`.
+/// A `PUT` whose payload is at most `max_payload` bytes is returned whole; a longer one
+/// comes back as [`Decoded::PutHead`] as soon as its queue name is readable.
+///
+/// # Errors
+/// Any [`ProtocolError`]; it is reported as early as the bytes allow (an unknown opcode
+/// or an oversized control frame is caught from the first five bytes).
+pub fn decode_request(
+    buf: &[u8],
+    max_payload: usize,
+) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
+    if buf.len() < LEN_PREFIX + 1 {
+        return Ok(None);
+    }
+    let len = BigEndian::read_u32(buf);
+    let opcode = Opcode::try_from(buf[LEN_PREFIX])?;
+    if opcode != Opcode::Put && len > MAX_CONTROL_FRAME {
+        return Err(ProtocolError::FrameTooLarge {
+            len,
+            max: MAX_CONTROL_FRAME,
+        });
+    }
+    if len < 2 {
+        return Err(ProtocolError::FrameTooShort { len });
+    }
+    if buf.len() < REQUEST_HEADER {
+        return Ok(None);
+    }
+    let flags = buf[LEN_PREFIX + 1];
+    if flags != 0 {
+        return Err(ProtocolError::BadFlags(flags));
+    }
+    let body_len = len as usize - 2;
+    if opcode == Opcode::Put {
+        return decode_put(buf, body_len, max_payload);
+    }
+    let frame_end = LEN_PREFIX + len as usize;
+    let Some(body) = buf.get(REQUEST_HEADER..frame_end) else {
+        return Ok(None);
+    };
+    let request = decode_control(opcode, body)?;
+    Ok(Some((Decoded::Request(request), frame_end)))
+}
+
+/// Decodes the body of a complete frame of any opcode but `PUT`.
+fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolError> {
+    let mut r = Reader::new(body);
+    let request = match opcode {
+        Opcode::Hello => Request::Hello {
+            version: r.u16("version")?,
+        },
+        Opcode::Ping => Request::Ping,
+        Opcode::Quit => Request::Quit,
+        Opcode::Get => {
+            let queue = r.queue_name()?;
+            let wait_ms = r.u32("wait_ms")?;
+            let max = r.u16("max")?;
+            if max == 0 {
+                return Err(ProtocolError::BadArgument("GET max must be at least 1"));
+            }
+            Request::Get {
+                queue,
+                wait_ms,
+                max,
+            }
+        }
+        Opcode::Purge => Request::Purge {
+            queue: r.queue_name()?,
+        },
+        Opcode::Stats => {
+            let len = r.u8("queue_len")? as usize;
+            Request::Stats {
+                queue: if len == 0 {
+                    None
+                } else {
+                    Some(to_queue_name(r.bytes(len, "queue")?)?)
+                },
+            }
+        }
+        // PUT streams its payload and never reaches here (see decode_put); a plain
+        // error keeps this total without a panic path.
+        Opcode::Put => return Err(ProtocolError::BadArgument("PUT has no control body")),
+    };
+    r.finish()?;
+    Ok(request)
+}
+
+fn decode_put(
+    buf: &[u8],
+    body_len: usize,
+    max_payload: usize,
+) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
+    let Some(&name_len) = buf.get(REQUEST_HEADER) else {
+        return Ok(None);
+    };
+    let name_len = name_len as usize;
+    if 1 + name_len > body_len {
+        return Err(ProtocolError::ShortField("queue"));
+    }
+    let head_end = REQUEST_HEADER + 1 + name_len;
+    let Some(name) = buf.get(REQUEST_HEADER + 1..head_end) else {
+        return Ok(None);
+    };
+    let queue = to_queue_name(name)?;
+    let payload_len = body_len - 1 - name_len;
+    if payload_len > max_payload {
+        // body_len came from a u32, so payload_len fits in one.
+        let payload_len = payload_len as u32;
+        return Ok(Some((Decoded::PutHead { queue, payload_len }, head_end)));
+    }
+    let frame_end = head_end + payload_len;
+    let Some(payload) = buf.get(head_end..frame_end) else {
+        return Ok(None);
+    };
+    Ok(Some((
+        Decoded::Request(Request::Put { queue, payload }),
+        frame_end,
+    )))
+}
+
+/// Checks a queue name against the protocol's rules (1 to 255 bytes of UTF-8).
+///
+/// # Errors
+/// [`ProtocolError::BadQueueName`] saying which rule failed.
+pub fn check_queue_name(name: &str) -> Result<(), ProtocolError> {
+    if name.is_empty() {
+        return Err(ProtocolError::BadQueueName("empty"));
+    }
+    if name.len() > MAX_QUEUE_NAME {
+        return Err(ProtocolError::BadQueueName("longer than 255 bytes"));
+    }
+    Ok(())
+}
+
+fn to_queue_name(bytes: &[u8]) -> Result<&str, ProtocolError> {
+    if bytes.is_empty() {
+        return Err(ProtocolError::BadQueueName("empty"));
+    }
+    std::str::from_utf8(bytes).map_err(|_| ProtocolError::BadQueueName("not valid UTF-8"))
+}
+
+fn put_name(dst: &mut impl BufMut, name: &str) {
+    // Callers checked the length against MAX_QUEUE_NAME.
+    dst.put_u8(name.len() as u8);
+    dst.put_slice(name.as_bytes());
+}
+
+/// A cursor over one complete frame body; reading past the end is a
+/// [`ProtocolError::ShortField`], never a panic.
+struct Reader<'a> {
+    buf: &'a [u8],
+}
+
+impl<'a> Reader<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Reader { buf }
+    }
+
+    fn bytes(&mut self, n: usize, field: &'static str) -> Result<&'a [u8], ProtocolError> {
+        if self.buf.len() < n {
+            return Err(ProtocolError::ShortField(field));
+        }
+        let (head, rest) = self.buf.split_at(n);
+        self.buf = rest;
+        Ok(head)
+    }
+
+    fn u8(&mut self, field: &'static str) -> Result<u8, ProtocolError> {
+        Ok(self.bytes(1, field)?[0])
+    }
+
+    fn u16(&mut self, field: &'static str) -> Result<u16, ProtocolError> {
+        Ok(BigEndian::read_u16(self.bytes(2, field)?))
+    }
+
+    fn u32(&mut self, field: &'static str) -> Result<u32, ProtocolError> {
+        Ok(BigEndian::read_u32(self.bytes(4, field)?))
+    }
+
+    fn u64(&mut self, field: &'static str) -> Result<u64, ProtocolError> {
+        Ok(BigEndian::read_u64(self.bytes(8, field)?))
+    }
+
+    fn queue_name(&mut self) -> Result<&'a str, ProtocolError> {
+        let len = self.u8("queue_len")? as usize;
+        to_queue_name(self.bytes(len, "queue")?)
+    }
+
+    fn short_str(&mut self, field: &'static str) -> Result<&'a str, ProtocolError> {
+        let len = self.u8(field)? as usize;
+        std::str::from_utf8(self.bytes(len, field)?)
+            .map_err(|_| ProtocolError::BadArgument("text field is not UTF-8"))
+    }
+
+    fn rest(&mut self) -> &'a [u8] {
+        std::mem::take(&mut self.buf)
+    }
+
+    fn finish(&self) -> Result<(), ProtocolError> {
+        if self.buf.is_empty() {
+            Ok(())
+        } else {
+            Err(ProtocolError::TrailingBytes(self.buf.len()))
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------
+
+/// A response, borrowing from the buffer it was decoded from (except `Stats`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Response<'a> {
+    /// Reply to `PING`.
+    Pong,
+    /// Reply to `HELLO`.
+    Hello {
+        /// The version the server will speak on this connection.
+        version: u16,
+        /// The server's `BMAXMESSAGESIZE`.
+        max_message_size: u32,
+        /// Server software and version, for logs.
+        server: &'a str,
+    },
+    /// Reply to `QUIT`.
+    Bye,
+    /// `PUT` stored the whole payload.
+    Stored,
+    /// `PUT` stored the first `stored_len` of `original_len` bytes.
+    Truncated {
+        /// Payload length the client sent.
+        original_len: u32,
+        /// Bytes kept (the server's message size limit).
+        stored_len: u32,
+    },
+    /// One or more messages, oldest first.
+    Messages(Messages<'a>),
+    /// No message.
+    Empty,
+    /// `PURGE` dropped this many messages.
+    Purged {
+        /// Messages dropped.
+        count: u64,
+    },
+    /// Reply to `STATS`.
+    Stats(StatsReport),
+    /// A failed request.
+    Error {
+        /// The error code; unknown (newer) codes are kept as their number.
+        code: u16,
+        /// True when the server closes the connection after this reply.
+        fatal: bool,
+        /// Human-readable detail.
+        message: &'a str,
+    },
+}
+
+/// The messages of a `MESSAGES` reply, validated when decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Messages<'a> {
+    count: u32,
+    body: &'a [u8],
+}
+
+impl<'a> Messages<'a> {
+    /// How many messages the reply holds.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True if the reply holds no message (never sent by a beuss server).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The payloads, oldest first.
+    pub fn iter(&self) -> MessagesIter<'a> {
+        MessagesIter { rest: self.body }
+    }
+}
+
+impl<'a> IntoIterator for Messages<'a> {
+    type Item = &'a [u8];
+    type IntoIter = MessagesIter<'a>;
+
+    fn into_iter(self) -> MessagesIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over the payloads of a [`Messages`] reply.
+#[derive(Debug, Clone)]
+pub struct MessagesIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for MessagesIter<'a> {
+    type Item = &'a [u8];
+
+    fn next(&mut self) -> Option<&'a [u8]> {
+        let len = BigEndian::read_u32(self.rest.get(..4)?) as usize;
+        let payload = self.rest.get(4..4 + len)?;
+        self.rest = &self.rest[4 + len..];
+        Some(payload)
+    }
+}
+
+/// Figures reported by `STATS`: named counters for the server and for each queue.
+///
+/// Figures travel as (name, value) pairs so that later versions can add some without
+/// breaking older clients; see `protocol.md` for the names defined today.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct StatsReport {
+    /// Server-wide figures.
+    pub server: Vec<(String, u64)>,
+    /// Per-queue figures, one entry per queue.
+    pub queues: Vec<QueueReport>,
+}
+
+/// One queue's figures in a [`StatsReport`].
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct QueueReport {
+    /// Queue name.
+    pub name: String,
+    /// Its figures.
+    pub fields: Vec<(String, u64)>,
+}
+
+impl StatsReport {
+    /// A server-wide figure by name.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        lookup(&self.server, name)
+    }
+
+    /// A queue's report by queue name.
+    pub fn queue(&self, name: &str) -> Option<&QueueReport> {
+        self.queues.iter().find(|q| q.name == name)
+    }
+}
+
+impl QueueReport {
+    /// A figure of this queue by name.
+    pub fn get(&self, name: &str) -> Option<u64> {
+        lookup(&self.fields, name)
+    }
+}
+
+fn lookup(fields: &[(String, u64)], name: &str) -> Option<u64> {
+    fields.iter().find(|(k, _)| k == name).map(|(_, v)| *v)
+}
+
+/// Appends a response whose body is empty (`PONG`, `BYE`, `STORED`, `EMPTY`).
+pub fn encode_empty(dst: &mut impl BufMut, status: Status) {
+    dst.put_u32(1);
+    dst.put_u8(status as u8);
+}
+
+/// Appends a `TRUNCATED` response.
+pub fn encode_truncated(dst: &mut impl BufMut, original_len: u32, stored_len: u32) {
+    dst.put_u32(1 + 8);
+    dst.put_u8(Status::Truncated as u8);
+    dst.put_u32(original_len);
+    dst.put_u32(stored_len);
+}
+
+/// Appends a `HELLO` response. `server` is cut to 255 bytes.
+pub fn encode_hello(dst: &mut impl BufMut, version: u16, max_message_size: u32, server: &str) {
+    let server = &server.as_bytes()[..server.len().min(255)];
+    dst.put_u32((1 + 2 + 4 + 1 + server.len()) as u32);
+    dst.put_u8(Status::Hello as u8);
+    dst.put_u16(version);
+    dst.put_u32(max_message_size);
+    dst.put_u8(server.len() as u8);
+    dst.put_slice(server);
+}
+
+/// Appends a `PURGED` response.
+pub fn encode_purged(dst: &mut impl BufMut, count: u64) {
+    dst.put_u32(1 + 8);
+    dst.put_u8(Status::Purged as u8);
+    dst.put_u64(count);
+}
+
+/// Appends an `ERROR` response. `message` is cut to 1024 bytes on a character boundary.
+pub fn encode_error(dst: &mut impl BufMut, code: ErrorCode, fatal: bool, message: &str) {
+    let mut end = message.len().min(1024);
+    while !message.is_char_boundary(end) {
+        end -= 1;
+    }
+    let message = &message.as_bytes()[..end];
+    dst.put_u32((1 + 2 + 1 + message.len()) as u32);
+    dst.put_u8(Status::Error as u8);
+    dst.put_u16(code as u16);
+    dst.put_u8(u8::from(fatal));
+    dst.put_slice(message);
+}
+
+/// Writes a `MESSAGES` response in place: [`MessagesWriter::begin`] reserves the
+/// header, [`MessagesWriter::push`] appends payloads straight from the store, and
+/// [`MessagesWriter::finish`] patches the length and count. No message is copied twice.
+#[derive(Debug)]
+pub struct MessagesWriter {
+    start: usize,
+    count: u32,
+}
+
+impl MessagesWriter {
+    /// Reserves a `MESSAGES` header at the end of `dst`.
+    pub fn begin<B: BufMut + AsRef<[u8]>>(dst: &mut B) -> MessagesWriter {
+        let start = dst.as_ref().len();
+        dst.put_u32(0);
+        dst.put_u8(Status::Messages as u8);
+        dst.put_u32(0);
+        MessagesWriter { start, count: 0 }
+    }
+
+    /// Appends one message.
+    pub fn push(&mut self, dst: &mut impl BufMut, payload: &[u8]) {
+        dst.put_u32(payload.len() as u32);
+        dst.put_slice(payload);
+        self.count += 1;
+    }
+
+    /// Messages pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Fills in the frame length and message count.
+    pub fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
+        let buf = dst.as_mut();
+        let len = (buf.len() - self.start - LEN_PREFIX) as u32;
+        BigEndian::write_u32(&mut buf[self.start..], len);
+        BigEndian::write_u32(&mut buf[self.start + RESPONSE_HEADER..], self.count);
+    }
+}
+
+impl StatsReport {
+    /// Appends this report as a `STATS` response.
+    pub fn encode(&self, dst: &mut impl BufMut) {
+        let fields_len =
+            |fields: &[(String, u64)]| -> usize { fields.iter().map(|(k, _)| 1 + k.len() + 8).sum() };
+        let mut len = 1 + 2 + fields_len(&self.server) + 4;
+        for q in &self.queues {
+            len += 1 + q.name.len() + 2 + fields_len(&q.fields);
+        }
+        dst.put_u32(len as u32);
+        dst.put_u8(Status::Stats as u8);
+        put_fields(dst, &self.server);
+        dst.put_u32(self.queues.len() as u32);
+        for q in &self.queues {
+            dst.put_u8(q.name.len() as u8);
+            dst.put_slice(q.name.as_bytes());
+            put_fields(dst, &q.fields);
+        }
+    }
+}
+
+fn put_fields(dst: &mut impl BufMut, fields: &[(String, u64)]) {
+    dst.put_u16(fields.len() as u16);
+    for (key, value) in fields {
+        dst.put_u8(key.len() as u8);
+        dst.put_slice(key.as_bytes());
+        dst.put_u64(*value);
+    }
+}
+
+/// Decodes the response at the front of `buf`; `Ok(None)` until it is all buffered.
+///
+/// Bytes after the fields a status defines are ignored, so that later versions can
+/// append fields without breaking this decoder.
+///
+/// # Errors
+/// [`ProtocolError`] for an unknown status, a declared length over `max_len`, or fields
+/// that do not add up.
+pub fn decode_response(
+    buf: &[u8],
+    max_len: u32,
+) -> Result<Option<(Response<'_>, usize)>, ProtocolError> {
+    if buf.len() < LEN_PREFIX {
+        return Ok(None);
+    }
+    let len = BigEndian::read_u32(buf);
+    if len > max_len {
+        return Err(ProtocolError::FrameTooLarge { len, max: max_len });
+    }
+    if len < 1 {
+        return Err(ProtocolError::FrameTooShort { len });
+    }
+    let frame_end = LEN_PREFIX + len as usize;
+    let Some(frame) = buf.get(LEN_PREFIX..frame_end) else {
+        return Ok(None);
+    };
+    let status = Status::try_from(frame[0])?;
+    let mut r = Reader::new(&frame[1..]);
+    let response = match status {
+        Status::Pong => Response::Pong,
+        Status::Bye => Response::Bye,
+        Status::Stored => Response::Stored,
+        Status::Empty => Response::Empty,
+        Status::Hello => Response::Hello {
+            version: r.u16("version")?,
+            max_message_size: r.u32("max_message_size")?,
+            server: r.short_str("server")?,
+        },
+        Status::Truncated => Response::Truncated {
+            original_len: r.u32("original_len")?,
+            stored_len: r.u32("stored_len")?,
+        },
+        Status::Purged => Response::Purged {
+            count: r.u64("count")?,
+        },
+        Status::Messages => {
+            let count = r.u32("count")?;
+            let start = r.buf;
+            for _ in 0..count {
+                let len = r.u32("message_len")? as usize;
+                r.bytes(len, "message")?;
+            }
+            let used = start.len() - r.buf.len();
+            Response::Messages(Messages {
+                count,
+                body: &start[..used],
+            })
+        }
+        Status::Stats => Response::Stats(decode_stats(&mut r)?),
+        Status::Error => Response::Error {
+            code: r.u16("code")?,
+            fatal: r.u8("fatal")? != 0,
+            message: std::str::from_utf8(r.rest())
+                .map_err(|_| ProtocolError::BadArgument("error text is not UTF-8"))?,
+        },
+    };
+    Ok(Some((response, frame_end)))
+}
+
+fn decode_stats(r: &mut Reader<'_>) -> Result<StatsReport, ProtocolError> {
+    let server = decode_fields(r)?;
+    let count = r.u32("queue_count")?;
+    // Each queue entry takes at least 4 bytes, which bounds the allocation by the frame.
+    let mut queues = Vec::with_capacity((count as usize).min(r.buf.len() / 4));
+    for _ in 0..count {
+        let name = r.short_str("queue")?.to_owned();
+        let fields = decode_fields(r)?;
+        queues.push(QueueReport { name, fields });
+    }
+    Ok(StatsReport { server, queues })
+}
+
+fn decode_fields(r: &mut Reader<'_>) -> Result<Vec<(String, u64)>, ProtocolError> {
+    let count = r.u16("field_count")?;
+    let mut fields = Vec::with_capacity((count as usize).min(r.buf.len() / 9));
+    for _ in 0..count {
+        let key = r.short_str("field_name")?.to_owned();
+        fields.push((key, r.u64("field_value")?));
+    }
+    Ok(fields)
+}
+
+#[cfg(test)]
+mod tests;
