@@ -1,1 +1,566 @@
-//! Blocking client (in progress).
+//! A blocking beuss client over `std::net`, built on the same codec as the server.
+//!
+//! ```no_run
+//! use std::time::Duration;
+//! use beuss::Client;
+//!
+//! # fn main() -> Result<(), beuss::client::Error> {
+//! let mut client = Client::connect("localhost:6552")?;
+//! client.put("jobs", b"resize photo 42")?;
+//! if let Some(message) = client.get_wait("jobs", Duration::from_secs(5))? {
+//!     println!("got {} bytes", message.len());
+//! }
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! Many requests can share one round trip: [`Client::put_many`], or the low-level
+//! [`Client::send`] / [`Client::flush`] / [`Client::recv`] trio.
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::time::Duration;
+
+use crate::protocol::{
+    self, ErrorCode, PROTOCOL_VERSION, ProtocolError, QueueReport, Request, Response, StatsReport,
+    WAIT_FOREVER,
+};
+use crate::{DEFAULT_HOST, DEFAULT_PORT};
+
+/// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
+const MAX_RESPONSE: u32 = (1 << 30) + 4096;
+/// Requests written before their replies are read in [`Client::put_many`]: deep enough
+/// to fill the pipe, small enough that neither side's buffers fill up and deadlock.
+const PIPELINE_WINDOW: usize = 1024;
+/// Bytes read per `read` call.
+const READ_SIZE: usize = 64 * 1024;
+
+/// Anything that can go wrong talking to a server.
+#[derive(Debug)]
+pub enum Error {
+    /// No connection could be made.
+    Connect {
+        /// The address tried.
+        addr: String,
+        /// Why it failed.
+        source: io::Error,
+    },
+    /// Reading or writing the socket failed.
+    Io(io::Error),
+    /// The server closed the connection.
+    Closed,
+    /// The server sent bytes that break the protocol, or a request could not be encoded.
+    Protocol(ProtocolError),
+    /// The server answered `ERROR`.
+    Server {
+        /// Wire error code (see [`ErrorCode::from_u16`]).
+        code: u16,
+        /// True when the server closes the connection after it.
+        fatal: bool,
+        /// The server's explanation.
+        message: String,
+    },
+    /// The server answered with a reply that does not fit the request.
+    Unexpected(String),
+}
+
+impl Error {
+    /// The server's error code, if this is a known server error.
+    pub fn code(&self) -> Option<ErrorCode> {
+        match self {
+            Error::Server { code, .. } => ErrorCode::from_u16(*code),
+            _ => None,
+        }
+    }
+
+    /// True if the server refused a `PUT` because its memory cap is reached.
+    pub fn is_full(&self) -> bool {
+        self.code() == Some(ErrorCode::Full)
+    }
+}
+
+impl fmt::Display for Error {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Error::Connect { addr, source } => write!(f, "cannot connect to {addr}: {source}"),
+            Error::Io(e) => write!(f, "connection error: {e}"),
+            Error::Closed => f.write_str("the server closed the connection"),
+            Error::Protocol(e) => write!(f, "protocol error: {e}"),
+            Error::Server { code, message, .. } => match ErrorCode::from_u16(*code) {
+                Some(name) => write!(f, "server error {name}: {message}"),
+                None => write!(f, "server error {code}: {message}"),
+            },
+            Error::Unexpected(what) => write!(f, "unexpected reply: {what}"),
+        }
+    }
+}
+
+impl std::error::Error for Error {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            Error::Connect { source, .. } | Error::Io(source) => Some(source),
+            Error::Protocol(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+impl From<io::Error> for Error {
+    fn from(e: io::Error) -> Self {
+        Error::Io(e)
+    }
+}
+
+impl From<ProtocolError> for Error {
+    fn from(e: ProtocolError) -> Self {
+        Error::Protocol(e)
+    }
+}
+
+/// Result alias for client calls.
+pub type Result<T> = std::result::Result<T, Error>;
+
+/// How a `PUT` was stored.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PutStatus {
+    /// Stored whole.
+    Stored,
+    /// Stored cut to the server's message size limit.
+    Truncated {
+        /// Bytes sent.
+        original_len: u32,
+        /// Bytes kept.
+        stored_len: u32,
+    },
+}
+
+/// What the server said about itself in reply to `HELLO`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ServerInfo {
+    /// Protocol version both sides will speak.
+    pub version: u16,
+    /// The server's message size limit (`BMAXMESSAGESIZE`).
+    pub max_message_size: u32,
+    /// Server software and version.
+    pub server: String,
+}
+
+/// A blocking connection to a beuss server.
+#[derive(Debug)]
+pub struct Client {
+    stream: TcpStream,
+    /// Received bytes live in `rbuf[rstart..rend]`.
+    rbuf: Vec<u8>,
+    rstart: usize,
+    rend: usize,
+    /// Length of the reply last returned by `recv`, dropped at the next call (the
+    /// reply borrows from `rbuf` until then).
+    last: usize,
+    /// Encoded requests not yet written.
+    wbuf: Vec<u8>,
+}
+
+/// The address `BHOST`/`BPORT` point at (`localhost:6552` when unset).
+pub fn address_from_env() -> String {
+    let host = std::env::var("BHOST")
+        .ok()
+        .filter(|h| !h.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_HOST.to_owned());
+    let port = std::env::var("BPORT")
+        .ok()
+        .filter(|p| !p.trim().is_empty())
+        .unwrap_or_else(|| DEFAULT_PORT.to_string());
+    join_host_port(host.trim(), port.trim())
+}
+
+/// `host:port`, with brackets around an IPv6 literal.
+pub fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
+
+impl Client {
+    /// Connects to `addr` (e.g. `"localhost:6552"`), trying each address it resolves to.
+    ///
+    /// # Errors
+    /// [`Error::Connect`] naming the address and the reason.
+    pub fn connect(addr: &str) -> Result<Client> {
+        let connect_error = |source| Error::Connect {
+            addr: addr.to_owned(),
+            source,
+        };
+        let stream = TcpStream::connect(
+            addr.to_socket_addrs()
+                .map_err(connect_error)?
+                .collect::<Vec<_>>()
+                .as_slice(),
+        )
+        .map_err(connect_error)?;
+        Client::from_stream(stream)
+    }
+
+    /// Connects to the server `BHOST`/`BPORT` name (`localhost:6552` by default).
+    ///
+    /// # Errors
+    /// As [`Client::connect`].
+    pub fn connect_env() -> Result<Client> {
+        Client::connect(&address_from_env())
+    }
+
+    /// Wraps a connected stream.
+    ///
+    /// # Errors
+    /// Setting `TCP_NODELAY` failed.
+    pub fn from_stream(stream: TcpStream) -> Result<Client> {
+        stream.set_nodelay(true)?;
+        Ok(Client {
+            stream,
+            rbuf: vec![0; READ_SIZE],
+            rstart: 0,
+            rend: 0,
+            last: 0,
+            wbuf: Vec::new(),
+        })
+    }
+
+    /// Sets how long a read or write may block before failing with
+    /// [`io::ErrorKind::WouldBlock`]/`TimedOut` (`None`: forever, the default). A
+    /// waiting `GET` needs a timeout longer than its wait.
+    ///
+    /// # Errors
+    /// The OS refused the setting.
+    pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
+        self.stream.set_read_timeout(timeout)?;
+        self.stream.set_write_timeout(timeout)?;
+        Ok(())
+    }
+
+    /// Checks the server is alive.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn ping(&mut self) -> Result<()> {
+        match self.call(&Request::Ping)? {
+            Response::Pong => Ok(()),
+            other => Err(unexpected("PONG", &other)),
+        }
+    }
+
+    /// Exchanges versions and limits with the server.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn hello(&mut self) -> Result<ServerInfo> {
+        match self.call(&Request::Hello {
+            version: PROTOCOL_VERSION,
+        })? {
+            Response::Hello {
+                version,
+                max_message_size,
+                server,
+            } => Ok(ServerInfo {
+                version,
+                max_message_size,
+                server: server.to_owned(),
+            }),
+            other => Err(unexpected("HELLO", &other)),
+        }
+    }
+
+    /// Appends a message to `queue`.
+    ///
+    /// ```no_run
+    /// # let mut client = beuss::Client::connect("localhost:6552").unwrap();
+    /// use beuss::client::PutStatus;
+    /// match client.put("jobs", b"hello").unwrap() {
+    ///     PutStatus::Stored => {}
+    ///     PutStatus::Truncated { original_len, stored_len } => {
+    ///         eprintln!("kept {stored_len} of {original_len} bytes")
+    ///     }
+    /// }
+    /// ```
+    ///
+    /// # Errors
+    /// Any [`Error`]; a full server gives an error for which [`Error::is_full`] holds.
+    pub fn put(&mut self, queue: &str, payload: &[u8]) -> Result<PutStatus> {
+        self.send(&Request::Put { queue, payload })?;
+        self.flush()?;
+        self.recv_put()
+    }
+
+    /// Appends many messages to `queue` in few round trips (requests are pipelined).
+    /// Returns one status per message, in order.
+    ///
+    /// # Errors
+    /// The first [`Error`]; messages before it were stored.
+    pub fn put_many<I, P>(&mut self, queue: &str, payloads: I) -> Result<Vec<PutStatus>>
+    where
+        I: IntoIterator<Item = P>,
+        P: AsRef<[u8]>,
+    {
+        let mut statuses = Vec::new();
+        let mut in_flight = 0;
+        for payload in payloads {
+            self.send(&Request::Put {
+                queue,
+                payload: payload.as_ref(),
+            })?;
+            in_flight += 1;
+            if in_flight == PIPELINE_WINDOW {
+                self.flush()?;
+                for _ in 0..in_flight {
+                    statuses.push(self.recv_put()?);
+                }
+                in_flight = 0;
+            }
+        }
+        self.flush()?;
+        for _ in 0..in_flight {
+            statuses.push(self.recv_put()?);
+        }
+        Ok(statuses)
+    }
+
+    fn recv_put(&mut self) -> Result<PutStatus> {
+        match self.recv()? {
+            Response::Stored => Ok(PutStatus::Stored),
+            Response::Truncated {
+                original_len,
+                stored_len,
+            } => Ok(PutStatus::Truncated {
+                original_len,
+                stored_len,
+            }),
+            other => Err(unexpected("STORED or TRUNCATED", &other)),
+        }
+    }
+
+    /// Takes the oldest message of `queue`, or `None` at once if it is empty.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn get(&mut self, queue: &str) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_batch(queue, 1, Duration::ZERO)?.pop())
+    }
+
+    /// Takes the oldest message of `queue`, waiting up to `wait` for one to arrive;
+    /// `None` if none came. [`Duration::MAX`] waits forever.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn get_wait(&mut self, queue: &str, wait: Duration) -> Result<Option<Vec<u8>>> {
+        Ok(self.get_batch(queue, 1, wait)?.pop())
+    }
+
+    /// Takes up to `max` messages of `queue`, oldest first, waiting up to `wait` for
+    /// the first; empty if none came. The server may return fewer than `max` (it
+    /// stops near 1 MiB per reply).
+    ///
+    /// # Errors
+    /// Any [`Error`]; `max` of 0 is refused by the server as `BAD_ARGUMENT`.
+    pub fn get_batch(&mut self, queue: &str, max: u16, wait: Duration) -> Result<Vec<Vec<u8>>> {
+        self.send(&Request::Get {
+            queue,
+            wait_ms: wait_ms(wait),
+            max,
+        })?;
+        self.flush()?;
+        match self.recv()? {
+            Response::Messages(messages) => Ok(messages.iter().map(<[u8]>::to_vec).collect()),
+            Response::Empty => Ok(Vec::new()),
+            other => Err(unexpected("MESSAGES or EMPTY", &other)),
+        }
+    }
+
+    /// Drops every message of `queue`; returns how many there were.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn purge(&mut self, queue: &str) -> Result<u64> {
+        match self.call(&Request::Purge { queue })? {
+            Response::Purged { count } => Ok(count),
+            other => Err(unexpected("PURGED", &other)),
+        }
+    }
+
+    /// Server-wide and per-queue figures.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn stats(&mut self) -> Result<StatsReport> {
+        match self.call(&Request::Stats { queue: None })? {
+            Response::Stats(report) => Ok(report),
+            other => Err(unexpected("STATS", &other)),
+        }
+    }
+
+    /// One queue's figures, or `None` if the queue does not exist.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn queue_stats(&mut self, queue: &str) -> Result<Option<QueueReport>> {
+        match self.call(&Request::Stats { queue: Some(queue) })? {
+            Response::Stats(report) => Ok(report.queues.into_iter().next()),
+            other => Err(unexpected("STATS", &other)),
+        }
+    }
+
+    /// Says goodbye and closes the connection.
+    ///
+    /// # Errors
+    /// Any [`Error`].
+    pub fn quit(mut self) -> Result<()> {
+        match self.call(&Request::Quit)? {
+            Response::Bye => {
+                let _ = self.stream.shutdown(Shutdown::Both);
+                Ok(())
+            }
+            other => Err(unexpected("BYE", &other)),
+        }
+    }
+
+    /// Encodes a request into the write buffer; nothing is sent until
+    /// [`Client::flush`]. With `recv`, this is the pipelining interface:
+    /// send N requests, flush once, then `recv` N replies in order.
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] if the request cannot be encoded (bad queue name).
+    pub fn send(&mut self, request: &Request<'_>) -> Result<()> {
+        request.encode(&mut self.wbuf)?;
+        Ok(())
+    }
+
+    /// Writes every buffered request.
+    ///
+    /// # Errors
+    /// [`Error::Io`].
+    pub fn flush(&mut self) -> Result<()> {
+        if !self.wbuf.is_empty() {
+            self.stream.write_all(&self.wbuf)?;
+            self.wbuf.clear();
+        }
+        Ok(())
+    }
+
+    /// Reads the next reply. An `ERROR` reply is returned as [`Error::Server`].
+    ///
+    /// # Errors
+    /// [`Error::Closed`] if the server hung up, or any other [`Error`].
+    pub fn recv(&mut self) -> Result<Response<'_>> {
+        self.rstart += std::mem::take(&mut self.last);
+        loop {
+            let needed = self.frame_len_needed();
+            if let Some(needed) = needed {
+                if self.rend - self.rstart >= needed {
+                    break;
+                }
+            }
+            self.fill(needed)?;
+        }
+        let buf = &self.rbuf[self.rstart..self.rend];
+        let Some((response, used)) = protocol::decode_response(buf, MAX_RESPONSE)? else {
+            return Err(Error::Unexpected("incomplete frame".to_owned()));
+        };
+        self.last = used;
+        if let Response::Error {
+            code,
+            fatal,
+            message,
+        } = response
+        {
+            return Err(Error::Server {
+                code,
+                fatal,
+                message: message.to_owned(),
+            });
+        }
+        Ok(response)
+    }
+
+    /// Total bytes of the next frame, once its length prefix is buffered.
+    fn frame_len_needed(&self) -> Option<usize> {
+        let prefix = self.rbuf[..self.rend].get(self.rstart..self.rstart + 4)?;
+        let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
+        Some(4 + len.min(MAX_RESPONSE) as usize)
+    }
+
+    /// Reads more bytes, making room for a frame of `needed` bytes if known.
+    fn fill(&mut self, needed: Option<usize>) -> Result<()> {
+        if self.rstart == self.rend {
+            self.rstart = 0;
+            self.rend = 0;
+        }
+        let want = needed.unwrap_or(4);
+        if self.rstart + want > self.rbuf.len() || self.rend == self.rbuf.len() {
+            self.rbuf.copy_within(self.rstart..self.rend, 0);
+            self.rend -= self.rstart;
+            self.rstart = 0;
+        }
+        if self.rbuf.len() < want {
+            self.rbuf.resize(want, 0);
+        }
+        loop {
+            match self.stream.read(&mut self.rbuf[self.rend..]) {
+                Ok(0) => return Err(Error::Closed),
+                Ok(n) => {
+                    self.rend += n;
+                    return Ok(());
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(Error::Io(e)),
+            }
+        }
+    }
+
+    fn call(&mut self, request: &Request<'_>) -> Result<Response<'_>> {
+        self.send(request)?;
+        self.flush()?;
+        self.recv()
+    }
+}
+
+/// Converts a wait to the wire's milliseconds: rounded up so a tiny wait still
+/// waits, and capped so that only [`Duration::MAX`] means forever.
+fn wait_ms(wait: Duration) -> u32 {
+    if wait == Duration::MAX {
+        return WAIT_FOREVER;
+    }
+    let ms = wait.as_nanos().div_ceil(1_000_000);
+    ms.min(u128::from(WAIT_FOREVER - 1)) as u32
+}
+
+fn unexpected(expected: &str, got: &Response<'_>) -> Error {
+    let got = match got {
+        Response::Messages(m) => format!("MESSAGES ({} messages)", m.len()),
+        Response::Stats(_) => "STATS".to_owned(),
+        other => format!("{other:?}"),
+    };
+    Error::Unexpected(format!("expected {expected}, got {got}"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Waits round up to whole milliseconds and only Duration::MAX is forever.
+    #[test]
+    fn wait_conversion() {
+        assert_eq!(wait_ms(Duration::ZERO), 0);
+        assert_eq!(wait_ms(Duration::from_micros(1)), 1);
+        assert_eq!(wait_ms(Duration::from_millis(1500)), 1500);
+        assert_eq!(wait_ms(Duration::from_secs(10_000_000)), WAIT_FOREVER - 1);
+        assert_eq!(wait_ms(Duration::MAX), WAIT_FOREVER);
+    }
+
+    /// IPv6 hosts get brackets.
+    #[test]
+    fn host_port_joining() {
+        assert_eq!(join_host_port("localhost", "6552"), "localhost:6552");
+        assert_eq!(join_host_port("::1", "7"), "[::1]:7");
+        assert_eq!(join_host_port("[::1]", "7"), "[::1]:7");
+    }
+}

@@ -95,11 +95,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "256M",
         "cap on memory held for messages; a PUT past it gets FULL (K/M/G suffixes)",
     ),
-    (
-        "BMAXCONNECTIONS",
-        "10000",
-        "cap on open client connections",
-    ),
+    ("BMAXCONNECTIONS", "10000", "cap on open client connections"),
     (
         "RUST_LOG",
         "info",
@@ -253,9 +249,13 @@ pub fn parse_size(var: &'static str, value: &str) -> Result<usize, ConfigError> 
             ));
         }
     };
-    let number: usize = digits
-        .parse()
-        .map_err(|_| error(var, value, "not a size (a number with an optional K, M or G suffix)"))?;
+    let number: usize = digits.parse().map_err(|_| {
+        error(
+            var,
+            value,
+            "not a size (a number with an optional K, M or G suffix)",
+        )
+    })?;
     number
         .checked_mul(1 << shift)
         .ok_or_else(|| error(var, value, "too large"))

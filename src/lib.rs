@@ -21,11 +21,13 @@
 
 pub mod client;
 pub mod config;
+mod conn;
+mod net;
 pub mod protocol;
 pub mod server;
 pub mod store;
 
-
+pub use client::Client;
 pub use config::Config;
 
 /// Host the server binds and clients connect to when `BHOST` is not set.

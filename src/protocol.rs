@@ -133,7 +133,8 @@ pub enum ErrorCode {
     Malformed = 1,
     /// The opcode is not one this server knows (fatal).
     UnknownOpcode = 2,
-    /// The queue name is empty or not UTF-8 (fatal).
+    /// The queue name is empty or not UTF-8 (fatal). Names over 255 bytes cannot be
+    /// expressed: the length travels in one byte.
     BadQueueName = 3,
     /// The declared frame length is over the cap (fatal).
     FrameTooLarge = 4,
@@ -254,7 +255,10 @@ impl fmt::Display for ProtocolError {
                 write!(f, "frame length {len} is too short for its header")
             }
             ProtocolError::BadFlags(flags) => {
-                write!(f, "reserved flag bits set (0x{flags:02x}); version 1 needs 0")
+                write!(
+                    f,
+                    "reserved flag bits set (0x{flags:02x}); version 1 needs 0"
+                )
             }
             ProtocolError::BadQueueName(why) => write!(f, "bad queue name: {why}"),
             ProtocolError::ShortField(field) => {
@@ -406,19 +410,22 @@ pub fn decode_request(
     buf: &[u8],
     max_payload: usize,
 ) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
-    if buf.len() < LEN_PREFIX + 1 {
+    if buf.len() < LEN_PREFIX {
         return Ok(None);
     }
     let len = BigEndian::read_u32(buf);
+    if len < 2 {
+        return Err(ProtocolError::FrameTooShort { len });
+    }
+    if buf.len() < LEN_PREFIX + 1 {
+        return Ok(None);
+    }
     let opcode = Opcode::try_from(buf[LEN_PREFIX])?;
     if opcode != Opcode::Put && len > MAX_CONTROL_FRAME {
         return Err(ProtocolError::FrameTooLarge {
             len,
             max: MAX_CONTROL_FRAME,
         });
-    }
-    if len < 2 {
-        return Err(ProtocolError::FrameTooShort { len });
     }
     if buf.len() < REQUEST_HEADER {
         return Ok(None);
@@ -487,6 +494,10 @@ fn decode_put(
     body_len: usize,
     max_payload: usize,
 ) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
+    if body_len == 0 {
+        // Checked before reading on, so that a short PUT never reads into the next frame.
+        return Err(ProtocolError::ShortField("queue_len"));
+    }
     let Some(&name_len) = buf.get(REQUEST_HEADER) else {
         return Ok(None);
     };
@@ -761,9 +772,9 @@ pub fn encode_truncated(dst: &mut impl BufMut, original_len: u32, stored_len: u3
     dst.put_u32(stored_len);
 }
 
-/// Appends a `HELLO` response. `server` is cut to 255 bytes.
+/// Appends a `HELLO` response. `server` is cut to 255 bytes on a character boundary.
 pub fn encode_hello(dst: &mut impl BufMut, version: u16, max_message_size: u32, server: &str) {
-    let server = &server.as_bytes()[..server.len().min(255)];
+    let server = cut_at_char_boundary(server, 255).as_bytes();
     dst.put_u32((1 + 2 + 4 + 1 + server.len()) as u32);
     dst.put_u8(Status::Hello as u8);
     dst.put_u16(version);
@@ -781,16 +792,21 @@ pub fn encode_purged(dst: &mut impl BufMut, count: u64) {
 
 /// Appends an `ERROR` response. `message` is cut to 1024 bytes on a character boundary.
 pub fn encode_error(dst: &mut impl BufMut, code: ErrorCode, fatal: bool, message: &str) {
-    let mut end = message.len().min(1024);
-    while !message.is_char_boundary(end) {
-        end -= 1;
-    }
-    let message = &message.as_bytes()[..end];
+    let message = cut_at_char_boundary(message, 1024).as_bytes();
     dst.put_u32((1 + 2 + 1 + message.len()) as u32);
     dst.put_u8(Status::Error as u8);
     dst.put_u16(code as u16);
     dst.put_u8(u8::from(fatal));
     dst.put_slice(message);
+}
+
+/// The longest prefix of `text` of at most `max` bytes that ends on a character boundary.
+fn cut_at_char_boundary(text: &str, max: usize) -> &str {
+    let mut end = text.len().min(max);
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    &text[..end]
 }
 
 /// Writes a `MESSAGES` response in place: [`MessagesWriter::begin`] reserves the
@@ -819,6 +835,12 @@ impl MessagesWriter {
         self.count += 1;
     }
 
+    /// Offset in the buffer where this reply starts; truncating the buffer back to it
+    /// drops the reply (used when no message was found after all).
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
     /// Messages pushed so far.
     pub fn count(&self) -> u32 {
         self.count
@@ -836,8 +858,9 @@ impl MessagesWriter {
 impl StatsReport {
     /// Appends this report as a `STATS` response.
     pub fn encode(&self, dst: &mut impl BufMut) {
-        let fields_len =
-            |fields: &[(String, u64)]| -> usize { fields.iter().map(|(k, _)| 1 + k.len() + 8).sum() };
+        let fields_len = |fields: &[(String, u64)]| -> usize {
+            fields.iter().map(|(k, _)| 1 + k.len() + 8).sum()
+        };
         let mut len = 1 + 2 + fields_len(&self.server) + 4;
         for q in &self.queues {
             len += 1 + q.name.len() + 2 + fields_len(&q.fields);

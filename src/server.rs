@@ -1,1 +1,579 @@
-//! Event loop (in progress).
+//! The event loop: one thread, one `mio::Poll`, connections in a slab indexed by token.
+//!
+//! Each turn reads the clock once, handles every ready socket, wakes the consumers a
+//! `PUT` handed a message to, and runs the store's timers (waits that ran out, idle
+//! queues). The poll timeout is the store's next deadline, so there is no timer thread
+//! and no polling delay. Requests are decoded straight from one shared read buffer;
+//! only a partial frame is copied into a connection's own buffer. Replies to all the
+//! requests found in one read go out in one `write`.
+
+mod requests;
+
+use std::collections::VecDeque;
+use std::io::{self, Write};
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use bytes::BytesMut;
+use log::{debug, info, warn};
+use mio::event::Event;
+use mio::net::{TcpListener, TcpStream};
+use mio::{Events, Interest, Poll, Token};
+use signal_hook::consts::signal::{SIGINT, SIGTERM};
+use signal_hook_mio::v1_0::Signals;
+use slab::Slab;
+
+use crate::config::Config;
+use crate::conn::{Connection, OUTPUT_HIGH_WATER, Oversize, READ_CHUNK, ReadOutcome, State};
+use crate::net;
+use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME};
+use crate::store::Store;
+
+/// Token of the signal pipe; listeners sit just below it, connections use slab keys.
+const SIGNAL: Token = Token(usize::MAX);
+/// Token of the first listener.
+const LISTENER_BASE: usize = usize::MAX - 64;
+/// Pause before accepting again when the process is out of file descriptors.
+const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
+/// Read calls one connection gets per turn before others have theirs.
+const MAX_ROUNDS: usize = 32;
+/// How long shutdown waits for pending replies to be written.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+
+/// A waiter handle: the connection's slab key plus its id, because keys are reused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConnRef {
+    key: usize,
+    id: u64,
+}
+
+/// Counters the store does not keep.
+#[derive(Debug, Default)]
+struct Counters {
+    connections_total: u64,
+    connections_rejected: u64,
+    protocol_errors: u64,
+}
+
+/// The beuss server: bound listeners, connections, queues.
+pub struct Server {
+    poll: Poll,
+    listeners: Vec<TcpListener>,
+    signals: Option<Signals>,
+    /// O(1) lookup by token; freed slots are reused.
+    conns: Slab<Connection>,
+    store: Store<ConnRef>,
+    config: Config,
+    counters: Counters,
+    started: Instant,
+    next_id: u64,
+    /// The one read buffer shared by all connections.
+    scratch: Vec<u8>,
+    /// Connections to service again this turn: consumers just handed a message may
+    /// have requests held back behind their `GET`.
+    ready: VecDeque<ConnRef>,
+    /// Connections that used up their reads this turn; serviced next turn.
+    deferred: Vec<ConnRef>,
+    accept_paused_until: Option<Instant>,
+    /// Most bytes a connection may hold unprocessed: one largest frame plus one read.
+    input_cap: usize,
+    stop: bool,
+}
+
+impl std::fmt::Debug for Server {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Server")
+            .field("addrs", &self.local_addrs())
+            .field("connections", &self.conns.len())
+            .field("queues", &self.store.queue_count())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Server {
+    /// Binds the configured address (every address the host name resolves to) and
+    /// sets up the poller. Nothing is served until [`Server::run`].
+    ///
+    /// # Errors
+    /// The poller could not be created or no address could be bound.
+    pub fn bind(config: Config) -> io::Result<Server> {
+        let poll = Poll::new()?;
+        let mut listeners = net::bind_all(&config.address())?;
+        listeners.truncate(64);
+        for (i, listener) in listeners.iter_mut().enumerate() {
+            poll.registry()
+                .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
+        }
+        match net::raise_fd_limit(config.max_connections) {
+            Ok(limit) if (limit as usize) < config.max_connections + 16 => warn!(
+                "open-file limit is {limit}, below BMAXCONNECTIONS={}; \
+                 connections past it will be refused by the OS",
+                config.max_connections
+            ),
+            Ok(_) => {}
+            Err(e) => warn!("cannot read or raise the open-file limit: {e}"),
+        }
+        let store = Store::new(config.max_memory, config.queue_idle);
+        let input_cap = config.max_message_size + MAX_CONTROL_FRAME as usize + READ_CHUNK;
+        Ok(Server {
+            poll,
+            listeners,
+            signals: None,
+            conns: Slab::new(),
+            store,
+            config,
+            counters: Counters::default(),
+            started: Instant::now(),
+            next_id: 0,
+            scratch: vec![0; READ_CHUNK],
+            ready: VecDeque::new(),
+            deferred: Vec::new(),
+            accept_paused_until: None,
+            input_cap,
+            stop: false,
+        })
+    }
+
+    /// The addresses actually bound (useful with port 0).
+    pub fn local_addrs(&self) -> Vec<SocketAddr> {
+        self.listeners
+            .iter()
+            .filter_map(|l| l.local_addr().ok())
+            .collect()
+    }
+
+    /// Makes SIGINT and SIGTERM stop the server cleanly: stop accepting, write what
+    /// is pending, log what was held, and return from [`Server::run`].
+    ///
+    /// # Errors
+    /// The signal handlers could not be installed.
+    pub fn handle_signals(&mut self) -> io::Result<()> {
+        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        self.poll
+            .registry()
+            .register(&mut signals, SIGNAL, Interest::READABLE)?;
+        self.signals = Some(signals);
+        Ok(())
+    }
+
+    /// Serves until a signal (see [`Server::handle_signals`]) asks it to stop.
+    ///
+    /// # Errors
+    /// Only if polling itself fails; client errors never end the loop.
+    pub fn run(&mut self) -> io::Result<()> {
+        let addrs: Vec<String> = self.local_addrs().iter().map(|a| a.to_string()).collect();
+        info!(
+            "listening on {} (max message {} bytes, max memory {} bytes, max connections {}, \
+             queue idle {})",
+            addrs.join(", "),
+            self.config.max_message_size,
+            self.config.max_memory,
+            self.config.max_connections,
+            self.config
+                .queue_idle
+                .map_or("never".to_owned(), |d| format!("{}s", d.as_secs())),
+        );
+        let mut events = Events::with_capacity(1024);
+        while !self.stop {
+            let timeout = self.poll_timeout(Instant::now());
+            if let Err(e) = self.poll.poll(&mut events, timeout) {
+                if e.kind() == io::ErrorKind::Interrupted {
+                    continue;
+                }
+                return Err(e);
+            }
+            let now = Instant::now();
+            for r in std::mem::take(&mut self.deferred) {
+                self.service(r, now);
+            }
+            for event in events.iter() {
+                self.dispatch(event, now);
+            }
+            self.drain_ready(now);
+            self.run_timers(now);
+        }
+        self.shutdown();
+        Ok(())
+    }
+
+    fn poll_timeout(&self, now: Instant) -> Option<Duration> {
+        if !self.deferred.is_empty() {
+            return Some(Duration::ZERO);
+        }
+        let next = match (self.store.next_deadline(), self.accept_paused_until) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
+        next.map(|at| at.saturating_duration_since(now))
+    }
+
+    fn dispatch(&mut self, event: &Event, now: Instant) {
+        match event.token() {
+            SIGNAL => self.on_signal(),
+            Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
+            Token(key) => {
+                let Some(conn) = self.conns.get_mut(key) else {
+                    return; // a connection closed earlier in this batch
+                };
+                if event.is_read_closed() || event.is_error() {
+                    conn.hup_hint = true;
+                }
+                let r = ConnRef { key, id: conn.id };
+                self.service(r, now);
+            }
+        }
+    }
+
+    fn on_signal(&mut self) {
+        let Some(signals) = self.signals.as_mut() else {
+            return;
+        };
+        for signal in signals.pending() {
+            let name = if signal == SIGINT {
+                "SIGINT"
+            } else {
+                "SIGTERM"
+            };
+            info!("{name} received: shutting down");
+            self.stop = true;
+        }
+    }
+
+    fn run_timers(&mut self, now: Instant) {
+        if let Some(at) = self.accept_paused_until {
+            if at <= now {
+                self.accept_paused_until = None;
+                for i in 0..self.listeners.len() {
+                    self.accept(i, now);
+                }
+            }
+        }
+        let mut timed_out = Vec::new();
+        self.store.expire(now, |w| timed_out.push(w));
+        for r in timed_out {
+            if let Some(conn) = self.conn_mut(r) {
+                protocol::encode_empty(&mut conn.output, protocol::Status::Empty);
+                conn.state = State::Ready;
+                self.ready.push_back(r);
+            }
+        }
+        self.drain_ready(now);
+    }
+
+    fn drain_ready(&mut self, now: Instant) {
+        while let Some(r) = self.ready.pop_front() {
+            self.service(r, now);
+        }
+    }
+
+    fn accept(&mut self, index: usize, now: Instant) {
+        loop {
+            let Some(listener) = self.listeners.get(index) else {
+                return;
+            };
+            match listener.accept() {
+                Ok((stream, peer)) => self.admit(stream, peer),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e)
+                    if matches!(
+                        e.kind(),
+                        io::ErrorKind::ConnectionAborted | io::ErrorKind::ConnectionReset
+                    ) => {}
+                Err(e) => {
+                    if net::is_fd_exhaustion(&e) {
+                        warn!("accept: {e}; pausing new connections for a moment");
+                    } else {
+                        warn!("accept: {e}");
+                    }
+                    self.accept_paused_until = Some(now + ACCEPT_PAUSE);
+                    return;
+                }
+            }
+        }
+    }
+
+    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+        if self.conns.len() >= self.config.max_connections {
+            self.counters.connections_rejected += 1;
+            let n = self.counters.connections_rejected;
+            if n.is_power_of_two() {
+                warn!(
+                    "{peer}: refused, at BMAXCONNECTIONS={} ({n} refused so far)",
+                    self.config.max_connections
+                );
+            }
+            let mut reply = BytesMut::new();
+            protocol::encode_error(
+                &mut reply,
+                ErrorCode::TooManyConnections,
+                true,
+                &format!(
+                    "server is at its limit of {} connections (BMAXCONNECTIONS); try again later",
+                    self.config.max_connections
+                ),
+            );
+            // Best effort: a fresh socket's buffer takes a few bytes without blocking.
+            let _ = stream.write(&reply);
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            return;
+        }
+        if let Err(e) = stream.set_nodelay(true) {
+            debug!("{peer}: setsockopt TCP_NODELAY: {e}");
+        }
+        let entry = self.conns.vacant_entry();
+        let key = entry.key();
+        // Registered for both directions once: with edge-triggered readiness a
+        // WRITABLE event only comes when a full socket buffer drains, so this costs
+        // nothing and saves a re-register call each time output backs up.
+        if let Err(e) = self.poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        ) {
+            warn!("{peer}: cannot register connection: {e}");
+            return;
+        }
+        self.next_id += 1;
+        entry.insert(Connection::new(stream, self.next_id, peer));
+        self.counters.connections_total += 1;
+        debug!("{peer}: connected");
+    }
+
+    fn conn_mut(&mut self, r: ConnRef) -> Option<&mut Connection> {
+        self.conns.get_mut(r.key).filter(|c| c.id == r.id)
+    }
+
+    /// Moves a connection forward as far as it can go now: handles held-back
+    /// requests, writes replies, reads and handles new requests, then closes it if
+    /// it is done.
+    fn service(&mut self, r: ConnRef, now: Instant) {
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let input_cap = self.input_cap;
+        let mut socket_drained = false;
+        let mut finished = false;
+        for _ in 0..MAX_ROUNDS {
+            let consumed = self.process_input(r, now);
+            let Some(conn) = self.conn_mut(r) else {
+                finished = true;
+                break;
+            };
+            conn.flush();
+            if socket_drained || !conn.wants_read(input_cap) {
+                if consumed == 0 || conn.output.len() >= OUTPUT_HIGH_WATER {
+                    finished = true;
+                    break;
+                }
+                continue;
+            }
+            match conn.read_into(&mut scratch) {
+                ReadOutcome::Data { len, drained } => {
+                    // On a stream socket a short read means the kernel buffer is empty
+                    // (epoll(7)), so the next edge will wake us: skip the extra read
+                    // that would only say EAGAIN, unless the peer is hanging up.
+                    socket_drained = drained && !conn.hup_hint;
+                    self.absorb(r, &scratch[..len], now);
+                }
+                ReadOutcome::WouldBlock | ReadOutcome::Eof => socket_drained = true,
+            }
+        }
+        self.scratch = scratch;
+        if !finished {
+            self.deferred.push(r);
+        }
+        self.close_if_done(r, now);
+    }
+
+    /// Handles freshly read bytes: decoded in place when nothing is held back,
+    /// otherwise appended to the held bytes first so that order is kept.
+    fn absorb(&mut self, r: ConnRef, data: &[u8], now: Instant) {
+        let held = self.conn_mut(r).is_some_and(|c| !c.input.is_empty());
+        if held {
+            if let Some(conn) = self.conn_mut(r) {
+                conn.input.extend_from_slice(data);
+            }
+            self.process_input(r, now);
+        } else {
+            let used = self.process(r, data, now);
+            if let Some(conn) = self.conn_mut(r) {
+                if !matches!(conn.state, State::Closing) {
+                    conn.input.extend_from_slice(&data[used..]);
+                }
+            }
+        }
+    }
+
+    /// Handles requests held in the connection's input buffer; returns bytes used.
+    fn process_input(&mut self, r: ConnRef, _now: Instant) -> usize {
+        let Some(conn) = self.conn_mut(r) else {
+            return 0;
+        };
+        if conn.input.is_empty() || !conn.accepts_requests() {
+            return 0;
+        }
+        let mut input = std::mem::take(&mut conn.input);
+        let used = self.process(r, &input, _now);
+        bytes::Buf::advance(&mut input, used);
+        if let Some(conn) = self.conn_mut(r) {
+            if matches!(conn.state, State::Closing) {
+                input.clear();
+            }
+            conn.input = input;
+            conn.trim_input();
+        }
+        used
+    }
+
+    /// Decodes and executes requests from `data` while the connection accepts them;
+    /// returns the bytes used. A protocol error answers a fatal `ERROR` and uses all.
+    fn process(&mut self, r: ConnRef, data: &[u8], now: Instant) -> usize {
+        let max_payload = self.config.max_message_size;
+        let mut pos = 0;
+        while pos < data.len() {
+            let Some(conn) = self.conn_mut(r) else {
+                break;
+            };
+            if !conn.accepts_requests() {
+                break;
+            }
+            if let State::Streaming(over) = &mut conn.state {
+                pos += over.absorb(&data[pos..]);
+                if over.is_done() {
+                    if let State::Streaming(over) = std::mem::replace(&mut conn.state, State::Ready)
+                    {
+                        self.put(r, &over.queue, &over.kept, over.original as usize, now);
+                    }
+                }
+                continue;
+            }
+            match protocol::decode_request(&data[pos..], max_payload) {
+                Ok(None) => break,
+                Ok(Some((Decoded::Request(request), used))) => {
+                    pos += used;
+                    self.execute(r, request, now);
+                }
+                Ok(Some((Decoded::PutHead { queue, payload_len }, used))) => {
+                    pos += used;
+                    conn.state = State::Streaming(Box::new(Oversize {
+                        queue: queue.into(),
+                        kept: Vec::with_capacity(max_payload),
+                        keep: max_payload,
+                        original: payload_len,
+                        remaining: payload_len as usize,
+                    }));
+                }
+                Err(e) => {
+                    self.fail(r, e.code(), &e.to_string());
+                    return data.len();
+                }
+            }
+        }
+        pos
+    }
+
+    /// Queues a fatal `ERROR` and marks the connection to close once it is written.
+    fn fail(&mut self, r: ConnRef, code: ErrorCode, message: &str) {
+        self.counters.protocol_errors += 1;
+        let Some(conn) = self.conn_mut(r) else {
+            return;
+        };
+        warn!("{}: {code}: {message}; closing the connection", conn.peer);
+        protocol::encode_error(&mut conn.output, code, true, message);
+        conn.state = State::Closing;
+        conn.input.clear();
+    }
+
+    fn close_if_done(&mut self, r: ConnRef, now: Instant) {
+        let input_cap = self.input_cap;
+        let Some(conn) = self.conn_mut(r) else {
+            return;
+        };
+        if conn.hup_hint && !conn.read_closed && !conn.wants_read(input_cap) {
+            // Reading is paused, so EOF cannot be seen; the poller's word must do.
+            conn.read_closed = true;
+        }
+        let done = conn.broken
+            || match conn.state {
+                State::Closing => conn.output.is_empty(),
+                // A client gone while waiting: cancel at once, never hand it a message.
+                State::Parked { .. } => conn.read_closed,
+                // Half a PUT then EOF: nothing is stored.
+                State::Streaming(_) => conn.read_closed,
+                State::Ready => conn.read_closed && conn.output.is_empty(),
+            };
+        if done {
+            self.close(r, now);
+        }
+    }
+
+    fn close(&mut self, r: ConnRef, now: Instant) {
+        if self.conn_mut(r).is_none() {
+            return;
+        }
+        let mut conn = self.conns.remove(r.key);
+        if let State::Parked { queue } = &conn.state {
+            self.store.cancel(queue, r, now);
+        }
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            debug!("{}: deregister: {e}", conn.peer);
+        }
+        debug!("{}: closed", conn.peer);
+    }
+
+    /// Stops accepting, tells parked consumers, writes pending replies for up to
+    /// `SHUTDOWN_GRACE`, and logs what was held.
+    fn shutdown(&mut self) {
+        for mut listener in self.listeners.drain(..) {
+            let _ = self.poll.registry().deregister(&mut listener);
+        }
+        let now = Instant::now();
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            let Some(conn) = self.conns.get_mut(key) else {
+                continue;
+            };
+            let r = ConnRef { key, id: conn.id };
+            if let State::Parked { queue } = &conn.state {
+                self.store.cancel(queue, r, now);
+                protocol::encode_error(
+                    &mut conn.output,
+                    ErrorCode::ShuttingDown,
+                    true,
+                    "server is shutting down",
+                );
+            }
+            conn.state = State::Closing;
+            conn.flush();
+        }
+        let deadline = now + SHUTDOWN_GRACE;
+        let mut events = Events::with_capacity(256);
+        loop {
+            let pending: Vec<usize> = self
+                .conns
+                .iter()
+                .filter(|(_, c)| !c.output.is_empty() && !c.broken)
+                .map(|(key, _)| key)
+                .collect();
+            let now = Instant::now();
+            if pending.is_empty() || now >= deadline {
+                break;
+            }
+            if self.poll.poll(&mut events, Some(deadline - now)).is_err() {
+                break;
+            }
+            for key in pending {
+                if let Some(conn) = self.conns.get_mut(key) {
+                    conn.flush();
+                }
+            }
+        }
+        info!(
+            "stopped: {} messages ({} bytes) in {} queues were held in memory and are gone; \
+             {} connections closed",
+            self.store.message_count(),
+            self.store.bytes(),
+            self.store.queue_count(),
+            self.conns.len(),
+        );
+    }
+}
