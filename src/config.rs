@@ -88,7 +88,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     (
         "BQUEUEIDLE",
         "300",
-        "seconds an empty queue with no waiter lives unused (s/m/h suffixes; 0 = forever)",
+        "seconds an empty queue with no waiter lives unused (ms/s/m/h suffixes; 0 = forever)",
     ),
     (
         "BMAXMEMORY",
@@ -261,22 +261,23 @@ pub fn parse_size(var: &'static str, value: &str) -> Result<usize, ConfigError> 
         .ok_or_else(|| error(var, value, "too large"))
 }
 
-/// Parses a duration: whole seconds, or a number with an s, m or h suffix.
+/// Parses a duration: whole seconds, or a number with an ms, s, m or h suffix.
 pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
     let text = value.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, suffix) = text.split_at(digits_end);
-    let unit = match suffix.trim() {
-        "" | "s" => 1,
-        "m" => 60,
-        "h" => 3600,
+    let millis = match suffix.trim() {
+        "ms" => 1,
+        "" | "s" => 1000,
+        "m" => 60_000,
+        "h" => 3_600_000,
         _ => {
             return Err(error(
                 var,
                 value,
-                "not a duration (seconds, or a number with s, m or h)",
+                "not a duration (seconds, or a number with ms, s, m or h)",
             ));
         }
     };
@@ -284,12 +285,12 @@ pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, Config
         error(
             var,
             value,
-            "not a duration (seconds, or a number with s, m or h)",
+            "not a duration (seconds, or a number with ms, s, m or h)",
         )
     })?;
     number
-        .checked_mul(unit)
-        .map(Duration::from_secs)
+        .checked_mul(millis)
+        .map(Duration::from_millis)
         .ok_or_else(|| error(var, value, "too large"))
 }
 

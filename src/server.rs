@@ -171,7 +171,7 @@ impl Server {
             self.config.max_connections,
             self.config
                 .queue_idle
-                .map_or("never".to_owned(), |d| format!("{}s", d.as_secs())),
+                .map_or("never".to_owned(), |d| format!("{d:?}")),
         );
         let mut events = Events::with_capacity(1024);
         while !self.stop {

@@ -1,0 +1,3 @@
+//! `beuss-bench` (being written).
+
+fn main() {}

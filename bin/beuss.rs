@@ -1,0 +1,3 @@
+//! `beuss` (being written).
+
+fn main() {}
