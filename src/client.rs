@@ -454,10 +454,10 @@ impl Client {
         self.rstart += std::mem::take(&mut self.last);
         loop {
             let needed = self.frame_len_needed();
-            if let Some(needed) = needed {
-                if self.rend - self.rstart >= needed {
-                    break;
-                }
+            if let Some(needed) = needed
+                && self.rend - self.rstart >= needed
+            {
+                break;
             }
             self.fill(needed)?;
         }

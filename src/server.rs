@@ -240,12 +240,12 @@ impl Server {
     }
 
     fn run_timers(&mut self, now: Instant) {
-        if let Some(at) = self.accept_paused_until {
-            if at <= now {
-                self.accept_paused_until = None;
-                for i in 0..self.listeners.len() {
-                    self.accept(i, now);
-                }
+        if let Some(at) = self.accept_paused_until
+            && at <= now
+        {
+            self.accept_paused_until = None;
+            for i in 0..self.listeners.len() {
+                self.accept(i, now);
             }
         }
         let mut timed_out = Vec::new();
@@ -395,10 +395,10 @@ impl Server {
             self.process_input(r, now);
         } else {
             let used = self.process(r, data, now);
-            if let Some(conn) = self.conn_mut(r) {
-                if !matches!(conn.state, State::Closing) {
-                    conn.input.extend_from_slice(&data[used..]);
-                }
+            if let Some(conn) = self.conn_mut(r)
+                && !matches!(conn.state, State::Closing)
+            {
+                conn.input.extend_from_slice(&data[used..]);
             }
         }
     }
@@ -438,11 +438,10 @@ impl Server {
             }
             if let State::Streaming(over) = &mut conn.state {
                 pos += over.absorb(&data[pos..]);
-                if over.is_done() {
-                    if let State::Streaming(over) = std::mem::replace(&mut conn.state, State::Ready)
-                    {
-                        self.put(r, &over.queue, &over.kept, over.original as usize, now);
-                    }
+                if over.is_done()
+                    && let State::Streaming(over) = std::mem::replace(&mut conn.state, State::Ready)
+                {
+                    self.put(r, &over.queue, &over.kept, over.original as usize, now);
                 }
                 continue;
             }

@@ -187,6 +187,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
         now: Instant,
     ) -> Result<PutOutcome<W>, Full> {
         let truncated = original_len > payload.len();
+        // One hash lookup on the common path: the queue exists.
         if let Some(q) = self.queues.get_mut(queue) {
             if let Some(waiter) = q.waiters.pop_front() {
                 if let Some(key) = waiter.timer {
@@ -196,39 +197,43 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
                 q.puts += 1;
                 q.gets += 1;
                 q.truncations += u64::from(truncated);
+                let idle = q.is_idle();
                 self.totals.puts += 1;
                 self.totals.gets += 1;
                 self.totals.truncations += u64::from(truncated);
-                if q.is_idle() {
+                if idle {
                     self.arm_idle_timer(queue, now);
                 }
                 return Ok(PutOutcome::Handed(waiter.handle));
             }
-        }
-        let growth = match self.queues.get(queue) {
-            Some(q) => q.records.growth_for(payload.len()),
-            None => Records::default().growth_for(payload.len()) + QUEUE_OVERHEAD + queue.len(),
-        };
-        if self.memory + growth > self.max_memory {
-            self.totals.rejected_full += 1;
-            return Err(Full {
-                used: self.memory,
-                limit: self.max_memory,
-            });
-        }
-        let q = match self.queues.get_mut(queue) {
-            Some(q) => q,
-            None => {
-                self.memory += QUEUE_OVERHEAD + queue.len();
-                self.queues
-                    .entry(queue.into())
-                    .or_insert_with(|| Queue::new(now))
+            let growth = q.records.growth_for(payload.len());
+            if self.memory + growth > self.max_memory {
+                self.totals.rejected_full += 1;
+                return Err(Full {
+                    used: self.memory,
+                    limit: self.max_memory,
+                });
             }
-        };
-        self.memory += q.records.push(payload);
-        q.last_used = now;
-        q.puts += 1;
-        q.truncations += u64::from(truncated);
+            self.memory += q.records.push(payload);
+            q.last_used = now;
+            q.puts += 1;
+            q.truncations += u64::from(truncated);
+        } else {
+            let growth =
+                Records::default().growth_for(payload.len()) + QUEUE_OVERHEAD + queue.len();
+            if self.memory + growth > self.max_memory {
+                self.totals.rejected_full += 1;
+                return Err(Full {
+                    used: self.memory,
+                    limit: self.max_memory,
+                });
+            }
+            let mut q = Queue::new(now);
+            self.memory += QUEUE_OVERHEAD + queue.len() + q.records.push(payload);
+            q.puts += 1;
+            q.truncations += u64::from(truncated);
+            self.queues.insert(queue.into(), q);
+        }
         self.messages += 1;
         self.bytes += payload.len();
         self.totals.puts += 1;
