@@ -231,67 +231,75 @@ fn error(var: &'static str, value: &str, reason: &str) -> ConfigError {
 /// Parses a byte count: digits with an optional K, M or G suffix (powers of 1024,
 /// "KB"/"KiB" spellings accepted).
 pub fn parse_size(var: &'static str, value: &str) -> Result<usize, ConfigError> {
-    let text = value.trim();
-    let digits_end = text
-        .find(|c: char| !c.is_ascii_digit())
-        .unwrap_or(text.len());
-    let (digits, suffix) = text.split_at(digits_end);
-    let shift = match suffix.trim().to_ascii_uppercase().as_str() {
-        "" | "B" => 0,
-        "K" | "KB" | "KIB" => 10,
-        "M" | "MB" | "MIB" => 20,
-        "G" | "GB" | "GIB" => 30,
-        _ => {
-            return Err(error(
-                var,
-                value,
-                "not a size (a number with an optional K, M or G suffix)",
-            ));
-        }
-    };
-    let number: usize = digits.parse().map_err(|_| {
-        error(
-            var,
-            value,
-            "not a size (a number with an optional K, M or G suffix)",
-        )
-    })?;
-    number
-        .checked_mul(1 << shift)
-        .ok_or_else(|| error(var, value, "too large"))
+    let bytes = parse_scaled(value, |suffix| {
+        Some(match suffix.to_ascii_uppercase().as_str() {
+            "" | "B" => 1,
+            "K" | "KB" | "KIB" => 1 << 10,
+            "M" | "MB" | "MIB" => 1 << 20,
+            "G" | "GB" | "GIB" => 1 << 30,
+            _ => return None,
+        })
+    });
+    scaled_result(
+        var,
+        value,
+        bytes,
+        "a size (a number with an optional K, M or G suffix)",
+    )
+    .and_then(|n| usize::try_from(n).map_err(|_| error(var, value, "too large")))
 }
 
 /// Parses a duration: whole seconds, or a number with an ms, s, m or h suffix.
 pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
+    let millis = parse_scaled(value, |suffix| {
+        Some(match suffix {
+            "ms" => 1,
+            "" | "s" => 1000,
+            "m" => 60_000,
+            "h" => 3_600_000,
+            _ => return None,
+        })
+    });
+    scaled_result(
+        var,
+        value,
+        millis,
+        "a duration (seconds, or a number with ms, s, m or h)",
+    )
+    .map(Duration::from_millis)
+}
+
+/// Why a number with a unit suffix could not be read.
+enum ScaledError {
+    /// Not digits followed by a known suffix.
+    Syntax,
+    /// The product does not fit in a `u64`.
+    Overflow,
+}
+
+/// Splits `value` into digits and a suffix, and multiplies the number by the factor
+/// `unit` gives for the suffix (`None`: unknown suffix).
+fn parse_scaled(value: &str, unit: impl Fn(&str) -> Option<u64>) -> Result<u64, ScaledError> {
     let text = value.trim();
     let digits_end = text
         .find(|c: char| !c.is_ascii_digit())
         .unwrap_or(text.len());
     let (digits, suffix) = text.split_at(digits_end);
-    let millis = match suffix.trim() {
-        "ms" => 1,
-        "" | "s" => 1000,
-        "m" => 60_000,
-        "h" => 3_600_000,
-        _ => {
-            return Err(error(
-                var,
-                value,
-                "not a duration (seconds, or a number with ms, s, m or h)",
-            ));
-        }
-    };
-    let number: u64 = digits.parse().map_err(|_| {
-        error(
-            var,
-            value,
-            "not a duration (seconds, or a number with ms, s, m or h)",
-        )
-    })?;
-    number
-        .checked_mul(millis)
-        .map(Duration::from_millis)
-        .ok_or_else(|| error(var, value, "too large"))
+    let factor = unit(suffix.trim()).ok_or(ScaledError::Syntax)?;
+    let number: u64 = digits.parse().map_err(|_| ScaledError::Syntax)?;
+    number.checked_mul(factor).ok_or(ScaledError::Overflow)
+}
+
+fn scaled_result(
+    var: &'static str,
+    value: &str,
+    result: Result<u64, ScaledError>,
+    expected: &str,
+) -> Result<u64, ConfigError> {
+    result.map_err(|e| match e {
+        ScaledError::Syntax => error(var, value, &format!("not {expected}")),
+        ScaledError::Overflow => error(var, value, "too large"),
+    })
 }
 
 #[cfg(test)]

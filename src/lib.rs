@@ -26,6 +26,8 @@ mod net;
 pub mod protocol;
 pub mod server;
 pub mod store;
+#[cfg(test)]
+mod test_rng;
 
 pub use client::Client;
 pub use config::Config;

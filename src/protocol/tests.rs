@@ -1,6 +1,7 @@
 //! Unit tests for the codec.
 
 use super::*;
+use crate::test_rng::Rng;
 
 /// A payload limit large enough that no test PUT is cut unless a test asks for it.
 const BIG: usize = 1 << 20;
@@ -1560,28 +1561,6 @@ fn spec_response_examples_match_the_codec() {
 // Fuzz-style robustness
 // ---------------------------------------------------------------------------
 
-/// xorshift64*: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: usize) -> usize {
-        (self.next() % n as u64) as usize
-    }
-
-    fn byte(&mut self) -> u8 {
-        self.next() as u8
-    }
-}
-
 /// Checks the properties every decoder answer must have on arbitrary input; the
 /// absence of a panic is checked by the call itself.
 fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
@@ -1641,23 +1620,23 @@ fn fuzz_random_bytes_never_panic() {
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut requests, mut responses) = (0, 0);
     for _ in 0..20_000 {
-        let len = rng.below(64);
+        let len = rng.index(64);
         let mut buf: Vec<u8> = (0..len).map(|_| rng.byte()).collect();
         // Most of the time, make the frame look plausible so the fuzz gets past the
         // first checks.
-        if len >= 6 && rng.below(4) != 0 {
-            let declared = rng.below(len + 4) as u32;
+        if len >= 6 && rng.index(4) != 0 {
+            let declared = rng.index(len + 4) as u32;
             buf[..4].copy_from_slice(&declared.to_be_bytes());
-            buf[4] = CODES[rng.below(CODES.len())];
-            if rng.below(3) != 0 {
+            buf[4] = CODES[rng.index(CODES.len())];
+            if rng.index(3) != 0 {
                 buf[5] = 0;
             }
-            if len >= 7 && rng.below(2) == 0 {
-                buf[6] = rng.below(8) as u8;
+            if len >= 7 && rng.index(2) == 0 {
+                buf[6] = rng.index(8) as u8;
             }
         }
-        let max_payload = rng.below(32);
-        let max_len = rng.below(80) as u32;
+        let max_payload = rng.index(32);
+        let max_len = rng.index(80) as u32;
         check_decoders(&buf, max_payload, max_len);
         if matches!(decode_request(&buf, max_payload), Ok(Some(_))) {
             requests += 1;
@@ -1686,45 +1665,45 @@ fn fuzz_mutated_valid_frames_never_panic() {
     }
     let mut rng = Rng(0xD1B5_4A32_D192_ED03);
     for _ in 0..20_000 {
-        let mut buf = small[rng.below(small.len())].clone();
-        for _ in 0..1 + rng.below(4) {
-            match rng.below(7) {
+        let mut buf = small[rng.index(small.len())].clone();
+        for _ in 0..1 + rng.index(4) {
+            match rng.index(7) {
                 0 if !buf.is_empty() => {
-                    let i = rng.below(buf.len());
-                    buf[i] ^= 1 << rng.below(8);
+                    let i = rng.index(buf.len());
+                    buf[i] ^= 1 << rng.index(8);
                 }
                 1 if !buf.is_empty() => {
-                    let i = rng.below(buf.len());
+                    let i = rng.index(buf.len());
                     buf[i] = rng.byte();
                 }
                 2 => {
-                    let i = rng.below(buf.len() + 1);
+                    let i = rng.index(buf.len() + 1);
                     buf.insert(i, rng.byte());
                 }
                 3 if !buf.is_empty() => {
-                    let i = rng.below(buf.len());
+                    let i = rng.index(buf.len());
                     buf.remove(i);
                 }
                 4 => {
-                    let end = rng.below(buf.len() + 1);
+                    let end = rng.index(buf.len() + 1);
                     buf.truncate(end);
                 }
                 5 if buf.len() >= 4 => {
-                    let declared = match rng.below(3) {
-                        0 => rng.below(buf.len() + 2) as u32,
+                    let declared = match rng.index(3) {
+                        0 => rng.index(buf.len() + 2) as u32,
                         1 => rng.next() as u32,
                         _ => (buf.len() - LEN_PREFIX) as u32,
                     };
                     buf[..4].copy_from_slice(&declared.to_be_bytes());
                 }
                 _ => {
-                    let other = &small[rng.below(small.len())];
+                    let other = &small[rng.index(small.len())];
                     buf.extend_from_slice(other);
                 }
             }
         }
-        let max_payload = [0, 3, 16, BIG][rng.below(4)];
-        let max_len = [0, 8, 64, MAX_RESPONSE][rng.below(4)];
+        let max_payload = [0, 3, 16, BIG][rng.index(4)];
+        let max_len = [0, 8, 64, MAX_RESPONSE][rng.index(4)];
         check_decoders(&buf, max_payload, max_len);
     }
 }

@@ -1,6 +1,7 @@
 //! Unit tests for the store.
 
 use super::*;
+use crate::test_rng::Rng;
 
 const MIB: usize = 1 << 20;
 const IDLE: Duration = Duration::from_secs(60);
@@ -870,24 +871,6 @@ fn park_is_not_limited_by_the_memory_cap() {
 // ---------------------------------------------------------------------------
 // Randomized model test
 // ---------------------------------------------------------------------------
-
-/// xorshift64*: small, fast, deterministic.
-struct Rng(u64);
-
-impl Rng {
-    fn next(&mut self) -> u64 {
-        let mut x = self.0;
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        self.0 = x;
-        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
-    }
-
-    fn below(&mut self, n: u64) -> u64 {
-        self.next() % n
-    }
-}
 
 #[derive(Debug)]
 struct ModelWaiter {
