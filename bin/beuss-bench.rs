@@ -1,3 +1,576 @@
-//! `beuss-bench` (being written).
+//! `beuss-bench`: a load generator for beuss in the spirit of `redis-benchmark`, that
+//! also speaks Redis and beanstalkd so that one client engine drives every server in a
+//! comparison.
+//!
+//! Each test opens its own connections, runs one or two timed phases and prints
+//! requests per second and latency percentiles (from an HDR histogram) per phase. It
+//! verifies what it measures: every payload carries its connection id and sequence
+//! number, and every message that comes back is checked for its bytes, for arriving
+//! exactly once, and for order per connection; a test whose messages do not all come
+//! back makes the program exit non-zero.
+//!
+//! The engine is in `bench/engine.rs`, the three wire protocols in `bench/wire.rs`,
+//! and `bench/compare.sh` runs the side-by-side comparison behind `BENCHMARKS.md`.
 
-fn main() {}
+#[path = "../bench/engine.rs"]
+mod engine;
+#[path = "../bench/wire.rs"]
+mod wire;
+
+use std::fmt::Write as _;
+use std::net::{SocketAddr, ToSocketAddrs};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use engine::{Engine, MAX_CHECKED_CONNECTIONS, Measured, PAYLOAD_HEADER, Settings, Work};
+use wire::Target;
+
+const USAGE: &str = "\
+Usage: beuss-bench [options]
+
+Benchmarks a beuss server (or Redis, or beanstalkd) with pipelined requests from one
+event-loop thread, and checks every message that comes back.
+
+Options:
+  -h <host>        server host (default $BHOST or localhost)
+  -p <port>        server port (default $BPORT or 6552; 6379 for redis, 11300 for
+                   beanstalkd)
+  -c <clients>     connections (default 50)
+  -P <depth>       requests written per batch on each connection (default 1)
+  -d <bytes>       payload bytes per message, at least 16 (default 32)
+  -n <requests>    requests per timed phase, all connections together (default 100000;
+                   k and M suffixes allowed)
+  -q <queues>      queues the connections spread over (default 1)
+  -t <tests>       comma-separated tests (default putget,latency):
+                     put      timed PUTs, then an untimed drain that checks them
+                     get      an untimed fill, then timed GETs that check them
+                     putget   timed PUTs, then timed GETs that check them
+                     latency  half the connections put at --rate, the other half
+                              wait in GET; latency is delivery time (send stamp in
+                              the payload to receipt)
+                     rtt      every connection pings at --rate in all; latency is
+                              the round trip (the floor under latency's figures)
+                     fill     timed PUTs left in the server (memory measurement)
+                     idle     open -c connections, ping each, measure, close
+  --target <kind>  beuss (default), redis (LPUSH/RPOP/BRPOP) or beanstalkd
+                   (put/reserve-with-timeout/delete)
+  --rate <n>       messages per second in the latency test, all producers (default 5000)
+  --server-pid <pid>  also report the server's CPU use and RSS (from /proc)
+  --hold <secs>    idle test: keep the connections open this long after measuring
+  --timeout <secs> fail a phase that gets no reply for this long (default 10)
+  --csv            print CSV rows on stdout (progress goes to stderr)
+  --json           print a JSON array on stdout (progress goes to stderr)
+  --help           this text
+
+Payloads hold the sending connection's id, a sequence number and a send stamp; the
+rest of their bytes follow a pattern derived from those. A message that comes back
+twice, out of order, with wrong bytes, or not at all makes the exit status 1.
+
+Examples:
+  beuss-bench -c 8 -P 64 -d 32 -n 2M -t putget
+  beuss-bench -c 2 -n 20000 --rate 2000 -t latency
+  beuss-bench --target redis -p 6379 -c 50 -t putget
+";
+
+/// Command-line options.
+#[derive(Debug)]
+struct Options {
+    host: String,
+    port: Option<u16>,
+    clients: usize,
+    pipeline: usize,
+    data: usize,
+    requests: u64,
+    queues: usize,
+    tests: Vec<String>,
+    target: Target,
+    rate: f64,
+    server_pid: Option<u32>,
+    hold: Duration,
+    stall: Duration,
+    format: Format,
+}
+
+/// How results are printed on stdout.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Format {
+    Text,
+    Csv,
+    Json,
+}
+
+/// One line of results.
+#[derive(Debug, Default)]
+struct Row {
+    target: &'static str,
+    test: String,
+    clients: usize,
+    pipeline: usize,
+    data: usize,
+    requests: u64,
+    seconds: f64,
+    rps: f64,
+    /// Latency percentiles and maximum in microseconds.
+    p50: f64,
+    p99: f64,
+    p999: f64,
+    max: f64,
+    client_cpu: f64,
+    server_cpu: Option<f64>,
+    parked: Option<f64>,
+    rss_before_kib: Option<u64>,
+    rss_after_kib: Option<u64>,
+    /// RSS growth per message (fill) or per connection (idle).
+    bytes_each: Option<f64>,
+}
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let options = match parse(&args) {
+        Ok(Some(options)) => options,
+        Ok(None) => {
+            print!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            eprintln!("beuss-bench: {e}\nTry beuss-bench --help.");
+            return ExitCode::from(2);
+        }
+    };
+    let mut rows = Vec::new();
+    let result = run(&options, &mut rows);
+    match options.format {
+        Format::Text => {}
+        Format::Csv => print!("{}", csv(&rows)),
+        Format::Json => print!("{}", json(&rows)),
+    }
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("beuss-bench: FAILED: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn parse(args: &[String]) -> Result<Option<Options>, String> {
+    let env = |name: &str| std::env::var(name).ok().filter(|v| !v.trim().is_empty());
+    let mut o = Options {
+        host: env("BHOST").unwrap_or_else(|| beuss::DEFAULT_HOST.to_owned()),
+        port: None,
+        clients: 50,
+        pipeline: 1,
+        data: 32,
+        requests: 100_000,
+        queues: 1,
+        tests: vec!["putget".to_owned(), "latency".to_owned()],
+        target: Target::Beuss,
+        rate: 5000.0,
+        server_pid: None,
+        hold: Duration::ZERO,
+        stall: Duration::from_secs(10),
+        format: Format::Text,
+    };
+    let bport = env("BPORT");
+    let mut it = args.iter();
+    while let Some(arg) = it.next() {
+        let mut value = || {
+            it.next()
+                .map(String::as_str)
+                .ok_or_else(|| format!("{arg} needs a value"))
+        };
+        match arg.as_str() {
+            "--help" | "help" => return Ok(None),
+            "-h" => o.host = value()?.to_owned(),
+            "-p" => {
+                let port = number(arg, value()?)?;
+                o.port = Some(u16::try_from(port).map_err(|_| format!("-p {port}: not a port"))?);
+            }
+            "-c" => o.clients = number(arg, value()?)? as usize,
+            "-P" => o.pipeline = number(arg, value()?)? as usize,
+            "-d" => o.data = number(arg, value()?)? as usize,
+            "-n" => o.requests = number(arg, value()?)?,
+            "-q" => o.queues = number(arg, value()?)? as usize,
+            "-t" => o.tests = value()?.split(',').map(str::to_owned).collect(),
+            "--target" => {
+                let name = value()?;
+                o.target = Target::parse(name).ok_or_else(|| format!("unknown target {name}"))?;
+            }
+            "--rate" => o.rate = number(arg, value()?)? as f64,
+            "--server-pid" => o.server_pid = Some(number(arg, value()?)? as u32),
+            "--hold" => o.hold = Duration::from_secs(number(arg, value()?)?),
+            "--timeout" => o.stall = Duration::from_secs(number(arg, value()?)?),
+            "--csv" => o.format = Format::Csv,
+            "--json" => o.format = Format::Json,
+            other => return Err(format!("unknown option {other}")),
+        }
+    }
+    // BPORT names a beuss server; the other targets default to their own port.
+    if o.port.is_none()
+        && o.target == Target::Beuss
+        && let Some(p) = bport
+    {
+        o.port = Some(
+            p.trim()
+                .parse()
+                .map_err(|_| format!("BPORT={p} is not a port"))?,
+        );
+    }
+    if o.clients == 0 || o.pipeline == 0 || o.queues == 0 || o.rate <= 0.0 {
+        return Err("-c, -P, -q and --rate must be above 0".to_owned());
+    }
+    if o.data < PAYLOAD_HEADER {
+        return Err(format!(
+            "-d must be at least {PAYLOAD_HEADER}: payloads carry a 16-byte header"
+        ));
+    }
+    for test in &o.tests {
+        let known = ["put", "get", "putget", "latency", "rtt", "fill", "idle"];
+        if !known.contains(&test.as_str()) {
+            return Err(format!("unknown test {test}"));
+        }
+        if test != "idle" && o.clients > MAX_CHECKED_CONNECTIONS {
+            return Err(format!(
+                "test {test} checks order per connection pair; use -c {MAX_CHECKED_CONNECTIONS} or less"
+            ));
+        }
+        if test == "latency" && o.clients < 2 {
+            return Err("the latency test needs -c 2 or more (producers and consumers)".into());
+        }
+    }
+    Ok(Some(o))
+}
+
+/// A count, with an optional k (thousand) or M (million) suffix.
+fn number(option: &str, text: &str) -> Result<u64, String> {
+    let (digits, scale) = match text.strip_suffix(['k', 'K']) {
+        Some(d) => (d, 1_000),
+        None => match text.strip_suffix('M') {
+            Some(d) => (d, 1_000_000),
+            None => (text, 1),
+        },
+    };
+    digits
+        .parse::<u64>()
+        .map(|n| n * scale)
+        .map_err(|_| format!("{option} {text}: not a whole number"))
+}
+
+fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
+    let port = o.port.unwrap_or_else(|| o.target.default_port());
+    let addrs: Vec<SocketAddr> = beuss::client::join_host_port(&o.host, &port.to_string())
+        .to_socket_addrs()
+        .map_err(|e| format!("cannot resolve {}: {e}", o.host))?
+        .collect();
+    let settings = Settings {
+        target: o.target,
+        addrs,
+        clients: o.clients,
+        pipeline: o.pipeline,
+        data: o.data,
+        queues: o.queues,
+        rate: o.rate,
+        stall: o.stall,
+    };
+    progress(
+        o,
+        &format!(
+            "beuss-bench: {} at {}:{port}, {} connections, pipeline {}, {}-byte payloads, \
+             {} requests, {} queue(s)",
+            o.target.name(),
+            o.host,
+            o.clients,
+            o.pipeline,
+            o.data,
+            o.requests,
+            o.queues
+        ),
+    );
+    for test in &o.tests {
+        match test.as_str() {
+            "idle" => rows.push(idle(o, &settings)?),
+            "fill" => {
+                let mut engine = Engine::connect(settings.clone())?;
+                let before = o.server_pid.and_then(rss_kib);
+                let mut row = phase(o, &mut engine, Work::Put, "FILL")?;
+                // Nothing is taken back, so every confirmed put is outstanding.
+                let stored = engine.verifier.outstanding();
+                if stored != o.requests {
+                    return Err(format!("{stored} of {} puts confirmed", o.requests));
+                }
+                // Let the server settle before reading its RSS.
+                std::thread::sleep(Duration::from_millis(200));
+                row.rss_before_kib = before;
+                row.rss_after_kib = o.server_pid.and_then(rss_kib);
+                if let (Some(b), Some(a)) = (before, row.rss_after_kib) {
+                    row.bytes_each = Some((a.saturating_sub(b) * 1024) as f64 / o.requests as f64);
+                }
+                report(o, &row);
+                rows.push(row);
+            }
+            "rtt" => {
+                let mut engine = Engine::connect(settings.clone())?;
+                let row = phase(o, &mut engine, Work::Rtt, "RTT")?;
+                report(o, &row);
+                rows.push(row);
+            }
+            "latency" => {
+                let mut engine = Engine::connect(settings.clone())?;
+                let row = phase(o, &mut engine, Work::Latency, "LATENCY")?;
+                report(o, &row);
+                rows.push(row);
+                engine.verifier.finish()?;
+                progress(o, &verified(&engine));
+            }
+            put_get => {
+                let mut engine = Engine::connect(settings.clone())?;
+                let put = phase(o, &mut engine, Work::Put, "PUT")?;
+                if put_get != "get" {
+                    report(o, &put);
+                    rows.push(put);
+                }
+                let get = phase(o, &mut engine, Work::Get, "GET")?;
+                if put_get != "put" {
+                    report(o, &get);
+                    rows.push(get);
+                }
+                engine.verifier.finish()?;
+                progress(o, &verified(&engine));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn verified(engine: &Engine) -> String {
+    format!(
+        "  verified: {} messages came back once each, in order per connection, bytes intact",
+        engine.verifier.received()
+    )
+}
+
+/// Runs one phase and turns its measurements into a row.
+fn phase(o: &Options, engine: &mut Engine, work: Work, name: &str) -> Result<Row, String> {
+    let server_before = o.server_pid.and_then(server_cpu);
+    let m: Measured = engine.run(work, o.requests)?;
+    let server_after = o.server_pid.and_then(server_cpu);
+    let seconds = m.elapsed.as_secs_f64().max(1e-9);
+    let us = |q: f64| m.hist.value_at_quantile(q) as f64 / 1000.0;
+    Ok(Row {
+        target: o.target.name(),
+        test: name.to_owned(),
+        clients: o.clients,
+        pipeline: if matches!(work, Work::Latency | Work::Rtt) {
+            1
+        } else {
+            o.pipeline
+        },
+        data: o.data,
+        requests: m.requests,
+        seconds,
+        rps: m.requests as f64 / seconds,
+        p50: us(0.5),
+        p99: us(0.99),
+        p999: us(0.999),
+        max: m.hist.max() as f64 / 1000.0,
+        client_cpu: 100.0 * m.client_cpu.as_secs_f64() / seconds,
+        server_cpu: server_before
+            .zip(server_after)
+            .map(|(b, a)| 100.0 * a.saturating_sub(b).as_secs_f64() / seconds),
+        parked: (work == Work::Latency).then(|| 100.0 * m.parked as f64 / m.requests.max(1) as f64),
+        ..Row::default()
+    })
+}
+
+/// Opens `-c` connections, pings each so the server has surely accepted it, and
+/// measures what they cost the server.
+fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
+    raise_fd_limit(o.clients as u64 + 64);
+    let before = o.server_pid.and_then(rss_kib);
+    let start = Instant::now();
+    let mut streams = Vec::with_capacity(o.clients);
+    let mut ping = Vec::new();
+    o.target.ping(&mut ping);
+    for i in 0..o.clients {
+        let stream = engine::connect(&settings.addrs)
+            .map_err(|e| format!("connection {i} of {}: {e}", o.clients))?;
+        engine::exchange(&stream, o.target, &ping, 1)
+            .map_err(|e| format!("connection {i}: {e}"))?;
+        streams.push(stream);
+    }
+    let elapsed = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = o.server_pid.and_then(rss_kib);
+    let row = Row {
+        target: o.target.name(),
+        test: "IDLE".to_owned(),
+        clients: o.clients,
+        pipeline: 1,
+        requests: o.clients as u64,
+        seconds: elapsed,
+        rps: o.clients as f64 / elapsed.max(1e-9),
+        rss_before_kib: before,
+        rss_after_kib: after,
+        bytes_each: before
+            .zip(after)
+            .map(|(b, a)| (a.saturating_sub(b) * 1024) as f64 / o.clients as f64),
+        ..Row::default()
+    };
+    report(o, &row);
+    std::thread::sleep(o.hold);
+    drop(streams);
+    Ok(row)
+}
+
+/// Raises this process's open-file limit toward `wanted` (up to the hard limit).
+fn raise_fd_limit(wanted: u64) {
+    let mut limit = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: getrlimit and setrlimit only read or write the struct passed.
+    unsafe {
+        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
+            limit.rlim_cur = wanted.min(limit.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
+        }
+    }
+}
+
+/// Resident memory of a process in KiB (`VmRSS` in `/proc/PID/status`).
+fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// CPU time (user + system) a process has used (`/proc/PID/stat`).
+fn server_cpu(pid: u32) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after the command name, which is in parentheses and may hold spaces.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let ticks: u64 = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
+    // SAFETY: sysconf has no preconditions.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    Some(Duration::from_nanos(ticks * 1_000_000_000 / hz))
+}
+
+fn progress(o: &Options, line: &str) {
+    if o.format == Format::Text {
+        println!("{line}");
+    } else {
+        eprintln!("{line}");
+    }
+}
+
+/// Prints a row for people as soon as it is measured.
+fn report(o: &Options, r: &Row) {
+    let mut line = format!("{:<8}", r.test);
+    if r.test == "IDLE" {
+        let _ = write!(
+            line,
+            " {} connections opened in {:.2} s",
+            r.requests, r.seconds
+        );
+    } else {
+        let _ = write!(
+            line,
+            " {:>9} req in {:>6.2} s {:>10.0} req/s   {} p50 {:.1} p99 {:.1} p99.9 {:.1} \
+             max {:.1} us   cpu client {:.0}%",
+            r.requests,
+            r.seconds,
+            r.rps,
+            if r.test == "LATENCY" {
+                "delivery"
+            } else {
+                "latency"
+            },
+            r.p50,
+            r.p99,
+            r.p999,
+            r.max,
+            r.client_cpu
+        );
+        if let Some(s) = r.server_cpu {
+            let _ = write!(line, " server {s:.0}%");
+        }
+        if let Some(p) = r.parked {
+            let _ = write!(line, ", {p:.1}% delivered to a parked GET");
+        }
+    }
+    if let (Some(b), Some(a)) = (r.rss_before_kib, r.rss_after_kib) {
+        let _ = write!(
+            line,
+            "\n         server RSS {:.1} MiB -> {:.1} MiB",
+            b as f64 / 1024.0,
+            a as f64 / 1024.0
+        );
+        if let Some(each) = r.bytes_each {
+            let what = if r.test == "IDLE" {
+                "connection"
+            } else {
+                "message"
+            };
+            let _ = write!(line, " ({each:.0} bytes per {what})");
+        }
+    }
+    progress(o, &line);
+}
+
+const COLUMNS: &str = "target,test,clients,pipeline,data,requests,seconds,rps,p50_us,p99_us,\
+p999_us,max_us,client_cpu_pct,server_cpu_pct,parked_pct,rss_before_kib,rss_after_kib,bytes_each";
+
+fn fields(r: &Row) -> Vec<(&'static str, String)> {
+    let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
+    let int = |v: Option<u64>| v.map_or(String::new(), |v| v.to_string());
+    let names: Vec<&str> = COLUMNS.split(',').collect();
+    let values = vec![
+        r.target.to_owned(),
+        r.test.clone(),
+        r.clients.to_string(),
+        r.pipeline.to_string(),
+        r.data.to_string(),
+        r.requests.to_string(),
+        format!("{:.3}", r.seconds),
+        format!("{:.0}", r.rps),
+        format!("{:.1}", r.p50),
+        format!("{:.1}", r.p99),
+        format!("{:.1}", r.p999),
+        format!("{:.1}", r.max),
+        format!("{:.0}", r.client_cpu),
+        opt(r.server_cpu),
+        opt(r.parked),
+        int(r.rss_before_kib),
+        int(r.rss_after_kib),
+        opt(r.bytes_each),
+    ];
+    names.into_iter().zip(values).collect()
+}
+
+fn csv(rows: &[Row]) -> String {
+    let mut out = format!("{COLUMNS}\n");
+    for r in rows {
+        let values: Vec<String> = fields(r).into_iter().map(|(_, v)| v).collect();
+        out.push_str(&values.join(","));
+        out.push('\n');
+    }
+    out
+}
+
+fn json(rows: &[Row]) -> String {
+    let objects: Vec<String> = rows
+        .iter()
+        .map(|r| {
+            let pairs: Vec<String> = fields(r)
+                .into_iter()
+                .map(|(k, v)| match (k, v.as_str()) {
+                    ("target" | "test", _) => format!("\"{k}\":\"{v}\""),
+                    (_, "") => format!("\"{k}\":null"),
+                    _ => format!("\"{k}\":{v}"),
+                })
+                .collect();
+            format!("{{{}}}", pairs.join(","))
+        })
+        .collect();
+    format!("[{}]\n", objects.join(",\n"))
+}

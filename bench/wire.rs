@@ -1,0 +1,367 @@
+//! The three wire protocols `beuss-bench` speaks, reduced to what a queue benchmark
+//! needs: put a message, take one (at once or waiting), acknowledge it (beanstalkd's
+//! `delete`), ping. Encoders append to the connection's output buffer; the decoder
+//! reads one reply from the front of the input buffer and says how many bytes it used.
+//!
+//! beuss goes through the crate's own codec (`Request::encode`, `decode_response`), so
+//! the benchmark exercises the same bytes as the real client. Redis (RESP2) and
+//! beanstalkd (its text protocol) are written out by hand: only the few replies the
+//! benchmark provokes are understood, and anything else is an error, never a guess.
+
+use beuss::protocol::{self, Request, Response};
+
+/// Largest beuss reply accepted: one 1 GiB message plus headers.
+const MAX_REPLY: u32 = (1 << 30) + 4096;
+
+/// Which server the benchmark talks to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Target {
+    /// beuss: `PUT` / `GET` (max 1) / `PING`.
+    Beuss,
+    /// Redis: `LPUSH` / `RPOP` or `BRPOP` / `PING`, so a list behaves as a FIFO.
+    Redis,
+    /// beanstalkd: `put` / `reserve-with-timeout` then `delete`, one tube per queue.
+    Beanstalkd,
+}
+
+/// One reply, as far as the benchmark cares.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Reply<'a> {
+    /// A put was accepted.
+    Stored,
+    /// A get returned one message; beanstalkd also gives the job id to delete.
+    Message {
+        /// The message bytes.
+        payload: &'a [u8],
+        /// beanstalkd's job id (0 for the others).
+        id: u64,
+    },
+    /// A get found nothing (at once, or when its wait ran out).
+    Empty,
+    /// Any other success: `PONG`, `DELETED`, `USING`, `WATCHING`.
+    Ack,
+}
+
+impl Target {
+    /// Parses a `--target` value.
+    pub fn parse(name: &str) -> Option<Target> {
+        match name {
+            "beuss" => Some(Target::Beuss),
+            "redis" => Some(Target::Redis),
+            "beanstalkd" | "beanstalk" => Some(Target::Beanstalkd),
+            _ => None,
+        }
+    }
+
+    /// The name used in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Target::Beuss => "beuss",
+            Target::Redis => "redis",
+            Target::Beanstalkd => "beanstalkd",
+        }
+    }
+
+    /// The port a server of this kind listens on by default.
+    pub fn default_port(self) -> u16 {
+        match self {
+            Target::Beuss => beuss::DEFAULT_PORT,
+            Target::Redis => 6379,
+            Target::Beanstalkd => 11300,
+        }
+    }
+
+    /// Requests that prepare a fresh connection to use `queue`, each answered by
+    /// [`Reply::Ack`]. Only beanstalkd needs any: `use` for puts, `watch` (and
+    /// `ignore default`) for reserves.
+    pub fn setup(self, out: &mut Vec<u8>, queue: &str) -> usize {
+        match self {
+            Target::Beuss | Target::Redis => 0,
+            Target::Beanstalkd => {
+                out.extend_from_slice(format!("use {queue}\r\nwatch {queue}\r\n").as_bytes());
+                out.extend_from_slice(b"ignore default\r\n");
+                3
+            }
+        }
+    }
+
+    /// Appends a request that adds `payload` at the tail of `queue`.
+    pub fn put(self, out: &mut Vec<u8>, queue: &str, payload: &[u8]) {
+        match self {
+            Target::Beuss => {
+                // The engine checked the queue name and payload size up front.
+                let _ = Request::Put { queue, payload }.encode(out);
+            }
+            Target::Redis => {
+                resp_command(out, &[b"LPUSH", queue.as_bytes(), payload]);
+            }
+            Target::Beanstalkd => {
+                // Priority 0, no delay, 60 s to delete it once reserved.
+                push_line(out, &format!("put 0 0 60 {}", payload.len()));
+                out.extend_from_slice(payload);
+                out.extend_from_slice(b"\r\n");
+            }
+        }
+    }
+
+    /// Appends a request that takes the oldest message of `queue`, answering at once
+    /// when `wait_s` is 0 or else waiting up to that many seconds for one.
+    pub fn get(self, out: &mut Vec<u8>, queue: &str, wait_s: u32) {
+        match self {
+            Target::Beuss => {
+                let _ = Request::Get {
+                    queue,
+                    wait_ms: wait_s.saturating_mul(1000),
+                    max: 1,
+                }
+                .encode(out);
+            }
+            Target::Redis if wait_s == 0 => resp_command(out, &[b"RPOP", queue.as_bytes()]),
+            Target::Redis => {
+                let wait = wait_s.to_string();
+                resp_command(out, &[b"BRPOP", queue.as_bytes(), wait.as_bytes()]);
+            }
+            Target::Beanstalkd => push_line(out, &format!("reserve-with-timeout {wait_s}")),
+        }
+    }
+
+    /// Appends beanstalkd's `delete` for a reserved job; false (nothing written) for
+    /// the targets whose get already removed the message.
+    pub fn delete(self, out: &mut Vec<u8>, id: u64) -> bool {
+        if self != Target::Beanstalkd {
+            return false;
+        }
+        push_line(out, &format!("delete {id}"));
+        true
+    }
+
+    /// Appends a cheap request answered by [`Reply::Ack`]: `PING`, or beanstalkd's
+    /// `list-tube-used` (it has no ping).
+    pub fn ping(self, out: &mut Vec<u8>) {
+        match self {
+            Target::Beuss => {
+                let _ = Request::Ping.encode(out);
+            }
+            Target::Redis => resp_command(out, &[b"PING"]),
+            Target::Beanstalkd => push_line(out, "list-tube-used"),
+        }
+    }
+
+    /// Decodes the reply at the front of `buf`: `Ok(None)` until it is all there.
+    ///
+    /// # Errors
+    /// The server's error reply, or bytes this decoder does not understand.
+    pub fn decode(self, buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
+        match self {
+            Target::Beuss => decode_beuss(buf),
+            Target::Redis => decode_redis(buf),
+            Target::Beanstalkd => decode_beanstalkd(buf),
+        }
+    }
+}
+
+fn decode_beuss(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
+    let Some((response, used)) =
+        protocol::decode_response(buf, MAX_REPLY).map_err(|e| e.to_string())?
+    else {
+        return Ok(None);
+    };
+    let reply = match response {
+        Response::Stored => Reply::Stored,
+        Response::Empty => Reply::Empty,
+        Response::Pong => Reply::Ack,
+        Response::Messages(messages) if messages.len() == 1 => match messages.iter().next() {
+            Some(payload) => Reply::Message { payload, id: 0 },
+            None => return Err("MESSAGES reply without its message".to_owned()),
+        },
+        Response::Messages(messages) => {
+            return Err(format!("asked for 1 message, got {}", messages.len()));
+        }
+        Response::Error { code, message, .. } => {
+            return Err(format!("server error {code}: {message}"));
+        }
+        other => return Err(format!("unexpected reply {other:?}")),
+    };
+    Ok(Some((reply, used)))
+}
+
+/// Appends a RESP array of bulk strings.
+fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+    push_line(out, &format!("*{}", args.len()));
+    for arg in args {
+        push_line(out, &format!("${}", arg.len()));
+        out.extend_from_slice(arg);
+        out.extend_from_slice(b"\r\n");
+    }
+}
+
+fn push_line(out: &mut Vec<u8>, line: &str) {
+    out.extend_from_slice(line.as_bytes());
+    out.extend_from_slice(b"\r\n");
+}
+
+/// The line at the front of `buf` without its CRLF, and the bytes it takes with it.
+fn line(buf: &[u8]) -> Option<(&[u8], usize)> {
+    let end = buf.windows(2).position(|w| w == b"\r\n")?;
+    Some((&buf[..end], end + 2))
+}
+
+fn number(text: &[u8]) -> Result<i64, String> {
+    std::str::from_utf8(text)
+        .ok()
+        .and_then(|t| t.parse().ok())
+        .ok_or_else(|| format!("bad number {:?}", String::from_utf8_lossy(text)))
+}
+
+/// A RESP bulk string at the front of `buf`: `Ok(None)` if incomplete, the payload
+/// (`None` for the null bulk `$-1`) and the bytes used.
+#[allow(clippy::type_complexity)]
+fn resp_bulk(buf: &[u8]) -> Result<Option<(Option<&[u8]>, usize)>, String> {
+    let Some((head, used)) = line(buf) else {
+        return Ok(None);
+    };
+    if head.first() != Some(&b'$') {
+        return Err(format!(
+            "expected a bulk string, got {:?}",
+            String::from_utf8_lossy(head)
+        ));
+    }
+    let len = number(&head[1..])?;
+    if len < 0 {
+        return Ok(Some((None, used)));
+    }
+    let end = used + len as usize;
+    if buf.len() < end + 2 {
+        return Ok(None);
+    }
+    Ok(Some((Some(&buf[used..end]), end + 2)))
+}
+
+fn decode_redis(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
+    let Some((head, used)) = line(buf) else {
+        return Ok(None);
+    };
+    let reply = match head.first() {
+        Some(b':') => Reply::Stored,
+        Some(b'+') => Reply::Ack,
+        Some(b'_') => Reply::Empty,
+        Some(b'-') => return Err(String::from_utf8_lossy(head).into_owned()),
+        Some(b'$') => {
+            return Ok(resp_bulk(buf)?.map(|(bulk, used)| match bulk {
+                Some(payload) => (Reply::Message { payload, id: 0 }, used),
+                None => (Reply::Empty, used),
+            }));
+        }
+        Some(b'*') => {
+            // BRPOP: [key, value], or a null array when the wait ran out.
+            if number(&head[1..])? < 0 {
+                return Ok(Some((Reply::Empty, used)));
+            }
+            let Some((_key, key_used)) = resp_bulk(&buf[used..])? else {
+                return Ok(None);
+            };
+            let at = used + key_used;
+            let Some((value, value_used)) = resp_bulk(&buf[at..])? else {
+                return Ok(None);
+            };
+            let payload = value.ok_or("BRPOP returned a null value")?;
+            return Ok(Some((Reply::Message { payload, id: 0 }, at + value_used)));
+        }
+        _ => {
+            return Err(format!(
+                "unexpected RESP reply {:?}",
+                String::from_utf8_lossy(head)
+            ));
+        }
+    };
+    Ok(Some((reply, used)))
+}
+
+fn decode_beanstalkd(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
+    let Some((head, used)) = line(buf) else {
+        return Ok(None);
+    };
+    let mut words = head.split(|&b| b == b' ');
+    let word = words.next().unwrap_or_default();
+    let reply = match word {
+        b"INSERTED" => Reply::Stored,
+        b"TIMED_OUT" => Reply::Empty,
+        b"DELETED" | b"USING" | b"WATCHING" => Reply::Ack,
+        b"RESERVED" => {
+            let id = number(words.next().unwrap_or_default())? as u64;
+            let len = number(words.next().unwrap_or_default())? as usize;
+            let end = used + len;
+            if buf.len() < end + 2 {
+                return Ok(None);
+            }
+            return Ok(Some((
+                Reply::Message {
+                    payload: &buf[used..end],
+                    id,
+                },
+                end + 2,
+            )));
+        }
+        _ => {
+            return Err(format!(
+                "beanstalkd replied {:?}",
+                String::from_utf8_lossy(head)
+            ));
+        }
+    };
+    Ok(Some((reply, used)))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each target's replies decode to the same few meanings, and only once whole.
+    #[test]
+    fn replies_decode_only_when_complete() {
+        let cases: &[(Target, &[u8], Reply<'_>)] = &[
+            (Target::Redis, b":12\r\n", Reply::Stored),
+            (
+                Target::Redis,
+                b"$3\r\nabc\r\n",
+                Reply::Message {
+                    payload: b"abc",
+                    id: 0,
+                },
+            ),
+            (Target::Redis, b"$-1\r\n", Reply::Empty),
+            (
+                Target::Redis,
+                b"*2\r\n$1\r\nq\r\n$2\r\nhi\r\n",
+                Reply::Message {
+                    payload: b"hi",
+                    id: 0,
+                },
+            ),
+            (Target::Redis, b"*-1\r\n", Reply::Empty),
+            (Target::Beanstalkd, b"INSERTED 7\r\n", Reply::Stored),
+            (
+                Target::Beanstalkd,
+                b"RESERVED 7 2\r\nhi\r\n",
+                Reply::Message {
+                    payload: b"hi",
+                    id: 7,
+                },
+            ),
+            (Target::Beanstalkd, b"TIMED_OUT\r\n", Reply::Empty),
+            (Target::Beuss, &[0, 0, 0, 1, 0x10], Reply::Stored),
+        ];
+        for (target, bytes, want) in cases {
+            for cut in 0..bytes.len() {
+                assert_eq!(
+                    target.decode(&bytes[..cut]),
+                    Ok(None),
+                    "{bytes:?} cut {cut}"
+                );
+            }
+            assert_eq!(target.decode(bytes), Ok(Some((*want, bytes.len()))));
+        }
+        assert!(Target::Redis.decode(b"-ERR nope\r\n").is_err());
+        assert!(Target::Beanstalkd.decode(b"OUT_OF_MEMORY\r\n").is_err());
+    }
+}
