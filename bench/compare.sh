@@ -1,0 +1,352 @@
+#!/usr/bin/env bash
+# bench/compare.sh: beuss against Redis and beanstalkd on this machine, in one run.
+#
+# Installs redis-server, redis-tools and beanstalkd with apt-get if they are missing,
+# builds beuss in release mode, starts each server on a free loopback port and runs
+# the same workloads on all of them:
+#   - throughput, three shapes (-c 8 -P 64, -c 50 -P 1, -c 1 -P 1), 32-byte messages:
+#     beuss-bench -t putget on beuss, redis-benchmark -t lpush / -t rpop on Redis,
+#     beuss-bench --target beanstalkd -t putget (put, reserve + delete) on beanstalkd;
+#     ROUNDS rounds, interleaved, the median is reported;
+#   - delivery latency to a consumer parked in a waiting GET (BRPOP, reserve), and the
+#     paced round trip that is its floor on this machine;
+#   - RSS with 1,000,000 messages of 32 bytes held in one queue / list (fresh servers);
+#   - RSS per connection with 10,000 idle connections (fresh servers).
+# Prints one table with each figure and the ratio beuss/peer, and keeps the raw
+# figures in $OUT. Every server it starts is stopped on exit (by pid).
+#
+# Not run by CI: it takes a few minutes. Usage:
+#   bash bench/compare.sh                 # ROUNDS=3, results in /tmp/beuss-compare
+#   ROUNDS=1 OUT=/tmp/cmp bash bench/compare.sh
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+ROUNDS=${ROUNDS:-3}
+OUT=${OUT:-/tmp/beuss-compare}
+export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-/tmp/target-bench}
+BIN=$CARGO_TARGET_DIR/release
+DATA=32
+IDLE=10000
+# clients pipeline requests requests-for-beanstalkd (it is 10-30x slower; fewer
+# requests keep each phase near the same duration)
+SHAPES=("8 64 1000000 200000" "50 1 200000 100000" "1 1 100000 50000")
+
+mkdir -p "$OUT"
+log() { echo "compare: $*" >&2; }
+
+# --- servers: started here, stopped on exit -------------------------------------
+PIDS=()
+stop_all() {
+    local pid
+    for pid in "${PIDS[@]}"; do kill "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
+    PIDS=()
+}
+trap stop_all EXIT
+trap 'exit 130' INT TERM
+trap 'log "failed (line $LINENO); last lines of $OUT/progress.log:"; tail -3 "$OUT/progress.log" >&2 || true' ERR
+
+# Listening ports come from below the ephemeral range: 10,000 closed client
+# connections leave as many ephemeral ports in TIME_WAIT, where a bind would fail.
+EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
+USED_PORTS=" "
+free_port() {
+    local port _
+    for _ in $(seq 200); do
+        port=$((EPHEMERAL_LOW - 1 - RANDOM % 10000))
+        [[ $USED_PORTS == *" $port "* ]] && continue
+        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
+            USED_PORTS+="$port "
+            echo "$port"
+            return 0
+        fi
+    done
+    log "no free port found"
+    return 1
+}
+
+wait_port() {
+    local _
+    for _ in $(seq 200); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
+        sleep 0.05
+    done
+    log "nothing listens on port $1 after 10 s; see $OUT/*.log"
+    return 1
+}
+
+# start KIND: starts a fresh server, sets PORT and PID.
+start() {
+    PORT=$(free_port)
+    case $1 in
+    beuss)
+        BHOST=127.0.0.1 BPORT=$PORT BQUEUEIDLE=0 BMAXCONNECTIONS=$((IDLE + 100)) \
+            RUST_LOG=warn "$BIN/beuss-server" >>"$OUT/beuss-server.log" 2>&1 &
+        ;;
+    redis)
+        redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no \
+            --daemonize no --maxclients $((IDLE + 100)) >>"$OUT/redis-server.log" 2>&1 &
+        ;;
+    beanstalkd)
+        beanstalkd -l 127.0.0.1 -p "$PORT" >>"$OUT/beanstalkd.log" 2>&1 &
+        ;;
+    esac
+    PID=$!
+    PIDS+=("$PID")
+    wait_port "$PORT"
+}
+
+# --- the machine must be quiet: other work on 2 cores skews everything -------------
+cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
+busy_pct() {
+    local b1 i1 b2 i2
+    read -r b1 i1 < <(cpu_sample)
+    sleep 1
+    read -r b2 i2 < <(cpu_sample)
+    echo $((100 * (b2 - b1) / ((b2 - b1) + (i2 - i1) + 1)))
+}
+NOISY=""
+wait_quiet() {
+    local busy _
+    for _ in $(seq 45); do
+        busy=$(busy_pct)
+        ((busy <= 10)) && return 0
+        log "machine busy ($busy% CPU used by other processes); waiting"
+    done
+    log "WARNING: still busy ($busy%); measuring anyway"
+    NOISY+=" $1($busy%)"
+}
+
+server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# --- measuring -----------------------------------------------------------------------
+bench() { "$BIN/beuss-bench" -h 127.0.0.1 -d "$DATA" --csv "$@" 2>>"$OUT/progress.log"; }
+
+# raw.csv: round,shape,peer,op,rps,p50_us,p99_us,client_cpu_pct,server_cpu_pct
+RAW=$OUT/raw.csv
+# latency.csv: peer,test,p50_us,p99_us,p999_us,max_us,parked_pct (one line per round)
+LAT=$OUT/latency.csv
+# memory.csv: peer,fill|idle,rss_before_kib,rss_after_kib,bytes_each
+MEM=$OUT/memory.csv
+# beuss-bench CSV -> raw rows.
+from_bench() {
+    awk -F, -v r="$1" -v s="$2" -v peer="$3" 'NR > 1 {
+        op = ($2 == "PUT") ? "put" : "get"
+        print r "," s "," peer "," op "," $8 "," $9 "," $10 "," $13 "," $14 }'
+}
+
+# One redis-benchmark test, with the client's and the server's CPU.
+redis_benchmark() { # round shape c P n test op
+    local t0 t1 times out
+    t0=$(server_ticks "$REDIS_PID")
+    out=$( { TIMEFORMAT='%U %S %R'; time redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" \
+        -c "$3" -P "$4" -d "$DATA" -n "$5" -t "$6" --csv; } 2>"$OUT/time.tmp")
+    times=$(tail -1 "$OUT/time.tmp")
+    t1=$(server_ticks "$REDIS_PID")
+    echo "$out" >>"$OUT/redis-benchmark.csv"
+    echo "$out" | awk -F'"' -v r="$1" -v s="$2" -v op="$7" -v t="$times" \
+        -v st=$((t1 - t0)) -v hz="$(getconf CLK_TCK)" '$2 != "test" && NF > 2 {
+        split(t, x, " "); wall = x[3]; rps = $4
+        printf "%s,%s,redis,%s,%.0f,%.1f,%.1f,%.0f,%.0f\n", r, s, op, rps, $10 * 1000,
+            $14 * 1000, 100 * (x[1] + x[2]) / wall, 100 * st / hz / wall }'
+}
+
+measure() {
+    rm -f "$OUT"/*.csv "$OUT"/*.log "$OUT/table.md"
+    need=()
+    command -v redis-server >/dev/null || need+=(redis-server)
+    command -v redis-benchmark >/dev/null || need+=(redis-tools)
+    command -v beanstalkd >/dev/null || need+=(beanstalkd)
+    if ((${#need[@]})); then
+        log "installing ${need[*]}"
+        export DEBIAN_FRONTEND=noninteractive
+        if ! apt-get install -y -qq "${need[@]}" >"$OUT/apt.log" 2>&1; then
+            apt-get update -qq >>"$OUT/apt.log" 2>&1
+            apt-get install -y -qq "${need[@]}" >>"$OUT/apt.log" 2>&1
+        fi
+    fi
+    log "building beuss (release)"
+    cargo build --release --quiet --bin beuss-server --bin beuss-bench
+
+    ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
+    if (($(ulimit -n) < IDLE + 300)); then
+        IDLE=$(($(ulimit -n) - 300))
+        log "open-file limit $(ulimit -n): idle test uses $IDLE connections"
+    fi
+
+    start beuss
+    BEUSS_PORT=$PORT BEUSS_PID=$PID
+    start redis
+    REDIS_PORT=$PORT REDIS_PID=$PID
+    start beanstalkd
+    BEAN_PORT=$PORT BEAN_PID=$PID
+    log "servers: beuss :$BEUSS_PORT, redis :$REDIS_PORT, beanstalkd :$BEAN_PORT"
+
+    START=$(date +%s)
+    for round in $(seq "$ROUNDS"); do
+        for shape in "${SHAPES[@]}"; do
+            read -r c p n nb <<<"$shape"
+            key="c$c-P$p"
+            wait_quiet "round$round/$key"
+            log "round $round/$ROUNDS: -c $c -P $p"
+            bench -p "$BEUSS_PORT" --server-pid "$BEUSS_PID" -c "$c" -P "$p" -n "$n" -t putget |
+                from_bench "$round" "$key" beuss >>"$RAW"
+            redis_benchmark "$round" "$key" "$c" "$p" "$n" lpush put >>"$RAW"
+            redis_benchmark "$round" "$key" "$c" "$p" "$n" rpop get >>"$RAW"
+            bench -p "$BEAN_PORT" --target beanstalkd --server-pid "$BEAN_PID" -c "$c" -P "$p" \
+                -n "$nb" -t putget | from_bench "$round" "$key" beanstalkd >>"$RAW"
+            # Redis again, driven by the client that drives beuss: the two clients do
+            # not cost the same, and with 2 cores that shows in the figures.
+            bench -p "$REDIS_PORT" --target redis --server-pid "$REDIS_PID" -c "$c" -P "$p" \
+                -n "$n" -t putget | from_bench "$round" "$key" redis-engine >>"$RAW"
+        done
+    done
+
+    # Delivery latency: one producer putting 1000 messages/s, one consumer parked; and
+    # the paced ping round trip. Peers take turns, ROUNDS times; medians are reported.
+    for round in $(seq "$ROUNDS"); do
+        wait_quiet "latency$round"
+        for peer in beuss redis beanstalkd; do
+            case $peer in
+            beuss) port=$BEUSS_PORT ;;
+            redis) port=$REDIS_PORT ;;
+            beanstalkd) port=$BEAN_PORT ;;
+            esac
+            log "latency round $round/$ROUNDS: $peer"
+            bench -p "$port" --target "$peer" -c 2 -n 2000 --rate 1000 -t rtt,latency |
+                awk -F, -v peer="$peer" 'NR > 1 { print peer "," $2 "," $9 "," $10 "," $11 "," $12 "," $15 }' >>"$LAT"
+        done
+    done
+    stop_all
+
+    # Memory: fresh servers, 1,000,000 messages of 32 bytes in one queue / list.
+    for peer in beuss redis; do
+        wait_quiet "memory-$peer"
+        start "$peer"
+        log "memory: $peer, 1000000 x $DATA bytes"
+        bench -p "$PORT" --target "$peer" --server-pid "$PID" -c 8 -P 64 -n 1000000 -t fill |
+            awk -F, -v peer="$peer" 'NR > 1 { print peer ",fill," $16 "," $17 "," $18 }' >>"$MEM"
+        if [[ $peer == redis ]]; then
+            held=$(redis-cli -p "$PORT" llen bench-0)
+            [[ $held == 1000000 ]] || { log "redis holds $held elements, not 1000000"; exit 1; }
+        fi
+        stop_all
+    done
+    for peer in beuss redis beanstalkd; do
+        start "$peer"
+        log "memory: $peer, $IDLE idle connections"
+        bench -p "$PORT" --target "$peer" --server-pid "$PID" -c "$IDLE" -t idle |
+            awk -F, -v peer="$peer" 'NR > 1 { print peer ",idle," $16 "," $17 "," $18 }' >>"$MEM"
+        stop_all
+    done
+    ELAPSED=$(($(date +%s) - START))
+    printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\n' "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" \
+        >"$OUT/meta.env"
+}
+
+# --- the table ---------------------------------------------------------------------
+median() {
+    sort -g | awk '{ a[NR] = $1 } END {
+        if (NR == 0) { print ""; exit }
+        print (NR % 2) ? a[(NR + 1) / 2] : (a[NR / 2] + a[NR / 2 + 1]) / 2 }'
+}
+# col: 5 rps, 6 p50, 7 p99, 8 client cpu, 9 server cpu
+fig() { awk -F, -v s="$1" -v p="$2" -v o="$3" -v c="$4" '$2 == s && $3 == p && $4 == o { print $c }' "$RAW" | median; }
+lat() { awk -F, -v p="$1" -v t="$2" -v c="$3" '$1 == p && $2 == t { print $c }' "$LAT" | median; }
+mem() { awk -F, -v p="$1" -v t="$2" -v c="$3" '$1 == p && $2 == t { print $c }' "$MEM"; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
+num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%.0f", a }'; }
+verdict() { # value op threshold
+    awk -v v="$1" -v op="$2" -v t="$3" 'BEGIN {
+        if (v == "-" || v == "") { print "n/a"; exit }
+        ok = (op == ">=") ? v >= t : (op == "<=") ? v <= t : (op == "<") ? v < t : v > t
+        print ok ? "met" : "**missed**" }'
+}
+
+table() {
+    {
+        echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), beuss $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
+        echo "$(redis-server --version | awk '{print $1, $2, $3}'), beanstalkd $(beanstalkd -v | awk '{print $2}'),"
+        echo "$(nproc) cores ($(awk -F': ' '/model name/ {print $2; exit}' /proc/cpuinfo)), Linux $(uname -r);"
+        echo "client and server share these cores. Ratios are beuss/peer."
+        echo
+        echo "| Workload, 32-byte messages | beuss | Redis (redis-benchmark) | beuss/Redis | Redis (beuss-bench) | beuss/Redis | beanstalkd | beuss/beanstalkd | Target |"
+        echo "|---|---:|---:|---:|---:|---:|---:|---:|---|"
+        for shape in "${SHAPES[@]}"; do
+            read -r c p _ _ <<<"$shape"
+            key="c$c-P$p"
+            case $key in
+            c8-P64) want=1.5 ;;
+            c50-P1) want=1.1 ;;
+            *) want=1.0 ;;
+            esac
+            for op in put get; do
+                if [[ $op == put ]]; then name="PUT / LPUSH / put"; else name="GET / RPOP / reserve+delete"; fi
+                b=$(fig "$key" beuss "$op" 5)
+                r=$(fig "$key" redis "$op" 5)
+                e=$(fig "$key" redis-engine "$op" 5)
+                k=$(fig "$key" beanstalkd "$op" 5)
+                rr=$(ratio "$b" "$r")
+                re=$(ratio "$b" "$e")
+                rk=$(ratio "$b" "$k")
+                # Judged on the lower of the two Redis ratios.
+                low=$(awk -v a="$rr" -v b="$re" 'BEGIN { if (b == "-" || a + 0 < b + 0) print a; else print b }')
+                echo "| $name, \`-c $c -P $p\` (req/s) | $(num "$b") | $(num "$r") | $rr | $(num "$e") | $re | $(num "$k") | $rk | Redis ≥ $want×: $(verdict "$low" ">=" "$want"); beanstalkd: $(verdict "$rk" ">" 1) |"
+            done
+        done
+        b=$(lat beuss LATENCY 4)
+        r=$(lat redis LATENCY 4)
+        k=$(lat beanstalkd LATENCY 4)
+        echo "| Parked consumer gets a new message, p99 (µs, lower is better) | $b | | | $r | $(ratio "$b" "$r") | $k | $(ratio "$b" "$k") | < 100 µs: $(verdict "$b" "<" 100); beanstalkd: $(verdict "$(ratio "$b" "$k")" "<" 1) |"
+        b=$(lat beuss LATENCY 3)
+        r=$(lat redis LATENCY 3)
+        k=$(lat beanstalkd LATENCY 3)
+        echo "| Parked consumer gets a new message, p50 (µs) | $b | | | $r | $(ratio "$b" "$r") | $k | $(ratio "$b" "$k") | beanstalkd: $(verdict "$(ratio "$b" "$k")" "<" 1) |"
+        b=$(lat beuss RTT 4)
+        r=$(lat redis RTT 4)
+        k=$(lat beanstalkd RTT 4)
+        echo "| Paced round trip (ping), p99 (µs): the floor under the two rows above | $b | | | $r | $(ratio "$b" "$r") | $k | $(ratio "$b" "$k") | |"
+        b=$(mem beuss fill 4)
+        r=$(mem redis fill 4)
+        echo "| RSS with 1,000,000 × 32 B held in one queue / list (MiB) | $(awk -v a="$b" 'BEGIN{printf "%.1f", a/1024}') | | | $(awk -v a="$r" 'BEGIN{printf "%.1f", a/1024}') | $(ratio "$b" "$r") | - | - | ≤ Redis: $(verdict "$(ratio "$b" "$r")" "<=" 1) |"
+        b=$(mem beuss idle 5)
+        r=$(mem redis idle 5)
+        k=$(mem beanstalkd idle 5)
+        echo "| Server memory per idle connection, $IDLE connections (bytes) | $(num "$b") | | | $(num "$r") | $(ratio "$b" "$r") | $(num "$k") | $(ratio "$b" "$k") | < 2048 B: $(verdict "$b" "<" 2048) |"
+    } >"$OUT/table.md"
+
+    {
+        echo
+        echo "Median of $ROUNDS rounds (req/s; p99 latency per request in µs, client and server CPU in %):"
+        echo
+        echo "| Shape | Op | beuss req/s | p99 | CPU client/server | Redis (redis-benchmark) | p99 | CPU client/server | Redis (beuss-bench) | p99 | CPU client/server | beanstalkd | p99 | CPU client/server |"
+        echo "|---|---|---:|---:|---|---:|---:|---|---:|---:|---|---:|---:|---|"
+        for shape in "${SHAPES[@]}"; do
+            read -r c p _ _ <<<"$shape"
+            key="c$c-P$p"
+            for op in put get; do
+                row="| \`-c $c -P $p\` | $op |"
+                for peer in beuss redis redis-engine beanstalkd; do
+                    row+=" $(num "$(fig "$key" "$peer" "$op" 5)") | $(fig "$key" "$peer" "$op" 7) | $(num "$(fig "$key" "$peer" "$op" 8)")/$(num "$(fig "$key" "$peer" "$op" 9)") |"
+                done
+                echo "$row"
+            done
+        done
+        echo
+        echo "Parked deliveries: beuss $(lat beuss LATENCY 7)%, Redis $(lat redis LATENCY 7)%, beanstalkd $(lat beanstalkd LATENCY 7)% of messages reached a consumer already waiting."
+        echo "Measured in ${ELAPSED}s. Raw figures: $RAW, $LAT, $MEM."
+        if [[ -n $NOISY ]]; then
+            echo "WARNING: other processes were using the CPU during:$NOISY."
+        fi
+    } >>"$OUT/table.md"
+
+}
+
+if [[ ${1:-} == --table ]]; then
+    # shellcheck source=/dev/null
+    source "$OUT/meta.env"
+else
+    measure
+fi
+table
+cat "$OUT/table.md"
