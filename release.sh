@@ -27,9 +27,11 @@
 # a C compiler only; the link is still rust-lld's.
 #
 # Environment:
-#   CARGO_TARGET_DIR   where cargo builds (default ./target); the zig fallback keeps
-#                      its tools and caches under it too
+#   CARGO_TARGET_DIR   where cargo builds (default ./target)
 #   DIST_DIR           where tarballs go (default ./dist)
+#   BEUSS_TOOLS_DIR    the fallback's zig, its cache and the C runtimes it built
+#                      (default ~/.cache/beuss-release-tools: outside
+#                      the checkout, so fresh clones on one machine reuse them)
 #   ZIGLANG_VERSION    ziglang version for the fallback (default 0.17.1)
 set -euo pipefail
 shopt -s inherit_errexit
@@ -70,7 +72,7 @@ DIST=${DIST_DIR:-dist}
 mkdir -p "$DIST"
 DIST=$(cd "$DIST" && pwd)
 ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.17.1}
-TOOLS="$TARGET_DIR/release-tools"
+TOOLS=${BEUSS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/beuss-release-tools}
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
@@ -119,10 +121,10 @@ zig_target() {
 }
 
 # Builds crt1.o, libc.a, libzigc.a (the parts of libc zig writes in Zig) and
-# libunwind.a for a target into $TOOLS/runtime-<target>, by linking an empty C program
+# libunwind.a for a target into $TOOLS/runtime-<zig version>-<target>, by linking an empty C program
 # with zig and collecting what its final link line names.
 musl_runtime() {
-    local target=$1 out="$TOOLS/runtime-$1"
+    local target=$1 out="$TOOLS/runtime-$ZIGLANG_VERSION-$1"
     if [[ -f "$out/crt1.o" && -f "$out/libc.a" && -f "$out/libunwind.a" ]]; then
         echo "$out"
         return
@@ -205,12 +207,14 @@ check_static() {
 
 SOURCE_DATE_EPOCH=${SOURCE_DATE_EPOCH:-$(git log -1 --format=%ct 2>/dev/null || date +%s)}
 mkdir -p "$TOOLS"
+STAGE_ROOT=$(mktemp -d)
+trap 'rm -rf "$STAGE_ROOT"' EXIT
 declare -a TABLE=()
 TARBALLS=()
 for target in "${TARGETS[@]}"; do
     out=$(build_target "$target") || exit 1
     name="beuss-$VERSION-$target"
-    stage="$TOOLS/stage/$name"
+    stage="$STAGE_ROOT/$name"
     rm -rf "$stage"
     mkdir -p "$stage"
     for bin in "${BINS[@]}"; do
@@ -219,7 +223,7 @@ for target in "${TARGETS[@]}"; do
     done
     cp README.md LICENSE "$stage/"
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
-        -C "$TOOLS/stage" -cf - "$name" | gzip -9n >"$DIST/$name.tar.gz"
+        -C "$STAGE_ROOT" -cf - "$name" | gzip -9n >"$DIST/$name.tar.gz"
     TARBALLS+=("$name.tar.gz")
     TABLE+=("$(printf '%-32s %12s %12s %12s' "$target" \
         "$(stat -c %s "$stage/beuss-server")" "$(stat -c %s "$stage/beuss")" \
