@@ -103,7 +103,7 @@ zig_bin() {
     local dir="$TOOLS/ziglang-$ZIGLANG_VERSION"
     if [[ ! -x "$dir/ziglang/zig" ]]; then
         log "pip install ziglang==$ZIGLANG_VERSION (C runtime for the fallback build)"
-        python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location \
+        python3 -m pip install --quiet --disable-pip-version-check --no-warn-script-location --root-user-action=ignore \
             --target "$dir" "ziglang==$ZIGLANG_VERSION" >&2
     fi
     echo "$dir/ziglang/zig"
