@@ -7,8 +7,9 @@
 #   ./release.sh aarch64-unknown-linux-musl ...   only these targets
 #
 # Output, for the version in Cargo.toml:
-#   dist/beuss-<version>-<target>.tar.gz   beuss-server, beuss, README.md, LICENSE in a
-#                                           folder beuss-<version>-<target>/
+#   dist/beuss-<version>-<target>.tar.gz   beuss-server, beuss, README.md, LICENSE and
+#                                           beuss.service (the systemd unit from contrib/)
+#                                           in a folder beuss-<version>-<target>/
 #   dist/SHA256SUMS                         checksums of the tarballs built by this run
 # and a table of binary sizes. Tarballs are reproducible (sorted, owner 0, mtime of the
 # last commit, gzip -n).
@@ -221,7 +222,7 @@ for target in "${TARGETS[@]}"; do
         check_static "$out/$bin"
         cp "$out/$bin" "$stage/$bin"
     done
-    cp README.md LICENSE "$stage/"
+    cp README.md LICENSE contrib/beuss.service "$stage/"
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
         -C "$STAGE_ROOT" -cf - "$name" | gzip -9n >"$DIST/$name.tar.gz"
     TARBALLS+=("$name.tar.gz")

@@ -579,10 +579,8 @@ fn connect(addr: &str, reply_within: Duration) -> Result<Client, Failure> {
 
 fn run(verb: Verb, args: &Args) -> Result<(), Failure> {
     let addr = server_addr(args)?;
-    let queue = match args.positional.first() {
-        Some(arg) if verb != Verb::Stats || !args.positional.is_empty() => Some(queue_name(arg)?),
-        _ => None,
-    };
+    // The first positional argument is always the queue (PING takes none).
+    let queue = args.positional.first().map(|a| queue_name(a)).transpose()?;
     match verb {
         Verb::Put => put(&addr, queue.unwrap_or_default()),
         Verb::Get => get(
