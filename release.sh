@@ -73,7 +73,7 @@ DIST=${DIST_DIR:-dist}
 mkdir -p "$DIST"
 DIST=$(cd "$DIST" && pwd)
 ZIGLANG_VERSION=${ZIGLANG_VERSION:-0.17.1}
-TOOLS=${BEUSS_TOOLS_DIR:-${XDG_CACHE_HOME:-$HOME/.cache}/beuss-release-tools}
+TOOLS=${BEUSS_TOOLS_DIR:-${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/beuss-release-tools}
 
 log() { printf '\n==> %s\n' "$*" >&2; }
 
