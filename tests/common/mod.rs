@@ -195,3 +195,208 @@ pub fn expect_closed(stream: &mut TcpStream) {
         ),
     }
 }
+
+// ---------------------------------------------------------------------------
+// Raw frames, STATS look-ups and process helpers (added for the wire, limits,
+// lifecycle and concurrency tests). They build bytes by hand, independent of the
+// crate's codec, so that the tests check the wire as `protocol.md` documents it.
+// ---------------------------------------------------------------------------
+
+/// A request frame: `u32` length, `opcode`, flags 0, `body`.
+pub fn request_frame(opcode: u8, body: &[u8]) -> Vec<u8> {
+    let mut frame = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+    frame.push(opcode);
+    frame.push(0);
+    frame.extend_from_slice(body);
+    frame
+}
+
+/// `PING`.
+pub fn ping_frame() -> Vec<u8> {
+    request_frame(0x02, &[])
+}
+
+/// `QUIT`.
+pub fn quit_frame() -> Vec<u8> {
+    request_frame(0x03, &[])
+}
+
+/// `PUT queue payload`.
+pub fn put_frame(queue: &[u8], payload: &[u8]) -> Vec<u8> {
+    let mut body = vec![queue.len() as u8];
+    body.extend_from_slice(queue);
+    body.extend_from_slice(payload);
+    request_frame(0x10, &body)
+}
+
+/// The head of a `PUT` of `payload_len` bytes (the payload itself is sent separately).
+pub fn put_head(queue: &[u8], payload_len: u32) -> Vec<u8> {
+    let len = 2 + 1 + queue.len() as u32 + payload_len;
+    let mut frame = len.to_be_bytes().to_vec();
+    frame.extend_from_slice(&[0x10, 0x00, queue.len() as u8]);
+    frame.extend_from_slice(queue);
+    frame
+}
+
+/// `GET queue wait_ms max`.
+pub fn get_frame(queue: &[u8], wait_ms: u32, max: u16) -> Vec<u8> {
+    let mut body = vec![queue.len() as u8];
+    body.extend_from_slice(queue);
+    body.extend_from_slice(&wait_ms.to_be_bytes());
+    body.extend_from_slice(&max.to_be_bytes());
+    request_frame(0x11, &body)
+}
+
+/// `STATS` for all queues (empty `queue`) or one.
+pub fn stats_frame(queue: &[u8]) -> Vec<u8> {
+    let mut body = vec![queue.len() as u8];
+    body.extend_from_slice(queue);
+    request_frame(0x20, &body)
+}
+
+/// Exact reply bytes of the bodiless statuses.
+pub const PONG: [u8; 5] = [0, 0, 0, 1, 0x01];
+/// `BYE`.
+pub const BYE: [u8; 5] = [0, 0, 0, 1, 0x03];
+/// `STORED`.
+pub const STORED: [u8; 5] = [0, 0, 0, 1, 0x10];
+/// `EMPTY`.
+pub const EMPTY: [u8; 5] = [0, 0, 0, 1, 0x13];
+
+/// The exact `MESSAGES` frame carrying `payloads`.
+pub fn messages_reply(payloads: &[&[u8]]) -> Vec<u8> {
+    let mut body = vec![0x12];
+    body.extend_from_slice(&(payloads.len() as u32).to_be_bytes());
+    for p in payloads {
+        body.extend_from_slice(&(p.len() as u32).to_be_bytes());
+        body.extend_from_slice(p);
+    }
+    let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+    frame.extend_from_slice(&body);
+    frame
+}
+
+/// The exact `TRUNCATED` frame.
+pub fn truncated_reply(original_len: u32, stored_len: u32) -> Vec<u8> {
+    let mut frame = vec![0, 0, 0, 9, 0x11];
+    frame.extend_from_slice(&original_len.to_be_bytes());
+    frame.extend_from_slice(&stored_len.to_be_bytes());
+    frame
+}
+
+/// Checks that `frame` is a well-formed `ERROR` (length consistent, UTF-8 text of at
+/// most 1024 bytes) and returns `(code, fatal, text)`.
+pub fn parse_error(frame: &[u8]) -> (u16, u8, String) {
+    assert!(
+        frame.len() >= 8 && frame[4] == 0x7F,
+        "expected an ERROR frame, got {frame:02x?}"
+    );
+    let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(len + 4, frame.len(), "ERROR length prefix");
+    let code = u16::from_be_bytes([frame[5], frame[6]]);
+    let fatal = frame[7];
+    let text = String::from_utf8(frame[8..].to_vec()).expect("ERROR text is UTF-8");
+    assert!(text.len() <= 1024, "ERROR text over 1024 bytes");
+    (code, fatal, text)
+}
+
+/// Reads one frame and asserts it is a fatal `ERROR` with `code`, then that the
+/// server closes the connection. Returns the error text.
+pub fn expect_fatal_error(stream: &mut TcpStream, code: u16) -> String {
+    let frame = read_frame(stream);
+    let (got, fatal, text) = parse_error(&frame);
+    assert_eq!(got, code, "error code (text: {text:?})");
+    assert_eq!(fatal, 1, "error {code} must be fatal");
+    expect_closed(stream);
+    text
+}
+
+/// A server figure from a `STATS` reply.
+pub fn stat_of(client: &mut Client, name: &str) -> u64 {
+    client
+        .stats()
+        .expect("STATS")
+        .get(name)
+        .unwrap_or_else(|| panic!("no server figure {name:?} in STATS"))
+}
+
+impl TestServer {
+    /// A server figure, read over a fresh connection (which counts in `connections`).
+    pub fn stat(&self, name: &str) -> u64 {
+        stat_of(&mut self.client(), name)
+    }
+
+    /// Polls `STATS` over one connection until the server figure `name` equals `value`.
+    pub fn wait_for_stat(&self, name: &str, value: u64) {
+        let mut client = self.client();
+        let deadline = Instant::now() + TIMEOUT;
+        loop {
+            let now = stat_of(&mut client, name);
+            if now == value {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "STATS {name} stayed at {now}, expected {value}"
+            );
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
+    /// Sends `signal`, waits for the process to exit, and returns its status with
+    /// every line it logged (read to the end of its stderr).
+    pub fn stop_collecting_logs(self, signal: i32) -> (ExitStatus, Vec<String>) {
+        let logs = Arc::clone(&self.logs);
+        let status = self.stop_with(signal);
+        // The log reader thread holds the only other reference; it drops it at EOF.
+        let deadline = Instant::now() + TIMEOUT;
+        while Arc::strong_count(&logs) > 1 {
+            assert!(Instant::now() < deadline, "server stderr never reached EOF");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let lines = logs.lock().unwrap().clone();
+        (status, lines)
+    }
+}
+
+/// Runs `beuss-server` with `args` and only the given environment, expecting it to
+/// exit by itself within [`TIMEOUT`] (it is killed, and the test fails, otherwise).
+/// Returns its status, stdout and stderr.
+pub fn run_server_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, String, String) {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_beuss-server"));
+    command
+        .args(args)
+        .env_clear()
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
+    }
+    let mut child = command.spawn().expect("spawn beuss-server");
+    let mut stdout = child.stdout.take().unwrap();
+    let mut stderr = child.stderr.take().unwrap();
+    let out = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stdout.read_to_string(&mut s);
+        s
+    });
+    let err = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let deadline = Instant::now() + TIMEOUT;
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("beuss-server {args:?} with {env:?} did not exit by itself");
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    };
+    (status, out.join().unwrap(), err.join().unwrap())
+}

@@ -1,0 +1,241 @@
+//! The server process from start to stop: its settings and their errors, `--help`,
+//! the startup line, clean shutdown on SIGTERM and SIGINT, and what happens to a
+//! waiting consumer when its own connection or the server goes away.
+
+mod common;
+
+use common::*;
+
+/// Stops a server holding 3 messages in 2 queues with `signal`: it exits 0 and its
+/// last words say how many messages were held.
+fn stops_cleanly_on(signal: i32) {
+    let server = TestServer::start();
+    let mut c = server.client();
+    c.put("a", b"one").unwrap();
+    c.put("a", b"two").unwrap();
+    c.put("b", b"three").unwrap();
+    let mut idle = server.raw();
+    send(&mut idle, &ping_frame());
+    assert_eq!(read_frame(&mut idle), PONG);
+    let (status, logs) = server.stop_collecting_logs(signal);
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        logs.join("\n")
+    );
+    let stopped = logs
+        .iter()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no \"stopped:\" line; log:\n{}", logs.join("\n")));
+    assert!(stopped.contains("stopped: 3 messages"), "{stopped}");
+    assert!(stopped.contains("2 queues"), "{stopped}");
+    // Every connection was closed.
+    expect_closed(&mut idle);
+    assert!(c.ping().is_err());
+}
+
+/// SIGTERM: exit status 0 and a "stopped:" line with the count of messages held.
+#[test]
+fn sigterm_stops_cleanly_and_reports_what_was_held() {
+    stops_cleanly_on(libc::SIGTERM);
+}
+
+/// SIGINT: the same as SIGTERM.
+#[test]
+fn sigint_stops_cleanly_and_reports_what_was_held() {
+    stops_cleanly_on(libc::SIGINT);
+}
+
+/// An empty server stops cleanly too and says it held nothing.
+#[test]
+fn empty_server_stops_cleanly() {
+    let server = TestServer::start();
+    let (status, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("stopped: 0 messages")),
+        "log:\n{}",
+        logs.join("\n")
+    );
+}
+
+/// A parked GET is answered with a fatal SHUTTING_DOWN (code 10) when the server
+/// receives SIGTERM, and the connection is then closed.
+#[test]
+fn parked_get_gets_shutting_down_on_sigterm() {
+    let server = TestServer::start();
+    let mut consumer = server.raw();
+    send(&mut consumer, &get_frame(b"q", 60_000, 1));
+    server.wait_for_stat("waiters", 1);
+    let status = server.stop_with(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    expect_fatal_error(&mut consumer, 10);
+}
+
+/// A GET parked forever also gets SHUTTING_DOWN, after the replies to the requests
+/// that came before it.
+#[test]
+fn parked_forever_get_gets_shutting_down_after_earlier_replies() {
+    let server = TestServer::start();
+    let mut consumer = server.raw();
+    let mut bytes = ping_frame();
+    bytes.extend(get_frame(b"q", u32::MAX, 1));
+    bytes.extend(ping_frame());
+    send(&mut consumer, &bytes);
+    assert_eq!(read_frame(&mut consumer), PONG);
+    server.wait_for_stat("waiters", 1);
+    assert!(server.stop_with(libc::SIGINT).success());
+    expect_fatal_error(&mut consumer, 10);
+}
+
+/// `beuss-server --help` lists every variable and exits 0.
+#[test]
+fn help_lists_every_variable() {
+    let (status, stdout, _) = run_server_to_exit(&["--help"], &[]);
+    assert!(status.success(), "{status:?}");
+    for var in [
+        "BHOST",
+        "BPORT",
+        "BMAXMESSAGESIZE",
+        "BQUEUEIDLE",
+        "BMAXMEMORY",
+        "BMAXCONNECTIONS",
+    ] {
+        assert!(
+            stdout.contains(var),
+            "--help does not mention {var}:\n{stdout}"
+        );
+    }
+}
+
+/// A bad value stops start-up: non-zero exit and a message naming the variable.
+#[test]
+fn bad_settings_stop_startup_naming_the_variable() {
+    for (var, value) in [
+        ("BPORT", "abc"),
+        ("BPORT", "70000"),
+        ("BMAXMESSAGESIZE", "0"),
+        ("BMAXMESSAGESIZE", "ten"),
+        ("BMAXMESSAGESIZE", "2G"),
+        ("BMAXMEMORY", "0"),
+        ("BMAXMEMORY", "lots"),
+        ("BMAXCONNECTIONS", "0"),
+        ("BMAXCONNECTIONS", "-5"),
+        ("BQUEUEIDLE", "soon"),
+        ("BQUEUEIDLE", "-1"),
+        ("BHOST", ""),
+    ] {
+        let mut env = vec![("BHOST", "127.0.0.1"), ("BPORT", "0")];
+        env.retain(|(k, _)| *k != var);
+        env.push((var, value));
+        let (status, _, stderr) = run_server_to_exit(&[], &env);
+        assert!(
+            !status.success(),
+            "{var}={value:?} was accepted; stderr:\n{stderr}"
+        );
+        assert!(
+            stderr.contains(var),
+            "{var}={value:?}: the message does not name {var}:\n{stderr}"
+        );
+    }
+    // Two variables that are fine alone but not together.
+    let (status, _, stderr) = run_server_to_exit(
+        &[],
+        &[
+            ("BHOST", "127.0.0.1"),
+            ("BPORT", "0"),
+            ("BMAXMESSAGESIZE", "2M"),
+            ("BMAXMEMORY", "1M"),
+        ],
+    );
+    assert!(!status.success());
+    assert!(stderr.contains("BMAXMESSAGESIZE"), "{stderr}");
+}
+
+/// An unexpected argument is refused with a non-zero exit.
+#[test]
+fn unexpected_argument_is_refused() {
+    let (status, _, stderr) = run_server_to_exit(&["--port=1"], &[]);
+    assert!(!status.success());
+    assert!(stderr.contains("--port=1"), "{stderr}");
+}
+
+/// The startup line names the address and every limit in force.
+#[test]
+fn startup_line_names_address_and_limits() {
+    let server = TestServer::start_with(&[
+        ("BMAXMESSAGESIZE", "2K"),
+        ("BMAXMEMORY", "3M"),
+        ("BMAXCONNECTIONS", "77"),
+        ("BQUEUEIDLE", "250ms"),
+    ]);
+    let line = server.wait_for_log("listening on");
+    assert!(
+        line.contains(&format!("127.0.0.1:{}", server.port)),
+        "{line}"
+    );
+    for figure in ["2048", "3145728", "77", "250ms"] {
+        assert!(line.contains(figure), "{figure} missing from: {line}");
+    }
+    let mut c = server.client();
+    let stats = c.stats().unwrap();
+    assert_eq!(stats.get("max_message_size"), Some(2048));
+    assert_eq!(stats.get("max_memory"), Some(3 << 20));
+}
+
+/// A consumer whose client disconnects while parked is cancelled at once: the next
+/// PUT is stored, not handed to the dead connection, and another consumer gets it.
+#[test]
+fn waiter_whose_client_disconnects_is_cancelled_at_once() {
+    let server = TestServer::start();
+    let mut a = server.raw();
+    send(&mut a, &get_frame(b"q", 5000, 1));
+    server.wait_for_stat("waiters", 1);
+    drop(a);
+    server.wait_for_stat("waiters", 0);
+
+    let mut b = server.raw();
+    send(&mut b, &put_frame(b"q", b"not for A"));
+    assert_eq!(read_frame(&mut b), STORED);
+    send(&mut b, &get_frame(b"q", 0, 1));
+    assert_eq!(read_frame(&mut b), messages_reply(&[b"not for A"]));
+    let stats = server.client().stats().unwrap();
+    assert_eq!(stats.get("puts"), Some(1));
+    assert_eq!(stats.get("gets"), Some(1));
+}
+
+/// A consumer that half-closes (shuts its write side) while parked is cancelled too,
+/// and the message it did not get stays for the next consumer.
+#[test]
+fn waiter_that_shuts_down_its_side_is_cancelled() {
+    let server = TestServer::start();
+    let mut a = server.raw();
+    let mut bytes = get_frame(b"q", 5000, 1);
+    bytes.extend(ping_frame());
+    send(&mut a, &bytes);
+    server.wait_for_stat("waiters", 1);
+    a.shutdown(std::net::Shutdown::Write).unwrap();
+    server.wait_for_stat("waiters", 0);
+    let mut c = server.client();
+    c.put("q", b"kept").unwrap();
+    assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"kept"[..]));
+}
+
+/// Of two parked consumers, the one that disconnects is skipped and the other gets
+/// the message.
+#[test]
+fn disconnected_waiter_is_skipped_for_the_next_one() {
+    let server = TestServer::start();
+    let mut first = server.raw();
+    send(&mut first, &get_frame(b"q", 5000, 1));
+    server.wait_for_stat("waiters", 1);
+    let mut second = server.raw();
+    send(&mut second, &get_frame(b"q", 5000, 1));
+    server.wait_for_stat("waiters", 2);
+    drop(first);
+    server.wait_for_stat("waiters", 1);
+    let mut c = server.client();
+    c.put("q", b"to the second").unwrap();
+    assert_eq!(read_frame(&mut second), messages_reply(&[b"to the second"]));
+    assert_eq!(stat_of(&mut c, "messages"), 0);
+}

@@ -1,0 +1,683 @@
+//! The wire contract byte for byte: raw `TcpStream`s send hand-built frames and check
+//! the exact reply bytes `protocol.md` documents, including how the server reassembles
+//! split and coalesced frames and how it treats broken ones.
+
+mod common;
+
+use std::io::Write;
+use std::net::TcpStream;
+
+use common::*;
+
+/// Queue used by the "bystander" messages that malformed requests must not touch.
+const HELD: &[u8] = b"held";
+
+/// Sends `bytes` and reads one reply frame.
+fn call(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    send(stream, bytes);
+    read_frame(stream)
+}
+
+/// The examples of protocol.md section 10 replay exactly.
+#[test]
+fn documented_examples_replay_byte_for_byte() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+
+    // 10.1 PING / PONG
+    assert_eq!(call(&mut s, &[0, 0, 0, 2, 0x02, 0]), PONG);
+    // 10.2 PUT "hello" to "jobs" / STORED
+    let put_hello = [
+        0x00, 0x00, 0x00, 0x0c, 0x10, 0x00, 0x04, 0x6a, 0x6f, 0x62, 0x73, 0x68, 0x65, 0x6c, 0x6c,
+        0x6f,
+    ];
+    assert_eq!(call(&mut s, &put_hello), [0, 0, 0, 1, 0x10]);
+    // 10.3 GET "jobs" wait 0 max 1 / MESSAGES "hello"
+    let get_jobs = [
+        0x00, 0x00, 0x00, 0x0d, 0x11, 0x00, 0x04, 0x6a, 0x6f, 0x62, 0x73, 0x00, 0x00, 0x00, 0x00,
+        0x00, 0x01,
+    ];
+    assert_eq!(
+        call(&mut s, &get_jobs),
+        [
+            0x00, 0x00, 0x00, 0x0e, 0x12, 0x00, 0x00, 0x00, 0x01, 0x00, 0x00, 0x00, 0x05, 0x68,
+            0x65, 0x6c, 0x6c, 0x6f
+        ]
+    );
+    // Two messages "one" and "two!" in one reply (max 10).
+    send(&mut s, &put_frame(b"jobs", b"one"));
+    assert_eq!(read_frame(&mut s), STORED);
+    send(&mut s, &put_frame(b"jobs", b"two!"));
+    assert_eq!(read_frame(&mut s), STORED);
+    assert_eq!(
+        call(&mut s, &get_frame(b"jobs", 0, 10)),
+        [
+            0x00, 0x00, 0x00, 0x14, 0x12, 0x00, 0x00, 0x00, 0x02, 0x00, 0x00, 0x00, 0x03, 0x6f,
+            0x6e, 0x65, 0x00, 0x00, 0x00, 0x04, 0x74, 0x77, 0x6f, 0x21
+        ]
+    );
+    // 10.4 EMPTY
+    assert_eq!(call(&mut s, &get_jobs), [0, 0, 0, 1, 0x13]);
+    // 10.7 HELLO: version 1, max_message_size 10240, then a server string.
+    let hello = call(&mut s, &[0, 0, 0, 4, 0x01, 0, 0, 1]);
+    assert_eq!(hello[4..11], [0x02, 0x00, 0x01, 0x00, 0x00, 0x28, 0x00]);
+    let server_len = hello[11] as usize;
+    assert_eq!(hello.len(), 12 + server_len, "HELLO length adds up");
+    assert_eq!(&hello[..4], &((8 + server_len) as u32).to_be_bytes());
+    assert!(
+        std::str::from_utf8(&hello[12..])
+            .unwrap()
+            .starts_with("beuss")
+    );
+    // 10.8 PURGED 3
+    for m in [&b"a"[..], b"b", b"c"] {
+        assert_eq!(call(&mut s, &put_frame(b"jobs", m)), STORED);
+    }
+    assert_eq!(
+        call(
+            &mut s,
+            &[0, 0, 0, 0x07, 0x12, 0, 0x04, 0x6a, 0x6f, 0x62, 0x73]
+        ),
+        [0, 0, 0, 0x09, 0x14, 0, 0, 0, 0, 0, 0, 0, 0x03]
+    );
+    // STATS "jobs": layout of section 6, one queue entry named "jobs".
+    let stats = call(
+        &mut s,
+        &[0, 0, 0, 0x07, 0x20, 0, 0x04, 0x6a, 0x6f, 0x62, 0x73],
+    );
+    let report = parse_stats(&stats);
+    assert_eq!(report.queues.len(), 1);
+    assert_eq!(report.queues[0].0, "jobs");
+    assert_eq!(report.queue_figure("jobs", "messages"), 0);
+    assert_eq!(report.server_figure("puts"), 6);
+    // 10.8 QUIT / BYE, then the server closes.
+    assert_eq!(call(&mut s, &[0, 0, 0, 2, 0x03, 0]), BYE);
+    expect_closed(&mut s);
+}
+
+/// A STATS reply decoded by hand, following section 6 exactly (every length must add up).
+struct RawStats {
+    server: Vec<(String, u64)>,
+    queues: Vec<(String, Vec<(String, u64)>)>,
+}
+
+impl RawStats {
+    fn server_figure(&self, name: &str) -> u64 {
+        self.server
+            .iter()
+            .find(|(k, _)| k == name)
+            .unwrap_or_else(|| panic!("no server figure {name}"))
+            .1
+    }
+
+    fn queue_figure(&self, queue: &str, name: &str) -> u64 {
+        let (_, fields) = self.queues.iter().find(|(q, _)| q == queue).unwrap();
+        fields.iter().find(|(k, _)| k == name).unwrap().1
+    }
+}
+
+fn parse_stats(frame: &[u8]) -> RawStats {
+    fn take<'a>(rest: &mut &'a [u8], n: usize) -> &'a [u8] {
+        assert!(rest.len() >= n, "STATS field runs past the frame");
+        let (head, tail) = rest.split_at(n);
+        *rest = tail;
+        head
+    }
+    fn fields(rest: &mut &[u8]) -> Vec<(String, u64)> {
+        let n = u16::from_be_bytes(take(rest, 2).try_into().unwrap());
+        (0..n)
+            .map(|_| {
+                let len = take(rest, 1)[0] as usize;
+                let name = String::from_utf8(take(rest, len).to_vec()).unwrap();
+                let value = u64::from_be_bytes(take(rest, 8).try_into().unwrap());
+                (name, value)
+            })
+            .collect()
+    }
+    let len = u32::from_be_bytes(frame[..4].try_into().unwrap()) as usize;
+    assert_eq!(len + 4, frame.len());
+    assert_eq!(frame[4], 0x20, "status STATS");
+    let mut rest = &frame[5..];
+    let server = fields(&mut rest);
+    let n = u32::from_be_bytes(take(&mut rest, 4).try_into().unwrap());
+    let queues = (0..n)
+        .map(|_| {
+            let len = take(&mut rest, 1)[0] as usize;
+            let name = String::from_utf8(take(&mut rest, len).to_vec()).unwrap();
+            (name, fields(&mut rest))
+        })
+        .collect();
+    assert!(rest.is_empty(), "STATS has {} bytes left over", rest.len());
+    RawStats { server, queues }
+}
+
+/// Every server and queue figure section 6 lists is in a STATS reply, once.
+#[test]
+fn stats_lists_every_documented_figure() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &put_frame(b"q", b"x")), STORED);
+    let report = parse_stats(&call(&mut s, &stats_frame(b"")));
+    for name in [
+        "uptime_seconds",
+        "connections",
+        "connections_total",
+        "connections_rejected",
+        "queues",
+        "messages",
+        "bytes",
+        "memory",
+        "max_memory",
+        "max_message_size",
+        "waiters",
+        "puts",
+        "gets",
+        "truncations",
+        "rejected_full",
+        "purged",
+        "expired_queues",
+        "protocol_errors",
+    ] {
+        let n = report.server.iter().filter(|(k, _)| k == name).count();
+        assert_eq!(n, 1, "server figure {name}");
+    }
+    assert_eq!(report.queues.len(), 1);
+    for name in [
+        "messages",
+        "bytes",
+        "memory",
+        "puts",
+        "gets",
+        "truncations",
+        "waiters",
+        "idle_ms",
+    ] {
+        let n = report.queues[0].1.iter().filter(|(k, _)| k == name).count();
+        assert_eq!(n, 1, "queue figure {name}");
+    }
+    assert_eq!(report.server_figure("max_message_size"), 10240);
+    assert_eq!(report.server_figure("max_memory"), 256 << 20);
+    assert_eq!(report.server_figure("connections"), 1);
+}
+
+/// A frame written one byte at a time, each byte its own segment, is reassembled.
+#[test]
+fn frame_written_one_byte_at_a_time() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = put_frame(b"jobs", b"slowly, byte by byte");
+    bytes.extend(get_frame(b"jobs", 0, 1));
+    bytes.extend(ping_frame());
+    for byte in &bytes {
+        s.write_all(std::slice::from_ref(byte)).unwrap();
+        s.flush().unwrap();
+    }
+    assert_eq!(read_frame(&mut s), STORED);
+    assert_eq!(
+        read_frame(&mut s),
+        messages_reply(&[b"slowly, byte by byte"])
+    );
+    assert_eq!(read_frame(&mut s), PONG);
+}
+
+/// 1,000 frames in one write get 1,000 replies, in request order.
+#[test]
+fn thousand_frames_in_one_write() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = Vec::new();
+    for i in 0..500 {
+        bytes.extend(put_frame(b"q", format!("message {i}").as_bytes()));
+        bytes.extend(get_frame(b"q", 0, 1));
+    }
+    send(&mut s, &bytes);
+    for i in 0..500 {
+        assert_eq!(read_frame(&mut s), STORED, "reply to PUT {i}");
+        assert_eq!(
+            read_frame(&mut s),
+            messages_reply(&[format!("message {i}").as_bytes()]),
+            "reply to GET {i}"
+        );
+    }
+    assert_eq!(call(&mut s, &get_frame(b"q", 0, 1)), EMPTY);
+}
+
+/// Two whole frames and the first half of a third in one packet, the rest later.
+#[test]
+fn two_and_a_half_frames_in_one_packet() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = ping_frame();
+    bytes.extend(put_frame(b"q", b"first"));
+    let third = put_frame(b"q", b"second");
+    bytes.extend(&third[..7]);
+    send(&mut s, &bytes);
+    assert_eq!(read_frame(&mut s), PONG);
+    assert_eq!(read_frame(&mut s), STORED);
+    send(&mut s, &third[7..]);
+    assert_eq!(read_frame(&mut s), STORED);
+    assert_eq!(
+        call(&mut s, &get_frame(b"q", 0, 10)),
+        messages_reply(&[b"first", b"second"])
+    );
+}
+
+/// Half a PUT then a disconnect stores nothing, for a small and for an oversized
+/// (streamed) PUT, and the server goes on serving.
+#[test]
+fn half_frame_then_disconnect_stores_nothing() {
+    let server = TestServer::start();
+    {
+        let mut small = server.raw();
+        let frame = put_frame(b"small", &[7u8; 100]);
+        send(&mut small, &frame[..frame.len() - 50]);
+        let mut big = server.raw();
+        send(&mut big, &put_head(b"big", 50_000));
+        send(&mut big, &[9u8; 20_000]);
+        // Both sockets close here, their PUTs unfinished.
+    }
+    server.wait_for_stat("connections", 1);
+    let mut c = server.client();
+    let stats = c.stats().unwrap();
+    assert_eq!(stats.get("messages"), Some(0));
+    assert_eq!(stats.get("puts"), Some(0));
+    assert_eq!(stats.get("queues"), Some(0));
+    assert_eq!(c.get("small").unwrap(), None);
+    assert_eq!(c.get("big").unwrap(), None);
+    c.put("after", b"still serving").unwrap();
+    assert_eq!(
+        c.get("after").unwrap().as_deref(),
+        Some(&b"still serving"[..])
+    );
+}
+
+/// One malformed request: the bytes sent, and the error code expected.
+struct BadCase {
+    name: &'static str,
+    bytes: Vec<u8>,
+    code: u16,
+    /// Whether the bytes are a whole frame; when they are, a valid PUT is sent right
+    /// behind them to check that requests after a fatal error are never processed.
+    whole: bool,
+}
+
+fn bad_cases() -> Vec<BadCase> {
+    let mut non_utf8_get = vec![2, 0xff, 0xfe];
+    non_utf8_get.extend_from_slice(&0u32.to_be_bytes());
+    non_utf8_get.extend_from_slice(&1u16.to_be_bytes());
+    let mut trailing_get = get_frame(b"q", 0, 1);
+    trailing_get[3] += 1;
+    trailing_get.push(0);
+    vec![
+        BadCase {
+            name: "unknown opcode 0x2f",
+            bytes: vec![0, 0, 0, 2, 0x2f, 0],
+            code: 2,
+            whole: true,
+        },
+        BadCase {
+            name: "unknown opcode, checked from the first 5 bytes",
+            bytes: vec![0, 0, 0x10, 0, 0x55],
+            code: 2,
+            whole: false,
+        },
+        BadCase {
+            name: "frame length 1",
+            bytes: vec![0, 0, 0, 1, 0x02],
+            code: 1,
+            whole: false,
+        },
+        BadCase {
+            name: "frame length 0",
+            bytes: vec![0, 0, 0, 0],
+            code: 1,
+            whole: false,
+        },
+        BadCase {
+            name: "control frame declaring 1025 bytes (not sent)",
+            bytes: vec![0, 0, 0x04, 0x01, 0x02, 0],
+            code: 4,
+            whole: false,
+        },
+        BadCase {
+            name: "GET declaring 4 GiB (not sent)",
+            bytes: vec![0xff, 0xff, 0xff, 0xff, 0x11, 0],
+            code: 4,
+            whole: false,
+        },
+        BadCase {
+            name: "nonzero flags on PING",
+            bytes: vec![0, 0, 0, 2, 0x02, 0x01],
+            code: 5,
+            whole: true,
+        },
+        BadCase {
+            name: "nonzero flags on PUT",
+            bytes: vec![0, 0, 0, 5, 0x10, 0x80, 1, b'q', b'x'],
+            code: 5,
+            whole: true,
+        },
+        BadCase {
+            name: "PUT with an empty queue name",
+            bytes: put_frame(b"", b"payload"),
+            code: 3,
+            whole: true,
+        },
+        BadCase {
+            name: "GET with an empty queue name",
+            bytes: get_frame(b"", 0, 1),
+            code: 3,
+            whole: true,
+        },
+        BadCase {
+            name: "PURGE with an empty queue name",
+            bytes: request_frame(0x12, &[0]),
+            code: 3,
+            whole: true,
+        },
+        BadCase {
+            name: "PUT with a non-UTF-8 queue name",
+            bytes: put_frame(&[0xff, 0xfe], b"payload"),
+            code: 3,
+            whole: true,
+        },
+        BadCase {
+            name: "GET with a non-UTF-8 queue name",
+            bytes: request_frame(0x11, &non_utf8_get),
+            code: 3,
+            whole: true,
+        },
+        BadCase {
+            name: "STATS with a non-UTF-8 queue name",
+            bytes: stats_frame(&[0xc3]),
+            code: 3,
+            whole: true,
+        },
+        BadCase {
+            name: "oversized PUT head with a bad name (payload never sent)",
+            bytes: put_head(&[0x80], 1_000_000),
+            code: 3,
+            whole: false,
+        },
+        BadCase {
+            name: "PUT whose queue_len runs past the frame",
+            bytes: vec![0, 0, 0, 5, 0x10, 0, 10, b'a', b'b'],
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "PUT with no queue_len byte",
+            bytes: vec![0, 0, 0, 2, 0x10, 0],
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "GET whose queue_len runs past the frame",
+            bytes: vec![0, 0, 0, 5, 0x11, 0, 10, b'a', b'b'],
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "GET missing its max field",
+            bytes: request_frame(0x11, &[1, b'q', 0, 0, 0, 0]),
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "STATS of length 2 (no queue_len byte)",
+            bytes: vec![0, 0, 0, 2, 0x20, 0],
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "PING with a trailing byte",
+            bytes: vec![0, 0, 0, 3, 0x02, 0, 0],
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "GET with a trailing byte",
+            bytes: trailing_get,
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "HELLO with a trailing byte",
+            bytes: vec![0, 0, 0, 5, 0x01, 0, 0, 1, 0],
+            code: 1,
+            whole: true,
+        },
+        BadCase {
+            name: "GET max 0",
+            bytes: get_frame(b"q", 0, 0),
+            code: 6,
+            whole: true,
+        },
+        BadCase {
+            name: "HELLO version 0",
+            bytes: vec![0, 0, 0, 4, 0x01, 0, 0, 0],
+            code: 9,
+            whole: true,
+        },
+    ]
+}
+
+/// Each malformed frame gets a fatal ERROR with the documented code, then the
+/// connection closes; requests sent behind it are never processed; a client connected
+/// before, one connected after, and the messages held are unaffected.
+#[test]
+fn malformed_frames_get_fatal_errors_and_harm_no_one_else() {
+    let server = TestServer::start();
+    let mut before = server.raw();
+    for i in 0..3u8 {
+        assert_eq!(call(&mut before, &put_frame(HELD, &[i])), STORED);
+    }
+    let cases = bad_cases();
+    for case in &cases {
+        let mut bad = server.raw();
+        let mut bytes = case.bytes.clone();
+        if case.whole {
+            bytes.extend(put_frame(b"victim", b"must not be stored"));
+        }
+        send(&mut bad, &bytes);
+        let frame = read_frame(&mut bad);
+        let (code, fatal, text) = parse_error(&frame);
+        assert_eq!(code, case.code, "{}: error code (text {text:?})", case.name);
+        assert_eq!(fatal, 1, "{}: fatal byte", case.name);
+        assert!(!text.is_empty(), "{}: error text", case.name);
+        expect_closed(&mut bad);
+
+        assert_eq!(call(&mut before, &ping_frame()), PONG, "{}", case.name);
+        let mut after = server.raw();
+        assert_eq!(call(&mut after, &ping_frame()), PONG, "{}", case.name);
+    }
+    let mut c = server.client();
+    let stats = c.stats().unwrap();
+    assert_eq!(
+        stats.queue("victim"),
+        None,
+        "a request behind a fatal one ran"
+    );
+    assert_eq!(stats.get("messages"), Some(3));
+    assert_eq!(stats.get("protocol_errors"), Some(cases.len() as u64));
+    assert_eq!(
+        call(&mut before, &get_frame(HELD, 0, 10)),
+        messages_reply(&[&[0], &[1], &[2]])
+    );
+}
+
+/// The unknown-opcode ERROR of section 10.6 is exactly the documented frame.
+#[test]
+fn unknown_opcode_error_is_the_documented_frame() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    send(&mut s, &[0x00, 0x00, 0x00, 0x02, 0x2f, 0x00]);
+    let mut expected = vec![0x00, 0x00, 0x00, 0x17, 0x7f, 0x00, 0x02, 0x01];
+    expected.extend_from_slice(b"unknown opcode 0x2f");
+    assert_eq!(read_frame(&mut s), expected);
+    expect_closed(&mut s);
+}
+
+/// Replies to requests before a malformed one are all sent, in order, before its ERROR.
+#[test]
+fn replies_before_a_fatal_error_are_delivered_first() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = put_frame(b"q", b"kept");
+    bytes.extend(ping_frame());
+    bytes.extend([0, 0, 0, 2, 0x02, 0x04]); // bad flags
+    bytes.extend(ping_frame());
+    send(&mut s, &bytes);
+    assert_eq!(read_frame(&mut s), STORED);
+    assert_eq!(read_frame(&mut s), PONG);
+    expect_fatal_error(&mut s, 5);
+    let mut c = server.client();
+    assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"kept"[..]));
+}
+
+/// An HTTP request line gets a fatal ERROR and a close, not a hang.
+#[test]
+fn http_request_gets_an_error_not_a_hang() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    send(&mut s, b"GET / HTTP/1.1\r\n\r\n");
+    // "GET " is a length of ~1.1 GB, then opcode '/' (0x2f): unknown.
+    let text = expect_fatal_error(&mut s, 2);
+    assert!(text.contains("0x2f"), "{text}");
+    let mut c = server.client();
+    c.ping().unwrap();
+}
+
+/// QUIT gets BYE, then the server closes; requests sent behind QUIT are ignored.
+#[test]
+fn quit_gets_bye_then_close() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = ping_frame();
+    bytes.extend(quit_frame());
+    bytes.extend(put_frame(b"late", b"after QUIT"));
+    send(&mut s, &bytes);
+    assert_eq!(read_frame(&mut s), PONG);
+    assert_eq!(read_frame(&mut s), BYE);
+    expect_closed(&mut s);
+    let mut c = server.client();
+    assert_eq!(c.queue_stats("late").unwrap(), None);
+    assert_eq!(stat_of(&mut c, "protocol_errors"), 0);
+}
+
+/// Requests pipelined behind a parked GET wait for it and are answered after it,
+/// in order.
+#[test]
+fn requests_behind_a_parked_get_are_answered_after_it() {
+    let server = TestServer::start();
+    let mut consumer = server.raw();
+    let mut bytes = get_frame(b"jobs", 2000, 10);
+    bytes.extend(ping_frame());
+    bytes.extend(get_frame(b"jobs", 0, 1));
+    bytes.extend(ping_frame());
+    send(&mut consumer, &bytes);
+    server.wait_for_stat("waiters", 1);
+
+    let mut producer = server.raw();
+    assert_eq!(call(&mut producer, &put_frame(b"jobs", b"hello")), STORED);
+    // Exactly one message, whatever max was.
+    assert_eq!(read_frame(&mut consumer), messages_reply(&[b"hello"]));
+    assert_eq!(read_frame(&mut consumer), PONG);
+    assert_eq!(read_frame(&mut consumer), EMPTY);
+    assert_eq!(read_frame(&mut consumer), PONG);
+}
+
+/// A parked GET whose wait runs out is answered EMPTY, then the requests behind it.
+#[test]
+fn parked_get_times_out_with_empty_then_pipelined_requests_run() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = get_frame(b"q", 30, 1);
+    bytes.extend(put_frame(b"q", b"mine"));
+    bytes.extend(get_frame(b"q", 30, 1));
+    send(&mut s, &bytes);
+    assert_eq!(read_frame(&mut s), EMPTY);
+    assert_eq!(read_frame(&mut s), STORED);
+    assert_eq!(read_frame(&mut s), messages_reply(&[b"mine"]));
+}
+
+/// Consumers parked on one queue are served first come, first served, one message each.
+#[test]
+fn parked_consumers_are_served_in_arrival_order() {
+    let server = TestServer::start();
+    let mut consumers = Vec::new();
+    for i in 0..3 {
+        let mut c = server.raw();
+        send(&mut c, &get_frame(b"q", 5000, 5));
+        server.wait_for_stat("waiters", i + 1);
+        consumers.push(c);
+    }
+    let mut producer = server.raw();
+    let mut bytes = Vec::new();
+    for m in [&b"m0"[..], b"m1", b"m2", b"m3"] {
+        bytes.extend(put_frame(b"q", m));
+    }
+    send(&mut producer, &bytes);
+    for _ in 0..4 {
+        assert_eq!(read_frame(&mut producer), STORED);
+    }
+    for (i, c) in consumers.iter_mut().enumerate() {
+        let expected = format!("m{i}");
+        assert_eq!(read_frame(c), messages_reply(&[expected.as_bytes()]));
+    }
+    assert_eq!(
+        call(&mut producer, &get_frame(b"q", 0, 5)),
+        messages_reply(&[b"m3"])
+    );
+}
+
+/// Queue names are byte strings: case matters, and spaces, NUL and a 255-byte name
+/// are all legal.
+#[test]
+fn queue_names_are_compared_byte_for_byte() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let long = "é".repeat(127) + "x"; // 255 bytes of UTF-8
+    assert_eq!(long.len(), 255);
+    let names: [&[u8]; 5] = [
+        b"Jobs",
+        b"jobs",
+        b"a b\0c",
+        long.as_bytes(),
+        "\u{1F980}".as_bytes(),
+    ];
+    for name in names {
+        assert_eq!(call(&mut s, &put_frame(name, name)), STORED);
+    }
+    for name in names {
+        assert_eq!(
+            call(&mut s, &get_frame(name, 0, 10)),
+            messages_reply(&[name])
+        );
+    }
+}
+
+/// An empty payload is stored and returned as a zero-length message.
+#[test]
+fn empty_payload_round_trips() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &[0, 0, 0, 4, 0x10, 0, 1, b'q']), STORED);
+    assert_eq!(
+        call(&mut s, &get_frame(b"q", 0, 1)),
+        [0, 0, 0, 9, 0x12, 0, 0, 0, 1, 0, 0, 0, 0]
+    );
+}
+
+/// A connection that only connects and closes costs nothing and harms nothing.
+#[test]
+fn connect_and_close_without_a_request() {
+    let server = TestServer::start();
+    for _ in 0..20 {
+        drop(TcpStream::connect(&server.addr).unwrap());
+    }
+    server.wait_for_stat("connections", 1);
+    let mut c = server.client();
+    c.ping().unwrap();
+    assert_eq!(stat_of(&mut c, "protocol_errors"), 0);
+}
