@@ -104,13 +104,15 @@ start() {
 }
 
 # --- the machine must be quiet: other work on 2 cores skews everything -------------
-cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8+$9, $5+$6}' /proc/stat; }
+# Ticks busy (user, nice, system, irq, softirq: processes are charged their softirq
+# work too, e.g. loopback TCP) and ticks in all, steal included.
+cpu_sample() { awk '/^cpu /{print $2+$3+$4+$7+$8, $2+$3+$4+$5+$6+$7+$8+$9}' /proc/stat; }
 busy_pct() {
-    local b1 i1 b2 i2
-    read -r b1 i1 < <(cpu_sample)
+    local b1 t1 b2 t2
+    read -r b1 t1 < <(cpu_sample)
     sleep 1
-    read -r b2 i2 < <(cpu_sample)
-    echo $((100 * (b2 - b1) / ((b2 - b1) + (i2 - i1) + 1)))
+    read -r b2 t2 < <(cpu_sample)
+    echo $((100 * (b2 - b1) / (t2 - t1 + 1)))
 }
 NOISY=""
 wait_quiet() {
@@ -125,6 +127,31 @@ wait_quiet() {
 }
 
 server_ticks() { awk '{print $14 + $15}' "/proc/$1/stat"; }
+
+# step SERVER_PID NAME COMMAND...: runs COMMAND (output to $STEP) and checks that no
+# other process took more than BUSY_LIMIT % of the machine meanwhile: busy CPU time
+# (/proc/stat) less the server's and the command's own. Else it waits for quiet and
+# measures again, up to 3 times; a step still disturbed is named under the table.
+STEP=$OUT/step.out
+step() {
+    local pid=$1 name=$2 try others b1 t1 b2 t2 s1 s2
+    shift 2
+    for try in 1 2 3; do
+        wait_quiet "$name"
+        read -r b1 t1 < <(cpu_sample)
+        s1=$(server_ticks "$pid")
+        { TIMEFORMAT='%U %S'; time "$@" >"$STEP"; } 2>"$OUT/step-time.tmp"
+        read -r b2 t2 < <(cpu_sample)
+        s2=$(server_ticks "$pid")
+        others=$(awk -v b=$((b2 - b1)) -v t=$((t2 - t1)) -v s=$((s2 - s1)) \
+            -v own="$(tail -1 "$OUT/step-time.tmp")" -v hz="$(getconf CLK_TCK)" \
+            'BEGIN { split(own, x, " "); c = (x[1] + x[2]) * hz; o = 100 * (b - s - c) / (t + 1)
+                     printf "%d", o < 0 ? 0 : o }')
+        ((others <= BUSY_LIMIT)) && return 0
+        log "$name: other processes took $others% of the CPU meanwhile (try $try)"
+    done
+    NOISY+=" $name($others%)"
+}
 
 # --- measuring -----------------------------------------------------------------------
 bench() { "$BIN/beuss-bench" -h 127.0.0.1 -d "$DATA" --csv "$@" 2>>"$OUT/progress.log"; }
@@ -144,7 +171,17 @@ from_bench() {
 
 # One redis-benchmark test, with the client's and the server's CPU.
 redis_benchmark() { # round shape c P n test op
-    local t0 t1 times out
+    local t0 t1 times out held
+    # Each try starts from the same list: empty for LPUSH, n elements for RPOP.
+    if [[ $6 == lpush ]]; then
+        redis-cli -p "$REDIS_PORT" del mylist >/dev/null
+    else
+        held=$(redis-cli -p "$REDIS_PORT" llen mylist)
+        if ((held < $5)); then
+            redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" -c "$3" -P "$4" -d "$DATA" \
+                -n $(($5 - held)) -t lpush -q >/dev/null
+        fi
+    fi
     t0=$(server_ticks "$REDIS_PID")
     out=$( { TIMEFORMAT='%U %S %R'; time redis-benchmark -h 127.0.0.1 -p "$REDIS_PORT" \
         -c "$3" -P "$4" -d "$DATA" -n "$5" -t "$6" --csv; } 2>"$OUT/time.tmp")
@@ -194,18 +231,24 @@ measure() {
         for shape in "${SHAPES[@]}"; do
             read -r c p n nb <<<"$shape"
             key="c$c-P$p"
-            wait_quiet "round$round/$key"
             log "round $round/$ROUNDS: -c $c -P $p"
-            bench -p "$BEUSS_PORT" --server-pid "$BEUSS_PID" -c "$c" -P "$p" -n "$n" -t putget |
-                from_bench "$round" "$key" beuss >>"$RAW"
-            redis_benchmark "$round" "$key" "$c" "$p" "$n" lpush put >>"$RAW"
-            redis_benchmark "$round" "$key" "$c" "$p" "$n" rpop get >>"$RAW"
-            bench -p "$BEAN_PORT" --target beanstalkd --server-pid "$BEAN_PID" -c "$c" -P "$p" \
-                -n "$nb" -t putget | from_bench "$round" "$key" beanstalkd >>"$RAW"
+            step "$BEUSS_PID" "round$round/$key/beuss" bench -p "$BEUSS_PORT" \
+                --server-pid "$BEUSS_PID" -c "$c" -P "$p" -n "$n" -t putget
+            from_bench "$round" "$key" beuss <"$STEP" >>"$RAW"
+            step "$REDIS_PID" "round$round/$key/lpush" \
+                redis_benchmark "$round" "$key" "$c" "$p" "$n" lpush put
+            cat "$STEP" >>"$RAW"
+            step "$REDIS_PID" "round$round/$key/rpop" \
+                redis_benchmark "$round" "$key" "$c" "$p" "$n" rpop get
+            cat "$STEP" >>"$RAW"
+            step "$BEAN_PID" "round$round/$key/beanstalkd" bench -p "$BEAN_PORT" \
+                --target beanstalkd --server-pid "$BEAN_PID" -c "$c" -P "$p" -n "$nb" -t putget
+            from_bench "$round" "$key" beanstalkd <"$STEP" >>"$RAW"
             # Redis again, driven by the client that drives beuss: the two clients do
             # not cost the same, and with 2 cores that shows in the figures.
-            bench -p "$REDIS_PORT" --target redis --server-pid "$REDIS_PID" -c "$c" -P "$p" \
-                -n "$n" -t putget | from_bench "$round" "$key" redis-engine >>"$RAW"
+            step "$REDIS_PID" "round$round/$key/redis-engine" bench -p "$REDIS_PORT" \
+                --target redis --server-pid "$REDIS_PID" -c "$c" -P "$p" -n "$n" -t putget
+            from_bench "$round" "$key" redis-engine <"$STEP" >>"$RAW"
         done
     done
 
@@ -213,15 +256,16 @@ measure() {
     # the paced ping round trip. Peers take turns, ROUNDS times; medians are reported.
     for round in $(seq "$ROUNDS"); do
         for peer in beuss redis beanstalkd; do
-            wait_quiet "latency$round/$peer"
             case $peer in
-            beuss) port=$BEUSS_PORT ;;
-            redis) port=$REDIS_PORT ;;
-            beanstalkd) port=$BEAN_PORT ;;
+            beuss) port=$BEUSS_PORT pid=$BEUSS_PID ;;
+            redis) port=$REDIS_PORT pid=$REDIS_PID ;;
+            beanstalkd) port=$BEAN_PORT pid=$BEAN_PID ;;
             esac
             log "latency round $round/$ROUNDS: $peer"
-            bench -p "$port" --target "$peer" -c 2 -n 2000 --rate 1000 -t rtt,latency |
-                awk -F, -v peer="$peer" 'NR > 1 { print peer "," $2 "," $9 "," $10 "," $11 "," $12 "," $15 }' >>"$LAT"
+            step "$pid" "latency$round/$peer" \
+                bench -p "$port" --target "$peer" -c 2 -n 2000 --rate 1000 -t rtt,latency
+            awk -F, -v peer="$peer" 'NR > 1 { print peer "," $2 "," $9 "," $10 "," $11 "," $12 "," $15 }' \
+                "$STEP" >>"$LAT"
         done
     done
     stop_all
