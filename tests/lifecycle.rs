@@ -239,3 +239,115 @@ fn disconnected_waiter_is_skipped_for_the_next_one() {
     assert_eq!(read_frame(&mut second), messages_reply(&[b"to the second"]));
     assert_eq!(stat_of(&mut c, "messages"), 0);
 }
+
+/// Pipelines PINGs behind a parked GET on `a`, step by step, until the server has
+/// stopped reading `a` (bytes left unread in its kernel buffer) while every byte sent
+/// has reached that kernel buffer (none stuck in `a`'s send queue). Returns how many
+/// PINGs were sent.
+fn fill_backlog(server: &TestServer, a: &mut std::net::TcpStream) -> usize {
+    let step: Vec<u8> = (0..5000).flat_map(|_| ping_frame()).collect();
+    let mut pings = 0;
+    loop {
+        assert!(
+            pings < 400_000,
+            "the server kept reading a parked connection"
+        );
+        send(a, &step);
+        pings += 5000;
+        eventually("the backlog to reach the server's kernel", || {
+            unacked_bytes(a) == 0
+        });
+        // The server reads (and holds) a bounded backlog, then leaves the rest.
+        if pings * 6 > 200_000 && server_unread_bytes(server.port, a) > 0 {
+            return pings;
+        }
+    }
+}
+
+/// A parked consumer with a backlog of pipelined requests larger than the server
+/// will buffer (so it has stopped reading that socket) is still cancelled at once
+/// when it disconnects.
+///
+/// The backlog is sent in steps until the server leaves bytes unread in its kernel
+/// buffer, and every byte must have reached the server's kernel before the close, so
+/// that the FIN really goes out (a FIN queued behind unsent bytes could not).
+#[test]
+fn parked_consumer_with_a_full_backlog_is_cancelled_on_disconnect() {
+    let server = TestServer::start();
+    let mut a = server.raw();
+    send(&mut a, &get_frame(b"q", 60_000, 1));
+    server.wait_for_stat("waiters", 1);
+    fill_backlog(&server, &mut a);
+    drop(a);
+    server.wait_for_stat("waiters", 0);
+    server.wait_for_stat("connections", 1);
+    let mut c = server.client();
+    c.put("q", b"stored, not lost").unwrap();
+    assert_eq!(stat_of(&mut c, "messages"), 1);
+}
+
+/// SIGTERM in the middle of a streamed PUT: the server exits 0 at once and the half
+/// message was never stored.
+#[test]
+fn sigterm_during_a_streamed_put() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    send(&mut s, &put_head(b"q", 100 << 20));
+    send(&mut s, &vec![1u8; 1 << 20]);
+    let mut c = server.client();
+    assert_eq!(stat_of(&mut c, "connections"), 2);
+    let (status, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert!(
+        logs.iter().any(|l| l.contains("stopped: 0 messages")),
+        "log:\n{}",
+        logs.join("\n")
+    );
+}
+
+/// A client that never reads its replies cannot keep the server from stopping: it
+/// exits 0 after its short grace period.
+#[test]
+fn sigterm_with_a_client_that_never_reads() {
+    use std::io::Write;
+    let server = TestServer::start();
+    let mut flooder = server.raw();
+    flooder
+        .set_write_timeout(Some(std::time::Duration::from_millis(300)))
+        .unwrap();
+    let mut batch = Vec::new();
+    for _ in 0..1000 {
+        batch.extend(stats_frame(b""));
+    }
+    let mut blocked = false;
+    for _ in 0..10_000 {
+        if flooder.write_all(&batch).is_err() {
+            blocked = true;
+            break;
+        }
+    }
+    assert!(blocked, "the server never pushed back");
+    let (status, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(status.success(), "{status:?}");
+    assert!(logs.iter().any(|l| l.contains("stopped:")), "{logs:?}");
+}
+
+/// A parked consumer whose backlog filled what the server buffers (so it stopped
+/// reading the socket) gets its message, then the replies to the whole backlog: the
+/// server resumes reading without a new readiness event.
+#[test]
+fn parked_consumer_with_a_full_backlog_resumes_after_its_message() {
+    let server = TestServer::start();
+    let mut a = server.raw();
+    send(&mut a, &get_frame(b"q", 60_000, 1));
+    server.wait_for_stat("waiters", 1);
+    let pings = fill_backlog(&server, &mut a);
+    let mut c = server.client();
+    c.put("q", b"go").unwrap();
+    assert_eq!(read_frame(&mut a), messages_reply(&[b"go"]));
+    for i in 0..pings {
+        assert_eq!(read_frame(&mut a), PONG, "PONG {i}");
+    }
+    send(&mut a, &ping_frame());
+    assert_eq!(read_frame(&mut a), PONG);
+}

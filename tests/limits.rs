@@ -505,10 +505,11 @@ fn ten_thousand_idle_connections() {
     let base = server.rss_kib();
     let mut conns: Vec<TcpStream> = Vec::with_capacity(N);
     // In batches, each confirmed by a PING round trip, so that the listen backlog
-    // never overflows.
+    // (128, mio's default) never overflows: an overflow drops the SYN and costs the
+    // client a 1 s retransmission.
     while conns.len() < N {
         let start = conns.len();
-        for _ in 0..500.min(N - start) {
+        for _ in 0..100.min(N - start) {
             let s = TcpStream::connect(&server.addr).expect("connect");
             s.set_read_timeout(Some(TIMEOUT)).unwrap();
             conns.push(s);
@@ -537,4 +538,120 @@ fn ten_thousand_idle_connections() {
     drop(conns);
     drop(c);
     server.wait_for_stat("connections", 1);
+}
+
+/// A queue created by a waiting GET whose client then disconnects expires like any
+/// idle queue.
+#[test]
+fn queue_created_by_a_cancelled_wait_expires() {
+    let server = TestServer::start_with(&[("BQUEUEIDLE", "300ms")]);
+    let mut consumer = server.raw();
+    send(&mut consumer, &get_frame(b"abandoned", 60_000, 1));
+    server.wait_for_stat("waiters", 1);
+    drop(consumer);
+    server.wait_for_stat("waiters", 0);
+    let mut c = server.client();
+    eventually("the abandoned queue to expire", || {
+        c.queue_stats("abandoned").unwrap().is_none()
+    });
+    assert_eq!(stat_of(&mut c, "expired_queues"), 1);
+    assert_eq!(stat_of(&mut c, "memory"), 0);
+}
+
+/// STATS does not count as use: a queue's idle_ms grows while only STATS looks at it.
+#[test]
+fn stats_does_not_reset_idle_time() {
+    let server = TestServer::start_with(&[("BQUEUEIDLE", "0")]);
+    let mut c = server.client();
+    c.put("q", b"x").unwrap();
+    eventually("idle_ms to pass 50 while polled by STATS", || {
+        c.queue_stats("q").unwrap().unwrap().get("idle_ms").unwrap() >= 50
+    });
+    c.get("q").unwrap();
+    assert!(c.queue_stats("q").unwrap().unwrap().get("idle_ms").unwrap() < 50);
+}
+
+/// After a mix of puts (small, chunk-sized, oversized), batch gets, purges and waits
+/// over many queues, once everything is drained and expired the memory count, bytes
+/// and messages are all back to exactly zero.
+#[test]
+fn memory_accounting_returns_to_zero() {
+    let server = TestServer::start_with(&[("BQUEUEIDLE", "200ms"), ("BMAXMESSAGESIZE", "200K")]);
+    let mut c = server.client();
+    let mut seed = 12345u64;
+    let mut next = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for round in 0..2000 {
+        let queue = format!("q{}", next() % 17);
+        match next() % 10 {
+            0..=5 => {
+                let len = match next() % 20 {
+                    0 => (next() % 300_000) as usize,
+                    1..=3 => (next() % 70_000) as usize,
+                    _ => (next() % 200) as usize,
+                };
+                c.put(&queue, &vec![round as u8; len]).unwrap();
+            }
+            6 | 7 => {
+                c.get_batch(&queue, (next() % 20 + 1) as u16, Duration::ZERO)
+                    .unwrap();
+            }
+            8 => {
+                c.purge(&queue).unwrap();
+            }
+            _ => {
+                c.get_wait(&queue, Duration::from_millis(1)).unwrap();
+            }
+        }
+    }
+    let stats = c.stats().unwrap();
+    let sum: u64 = stats.queues.iter().map(|q| q.get("memory").unwrap()).sum();
+    assert_eq!(
+        stats.get("memory"),
+        Some(sum),
+        "server memory = sum of queues"
+    );
+    for q in 0..17 {
+        c.purge(&format!("q{q}")).unwrap();
+    }
+    eventually("every queue to expire", || stat_of(&mut c, "queues") == 0);
+    let stats = c.stats().unwrap();
+    assert_eq!(stats.get("memory"), Some(0));
+    assert_eq!(stats.get("bytes"), Some(0));
+    assert_eq!(stats.get("messages"), Some(0));
+}
+
+/// A client that sends many requests before reading any reply (so the server stops
+/// reading it for a while, with requests left in its kernel buffer) gets every reply,
+/// in order, once it reads: the server resumes reading by itself.
+#[test]
+#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
+fn client_that_reads_late_gets_every_reply() {
+    const PAIRS: usize = 50_000;
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = Vec::new();
+    for _ in 0..PAIRS {
+        bytes.extend(stats_frame(b""));
+        bytes.extend(ping_frame());
+    }
+    let mut writer = s.try_clone().unwrap();
+    writer.set_write_timeout(None).unwrap();
+    let write = thread::spawn(move || writer.write_all(&bytes).unwrap());
+    // Wait until the server has left requests unread in its kernel buffer (it is
+    // holding back because nobody reads its replies), then read everything.
+    eventually("the server to stop reading", || {
+        server_unread_bytes(server.port, &s) > 0
+    });
+    for i in 0..PAIRS {
+        let stats = read_frame(&mut s);
+        assert_eq!(stats[4], 0x20, "reply {} is STATS", 2 * i);
+        assert_eq!(read_frame(&mut s), PONG, "reply {}", 2 * i + 1);
+    }
+    write.join().unwrap();
+    assert_eq!(call(&mut s, &ping_frame()), PONG);
 }

@@ -681,3 +681,244 @@ fn connect_and_close_without_a_request() {
     c.ping().unwrap();
     assert_eq!(stat_of(&mut c, "protocol_errors"), 0);
 }
+
+/// Section 2.5's early checks: a length below 2 is MALFORMED from the 4 length bytes
+/// alone (whatever opcode follows); then an unknown opcode comes before
+/// FRAME_TOO_LARGE, which comes before BAD_FLAGS. None waits for the rest of a frame.
+#[test]
+fn early_checks_follow_section_2_5() {
+    let server = TestServer::start();
+    for (what, bytes, code) in [
+        ("length 1 alone", vec![0, 0, 0, 1], 1),
+        ("length 1 with an unknown opcode", vec![0, 0, 0, 1, 0x2f], 1),
+        (
+            "length 1025 with an unknown opcode",
+            vec![0, 0, 0x04, 0x01, 0x2f],
+            2,
+        ),
+        (
+            "length 1025, PING, bad flags",
+            vec![0, 0, 0x04, 0x01, 0x02, 0x01],
+            4,
+        ),
+        (
+            "GET with bad flags, body not sent",
+            vec![0, 0, 0, 13, 0x11, 0x01],
+            5,
+        ),
+    ] {
+        let mut s = server.raw();
+        send(&mut s, &bytes);
+        let (got, fatal, text) = parse_error(&read_frame(&mut s));
+        assert_eq!((got, fatal), (code, 1), "{what}: {text}");
+        expect_closed(&mut s);
+    }
+}
+
+/// A client that shuts down its writing half still gets the replies to every request
+/// it sent in full, then EOF; a frame cut off by its EOF is discarded.
+#[test]
+fn half_close_still_gets_every_reply() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = Vec::new();
+    for i in 0..100u8 {
+        bytes.extend(put_frame(b"q", &[i]));
+    }
+    bytes.extend(get_frame(b"q", 0, 100));
+    bytes.extend(ping_frame());
+    let cut = put_frame(b"cut", b"never stored");
+    bytes.extend(&cut[..cut.len() - 3]);
+    send(&mut s, &bytes);
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    for _ in 0..100 {
+        assert_eq!(read_frame(&mut s), STORED);
+    }
+    let all: Vec<[u8; 1]> = (0..100u8).map(|i| [i]).collect();
+    let all: Vec<&[u8]> = all.iter().map(|m| &m[..]).collect();
+    assert_eq!(read_frame(&mut s), messages_reply(&all));
+    assert_eq!(read_frame(&mut s), PONG);
+    expect_closed(&mut s);
+    let mut c = server.client();
+    assert_eq!(c.queue_stats("cut").unwrap(), None);
+    assert_eq!(stat_of(&mut c, "puts"), 100);
+}
+
+/// HELLO with a newer version gets version 1; HELLO is answered anywhere in the
+/// connection, not only first.
+#[test]
+fn hello_negotiates_down_to_version_one_anywhere() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &ping_frame()), PONG);
+    for version in [2u16, 7, u16::MAX, 1] {
+        let mut bytes = vec![0, 0, 0, 4, 0x01, 0];
+        bytes.extend_from_slice(&version.to_be_bytes());
+        let hello = call(&mut s, &bytes);
+        assert_eq!(hello[4..7], [0x02, 0x00, 0x01], "version {version}");
+    }
+    assert_eq!(call(&mut s, &ping_frame()), PONG);
+}
+
+/// PURGE drops held messages but leaves parked consumers parked.
+#[test]
+fn purge_leaves_parked_consumers_parked() {
+    let server = TestServer::start();
+    let mut consumer = server.raw();
+    send(&mut consumer, &get_frame(b"q", 5000, 1));
+    server.wait_for_stat("waiters", 1);
+    let mut s = server.raw();
+    assert_eq!(
+        call(&mut s, &request_frame(0x12, b"\x01q")),
+        [0, 0, 0, 9, 0x14, 0, 0, 0, 0, 0, 0, 0, 0]
+    );
+    assert_eq!(stat_of(&mut server.client(), "waiters"), 1);
+    assert_eq!(call(&mut s, &put_frame(b"q", b"after purge")), STORED);
+    assert_eq!(read_frame(&mut consumer), messages_reply(&[b"after purge"]));
+}
+
+/// An oversized PUT pipelined behind a parked GET is streamed and truncated once the
+/// GET is answered, and the requests behind it follow in order.
+#[test]
+fn oversize_put_behind_a_parked_get() {
+    let server = TestServer::start();
+    let mut consumer = server.raw();
+    let payload: Vec<u8> = (0..100_000).map(|i| (i % 253) as u8).collect();
+    let mut bytes = get_frame(b"q", 5000, 1);
+    bytes.extend(put_frame(b"other", &payload));
+    bytes.extend(ping_frame());
+    bytes.extend(get_frame(b"other", 0, 1));
+    let mut writer = consumer.try_clone().unwrap();
+    let write = std::thread::spawn(move || writer.write_all(&bytes).unwrap());
+    server.wait_for_stat("waiters", 1);
+    let mut producer = server.raw();
+    assert_eq!(call(&mut producer, &put_frame(b"q", b"wake")), STORED);
+    assert_eq!(read_frame(&mut consumer), messages_reply(&[b"wake"]));
+    assert_eq!(read_frame(&mut consumer), truncated_reply(100_000, 10240));
+    assert_eq!(read_frame(&mut consumer), PONG);
+    assert_eq!(
+        read_frame(&mut consumer),
+        messages_reply(&[&payload[..10240]])
+    );
+    write.join().unwrap();
+}
+
+/// A STATS reply far over the output high-water mark (3,000 queues) arrives whole,
+/// followed by the reply to the next pipelined request.
+#[test]
+#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
+fn stats_over_thousands_of_queues_arrives_whole() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let mut bytes = Vec::new();
+    for i in 0..3000 {
+        bytes.extend(put_frame(format!("queue number {i:05}").as_bytes(), b"m"));
+    }
+    send(&mut s, &bytes);
+    for _ in 0..3000 {
+        assert_eq!(read_frame(&mut s), STORED);
+    }
+    let mut bytes = stats_frame(b"");
+    bytes.extend(stats_frame(b""));
+    bytes.extend(ping_frame());
+    send(&mut s, &bytes);
+    for _ in 0..2 {
+        let report = parse_stats(&read_frame(&mut s));
+        assert_eq!(report.queues.len(), 3000);
+        assert_eq!(report.server_figure("messages"), 3000);
+        assert_eq!(report.queue_figure("queue number 02999", "messages"), 1);
+    }
+    assert_eq!(read_frame(&mut s), PONG);
+}
+
+/// A reader that takes big GET batches slowly, with more requests pipelined behind,
+/// gets every reply whole and in order.
+#[test]
+#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
+fn big_batches_to_a_slow_reader_arrive_whole_and_in_order() {
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "100K")]);
+    let mut s = server.raw();
+    let mut producer = server.client();
+    let payloads: Vec<Vec<u8>> = (0..60u8).map(|i| vec![i; 100 * 1024]).collect();
+    producer.put_many("big", &payloads).unwrap();
+    let mut bytes = Vec::new();
+    for _ in 0..6 {
+        bytes.extend(get_frame(b"big", 0, 100));
+        bytes.extend(ping_frame());
+    }
+    send(&mut s, &bytes);
+    let mut got = Vec::new();
+    let mut chunk = [0u8; 4096];
+    let mut raw = Vec::new();
+    // Read in small pieces (the server must keep its output in order meanwhile).
+    while raw.len() < 6 * (9 + 10 * (4 + 100 * 1024) + 5) {
+        let n = std::io::Read::read(&mut s, &mut chunk)
+            .unwrap_or_else(|e| panic!("stalled after {} bytes: {e}", raw.len()));
+        assert!(n > 0, "closed early");
+        raw.extend_from_slice(&chunk[..n]);
+    }
+    let mut rest = &raw[..];
+    for i in 0..6 {
+        let len = u32::from_be_bytes(rest[..4].try_into().unwrap()) as usize;
+        let frame = &rest[..4 + len];
+        rest = &rest[4 + len..];
+        assert_eq!(frame[4], 0x12, "reply {i} is MESSAGES");
+        let count = u32::from_be_bytes(frame[5..9].try_into().unwrap());
+        assert_eq!(count, 10, "1 MiB holds 10 messages of 100 KiB");
+        let mut body = &frame[9..];
+        for _ in 0..count {
+            let l = u32::from_be_bytes(body[..4].try_into().unwrap()) as usize;
+            got.push(body[4..4 + l].to_vec());
+            body = &body[4 + l..];
+        }
+        assert!(body.is_empty());
+        assert_eq!(rest[..5], PONG);
+        rest = &rest[5..];
+    }
+    assert!(rest.is_empty());
+    assert_eq!(got, payloads);
+}
+
+/// A request pipelined behind a GET whose reply is over the 256 KiB output high-water
+/// mark (30 messages of 10 KiB) is answered once that reply is out.
+#[test]
+#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
+fn request_behind_a_reply_over_256_kib_is_answered() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let payload = vec![b'x'; 10240];
+    let mut bytes = Vec::new();
+    for _ in 0..30 {
+        bytes.extend(put_frame(b"q", &payload));
+    }
+    send(&mut s, &bytes);
+    for _ in 0..30 {
+        assert_eq!(read_frame(&mut s), STORED);
+    }
+    let mut bytes = get_frame(b"q", 0, 30);
+    bytes.extend(ping_frame());
+    send(&mut s, &bytes);
+    let reply = read_frame(&mut s);
+    assert_eq!(reply, messages_reply(&[&payload[..]; 30]));
+    assert_eq!(read_frame(&mut s), PONG, "PING behind the big reply");
+}
+
+/// A client that half-closes right after a request whose reply is over the 256 KiB
+/// high-water mark still gets the replies to the requests behind it.
+#[test]
+fn half_close_after_a_big_reply_still_answers_what_follows() {
+    let server = TestServer::start();
+    let mut producer = server.client();
+    let payload = vec![b'y'; 10240];
+    producer.put_many("q", vec![&payload[..]; 30]).unwrap();
+    let mut s = server.raw();
+    let mut bytes = get_frame(b"q", 0, 30);
+    bytes.extend(ping_frame());
+    bytes.extend(put_frame(b"late", b"after the big reply"));
+    send(&mut s, &bytes);
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    assert_eq!(read_frame(&mut s), messages_reply(&[&payload[..]; 30]));
+    assert_eq!(read_frame(&mut s), PONG);
+    assert_eq!(read_frame(&mut s), STORED);
+    expect_closed(&mut s);
+}

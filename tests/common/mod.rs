@@ -400,3 +400,38 @@ pub fn run_server_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, S
     };
     (status, out.join().unwrap(), err.join().unwrap())
 }
+
+/// Bytes written to `stream` that the kernel has not yet seen acknowledged by the
+/// peer (`SIOCOUTQ`); 0 once everything sent has reached the peer's kernel.
+pub fn unacked_bytes(stream: &TcpStream) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut n: libc::c_int = 0;
+    // SAFETY: SIOCOUTQ (== TIOCOUTQ) writes one int through the pointer we pass.
+    let rc = unsafe { libc::ioctl(stream.as_raw_fd(), libc::TIOCOUTQ, &mut n) };
+    assert_eq!(
+        rc,
+        0,
+        "ioctl(SIOCOUTQ): {}",
+        std::io::Error::last_os_error()
+    );
+    n as usize
+}
+
+/// Bytes waiting unread in the server's kernel receive buffer for the connection
+/// whose client side is `client` (from `/proc/net/tcp`; IPv4 loopback only).
+pub fn server_unread_bytes(server_port: u16, client: &TcpStream) -> u64 {
+    let client_port = client.local_addr().unwrap().port();
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
+    let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
+    for line in table.lines().skip(1) {
+        let fields: Vec<&str> = line.split_whitespace().collect();
+        if fields.len() > 4
+            && port_of(fields[1]) == server_port
+            && port_of(fields[2]) == client_port
+        {
+            let rx = fields[4].split(':').nth(1).unwrap();
+            return u64::from_str_radix(rx, 16).unwrap();
+        }
+    }
+    panic!("no server-side socket for client port {client_port} in /proc/net/tcp");
+}
