@@ -24,7 +24,7 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Connection, OUTPUT_HIGH_WATER, Oversize, READ_CHUNK, ReadOutcome, State};
+use crate::conn::{Connection, Oversize, READ_CHUNK, ReadOutcome, State};
 use crate::net;
 use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME};
 use crate::store::Store;
@@ -358,9 +358,15 @@ impl Server {
                 finished = true;
                 break;
             };
+            let unwritten = conn.output.len();
             conn.flush();
             if socket_drained || !conn.wants_read(input_cap) {
-                if consumed == 0 || conn.output.len() >= OUTPUT_HIGH_WATER {
+                // Go round again only if that can move: requests are held and either
+                // some were just handled or writing made room for more. A write that
+                // empties the buffer in one go brings no writable event later, so
+                // held requests must be taken now or never.
+                let wrote = conn.output.len() < unwritten;
+                if (consumed == 0 && !wrote) || conn.input.is_empty() || !conn.accepts_requests() {
                     finished = true;
                     break;
                 }

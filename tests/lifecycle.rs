@@ -241,11 +241,15 @@ fn disconnected_waiter_is_skipped_for_the_next_one() {
 }
 
 /// Pipelines PINGs behind a parked GET on `a`, step by step, until the server has
-/// stopped reading `a` (bytes left unread in its kernel buffer) while every byte sent
-/// has reached that kernel buffer (none stuck in `a`'s send queue). Returns how many
-/// PINGs were sent.
+/// stopped reading `a` (bytes left unread in its kernel buffer, and still unread a
+/// moment later) while every byte sent has reached that kernel buffer (none stuck in
+/// `a`'s send queue). Returns how many PINGs were sent.
+///
+/// Steps are small (3,000 bytes) so that the first step the server leaves unread
+/// cannot overflow its receive window, however small the kernel made it.
 fn fill_backlog(server: &TestServer, a: &mut std::net::TcpStream) -> usize {
-    let step: Vec<u8> = (0..5000).flat_map(|_| ping_frame()).collect();
+    const STEP: usize = 500;
+    let step: Vec<u8> = (0..STEP).flat_map(|_| ping_frame()).collect();
     let mut pings = 0;
     loop {
         assert!(
@@ -253,13 +257,17 @@ fn fill_backlog(server: &TestServer, a: &mut std::net::TcpStream) -> usize {
             "the server kept reading a parked connection"
         );
         send(a, &step);
-        pings += 5000;
+        pings += STEP;
         eventually("the backlog to reach the server's kernel", || {
             unacked_bytes(a) == 0
         });
-        // The server reads (and holds) a bounded backlog, then leaves the rest.
-        if pings * 6 > 200_000 && server_unread_bytes(server.port, a) > 0 {
-            return pings;
+        let unread = server_unread_bytes(server.port, a);
+        if unread > 0 {
+            // Unread for a moment, not merely not yet read: the server has stopped.
+            std::thread::sleep(std::time::Duration::from_millis(50));
+            if server_unread_bytes(server.port, a) == unread {
+                return pings;
+            }
         }
     }
 }
@@ -350,4 +358,19 @@ fn parked_consumer_with_a_full_backlog_resumes_after_its_message() {
     }
     send(&mut a, &ping_frame());
     assert_eq!(read_frame(&mut a), PONG);
+}
+
+/// A port already in use stops start-up with a non-zero exit and a message naming
+/// the address.
+#[test]
+fn port_in_use_stops_startup() {
+    let first = TestServer::start();
+    let port = first.port.to_string();
+    let (status, _, stderr) = run_server_to_exit(&[], &[("BHOST", "127.0.0.1"), ("BPORT", &port)]);
+    assert!(!status.success(), "a second server bound the same port");
+    assert!(
+        stderr.contains(&format!("127.0.0.1:{port}")),
+        "the message does not name the address:\n{stderr}"
+    );
+    first.client().ping().unwrap();
 }

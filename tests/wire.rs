@@ -806,7 +806,6 @@ fn oversize_put_behind_a_parked_get() {
 /// A STATS reply far over the output high-water mark (3,000 queues) arrives whole,
 /// followed by the reply to the next pipelined request.
 #[test]
-#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
 fn stats_over_thousands_of_queues_arrives_whole() {
     let server = TestServer::start();
     let mut s = server.raw();
@@ -834,7 +833,6 @@ fn stats_over_thousands_of_queues_arrives_whole() {
 /// A reader that takes big GET batches slowly, with more requests pipelined behind,
 /// gets every reply whole and in order.
 #[test]
-#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
 fn big_batches_to_a_slow_reader_arrive_whole_and_in_order() {
     let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "100K")]);
     let mut s = server.raw();
@@ -882,7 +880,6 @@ fn big_batches_to_a_slow_reader_arrive_whole_and_in_order() {
 /// A request pipelined behind a GET whose reply is over the 256 KiB output high-water
 /// mark (30 messages of 10 KiB) is answered once that reply is out.
 #[test]
-#[ignore = "server bug: a request pipelined behind a reply over 256 KiB is never answered if that reply is written in one go (server.rs service: `consumed` is taken before flush)"]
 fn request_behind_a_reply_over_256_kib_is_answered() {
     let server = TestServer::start();
     let mut s = server.raw();
@@ -921,4 +918,25 @@ fn half_close_after_a_big_reply_still_answers_what_follows() {
     assert_eq!(read_frame(&mut s), PONG);
     assert_eq!(read_frame(&mut s), STORED);
     expect_closed(&mut s);
+}
+
+/// A consumer with a short wait times out while an earlier one with a long wait stays
+/// parked and gets the next message.
+#[test]
+fn short_wait_times_out_while_a_longer_one_stays_parked() {
+    let server = TestServer::start();
+    let mut patient = server.raw();
+    send(&mut patient, &get_frame(b"q", 10_000, 1));
+    server.wait_for_stat("waiters", 1);
+    let mut hasty = server.raw();
+    assert_eq!(call(&mut hasty, &get_frame(b"q", 20, 1)), EMPTY);
+    assert_eq!(stat_of(&mut server.client(), "waiters"), 1);
+    assert_eq!(
+        call(&mut hasty, &put_frame(b"q", b"for the patient")),
+        STORED
+    );
+    assert_eq!(
+        read_frame(&mut patient),
+        messages_reply(&[b"for the patient"])
+    );
 }
