@@ -6,12 +6,14 @@
 //! carries out. A waiter is whatever handle type `W` the caller uses to find a
 //! connection again.
 
+mod queues;
 mod records;
 
-use std::collections::{BTreeMap, HashMap, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 use std::fmt;
 use std::time::{Duration, Instant};
 
+use queues::Queues;
 pub use records::{CHUNK_SIZE, RECORD_HEADER, Records};
 
 /// Memory charged for a queue's own bookkeeping (map entry, struct, name), on top of
@@ -142,7 +144,7 @@ enum Timer<W> {
 #[derive(Debug)]
 pub struct Store<W> {
     /// O(1) lookup by name (the Go original scanned a list).
-    queues: HashMap<Box<str>, Queue<W>>,
+    queues: Queues<Queue<W>>,
     /// Waiter timeouts and idle checks, soonest first. A `BTreeMap` keeps them ordered
     /// and lets a served waiter's timeout be removed in O(log n).
     timers: BTreeMap<TimerKey, Timer<W>>,
@@ -161,7 +163,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
     /// `queue_idle` (never, if `None`).
     pub fn new(max_memory: usize, queue_idle: Option<Duration>) -> Self {
         Store {
-            queues: HashMap::new(),
+            queues: Queues::default(),
             timers: BTreeMap::new(),
             next_timer: 0,
             memory: 0,
@@ -232,7 +234,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
             self.memory += QUEUE_OVERHEAD + queue.len() + q.records.push(payload);
             q.puts += 1;
             q.truncations += u64::from(truncated);
-            self.queues.insert(queue.into(), q);
+            self.queues.insert(queue, q);
         }
         self.messages += 1;
         self.bytes += payload.len();
@@ -304,9 +306,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
             Some(q) => q,
             None => {
                 self.memory += QUEUE_OVERHEAD + queue.len();
-                self.queues
-                    .entry(queue.into())
-                    .or_insert_with(|| Queue::new(now))
+                self.queues.insert(queue, Queue::new(now))
             }
         };
         q.last_used = now;
@@ -365,7 +365,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
             let key = *entry.key();
             match entry.remove() {
                 Timer::Waiter { queue, handle } => {
-                    if let Some(q) = self.queues.get_mut(&*queue) {
+                    if let Some(q) = self.queues.get_mut(&queue) {
                         q.waiters.retain(|w| w.timer != Some(key));
                         if q.is_idle() {
                             self.arm_idle_timer(&queue, now);
@@ -408,7 +408,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
         let Some(idle) = self.queue_idle else {
             return;
         };
-        let Some(q) = self.queues.get_mut(&*queue) else {
+        let Some(q) = self.queues.get_mut(&queue) else {
             return;
         };
         q.idle_timer = false;
@@ -426,7 +426,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
             self.timers.insert(key, Timer::Idle { queue });
             return;
         }
-        if let Some(q) = self.queues.remove(&*queue) {
+        if let Some(q) = self.queues.remove(&queue) {
             self.memory -= q.records.capacity() + QUEUE_OVERHEAD + queue.len();
             self.totals.expired_queues += 1;
         }
@@ -476,7 +476,7 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
     pub fn queue_infos(&self, now: Instant) -> impl Iterator<Item = (&str, QueueInfo)> + '_ {
         self.queues
             .iter()
-            .map(move |(name, q)| (&**name, info(name, q, now)))
+            .map(move |(name, q)| (name, info(name, q, now)))
     }
 }
 
