@@ -7,7 +7,8 @@
 #   - throughput, three shapes (-c 8 -P 64, -c 50 -P 1, -c 1 -P 1), 32-byte messages:
 #     beuss-bench -t putget on beuss, redis-benchmark -t lpush / -t rpop on Redis,
 #     beuss-bench --target beanstalkd -t putget (put, reserve + delete) on beanstalkd;
-#     ROUNDS rounds, interleaved, the median is reported;
+#     ROUNDS rounds, interleaved (peers in a different order each round), the
+#     median is reported;
 #   - delivery latency to a consumer parked in a waiting GET (BRPOP, reserve), and the
 #     paced round trip that is its floor on this machine;
 #   - RSS with 1,000,000 messages of 32 bytes held in one queue / list (fresh servers);
@@ -16,14 +17,14 @@
 # figures in $OUT. Every server it starts is stopped on exit (by pid).
 #
 # Not run by CI: it takes a few minutes. Usage:
-#   bash bench/compare.sh                 # ROUNDS=3, results in /tmp/beuss-compare
+#   bash bench/compare.sh                 # ROUNDS=5, results in /tmp/beuss-compare
 #   ROUNDS=1 OUT=/tmp/cmp bash bench/compare.sh
 #   QUIET_WAIT=600 bash bench/compare.sh  # on a shared machine: wait longer for quiet
 #   bash bench/compare.sh --table         # print the table again from $OUT
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 OUT=${OUT:-/tmp/beuss-compare}
 # Before each step, wait up to QUIET_WAIT seconds for other processes to use at most
 # BUSY_LIMIT % of the CPU (on 2 cores a parallel build halves every figure); a step
@@ -195,6 +196,38 @@ redis_benchmark() { # round shape c P n test op
             $14 * 1000, 100 * (x[1] + x[2]) / wall, 100 * st / hz / wall }'
 }
 
+# throughput ROUND KEY c P n n-for-beanstalkd PEER: one peer's put and get figures.
+throughput() {
+    local round=$1 key=$2 c=$3 p=$4 n=$5 nb=$6
+    case $7 in
+    beuss)
+        step "$BEUSS_PID" "round$round/$key/beuss" bench -p "$BEUSS_PORT" \
+            --server-pid "$BEUSS_PID" -c "$c" -P "$p" -n "$n" -t putget
+        from_bench "$round" "$key" beuss <"$STEP" >>"$RAW"
+        ;;
+    redis)
+        step "$REDIS_PID" "round$round/$key/lpush" \
+            redis_benchmark "$round" "$key" "$c" "$p" "$n" lpush put
+        cat "$STEP" >>"$RAW"
+        step "$REDIS_PID" "round$round/$key/rpop" \
+            redis_benchmark "$round" "$key" "$c" "$p" "$n" rpop get
+        cat "$STEP" >>"$RAW"
+        ;;
+    beanstalkd)
+        step "$BEAN_PID" "round$round/$key/beanstalkd" bench -p "$BEAN_PORT" \
+            --target beanstalkd --server-pid "$BEAN_PID" -c "$c" -P "$p" -n "$nb" -t putget
+        from_bench "$round" "$key" beanstalkd <"$STEP" >>"$RAW"
+        ;;
+    redis-engine)
+        # Redis again, driven by the client that drives beuss: the two clients do not
+        # cost the same, and with 2 cores that shows in the figures.
+        step "$REDIS_PID" "round$round/$key/redis-engine" bench -p "$REDIS_PORT" \
+            --target redis --server-pid "$REDIS_PID" -c "$c" -P "$p" -n "$n" -t putget
+        from_bench "$round" "$key" redis-engine <"$STEP" >>"$RAW"
+        ;;
+    esac
+}
+
 measure() {
     rm -f "$OUT"/*.csv "$OUT"/*.log "$OUT/table.md"
     need=()
@@ -232,23 +265,16 @@ measure() {
             read -r c p n nb <<<"$shape"
             key="c$c-P$p"
             log "round $round/$ROUNDS: -c $c -P $p"
-            step "$BEUSS_PID" "round$round/$key/beuss" bench -p "$BEUSS_PORT" \
-                --server-pid "$BEUSS_PID" -c "$c" -P "$p" -n "$n" -t putget
-            from_bench "$round" "$key" beuss <"$STEP" >>"$RAW"
-            step "$REDIS_PID" "round$round/$key/lpush" \
-                redis_benchmark "$round" "$key" "$c" "$p" "$n" lpush put
-            cat "$STEP" >>"$RAW"
-            step "$REDIS_PID" "round$round/$key/rpop" \
-                redis_benchmark "$round" "$key" "$c" "$p" "$n" rpop get
-            cat "$STEP" >>"$RAW"
-            step "$BEAN_PID" "round$round/$key/beanstalkd" bench -p "$BEAN_PORT" \
-                --target beanstalkd --server-pid "$BEAN_PID" -c "$c" -P "$p" -n "$nb" -t putget
-            from_bench "$round" "$key" beanstalkd <"$STEP" >>"$RAW"
-            # Redis again, driven by the client that drives beuss: the two clients do
-            # not cost the same, and with 2 cores that shows in the figures.
-            step "$REDIS_PID" "round$round/$key/redis-engine" bench -p "$REDIS_PORT" \
-                --target redis --server-pid "$REDIS_PID" -c "$c" -P "$p" -n "$n" -t putget
-            from_bench "$round" "$key" redis-engine <"$STEP" >>"$RAW"
+            # Peers take turns in a different order each round, so that none is always
+            # measured first after a pause or last after a long run.
+            case $((round % 3)) in
+            1) order=(beuss redis beanstalkd redis-engine) ;;
+            2) order=(redis-engine beanstalkd redis beuss) ;;
+            0) order=(beanstalkd beuss redis-engine redis) ;;
+            esac
+            for peer in "${order[@]}"; do
+                throughput "$round" "$key" "$c" "$p" "$n" "$nb" "$peer"
+            done
         done
     done
 
@@ -263,7 +289,7 @@ measure() {
             esac
             log "latency round $round/$ROUNDS: $peer"
             step "$pid" "latency$round/$peer" \
-                bench -p "$port" --target "$peer" -c 2 -n 2000 --rate 1000 -t rtt,latency
+                bench -p "$port" --target "$peer" -c 2 -n 4000 --rate 1000 -t rtt,latency
             awk -F, -v peer="$peer" 'NR > 1 { print peer "," $2 "," $9 "," $10 "," $11 "," $12 "," $15 }' \
                 "$STEP" >>"$LAT"
         done
