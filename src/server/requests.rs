@@ -134,6 +134,9 @@ impl Server {
         let mut writer = MessagesWriter::begin(&mut conn.output);
         writer.push(&mut conn.output, payload);
         writer.finish(&mut conn.output);
+        // Written now, before the producer's reply and the rest of its batch: the
+        // consumer has waited longest, and this write would come anyway.
+        conn.flush();
         conn.state = State::Ready;
         self.ready.push_back(waiter);
         true
