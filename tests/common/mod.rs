@@ -34,18 +34,32 @@ impl TestServer {
 
     /// Starts a server with extra environment variables (e.g. `("BQUEUEIDLE", "1")`).
     pub fn start_with(env: &[(&str, &str)]) -> TestServer {
-        let mut command = Command::new(env!("CARGO_BIN_EXE_beuss-server"));
-        command
-            .env_clear()
-            .env("BHOST", "127.0.0.1")
-            .env("BPORT", "0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
+        TestServer::launch(server_command(env))
+    }
+
+    /// Like [`TestServer::start_with`], but the server runs with its open-file limit
+    /// (soft and hard) set to `max_files`.
+    pub fn start_with_file_limit(env: &[(&str, &str)], max_files: u64) -> TestServer {
+        use std::os::unix::process::CommandExt;
+        let mut command = server_command(env);
+        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
+        unsafe {
+            command.pre_exec(move || {
+                let limit = libc::rlimit {
+                    rlim_cur: max_files as libc::rlim_t,
+                    rlim_max: max_files as libc::rlim_t,
+                };
+                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
         }
+        TestServer::launch(command)
+    }
+
+    /// Spawns `command` and waits for its "listening on" line.
+    fn launch(mut command: Command) -> TestServer {
         let mut child = command.spawn().expect("spawn beuss-server");
         let stderr = child.stderr.take().expect("stderr piped");
         let logs = Arc::new(Mutex::new(Vec::new()));
@@ -436,64 +450,20 @@ pub fn server_unread_bytes(server_port: u16, client: &TcpStream) -> u64 {
     panic!("no server-side socket for client port {client_port} in /proc/net/tcp");
 }
 
-impl TestServer {
-    /// Like [`TestServer::start_with`], but the server runs with its open-file limit
-    /// (soft and hard) set to `max_files`.
-    pub fn start_with_file_limit(env: &[(&str, &str)], max_files: u64) -> TestServer {
-        use std::os::unix::process::CommandExt;
-        let mut command = Command::new(env!("CARGO_BIN_EXE_beuss-server"));
-        command
-            .env_clear()
-            .env("BHOST", "127.0.0.1")
-            .env("BPORT", "0")
-            .env("RUST_LOG", "info")
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(Stdio::piped());
-        for (key, value) in env {
-            command.env(key, value);
-        }
-        // SAFETY: setrlimit is async-signal-safe; nothing else runs in the child here.
-        unsafe {
-            command.pre_exec(move || {
-                let limit = libc::rlimit {
-                    rlim_cur: max_files as libc::rlim_t,
-                    rlim_max: max_files as libc::rlim_t,
-                };
-                if libc::setrlimit(libc::RLIMIT_NOFILE, &limit) != 0 {
-                    return Err(std::io::Error::last_os_error());
-                }
-                Ok(())
-            });
-        }
-        let mut child = command.spawn().expect("spawn beuss-server");
-        let stderr = child.stderr.take().expect("stderr piped");
-        let logs = Arc::new(Mutex::new(Vec::new()));
-        let (tx, rx) = mpsc::channel();
-        let sink = Arc::clone(&logs);
-        std::thread::spawn(move || {
-            for line in BufReader::new(stderr).lines() {
-                let Ok(line) = line else { break };
-                if let Some(rest) = line.split("listening on ").nth(1) {
-                    let addr = rest.split([' ', ',']).next().unwrap_or("").to_owned();
-                    let _ = tx.send(addr);
-                }
-                sink.lock().unwrap().push(line);
-            }
-        });
-        let Ok(addr) = rx.recv_timeout(TIMEOUT) else {
-            let _ = child.kill();
-            panic!(
-                "beuss-server did not start; its log:\n{}",
-                logs.lock().unwrap().join("\n")
-            );
-        };
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
-        TestServer {
-            child,
-            addr,
-            port,
-            logs,
-        }
+/// The server binary on port 0 of 127.0.0.1, logging at info to a piped stderr, with
+/// a clean environment plus `env`.
+fn server_command(env: &[(&str, &str)]) -> Command {
+    let mut command = Command::new(env!("CARGO_BIN_EXE_beuss-server"));
+    command
+        .env_clear()
+        .env("BHOST", "127.0.0.1")
+        .env("BPORT", "0")
+        .env("RUST_LOG", "info")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped());
+    for (key, value) in env {
+        command.env(key, value);
     }
+    command
 }
