@@ -6,6 +6,21 @@ mod common;
 
 use common::*;
 
+/// Stops `server` with `signal` and checks that it exited 0 and logged a "stopped:"
+/// line; returns that line.
+fn stop_cleanly(server: TestServer, signal: i32) -> String {
+    let (status, logs) = server.stop_collecting_logs(signal);
+    assert!(
+        status.success(),
+        "exit status {status:?}; log:\n{}",
+        logs.join("\n")
+    );
+    logs.iter()
+        .find(|l| l.contains("stopped:"))
+        .unwrap_or_else(|| panic!("no \"stopped:\" line; log:\n{}", logs.join("\n")))
+        .clone()
+}
+
 /// Stops a server holding 3 messages in 2 queues with `signal`: it exits 0 and its
 /// last words say how many messages were held.
 fn stops_cleanly_on(signal: i32) {
@@ -17,16 +32,7 @@ fn stops_cleanly_on(signal: i32) {
     let mut idle = server.raw();
     send(&mut idle, &ping_frame());
     assert_eq!(read_frame(&mut idle), PONG);
-    let (status, logs) = server.stop_collecting_logs(signal);
-    assert!(
-        status.success(),
-        "exit status {status:?}; log:\n{}",
-        logs.join("\n")
-    );
-    let stopped = logs
-        .iter()
-        .find(|l| l.contains("stopped:"))
-        .unwrap_or_else(|| panic!("no \"stopped:\" line; log:\n{}", logs.join("\n")));
+    let stopped = stop_cleanly(server, signal);
     assert!(stopped.contains("stopped: 3 messages"), "{stopped}");
     assert!(stopped.contains("2 queues"), "{stopped}");
     // Every connection was closed.
@@ -50,13 +56,8 @@ fn sigint_stops_cleanly_and_reports_what_was_held() {
 #[test]
 fn empty_server_stops_cleanly() {
     let server = TestServer::start();
-    let (status, logs) = server.stop_collecting_logs(libc::SIGTERM);
-    assert!(status.success(), "{status:?}");
-    assert!(
-        logs.iter().any(|l| l.contains("stopped: 0 messages")),
-        "log:\n{}",
-        logs.join("\n")
-    );
+    let stopped = stop_cleanly(server, libc::SIGTERM);
+    assert!(stopped.contains("stopped: 0 messages"), "{stopped}");
 }
 
 /// A parked GET is answered with a fatal SHUTTING_DOWN (code 10) when the server
@@ -304,13 +305,8 @@ fn sigterm_during_a_streamed_put() {
     send(&mut s, &vec![1u8; 1 << 20]);
     let mut c = server.client();
     assert_eq!(stat_of(&mut c, "connections"), 2);
-    let (status, logs) = server.stop_collecting_logs(libc::SIGTERM);
-    assert!(status.success(), "{status:?}");
-    assert!(
-        logs.iter().any(|l| l.contains("stopped: 0 messages")),
-        "log:\n{}",
-        logs.join("\n")
-    );
+    let stopped = stop_cleanly(server, libc::SIGTERM);
+    assert!(stopped.contains("stopped: 0 messages"), "{stopped}");
 }
 
 /// A client that never reads its replies cannot keep the server from stopping: it
@@ -335,9 +331,7 @@ fn sigterm_with_a_client_that_never_reads() {
         }
     }
     assert!(blocked, "the server never pushed back");
-    let (status, logs) = server.stop_collecting_logs(libc::SIGTERM);
-    assert!(status.success(), "{status:?}");
-    assert!(logs.iter().any(|l| l.contains("stopped:")), "{logs:?}");
+    stop_cleanly(server, libc::SIGTERM);
 }
 
 /// A parked consumer whose backlog filled what the server buffers (so it stopped
