@@ -493,8 +493,15 @@ impl Server {
         let Some(conn) = self.conn_mut(r) else {
             return;
         };
-        if conn.hup_hint && !conn.read_closed && !conn.wants_read(input_cap) {
-            // Reading is paused, so EOF cannot be seen; the poller's word must do.
+        if conn.hup_hint
+            && !conn.read_closed
+            && matches!(conn.state, State::Parked { .. })
+            && !conn.wants_read(input_cap)
+        {
+            // A waiter whose reading is paused cannot see EOF, and it must be cancelled
+            // at once: the poller's word must do. Not for other states: after a
+            // half-close, requests may still wait unread in the kernel buffer, and
+            // reading resumes once the output drains, up to the real EOF.
             conn.read_closed = true;
         }
         let done = conn.broken

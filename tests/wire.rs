@@ -940,3 +940,52 @@ fn short_wait_times_out_while_a_longer_one_stays_parked() {
         messages_reply(&[b"for the patient"])
     );
 }
+
+/// A client that half-closes while the server has stopped reading it (its replies are
+/// over the output high-water mark, so later requests wait unread in the server's
+/// kernel buffer) still gets a reply to every request it sent before the half-close.
+#[test]
+fn half_close_while_reading_is_paused_loses_no_request() {
+    const GETS: usize = 8;
+    const PINGS: usize = 1000;
+    let server = TestServer::start();
+    let payload = vec![b'x'; 10240];
+    server
+        .client()
+        .put_many("q", vec![&payload[..]; 800])
+        .unwrap();
+    let mut s = server.raw();
+    // Each GET's reply is about 1 MiB (the batch cap), over the high-water mark; the
+    // client reads nothing yet, so its small initial receive window fills, then the
+    // server's send buffer, and the server stops taking requests and then reading.
+    send(&mut s, &get_frame(b"q", 0, 1000).repeat(GETS));
+    // Wait until the server's writes have stalled (its send queue full and no longer
+    // moving): from then on it reads nothing more from this client.
+    let mut last = 0;
+    eventually("the server's replies to back up", || {
+        let unsent = server_unsent_bytes(server.port, &s);
+        let stalled = unsent > 0 && unsent == last;
+        last = unsent;
+        if !stalled {
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        stalled
+    });
+    send(&mut s, &ping_frame().repeat(PINGS));
+    eventually(
+        "the PINGs to wait unread in the server's kernel buffer",
+        || server_unread_bytes(server.port, &s) > 0,
+    );
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut messages = 0;
+    for i in 0..GETS {
+        let reply = read_frame(&mut s);
+        assert_eq!(reply[4], 0x12, "reply {i} is MESSAGES");
+        messages += u32::from_be_bytes(reply[5..9].try_into().unwrap());
+    }
+    assert_eq!(messages, 800);
+    for i in 0..PINGS {
+        assert_eq!(read_frame(&mut s), PONG, "PONG {i}");
+    }
+    expect_closed(&mut s);
+}

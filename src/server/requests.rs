@@ -90,9 +90,8 @@ impl Server {
                     if self.deliver(waiter, payload) {
                         break;
                     }
-                    // Cannot happen while close() cancels every waiter; if it ever
-                    // does, offer the message again rather than lose it.
-                    log::error!("waiter {waiter:?} had no live connection; message kept");
+                    // The consumer's socket failed before the message was out: offer
+                    // it to the next waiter, or store it, rather than lose it.
                 }
                 Err(full) => {
                     if let Some(conn) = self.conn_mut(r) {
@@ -124,11 +123,15 @@ impl Server {
     /// Answers a parked consumer with one message and lets it go on with any
     /// requests it sent meanwhile. False if the waiter is not a live, parked
     /// connection.
+    /// Writes `payload` to a parked consumer the store handed it to. Returns false if
+    /// it could not be written (the socket failed), so that the caller offers it again.
     fn deliver(&mut self, waiter: ConnRef, payload: &[u8]) -> bool {
         let Some(conn) = self.conn_mut(waiter) else {
+            log::error!("waiter {waiter:?} had no live connection; message kept");
             return false;
         };
         if conn.broken || !matches!(conn.state, State::Parked { .. }) {
+            log::error!("waiter {waiter:?} was not parked; message kept");
             return false;
         }
         let mut writer = MessagesWriter::begin(&mut conn.output);
@@ -138,8 +141,11 @@ impl Server {
         // consumer has waited longest, and this write would come anyway.
         conn.flush();
         conn.state = State::Ready;
+        // The frame is the last thing in the output, so a failed write left at most
+        // part of it with the client, which cannot read that as a message.
+        let delivered = !conn.broken;
         self.ready.push_back(waiter);
-        true
+        delivered
     }
 
     fn get(&mut self, r: ConnRef, queue: &str, wait_ms: u32, max: u16, now: Instant) {

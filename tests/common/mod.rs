@@ -434,6 +434,17 @@ pub fn unacked_bytes(stream: &TcpStream) -> usize {
 /// Bytes waiting unread in the server's kernel receive buffer for the connection
 /// whose client side is `client` (from `/proc/net/tcp`; IPv4 loopback only).
 pub fn server_unread_bytes(server_port: u16, client: &TcpStream) -> u64 {
+    server_socket_queues(server_port, client).1
+}
+
+/// Bytes the server has written to the connection whose client side is `client` that
+/// the client's kernel has not yet taken (the server socket's send queue).
+pub fn server_unsent_bytes(server_port: u16, client: &TcpStream) -> u64 {
+    server_socket_queues(server_port, client).0
+}
+
+/// The server-side socket's (send queue, receive queue) in bytes, from `/proc/net/tcp`.
+fn server_socket_queues(server_port: u16, client: &TcpStream) -> (u64, u64) {
     let client_port = client.local_addr().unwrap().port();
     let table = std::fs::read_to_string("/proc/net/tcp").expect("/proc/net/tcp");
     let port_of = |addr: &str| u16::from_str_radix(addr.rsplit(':').next().unwrap(), 16).unwrap();
@@ -443,8 +454,11 @@ pub fn server_unread_bytes(server_port: u16, client: &TcpStream) -> u64 {
             && port_of(fields[1]) == server_port
             && port_of(fields[2]) == client_port
         {
-            let rx = fields[4].split(':').nth(1).unwrap();
-            return u64::from_str_radix(rx, 16).unwrap();
+            let (tx, rx) = fields[4].split_once(':').unwrap();
+            return (
+                u64::from_str_radix(tx, 16).unwrap(),
+                u64::from_str_radix(rx, 16).unwrap(),
+            );
         }
     }
     panic!("no server-side socket for client port {client_port} in /proc/net/tcp");
