@@ -54,34 +54,8 @@ trap stop_all EXIT
 trap 'exit 130' INT TERM
 trap 'log "failed (line $LINENO); last lines of $OUT/progress.log:"; tail -3 "$OUT/progress.log" >&2 || true' ERR
 
-# Listening ports come from below the ephemeral range: 10,000 closed client
-# connections leave as many ephemeral ports in TIME_WAIT, where a bind would fail.
-EPHEMERAL_LOW=$(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range 2>/dev/null || echo 32768)
-USED_PORTS=" "
-free_port() {
-    local port _
-    for _ in $(seq 200); do
-        port=$((EPHEMERAL_LOW - 1 - RANDOM % 10000))
-        [[ $USED_PORTS == *" $port "* ]] && continue
-        if ! (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null; then
-            USED_PORTS+="$port "
-            echo "$port"
-            return 0
-        fi
-    done
-    log "no free port found"
-    return 1
-}
-
-wait_port() {
-    local _
-    for _ in $(seq 200); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    log "nothing listens on port $1 after 10 s; see $OUT/*.log"
-    return 1
-}
+# shellcheck source=bench/ports.sh
+source bench/ports.sh
 
 # start KIND: starts a fresh server, sets PORT and PID.
 start() {

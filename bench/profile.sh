@@ -45,21 +45,14 @@ command -v perf >/dev/null || { log "perf is missing (Debian: linux-perf)"; exit
 log "building (release, line tables)"
 cargo build --release --quiet --bin beuss-server --bin beuss-bench
 
-PORT=$(($(awk '{print $1}' /proc/sys/net/ipv4/ip_local_port_range) - 1 - RANDOM % 10000))
-wait_port() {
-    local _
-    for _ in $(seq 400); do
-        (exec 3<>"/dev/tcp/127.0.0.1/$PORT") 2>/dev/null && return 0
-        sleep 0.05
-    done
-    log "server did not start on port $PORT"
-    return 1
-}
+# shellcheck source=bench/ports.sh
+source bench/ports.sh
+PORT=$(free_port)
 server() { # command prefix...
     BHOST=127.0.0.1 BPORT=$PORT BQUEUEIDLE=0 RUST_LOG=warn "$@" "$BIN/beuss-server" \
         >>"$OUT/server.log" 2>&1 &
     PID=$!
-    wait_port
+    wait_port "$PORT" 20 # valgrind starts slowly
 }
 load() { # c P n
     "$BIN/beuss-bench" -h 127.0.0.1 -p "$PORT" -c "$1" -P "$2" -d 32 -n "$3" -t putget \
