@@ -258,7 +258,7 @@ fn number(option: &str, text: &str) -> Result<u64, String> {
 
 fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
     let port = o.port.unwrap_or_else(|| o.target.default_port());
-    let addrs: Vec<SocketAddr> = beuss::client::join_host_port(&o.host, &port.to_string())
+    let addrs: Vec<SocketAddr> = beuss::join_host_port(&o.host, &port.to_string())
         .to_socket_addrs()
         .map_err(|e| format!("cannot resolve {}: {e}", o.host))?
         .collect();

@@ -18,7 +18,8 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
-use beuss::client::{self, Error as ClientError, PutStatus, join_host_port};
+use beuss::client::{self, Error as ClientError, PutStatus};
+use beuss::join_host_port;
 use beuss::protocol::{ErrorCode, Request, Response, StatsReport};
 use beuss::{Client, DEFAULT_HOST, DEFAULT_PORT};
 

@@ -26,7 +26,7 @@ use crate::protocol::{
     self, ErrorCode, PROTOCOL_VERSION, ProtocolError, QueueReport, Request, Response, StatsReport,
     WAIT_FOREVER,
 };
-use crate::{DEFAULT_HOST, DEFAULT_PORT};
+use crate::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
 const MAX_RESPONSE: u32 = (1 << 30) + 4096;
@@ -172,15 +172,6 @@ pub fn address_from_env() -> String {
         .filter(|p| !p.trim().is_empty())
         .unwrap_or_else(|| DEFAULT_PORT.to_string());
     join_host_port(host.trim(), port.trim())
-}
-
-/// `host:port`, with brackets around an IPv6 literal.
-pub fn join_host_port(host: &str, port: &str) -> String {
-    if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]:{port}")
-    } else {
-        format!("{host}:{port}")
-    }
 }
 
 impl Client {

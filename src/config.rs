@@ -197,11 +197,7 @@ impl Config {
 
     /// `host:port`, as given to the resolver.
     pub fn address(&self) -> String {
-        if self.host.contains(':') && !self.host.starts_with('[') {
-            format!("[{}]:{}", self.host, self.port)
-        } else {
-            format!("{}:{}", self.host, self.port)
-        }
+        crate::join_host_port(&self.host, &self.port.to_string())
     }
 }
 

@@ -37,3 +37,13 @@ pub const DEFAULT_HOST: &str = "localhost";
 
 /// TCP port used when `BPORT` is not set (the Go original's port).
 pub const DEFAULT_PORT: u16 = 6552;
+
+/// `host:port`, with brackets around an IPv6 literal: the one way both the server
+/// (binding `BHOST`) and clients (connecting) spell an address.
+pub fn join_host_port(host: &str, port: &str) -> String {
+    if host.contains(':') && !host.starts_with('[') {
+        format!("[{host}]:{port}")
+    } else {
+        format!("{host}:{port}")
+    }
+}
