@@ -53,7 +53,7 @@ pub struct Settings {
     pub pipeline: usize,
     /// Payload bytes per message.
     pub data: usize,
-    /// Queues the connections spread over (connection `i` uses queue `i % queues`).
+    /// Queues the connections spread over (see `queue_of`).
     pub queues: usize,
     /// Messages per second, all producers together, in the latency phase.
     pub rate: f64,
@@ -148,6 +148,10 @@ struct Conn {
 pub struct Verifier {
     clients: usize,
     data: usize,
+    /// Mixed into the sender id of every payload, different for every verifier, so
+    /// that messages left in the server by an earlier run or test are reported
+    /// instead of being counted as this run's.
+    nonce: u32,
     /// Bytes that payload filler is cut from.
     pattern: Vec<u8>,
     /// Puts sent, confirmed and received per producer.
@@ -167,6 +171,7 @@ impl Verifier {
         Verifier {
             clients,
             data,
+            nonce: run_nonce(),
             pattern: (0..data + 256).map(|i| (i * 131 + 7) as u8).collect(),
             issued: vec![0; clients],
             stored: vec![0; clients],
@@ -181,7 +186,7 @@ impl Verifier {
         let seq = self.issued[id as usize];
         self.issued[id as usize] += 1;
         dst.clear();
-        dst.extend_from_slice(&id.to_be_bytes());
+        dst.extend_from_slice(&(id ^ self.nonce).to_be_bytes());
         dst.extend_from_slice(&seq.to_be_bytes());
         dst.extend_from_slice(&stamp.to_be_bytes());
         let off = filler_offset(id, seq);
@@ -205,7 +210,7 @@ impl Verifier {
                 payload[at + 3],
             ])
         };
-        let (id, seq) = (word(0), word(4));
+        let (id, seq) = (word(0) ^ self.nonce, word(4));
         let p = id as usize;
         if p >= self.clients || seq >= self.issued[p] {
             return Err(format!(
@@ -275,6 +280,16 @@ impl Verifier {
     }
 }
 
+/// A number unlikely to repeat between two verifiers, in one process or two.
+fn run_nonce() -> u32 {
+    static COUNT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let clock = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos() as u32);
+    let count = COUNT.fetch_add(0x9E37_79B9, std::sync::atomic::Ordering::Relaxed);
+    clock ^ std::process::id().rotate_left(16) ^ count
+}
+
 fn filler_offset(id: u32, seq: u32) -> usize {
     (id as usize * 31 + seq as usize) % 251
 }
@@ -316,12 +331,14 @@ impl Engine {
     ///
     /// # Errors
     /// A connection or its set-up failed.
-    pub fn connect(settings: Settings) -> Result<Engine, String> {
+    pub fn connect(settings: Settings, work: Work) -> Result<Engine, String> {
         let poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
-        let queues = settings.queues.clamp(1, settings.clients.max(1));
         let mut conns = Vec::with_capacity(settings.clients);
         for i in 0..settings.clients {
-            let queue = format!("bench-{}", i % queues);
+            let queue = format!(
+                "bench-{}",
+                queue_of(work, i, settings.clients, settings.queues)
+            );
             let std = connect(&settings.addrs)?;
             std.set_nodelay(true)
                 .map_err(|e| format!("setsockopt TCP_NODELAY: {e}"))?;
@@ -442,8 +459,6 @@ impl Engine {
             clients
         };
         let paced = matches!(work, Work::Latency | Work::Rtt);
-        // Latency: producer p and consumer p share queue p % queues.
-        let queues = self.settings.queues.clamp(1, producers.max(1));
         let interval = Duration::from_secs_f64(producers.max(1) as f64 / self.settings.rate);
         self.interval = interval;
         for (i, conn) in self.conns.iter_mut().enumerate() {
@@ -457,9 +472,6 @@ impl Engine {
             flow.role = role;
             flow.todo = share(requests, index, share_of);
             if paced {
-                if work == Work::Latency {
-                    flow.queue = format!("bench-{}", index % queues);
-                }
                 // Spread the producers over one interval so that they do not send
                 // in step.
                 flow.due = start + interval.mul_f64(index as f64 / producers.max(1) as f64);
@@ -582,7 +594,6 @@ impl Engine {
                 flow.pending.push_back(Pending::Aux);
             }
         }
-        flow.batch_at = now;
         for _ in 0..batch {
             if tally.work == Work::Rtt {
                 target.ping(&mut conn.out);
@@ -621,6 +632,9 @@ impl Engine {
         } else {
             conn.flow.todo -= batch;
         }
+        // Latency runs from the write, not from the read that led to it: the replies
+        // handled in between are the client's time, not the server's.
+        conn.flow.batch_at = Instant::now();
         write_out(conn)
     }
 }
@@ -638,7 +652,11 @@ fn on_reply(
     let Some(expected) = flow.pending.pop_front() else {
         return Err(format!("connection {id}: a reply nobody asked for"));
     };
-    tally.last_progress = now;
+    // A waiting GET that ran out is not progress: the stall timeout must still fire
+    // when messages stop coming.
+    if !matches!((expected, &reply), (Pending::Get, Reply::Empty)) {
+        tally.last_progress = now;
+    }
     match (expected, reply) {
         (Pending::Put, Reply::Stored) => {
             verifier.stored[id as usize] += 1;
@@ -691,6 +709,20 @@ fn record(hist: &mut Histogram<u64>, latency: Duration) {
 
 fn nanos(latency: Duration) -> u64 {
     (latency.as_nanos() as u64).max(1)
+}
+
+/// The queue connection `i` of `clients` uses, chosen once at connect time because
+/// beanstalkd binds a connection to its tube then. In the latency test the first half
+/// of the connections produce and the second half consume, and producer `p` shares
+/// its queue with consumer `p`; in the others, connections spread over the queues.
+fn queue_of(work: Work, i: usize, clients: usize, queues: usize) -> usize {
+    if work == Work::Latency {
+        let producers = (clients / 2).max(1);
+        let index = if i < producers { i } else { i - producers };
+        index % queues.clamp(1, producers)
+    } else {
+        i % queues.clamp(1, clients.max(1))
+    }
 }
 
 /// Share `index` of `total` split over `parts` (the first ones get the remainder).
@@ -809,8 +841,12 @@ mod tests {
         assert!(v.check(0, &first).unwrap_err().contains("out of order"));
         assert!(v.check(1, &second).unwrap_err().contains("twice"));
         let mut stranger = first.clone();
-        stranger[3] = 9;
+        stranger[0] ^= 0x80;
         assert!(v.check(0, &stranger).unwrap_err().contains("never sent"));
+        // A message another verifier (another run) sent is not taken for this one's.
+        let mut other = Verifier::new(2, 32);
+        let leftover = sent(&mut other, 0);
+        assert!(v.check(0, &leftover).is_err());
         assert!(v.finish().unwrap_err().contains("2 confirmed, 1 came back"));
     }
 }
