@@ -10,9 +10,8 @@ use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
 
-use common::{TIMEOUT, TestServer};
+use common::{TIMEOUT, TestServer, wait_exit};
 
 /// Exit codes documented in `beuss --help`.
 const EXIT_USAGE: i32 = 2;
@@ -154,14 +153,7 @@ impl OnProcess {
 
     /// Waits (bounded) for the process to exit and returns its exit code.
     fn exit_code(&mut self) -> Option<i32> {
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status.code();
-            }
-            assert!(Instant::now() < deadline, "beuss ON did not exit");
-            std::thread::sleep(Duration::from_millis(5));
-        }
+        wait_exit(&mut self.child, "beuss ON did not exit").code()
     }
 }
 
@@ -397,17 +389,7 @@ fn on_exits_when_its_reader_goes_away() {
     });
     put(&server, "head", b"first\n");
     assert_eq!(first.recv_timeout(TIMEOUT).expect("first line"), "first\n");
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "ON did not exit after its reader left"
-        );
-        std::thread::sleep(Duration::from_millis(5));
-    };
+    let status = wait_exit(&mut child, "ON did not exit after its reader left");
     assert_eq!(status.code(), Some(0));
     put(&server, "head", b"second\n");
     let output = run(beuss(&server).args(["GET", "head"]), b"");

@@ -12,12 +12,6 @@ use common::*;
 /// Queue used by the "bystander" messages that malformed requests must not touch.
 const HELD: &[u8] = b"held";
 
-/// Sends `bytes` and reads one reply frame.
-fn call(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
-    send(stream, bytes);
-    read_frame(stream)
-}
-
 /// The examples of protocol.md section 10 replay exactly.
 #[test]
 fn documented_examples_replay_byte_for_byte() {

@@ -151,14 +151,7 @@ impl TestServer {
     pub fn stop_with(mut self, signal: i32) -> ExitStatus {
         // SAFETY: kill() with a pid we spawned and still own (not yet reaped).
         unsafe { libc::kill(self.child.id() as i32, signal) };
-        let deadline = Instant::now() + TIMEOUT;
-        loop {
-            if let Some(status) = self.child.try_wait().unwrap() {
-                return status;
-            }
-            assert!(Instant::now() < deadline, "server did not exit on signal");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+        wait_exit(&mut self.child, "beuss-server did not exit on the signal")
     }
 }
 
@@ -400,18 +393,10 @@ pub fn run_server_to_exit(args: &[&str], env: &[(&str, &str)]) -> (ExitStatus, S
         let _ = stderr.read_to_string(&mut s);
         s
     });
-    let deadline = Instant::now() + TIMEOUT;
-    let status = loop {
-        if let Some(status) = child.try_wait().unwrap() {
-            break status;
-        }
-        if Instant::now() >= deadline {
-            let _ = child.kill();
-            let _ = child.wait();
-            panic!("beuss-server {args:?} with {env:?} did not exit by itself");
-        }
-        std::thread::sleep(Duration::from_millis(10));
-    };
+    let status = wait_exit(
+        &mut child,
+        &format!("beuss-server {args:?} with {env:?} did not exit by itself"),
+    );
     (status, out.join().unwrap(), err.join().unwrap())
 }
 
@@ -480,4 +465,27 @@ fn server_command(env: &[(&str, &str)]) -> Command {
         command.env(key, value);
     }
     command
+}
+
+/// Waits up to [`TIMEOUT`] for `child` to exit; past that it is killed and the test
+/// fails with `what`.
+pub fn wait_exit(child: &mut Child, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + TIMEOUT;
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what}");
+        }
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
+/// Sends `bytes` and reads one reply frame.
+pub fn call(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
+    send(stream, bytes);
+    read_frame(stream)
 }
