@@ -158,7 +158,9 @@ musl_runtime() {
     echo "$out"
 }
 
-# Builds both binaries for one target; prints the folder they are in.
+# Builds both binaries for one target, into $TARGET_DIR/<target>/release. Called as a
+# plain statement, never inside `$(...) ||` or `if`, where bash would stop `set -e`
+# from ending it at a failed build.
 build_target() {
     local target=$1
     local linker_var
@@ -188,7 +190,6 @@ build_target() {
             cargo build --release --locked --target "$target" "${BINS[@]/#/--bin=}" \
             -Zbuild-std=std,panic_abort -Zbuild-std-features=compiler-builtins-mem >&2
     fi
-    echo "$TARGET_DIR/$target/release"
 }
 
 # Fails unless the file is a static ELF executable (no program interpreter).
@@ -213,7 +214,8 @@ trap 'rm -rf "$STAGE_ROOT"' EXIT
 declare -a TABLE=()
 TARBALLS=()
 for target in "${TARGETS[@]}"; do
-    out=$(build_target "$target") || exit 1
+    build_target "$target"
+    out="$TARGET_DIR/$target/release"
     name="beuss-$VERSION-$target"
     stage="$STAGE_ROOT/$name"
     rm -rf "$stage"

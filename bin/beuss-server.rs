@@ -24,15 +24,13 @@ fn help() -> String {
 }
 
 fn main() -> ExitCode {
-    match std::env::args().nth(1).as_deref() {
+    // args_os: an argument that is not UTF-8 is refused like any other, not a panic.
+    let arg = std::env::args_os().nth(1);
+    match arg.as_ref().map(|a| a.to_string_lossy()).as_deref() {
         None => {}
-        Some("-h" | "--help" | "help") => {
-            print!("{}", help());
-            return ExitCode::SUCCESS;
-        }
+        Some("-h" | "--help" | "help") => return print(&help()),
         Some("-V" | "--version") => {
-            println!("beuss-server {}", env!("CARGO_PKG_VERSION"));
-            return ExitCode::SUCCESS;
+            return print(&format!("beuss-server {}\n", env!("CARGO_PKG_VERSION")));
         }
         Some(other) => {
             eprintln!("beuss-server: unexpected argument {other:?}; see beuss-server --help");
@@ -47,22 +45,37 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    // Fatal errors go to stderr directly, not through the logger: they must be seen
+    // even with RUST_LOG=off.
     let mut server = match Server::bind(config) {
         Ok(server) => server,
         Err(e) => {
-            log::error!("{e}");
+            eprintln!("beuss-server: {e}");
             return ExitCode::FAILURE;
         }
     };
     if let Err(e) = server.handle_signals() {
-        log::error!("cannot install signal handlers: {e}");
+        eprintln!("beuss-server: cannot install signal handlers: {e}");
         return ExitCode::FAILURE;
     }
     match server.run() {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            log::error!("event loop failed: {e}");
+            eprintln!("beuss-server: event loop failed: {e}");
             ExitCode::FAILURE
         }
+    }
+}
+
+/// Writes `text` to standard output; a reader gone early (`| head`) is no error.
+fn print(text: &str) -> ExitCode {
+    use std::io::Write;
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => {
+            eprintln!("beuss-server: cannot write standard output: {e}");
+            ExitCode::FAILURE
+        }
+        _ => ExitCode::SUCCESS,
     }
 }

@@ -20,7 +20,7 @@ use std::time::{Duration, Instant};
 
 use beuss::client::{self, Error as ClientError, PutStatus};
 use beuss::join_host_port;
-use beuss::protocol::{ErrorCode, Request, Response, StatsReport};
+use beuss::protocol::{self, ErrorCode, Request, Response, StatsReport};
 use beuss::{Client, DEFAULT_HOST, DEFAULT_PORT};
 
 /// Success.
@@ -131,9 +131,10 @@ Output formats:
                    that contains NUL bytes breaks this framing: use --dir)
   --dir DIR        each message into its own file DIR/0000000001, DIR/0000000002,
                    ... (numbering goes on after the highest number already there;
-                   DIR is created if needed). Each file is written to a temporary
-                   name and renamed, so it appears whole. Prints each file's path,
-                   one per line.
+                   DIR is created if needed; a number already taken, e.g. by
+                   another ON on the same DIR, is skipped). Each file is written
+                   to a temporary name first, so it appears whole. Prints each
+                   file's path, one per line.
 
   --no-reconnect   exit (code 3) when the connection breaks, instead of
                    reconnecting with a backoff of 100 ms doubling up to 5 s
@@ -175,7 +176,7 @@ Usage: beuss PING
 Checks that the server answers; prints its version, protocol version, message
 size limit and the round-trip time.
 
-Exit codes: 0 the server answered, 1 error, 3 cannot connect.
+Exit codes: 0 the server answered, 1 error, 2 usage, 3 cannot connect.
 ";
 
 /// A verb of the command line.
@@ -343,21 +344,22 @@ fn main() -> ExitCode {
         Ok(args) => args,
         Err(failure) => return report(&failure),
     };
+    let printed = |text: String| match write_stdout(text.as_bytes()) {
+        Ok(_) => ExitCode::SUCCESS,
+        Err(failure) => report(&failure),
+    };
     if args.version {
-        println!("beuss {}", env!("CARGO_PKG_VERSION"));
-        return ExitCode::SUCCESS;
+        return printed(format!("beuss {}\n", env!("CARGO_PKG_VERSION")));
     }
     let Some(verb) = args.verb else {
         if args.help {
-            print!("{}", main_help());
-            return ExitCode::SUCCESS;
+            return printed(main_help());
         }
         eprint!("{}", main_help());
         return ExitCode::from(EXIT_USAGE);
     };
     if args.help {
-        print!("{}", verb.help());
-        return ExitCode::SUCCESS;
+        return printed(verb.help().to_string());
     }
     match run(verb, &args) {
         Ok(()) => ExitCode::from(EXIT_OK),
@@ -560,12 +562,12 @@ fn queue_name(arg: &OsStr) -> Result<&str, Failure> {
     let name = arg
         .to_str()
         .ok_or_else(|| Failure::usage("a queue name must be UTF-8"))?;
-    if name.is_empty() || name.len() > 255 {
-        return Err(Failure::usage(format!(
+    protocol::check_queue_name(name).map_err(|_| {
+        Failure::usage(format!(
             "a queue name is 1 to 255 bytes long, {name:?} is {}",
             name.len()
-        )));
-    }
+        ))
+    })?;
     Ok(name)
 }
 
@@ -678,16 +680,7 @@ impl Output {
     /// Writes the message; the file appears whole or not at all.
     fn finish(self, message: &[u8]) -> Result<(), Failure> {
         match self {
-            Output::Stdout => {
-                let mut out = io::stdout().lock();
-                match out.write_all(message).and_then(|()| out.flush()) {
-                    Err(e) if e.kind() != io::ErrorKind::BrokenPipe => Err(Failure::new(
-                        EXIT_ERROR,
-                        format!("cannot write standard output: {e}"),
-                    )),
-                    _ => Ok(()),
-                }
-            }
+            Output::Stdout => write_stdout(message).map(|_| ()),
             Output::Special(mut file) => file
                 .write_all(message)
                 .map_err(|e| Failure::new(EXIT_ERROR, format!("cannot write the message: {e}"))),
@@ -881,45 +874,72 @@ impl Sink {
                 self.buf.push(0);
             }
             OnFormat::Dir(dir) => {
-                let path = write_numbered(dir, self.next, message)?;
-                self.next += 1;
+                let path = write_numbered(dir, &mut self.next, message)?;
                 self.buf
                     .extend_from_slice(path.as_os_str().as_encoded_bytes());
                 self.buf.push(b'\n');
             }
         }
-        let mut out = io::stdout().lock();
-        match out.write_all(&self.buf).and_then(|()| out.flush()) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == io::ErrorKind::BrokenPipe => {
-                std::process::exit(i32::from(EXIT_OK))
-            }
-            Err(e) => Err(Failure::new(
-                EXIT_ERROR,
-                format!("cannot write standard output: {e}"),
-            )),
+        if !write_stdout(&self.buf)? {
+            std::process::exit(i32::from(EXIT_OK));
         }
+        Ok(())
     }
 }
 
-/// Writes `message` to `dir/<number>` through a temporary file and a rename.
-fn write_numbered(dir: &Path, number: u64, message: &[u8]) -> Result<PathBuf, Failure> {
-    let name = format!("{number:0DIR_NAME_DIGITS$}");
-    let path = dir.join(&name);
-    let temp = dir.join(format!(".{name}.tmp"));
-    fs::write(&temp, message)
-        .and_then(|()| fs::rename(&temp, &path))
-        .map_err(|e| {
-            let _ = fs::remove_file(&temp);
-            Failure::new(
-                EXIT_ERROR,
-                format!(
-                    "cannot write {}: {e} (that message was taken from the queue and is lost)",
-                    path.display()
-                ),
-            )
-        })?;
-    Ok(path)
+/// Writes `bytes` to standard output and flushes: `Ok(false)` if the reader went
+/// away (a pipe closed early, as with `| head`, is not an error), an error for any
+/// other failure (a full disk must not pass for success).
+fn write_stdout(bytes: &[u8]) -> Result<bool, Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::new(
+            EXIT_ERROR,
+            format!("cannot write standard output: {e}"),
+        )),
+    }
+}
+
+/// Writes `message` to `dir/<number>` through a temporary file, taking the next
+/// number free from `*next` on: the name is claimed with a hard link, which fails if
+/// it exists, so two `ON --dir` runs on one folder never overwrite each other's
+/// files. (On a file system without hard links, a rename does it, as before.)
+fn write_numbered(dir: &Path, next: &mut u64, message: &[u8]) -> Result<PathBuf, Failure> {
+    let temp = dir.join(format!(".beuss-{}.tmp", std::process::id()));
+    let cannot = |path: &Path, e: io::Error| {
+        Failure::new(
+            EXIT_ERROR,
+            format!(
+                "cannot write {}: {e} (that message was taken from the queue and is lost)",
+                path.display()
+            ),
+        )
+    };
+    fs::write(&temp, message).map_err(|e| cannot(&temp, e))?;
+    loop {
+        let path = dir.join(format!("{:0DIR_NAME_DIGITS$}", *next));
+        let claimed = match fs::hard_link(&temp, &path) {
+            Ok(()) => {
+                let _ = fs::remove_file(&temp);
+                Ok(())
+            }
+            Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                *next += 1;
+                continue;
+            }
+            Err(_) => fs::rename(&temp, &path),
+        };
+        *next += 1;
+        return match claimed {
+            Ok(()) => Ok(path),
+            Err(e) => {
+                let _ = fs::remove_file(&temp);
+                Err(cannot(&path, e))
+            }
+        };
+    }
 }
 
 /// The default `ON` format: one line per message. Drops one final newline, then
@@ -974,9 +994,7 @@ fn stats(addr: &str, queue: Option<&str>, json: bool) -> Result<(), Failure> {
     } else {
         stats_table(addr, &report, queue)
     };
-    let mut out = io::stdout().lock();
-    let _ = out.write_all(text.as_bytes()).and_then(|()| out.flush());
-    Ok(())
+    write_stdout(text.as_bytes()).map(|_| ())
 }
 
 /// Server figures plus one queue's (the client's `queue_stats` keeps only the latter).
@@ -1125,12 +1143,12 @@ fn json_string(s: &str, out: &mut String) {
 fn purge(addr: &str, queue: &str) -> Result<(), Failure> {
     let mut client = connect(addr, REPLY_TIMEOUT)?;
     let count = client.purge(queue).map_err(|e| Failure::client(addr, &e))?;
-    println!(
-        "purged {count} message{} from {}",
+    let text = format!(
+        "purged {count} message{} from {}\n",
         if count == 1 { "" } else { "s" },
         display_name(queue)
     );
-    Ok(())
+    write_stdout(text.as_bytes()).map(|_| ())
 }
 
 /// `PING`: one `HELLO` and one `PING`, timed.
@@ -1140,15 +1158,15 @@ fn ping(addr: &str) -> Result<(), Failure> {
     let start = Instant::now();
     client.ping().map_err(|e| Failure::client(addr, &e))?;
     let rtt = start.elapsed();
-    println!(
-        "PONG from {addr}: {}, protocol {}, max message size {} bytes, round trip {:.3} ms",
+    let _ = client.quit();
+    let text = format!(
+        "PONG from {addr}: {}, protocol {}, max message size {} bytes, round trip {:.3} ms\n",
         info.server,
         info.version,
         info.max_message_size,
         rtt.as_secs_f64() * 1000.0
     );
-    let _ = client.quit();
-    Ok(())
+    write_stdout(text.as_bytes()).map(|_| ())
 }
 
 #[cfg(test)]

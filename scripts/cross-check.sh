@@ -162,7 +162,7 @@ check_target() {
     echo "ON --raw ok"
 
     cli STATS --json >"$work/stats.json"
-    grep -q '"puts":6' "$work/stats.json" || { cat "$work/stats.json"; return 1; }
+    grep -qE '"puts":6[,}]' "$work/stats.json" || { cat "$work/stats.json"; return 1; }
     cli PING
     [[ -n ${run[*]} ]] || echo "rss_after=$(rss_kb "$server")" >&3
 

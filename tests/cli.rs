@@ -337,6 +337,30 @@ fn on_dir_writes_one_numbered_file_per_message() {
     assert_eq!(names.len(), 4, "no temporary files left: {names:?}");
 }
 
+/// ON --dir never overwrites a file that appeared after it started (say, written by
+/// another ON on the same folder): it skips to the next free number.
+#[test]
+fn on_dir_skips_a_number_taken_after_it_started() {
+    let server = TestServer::start();
+    let dir = tempdir("on-dir-shared").join("inbox");
+    std::fs::create_dir_all(&dir).unwrap();
+    let on = OnProcess::start(
+        beuss(&server),
+        &["shared", "--dir", dir.to_str().unwrap()],
+        b'\n',
+    );
+    // Once ON waits in its GET it has chosen 0000000001 as its next name.
+    server.wait_for_stat("waiters", 1);
+    std::fs::write(dir.join("0000000001"), b"someone else's").unwrap();
+    put(&server, "shared", b"mine");
+    assert_eq!(Path::new(&on.next_line()), dir.join("0000000002"));
+    assert_eq!(
+        std::fs::read(dir.join("0000000001")).unwrap(),
+        b"someone else's"
+    );
+    assert_eq!(std::fs::read(dir.join("0000000002")).unwrap(), b"mine");
+}
+
 /// ON survives a server restart on the same port: it says so on stderr, reconnects
 /// and goes on printing messages sent to the new server.
 #[test]
