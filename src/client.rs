@@ -253,6 +253,7 @@ impl Client {
                 version,
                 max_message_size,
                 server,
+                ..
             } => Ok(ServerInfo {
                 version,
                 max_message_size,

@@ -31,7 +31,7 @@ pub enum State {
         queue: Box<str>,
     },
     /// Receiving a `PUT` longer than the message limit: the first bytes are kept, the
-    /// rest dropped as they arrive.
+    /// rest dropped as they arrive (`options` set for a `PUT` with a delay/priority).
     Streaming(Box<Oversize>),
     /// A `BYE` or fatal `ERROR` was queued; close once the output is written.
     Closing,
@@ -50,6 +50,8 @@ pub struct Oversize {
     pub original: u32,
     /// Payload bytes still to come.
     pub remaining: usize,
+    /// Delay and priority of a `PUT` with options.
+    pub options: Option<crate::protocol::PutOptions>,
 }
 
 impl Oversize {
@@ -94,6 +96,9 @@ pub struct Connection {
     pub input: BytesMut,
     /// Replies not yet written.
     pub output: BytesMut,
+    /// Replies to settle requests carried out behind a parked receive; they go out
+    /// right after that receive's reply, so replies stay in request order.
+    pub held_replies: BytesMut,
     /// What it is doing.
     pub state: State,
     /// The peer sent EOF.
@@ -114,6 +119,7 @@ impl Connection {
             peer,
             input: BytesMut::new(),
             output: BytesMut::new(),
+            held_replies: BytesMut::new(),
             state: State::Ready,
             read_closed: false,
             broken: false,
@@ -126,6 +132,25 @@ impl Connection {
         matches!(self.state, State::Ready | State::Streaming(_))
             && self.output.len() < OUTPUT_HIGH_WATER
             && !self.broken
+    }
+
+    /// Whether settle requests (`ACK`, `NACK`, `TOUCH`) may be carried out now behind a
+    /// parked receive, their replies held back (protocol.md 13.7).
+    pub fn accepts_settles(&self) -> bool {
+        matches!(self.state, State::Parked { .. })
+            && !self.broken
+            && self.output.len() < OUTPUT_HIGH_WATER
+            && self.held_replies.len() < OUTPUT_HIGH_WATER
+    }
+
+    /// Ends a parked receive whose reply was just appended to `output`: the replies
+    /// held behind it follow, and requests are taken again.
+    pub fn unpark(&mut self) {
+        self.state = State::Ready;
+        if !self.held_replies.is_empty() {
+            let held = std::mem::take(&mut self.held_replies);
+            self.output.extend_from_slice(&held);
+        }
     }
 
     /// Whether reading more from the socket is allowed: not once it is closing, and

@@ -16,7 +16,7 @@ use byteorder::{BigEndian, ByteOrder};
 use bytes::BufMut;
 
 /// The protocol version this crate speaks (sent and checked by `HELLO`).
-pub const PROTOCOL_VERSION: u16 = 1;
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// Longest queue name in bytes. The name's length travels in one byte, so a longer
 /// name cannot even be expressed.
@@ -58,8 +58,32 @@ pub enum Opcode {
     Get = 0x11,
     /// Drop every message held in a queue.
     Purge = 0x12,
+    /// Take messages on lease (version 2).
+    Lease = 0x13,
+    /// Delete leased messages (version 2).
+    Ack = 0x14,
+    /// Give leased messages back, delay them or dead-letter them (version 2).
+    Nack = 0x15,
+    /// Extend leases (version 2).
+    Touch = 0x16,
+    /// Look at ready messages without taking them (version 2).
+    Peek = 0x17,
+    /// Move ready messages to another queue (version 2).
+    Move = 0x18,
     /// Server-wide and per-queue figures.
     Stats = 0x20,
+}
+
+impl Opcode {
+    /// Largest declared `length` a frame of this opcode may have (`PUT` streams and
+    /// has none below `u32::MAX`).
+    pub fn max_frame(self) -> u32 {
+        match self {
+            Opcode::Put => u32::MAX,
+            Opcode::Ack | Opcode::Nack | Opcode::Touch => MAX_SETTLE_FRAME,
+            _ => MAX_CONTROL_FRAME,
+        }
+    }
 }
 
 impl TryFrom<u8> for Opcode {
@@ -73,6 +97,12 @@ impl TryFrom<u8> for Opcode {
             0x10 => Opcode::Put,
             0x11 => Opcode::Get,
             0x12 => Opcode::Purge,
+            0x13 => Opcode::Lease,
+            0x14 => Opcode::Ack,
+            0x15 => Opcode::Nack,
+            0x16 => Opcode::Touch,
+            0x17 => Opcode::Peek,
+            0x18 => Opcode::Move,
             0x20 => Opcode::Stats,
             other => return Err(ProtocolError::UnknownOpcode(other)),
         })
@@ -99,6 +129,14 @@ pub enum Status {
     Empty = 0x13,
     /// `PURGE` dropped this many messages.
     Purged = 0x14,
+    /// `LEASE` returns one or more messages with ids and attempts (version 2).
+    Leased = 0x15,
+    /// One result per pair of an `ACK`, `NACK` or `TOUCH` (version 2).
+    Settled = 0x16,
+    /// `PEEK` returns copies of ready messages (version 2).
+    Peeked = 0x17,
+    /// `MOVE` moved this many messages (version 2).
+    Moved = 0x18,
     /// Reply to `STATS`.
     Stats = 0x20,
     /// The request failed; the body says why and whether the connection closes.
@@ -118,6 +156,10 @@ impl TryFrom<u8> for Status {
             0x12 => Status::Messages,
             0x13 => Status::Empty,
             0x14 => Status::Purged,
+            0x15 => Status::Leased,
+            0x16 => Status::Settled,
+            0x17 => Status::Peeked,
+            0x18 => Status::Moved,
             0x20 => Status::Stats,
             0x7F => Status::Error,
             other => return Err(ProtocolError::UnknownStatus(other)),
@@ -310,6 +352,76 @@ pub enum Request<'a> {
         /// Only this queue's figures, or all queues when `None`.
         queue: Option<&'a str>,
     },
+    /// A `PUT` with the `PUT_OPTIONS` flag: a delay and a priority (version 2).
+    PutWith {
+        /// Queue name.
+        queue: &'a str,
+        /// Delay and priority.
+        options: PutOptions,
+        /// Message bytes (already cut to the limit when decoded by the server).
+        payload: &'a [u8],
+    },
+    /// Take up to `max` messages on lease (version 2).
+    Lease {
+        /// Queue name.
+        queue: &'a str,
+        /// As for [`Request::Get`].
+        wait_ms: u32,
+        /// Most messages wanted (1 or more).
+        max: u16,
+        /// Lease length; 0 asks for the server's default.
+        lease_ms: u32,
+        /// Dead-letter after this many charged deliveries; 0 = server default,
+        /// [`NEVER_DEAD`] = never.
+        max_deliveries: u16,
+        /// The lease does not end when the connection closes.
+        detached: bool,
+    },
+    /// Delete leased messages (version 2).
+    Ack {
+        /// Queue name.
+        queue: &'a str,
+        /// The leases, as `(id, attempt)`.
+        pairs: Pairs<'a>,
+    },
+    /// End leases: give the messages back now or later, or dead-letter them (version 2).
+    Nack {
+        /// Queue name.
+        queue: &'a str,
+        /// Return the messages after this long (0 = now).
+        delay_ms: u32,
+        /// Send them to the dead-letter queue now.
+        dead: bool,
+        /// Do not charge this delivery against `max_deliveries`.
+        no_charge: bool,
+        /// The leases.
+        pairs: Pairs<'a>,
+    },
+    /// Extend leases to `lease_ms` from now (version 2).
+    Touch {
+        /// Queue name.
+        queue: &'a str,
+        /// New lease length; 0 = the length the `LEASE` asked for.
+        lease_ms: u32,
+        /// The leases.
+        pairs: Pairs<'a>,
+    },
+    /// Copies of up to `max` ready messages, without taking them (version 2).
+    Peek {
+        /// Queue name.
+        queue: &'a str,
+        /// Most messages wanted (1 or more).
+        max: u16,
+    },
+    /// Move up to `max` ready messages from one queue to another (version 2).
+    Move {
+        /// Source queue.
+        from: &'a str,
+        /// Destination queue.
+        to: &'a str,
+        /// Most messages to move (1 or more).
+        max: u32,
+    },
 }
 
 impl Request<'_> {
@@ -323,6 +435,13 @@ impl Request<'_> {
             Request::Get { .. } => Opcode::Get,
             Request::Purge { .. } => Opcode::Purge,
             Request::Stats { .. } => Opcode::Stats,
+            Request::PutWith { .. } => Opcode::Put,
+            Request::Lease { .. } => Opcode::Lease,
+            Request::Ack { .. } => Opcode::Ack,
+            Request::Nack { .. } => Opcode::Nack,
+            Request::Touch { .. } => Opcode::Touch,
+            Request::Peek { .. } => Opcode::Peek,
+            Request::Move { .. } => Opcode::Move,
         }
     }
 
@@ -333,6 +452,9 @@ impl Request<'_> {
     /// [`ProtocolError::FrameTooLarge`] for a payload that cannot fit in a frame; nothing
     /// is written then.
     pub fn encode(&self, dst: &mut impl BufMut) -> Result<(), ProtocolError> {
+        if let Some(result) = leases::encode_request(self, dst) {
+            return result;
+        }
         let queue = match self {
             Request::Put { queue, .. } | Request::Get { queue, .. } | Request::Purge { queue } => {
                 Some(*queue)
@@ -350,6 +472,8 @@ impl Request<'_> {
             Request::Get { queue, .. } => 1 + queue.len() + 4 + 2,
             Request::Purge { queue } => 1 + queue.len(),
             Request::Stats { queue } => 1 + queue.map_or(0, str::len),
+            // Encoded by leases::encode_request above.
+            _ => 0,
         };
         let len = u32::try_from(body_len + 2).map_err(|_| ProtocolError::FrameTooLarge {
             len: u32::MAX,
@@ -376,6 +500,7 @@ impl Request<'_> {
             }
             Request::Purge { queue } => put_name(dst, queue),
             Request::Stats { queue } => put_name(dst, queue.unwrap_or("")),
+            _ => {}
         }
         Ok(())
     }
@@ -392,6 +517,8 @@ pub enum Decoded<'a> {
     PutHead {
         /// Queue name.
         queue: &'a str,
+        /// Delay and priority, for a `PUT` with the `PUT_OPTIONS` flag.
+        options: Option<PutOptions>,
         /// Payload length the client declared.
         payload_len: u32,
     },
@@ -421,22 +548,25 @@ pub fn decode_request(
         return Ok(None);
     }
     let opcode = Opcode::try_from(buf[LEN_PREFIX])?;
-    if opcode != Opcode::Put && len > MAX_CONTROL_FRAME {
-        return Err(ProtocolError::FrameTooLarge {
-            len,
-            max: MAX_CONTROL_FRAME,
-        });
+    let max = opcode.max_frame();
+    if len > max {
+        return Err(ProtocolError::FrameTooLarge { len, max });
     }
     if buf.len() < REQUEST_HEADER {
         return Ok(None);
     }
     let flags = buf[LEN_PREFIX + 1];
-    if flags != 0 {
+    let allowed = if opcode == Opcode::Put {
+        PUT_OPTIONS
+    } else {
+        0
+    };
+    if flags & !allowed != 0 {
         return Err(ProtocolError::BadFlags(flags));
     }
     let body_len = len as usize - 2;
     if opcode == Opcode::Put {
-        return decode_put(buf, body_len, max_payload);
+        return decode_put(buf, body_len, flags & PUT_OPTIONS != 0, max_payload);
     }
     let frame_end = LEN_PREFIX + len as usize;
     let Some(body) = buf.get(REQUEST_HEADER..frame_end) else {
@@ -481,6 +611,12 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
                 },
             }
         }
+        Opcode::Lease
+        | Opcode::Ack
+        | Opcode::Nack
+        | Opcode::Touch
+        | Opcode::Peek
+        | Opcode::Move => leases::decode_control(opcode, &mut r)?,
         // PUT streams its payload and never reaches here (see decode_put); a plain
         // error keeps this total without a panic path.
         Opcode::Put => return Err(ProtocolError::BadArgument("PUT has no control body")),
@@ -492,6 +628,7 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
 fn decode_put(
     buf: &[u8],
     body_len: usize,
+    with_options: bool,
     max_payload: usize,
 ) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
     if body_len == 0 {
@@ -505,25 +642,51 @@ fn decode_put(
     if 1 + name_len > body_len {
         return Err(ProtocolError::ShortField("queue"));
     }
-    let head_end = REQUEST_HEADER + 1 + name_len;
-    let Some(name) = buf.get(REQUEST_HEADER + 1..head_end) else {
+    let name_end = REQUEST_HEADER + 1 + name_len;
+    let Some(name) = buf.get(REQUEST_HEADER + 1..name_end) else {
         return Ok(None);
     };
     let queue = to_queue_name(name)?;
-    let payload_len = body_len - 1 - name_len;
+    let (options, head_end) = if with_options {
+        if 1 + name_len + PUT_OPTIONS_LEN > body_len {
+            return Err(ProtocolError::ShortField("put options"));
+        }
+        let Some(fields) = buf.get(name_end..name_end + PUT_OPTIONS_LEN) else {
+            return Ok(None);
+        };
+        (
+            Some(PutOptions::decode(fields)?),
+            name_end + PUT_OPTIONS_LEN,
+        )
+    } else {
+        (None, name_end)
+    };
+    let payload_len = body_len - (head_end - REQUEST_HEADER);
     if payload_len > max_payload {
         // body_len came from a u32, so payload_len fits in one.
         let payload_len = payload_len as u32;
-        return Ok(Some((Decoded::PutHead { queue, payload_len }, head_end)));
+        return Ok(Some((
+            Decoded::PutHead {
+                queue,
+                options,
+                payload_len,
+            },
+            head_end,
+        )));
     }
     let frame_end = head_end + payload_len;
     let Some(payload) = buf.get(head_end..frame_end) else {
         return Ok(None);
     };
-    Ok(Some((
-        Decoded::Request(Request::Put { queue, payload }),
-        frame_end,
-    )))
+    let request = match options {
+        Some(options) => Request::PutWith {
+            queue,
+            options,
+            payload,
+        },
+        None => Request::Put { queue, payload },
+    };
+    Ok(Some((Decoded::Request(request), frame_end)))
 }
 
 /// Checks a queue name against the protocol's rules (1 to 255 bytes of UTF-8).
@@ -630,6 +793,9 @@ pub enum Response<'a> {
         max_message_size: u32,
         /// Server software and version, for logs.
         server: &'a str,
+        /// What a version-2 server supports and its lease limits; `None` from a
+        /// version-1 reply.
+        limits: Option<Limits>,
     },
     /// Reply to `QUIT`.
     Bye,
@@ -653,6 +819,31 @@ pub enum Response<'a> {
     },
     /// Reply to `STATS`.
     Stats(StatsReport),
+    /// A `PUT` with options stored the whole payload as message `id`.
+    StoredId {
+        /// The new message's id.
+        id: u64,
+    },
+    /// A `PUT` with options stored `stored_len` of `original_len` bytes as message `id`.
+    TruncatedId {
+        /// Payload length the client sent.
+        original_len: u32,
+        /// Bytes kept.
+        stored_len: u32,
+        /// The new message's id.
+        id: u64,
+    },
+    /// Messages on lease, oldest first.
+    Leased(Deliveries<'a>),
+    /// Copies of ready messages (`PEEK`).
+    Peeked(Deliveries<'a>),
+    /// One result per pair of an `ACK`, `NACK` or `TOUCH`.
+    Settled(Settled<'a>),
+    /// `MOVE` moved this many messages.
+    Moved {
+        /// Messages moved.
+        count: u64,
+    },
     /// A failed request.
     Error {
         /// The error code; unknown (newer) codes are kept as their number.
@@ -917,16 +1108,36 @@ pub fn decode_response(
     let response = match status {
         Status::Pong => Response::Pong,
         Status::Bye => Response::Bye,
+        Status::Stored if r.buf.len() >= 8 => Response::StoredId { id: r.u64("id")? },
         Status::Stored => Response::Stored,
         Status::Empty => Response::Empty,
         Status::Hello => Response::Hello {
             version: r.u16("version")?,
             max_message_size: r.u32("max_message_size")?,
             server: r.short_str("server")?,
+            limits: Limits::decode(&mut r)?,
         },
-        Status::Truncated => Response::Truncated {
-            original_len: r.u32("original_len")?,
-            stored_len: r.u32("stored_len")?,
+        Status::Truncated => {
+            let original_len = r.u32("original_len")?;
+            let stored_len = r.u32("stored_len")?;
+            if r.buf.len() >= 8 {
+                Response::TruncatedId {
+                    original_len,
+                    stored_len,
+                    id: r.u64("id")?,
+                }
+            } else {
+                Response::Truncated {
+                    original_len,
+                    stored_len,
+                }
+            }
+        }
+        Status::Leased => Response::Leased(Deliveries::decode(&mut r)?),
+        Status::Peeked => Response::Peeked(Deliveries::decode(&mut r)?),
+        Status::Settled => Response::Settled(Settled::decode(&mut r)?),
+        Status::Moved => Response::Moved {
+            count: r.u64("count")?,
         },
         Status::Purged => Response::Purged {
             count: r.u64("count")?,
@@ -977,6 +1188,16 @@ fn decode_fields(r: &mut Reader<'_>) -> Result<Vec<(String, u64)>, ProtocolError
     }
     Ok(fields)
 }
+
+mod leases;
+
+pub use leases::{
+    DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, DEFAULT_PRIORITY, Deliveries, DeliveriesIter,
+    Delivery, FEATURE_LEASES, FEATURE_PUT_OPTIONS, LeaseRef, LeasedWriter, Limits, MAX_DELAY_MS,
+    MAX_LEASE_MS, MAX_PRIORITY, MAX_SETTLE_FRAME, MAX_SETTLE_PAIRS, NEVER_DEAD, PUT_OPTIONS,
+    PUT_OPTIONS_LEN, Pairs, PairsIter, PutOptions, SettleResult, Settled, SettledWriter,
+    encode_hello_v2, encode_moved, encode_stored_id, encode_truncated_id,
+};
 
 #[cfg(test)]
 mod tests;

@@ -7,6 +7,7 @@
 //! only a partial frame is copied into a connection's own buffer. Replies to all the
 //! requests found in one read go out in one `write`.
 
+mod leases;
 mod requests;
 
 use std::collections::VecDeque;
@@ -26,7 +27,7 @@ use slab::Slab;
 use crate::config::Config;
 use crate::conn::{Connection, Oversize, READ_CHUNK, ReadOutcome, State};
 use crate::net;
-use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME};
+use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME, Request};
 use crate::store::Store;
 
 /// Token of the signal pipe; listeners sit just below it, connections use slab keys.
@@ -41,7 +42,7 @@ const MAX_ROUNDS: usize = 32;
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
 
 /// A waiter handle: the connection's slab key plus its id, because keys are reused.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct ConnRef {
     key: usize,
     id: u64,
@@ -253,10 +254,11 @@ impl Server {
         for r in timed_out {
             if let Some(conn) = self.conn_mut(r) {
                 protocol::encode_empty(&mut conn.output, protocol::Status::Empty);
-                conn.state = State::Ready;
+                conn.unpark();
                 self.ready.push_back(r);
             }
         }
+        self.drain_handoffs(now);
         self.drain_ready(now);
     }
 
@@ -414,7 +416,7 @@ impl Server {
         let Some(conn) = self.conn_mut(r) else {
             return 0;
         };
-        if conn.input.is_empty() || !conn.accepts_requests() {
+        if conn.input.is_empty() || !(conn.accepts_requests() || conn.accepts_settles()) {
             return 0;
         }
         let mut input = std::mem::take(&mut conn.input);
@@ -440,6 +442,19 @@ impl Server {
                 break;
             };
             if !conn.accepts_requests() {
+                // Behind a parked receive only settle requests go ahead (13.7).
+                if conn.accepts_settles()
+                    && let Ok(Some((Decoded::Request(request), used))) =
+                        protocol::decode_request(&data[pos..], max_payload)
+                    && matches!(
+                        request,
+                        Request::Ack { .. } | Request::Nack { .. } | Request::Touch { .. }
+                    )
+                {
+                    pos += used;
+                    self.execute(r, request, now);
+                    continue;
+                }
                 break;
             }
             if let State::Streaming(over) = &mut conn.state {
@@ -447,7 +462,15 @@ impl Server {
                 if over.is_done()
                     && let State::Streaming(over) = std::mem::replace(&mut conn.state, State::Ready)
                 {
-                    self.put(r, &over.queue, &over.kept, over.original as usize, now);
+                    self.put(
+                        r,
+                        &over.queue,
+                        &over.kept,
+                        over.original as usize,
+                        over.options,
+                        now,
+                    );
+                    self.drain_handoffs(now);
                 }
                 continue;
             }
@@ -457,7 +480,14 @@ impl Server {
                     pos += used;
                     self.execute(r, request, now);
                 }
-                Ok(Some((Decoded::PutHead { queue, payload_len }, used))) => {
+                Ok(Some((
+                    Decoded::PutHead {
+                        queue,
+                        options,
+                        payload_len,
+                    },
+                    used,
+                ))) => {
                     pos += used;
                     conn.state = State::Streaming(Box::new(Oversize {
                         queue: queue.into(),
@@ -465,6 +495,7 @@ impl Server {
                         keep: max_payload,
                         original: payload_len,
                         remaining: payload_len as usize,
+                        options,
                     }));
                 }
                 Err(e) => {
@@ -526,6 +557,9 @@ impl Server {
         if let State::Parked { queue } = &conn.state {
             self.store.cancel(queue, r, now);
         }
+        // Its leases (not detached ones) go back to their queues at once.
+        self.store.disconnect(r, now);
+        self.drain_handoffs(now);
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             debug!("{}: deregister: {e}", conn.peer);
         }
@@ -553,6 +587,7 @@ impl Server {
                     true,
                     "server is shutting down",
                 );
+                conn.unpark();
             }
             conn.state = State::Closing;
             conn.flush();

@@ -1,4 +1,5 @@
-//! The queue store: named FIFO queues held in memory, the consumers waiting on them,
+//! The queue store: named queues held in memory, the consumers waiting on them,
+//! leases (messages in flight until acknowledged), delays, priorities, dead letters,
 //! idle-queue expiry and the memory cap.
 //!
 //! No I/O and no clock here: every method that cares about time takes `now`, and the
@@ -6,20 +7,36 @@
 //! carries out. A waiter is whatever handle type `W` the caller uses to find a
 //! connection again.
 
+mod held;
 mod queues;
+mod ready;
 mod records;
 
-use std::collections::{BTreeMap, VecDeque};
+use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
+use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+pub use held::{HELD_OVERHEAD, LeaseSpec};
+use held::{Held, HeldState, Lease, OwnedLeases};
 use queues::Queues;
-pub use records::{CHUNK_SIZE, RECORD_HEADER, Records};
+use ready::Levels;
+pub use records::{CHUNK_SIZE, RECORD_HEADER, Record, Records};
+
+use crate::protocol::{LeaseRef, NEVER_DEAD, PutOptions, SettleResult};
 
 /// Memory charged for a queue's own bookkeeping (map entry, struct, name), on top of
 /// its message chunks. It makes the cap count queues too, so that a flood of queue
 /// names cannot grow memory past it.
 pub const QUEUE_OVERHEAD: usize = 160;
+
+/// Most timers one call of [`Store::expire`] runs, so that a mass expiry (100,000
+/// leases given in one tick) is spread over several loop turns with other clients
+/// served in between, instead of stalling them all at once.
+pub const EXPIRE_BUDGET: usize = 4096;
+
+/// Suffix of the dead-letter queue of a queue.
+pub const DEAD_SUFFIX: &str = ".dead";
 
 /// A `PUT` refused because it would take the store over its memory cap.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -45,11 +62,43 @@ impl std::error::Error for Full {}
 /// What happened to a message given to [`Store::put`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PutOutcome<W> {
-    /// Appended to the queue.
+    /// Appended to the queue (or delayed).
     Stored,
-    /// Not stored: a consumer was waiting, and the caller must deliver the payload to
-    /// it now. The waiter has been removed.
+    /// Not stored: a plain `GET` was waiting, and the caller must deliver the payload
+    /// to it now. The waiter has been removed.
     Handed(W),
+    /// A `LEASE` was waiting: the message is now in flight under this lease, and the
+    /// caller must deliver it to the waiter now (or [`Store::give_back`] it).
+    Leased(W, LeaseRef),
+}
+
+/// A message the store gave to a parked consumer outside of a request of that
+/// consumer (a lease ended, a delay ran out, a `MOVE`, a `NACK`): the caller writes
+/// it to `waiter`, or hands it back with [`Store::give_back`] if it cannot.
+#[derive(Debug)]
+pub struct Handoff<W> {
+    /// The consumer it is for.
+    pub waiter: W,
+    /// The lease, for a `LEASE` waiter; `None` for a plain `GET`.
+    pub lease: Option<LeaseRef>,
+    /// The payload, for a plain `GET` (the message has left the store); for a lease
+    /// it stays in the store: see [`Store::payload`].
+    pub payload: Option<Box<[u8]>>,
+    queue: usize,
+    id: u64,
+    attempt: u32,
+    priority: u8,
+}
+
+/// How a `NACK` ends a lease.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct Nack {
+    /// Return the message after this long (zero = now).
+    pub delay: Duration,
+    /// Dead-letter it now.
+    pub dead: bool,
+    /// Do not charge this delivery.
+    pub no_charge: bool,
 }
 
 /// Server-wide counters kept by the store.
@@ -57,7 +106,7 @@ pub enum PutOutcome<W> {
 pub struct Totals {
     /// Messages accepted by `put` (stored or handed to a waiter).
     pub puts: u64,
-    /// Messages taken by consumers (from the queue or handed over).
+    /// Messages taken by consumers (from the queue or handed over), plain or leased.
     pub gets: u64,
     /// Messages that arrived longer than the limit and were cut.
     pub truncations: u64,
@@ -67,27 +116,68 @@ pub struct Totals {
     pub purged: u64,
     /// Queues removed after being idle.
     pub expired_queues: u64,
+    /// Deliveries under lease.
+    pub leases: u64,
+    /// Messages acknowledged.
+    pub acks: u64,
+    /// Leases ended by `NACK`.
+    pub nacks: u64,
+    /// Messages made ready again after a lease.
+    pub redeliveries: u64,
+    /// Leases that ran out.
+    pub expired_leases: u64,
+    /// Messages moved to a dead-letter queue.
+    pub dead_lettered: u64,
+    /// Dead letters dropped because the dead-letter queue could not be named.
+    pub dead_dropped: u64,
+}
+
+/// Counters of one queue (the lease-related ones of [`Totals`], per queue).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct QueueCounters {
+    /// Messages put since the queue was created.
+    pub puts: u64,
+    /// Messages taken since the queue was created (plain or leased).
+    pub gets: u64,
+    /// Truncated puts.
+    pub truncations: u64,
+    /// Deliveries under lease.
+    pub leases: u64,
+    /// Messages acknowledged.
+    pub acks: u64,
+    /// Leases ended by `NACK`.
+    pub nacks: u64,
+    /// Messages made ready again after a lease.
+    pub redeliveries: u64,
+    /// Leases that ran out.
+    pub expired_leases: u64,
+    /// Messages moved from here to the dead-letter queue.
+    pub dead_lettered: u64,
 }
 
 /// One queue's figures, for `STATS`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct QueueInfo {
-    /// Messages held.
+    /// Messages held: ready, in flight and delayed.
     pub messages: u64,
     /// Payload bytes held.
     pub bytes: u64,
-    /// Memory held (chunks and bookkeeping).
+    /// Memory held (chunks, held messages and bookkeeping).
     pub memory: u64,
-    /// Messages put since the queue was created.
-    pub puts: u64,
-    /// Messages taken since the queue was created.
-    pub gets: u64,
-    /// Truncated puts since the queue was created.
-    pub truncations: u64,
+    /// Messages ready now.
+    pub ready: u64,
+    /// Messages leased now.
+    pub in_flight: u64,
+    /// Messages delayed now.
+    pub delayed: u64,
+    /// Messages in this queue's dead-letter queue now.
+    pub dead: u64,
     /// Consumers parked on it.
     pub waiters: u64,
     /// Time since it was last used.
     pub idle: Duration,
+    /// Counters since the queue was created.
+    pub counters: QueueCounters,
 }
 
 #[derive(Debug)]
@@ -95,37 +185,78 @@ struct Waiter<W> {
     handle: W,
     /// The key of its timeout in `Store::timers`, if it has one.
     timer: Option<TimerKey>,
+    /// For a parked `LEASE`: the lease it will be given.
+    lease: Option<LeaseSpec>,
 }
 
 #[derive(Debug)]
 struct Queue<W> {
-    records: Records,
+    name: Box<str>,
+    /// Never-delivered ready messages, by priority.
+    ready: Levels,
+    /// Ready messages that were delivered before, by (priority, id); their payloads
+    /// are in `Store::held`.
+    returned: BTreeSet<(u8, u64)>,
     /// Parked consumers, first come first served.
     waiters: VecDeque<Waiter<W>>,
     last_used: Instant,
     /// Whether an idle-expiry timer for this queue is in `Store::timers`; at most one
     /// is, so touching an idle queue costs nothing.
     idle_timer: bool,
-    puts: u64,
-    gets: u64,
-    truncations: u64,
+    /// A dead-letter queue that received a message: never idle-expired.
+    keep: bool,
+    /// Messages of this queue in `Store::held` (returned, in flight, delayed).
+    held: usize,
+    in_flight: usize,
+    delayed: usize,
+    /// Payload bytes and memory of those held messages.
+    held_bytes: usize,
+    held_memory: usize,
+    counters: QueueCounters,
 }
 
 impl<W> Queue<W> {
-    fn new(now: Instant) -> Self {
+    fn new(name: &str, now: Instant) -> Self {
         Queue {
-            records: Records::default(),
+            name: name.into(),
+            ready: Levels::default(),
+            returned: BTreeSet::new(),
             waiters: VecDeque::new(),
             last_used: now,
             idle_timer: false,
-            puts: 0,
-            gets: 0,
-            truncations: 0,
+            keep: false,
+            held: 0,
+            in_flight: 0,
+            delayed: 0,
+            held_bytes: 0,
+            held_memory: 0,
+            counters: QueueCounters::default(),
         }
     }
 
     fn is_idle(&self) -> bool {
-        self.records.is_empty() && self.waiters.is_empty()
+        self.ready.is_empty() && self.held == 0 && self.waiters.is_empty() && !self.keep
+    }
+
+    fn has_ready(&self) -> bool {
+        !self.returned.is_empty() || !self.ready.is_empty()
+    }
+
+    /// Where the next message to deliver is: `Some(Ok((priority, id)))` for a returned
+    /// one, `Some(Err(priority))` for the front of a priority FIFO.
+    fn front(&self) -> Option<Result<(u8, u64), u8>> {
+        let returned = self.returned.first().copied();
+        let fifo = self.ready.front().map(|(p, _)| p);
+        match (returned, fifo) {
+            (Some(r), Some(p)) if p < r.0 => Some(Err(p)),
+            (Some(r), _) => Some(Ok(r)),
+            (None, Some(p)) => Some(Err(p)),
+            (None, None) => None,
+        }
+    }
+
+    fn memory(&self) -> usize {
+        self.ready.capacity() + self.held_memory + QUEUE_OVERHEAD + self.name.len()
     }
 }
 
@@ -138,39 +269,59 @@ enum Timer<W> {
     Waiter { queue: Box<str>, handle: W },
     /// A queue may have been idle long enough to drop.
     Idle { queue: Box<str> },
+    /// A lease runs out.
+    Lease { id: u64 },
+    /// A delayed message becomes ready.
+    Due { id: u64 },
 }
 
-/// Named FIFO queues with waiting consumers, idle expiry and a memory cap.
+/// Named queues with waiting consumers, leases, delays, dead letters, idle expiry and
+/// a memory cap.
 #[derive(Debug)]
 pub struct Store<W> {
     /// O(1) lookup by name (the Go original scanned a list).
     queues: Queues<Queue<W>>,
-    /// Waiter timeouts and idle checks, soonest first. A `BTreeMap` keeps them ordered
-    /// and lets a served waiter's timeout be removed in O(log n).
+    /// Messages outside the FIFO chunks: in flight, delayed, returned, by id.
+    held: HashMap<u64, Held<W>>,
+    /// Each connection's leases, so that they can be returned when it closes.
+    owned: HashMap<W, OwnedLeases>,
+    /// Waiter timeouts, idle checks, lease ends and delays, soonest first. A
+    /// `BTreeMap` keeps them ordered and lets a timer be removed in O(log n).
     timers: BTreeMap<TimerKey, Timer<W>>,
     next_timer: u64,
-    /// Memory held: chunk capacity plus `QUEUE_OVERHEAD` and name per queue.
+    /// Messages given to parked consumers outside their own requests.
+    handoffs: VecDeque<Handoff<W>>,
+    next_id: u64,
+    /// Memory held: chunk capacity, held messages, and per-queue overhead.
     memory: usize,
     max_memory: usize,
     queue_idle: Option<Duration>,
     messages: usize,
     bytes: usize,
+    in_flight: usize,
+    delayed: usize,
     totals: Totals,
 }
 
-impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
+impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// An empty store holding at most `max_memory` bytes, dropping queues idle for
     /// `queue_idle` (never, if `None`).
     pub fn new(max_memory: usize, queue_idle: Option<Duration>) -> Self {
         Store {
             queues: Queues::default(),
+            held: HashMap::new(),
+            owned: HashMap::new(),
             timers: BTreeMap::new(),
             next_timer: 0,
+            handoffs: VecDeque::new(),
+            next_id: 0,
             memory: 0,
             max_memory,
             queue_idle,
             messages: 0,
             bytes: 0,
+            in_flight: 0,
+            delayed: 0,
             totals: Totals::default(),
         }
     }
@@ -188,65 +339,125 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
         original_len: usize,
         now: Instant,
     ) -> Result<PutOutcome<W>, Full> {
-        let truncated = original_len > payload.len();
-        // One hash lookup on the common path: the queue exists.
-        if let Some(q) = self.queues.get_mut(queue) {
-            if let Some(waiter) = q.waiters.pop_front() {
-                if let Some(key) = waiter.timer {
-                    self.timers.remove(&key);
-                }
-                q.last_used = now;
-                q.puts += 1;
-                q.gets += 1;
-                q.truncations += u64::from(truncated);
-                let idle = q.is_idle();
-                self.totals.puts += 1;
-                self.totals.gets += 1;
-                self.totals.truncations += u64::from(truncated);
-                if idle {
-                    self.arm_idle_timer(queue, now);
-                }
-                return Ok(PutOutcome::Handed(waiter.handle));
-            }
-            let growth = q.records.growth_for(payload.len());
-            if self.memory + growth > self.max_memory {
-                self.totals.rejected_full += 1;
-                return Err(Full {
-                    used: self.memory,
-                    limit: self.max_memory,
-                });
-            }
-            self.memory += q.records.push(payload);
-            q.last_used = now;
-            q.puts += 1;
-            q.truncations += u64::from(truncated);
-        } else {
-            let growth =
-                Records::default().growth_for(payload.len()) + QUEUE_OVERHEAD + queue.len();
-            if self.memory + growth > self.max_memory {
-                self.totals.rejected_full += 1;
-                return Err(Full {
-                    used: self.memory,
-                    limit: self.max_memory,
-                });
-            }
-            let mut q = Queue::new(now);
-            self.memory += QUEUE_OVERHEAD + queue.len() + q.records.push(payload);
-            q.puts += 1;
-            q.truncations += u64::from(truncated);
-            self.queues.insert(queue, q);
-        }
-        self.messages += 1;
-        self.bytes += payload.len();
-        self.totals.puts += 1;
-        self.totals.truncations += u64::from(truncated);
-        Ok(PutOutcome::Stored)
+        self.put_with(queue, payload, original_len, PutOptions::default(), now)
+            .map(|(_, outcome)| outcome)
     }
 
-    /// Removes up to `max` of the oldest messages of `queue`, handing each to `each`,
-    /// and stops early once the payloads would pass `max_bytes` (at least one message
-    /// is always taken). Returns how many were taken. A queue that does not exist is
-    /// not created.
+    /// [`Store::put`] with a delay and a priority; also returns the new message's id.
+    ///
+    /// # Errors
+    /// [`Full`] when storing would pass the memory cap; nothing changes then.
+    pub fn put_with(
+        &mut self,
+        queue: &str,
+        payload: &[u8],
+        original_len: usize,
+        options: PutOptions,
+        now: Instant,
+    ) -> Result<(u64, PutOutcome<W>), Full> {
+        let truncated = u64::from(original_len > payload.len());
+        let id = self.next_id + 1;
+        let delayed = options.delay_ms > 0;
+        let priority = options.priority;
+        // One hash lookup on the common path: the queue exists.
+        let key = match self.queues.key_of(queue) {
+            Some(key) => key,
+            None => {
+                let growth = QUEUE_OVERHEAD
+                    + queue.len()
+                    + if delayed {
+                        HELD_OVERHEAD + payload.len()
+                    } else {
+                        Levels::default().growth_for(priority, id, 0, payload.len())
+                    };
+                self.check_room(growth)?;
+                self.memory += QUEUE_OVERHEAD + queue.len();
+                self.queues.insert(queue, Queue::new(queue, now));
+                self.queues.key_of(queue).unwrap_or_default()
+            }
+        };
+        let Some(q) = self.queues.by_key_mut(key) else {
+            return Err(self.refuse());
+        };
+        if !delayed && let Some(waiter) = q.waiters.pop_front() {
+            if let Some(timer) = waiter.timer {
+                self.timers.remove(&timer);
+            }
+            self.next_id = id;
+            q.last_used = now;
+            q.counters.puts += 1;
+            q.counters.gets += 1;
+            q.counters.truncations += truncated;
+            self.totals.puts += 1;
+            self.totals.gets += 1;
+            self.totals.truncations += truncated;
+            let outcome = match waiter.lease {
+                None => PutOutcome::Handed(waiter.handle),
+                Some(spec) => {
+                    let lease =
+                        self.hold_leased(key, id, priority, payload, waiter.handle, spec, now);
+                    PutOutcome::Leased(waiter.handle, lease)
+                }
+            };
+            self.arm_idle_if_idle(key, now);
+            return Ok((id, outcome));
+        }
+        let growth = if delayed {
+            HELD_OVERHEAD + payload.len()
+        } else {
+            q.ready.growth_for(priority, id, 0, payload.len())
+        };
+        if self.memory + growth > self.max_memory {
+            return Err(self.refuse());
+        }
+        self.next_id = id;
+        q.last_used = now;
+        q.counters.puts += 1;
+        q.counters.truncations += truncated;
+        self.totals.puts += 1;
+        self.totals.truncations += truncated;
+        self.messages += 1;
+        self.bytes += payload.len();
+        if delayed {
+            let at = now + Duration::from_millis(u64::from(options.delay_ms));
+            let timer = self.add_timer(at, Timer::Due { id });
+            self.insert_held(
+                key,
+                id,
+                Held {
+                    payload: payload.into(),
+                    queue: key,
+                    attempt: 0,
+                    charged: 0,
+                    priority,
+                    state: HeldState::Delayed { timer },
+                },
+            );
+        } else if let Some(q) = self.queues.by_key_mut(key) {
+            self.memory += q.ready.push(priority, id, 0, payload);
+        }
+        Ok((id, PutOutcome::Stored))
+    }
+
+    fn check_room(&mut self, growth: usize) -> Result<(), Full> {
+        if self.memory + growth > self.max_memory {
+            return Err(self.refuse());
+        }
+        Ok(())
+    }
+
+    fn refuse(&mut self) -> Full {
+        self.totals.rejected_full += 1;
+        Full {
+            used: self.memory,
+            limit: self.max_memory,
+        }
+    }
+
+    /// Removes up to `max` messages of `queue` in delivery order, handing each payload
+    /// to `each`, and stops early once the payloads would pass `max_bytes` (at least
+    /// one message is always taken). Returns how many were taken. A queue that does
+    /// not exist is not created.
     pub fn get(
         &mut self,
         queue: &str,
@@ -255,62 +466,310 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
         now: Instant,
         mut each: impl FnMut(&[u8]),
     ) -> usize {
-        let Some(q) = self.queues.get_mut(queue) else {
+        let Some(key) = self.queues.key_of(queue) else {
             return 0;
         };
-        q.last_used = now;
         let mut taken = 0;
         let mut bytes = 0;
         while taken < max {
-            let Some(len) = q.records.front_len() else {
+            let Some(len) = self.front_len(key) else {
                 break;
             };
             if taken > 0 && bytes + len > max_bytes {
                 break;
             }
-            let Some(freed) = q.records.pop_with(&mut each) else {
+            let Some(q) = self.queues.by_key_mut(key) else {
                 break;
             };
-            self.memory -= freed;
+            match q.front() {
+                Some(Ok((priority, id))) => {
+                    q.returned.remove(&(priority, id));
+                    if let Some(h) = self.remove_held(id) {
+                        each(&h.payload);
+                    }
+                }
+                Some(Err(_)) => {
+                    let Some(freed) = q.ready.pop_with(|_, r| each(r.payload)) else {
+                        break;
+                    };
+                    self.memory -= freed;
+                    self.messages -= 1;
+                    self.bytes -= len;
+                }
+                None => break,
+            }
             bytes += len;
             taken += 1;
         }
-        q.gets += taken as u64;
-        self.messages -= taken;
-        self.bytes -= bytes;
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.last_used = now;
+            q.counters.gets += taken as u64;
+        }
         self.totals.gets += taken as u64;
-        if q.is_idle() {
-            self.arm_idle_timer(queue, now);
+        self.arm_idle_if_idle(key, now);
+        taken
+    }
+
+    /// Payload length of the next message `queue` would deliver.
+    fn front_len(&self, key: usize) -> Option<usize> {
+        let q = self.queues.by_key(key)?;
+        match q.front()? {
+            Ok((_, id)) => self.held.get(&id).map(|h| h.payload.len()),
+            Err(_) => q.ready.front().map(|(_, len)| len),
+        }
+    }
+
+    /// Leases up to `max` messages of `queue` in delivery order to `owner` under
+    /// `spec`, handing each to `each`, with the same byte rule as [`Store::get`].
+    /// Returns how many were leased. A queue that does not exist is not created.
+    #[allow(clippy::too_many_arguments)]
+    pub fn lease(
+        &mut self,
+        queue: &str,
+        max: usize,
+        max_bytes: usize,
+        spec: LeaseSpec,
+        owner: W,
+        now: Instant,
+        mut each: impl FnMut(LeaseRef, &[u8]),
+    ) -> usize {
+        let Some(key) = self.queues.key_of(queue) else {
+            return 0;
+        };
+        let mut taken = 0;
+        let mut bytes = 0;
+        while taken < max {
+            let Some(len) = self.front_len(key) else {
+                break;
+            };
+            if taken > 0 && bytes + len > max_bytes {
+                break;
+            }
+            let Some(lease) = self.lease_front(key, owner, spec, now) else {
+                break;
+            };
+            if let Some(h) = self.held.get(&lease.id) {
+                each(lease, &h.payload);
+            }
+            bytes += len;
+            taken += 1;
+        }
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.last_used = now;
         }
         taken
     }
 
-    /// Parks a consumer on `queue` (creating it, so that a `PUT` finds the waiter)
+    /// Leases the next ready message of queue `key` to `owner`.
+    fn lease_front(
+        &mut self,
+        key: usize,
+        owner: W,
+        spec: LeaseSpec,
+        now: Instant,
+    ) -> Option<LeaseRef> {
+        let q = self.queues.by_key_mut(key)?;
+        match q.front()? {
+            Ok((priority, id)) => {
+                q.returned.remove(&(priority, id));
+                q.in_flight += 1;
+                q.counters.gets += 1;
+                q.counters.leases += 1;
+                self.in_flight += 1;
+                self.totals.gets += 1;
+                self.totals.leases += 1;
+                let owner = (!spec.detached).then_some(owner);
+                let timer = self.add_timer(lease_deadline(now, spec.lease_ms), Timer::Lease { id });
+                let h = self.held.get_mut(&id)?;
+                h.attempt = h.attempt.saturating_add(1);
+                h.state = HeldState::InFlight(Lease {
+                    timer,
+                    owner,
+                    lease_ms: spec.lease_ms,
+                    max_deliveries: spec.max_deliveries,
+                });
+                let lease = LeaseRef {
+                    id,
+                    attempt: h.attempt,
+                };
+                if let Some(owner) = owner {
+                    self.owned.entry(owner).or_default().push(lease, &self.held);
+                }
+                Some(lease)
+            }
+            Err(_) => {
+                let mut taken = None;
+                let freed = q.ready.pop_with(|priority, r| {
+                    taken = Some((priority, r.id, r.attempt, Box::<[u8]>::from(r.payload)));
+                })?;
+                let (priority, id, attempt, payload) = taken?;
+                self.memory -= freed;
+                self.messages -= 1;
+                self.bytes -= payload.len();
+                // Counted again by hold_leased, with the held overhead.
+                let q = self.queues.by_key_mut(key)?;
+                q.counters.gets += 1;
+                self.totals.gets += 1;
+                Some(self.hold(key, id, attempt, priority, payload, owner, spec, now))
+            }
+        }
+    }
+
+    /// Puts a message that just arrived straight in flight, for a parked `LEASE`.
+    #[allow(clippy::too_many_arguments)]
+    fn hold_leased(
+        &mut self,
+        key: usize,
+        id: u64,
+        priority: u8,
+        payload: &[u8],
+        owner: W,
+        spec: LeaseSpec,
+        now: Instant,
+    ) -> LeaseRef {
+        self.hold(key, id, 0, priority, payload.into(), owner, spec, now)
+    }
+
+    /// Adds a message to `held` in flight with its attempt raised by one.
+    #[allow(clippy::too_many_arguments)]
+    fn hold(
+        &mut self,
+        key: usize,
+        id: u64,
+        attempt: u32,
+        priority: u8,
+        payload: Box<[u8]>,
+        owner: W,
+        spec: LeaseSpec,
+        now: Instant,
+    ) -> LeaseRef {
+        let owner = (!spec.detached).then_some(owner);
+        let timer = self.add_timer(lease_deadline(now, spec.lease_ms), Timer::Lease { id });
+        let attempt = attempt.saturating_add(1);
+        self.messages += 1;
+        self.bytes += payload.len();
+        self.insert_held(
+            key,
+            id,
+            Held {
+                payload,
+                queue: key,
+                attempt,
+                charged: 0,
+                priority,
+                state: HeldState::InFlight(Lease {
+                    timer,
+                    owner,
+                    lease_ms: spec.lease_ms,
+                    max_deliveries: spec.max_deliveries,
+                }),
+            },
+        );
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.in_flight += 1;
+            q.counters.leases += 1;
+        }
+        self.in_flight += 1;
+        self.totals.leases += 1;
+        let lease = LeaseRef { id, attempt };
+        if let Some(owner) = owner {
+            self.owned.entry(owner).or_default().push(lease, &self.held);
+        }
+        lease
+    }
+
+    /// Adds a held message (its state's counters are the caller's job, apart from
+    /// `delayed`) and charges its memory.
+    fn insert_held(&mut self, key: usize, id: u64, h: Held<W>) {
+        let memory = HELD_OVERHEAD + h.payload.len();
+        let delayed = matches!(h.state, HeldState::Delayed { .. });
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.held += 1;
+            q.held_bytes += h.payload.len();
+            q.held_memory += memory;
+            q.delayed += usize::from(delayed);
+        }
+        self.delayed += usize::from(delayed);
+        self.memory += memory;
+        self.held.insert(id, h);
+    }
+
+    /// Removes a held message and uncharges it; the caller has already taken it out
+    /// of its queue's `returned` set or timers.
+    fn remove_held(&mut self, id: u64) -> Option<Held<W>> {
+        let h = self.held.remove(&id)?;
+        let memory = HELD_OVERHEAD + h.payload.len();
+        let (in_flight, delayed) = match h.state {
+            HeldState::InFlight(_) => (1, 0),
+            HeldState::Delayed { .. } => (0, 1),
+            HeldState::Ready => (0, 0),
+        };
+        if let Some(q) = self.queues.by_key_mut(h.queue) {
+            q.held -= 1;
+            q.held_bytes -= h.payload.len();
+            q.held_memory -= memory;
+            q.in_flight -= in_flight;
+            q.delayed -= delayed;
+        }
+        self.in_flight -= in_flight;
+        self.delayed -= delayed;
+        self.memory -= memory;
+        self.messages -= 1;
+        self.bytes -= h.payload.len();
+        Some(h)
+    }
+
+    /// Parks a plain `GET` on `queue` (creating it, so that a `PUT` finds the waiter)
     /// until a message arrives or `deadline` passes. Call only after a `get` found
     /// the queue empty. Waiters count toward no cap: there is at most one per
     /// connection, and connections are capped.
     pub fn park(&mut self, queue: &str, handle: W, deadline: Option<Instant>, now: Instant) {
+        self.park_waiter(queue, handle, deadline, None, now);
+    }
+
+    /// Parks a `LEASE` like [`Store::park`]: the message it is woken with is leased
+    /// to `handle` under `spec`.
+    pub fn park_lease(
+        &mut self,
+        queue: &str,
+        handle: W,
+        deadline: Option<Instant>,
+        spec: LeaseSpec,
+        now: Instant,
+    ) {
+        self.park_waiter(queue, handle, deadline, Some(spec), now);
+    }
+
+    fn park_waiter(
+        &mut self,
+        queue: &str,
+        handle: W,
+        deadline: Option<Instant>,
+        lease: Option<LeaseSpec>,
+        now: Instant,
+    ) {
         let timer = deadline.map(|at| {
-            let key = (at, self.next_timer);
-            self.next_timer += 1;
-            self.timers.insert(
-                key,
+            self.add_timer(
+                at,
                 Timer::Waiter {
                     queue: queue.into(),
                     handle,
                 },
-            );
-            key
+            )
         });
         let q = match self.queues.get_mut(queue) {
             Some(q) => q,
             None => {
                 self.memory += QUEUE_OVERHEAD + queue.len();
-                self.queues.insert(queue, Queue::new(now))
+                self.queues.insert(queue, Queue::new(queue, now))
             }
         };
         q.last_used = now;
-        q.waiters.push_back(Waiter { handle, timer });
+        q.waiters.push_back(Waiter {
+            handle,
+            timer,
+            lease,
+        });
     }
 
     /// Removes a parked consumer (its client went away). Returns whether it was found.
@@ -318,64 +777,644 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
     /// Cost: a scan of that queue's waiters, which is short in practice; a map from
     /// handle to position would make it O(1) at the price of upkeep on every park.
     pub fn cancel(&mut self, queue: &str, handle: W, now: Instant) -> bool {
-        let Some(q) = self.queues.get_mut(queue) else {
+        let Some(key) = self.queues.key_of(queue) else {
+            return false;
+        };
+        let Some(q) = self.queues.by_key_mut(key) else {
             return false;
         };
         let Some(pos) = q.waiters.iter().position(|w| w.handle == handle) else {
             return false;
         };
         if let Some(Waiter {
-            timer: Some(key), ..
+            timer: Some(timer), ..
         }) = q.waiters.remove(pos)
         {
-            self.timers.remove(&key);
+            self.timers.remove(&timer);
         }
-        if q.is_idle() {
-            self.arm_idle_timer(queue, now);
-        }
+        self.arm_idle_if_idle(key, now);
         true
     }
 
-    /// Drops every message in `queue`; returns how many.
+    /// Returns every lease `owner` holds (its connection closed): each message is
+    /// returned, or dead-lettered if that was its last delivery. Detached leases are
+    /// not affected.
+    pub fn disconnect(&mut self, owner: W, now: Instant) {
+        let Some(owned) = self.owned.remove(&owner) else {
+            return;
+        };
+        for lease in owned.into_leases() {
+            if self
+                .live_lease(lease, now)
+                .is_some_and(|l| l.owner == Some(owner))
+            {
+                self.end_lease(lease.id, true, None, now);
+            }
+        }
+    }
+
+    /// The lease `pair` names, if it is live at `now` (in flight under that attempt,
+    /// deadline not reached).
+    fn live_lease(&self, pair: LeaseRef, now: Instant) -> Option<&Lease<W>> {
+        let h = self.held.get(&pair.id)?;
+        match &h.state {
+            HeldState::InFlight(lease) if h.attempt == pair.attempt && lease.timer.0 > now => {
+                Some(lease)
+            }
+            _ => None,
+        }
+    }
+
+    /// How a settle request stands for `pair` on `queue`: `Ok` if its lease is live.
+    fn settle_check(&self, queue: &str, pair: LeaseRef, now: Instant) -> SettleResult {
+        let Some(key) = self.queues.key_of_shared(queue) else {
+            return SettleResult::NotFound;
+        };
+        match self.held.get(&pair.id) {
+            Some(h) if h.queue == key => {
+                if self.live_lease(pair, now).is_some() {
+                    SettleResult::Ok
+                } else {
+                    SettleResult::Stale
+                }
+            }
+            _ => SettleResult::NotFound,
+        }
+    }
+
+    /// Deletes the message `pair` holds a lease on.
+    pub fn ack(&mut self, queue: &str, pair: LeaseRef, now: Instant) -> SettleResult {
+        let result = self.settle_check(queue, pair, now);
+        if result != SettleResult::Ok {
+            return result;
+        }
+        if let Some(h) = self.remove_held(pair.id) {
+            if let HeldState::InFlight(lease) = &h.state {
+                self.timers.remove(&lease.timer);
+            }
+            if let Some(q) = self.queues.by_key_mut(h.queue) {
+                q.counters.acks += 1;
+                q.last_used = now;
+            }
+            self.totals.acks += 1;
+            self.arm_idle_if_idle(h.queue, now);
+        }
+        result
+    }
+
+    /// Ends the lease `pair` holds: the message is returned (now or after a delay) or
+    /// dead-lettered, as `how` says.
+    pub fn nack(&mut self, queue: &str, pair: LeaseRef, how: Nack, now: Instant) -> SettleResult {
+        let result = self.settle_check(queue, pair, now);
+        if result != SettleResult::Ok {
+            return result;
+        }
+        if let Some(h) = self.held.get(&pair.id)
+            && let Some(q) = self.queues.by_key_mut(h.queue)
+        {
+            q.counters.nacks += 1;
+        }
+        self.totals.nacks += 1;
+        if how.dead {
+            self.stop_lease(pair.id);
+            self.dead_letter(pair.id, now);
+        } else {
+            let delay = (!how.delay.is_zero()).then_some(how.delay);
+            self.end_lease(pair.id, !how.no_charge, delay, now);
+        }
+        result
+    }
+
+    /// Extends the lease `pair` holds to `lease_ms` from now (0: the length it was
+    /// given with).
+    pub fn touch(
+        &mut self,
+        queue: &str,
+        pair: LeaseRef,
+        lease_ms: u32,
+        now: Instant,
+    ) -> SettleResult {
+        let result = self.settle_check(queue, pair, now);
+        if result != SettleResult::Ok {
+            return result;
+        }
+        let Some(HeldState::InFlight(lease)) = self.held.get(&pair.id).map(|h| &h.state) else {
+            return SettleResult::Stale;
+        };
+        let old = lease.timer;
+        let lease_ms = if lease_ms == 0 {
+            lease.lease_ms
+        } else {
+            lease_ms
+        };
+        self.timers.remove(&old);
+        let timer = self.add_timer(lease_deadline(now, lease_ms), Timer::Lease { id: pair.id });
+        if let Some(Held {
+            state: HeldState::InFlight(lease),
+            ..
+        }) = self.held.get_mut(&pair.id)
+        {
+            lease.timer = timer;
+        }
+        result
+    }
+
+    /// Turns an in-flight message into a ready-state held one without placing it
+    /// anywhere yet; removes its timer. Returns its lease.
+    fn stop_lease(&mut self, id: u64) -> Option<Lease<W>> {
+        let h = self.held.get_mut(&id)?;
+        let HeldState::InFlight(lease) = std::mem::replace(&mut h.state, HeldState::Ready) else {
+            return None;
+        };
+        self.timers.remove(&lease.timer);
+        if let Some(q) = self.queues.by_key_mut(h.queue) {
+            q.in_flight -= 1;
+        }
+        self.in_flight -= 1;
+        Some(lease)
+    }
+
+    /// Ends a lease that was not acknowledged: charges it if `charged`, then
+    /// dead-letters the message if that was its last delivery, else returns it now or
+    /// after `delay`.
+    fn end_lease(&mut self, id: u64, charged: bool, delay: Option<Duration>, now: Instant) {
+        let Some(lease) = self.stop_lease(id) else {
+            return;
+        };
+        let Some(h) = self.held.get_mut(&id) else {
+            return;
+        };
+        if charged {
+            h.charged = h.charged.saturating_add(1);
+        }
+        if lease.max_deliveries != NEVER_DEAD && h.charged >= lease.max_deliveries {
+            self.dead_letter(id, now);
+            return;
+        }
+        let key = h.queue;
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.counters.redeliveries += 1;
+        }
+        self.totals.redeliveries += 1;
+        match delay {
+            Some(delay) => self.delay_held(id, now + delay),
+            None => self.make_ready(id, now),
+        }
+    }
+
+    /// Puts a ready-state held message on its timer until `at`.
+    fn delay_held(&mut self, id: u64, at: Instant) {
+        let timer = self.add_timer(at, Timer::Due { id });
+        let Some(h) = self.held.get_mut(&id) else {
+            return;
+        };
+        h.state = HeldState::Delayed { timer };
+        if let Some(q) = self.queues.by_key_mut(h.queue) {
+            q.delayed += 1;
+        }
+        self.delayed += 1;
+    }
+
+    /// Makes a ready-state held message deliverable: into its queue's returned set if
+    /// it was delivered before, else to the end of its priority FIFO (leaving `held`).
+    /// Serves the queue's parked consumers.
+    fn make_ready(&mut self, id: u64, now: Instant) {
+        let Some(h) = self.held.get(&id) else {
+            return;
+        };
+        let key = h.queue;
+        if h.attempt > 0 {
+            if let Some(q) = self.queues.by_key_mut(key) {
+                q.returned.insert((h.priority, id));
+            }
+        } else if let Some(h) = self.remove_held(id)
+            && let Some(q) = self.queues.by_key_mut(key)
+        {
+            self.memory += q.ready.push(h.priority, id, 0, &h.payload);
+            self.messages += 1;
+            self.bytes += h.payload.len();
+        }
+        self.serve(key, now);
+    }
+
+    /// Moves a message (held, in no state that counts) to its queue's dead-letter
+    /// queue, keeping id, priority and attempt; or drops it if that queue cannot be
+    /// named.
+    fn dead_letter(&mut self, id: u64, now: Instant) {
+        let Some(source) = self.held.get(&id).map(|h| h.queue) else {
+            return;
+        };
+        let Some(name) = self
+            .queues
+            .by_key(source)
+            .map(|q| format!("{}{DEAD_SUFFIX}", q.name))
+        else {
+            return;
+        };
+        if let Some(q) = self.queues.by_key_mut(source) {
+            q.counters.dead_lettered += 1;
+        }
+        self.totals.dead_lettered += 1;
+        let Some(mut h) = self.remove_held(id) else {
+            return;
+        };
+        if name.len() > crate::protocol::MAX_QUEUE_NAME {
+            self.totals.dead_dropped += 1;
+            self.arm_idle_if_idle(source, now);
+            return;
+        }
+        let dead = match self.queues.key_of(&name) {
+            Some(key) => key,
+            None => {
+                self.memory += QUEUE_OVERHEAD + name.len();
+                self.queues.insert(&name, Queue::new(&name, now));
+                self.queues.key_of(&name).unwrap_or_default()
+            }
+        };
+        if let Some(q) = self.queues.by_key_mut(dead) {
+            q.keep = true;
+            q.last_used = now;
+        }
+        h.queue = dead;
+        h.charged = 0;
+        h.state = HeldState::Ready;
+        self.messages += 1;
+        self.bytes += h.payload.len();
+        self.insert_held(dead, id, h);
+        self.make_ready(id, now);
+        self.arm_idle_if_idle(source, now);
+    }
+
+    /// Hands ready messages of queue `key` to its parked consumers, first come first
+    /// served, as [`Handoff`]s.
+    fn serve(&mut self, key: usize, now: Instant) {
+        loop {
+            let Some(q) = self.queues.by_key_mut(key) else {
+                return;
+            };
+            if q.waiters.is_empty() || !q.has_ready() {
+                break;
+            }
+            let Some(waiter) = q.waiters.pop_front() else {
+                break;
+            };
+            q.last_used = now;
+            if let Some(timer) = waiter.timer {
+                self.timers.remove(&timer);
+            }
+            let handoff = match waiter.lease {
+                Some(spec) => {
+                    let Some(lease) = self.lease_front(key, waiter.handle, spec, now) else {
+                        break;
+                    };
+                    let Some(h) = self.held.get(&lease.id) else {
+                        break;
+                    };
+                    Handoff {
+                        waiter: waiter.handle,
+                        lease: Some(lease),
+                        payload: None,
+                        queue: key,
+                        id: lease.id,
+                        attempt: lease.attempt,
+                        priority: h.priority,
+                    }
+                }
+                None => {
+                    let Some((id, attempt, priority, payload)) = self.take_front(key) else {
+                        break;
+                    };
+                    Handoff {
+                        waiter: waiter.handle,
+                        lease: None,
+                        payload: Some(payload),
+                        queue: key,
+                        id,
+                        attempt,
+                        priority,
+                    }
+                }
+            };
+            self.handoffs.push_back(handoff);
+        }
+        self.arm_idle_if_idle(key, now);
+    }
+
+    /// Removes the next ready message of queue `key` for a plain consumer.
+    fn take_front(&mut self, key: usize) -> Option<(u64, u32, u8, Box<[u8]>)> {
+        let q = self.queues.by_key_mut(key)?;
+        q.counters.gets += 1;
+        self.totals.gets += 1;
+        match q.front()? {
+            Ok((priority, id)) => {
+                q.returned.remove(&(priority, id));
+                let h = self.remove_held(id)?;
+                Some((id, h.attempt, priority, h.payload))
+            }
+            Err(_) => {
+                let mut taken = None;
+                let freed = q.ready.pop_with(|priority, r| {
+                    taken = Some((r.id, r.attempt, priority, Box::<[u8]>::from(r.payload)));
+                })?;
+                let taken = taken?;
+                self.memory -= freed;
+                self.messages -= 1;
+                self.bytes -= taken.3.len();
+                Some(taken)
+            }
+        }
+    }
+
+    /// The next message given to a parked consumer outside of its own request.
+    pub fn take_handoff(&mut self) -> Option<Handoff<W>> {
+        self.handoffs.pop_front()
+    }
+
+    /// The payload of a held message (in flight, delayed or returned).
+    pub fn payload(&self, id: u64) -> Option<&[u8]> {
+        self.held.get(&id).map(|h| &*h.payload)
+    }
+
+    /// Takes back a handoff or a `PutOutcome::Leased` the caller could not deliver
+    /// (the consumer's socket failed): the message is ready again, in its place, and
+    /// the delivery is not charged.
+    pub fn give_back(&mut self, handoff: Handoff<W>, now: Instant) {
+        match handoff.lease {
+            Some(lease) => self.give_back_lease(lease, now),
+            None => {
+                let Some(payload) = handoff.payload else {
+                    return;
+                };
+                if self.queues.by_key(handoff.queue).is_none() {
+                    return;
+                }
+                self.messages += 1;
+                self.bytes += payload.len();
+                self.insert_held(
+                    handoff.queue,
+                    handoff.id,
+                    Held {
+                        payload,
+                        queue: handoff.queue,
+                        attempt: handoff.attempt.max(1),
+                        charged: 0,
+                        priority: handoff.priority,
+                        state: HeldState::Ready,
+                    },
+                );
+                if let Some(q) = self.queues.by_key_mut(handoff.queue) {
+                    q.counters.gets -= 1;
+                }
+                self.totals.gets -= 1;
+                self.make_ready(handoff.id, now);
+            }
+        }
+    }
+
+    /// Takes back a lease that could not be delivered (see [`Store::give_back`]).
+    pub fn give_back_lease(&mut self, lease: LeaseRef, now: Instant) {
+        if self.live_lease(lease, now).is_some() {
+            self.end_lease(lease.id, false, None, now);
+        }
+    }
+
+    /// Copies of up to `max` ready messages of `queue` in delivery order, with the
+    /// byte rule of [`Store::get`]; changes nothing. Returns how many.
+    pub fn peek(
+        &self,
+        queue: &str,
+        max: usize,
+        max_bytes: usize,
+        mut each: impl FnMut(LeaseRef, &[u8]),
+    ) -> usize {
+        let Some(q) = self.queues.get(queue) else {
+            return 0;
+        };
+        let mut priorities: Vec<u8> = q
+            .ready
+            .priorities()
+            .chain(q.returned.iter().map(|(p, _)| *p))
+            .collect();
+        priorities.sort_unstable();
+        priorities.dedup();
+        let mut taken = 0;
+        let mut bytes = 0;
+        let mut emit = |lease: LeaseRef, payload: &[u8]| {
+            if taken >= max || (taken > 0 && bytes + payload.len() > max_bytes) {
+                return false;
+            }
+            each(lease, payload);
+            taken += 1;
+            bytes += payload.len();
+            true
+        };
+        'outer: for p in priorities {
+            for &(_, id) in q.returned.range((p, 0)..=(p, u64::MAX)) {
+                let Some(h) = self.held.get(&id) else {
+                    continue;
+                };
+                if !emit(
+                    LeaseRef {
+                        id,
+                        attempt: h.attempt,
+                    },
+                    &h.payload,
+                ) {
+                    break 'outer;
+                }
+            }
+            for r in q.ready.iter_level(p) {
+                if !emit(
+                    LeaseRef {
+                        id: r.id,
+                        attempt: r.attempt,
+                    },
+                    r.payload,
+                ) {
+                    break 'outer;
+                }
+            }
+        }
+        taken
+    }
+
+    /// Moves up to `max` ready messages from the front of `from` to the end of `to`
+    /// (created if needed), keeping ids, priorities and attempt numbers and clearing
+    /// charged deliveries; serves `to`'s parked consumers. Never refused by the cap.
+    pub fn move_ready(&mut self, from: &str, to: &str, max: u64, now: Instant) -> u64 {
+        let Some(src) = self.queues.key_of(from) else {
+            return 0;
+        };
+        if self.queues.by_key(src).is_none_or(|q| !q.has_ready()) {
+            return 0;
+        }
+        let dst = match self.queues.key_of(to) {
+            Some(key) => key,
+            None => {
+                self.memory += QUEUE_OVERHEAD + to.len();
+                self.queues.insert(to, Queue::new(to, now));
+                self.queues.key_of(to).unwrap_or_default()
+            }
+        };
+        let mut moved = 0;
+        while moved < max {
+            let Some(q) = self.queues.by_key_mut(src) else {
+                break;
+            };
+            let taken = match q.front() {
+                Some(Ok((priority, id))) => {
+                    q.returned.remove(&(priority, id));
+                    self.remove_held(id)
+                        .map(|h| (id, h.attempt, priority, h.payload))
+                }
+                Some(Err(_)) => {
+                    let mut taken = None;
+                    let freed = q.ready.pop_with(|priority, r| {
+                        taken = Some((r.id, r.attempt, priority, Box::<[u8]>::from(r.payload)));
+                    });
+                    if let Some(freed) = freed {
+                        self.memory -= freed;
+                    }
+                    if let Some(t) = &taken {
+                        self.messages -= 1;
+                        self.bytes -= t.3.len();
+                    }
+                    taken
+                }
+                None => None,
+            };
+            let Some((id, attempt, priority, payload)) = taken else {
+                break;
+            };
+            if let Some(q) = self.queues.by_key_mut(dst) {
+                self.memory += q.ready.push(priority, id, attempt, &payload);
+                q.counters.puts += 1;
+                self.messages += 1;
+                self.bytes += payload.len();
+            }
+            moved += 1;
+        }
+        if let Some(q) = self.queues.by_key_mut(src) {
+            q.last_used = now;
+        }
+        if let Some(q) = self.queues.by_key_mut(dst) {
+            q.last_used = now;
+        }
+        self.serve(dst, now);
+        self.arm_idle_if_idle(src, now);
+        self.arm_idle_if_idle(dst, now);
+        moved
+    }
+
+    /// Drops every message in `queue`: ready, delayed and in flight; returns how many.
+    ///
+    /// Cost: held messages are found by a scan of all held messages, which is fine for
+    /// an operator's command.
     pub fn purge(&mut self, queue: &str, now: Instant) -> u64 {
-        let Some(q) = self.queues.get_mut(queue) else {
+        let Some(key) = self.queues.key_of(queue) else {
+            return 0;
+        };
+        let Some(q) = self.queues.by_key_mut(key) else {
             return 0;
         };
         q.last_used = now;
-        let bytes = q.records.bytes();
-        let (count, freed) = q.records.clear();
+        let bytes = q.ready.bytes();
+        let (mut count, freed) = q.ready.clear();
+        q.returned.clear();
+        let has_held = q.held > 0;
         self.memory -= freed;
         self.messages -= count;
         self.bytes -= bytes;
-        self.totals.purged += count as u64;
-        if q.is_idle() {
-            self.arm_idle_timer(queue, now);
+        if has_held {
+            let ids: Vec<u64> = self
+                .held
+                .iter()
+                .filter(|(_, h)| h.queue == key)
+                .map(|(id, _)| *id)
+                .collect();
+            for id in ids {
+                if let Some(h) = self.remove_held(id) {
+                    match h.state {
+                        HeldState::InFlight(lease) => {
+                            self.timers.remove(&lease.timer);
+                        }
+                        HeldState::Delayed { timer } => {
+                            self.timers.remove(&timer);
+                        }
+                        HeldState::Ready => {}
+                    }
+                    count += 1;
+                }
+            }
         }
+        self.totals.purged += count as u64;
+        self.arm_idle_if_idle(key, now);
         count as u64
     }
 
-    /// Runs every timer due at `now`: waiters whose wait ran out are removed and
-    /// passed to `timed_out` (the caller answers them `EMPTY`), and queues idle for
-    /// the configured time are dropped with their memory.
+    /// Runs the timers due at `now`, at most [`EXPIRE_BUDGET`] of them (the rest stay
+    /// due, so [`Store::next_deadline`] says to come back at once): waiters whose
+    /// wait ran out are removed and passed to `timed_out` (the caller answers them
+    /// `EMPTY`), expired leases are returned or dead-lettered, delayed messages
+    /// become ready, and queues idle for the configured time are dropped. Messages
+    /// this hands to parked consumers wait in [`Store::take_handoff`].
     pub fn expire(&mut self, now: Instant, mut timed_out: impl FnMut(W)) {
-        while let Some(entry) = self.timers.first_entry() {
+        for _ in 0..EXPIRE_BUDGET {
+            let Some(entry) = self.timers.first_entry() else {
+                break;
+            };
             if entry.key().0 > now {
                 break;
             }
             let key = *entry.key();
             match entry.remove() {
                 Timer::Waiter { queue, handle } => {
-                    if let Some(q) = self.queues.get_mut(&queue) {
-                        q.waiters.retain(|w| w.timer != Some(key));
-                        if q.is_idle() {
-                            self.arm_idle_timer(&queue, now);
+                    if let Some(qkey) = self.queues.key_of(&queue) {
+                        if let Some(q) = self.queues.by_key_mut(qkey) {
+                            q.waiters.retain(|w| w.timer != Some(key));
                         }
+                        self.arm_idle_if_idle(qkey, now);
                     }
                     timed_out(handle);
                 }
                 Timer::Idle { queue } => self.check_idle(queue, now),
+                Timer::Lease { id } => self.expire_lease(id, key, now),
+                Timer::Due { id } => self.due(id, key, now),
             }
         }
+    }
+
+    fn expire_lease(&mut self, id: u64, key: TimerKey, now: Instant) {
+        let Some(h) = self.held.get(&id) else {
+            return;
+        };
+        let HeldState::InFlight(lease) = &h.state else {
+            return;
+        };
+        if lease.timer != key {
+            return;
+        }
+        if let Some(q) = self.queues.by_key_mut(h.queue) {
+            q.counters.expired_leases += 1;
+        }
+        self.totals.expired_leases += 1;
+        // The timer is already out of the map; stop_lease's removal is a no-op.
+        self.end_lease(id, true, None, now);
+    }
+
+    fn due(&mut self, id: u64, key: TimerKey, now: Instant) {
+        let Some(h) = self.held.get_mut(&id) else {
+            return;
+        };
+        if !matches!(h.state, HeldState::Delayed { timer } if timer == key) {
+            return;
+        }
+        h.state = HeldState::Ready;
+        if let Some(q) = self.queues.by_key_mut(h.queue) {
+            q.delayed -= 1;
+        }
+        self.delayed -= 1;
+        self.make_ready(id, now);
     }
 
     /// When the next timer is due, for the poll timeout; `None` if there is none.
@@ -383,25 +1422,26 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
         self.timers.keys().next().map(|(at, _)| *at)
     }
 
-    fn arm_idle_timer(&mut self, queue: &str, now: Instant) {
+    fn add_timer(&mut self, at: Instant, timer: Timer<W>) -> TimerKey {
+        let key = (at, self.next_timer);
+        self.next_timer += 1;
+        self.timers.insert(key, timer);
+        key
+    }
+
+    fn arm_idle_if_idle(&mut self, key: usize, now: Instant) {
         let Some(idle) = self.queue_idle else {
             return;
         };
-        let Some(q) = self.queues.get_mut(queue) else {
+        let Some(q) = self.queues.by_key_mut(key) else {
             return;
         };
-        if q.idle_timer {
+        if q.idle_timer || !q.is_idle() {
             return;
         }
         q.idle_timer = true;
-        let key = (now + idle, self.next_timer);
-        self.next_timer += 1;
-        self.timers.insert(
-            key,
-            Timer::Idle {
-                queue: queue.into(),
-            },
-        );
+        let name = q.name.clone();
+        self.add_timer(now + idle, Timer::Idle { queue: name });
     }
 
     fn check_idle(&mut self, queue: Box<str>, now: Instant) {
@@ -421,13 +1461,11 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
             // Used since the timer was set: check again when the idle time has run
             // from that last use.
             q.idle_timer = true;
-            let key = (due, self.next_timer);
-            self.next_timer += 1;
-            self.timers.insert(key, Timer::Idle { queue });
+            self.add_timer(due, Timer::Idle { queue });
             return;
         }
         if let Some(q) = self.queues.remove(&queue) {
-            self.memory -= q.records.capacity() + QUEUE_OVERHEAD + queue.len();
+            self.memory -= q.memory();
             self.totals.expired_queues += 1;
         }
     }
@@ -437,9 +1475,19 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
         self.queues.len()
     }
 
-    /// Messages held in all queues.
+    /// Messages held in all queues: ready, in flight and delayed.
     pub fn message_count(&self) -> usize {
         self.messages
+    }
+
+    /// Messages leased now.
+    pub fn in_flight_count(&self) -> usize {
+        self.in_flight
+    }
+
+    /// Messages delayed now.
+    pub fn delayed_count(&self) -> usize {
+        self.delayed
     }
 
     /// Payload bytes held in all queues.
@@ -469,28 +1517,40 @@ impl<W: Copy + PartialEq + fmt::Debug> Store<W> {
 
     /// One queue's figures, if it exists.
     pub fn queue_info(&self, queue: &str, now: Instant) -> Option<QueueInfo> {
-        self.queues.get(queue).map(|q| info(queue, q, now))
+        self.queues.get(queue).map(|q| self.info(q, now))
     }
 
     /// Every queue's figures, in no particular order.
     pub fn queue_infos(&self, now: Instant) -> impl Iterator<Item = (&str, QueueInfo)> + '_ {
         self.queues
             .iter()
-            .map(move |(name, q)| (name, info(name, q, now)))
+            .map(move |(name, q)| (name, self.info(q, now)))
+    }
+
+    fn info(&self, q: &Queue<W>, now: Instant) -> QueueInfo {
+        let ready = q.ready.len() + q.returned.len();
+        let dead = self
+            .queues
+            .get(&format!("{}{DEAD_SUFFIX}", q.name))
+            .map_or(0, |d| d.ready.len() + d.held);
+        QueueInfo {
+            messages: (q.ready.len() + q.held) as u64,
+            bytes: (q.ready.bytes() + q.held_bytes) as u64,
+            memory: q.memory() as u64,
+            ready: ready as u64,
+            in_flight: q.in_flight as u64,
+            delayed: q.delayed as u64,
+            dead: dead as u64,
+            waiters: q.waiters.len() as u64,
+            idle: now.saturating_duration_since(q.last_used),
+            counters: q.counters,
+        }
     }
 }
 
-fn info<W>(name: &str, q: &Queue<W>, now: Instant) -> QueueInfo {
-    QueueInfo {
-        messages: q.records.len() as u64,
-        bytes: q.records.bytes() as u64,
-        memory: (q.records.capacity() + QUEUE_OVERHEAD + name.len()) as u64,
-        puts: q.puts,
-        gets: q.gets,
-        truncations: q.truncations,
-        waiters: q.waiters.len() as u64,
-        idle: now.saturating_duration_since(q.last_used),
-    }
+/// When a lease of `lease_ms` given at `now` runs out.
+fn lease_deadline(now: Instant, lease_ms: u32) -> Instant {
+    now + Duration::from_millis(u64::from(lease_ms))
 }
 
 #[cfg(test)]

@@ -120,7 +120,7 @@ fn opcode_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownOpcode(byte)),
         }
     }
-    assert_eq!(known, 7);
+    assert_eq!(known, 13);
 }
 
 /// Every byte that `Status::try_from` accepts maps back to itself, and every other
@@ -137,7 +137,7 @@ fn status_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownStatus(byte)),
         }
     }
-    assert_eq!(known, 10);
+    assert_eq!(known, 14);
 }
 
 /// `ErrorCode::from_u16` inverts `as u16` for codes 1..=10, rejects 0 and newer codes,
@@ -329,6 +329,7 @@ fn oversized_put_yields_head_as_soon_as_name_arrives() {
     }
     let expected = Decoded::PutHead {
         queue: "big",
+        options: None,
         payload_len: payload.len() as u32,
     };
     for end in head_len..=frame.len() {
@@ -359,6 +360,7 @@ fn put_payload_limit_is_inclusive() {
         Ok(Some((
             Decoded::PutHead {
                 queue: "q",
+                options: None,
                 payload_len: 4
             },
             8
@@ -387,6 +389,7 @@ fn put_with_huge_declared_length_is_a_head_not_an_error() {
         Ok(Some((
             Decoded::PutHead {
                 queue: "qz",
+                options: None,
                 payload_len: u32::MAX - 2 - 1 - 2
             },
             9
@@ -421,7 +424,7 @@ fn oversized_put_head_still_checks_the_name() {
 /// whatever the declared length; four bytes are still `Ok(None)`.
 #[test]
 fn unknown_opcode_is_detected_from_five_bytes() {
-    for op in [0x00, 0x04, 0x0F, 0x13, 0x21, 0x2F, 0x7F, 0x80, 0xFF] {
+    for op in [0x00, 0x04, 0x0F, 0x19, 0x21, 0x2F, 0x7F, 0x80, 0xFF] {
         for len in [2u32, 3, 1000, MAX_CONTROL_FRAME + 1, u32::MAX] {
             let mut buf = len.to_be_bytes().to_vec();
             assert_eq!(decode(&buf), Ok(None));
@@ -493,11 +496,16 @@ fn frame_length_below_two_is_too_short() {
 }
 
 /// Any non-zero flags byte is `BadFlags` carrying the byte, for control frames and
-/// PUT alike, from six bytes.
+/// PUT alike (where only bit 0, `PUT_OPTIONS`, is defined), from six bytes.
 #[test]
 fn nonzero_flags_are_rejected() {
-    for op in [0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x20] {
+    for op in [
+        0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x20,
+    ] {
         for flags in [0x01u8, 0x02, 0x80, 0xFF] {
+            if op == 0x10 && flags == PUT_OPTIONS {
+                continue;
+            }
             let mut buf = 20u32.to_be_bytes().to_vec();
             buf.push(op);
             buf.push(flags);
@@ -899,6 +907,7 @@ fn sample_responses() -> Vec<(Vec<u8>, Response<'static>)> {
             version: PROTOCOL_VERSION,
             max_message_size: 1 << 20,
             server: "beuss/0.1.0",
+            limits: None,
         },
     ));
     let mut buf = Vec::new();
@@ -909,6 +918,7 @@ fn sample_responses() -> Vec<(Vec<u8>, Response<'static>)> {
             version: 0,
             max_message_size: 0,
             server: "",
+            limits: None,
         },
     ));
     for count in [0, 1, u64::MAX] {
@@ -1198,7 +1208,7 @@ fn response_of_length_zero_is_too_short() {
 /// An unknown status byte is `UnknownStatus` (code UNKNOWN_OPCODE).
 #[test]
 fn unknown_response_status_is_an_error() {
-    for status in [0x00u8, 0x04, 0x15, 0x21, 0x7E, 0x80, 0xFF] {
+    for status in [0x00u8, 0x04, 0x19, 0x21, 0x7E, 0x80, 0xFF] {
         let err = decode_resp(&raw_response(status, &[])).unwrap_err();
         assert_eq!(err, ProtocolError::UnknownStatus(status));
         assert_eq!(err.code(), ErrorCode::UnknownOpcode);
@@ -1370,6 +1380,7 @@ fn responses_accept_trailing_bytes() {
                 version: 1,
                 max_message_size: 256,
                 server: "bz",
+                limits: None,
             },
         ),
     ];
@@ -1485,6 +1496,7 @@ fn spec_request_examples_match_the_codec() {
         Ok(Some((
             Decoded::PutHead {
                 queue: "jobs",
+                options: None,
                 payload_len: 20000
             },
             head.len()
@@ -1577,7 +1589,9 @@ fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
             match decoded {
                 // A decoder-accepted request re-encodes to exactly its bytes.
                 Decoded::Request(req) => assert_eq!(encode(&req), &buf[..n], "{buf:?}"),
-                Decoded::PutHead { queue, payload_len } => {
+                Decoded::PutHead {
+                    queue, payload_len, ..
+                } => {
                     assert!(payload_len as usize > max_payload);
                     assert_eq!(n, REQUEST_HEADER + 1 + queue.len());
                 }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::conn::State;
 use crate::protocol::{
-    self, ErrorCode, MAX_BATCH_BYTES, MessagesWriter, PROTOCOL_VERSION, QueueReport, Request,
-    StatsReport, Status, WAIT_FOREVER,
+    self, ErrorCode, LeaseRef, LeasedWriter, MAX_BATCH_BYTES, MessagesWriter, PROTOCOL_VERSION,
+    PutOptions, QueueReport, Request, StatsReport, Status, WAIT_FOREVER,
 };
 use crate::store::{PutOutcome, QueueInfo};
 
@@ -26,7 +26,14 @@ impl Server {
                     conn.state = State::Closing;
                 }
             }
-            Request::Put { queue, payload } => self.put(r, queue, payload, payload.len(), now),
+            Request::Put { queue, payload } => {
+                self.put(r, queue, payload, payload.len(), None, now);
+            }
+            Request::PutWith {
+                queue,
+                options,
+                payload,
+            } => self.put(r, queue, payload, payload.len(), Some(options), now),
             Request::Get {
                 queue,
                 wait_ms,
@@ -44,7 +51,29 @@ impl Server {
                     report.encode(&mut conn.output);
                 }
             }
+            Request::Lease {
+                queue,
+                wait_ms,
+                max,
+                lease_ms,
+                max_deliveries,
+                detached,
+            } => {
+                let spec = super::leases::lease_spec(lease_ms, max_deliveries, detached);
+                self.lease(r, queue, wait_ms, max, spec, now);
+            }
+            Request::Ack { .. } | Request::Nack { .. } | Request::Touch { .. } => {
+                self.settle(r, &request, now);
+            }
+            Request::Peek { queue, max } => self.peek(r, queue, max),
+            Request::Move { from, to, max } => {
+                let count = self.store.move_ready(from, to, u64::from(max), now);
+                if let Some(conn) = self.conn_mut(r) {
+                    protocol::encode_moved(&mut conn.output, count);
+                }
+            }
         }
+        self.drain_handoffs(now);
     }
 
     fn reply_empty(&mut self, r: ConnRef, status: Status) {
@@ -63,35 +92,57 @@ impl Server {
             return;
         }
         let max_message_size = self.config.max_message_size as u32;
+        let version = version.min(PROTOCOL_VERSION);
         if let Some(conn) = self.conn_mut(r) {
-            protocol::encode_hello(
-                &mut conn.output,
-                version.min(PROTOCOL_VERSION),
-                max_message_size,
-                SERVER_NAME,
-            );
+            if version >= 2 {
+                protocol::encode_hello_v2(
+                    &mut conn.output,
+                    version,
+                    max_message_size,
+                    SERVER_NAME,
+                    &super::leases::LIMITS,
+                );
+            } else {
+                protocol::encode_hello(&mut conn.output, version, max_message_size, SERVER_NAME);
+            }
         }
     }
 
     /// Stores a message, or hands it to the longest-waiting consumer, and answers
-    /// `STORED`, `TRUNCATED` or `FULL`.
+    /// `STORED`, `TRUNCATED` or `FULL` (with the id when it came with options).
     pub(super) fn put(
         &mut self,
         r: ConnRef,
         queue: &str,
         payload: &[u8],
         original_len: usize,
+        options: Option<PutOptions>,
         now: Instant,
     ) {
-        loop {
-            match self.store.put(queue, payload, original_len, now) {
-                Ok(PutOutcome::Stored) => break,
-                Ok(PutOutcome::Handed(waiter)) => {
-                    if self.deliver(waiter, payload) {
-                        break;
+        let id = loop {
+            let stored = self.store.put_with(
+                queue,
+                payload,
+                original_len,
+                options.unwrap_or_default(),
+                now,
+            );
+            match stored {
+                Ok((id, PutOutcome::Stored)) => break id,
+                Ok((id, PutOutcome::Handed(waiter))) => {
+                    if self.deliver(waiter, None, payload) {
+                        break id;
                     }
                     // The consumer's socket failed before the message was out: offer
                     // it to the next waiter, or store it, rather than lose it.
+                }
+                Ok((id, PutOutcome::Leased(waiter, lease))) => {
+                    if !self.deliver(waiter, Some(lease), payload) {
+                        // Back to ready, uncharged; the next waiter is served from
+                        // the handoffs.
+                        self.store.give_back_lease(lease, now);
+                    }
+                    break id;
                 }
                 Err(full) => {
                     if let Some(conn) = self.conn_mut(r) {
@@ -106,26 +157,37 @@ impl Server {
                     return;
                 }
             }
-        }
+        };
         if let Some(conn) = self.conn_mut(r) {
-            if original_len > payload.len() {
-                protocol::encode_truncated(
+            let truncated = original_len > payload.len();
+            match (options.is_some(), truncated) {
+                (false, true) => protocol::encode_truncated(
                     &mut conn.output,
                     original_len as u32,
                     payload.len() as u32,
-                );
-            } else {
-                protocol::encode_empty(&mut conn.output, Status::Stored);
+                ),
+                (false, false) => protocol::encode_empty(&mut conn.output, Status::Stored),
+                (true, true) => protocol::encode_truncated_id(
+                    &mut conn.output,
+                    original_len as u32,
+                    payload.len() as u32,
+                    id,
+                ),
+                (true, false) => protocol::encode_stored_id(&mut conn.output, id),
             }
         }
     }
 
-    /// Answers a parked consumer with one message and lets it go on with any
-    /// requests it sent meanwhile. False if the waiter is not a live, parked
-    /// connection.
-    /// Writes `payload` to a parked consumer the store handed it to. Returns false if
-    /// it could not be written (the socket failed), so that the caller offers it again.
-    fn deliver(&mut self, waiter: ConnRef, payload: &[u8]) -> bool {
+    /// Writes `payload` to a parked consumer the store handed it to (as `LEASED` when
+    /// `lease` is set, else `MESSAGES`) and lets it go on with any requests it sent
+    /// meanwhile. Returns false if it could not be written (not a live parked
+    /// connection, or the socket failed), so that the caller offers it again.
+    pub(super) fn deliver(
+        &mut self,
+        waiter: ConnRef,
+        lease: Option<LeaseRef>,
+        payload: &[u8],
+    ) -> bool {
         let Some(conn) = self.conn_mut(waiter) else {
             log::error!("waiter {waiter:?} had no live connection; message kept");
             return false;
@@ -134,13 +196,22 @@ impl Server {
             log::error!("waiter {waiter:?} was not parked; message kept");
             return false;
         }
-        let mut writer = MessagesWriter::begin(&mut conn.output);
-        writer.push(&mut conn.output, payload);
-        writer.finish(&mut conn.output);
+        match lease {
+            Some(lease) => {
+                let mut writer = LeasedWriter::begin(&mut conn.output, Status::Leased);
+                writer.push(&mut conn.output, lease, payload);
+                writer.finish(&mut conn.output);
+            }
+            None => {
+                let mut writer = MessagesWriter::begin(&mut conn.output);
+                writer.push(&mut conn.output, payload);
+                writer.finish(&mut conn.output);
+            }
+        }
+        conn.unpark();
         // Written now, before the producer's reply and the rest of its batch: the
         // consumer has waited longest, and this write would come anyway.
         conn.flush();
-        conn.state = State::Ready;
         // The frame is the last thing in the output, so a failed write left at most
         // part of it with the client, which cannot read that as a message.
         let delivered = !conn.broken;
@@ -197,6 +268,15 @@ impl Server {
             ("purged", t.purged),
             ("expired_queues", t.expired_queues),
             ("protocol_errors", self.counters.protocol_errors),
+            ("in_flight", self.store.in_flight_count() as u64),
+            ("delayed", self.store.delayed_count() as u64),
+            ("leases", t.leases),
+            ("acks", t.acks),
+            ("nacks", t.nacks),
+            ("redeliveries", t.redeliveries),
+            ("expired_leases", t.expired_leases),
+            ("dead_lettered", t.dead_lettered),
+            ("dead_dropped", t.dead_dropped),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self
@@ -220,15 +300,26 @@ impl Server {
 }
 
 fn queue_report(name: &str, info: QueueInfo) -> QueueReport {
+    let c = info.counters;
     let figures = [
         ("messages", info.messages),
         ("bytes", info.bytes),
         ("memory", info.memory),
-        ("puts", info.puts),
-        ("gets", info.gets),
-        ("truncations", info.truncations),
+        ("puts", c.puts),
+        ("gets", c.gets),
+        ("truncations", c.truncations),
         ("waiters", info.waiters),
         ("idle_ms", info.idle.as_millis() as u64),
+        ("ready", info.ready),
+        ("in_flight", info.in_flight),
+        ("delayed", info.delayed),
+        ("dead", info.dead),
+        ("leases", c.leases),
+        ("acks", c.acks),
+        ("nacks", c.nacks),
+        ("redeliveries", c.redeliveries),
+        ("expired_leases", c.expired_leases),
+        ("dead_lettered", c.dead_lettered),
     ];
     QueueReport {
         name: name.to_owned(),

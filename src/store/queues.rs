@@ -45,6 +45,37 @@ impl<Q> Queues<Q> {
         self.slots.get_mut(key)
     }
 
+    /// The slab key of the queue named `name`, if it exists. A key stays valid until
+    /// that queue is removed.
+    pub(super) fn key_of(&mut self, name: &str) -> Option<usize> {
+        match self.last {
+            Some(key) if self.last_name == name => Some(key),
+            _ => {
+                let key = *self.index.get(name)?;
+                self.remember(key, name);
+                Some(key)
+            }
+        }
+    }
+
+    /// [`Queues::key_of`] through a shared borrow (no cache update).
+    pub(super) fn key_of_shared(&self, name: &str) -> Option<usize> {
+        match self.last {
+            Some(key) if self.last_name == name => Some(key),
+            _ => self.index.get(name).copied(),
+        }
+    }
+
+    /// The queue with slab key `key`.
+    pub(super) fn by_key(&self, key: usize) -> Option<&Q> {
+        self.slots.get(key)
+    }
+
+    /// The queue with slab key `key`.
+    pub(super) fn by_key_mut(&mut self, key: usize) -> Option<&mut Q> {
+        self.slots.get_mut(key)
+    }
+
     /// The queue named `name`, if it exists (no cache update: a shared borrow).
     pub(super) fn get(&self, name: &str) -> Option<&Q> {
         self.slots.get(*self.index.get(name)?)

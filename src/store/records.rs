@@ -1,5 +1,8 @@
-//! A FIFO of byte records held contiguously: each record is a big-endian `u32` length
-//! and its bytes, appended to chunks of up to [`CHUNK_SIZE`] bytes.
+//! A FIFO of byte records held contiguously: each record is a big-endian `u32` length,
+//! the message id as a varint of its difference from the previous record's id, the
+//! attempt number as a varint, and the payload, appended to chunks of up to
+//! [`CHUNK_SIZE`] bytes. Ids of consecutive records usually differ by one and
+//! attempts are usually 0, so the id and attempt cost two bytes.
 //!
 //! One heap allocation per message would cost ~32 bytes of allocator overhead on top
 //! of a small payload and scatter messages over the heap; here a million 32-byte
@@ -9,8 +12,6 @@
 
 use std::collections::VecDeque;
 
-use byteorder::{BigEndian, ByteOrder};
-
 /// Largest chunk built by appending; a record longer than this gets a chunk of its own.
 pub const CHUNK_SIZE: usize = 64 * 1024;
 /// Capacity of a queue's first chunk (it doubles up to `CHUNK_SIZE` as needed).
@@ -19,8 +20,11 @@ const FIRST_CHUNK: usize = 256;
 /// that a producer and consumer in lockstep allocate nothing, while a queue that was
 /// once busy gives its memory back when it empties.
 const KEEP_WHEN_EMPTY: usize = 4 * 1024;
-/// Bytes of the length header in front of each record.
+/// Bytes of the length header in front of each record (the id and attempt varints
+/// follow it).
 pub const RECORD_HEADER: usize = 4;
+/// Longest varint of a `u64`.
+const MAX_VARINT: usize = 10;
 
 #[derive(Debug, Default)]
 struct Chunk {
@@ -54,6 +58,110 @@ pub struct Records {
     bytes: usize,
     /// Sum of chunk capacities: the memory this FIFO holds.
     capacity: usize,
+    /// Id of the last record pushed: the next record's id is stored relative to it.
+    tail_id: u64,
+    /// Id of the last record popped: the front record's id is stored relative to it.
+    head_id: u64,
+}
+
+/// One record as read from the FIFO.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Record<'a> {
+    /// Message id.
+    pub id: u64,
+    /// Attempt number (0 if never leased).
+    pub attempt: u32,
+    /// Payload.
+    pub payload: &'a [u8],
+}
+
+/// Iterator over [`Records`], oldest first.
+#[derive(Debug)]
+pub struct RecordsIter<'a> {
+    chunks: std::collections::vec_deque::Iter<'a, Chunk>,
+    current: Option<&'a Chunk>,
+    at: usize,
+    /// Id of the record before the next one.
+    base: u64,
+}
+
+impl<'a> Iterator for RecordsIter<'a> {
+    type Item = Record<'a>;
+
+    fn next(&mut self) -> Option<Record<'a>> {
+        loop {
+            if let Some(chunk) = self.current
+                && let Some((record, next)) = read_record(&chunk.buf, self.at, self.base)
+            {
+                self.at = next;
+                self.base = record.id;
+                return Some(record);
+            }
+            let chunk = self.chunks.next()?;
+            self.current = Some(chunk);
+            self.at = chunk.head;
+        }
+    }
+}
+
+/// Zigzag-maps a signed difference so that small ones of either sign stay small.
+fn zigzag(delta: i64) -> u64 {
+    ((delta << 1) ^ (delta >> 63)) as u64
+}
+
+fn unzigzag(v: u64) -> i64 {
+    ((v >> 1) as i64) ^ -((v & 1) as i64)
+}
+
+fn varint_len(mut v: u64) -> usize {
+    let mut n = 1;
+    while v >= 0x80 {
+        v >>= 7;
+        n += 1;
+    }
+    n
+}
+
+fn put_varint(buf: &mut Vec<u8>, mut v: u64) {
+    while v >= 0x80 {
+        buf.push((v as u8) | 0x80);
+        v >>= 7;
+    }
+    buf.push(v as u8);
+}
+
+/// Reads a varint at the front of `bytes`: (value, bytes used).
+fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
+    let mut v = 0u64;
+    for (i, &b) in bytes.iter().take(MAX_VARINT).enumerate() {
+        v |= u64::from(b & 0x7f) << (7 * i);
+        if b < 0x80 {
+            return Some((v, i + 1));
+        }
+    }
+    None
+}
+
+/// Decodes the record starting at `at` in `buf` whose id is relative to `base`:
+/// (record, offset just past it).
+fn read_record(buf: &[u8], at: usize, base: u64) -> Option<(Record<'_>, usize)> {
+    let header = buf.get(at..at + RECORD_HEADER)?;
+    let len = u32::from_be_bytes(header.try_into().ok()?) as usize;
+    let mut pos = at + RECORD_HEADER;
+    let (delta, n) = read_varint(buf.get(pos..)?)?;
+    pos += n;
+    let (attempt, n) = read_varint(buf.get(pos..)?)?;
+    pos += n;
+    let payload = buf.get(pos..pos + len)?;
+    let id = base.wrapping_add(unzigzag(delta) as u64);
+    Some((
+        Record {
+            id,
+            attempt: attempt as u32,
+            payload,
+        },
+        pos + len,
+    ))
 }
 
 impl Records {
@@ -106,9 +214,15 @@ impl Records {
         Plan::NewChunk(cap)
     }
 
-    /// How many bytes of memory pushing a payload of `payload_len` bytes would add.
-    pub fn growth_for(&self, payload_len: usize) -> usize {
-        match self.plan(RECORD_HEADER + payload_len) {
+    fn record_len(&self, id: u64, attempt: u32, payload_len: usize) -> usize {
+        let delta = zigzag(id.wrapping_sub(self.tail_id) as i64);
+        RECORD_HEADER + varint_len(delta) + varint_len(u64::from(attempt)) + payload_len
+    }
+
+    /// How many bytes of memory pushing message `id` with `attempt` and a payload of
+    /// `payload_len` bytes would add.
+    pub fn growth_for(&self, id: u64, attempt: u32, payload_len: usize) -> usize {
+        match self.plan(self.record_len(id, attempt, payload_len)) {
             Plan::Append | Plan::Compact => 0,
             Plan::Grow(cap) => cap - self.chunks.back().map_or(0, |c| c.buf.capacity()),
             Plan::NewChunk(cap) => cap,
@@ -117,8 +231,8 @@ impl Records {
 
     /// Appends a record and returns the memory it added (what
     /// [`Records::growth_for`] predicted). Callers keep payloads far below `u32::MAX`.
-    pub fn push(&mut self, payload: &[u8]) -> usize {
-        let record = RECORD_HEADER + payload.len();
+    pub fn push(&mut self, id: u64, attempt: u32, payload: &[u8]) -> usize {
+        let record = self.record_len(id, attempt, payload.len());
         let plan = self.plan(record);
         if let Plan::NewChunk(cap) = plan {
             self.chunks.push_back(Chunk {
@@ -141,10 +255,12 @@ impl Records {
         if let Plan::Grow(cap) = plan {
             back.buf.reserve_exact(cap - back.buf.len());
         }
-        let mut header = [0u8; RECORD_HEADER];
-        BigEndian::write_u32(&mut header, payload.len() as u32);
-        back.buf.extend_from_slice(&header);
+        back.buf
+            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        put_varint(&mut back.buf, zigzag(id.wrapping_sub(self.tail_id) as i64));
+        put_varint(&mut back.buf, u64::from(attempt));
         back.buf.extend_from_slice(payload);
+        self.tail_id = id;
         let growth = back.buf.capacity() - before;
         self.capacity += growth;
         self.len += 1;
@@ -156,18 +272,34 @@ impl Records {
     pub fn front_len(&self) -> Option<usize> {
         let front = self.chunks.front()?;
         let header = front.buf.get(front.head..front.head + RECORD_HEADER)?;
-        Some(BigEndian::read_u32(header) as usize)
+        Some(u32::from_be_bytes(header.try_into().ok()?) as usize)
     }
 
-    /// Removes the oldest record, handing its payload to `f`; returns the memory freed
-    /// (a chunk is released as soon as it has been read through), or `None` when empty.
-    pub fn pop_with(&mut self, f: impl FnOnce(&[u8])) -> Option<usize> {
+    /// Id of the oldest record, if any.
+    pub fn front_id(&self) -> Option<u64> {
+        let front = self.chunks.front()?;
+        read_record(&front.buf, front.head, self.head_id).map(|(r, _)| r.id)
+    }
+
+    /// The records from oldest to newest, without removing them.
+    pub fn iter(&self) -> RecordsIter<'_> {
+        RecordsIter {
+            chunks: self.chunks.iter(),
+            current: None,
+            at: 0,
+            base: self.head_id,
+        }
+    }
+
+    /// Removes the oldest record, handing it to `f`; returns the memory freed (a chunk
+    /// is released as soon as it has been read through), or `None` when empty.
+    pub fn pop_with(&mut self, f: impl FnOnce(Record<'_>)) -> Option<usize> {
         let front = self.chunks.front_mut()?;
-        let header = front.buf.get(front.head..front.head + RECORD_HEADER)?;
-        let len = BigEndian::read_u32(header) as usize;
-        let start = front.head + RECORD_HEADER;
-        f(front.buf.get(start..start + len)?);
-        front.head = start + len;
+        let (record, end) = read_record(&front.buf, front.head, self.head_id)?;
+        let len = record.payload.len();
+        self.head_id = record.id;
+        f(record);
+        front.head = end;
         self.len -= 1;
         self.bytes -= len;
         if front.head < front.buf.len() {
@@ -202,7 +334,7 @@ mod tests {
 
     fn pop(records: &mut Records) -> Option<Vec<u8>> {
         let mut out = None;
-        records.pop_with(|p| out = Some(p.to_vec()))?;
+        records.pop_with(|r| out = Some(r.payload.to_vec()))?;
         out
     }
 
@@ -211,7 +343,7 @@ mod tests {
     fn fifo_order_and_contents() {
         let mut r = Records::default();
         for i in 0..10_000u32 {
-            r.push(&i.to_be_bytes()[..(i % 5) as usize]);
+            r.push(u64::from(i) + 1, 0, &i.to_be_bytes()[..(i % 5) as usize]);
         }
         assert_eq!(r.len(), 10_000);
         for i in 0..10_000u32 {
@@ -230,8 +362,8 @@ mod tests {
         let (mut added, mut freed) = (0, 0);
         for i in 0..5_000usize {
             let payload = vec![7u8; (i * 37) % 300];
-            let predicted = r.growth_for(payload.len());
-            let growth = r.push(&payload);
+            let predicted = r.growth_for(i as u64 + 1, 0, payload.len());
+            let growth = r.push(i as u64 + 1, 0, &payload);
             assert_eq!(predicted, growth, "push {i}");
             added += growth;
             if i % 3 == 0 {
@@ -245,19 +377,19 @@ mod tests {
         assert_eq!(r.capacity(), added - freed);
     }
 
-    /// Small queues start with a small chunk; a million 32-byte records stay close to
-    /// 36 bytes each.
+    /// Small queues start with a small chunk; a million 32-byte records with
+    /// consecutive ids stay close to 38 bytes each.
     #[test]
     fn memory_stays_compact() {
         let mut r = Records::default();
-        r.push(b"hello");
+        r.push(3, 0, b"hello");
         assert_eq!(r.capacity(), FIRST_CHUNK);
         let mut r = Records::default();
-        for _ in 0..1_000_000 {
-            r.push(&[1u8; 32]);
+        for id in 1..=1_000_000 {
+            r.push(id, 0, &[1u8; 32]);
         }
         let per_record = r.capacity() as f64 / 1_000_000.0;
-        assert!(per_record < 36.1, "{per_record} bytes per record");
+        assert!(per_record < 38.1, "{per_record} bytes per record");
     }
 
     /// Chunks are released as they are read through, and a drained big queue frees all.
@@ -265,7 +397,7 @@ mod tests {
     fn chunks_are_released_while_draining() {
         let mut r = Records::default();
         for _ in 0..100_000 {
-            r.push(&[0u8; 60]);
+            r.push(5, 0, &[0u8; 60]);
         }
         let full = r.capacity();
         for _ in 0..50_000 {
@@ -280,12 +412,12 @@ mod tests {
     #[test]
     fn lockstep_reuses_the_chunk() {
         let mut r = Records::default();
-        r.push(b"x");
+        r.push(6, 0, b"x");
         pop(&mut r);
         let cap = r.capacity();
         assert!(cap > 0 && cap <= KEEP_WHEN_EMPTY);
         for _ in 0..1000 {
-            assert_eq!(r.push(b"abc"), 0);
+            assert_eq!(r.push(7, 0, b"abc"), 0);
             assert_eq!(pop(&mut r).unwrap(), b"abc");
         }
         assert_eq!(r.capacity(), cap);
@@ -295,10 +427,10 @@ mod tests {
     #[test]
     fn oversized_record_gets_its_own_chunk() {
         let mut r = Records::default();
-        r.push(b"small");
+        r.push(8, 0, b"small");
         let big = vec![9u8; CHUNK_SIZE * 2];
-        assert_eq!(r.push(&big), RECORD_HEADER + big.len());
-        r.push(b"after");
+        assert_eq!(r.push(9, 0, &big), RECORD_HEADER + 2 + big.len());
+        r.push(10, 0, b"after");
         assert_eq!(pop(&mut r).unwrap(), b"small");
         assert_eq!(pop(&mut r).unwrap(), big);
         assert_eq!(pop(&mut r).unwrap(), b"after");
@@ -310,11 +442,58 @@ mod tests {
     fn front_len_and_clear() {
         let mut r = Records::default();
         assert_eq!(r.front_len(), None);
-        r.push(b"abcd");
-        r.push(b"ef");
+        r.push(11, 0, b"abcd");
+        r.push(12, 0, b"ef");
         assert_eq!(r.front_len(), Some(4));
         assert_eq!(r.clear(), (2, FIRST_CHUNK));
         assert!(r.is_empty());
         assert_eq!(r.capacity(), 0);
+    }
+
+    /// Ids and attempts come back as pushed, whatever their order and size, both
+    /// through iter() and pop_with().
+    #[test]
+    fn ids_and_attempts_round_trip() {
+        let ids = [5u64, 6, 7, 3, u64::MAX, 1, 1 << 40, 2, 9];
+        let attempts = [0u32, 1, 0, 300, u32::MAX, 0, 7, 0, 2];
+        let mut r = Records::default();
+        for (i, (&id, &attempt)) in ids.iter().zip(&attempts).enumerate() {
+            let predicted = r.growth_for(id, attempt, i);
+            assert_eq!(r.push(id, attempt, &vec![i as u8; i]), predicted);
+        }
+        let seen: Vec<(u64, u32, usize)> = r
+            .iter()
+            .map(|rec| (rec.id, rec.attempt, rec.payload.len()))
+            .collect();
+        let want: Vec<(u64, u32, usize)> = ids
+            .iter()
+            .zip(&attempts)
+            .enumerate()
+            .map(|(i, (&id, &a))| (id, a, i))
+            .collect();
+        assert_eq!(seen, want);
+        for (i, (&id, &attempt)) in ids.iter().zip(&attempts).enumerate() {
+            assert_eq!(r.front_id(), Some(id));
+            let mut got = None;
+            r.pop_with(|rec| got = Some((rec.id, rec.attempt, rec.payload.to_vec())));
+            assert_eq!(got, Some((id, attempt, vec![i as u8; i])));
+            // The rest still reads right after each pop.
+            assert_eq!(r.iter().count(), ids.len() - i - 1);
+        }
+        assert_eq!(r.front_id(), None);
+    }
+
+    /// iter() crosses chunk boundaries.
+    #[test]
+    fn iter_spans_chunks() {
+        let mut r = Records::default();
+        for id in 1..=10_000u64 {
+            r.push(id, 0, &[0u8; 50]);
+        }
+        for _ in 0..3 {
+            r.pop_with(|_| {});
+        }
+        let ids: Vec<u64> = r.iter().map(|rec| rec.id).collect();
+        assert_eq!(ids, (4..=10_000).collect::<Vec<_>>());
     }
 }

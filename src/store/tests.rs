@@ -55,7 +55,7 @@ fn expire(s: &mut Store<u32>, now: Instant) -> Vec<u32> {
 
 /// Memory charged for a new queue named `name` holding one `len`-byte message.
 fn one_message_queue_memory(name: &str, len: usize) -> usize {
-    QUEUE_OVERHEAD + name.len() + Records::default().growth_for(len)
+    QUEUE_OVERHEAD + name.len() + Records::default().growth_for(1, 0, len)
 }
 
 /// The store's totals agree with the sum of its queues.
@@ -252,7 +252,10 @@ fn park_then_put_hands_message_to_waiter() {
     let totals = s.totals();
     assert_eq!((totals.puts, totals.gets), (1, 1));
     let info = s.queue_info("q", t0 + secs(1)).unwrap();
-    assert_eq!((info.puts, info.gets, info.messages), (1, 1, 0));
+    assert_eq!(
+        (info.counters.puts, info.counters.gets, info.messages),
+        (1, 1, 0)
+    );
     // The next put is stored.
     assert_eq!(put(&mut s, "q", b"again", t0 + secs(2)), PutOutcome::Stored);
     assert_eq!(s.message_count(), 1);
@@ -736,7 +739,7 @@ fn purge_returns_count_and_frees_memory() {
     assert_eq!(s.purge("q", t0), 0);
     assert_eq!(s.totals().purged, 500);
     let info = s.queue_info("q", t0).unwrap();
-    assert_eq!((info.messages, info.bytes, info.puts), (0, 0, 500));
+    assert_eq!((info.messages, info.bytes, info.counters.puts), (0, 0, 500));
     assert_eq!(get(&mut s, "other", 10, t0), [b"keep".to_vec()]);
     // Purged queues take new messages and expire like any other.
     put(&mut s, "q", b"new", t0);
@@ -775,12 +778,12 @@ fn truncations_are_counted() {
     assert_eq!(s.put("q", b"abc", 4, t0), Ok(PutOutcome::Stored));
     assert_eq!(s.put("q", b"", 1 << 30, t0), Ok(PutOutcome::Stored));
     assert_eq!(s.totals().truncations, 2);
-    assert_eq!(s.queue_info("q", t0).unwrap().truncations, 2);
+    assert_eq!(s.queue_info("q", t0).unwrap().counters.truncations, 2);
     assert_eq!(s.bytes(), 12, "the stored bytes, not the original lengths");
     s.park("w", 1, None, t0);
     assert_eq!(s.put("w", b"cut", 10, t0), Ok(PutOutcome::Handed(1)));
     assert_eq!(s.totals().truncations, 3);
-    assert_eq!(s.queue_info("w", t0).unwrap().truncations, 1);
+    assert_eq!(s.queue_info("w", t0).unwrap().counters.truncations, 1);
     assert_eq!(s.totals().puts, 6);
 }
 
@@ -800,14 +803,20 @@ fn queue_info_figures() {
     let a = s.queue_info("a", now).unwrap();
     assert_eq!(a.messages, 2);
     assert_eq!(a.bytes, 4);
-    assert_eq!(a.puts, 3);
-    assert_eq!(a.gets, 1);
-    assert_eq!(a.truncations, 0);
+    assert_eq!(a.counters.puts, 3);
+    assert_eq!(a.counters.gets, 1);
+    assert_eq!(a.counters.truncations, 0);
     assert_eq!(a.waiters, 0);
     assert_eq!(a.idle, secs(7));
     let b = s.queue_info("b", now).unwrap();
     assert_eq!(
-        (b.messages, b.bytes, b.puts, b.gets, b.waiters),
+        (
+            b.messages,
+            b.bytes,
+            b.counters.puts,
+            b.counters.gets,
+            b.waiters
+        ),
         (0, 0, 0, 0, 2)
     );
     assert_eq!(b.idle, secs(5));
@@ -825,7 +834,7 @@ fn queue_info_figures() {
     put(&mut s, "b", b"x", now);
     let b = s.queue_info("b", now).unwrap();
     assert_eq!(
-        (b.puts, b.gets, b.waiters, b.idle),
+        (b.counters.puts, b.counters.gets, b.waiters, b.idle),
         (1, 1, 1, Duration::ZERO)
     );
     let totals = s.totals();
@@ -844,7 +853,10 @@ fn recreated_queue_starts_fresh() {
     assert_eq!(s.queue_count(), 0);
     put(&mut s, "q", b"y", t0 + IDLE);
     let info = s.queue_info("q", t0 + IDLE).unwrap();
-    assert_eq!((info.puts, info.gets, info.messages), (1, 0, 1));
+    assert_eq!(
+        (info.counters.puts, info.counters.gets, info.messages),
+        (1, 0, 1)
+    );
     assert_eq!(s.totals().puts, 2);
 }
 
@@ -964,6 +976,7 @@ fn randomized_operations_match_a_model() {
                     expected.gets += 1;
                     expected.truncations += u64::from(original_len > len);
                 }
+                Ok(PutOutcome::Leased(..)) => panic!("step {step}: no LEASE is ever parked here"),
                 Ok(PutOutcome::Stored) => {
                     assert!(q.waiters.is_empty(), "step {step}: stored past a waiter");
                     assert!(

@@ -1,0 +1,734 @@
+//! The version-2 part of the codec (protocol.md section 13): leased receive, the
+//! settle requests (`ACK`, `NACK`, `TOUCH`), `PEEK`, `MOVE`, `PUT` options and the
+//! replies they get. Kept apart from the version-1 codec so that each stays readable.
+
+use bytes::BufMut;
+
+use super::{
+    LEN_PREFIX, Opcode, ProtocolError, RESPONSE_HEADER, Reader, Request, Status, check_queue_name,
+    cut_at_char_boundary, put_name,
+};
+
+/// `PUT` flag bit: a delay and a priority follow the queue name.
+pub const PUT_OPTIONS: u8 = 0x01;
+/// Bytes the `PUT_OPTIONS` fields take: `delay_ms: u32`, `priority: u8`.
+pub const PUT_OPTIONS_LEN: usize = 5;
+/// Highest priority number (the last to be delivered); 0 is the first.
+pub const MAX_PRIORITY: u8 = 9;
+/// Priority of a message put without options.
+pub const DEFAULT_PRIORITY: u8 = 5;
+/// Longest delay a `PUT` or `NACK` may ask for: 30 days.
+pub const MAX_DELAY_MS: u32 = 30 * 24 * 3600 * 1000;
+/// Longest lease a `LEASE` or `TOUCH` may ask for: 12 hours.
+pub const MAX_LEASE_MS: u32 = 12 * 3600 * 1000;
+/// Most `(id, attempt)` pairs in one settle request.
+pub const MAX_SETTLE_PAIRS: usize = 4096;
+/// Largest declared `length` of an `ACK`, `NACK` or `TOUCH` frame.
+pub const MAX_SETTLE_FRAME: u32 = 64 * 1024;
+/// `max_deliveries` value meaning "never dead-letter".
+pub const NEVER_DEAD: u16 = u16::MAX;
+/// `HELLO` feature bit: `LEASE`, `ACK`, `NACK`, `TOUCH`, `PEEK`, `MOVE`.
+pub const FEATURE_LEASES: u32 = 1;
+/// `HELLO` feature bit: `PUT` with a delay and a priority.
+pub const FEATURE_PUT_OPTIONS: u32 = 2;
+
+/// `LEASE` option bit: the lease outlives the connection.
+const LEASE_DETACHED: u8 = 0x01;
+/// `NACK` option bit: dead-letter now.
+const NACK_DEAD: u8 = 0x01;
+/// `NACK` option bit: do not charge this delivery.
+const NACK_NO_CHARGE: u8 = 0x02;
+/// Bytes of one `(id, attempt)` pair on the wire.
+const PAIR_LEN: usize = 12;
+/// Bytes in front of each message of a `LEASED`/`PEEKED` reply: id, attempt, len.
+const DELIVERY_HEADER: usize = 16;
+
+/// Delay and priority of a `PUT` with the `PUT_OPTIONS` flag.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PutOptions {
+    /// Milliseconds before the message becomes ready (0 = now).
+    pub delay_ms: u32,
+    /// 0 (first) to [`MAX_PRIORITY`] (last).
+    pub priority: u8,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        PutOptions {
+            delay_ms: 0,
+            priority: DEFAULT_PRIORITY,
+        }
+    }
+}
+
+impl PutOptions {
+    /// Decodes and checks the option fields (exactly [`PUT_OPTIONS_LEN`] bytes).
+    pub(super) fn decode(fields: &[u8]) -> Result<PutOptions, ProtocolError> {
+        let mut r = Reader::new(fields);
+        let options = PutOptions {
+            delay_ms: r.u32("delay_ms")?,
+            priority: r.u8("priority")?,
+        };
+        options.check()?;
+        Ok(options)
+    }
+
+    fn check(&self) -> Result<(), ProtocolError> {
+        if self.delay_ms > MAX_DELAY_MS {
+            return Err(ProtocolError::BadArgument(
+                "PUT delay_ms is over 30 days (2592000000)",
+            ));
+        }
+        if self.priority > MAX_PRIORITY {
+            return Err(ProtocolError::BadArgument("PUT priority must be 0..9"));
+        }
+        Ok(())
+    }
+}
+
+/// One lease, as named by the settle requests: a message id and the attempt number
+/// it was leased under.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct LeaseRef {
+    /// Message id.
+    pub id: u64,
+    /// Attempt number of the lease.
+    pub attempt: u32,
+}
+
+/// The `(id, attempt)` pairs of a settle request: borrowed from a decoded frame, or
+/// from a caller's slice when encoding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pairs<'a> {
+    /// `count` pairs as they travel: 12 bytes each, already length-checked.
+    Wire(&'a [u8]),
+    /// Pairs to encode.
+    List(&'a [LeaseRef]),
+}
+
+impl<'a> Pairs<'a> {
+    /// Number of pairs.
+    pub fn len(&self) -> usize {
+        match self {
+            Pairs::Wire(bytes) => bytes.len() / PAIR_LEN,
+            Pairs::List(list) => list.len(),
+        }
+    }
+
+    /// True when there is no pair.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// The pairs, in order.
+    pub fn iter(&self) -> PairsIter<'a> {
+        PairsIter {
+            pairs: *self,
+            next: 0,
+        }
+    }
+}
+
+/// Iterator over [`Pairs`].
+#[derive(Debug, Clone)]
+pub struct PairsIter<'a> {
+    pairs: Pairs<'a>,
+    next: usize,
+}
+
+impl Iterator for PairsIter<'_> {
+    type Item = LeaseRef;
+
+    fn next(&mut self) -> Option<LeaseRef> {
+        let i = self.next;
+        self.next += 1;
+        match self.pairs {
+            Pairs::List(list) => list.get(i).copied(),
+            Pairs::Wire(bytes) => {
+                let pair = bytes.get(i * PAIR_LEN..(i + 1) * PAIR_LEN)?;
+                let (id, attempt) = pair.split_at(8);
+                Some(LeaseRef {
+                    id: u64::from_be_bytes(id.try_into().ok()?),
+                    attempt: u32::from_be_bytes(attempt.try_into().ok()?),
+                })
+            }
+        }
+    }
+}
+
+/// Decodes the body of a version-2 control request (everything but `PUT`).
+pub(super) fn decode_control<'a>(
+    opcode: Opcode,
+    r: &mut Reader<'a>,
+) -> Result<Request<'a>, ProtocolError> {
+    Ok(match opcode {
+        Opcode::Lease => {
+            let queue = r.queue_name()?;
+            let wait_ms = r.u32("wait_ms")?;
+            let max = r.u16("max")?;
+            let lease_ms = r.u32("lease_ms")?;
+            let max_deliveries = r.u16("max_deliveries")?;
+            let options = r.u8("options")?;
+            r.finish()?;
+            if max == 0 {
+                return Err(ProtocolError::BadArgument("LEASE max must be at least 1"));
+            }
+            if lease_ms > MAX_LEASE_MS {
+                return Err(ProtocolError::BadArgument(
+                    "LEASE lease_ms is over 12 hours (43200000)",
+                ));
+            }
+            if options & !LEASE_DETACHED != 0 {
+                return Err(ProtocolError::BadArgument("LEASE options: unknown bit set"));
+            }
+            Request::Lease {
+                queue,
+                wait_ms,
+                max,
+                lease_ms,
+                max_deliveries,
+                detached: options & LEASE_DETACHED != 0,
+            }
+        }
+        Opcode::Ack => {
+            let queue = r.queue_name()?;
+            let pairs = read_pairs(r)?;
+            Request::Ack { queue, pairs }
+        }
+        Opcode::Nack => {
+            let queue = r.queue_name()?;
+            let delay_ms = r.u32("delay_ms")?;
+            let options = r.u8("options")?;
+            let pairs = read_pairs(r)?;
+            if delay_ms > MAX_DELAY_MS {
+                return Err(ProtocolError::BadArgument(
+                    "NACK delay_ms is over 30 days (2592000000)",
+                ));
+            }
+            if options & !(NACK_DEAD | NACK_NO_CHARGE) != 0 {
+                return Err(ProtocolError::BadArgument("NACK options: unknown bit set"));
+            }
+            Request::Nack {
+                queue,
+                delay_ms,
+                dead: options & NACK_DEAD != 0,
+                no_charge: options & NACK_NO_CHARGE != 0,
+                pairs,
+            }
+        }
+        Opcode::Touch => {
+            let queue = r.queue_name()?;
+            let lease_ms = r.u32("lease_ms")?;
+            let pairs = read_pairs(r)?;
+            if lease_ms > MAX_LEASE_MS {
+                return Err(ProtocolError::BadArgument(
+                    "TOUCH lease_ms is over 12 hours (43200000)",
+                ));
+            }
+            Request::Touch {
+                queue,
+                lease_ms,
+                pairs,
+            }
+        }
+        Opcode::Peek => {
+            let queue = r.queue_name()?;
+            let max = r.u16("max")?;
+            r.finish()?;
+            if max == 0 {
+                return Err(ProtocolError::BadArgument("PEEK max must be at least 1"));
+            }
+            Request::Peek { queue, max }
+        }
+        Opcode::Move => {
+            let from = r.queue_name()?;
+            let to = r.queue_name()?;
+            let max = r.u32("max")?;
+            r.finish()?;
+            if max == 0 {
+                return Err(ProtocolError::BadArgument("MOVE max must be at least 1"));
+            }
+            if from == to {
+                return Err(ProtocolError::BadArgument(
+                    "MOVE needs two different queues",
+                ));
+            }
+            Request::Move { from, to, max }
+        }
+        _ => return Err(ProtocolError::BadArgument("not a version-2 request")),
+    })
+}
+
+/// Reads `count` and the pairs that end a settle request, and checks the frame ends
+/// there (structure first, then the value of `count`, as for every request).
+fn read_pairs<'a>(r: &mut Reader<'a>) -> Result<Pairs<'a>, ProtocolError> {
+    let count = r.u16("count")? as usize;
+    let bytes = r.bytes(count * PAIR_LEN, "pairs")?;
+    r.finish()?;
+    if count == 0 {
+        return Err(ProtocolError::BadArgument(
+            "settle count must be at least 1",
+        ));
+    }
+    if count > MAX_SETTLE_PAIRS {
+        return Err(ProtocolError::BadArgument(
+            "settle count is over 4096 pairs",
+        ));
+    }
+    Ok(Pairs::Wire(bytes))
+}
+
+/// Encodes the version-2 requests; `None` for the others, which the caller encodes.
+pub(super) fn encode_request(
+    request: &Request<'_>,
+    dst: &mut impl BufMut,
+) -> Option<Result<(), ProtocolError>> {
+    let body_len = match request {
+        Request::PutWith { queue, payload, .. } => {
+            1 + queue.len() + PUT_OPTIONS_LEN + payload.len()
+        }
+        Request::Lease { queue, .. } => 1 + queue.len() + 13,
+        Request::Ack { queue, pairs } => 1 + queue.len() + 2 + pairs.len() * PAIR_LEN,
+        Request::Nack { queue, pairs, .. } => 1 + queue.len() + 5 + 2 + pairs.len() * PAIR_LEN,
+        Request::Touch { queue, pairs, .. } => 1 + queue.len() + 4 + 2 + pairs.len() * PAIR_LEN,
+        Request::Peek { queue, .. } => 1 + queue.len() + 2,
+        Request::Move { from, to, .. } => 1 + from.len() + 1 + to.len() + 4,
+        _ => return None,
+    };
+    Some(encode_checked(request, body_len, dst))
+}
+
+fn encode_checked(
+    request: &Request<'_>,
+    body_len: usize,
+    dst: &mut impl BufMut,
+) -> Result<(), ProtocolError> {
+    // Everything is checked before the first byte is written.
+    match request {
+        Request::PutWith { queue, options, .. } => {
+            check_queue_name(queue)?;
+            options.check()?;
+        }
+        Request::Ack { queue, pairs }
+        | Request::Nack { queue, pairs, .. }
+        | Request::Touch { queue, pairs, .. } => {
+            check_queue_name(queue)?;
+            check_pairs(pairs)?;
+        }
+        Request::Move { from, to, .. } => {
+            check_queue_name(from)?;
+            check_queue_name(to)?;
+        }
+        Request::Lease { queue, .. } | Request::Peek { queue, .. } => check_queue_name(queue)?,
+        _ => {}
+    }
+    let len = u32::try_from(body_len + 2).map_err(|_| ProtocolError::FrameTooLarge {
+        len: u32::MAX,
+        max: u32::MAX,
+    })?;
+    dst.put_u32(len);
+    dst.put_u8(request.opcode() as u8);
+    dst.put_u8(if matches!(request, Request::PutWith { .. }) {
+        PUT_OPTIONS
+    } else {
+        0
+    });
+    match request {
+        Request::PutWith {
+            queue,
+            options,
+            payload,
+        } => {
+            put_name(dst, queue);
+            dst.put_u32(options.delay_ms);
+            dst.put_u8(options.priority);
+            dst.put_slice(payload);
+        }
+        Request::Lease {
+            queue,
+            wait_ms,
+            max,
+            lease_ms,
+            max_deliveries,
+            detached,
+        } => {
+            put_name(dst, queue);
+            dst.put_u32(*wait_ms);
+            dst.put_u16(*max);
+            dst.put_u32(*lease_ms);
+            dst.put_u16(*max_deliveries);
+            dst.put_u8(if *detached { LEASE_DETACHED } else { 0 });
+        }
+        Request::Ack { queue, pairs } => {
+            put_name(dst, queue);
+            put_pairs(dst, pairs);
+        }
+        Request::Nack {
+            queue,
+            delay_ms,
+            dead,
+            no_charge,
+            pairs,
+        } => {
+            put_name(dst, queue);
+            dst.put_u32(*delay_ms);
+            let mut options = 0;
+            if *dead {
+                options |= NACK_DEAD;
+            }
+            if *no_charge {
+                options |= NACK_NO_CHARGE;
+            }
+            dst.put_u8(options);
+            put_pairs(dst, pairs);
+        }
+        Request::Touch {
+            queue,
+            lease_ms,
+            pairs,
+        } => {
+            put_name(dst, queue);
+            dst.put_u32(*lease_ms);
+            put_pairs(dst, pairs);
+        }
+        Request::Peek { queue, max } => {
+            put_name(dst, queue);
+            dst.put_u16(*max);
+        }
+        Request::Move { from, to, max } => {
+            put_name(dst, from);
+            put_name(dst, to);
+            dst.put_u32(*max);
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+fn check_pairs(pairs: &Pairs<'_>) -> Result<(), ProtocolError> {
+    if pairs.is_empty() || pairs.len() > MAX_SETTLE_PAIRS {
+        return Err(ProtocolError::BadArgument(
+            "a settle request takes 1 to 4096 pairs",
+        ));
+    }
+    Ok(())
+}
+
+fn put_pairs(dst: &mut impl BufMut, pairs: &Pairs<'_>) {
+    // check_pairs bounded the count by MAX_SETTLE_PAIRS, so it fits a u16.
+    dst.put_u16(pairs.len() as u16);
+    for pair in pairs.iter() {
+        dst.put_u64(pair.id);
+        dst.put_u32(pair.attempt);
+    }
+}
+
+// ---------------------------------------------------------------------------
+// Responses
+// ---------------------------------------------------------------------------
+
+/// What a version-2 server announces in its `HELLO` reply after the server string.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// [`FEATURE_LEASES`], [`FEATURE_PUT_OPTIONS`], ...
+    pub features: u32,
+    /// Lease given when a `LEASE` asks for 0.
+    pub default_lease_ms: u32,
+    /// Longest lease a `LEASE` or `TOUCH` may ask for.
+    pub max_lease_ms: u32,
+    /// Longest delay a `PUT` or `NACK` may ask for.
+    pub max_delay_ms: u32,
+    /// Charged deliveries before dead-lettering when a `LEASE` asks for 0.
+    pub max_deliveries: u16,
+}
+
+impl Limits {
+    /// Bytes these fields take in a `HELLO` reply.
+    const LEN: usize = 18;
+
+    /// Reads the fields if the reply has them (a version-1 reply ends before).
+    pub(super) fn decode(r: &mut Reader<'_>) -> Result<Option<Limits>, ProtocolError> {
+        if r.buf.len() < Self::LEN {
+            return Ok(None);
+        }
+        Ok(Some(Limits {
+            features: r.u32("features")?,
+            default_lease_ms: r.u32("default_lease_ms")?,
+            max_lease_ms: r.u32("max_lease_ms")?,
+            max_delay_ms: r.u32("max_delay_ms")?,
+            max_deliveries: r.u16("max_deliveries")?,
+        }))
+    }
+}
+
+/// Appends a version-2 `HELLO` reply: the version-1 fields, then `limits`.
+pub fn encode_hello_v2(
+    dst: &mut impl BufMut,
+    version: u16,
+    max_message_size: u32,
+    server: &str,
+    limits: &Limits,
+) {
+    let server = cut_at_char_boundary(server, 255).as_bytes();
+    dst.put_u32((1 + 2 + 4 + 1 + server.len() + Limits::LEN) as u32);
+    dst.put_u8(Status::Hello as u8);
+    dst.put_u16(version);
+    dst.put_u32(max_message_size);
+    dst.put_u8(server.len() as u8);
+    dst.put_slice(server);
+    dst.put_u32(limits.features);
+    dst.put_u32(limits.default_lease_ms);
+    dst.put_u32(limits.max_lease_ms);
+    dst.put_u32(limits.max_delay_ms);
+    dst.put_u16(limits.max_deliveries);
+}
+
+/// Appends the `STORED` reply to a `PUT` with options.
+pub fn encode_stored_id(dst: &mut impl BufMut, id: u64) {
+    dst.put_u32(1 + 8);
+    dst.put_u8(Status::Stored as u8);
+    dst.put_u64(id);
+}
+
+/// Appends the `TRUNCATED` reply to a `PUT` with options.
+pub fn encode_truncated_id(dst: &mut impl BufMut, original_len: u32, stored_len: u32, id: u64) {
+    dst.put_u32(1 + 16);
+    dst.put_u8(Status::Truncated as u8);
+    dst.put_u32(original_len);
+    dst.put_u32(stored_len);
+    dst.put_u64(id);
+}
+
+/// Appends a `MOVED` reply.
+pub fn encode_moved(dst: &mut impl BufMut, count: u64) {
+    dst.put_u32(1 + 8);
+    dst.put_u8(Status::Moved as u8);
+    dst.put_u64(count);
+}
+
+/// Writes a `LEASED` or `PEEKED` reply in place, as
+/// [`MessagesWriter`](super::MessagesWriter) does for `MESSAGES`.
+#[derive(Debug)]
+pub struct LeasedWriter {
+    start: usize,
+    count: u32,
+}
+
+impl LeasedWriter {
+    /// Reserves the header of a reply with `status` ([`Status::Leased`] or
+    /// [`Status::Peeked`]) at the end of `dst`.
+    pub fn begin<B: BufMut + AsRef<[u8]>>(dst: &mut B, status: Status) -> LeasedWriter {
+        let start = dst.as_ref().len();
+        dst.put_u32(0);
+        dst.put_u8(status as u8);
+        dst.put_u32(0);
+        LeasedWriter { start, count: 0 }
+    }
+
+    /// Appends one message.
+    pub fn push(&mut self, dst: &mut impl BufMut, lease: LeaseRef, payload: &[u8]) {
+        dst.put_u64(lease.id);
+        dst.put_u32(lease.attempt);
+        dst.put_u32(payload.len() as u32);
+        dst.put_slice(payload);
+        self.count += 1;
+    }
+
+    /// Offset where this reply starts (truncate back to it to drop the reply).
+    pub fn start(&self) -> usize {
+        self.start
+    }
+
+    /// Messages pushed so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// Fills in the frame length and message count.
+    pub fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
+        let buf = dst.as_mut();
+        let len = (buf.len() - self.start - LEN_PREFIX) as u32;
+        buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
+        let at = self.start + RESPONSE_HEADER;
+        buf[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
+    }
+}
+
+/// One message of a `LEASED` or `PEEKED` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<'a> {
+    /// Its id and attempt number: what `ACK`, `NACK` and `TOUCH` take.
+    pub lease: LeaseRef,
+    /// The message bytes.
+    pub payload: &'a [u8],
+}
+
+/// The messages of a `LEASED` or `PEEKED` reply, validated when decoded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Deliveries<'a> {
+    count: u32,
+    body: &'a [u8],
+}
+
+impl<'a> Deliveries<'a> {
+    pub(super) fn decode(r: &mut Reader<'a>) -> Result<Deliveries<'a>, ProtocolError> {
+        let count = r.u32("count")?;
+        let start = r.buf;
+        for _ in 0..count {
+            r.u64("id")?;
+            r.u32("attempt")?;
+            let len = r.u32("message_len")? as usize;
+            r.bytes(len, "message")?;
+        }
+        let used = start.len() - r.buf.len();
+        Ok(Deliveries {
+            count,
+            body: &start[..used],
+        })
+    }
+
+    /// How many messages the reply holds.
+    pub fn len(&self) -> usize {
+        self.count as usize
+    }
+
+    /// True if the reply holds none (never sent by a beuss server).
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    /// The messages, in delivery order.
+    pub fn iter(&self) -> DeliveriesIter<'a> {
+        DeliveriesIter { rest: self.body }
+    }
+}
+
+impl<'a> IntoIterator for Deliveries<'a> {
+    type Item = Delivery<'a>;
+    type IntoIter = DeliveriesIter<'a>;
+
+    fn into_iter(self) -> DeliveriesIter<'a> {
+        self.iter()
+    }
+}
+
+/// Iterator over [`Deliveries`].
+#[derive(Debug, Clone)]
+pub struct DeliveriesIter<'a> {
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for DeliveriesIter<'a> {
+    type Item = Delivery<'a>;
+
+    fn next(&mut self) -> Option<Delivery<'a>> {
+        let head = self.rest.get(..DELIVERY_HEADER)?;
+        let id = u64::from_be_bytes(head[..8].try_into().ok()?);
+        let attempt = u32::from_be_bytes(head[8..12].try_into().ok()?);
+        let len = u32::from_be_bytes(head[12..16].try_into().ok()?) as usize;
+        let payload = self.rest.get(DELIVERY_HEADER..DELIVERY_HEADER + len)?;
+        self.rest = &self.rest[DELIVERY_HEADER + len..];
+        Some(Delivery {
+            lease: LeaseRef { id, attempt },
+            payload,
+        })
+    }
+}
+
+/// The result for one pair of a settle request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[repr(u8)]
+pub enum SettleResult {
+    /// Done.
+    Ok = 0,
+    /// The message is on the server but this pair holds no lease on it any more.
+    Stale = 1,
+    /// No message with this id is in this queue in a state a lease can reach.
+    NotFound = 2,
+}
+
+impl SettleResult {
+    /// Maps a wire value back; `None` for values newer than this crate.
+    pub fn from_u8(value: u8) -> Option<SettleResult> {
+        Some(match value {
+            0 => SettleResult::Ok,
+            1 => SettleResult::Stale,
+            2 => SettleResult::NotFound,
+            _ => return None,
+        })
+    }
+}
+
+/// The per-pair results of a `SETTLED` reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Settled<'a> {
+    results: &'a [u8],
+}
+
+impl<'a> Settled<'a> {
+    pub(super) fn decode(r: &mut Reader<'a>) -> Result<Settled<'a>, ProtocolError> {
+        let count = r.u16("count")? as usize;
+        Ok(Settled {
+            results: r.bytes(count, "results")?,
+        })
+    }
+
+    /// Number of results (the request's pair count).
+    pub fn len(&self) -> usize {
+        self.results.len()
+    }
+
+    /// True when there is none.
+    pub fn is_empty(&self) -> bool {
+        self.results.is_empty()
+    }
+
+    /// The raw result bytes, in request order (see [`SettleResult::from_u8`]).
+    pub fn raw(&self) -> &'a [u8] {
+        self.results
+    }
+
+    /// The results in request order; a value this crate does not know reads as `None`.
+    pub fn iter(&self) -> impl Iterator<Item = Option<SettleResult>> + 'a {
+        self.results.iter().map(|&b| SettleResult::from_u8(b))
+    }
+}
+
+/// Writes a `SETTLED` reply in place: one result per pair as the server handles it.
+#[derive(Debug)]
+pub struct SettledWriter {
+    start: usize,
+    count: u16,
+}
+
+impl SettledWriter {
+    /// Reserves the header at the end of `dst`.
+    pub fn begin<B: BufMut + AsRef<[u8]>>(dst: &mut B) -> SettledWriter {
+        let start = dst.as_ref().len();
+        dst.put_u32(0);
+        dst.put_u8(Status::Settled as u8);
+        dst.put_u16(0);
+        SettledWriter { start, count: 0 }
+    }
+
+    /// Appends one result.
+    pub fn push(&mut self, dst: &mut impl BufMut, result: SettleResult) {
+        dst.put_u8(result as u8);
+        self.count = self.count.saturating_add(1);
+    }
+
+    /// Fills in the frame length and count.
+    pub fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
+        let buf = dst.as_mut();
+        let len = (buf.len() - self.start - LEN_PREFIX) as u32;
+        buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
+        let at = self.start + RESPONSE_HEADER;
+        buf[at..at + 2].copy_from_slice(&self.count.to_be_bytes());
+    }
+}
+
+/// Lease given when a `LEASE` asks for 0: 30 s, as SQS, JetStream and BullMQ.
+pub const DEFAULT_LEASE_MS: u32 = 30_000;
+/// Charged deliveries before dead-lettering when a `LEASE` asks for 0 (RabbitMQ's
+/// default delivery limit).
+pub const DEFAULT_MAX_DELIVERIES: u16 = 20;

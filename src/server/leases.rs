@@ -1,0 +1,168 @@
+//! The version-2 request family: `LEASE`, the settle requests, `PEEK`, and handing
+//! messages to parked consumers outside their own requests (protocol.md section 13).
+
+use std::time::{Duration, Instant};
+
+use crate::conn::State;
+use crate::protocol::{
+    self, DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, FEATURE_LEASES, FEATURE_PUT_OPTIONS,
+    LeasedWriter, Limits, MAX_BATCH_BYTES, MAX_DELAY_MS, MAX_LEASE_MS, Request, SettledWriter,
+    Status, WAIT_FOREVER,
+};
+use crate::store::{LeaseSpec, Nack};
+
+use super::{ConnRef, Server};
+
+/// What this server announces in a version-2 `HELLO` reply.
+pub(super) const LIMITS: Limits = Limits {
+    features: FEATURE_LEASES | FEATURE_PUT_OPTIONS,
+    default_lease_ms: DEFAULT_LEASE_MS,
+    max_lease_ms: MAX_LEASE_MS,
+    max_delay_ms: MAX_DELAY_MS,
+    max_deliveries: DEFAULT_MAX_DELIVERIES,
+};
+
+/// A `LEASE`'s fields with the server's defaults applied for the zeros.
+pub(super) fn lease_spec(lease_ms: u32, max_deliveries: u16, detached: bool) -> LeaseSpec {
+    LeaseSpec {
+        lease_ms: if lease_ms == 0 {
+            DEFAULT_LEASE_MS
+        } else {
+            lease_ms
+        },
+        max_deliveries: if max_deliveries == 0 {
+            DEFAULT_MAX_DELIVERIES
+        } else {
+            max_deliveries
+        },
+        detached,
+    }
+}
+
+impl Server {
+    /// `LEASE`: like `GET`, but the messages stay on the server in flight.
+    pub(super) fn lease(
+        &mut self,
+        r: ConnRef,
+        queue: &str,
+        wait_ms: u32,
+        max: u16,
+        spec: LeaseSpec,
+        now: Instant,
+    ) {
+        let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
+            return;
+        };
+        let out = &mut conn.output;
+        let mut writer = LeasedWriter::begin(out, Status::Leased);
+        let taken = self.store.lease(
+            queue,
+            usize::from(max),
+            MAX_BATCH_BYTES,
+            spec,
+            r,
+            now,
+            |lease, payload| writer.push(out, lease, payload),
+        );
+        if taken > 0 {
+            writer.finish(&mut conn.output);
+            return;
+        }
+        conn.output.truncate(writer.start());
+        if wait_ms == 0 {
+            protocol::encode_empty(&mut conn.output, Status::Empty);
+            return;
+        }
+        let deadline =
+            (wait_ms != WAIT_FOREVER).then(|| now + Duration::from_millis(u64::from(wait_ms)));
+        conn.state = State::Parked {
+            queue: queue.into(),
+        };
+        self.store.park_lease(queue, r, deadline, spec, now);
+    }
+
+    /// `ACK`, `NACK`, `TOUCH`: one result per pair. Behind a parked receive the reply
+    /// is held back until that receive is answered (protocol.md 13.7).
+    pub(super) fn settle(&mut self, r: ConnRef, request: &Request<'_>, now: Instant) {
+        let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
+            return;
+        };
+        let out = if matches!(conn.state, State::Parked { .. }) {
+            &mut conn.held_replies
+        } else {
+            &mut conn.output
+        };
+        let mut writer = SettledWriter::begin(out);
+        match *request {
+            Request::Ack { queue, pairs } => {
+                for pair in pairs.iter() {
+                    writer.push(out, self.store.ack(queue, pair, now));
+                }
+            }
+            Request::Nack {
+                queue,
+                delay_ms,
+                dead,
+                no_charge,
+                pairs,
+            } => {
+                let how = Nack {
+                    delay: Duration::from_millis(u64::from(delay_ms)),
+                    dead,
+                    no_charge,
+                };
+                for pair in pairs.iter() {
+                    writer.push(out, self.store.nack(queue, pair, how, now));
+                }
+            }
+            Request::Touch {
+                queue,
+                lease_ms,
+                pairs,
+            } => {
+                for pair in pairs.iter() {
+                    writer.push(out, self.store.touch(queue, pair, lease_ms, now));
+                }
+            }
+            _ => {}
+        }
+        writer.finish(out);
+    }
+
+    /// `PEEK`: copies of ready messages.
+    pub(super) fn peek(&mut self, r: ConnRef, queue: &str, max: u16) {
+        let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
+            return;
+        };
+        let out = &mut conn.output;
+        let mut writer = LeasedWriter::begin(out, Status::Peeked);
+        let n = self.store.peek(
+            queue,
+            usize::from(max),
+            MAX_BATCH_BYTES,
+            |lease, payload| writer.push(out, lease, payload),
+        );
+        if n > 0 {
+            writer.finish(&mut conn.output);
+        } else {
+            conn.output.truncate(writer.start());
+            protocol::encode_empty(&mut conn.output, Status::Empty);
+        }
+    }
+
+    /// Writes the messages the store gave to parked consumers outside their own
+    /// requests (a lease ended, a delay ran out, a `MOVE`, a `NACK`); one that cannot
+    /// be written goes back to the store, which offers it to the next consumer.
+    pub(super) fn drain_handoffs(&mut self, now: Instant) {
+        while let Some(handoff) = self.store.take_handoff() {
+            let payload = match (&handoff.payload, handoff.lease) {
+                (Some(payload), _) => payload.to_vec(),
+                (None, Some(lease)) => self.store.payload(lease.id).unwrap_or_default().to_vec(),
+                (None, None) => continue,
+            };
+            if !self.deliver(handoff.waiter, handoff.lease, &payload) {
+                self.store.give_back(handoff, now);
+            }
+        }
+    }
+}
