@@ -792,8 +792,27 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         {
             self.timers.remove(&timer);
         }
-        self.arm_idle_if_idle(key, now);
+        self.waiter_left(key, now);
         true
+    }
+
+    /// A waiter left queue `key` (cancelled or timed out). A queue that is now idle
+    /// is normally kept for `queue_idle`; past the memory cap it goes at once, so
+    /// that waits on ever new names (each one creates a queue) cannot pile up queues
+    /// beyond the cap.
+    fn waiter_left(&mut self, key: usize, now: Instant) {
+        let over = self.memory > self.max_memory;
+        if over && self.queues.by_key(key).is_some_and(Queue::is_idle) {
+            let name = self.queues.by_key(key).map(|q| q.name.clone());
+            if let Some(name) = name
+                && let Some(q) = self.queues.remove(&name)
+            {
+                self.memory -= q.memory();
+                self.totals.expired_queues += 1;
+            }
+            return;
+        }
+        self.arm_idle_if_idle(key, now);
     }
 
     /// Returns every lease `owner` holds (its connection closed): each message is
@@ -1373,7 +1392,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         if let Some(q) = self.queues.by_key_mut(qkey) {
                             q.waiters.retain(|w| w.timer != Some(key));
                         }
-                        self.arm_idle_if_idle(qkey, now);
+                        self.waiter_left(qkey, now);
                     }
                     timed_out(handle);
                 }

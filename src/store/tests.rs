@@ -1178,3 +1178,28 @@ fn randomized_operations_match_a_model() {
     assert_eq!(s.message_count(), 0);
     assert_eq!(s.next_deadline(), None);
 }
+
+/// Waits on ever new queue names cannot pile up queues past the memory cap: a queue
+/// made by a parked GET goes at once when its waiter leaves while the store is over
+/// its cap (below the cap it lives for the idle time as usual).
+#[test]
+fn waits_on_new_names_do_not_pile_up_queues_past_the_cap() {
+    let t0 = Instant::now();
+    let cap = 4096;
+    let mut s = Store::<u32>::new(cap, Some(IDLE));
+    for i in 0..2000u32 {
+        let name = format!("q{i}");
+        s.park(&name, i, Some(t0 + ms(1)), t0);
+        expire(&mut s, t0 + ms(1));
+        assert!(s.memory() <= cap + QUEUE_OVERHEAD + 8, "step {i}: {}", s.memory());
+    }
+    assert!(s.queue_count() <= cap / QUEUE_OVERHEAD + 1, "{}", s.queue_count());
+    // Cancelled waiters too.
+    for i in 0..2000u32 {
+        let name = format!("c{i}");
+        s.park(&name, i, None, t0);
+        assert!(s.cancel(&name, i, t0));
+    }
+    assert!(s.memory() <= cap + QUEUE_OVERHEAD + 8, "{}", s.memory());
+    check_consistency(&s, t0);
+}
