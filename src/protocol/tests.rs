@@ -643,6 +643,105 @@ fn get_with_max_zero_is_bad_argument() {
     );
 }
 
+/// protocol.md section 2.5 step 3: whatever the opcode, a control frame's structure
+/// is checked before its queue name, and the name before its values. So a frame with
+/// two faults gets the error of the earlier check: trailing bytes or a missing field
+/// win over a bad name or a bad value, and a bad name wins over a bad value.
+#[test]
+fn control_frame_checks_run_structure_then_name_then_value() {
+    let trailing = ProtocolError::TrailingBytes;
+    let cases: [(&str, u8, &[u8], ProtocolError); 10] = [
+        (
+            "GET max 0, trailing byte",
+            0x11,
+            &[1, b'q', 0, 0, 0, 0, 0, 0, 9],
+            trailing(1),
+        ),
+        (
+            "GET bad name, trailing byte",
+            0x11,
+            &[1, 0xff, 0, 0, 0, 0, 0, 1, 9],
+            trailing(1),
+        ),
+        (
+            "GET bad name, max field missing",
+            0x11,
+            &[1, 0xff, 0, 0, 0, 0, 0],
+            ProtocolError::ShortField("max"),
+        ),
+        (
+            "GET empty name, max 0",
+            0x11,
+            &[0, 0, 0, 0, 0, 0, 0],
+            ProtocolError::BadQueueName("empty"),
+        ),
+        (
+            "GET bad name, max 0",
+            0x11,
+            &[1, 0xff, 0, 0, 0, 0, 0, 0],
+            ProtocolError::BadQueueName("not valid UTF-8"),
+        ),
+        (
+            "HELLO version 0, trailing byte",
+            0x01,
+            &[0, 0, 9],
+            trailing(1),
+        ),
+        (
+            "PURGE empty name, trailing byte",
+            0x12,
+            &[0, 9],
+            trailing(1),
+        ),
+        (
+            "PURGE bad name, trailing bytes",
+            0x12,
+            &[1, 0xff, 9, 9],
+            trailing(2),
+        ),
+        (
+            "STATS bad name, trailing byte",
+            0x20,
+            &[1, 0xff, 9],
+            trailing(1),
+        ),
+        (
+            "STATS bad name running past the frame",
+            0x20,
+            &[3, 0xff],
+            ProtocolError::ShortField("queue"),
+        ),
+    ];
+    for (what, op, body, expected) in cases {
+        assert_eq!(decode(&raw_request(op, 0, body)), Err(expected), "{what}");
+    }
+    // HELLO's only value check, version 0, is the server's (UNSUPPORTED_VERSION): the
+    // decoder passes a well-formed frame through.
+    assert_eq!(
+        decode(&raw_request(0x01, 0, &[0, 0])),
+        Ok(Some((Decoded::Request(Request::Hello { version: 0 }), 8)))
+    );
+}
+
+/// protocol.md section 2.5 step 4: a PUT's structure (its queue_len fitting in the
+/// frame) is checked from the queue_len byte, before the name is even in, so a
+/// non-UTF-8 name whose length runs past the frame is `MALFORMED`, not
+/// `BAD_QUEUE_NAME`; a name that fits is checked once it is all in.
+#[test]
+fn put_head_checks_structure_before_name() {
+    let past_end = raw_request(0x10, 0, &[9, 0xff, 0xfe]);
+    assert_eq!(
+        decode(&past_end[..7]),
+        Err(ProtocolError::ShortField("queue"))
+    );
+    let fits = raw_request(0x10, 0, &[2, 0xff, 0xfe, b'p']);
+    assert_eq!(decode(&fits[..8]), Ok(None));
+    assert_eq!(
+        decode(&fits[..9]),
+        Err(ProtocolError::BadQueueName("not valid UTF-8"))
+    );
+}
+
 /// STATS with a zero queue length means all queues (`None`); with a name it means
 /// that queue.
 #[test]
