@@ -29,8 +29,9 @@ pub const MAX_CONTROL_FRAME: u32 = 1024;
 /// `GET` wait value meaning "wait until a message arrives, however long".
 pub const WAIT_FOREVER: u32 = u32::MAX;
 
-/// A `MESSAGES` reply stops adding messages once its payloads pass this many bytes
-/// (it always carries at least one), so a batch cannot build an unbounded reply.
+/// A `MESSAGES` reply's payloads total at most this many bytes, so a batch cannot
+/// build an unbounded reply; a reply always carries at least one message, so one
+/// larger than this comes alone.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Bytes of the length prefix that starts every frame.
