@@ -1078,3 +1078,48 @@ fn refused_connections_count_only_as_rejected() {
     assert_eq!(report.get("connections"), Some(2));
     assert_eq!(report.get("protocol_errors"), Some(1));
 }
+
+/// protocol.md section 8: with the version-1 figures a STATS reply is 356 bytes after
+/// the length prefix plus `127 + queue_len` per queue entry, so STATS for one queue
+/// with a 255-byte name is 738 bytes. (A new figure changes these sizes: update
+/// section 8 with it.)
+#[test]
+fn stats_reply_sizes_match_section_8() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let long = vec![b'n'; 255];
+    assert_eq!(call(&mut s, &put_frame(&long, b"x")), STORED);
+    assert_eq!(call(&mut s, &put_frame(b"jobs", b"x")), STORED);
+    let after_prefix = |frame: Vec<u8>| frame.len() - 4;
+    assert_eq!(after_prefix(call(&mut s, &stats_frame(b"nosuch"))), 356);
+    assert_eq!(after_prefix(call(&mut s, &stats_frame(&long))), 738);
+    assert_eq!(
+        after_prefix(call(&mut s, &stats_frame(b""))),
+        356 + (127 + 255) + (127 + 4)
+    );
+}
+
+/// protocol.md section 7.1: an idle queue is never removed less than BQUEUEIDLE after
+/// its last use (here the GET that emptied it), and it is removed after that.
+#[test]
+fn idle_queue_is_never_removed_early() {
+    let idle = std::time::Duration::from_millis(300);
+    let server = TestServer::start_with(&[("BQUEUEIDLE", "300ms")]);
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &put_frame(b"q", b"x")), STORED);
+    // Taken before the GET is sent, so the server's clock reads later at its use.
+    let last_use = std::time::Instant::now();
+    assert_eq!(
+        call(&mut s, &get_frame(b"q", 0, 1)),
+        messages_reply(&[b"x"])
+    );
+    let mut c = server.client();
+    eventually("the idle queue to be removed", || {
+        let gone = c.stats().unwrap().queue("q").is_none();
+        if gone {
+            let after = last_use.elapsed();
+            assert!(after >= idle, "removed {after:?} after its last use");
+        }
+        gone
+    });
+}
