@@ -6,7 +6,7 @@ use bytes::BufMut;
 
 use super::{
     LEN_PREFIX, Opcode, ProtocolError, RESPONSE_HEADER, Reader, Request, Status, check_queue_name,
-    cut_at_char_boundary, put_name,
+    cut_at_char_boundary, put_name, to_queue_name,
 };
 
 /// `PUT` flag bit: a delay and a priority follow the queue name.
@@ -156,20 +156,23 @@ impl Iterator for PairsIter<'_> {
     }
 }
 
-/// Decodes the body of a version-2 control request (everything but `PUT`).
+/// Decodes the body of a version-2 control request (everything but `PUT`), in the
+/// check order of protocol.md 2.5: the whole structure first (`MALFORMED`), then the
+/// names (`BAD_QUEUE_NAME`), then the values (`BAD_ARGUMENT`).
 pub(super) fn decode_control<'a>(
     opcode: Opcode,
     r: &mut Reader<'a>,
 ) -> Result<Request<'a>, ProtocolError> {
     Ok(match opcode {
         Opcode::Lease => {
-            let queue = r.queue_name()?;
+            let name = r.name_bytes()?;
             let wait_ms = r.u32("wait_ms")?;
             let max = r.u16("max")?;
             let lease_ms = r.u32("lease_ms")?;
             let max_deliveries = r.u16("max_deliveries")?;
             let options = r.u8("options")?;
             r.finish()?;
+            let queue = to_queue_name(name)?;
             if max == 0 {
                 return Err(ProtocolError::BadArgument("LEASE max must be at least 1"));
             }
@@ -191,15 +194,19 @@ pub(super) fn decode_control<'a>(
             }
         }
         Opcode::Ack => {
-            let queue = r.queue_name()?;
+            let name = r.name_bytes()?;
             let pairs = read_pairs(r)?;
+            let queue = to_queue_name(name)?;
+            check_pairs(&pairs)?;
             Request::Ack { queue, pairs }
         }
         Opcode::Nack => {
-            let queue = r.queue_name()?;
+            let name = r.name_bytes()?;
             let delay_ms = r.u32("delay_ms")?;
             let options = r.u8("options")?;
             let pairs = read_pairs(r)?;
+            let queue = to_queue_name(name)?;
+            check_pairs(&pairs)?;
             if delay_ms > MAX_DELAY_MS {
                 return Err(ProtocolError::BadArgument(
                     "NACK delay_ms is over 30 days (2592000000)",
@@ -217,9 +224,11 @@ pub(super) fn decode_control<'a>(
             }
         }
         Opcode::Touch => {
-            let queue = r.queue_name()?;
+            let name = r.name_bytes()?;
             let lease_ms = r.u32("lease_ms")?;
             let pairs = read_pairs(r)?;
+            let queue = to_queue_name(name)?;
+            check_pairs(&pairs)?;
             if lease_ms > MAX_LEASE_MS {
                 return Err(ProtocolError::BadArgument(
                     "TOUCH lease_ms is over 12 hours (43200000)",
@@ -232,19 +241,21 @@ pub(super) fn decode_control<'a>(
             }
         }
         Opcode::Peek => {
-            let queue = r.queue_name()?;
+            let name = r.name_bytes()?;
             let max = r.u16("max")?;
             r.finish()?;
+            let queue = to_queue_name(name)?;
             if max == 0 {
                 return Err(ProtocolError::BadArgument("PEEK max must be at least 1"));
             }
             Request::Peek { queue, max }
         }
         Opcode::Move => {
-            let from = r.queue_name()?;
-            let to = r.queue_name()?;
+            let from = r.name_bytes()?;
+            let to = r.name_bytes()?;
             let max = r.u32("max")?;
             r.finish()?;
+            let (from, to) = (to_queue_name(from)?, to_queue_name(to)?);
             if max == 0 {
                 return Err(ProtocolError::BadArgument("MOVE max must be at least 1"));
             }
@@ -260,21 +271,11 @@ pub(super) fn decode_control<'a>(
 }
 
 /// Reads `count` and the pairs that end a settle request, and checks the frame ends
-/// there (structure first, then the value of `count`, as for every request).
+/// there; the value of `count` is checked by the caller, after the name.
 fn read_pairs<'a>(r: &mut Reader<'a>) -> Result<Pairs<'a>, ProtocolError> {
     let count = r.u16("count")? as usize;
     let bytes = r.bytes(count * PAIR_LEN, "pairs")?;
     r.finish()?;
-    if count == 0 {
-        return Err(ProtocolError::BadArgument(
-            "settle count must be at least 1",
-        ));
-    }
-    if count > MAX_SETTLE_PAIRS {
-        return Err(ProtocolError::BadArgument(
-            "settle count is over 4096 pairs",
-        ));
-    }
     Ok(Pairs::Wire(bytes))
 }
 

@@ -1743,7 +1743,14 @@ fn encode_response(resp: &Response<'_>) -> Vec<u8> {
             version,
             max_message_size,
             server,
+            limits: None,
         } => encode_hello(&mut buf, *version, *max_message_size, server),
+        Response::Hello {
+            version,
+            max_message_size,
+            server,
+            limits: Some(limits),
+        } => encode_hello_v2(&mut buf, *version, *max_message_size, server, limits),
         Response::Truncated {
             original_len,
             stored_len,
@@ -1757,6 +1764,32 @@ fn encode_response(resp: &Response<'_>) -> Vec<u8> {
         }
         Response::Purged { count } => encode_purged(&mut buf, *count),
         Response::Stats(report) => report.encode(&mut buf),
+        Response::StoredId { id } => encode_stored_id(&mut buf, *id),
+        Response::TruncatedId {
+            original_len,
+            stored_len,
+            id,
+        } => encode_truncated_id(&mut buf, *original_len, *stored_len, *id),
+        Response::Leased(d) | Response::Peeked(d) => {
+            let status = if matches!(resp, Response::Leased(_)) {
+                Status::Leased
+            } else {
+                Status::Peeked
+            };
+            let mut w = LeasedWriter::begin(&mut buf, status);
+            for delivery in d.iter() {
+                w.push(&mut buf, delivery.lease, delivery.payload);
+            }
+            w.finish(&mut buf);
+        }
+        Response::Settled(settled) => {
+            let mut w = SettledWriter::begin(&mut buf);
+            for result in settled.iter().flatten() {
+                w.push(&mut buf, result);
+            }
+            w.finish(&mut buf);
+        }
+        Response::Moved { count } => encode_moved(&mut buf, *count),
         Response::Error {
             code,
             fatal,
