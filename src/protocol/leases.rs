@@ -733,3 +733,351 @@ pub const DEFAULT_LEASE_MS: u32 = 30_000;
 /// Charged deliveries before dead-lettering when a `LEASE` asks for 0 (RabbitMQ's
 /// default delivery limit).
 pub const DEFAULT_MAX_DELIVERIES: u16 = 20;
+
+#[cfg(test)]
+mod tests {
+    use super::super::{Decoded, Response, decode_request, decode_response};
+    use super::*;
+
+    fn encode(request: &Request<'_>) -> Vec<u8> {
+        let mut buf = Vec::new();
+        request.encode(&mut buf).expect("encodable");
+        buf
+    }
+
+    fn decode(buf: &[u8]) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
+        decode_request(buf, 1 << 20)
+    }
+
+    const PAIRS: [LeaseRef; 2] = [
+        LeaseRef { id: 1, attempt: 1 },
+        LeaseRef {
+            id: u64::MAX,
+            attempt: u32::MAX,
+        },
+    ];
+
+    fn samples() -> Vec<Request<'static>> {
+        vec![
+            Request::PutWith {
+                queue: "q",
+                options: PutOptions {
+                    delay_ms: MAX_DELAY_MS,
+                    priority: MAX_PRIORITY,
+                },
+                payload: b"payload",
+            },
+            Request::Lease {
+                queue: "jobs",
+                wait_ms: 5000,
+                max: 10,
+                lease_ms: MAX_LEASE_MS,
+                max_deliveries: NEVER_DEAD,
+                detached: true,
+            },
+            Request::Ack {
+                queue: "jobs",
+                pairs: Pairs::List(&PAIRS),
+            },
+            Request::Nack {
+                queue: "jobs",
+                delay_ms: 250,
+                dead: false,
+                no_charge: true,
+                pairs: Pairs::List(&PAIRS[..1]),
+            },
+            Request::Nack {
+                queue: "jobs",
+                delay_ms: 0,
+                dead: true,
+                no_charge: false,
+                pairs: Pairs::List(&PAIRS),
+            },
+            Request::Touch {
+                queue: "jobs",
+                lease_ms: 0,
+                pairs: Pairs::List(&PAIRS),
+            },
+            Request::Peek {
+                queue: "q.dead",
+                max: 3,
+            },
+            Request::Move {
+                from: "q.dead",
+                to: "q",
+                max: u32::MAX,
+            },
+        ]
+    }
+
+    /// Every version-2 request decodes back to itself (pairs compared by value), whole
+    /// frames only: every shorter prefix is "not yet".
+    #[test]
+    fn version_2_requests_round_trip() {
+        for request in samples() {
+            let buf = encode(&request);
+            for end in 0..buf.len() {
+                assert_eq!(decode(&buf[..end]), Ok(None), "{request:?} at {end}");
+            }
+            let Ok(Some((Decoded::Request(back), used))) = decode(&buf) else {
+                panic!("{request:?}: {:?}", decode(&buf));
+            };
+            assert_eq!(used, buf.len());
+            assert_eq!(encode(&back), buf, "{request:?}");
+            if let (
+                Request::Ack { pairs: a, .. } | Request::Touch { pairs: a, .. },
+                Request::Ack { pairs: b, .. } | Request::Touch { pairs: b, .. },
+            ) = (&request, &back)
+            {
+                assert!(a.iter().eq(b.iter()));
+            }
+        }
+    }
+
+    /// A PUT with options is answered as a head when its payload is over the limit,
+    /// with the options decoded, as soon as they are in.
+    #[test]
+    fn put_with_options_streams_as_a_head() {
+        let buf = encode(&samples()[0]);
+        let head = REQUEST_HEADER_LEN + 1 + 1 + PUT_OPTIONS_LEN;
+        for end in 0..head {
+            assert_eq!(decode_request(&buf[..end], 3), Ok(None), "{end}");
+        }
+        assert_eq!(
+            decode_request(&buf[..head], 3),
+            Ok(Some((
+                Decoded::PutHead {
+                    queue: "q",
+                    options: Some(PutOptions {
+                        delay_ms: MAX_DELAY_MS,
+                        priority: MAX_PRIORITY,
+                    }),
+                    payload_len: 7,
+                },
+                head
+            )))
+        );
+    }
+
+    const REQUEST_HEADER_LEN: usize = super::super::REQUEST_HEADER;
+
+    fn frame(opcode: u8, flags: u8, body: &[u8]) -> Vec<u8> {
+        let mut buf = ((body.len() + 2) as u32).to_be_bytes().to_vec();
+        buf.push(opcode);
+        buf.push(flags);
+        buf.extend_from_slice(body);
+        buf
+    }
+
+    fn err(buf: &[u8]) -> ProtocolError {
+        match decode(buf) {
+            Err(e) => e,
+            other => panic!("{other:?}"),
+        }
+    }
+
+    /// Values out of range are BAD_ARGUMENT; a flag other than PUT_OPTIONS is BAD_FLAGS;
+    /// structure comes first (MALFORMED beats a bad value), names second.
+    #[test]
+    fn version_2_bad_input() {
+        let lease = |max: u16, lease_ms: u32, options: u8| {
+            let mut b = vec![1, b'q'];
+            b.extend(0u32.to_be_bytes());
+            b.extend(max.to_be_bytes());
+            b.extend(lease_ms.to_be_bytes());
+            b.extend(0u16.to_be_bytes());
+            b.push(options);
+            b
+        };
+        assert!(matches!(
+            err(&frame(0x13, 0, &lease(0, 0, 0))),
+            ProtocolError::BadArgument(_)
+        ));
+        assert!(matches!(
+            err(&frame(0x13, 0, &lease(1, MAX_LEASE_MS + 1, 0))),
+            ProtocolError::BadArgument(_)
+        ));
+        assert!(matches!(
+            err(&frame(0x13, 0, &lease(1, 0, 2))),
+            ProtocolError::BadArgument(_)
+        ));
+        let mut trailing = lease(0, 0, 0);
+        trailing.push(0);
+        assert_eq!(
+            err(&frame(0x13, 0, &trailing)),
+            ProtocolError::TrailingBytes(1)
+        );
+        let mut bad_name = lease(0, 0, 0);
+        bad_name[1] = 0xFF;
+        assert!(matches!(
+            err(&frame(0x13, 0, &bad_name)),
+            ProtocolError::BadQueueName(_)
+        ));
+        // PUT options out of range, and an unknown PUT flag.
+        let mut put = vec![1, b'q'];
+        put.extend((MAX_DELAY_MS + 1).to_be_bytes());
+        put.push(0);
+        assert!(matches!(
+            err(&frame(0x10, 1, &put)),
+            ProtocolError::BadArgument(_)
+        ));
+        let mut put = vec![1, b'q'];
+        put.extend(0u32.to_be_bytes());
+        put.push(MAX_PRIORITY + 1);
+        assert!(matches!(
+            err(&frame(0x10, 1, &put)),
+            ProtocolError::BadArgument(_)
+        ));
+        assert_eq!(err(&frame(0x10, 2, &put)), ProtocolError::BadFlags(2));
+        // A PUT with options too short for them.
+        assert_eq!(
+            err(&frame(0x10, 1, &[1, b'q', 0])),
+            ProtocolError::ShortField("put options")
+        );
+        // Settle counts: 0, and pairs that do not match count.
+        let ack = |count: u16, pairs: usize| {
+            let mut b = vec![1, b'q'];
+            b.extend(count.to_be_bytes());
+            b.extend(std::iter::repeat_n(0u8, pairs * 12));
+            b
+        };
+        assert!(matches!(
+            err(&frame(0x14, 0, &ack(0, 0))),
+            ProtocolError::BadArgument(_)
+        ));
+        assert_eq!(
+            err(&frame(0x14, 0, &ack(2, 1))),
+            ProtocolError::ShortField("pairs")
+        );
+        assert_eq!(
+            err(&frame(0x14, 0, &ack(1, 2))),
+            ProtocolError::TrailingBytes(12)
+        );
+        assert!(matches!(
+            err(&frame(0x14, 0, &ack(4097, 4097))),
+            ProtocolError::BadArgument(_)
+        ));
+        // Settle frames may be up to 64 KiB; beyond is FRAME_TOO_LARGE from 5 bytes.
+        let mut big = (MAX_SETTLE_FRAME + 1).to_be_bytes().to_vec();
+        big.push(0x14);
+        assert!(matches!(err(&big), ProtocolError::FrameTooLarge { .. }));
+        let mut ok_len = MAX_SETTLE_FRAME.to_be_bytes().to_vec();
+        ok_len.extend([0x14, 0]);
+        assert_eq!(decode(&ok_len), Ok(None));
+        // MOVE to itself, MOVE of 0.
+        let mv = |to: &[u8], max: u32| {
+            let mut b = vec![1, b'a', to.len() as u8];
+            b.extend(to);
+            b.extend(max.to_be_bytes());
+            b
+        };
+        assert!(matches!(
+            err(&frame(0x18, 0, &mv(b"a", 1))),
+            ProtocolError::BadArgument(_)
+        ));
+        assert!(matches!(
+            err(&frame(0x18, 0, &mv(b"b", 0))),
+            ProtocolError::BadArgument(_)
+        ));
+        // Encoding refuses what decoding would refuse.
+        let mut sink = Vec::new();
+        let empty: [LeaseRef; 0] = [];
+        assert!(
+            Request::Ack {
+                queue: "q",
+                pairs: Pairs::List(&empty)
+            }
+            .encode(&mut sink)
+            .is_err()
+        );
+        assert!(sink.is_empty());
+    }
+
+    /// The version-2 replies decode to what was written: LEASED/PEEKED with ids and
+    /// attempts, SETTLED results, MOVED, STORED/TRUNCATED with an id, HELLO limits; a
+    /// version-1 HELLO has no limits.
+    #[test]
+    fn version_2_replies_decode() {
+        let mut buf = Vec::new();
+        let mut w = LeasedWriter::begin(&mut buf, Status::Leased);
+        w.push(&mut buf, LeaseRef { id: 7, attempt: 2 }, b"abc");
+        w.push(&mut buf, LeaseRef { id: 9, attempt: 1 }, b"");
+        w.finish(&mut buf);
+        let Ok(Some((Response::Leased(d), used))) = decode_response(&buf, 1 << 20) else {
+            panic!("{buf:?}");
+        };
+        assert_eq!(used, buf.len());
+        let got: Vec<(u64, u32, Vec<u8>)> = d
+            .iter()
+            .map(|x| (x.lease.id, x.lease.attempt, x.payload.to_vec()))
+            .collect();
+        assert_eq!(got, [(7, 2, b"abc".to_vec()), (9, 1, vec![])]);
+
+        let mut buf = Vec::new();
+        let mut w = SettledWriter::begin(&mut buf);
+        for r in [
+            SettleResult::Ok,
+            SettleResult::Stale,
+            SettleResult::NotFound,
+        ] {
+            w.push(&mut buf, r);
+        }
+        w.finish(&mut buf);
+        assert_eq!(buf, [0, 0, 0, 6, 0x16, 0, 3, 0, 1, 2]);
+        let Ok(Some((Response::Settled(s), _))) = decode_response(&buf, 1 << 20) else {
+            panic!();
+        };
+        assert_eq!(
+            s.iter().collect::<Vec<_>>(),
+            [
+                Some(SettleResult::Ok),
+                Some(SettleResult::Stale),
+                Some(SettleResult::NotFound)
+            ]
+        );
+
+        let mut buf = Vec::new();
+        encode_moved(&mut buf, 5);
+        encode_stored_id(&mut buf, 11);
+        encode_truncated_id(&mut buf, 10, 4, 12);
+        let limits = Limits {
+            features: FEATURE_LEASES | FEATURE_PUT_OPTIONS,
+            default_lease_ms: DEFAULT_LEASE_MS,
+            max_lease_ms: MAX_LEASE_MS,
+            max_delay_ms: MAX_DELAY_MS,
+            max_deliveries: DEFAULT_MAX_DELIVERIES,
+        };
+        encode_hello_v2(&mut buf, 2, 1024, "beuss", &limits);
+        let mut rest = &buf[..];
+        let mut replies = Vec::new();
+        while let Ok(Some((r, n))) = decode_response(rest, 1 << 20) {
+            replies.push(format!("{r:?}"));
+            rest = &rest[n..];
+        }
+        assert!(rest.is_empty());
+        assert_eq!(
+            replies,
+            [
+                format!("{:?}", Response::Moved { count: 5 }),
+                format!("{:?}", Response::StoredId { id: 11 }),
+                format!(
+                    "{:?}",
+                    Response::TruncatedId {
+                        original_len: 10,
+                        stored_len: 4,
+                        id: 12
+                    }
+                ),
+                format!(
+                    "{:?}",
+                    Response::Hello {
+                        version: 2,
+                        max_message_size: 1024,
+                        server: "beuss",
+                        limits: Some(limits)
+                    }
+                ),
+            ]
+        );
+    }
+}
