@@ -18,7 +18,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 pub use held::{HELD_OVERHEAD, LeaseSpec};
-use held::{Held, HeldState, Lease, OwnedLeases};
+use held::{Held, HeldState, OwnedLeases};
 use queues::Queues;
 use ready::Levels;
 pub use records::{CHUNK_SIZE, RECORD_HEADER, Record, Records};
@@ -269,10 +269,6 @@ enum Timer<W> {
     Waiter { queue: Box<str>, handle: W },
     /// A queue may have been idle long enough to drop.
     Idle { queue: Box<str> },
-    /// A lease runs out.
-    Lease { id: u64 },
-    /// A delayed message becomes ready.
-    Due { id: u64 },
 }
 
 /// Named queues with waiting consumers, leases, delays, dead letters, idle expiry and
@@ -282,11 +278,18 @@ pub struct Store<W> {
     /// O(1) lookup by name (the Go original scanned a list).
     queues: Queues<Queue<W>>,
     /// Messages outside the FIFO chunks: in flight, delayed, returned, by id.
-    held: HashMap<u64, Held<W>>,
-    /// Each connection's leases, so that they can be returned when it closes.
-    owned: HashMap<W, OwnedLeases>,
-    /// Waiter timeouts, idle checks, lease ends and delays, soonest first. A
-    /// `BTreeMap` keeps them ordered and lets a timer be removed in O(log n).
+    held: HashMap<u64, Held>,
+    /// Lease ends and delays as (deadline, id), soonest first: one 24-byte key per
+    /// held message in flight or delayed, removed in O(log n) when it is settled.
+    deadlines: BTreeSet<(Instant, u64)>,
+    /// The number each connection holding leases goes by in `Held::owner` (a
+    /// 4-byte number instead of the caller's handle in every held message).
+    owners: HashMap<W, u32>,
+    next_owner: u32,
+    /// Each owner's leases, so that they can be returned when it closes.
+    owned: HashMap<u32, OwnedLeases>,
+    /// Waiter timeouts and idle checks, soonest first. A `BTreeMap` keeps them
+    /// ordered and lets a served waiter's timeout be removed in O(log n).
     timers: BTreeMap<TimerKey, Timer<W>>,
     next_timer: u64,
     /// Messages given to parked consumers outside their own requests.
@@ -310,6 +313,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         Store {
             queues: Queues::default(),
             held: HashMap::new(),
+            deadlines: BTreeSet::new(),
+            owners: HashMap::new(),
+            next_owner: 0,
             owned: HashMap::new(),
             timers: BTreeMap::new(),
             next_timer: 0,
@@ -420,17 +426,21 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.bytes += payload.len();
         if delayed {
             let at = now + Duration::from_millis(u64::from(options.delay_ms));
-            let timer = self.add_timer(at, Timer::Due { id });
+            self.deadlines.insert((at, id));
             self.insert_held(
                 key,
                 id,
                 Held {
                     payload: payload.into(),
-                    queue: key,
+                    deadline: at,
+                    queue: key as u32,
                     attempt: 0,
+                    owner: 0,
+                    lease_ms: 0,
                     charged: 0,
+                    max_deliveries: 0,
                     priority,
-                    state: HeldState::Delayed { timer },
+                    state: HeldState::Delayed,
                 },
             );
         } else if let Some(q) = self.queues.by_key_mut(key) {
@@ -578,21 +588,21 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 self.in_flight += 1;
                 self.totals.gets += 1;
                 self.totals.leases += 1;
-                let owner = (!spec.detached).then_some(owner);
-                let timer = self.add_timer(lease_deadline(now, spec.lease_ms), Timer::Lease { id });
+                let owner = self.owner_number(owner, spec);
+                let deadline = lease_deadline(now, spec.lease_ms);
+                self.deadlines.insert((deadline, id));
                 let h = self.held.get_mut(&id)?;
                 h.attempt = h.attempt.saturating_add(1);
-                h.state = HeldState::InFlight(Lease {
-                    timer,
-                    owner,
-                    lease_ms: spec.lease_ms,
-                    max_deliveries: spec.max_deliveries,
-                });
+                h.state = HeldState::InFlight;
+                h.deadline = deadline;
+                h.owner = owner;
+                h.lease_ms = spec.lease_ms;
+                h.max_deliveries = spec.max_deliveries;
                 let lease = LeaseRef {
                     id,
                     attempt: h.attempt,
                 };
-                if let Some(owner) = owner {
+                if owner != 0 {
                     self.owned.entry(owner).or_default().push(lease, &self.held);
                 }
                 Some(lease)
@@ -643,8 +653,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         spec: LeaseSpec,
         now: Instant,
     ) -> LeaseRef {
-        let owner = (!spec.detached).then_some(owner);
-        let timer = self.add_timer(lease_deadline(now, spec.lease_ms), Timer::Lease { id });
+        let owner = self.owner_number(owner, spec);
+        let deadline = lease_deadline(now, spec.lease_ms);
+        self.deadlines.insert((deadline, id));
         let attempt = attempt.saturating_add(1);
         self.messages += 1;
         self.bytes += payload.len();
@@ -653,16 +664,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             id,
             Held {
                 payload,
-                queue: key,
+                deadline,
+                queue: key as u32,
                 attempt,
+                owner,
+                lease_ms: spec.lease_ms,
                 charged: 0,
+                max_deliveries: spec.max_deliveries,
                 priority,
-                state: HeldState::InFlight(Lease {
-                    timer,
-                    owner,
-                    lease_ms: spec.lease_ms,
-                    max_deliveries: spec.max_deliveries,
-                }),
+                state: HeldState::InFlight,
             },
         );
         if let Some(q) = self.queues.by_key_mut(key) {
@@ -672,17 +682,33 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.in_flight += 1;
         self.totals.leases += 1;
         let lease = LeaseRef { id, attempt };
-        if let Some(owner) = owner {
+        if owner != 0 {
             self.owned.entry(owner).or_default().push(lease, &self.held);
         }
         lease
     }
 
+    /// The number `owner` goes by in held messages, given on its first lease; 0 for
+    /// a detached lease.
+    fn owner_number(&mut self, owner: W, spec: LeaseSpec) -> u32 {
+        if spec.detached {
+            return 0;
+        }
+        if let Some(&n) = self.owners.get(&owner) {
+            return n;
+        }
+        // 0 means "none"; a number comes back into use only after 4 billion
+        // connections have held leases, long after the first has gone.
+        self.next_owner = self.next_owner.wrapping_add(1).max(1);
+        self.owners.insert(owner, self.next_owner);
+        self.next_owner
+    }
+
     /// Adds a held message (its state's counters are the caller's job, apart from
     /// `delayed`) and charges its memory.
-    fn insert_held(&mut self, key: usize, id: u64, h: Held<W>) {
+    fn insert_held(&mut self, key: usize, id: u64, h: Held) {
         let memory = HELD_OVERHEAD + h.payload.len();
-        let delayed = matches!(h.state, HeldState::Delayed { .. });
+        let delayed = h.state == HeldState::Delayed;
         if let Some(q) = self.queues.by_key_mut(key) {
             q.held += 1;
             q.held_bytes += h.payload.len();
@@ -696,15 +722,18 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
 
     /// Removes a held message and uncharges it; the caller has already taken it out
     /// of its queue's `returned` set or timers.
-    fn remove_held(&mut self, id: u64) -> Option<Held<W>> {
+    fn remove_held(&mut self, id: u64) -> Option<Held> {
         let h = self.held.remove(&id)?;
         let memory = HELD_OVERHEAD + h.payload.len();
         let (in_flight, delayed) = match h.state {
-            HeldState::InFlight(_) => (1, 0),
-            HeldState::Delayed { .. } => (0, 1),
+            HeldState::InFlight => (1, 0),
+            HeldState::Delayed => (0, 1),
             HeldState::Ready => (0, 0),
         };
-        if let Some(q) = self.queues.by_key_mut(h.queue) {
+        if h.state != HeldState::Ready {
+            self.deadlines.remove(&(h.deadline, id));
+        }
+        if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
             q.held -= 1;
             q.held_bytes -= h.payload.len();
             q.held_memory -= memory;
@@ -819,13 +848,17 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// returned, or dead-lettered if that was its last delivery. Detached leases are
     /// not affected.
     pub fn disconnect(&mut self, owner: W, now: Instant) {
-        let Some(owned) = self.owned.remove(&owner) else {
+        let Some(number) = self.owners.remove(&owner) else {
+            return;
+        };
+        let Some(owned) = self.owned.remove(&number) else {
             return;
         };
         for lease in owned.into_leases() {
             if self
-                .live_lease(lease, now)
-                .is_some_and(|l| l.owner == Some(owner))
+                .held
+                .get(&lease.id)
+                .is_some_and(|h| h.attempt == lease.attempt && h.state == HeldState::InFlight && h.owner == number)
             {
                 self.end_lease(lease.id, true, None, now);
             }
@@ -834,14 +867,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
 
     /// The lease `pair` names, if it is live at `now` (in flight under that attempt,
     /// deadline not reached).
-    fn live_lease(&self, pair: LeaseRef, now: Instant) -> Option<&Lease<W>> {
+    fn live_lease(&self, pair: LeaseRef, now: Instant) -> Option<&Held> {
         let h = self.held.get(&pair.id)?;
-        match &h.state {
-            HeldState::InFlight(lease) if h.attempt == pair.attempt && lease.timer.0 > now => {
-                Some(lease)
-            }
-            _ => None,
-        }
+        (h.state == HeldState::InFlight && h.attempt == pair.attempt && h.deadline > now)
+            .then_some(h)
     }
 
     /// How a settle request stands for `pair` on `queue`: `Ok` if its lease is live.
@@ -850,7 +879,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return SettleResult::NotFound;
         };
         match self.held.get(&pair.id) {
-            Some(h) if h.queue == key => {
+            Some(h) if h.queue as usize == key => {
                 if self.live_lease(pair, now).is_some() {
                     SettleResult::Ok
                 } else {
@@ -868,15 +897,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return result;
         }
         if let Some(h) = self.remove_held(pair.id) {
-            if let HeldState::InFlight(lease) = &h.state {
-                self.timers.remove(&lease.timer);
-            }
-            if let Some(q) = self.queues.by_key_mut(h.queue) {
+            let key = h.queue as usize;
+            if let Some(q) = self.queues.by_key_mut(key) {
                 q.counters.acks += 1;
                 q.last_used = now;
             }
             self.totals.acks += 1;
-            self.arm_idle_if_idle(h.queue, now);
+            self.arm_idle_if_idle(key, now);
         }
         result
     }
@@ -889,7 +916,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return result;
         }
         if let Some(h) = self.held.get(&pair.id)
-            && let Some(q) = self.queues.by_key_mut(h.queue)
+            && let Some(q) = self.queues.by_key_mut(h.queue as usize)
         {
             q.counters.nacks += 1;
         }
@@ -917,47 +944,41 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if result != SettleResult::Ok {
             return result;
         }
-        let Some(HeldState::InFlight(lease)) = self.held.get(&pair.id).map(|h| &h.state) else {
+        let Some(h) = self.held.get_mut(&pair.id) else {
             return SettleResult::Stale;
         };
-        let old = lease.timer;
-        let lease_ms = if lease_ms == 0 {
-            lease.lease_ms
-        } else {
-            lease_ms
-        };
-        self.timers.remove(&old);
-        let timer = self.add_timer(lease_deadline(now, lease_ms), Timer::Lease { id: pair.id });
-        if let Some(Held {
-            state: HeldState::InFlight(lease),
-            ..
-        }) = self.held.get_mut(&pair.id)
-        {
-            lease.timer = timer;
-        }
+        let lease_ms = if lease_ms == 0 { h.lease_ms } else { lease_ms };
+        let old = h.deadline;
+        h.deadline = lease_deadline(now, lease_ms);
+        let new = h.deadline;
+        self.deadlines.remove(&(old, pair.id));
+        self.deadlines.insert((new, pair.id));
         result
     }
 
     /// Turns an in-flight message into a ready-state held one without placing it
-    /// anywhere yet; removes its timer. Returns its lease.
-    fn stop_lease(&mut self, id: u64) -> Option<Lease<W>> {
+    /// anywhere yet; removes its deadline. Returns the lease's `max_deliveries`.
+    fn stop_lease(&mut self, id: u64) -> Option<u16> {
         let h = self.held.get_mut(&id)?;
-        let HeldState::InFlight(lease) = std::mem::replace(&mut h.state, HeldState::Ready) else {
+        if h.state != HeldState::InFlight {
             return None;
-        };
-        self.timers.remove(&lease.timer);
-        if let Some(q) = self.queues.by_key_mut(h.queue) {
+        }
+        h.state = HeldState::Ready;
+        h.owner = 0;
+        self.deadlines.remove(&(h.deadline, id));
+        let max_deliveries = h.max_deliveries;
+        if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
             q.in_flight -= 1;
         }
         self.in_flight -= 1;
-        Some(lease)
+        Some(max_deliveries)
     }
 
     /// Ends a lease that was not acknowledged: charges it if `charged`, then
     /// dead-letters the message if that was its last delivery, else returns it now or
     /// after `delay`.
     fn end_lease(&mut self, id: u64, charged: bool, delay: Option<Duration>, now: Instant) {
-        let Some(lease) = self.stop_lease(id) else {
+        let Some(max_deliveries) = self.stop_lease(id) else {
             return;
         };
         let Some(h) = self.held.get_mut(&id) else {
@@ -966,11 +987,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if charged {
             h.charged = h.charged.saturating_add(1);
         }
-        if lease.max_deliveries != NEVER_DEAD && h.charged >= lease.max_deliveries {
+        if max_deliveries != NEVER_DEAD && h.charged >= max_deliveries {
             self.dead_letter(id, now);
             return;
         }
-        let key = h.queue;
+        let key = h.queue as usize;
         if let Some(q) = self.queues.by_key_mut(key) {
             q.counters.redeliveries += 1;
         }
@@ -983,12 +1004,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
 
     /// Puts a ready-state held message on its timer until `at`.
     fn delay_held(&mut self, id: u64, at: Instant) {
-        let timer = self.add_timer(at, Timer::Due { id });
         let Some(h) = self.held.get_mut(&id) else {
             return;
         };
-        h.state = HeldState::Delayed { timer };
-        if let Some(q) = self.queues.by_key_mut(h.queue) {
+        h.state = HeldState::Delayed;
+        h.deadline = at;
+        self.deadlines.insert((at, id));
+        if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
             q.delayed += 1;
         }
         self.delayed += 1;
@@ -1001,7 +1023,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let Some(h) = self.held.get(&id) else {
             return;
         };
-        let key = h.queue;
+        let key = h.queue as usize;
         if h.attempt > 0 {
             if let Some(q) = self.queues.by_key_mut(key) {
                 q.returned.insert((h.priority, id));
@@ -1020,7 +1042,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// queue, keeping id, priority and attempt; or drops it if that queue cannot be
     /// named.
     fn dead_letter(&mut self, id: u64, now: Instant) {
-        let Some(source) = self.held.get(&id).map(|h| h.queue) else {
+        let Some(source) = self.held.get(&id).map(|h| h.queue as usize) else {
             return;
         };
         let Some(name) = self
@@ -1054,8 +1076,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             q.keep = true;
             q.last_used = now;
         }
-        h.queue = dead;
+        h.queue = dead as u32;
         h.charged = 0;
+        h.owner = 0;
         h.state = HeldState::Ready;
         self.messages += 1;
         self.bytes += h.payload.len();
@@ -1174,9 +1197,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     handoff.id,
                     Held {
                         payload,
-                        queue: handoff.queue,
+                        deadline: now,
+                        queue: handoff.queue as u32,
                         attempt: handoff.attempt.max(1),
+                        owner: 0,
+                        lease_ms: 0,
                         charged: 0,
+                        max_deliveries: 0,
                         priority: handoff.priority,
                         state: HeldState::Ready,
                     },
@@ -1348,20 +1375,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             let ids: Vec<u64> = self
                 .held
                 .iter()
-                .filter(|(_, h)| h.queue == key)
+                .filter(|(_, h)| h.queue as usize == key)
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                if let Some(h) = self.remove_held(id) {
-                    match h.state {
-                        HeldState::InFlight(lease) => {
-                            self.timers.remove(&lease.timer);
-                        }
-                        HeldState::Delayed { timer } => {
-                            self.timers.remove(&timer);
-                        }
-                        HeldState::Ready => {}
-                    }
+                if self.remove_held(id).is_some() {
                     count += 1;
                 }
             }
@@ -1379,66 +1397,77 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// this hands to parked consumers wait in [`Store::take_handoff`].
     pub fn expire(&mut self, now: Instant, mut timed_out: impl FnMut(W)) {
         for _ in 0..EXPIRE_BUDGET {
-            let Some(entry) = self.timers.first_entry() else {
-                break;
-            };
-            if entry.key().0 > now {
-                break;
-            }
-            let key = *entry.key();
-            match entry.remove() {
-                Timer::Waiter { queue, handle } => {
-                    if let Some(qkey) = self.queues.key_of(&queue) {
-                        if let Some(q) = self.queues.by_key_mut(qkey) {
-                            q.waiters.retain(|w| w.timer != Some(key));
-                        }
-                        self.waiter_left(qkey, now);
-                    }
-                    timed_out(handle);
+            let timer = self.timers.keys().next().map(|k| k.0).filter(|&at| at <= now);
+            let deadline = self.deadlines.first().copied().filter(|&(at, _)| at <= now);
+            match (timer, deadline) {
+                (Some(t), Some((d, _))) if t <= d => self.run_timer(now, &mut timed_out),
+                (Some(_), None) => self.run_timer(now, &mut timed_out),
+                (_, Some((at, id))) => {
+                    self.deadlines.remove(&(at, id));
+                    self.run_deadline(id, at, now);
                 }
-                Timer::Idle { queue } => self.check_idle(queue, now),
-                Timer::Lease { id } => self.expire_lease(id, key, now),
-                Timer::Due { id } => self.due(id, key, now),
+                (None, None) => break,
             }
         }
     }
 
-    fn expire_lease(&mut self, id: u64, key: TimerKey, now: Instant) {
-        let Some(h) = self.held.get(&id) else {
+    /// Runs the first waiter or idle timer (the caller checked it is due).
+    fn run_timer(&mut self, now: Instant, timed_out: &mut impl FnMut(W)) {
+        let Some(entry) = self.timers.first_entry() else {
             return;
         };
-        let HeldState::InFlight(lease) = &h.state else {
-            return;
-        };
-        if lease.timer != key {
-            return;
+        let key = *entry.key();
+        match entry.remove() {
+            Timer::Waiter { queue, handle } => {
+                if let Some(qkey) = self.queues.key_of(&queue) {
+                    if let Some(q) = self.queues.by_key_mut(qkey) {
+                        q.waiters.retain(|w| w.timer != Some(key));
+                    }
+                    self.waiter_left(qkey, now);
+                }
+                timed_out(handle);
+            }
+            Timer::Idle { queue } => self.check_idle(queue, now),
         }
-        if let Some(q) = self.queues.by_key_mut(h.queue) {
-            q.counters.expired_leases += 1;
-        }
-        self.totals.expired_leases += 1;
-        // The timer is already out of the map; stop_lease's removal is a no-op.
-        self.end_lease(id, true, None, now);
     }
 
-    fn due(&mut self, id: u64, key: TimerKey, now: Instant) {
+    /// A lease ran out or a delay is over for message `id` (its deadline `at` was
+    /// just taken out of `deadlines`).
+    fn run_deadline(&mut self, id: u64, at: Instant, now: Instant) {
         let Some(h) = self.held.get_mut(&id) else {
             return;
         };
-        if !matches!(h.state, HeldState::Delayed { timer } if timer == key) {
+        if h.deadline != at {
             return;
         }
-        h.state = HeldState::Ready;
-        if let Some(q) = self.queues.by_key_mut(h.queue) {
-            q.delayed -= 1;
+        match h.state {
+            HeldState::InFlight => {
+                if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
+                    q.counters.expired_leases += 1;
+                }
+                self.totals.expired_leases += 1;
+                self.end_lease(id, true, None, now);
+            }
+            HeldState::Delayed => {
+                h.state = HeldState::Ready;
+                if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
+                    q.delayed -= 1;
+                }
+                self.delayed -= 1;
+                self.make_ready(id, now);
+            }
+            HeldState::Ready => {}
         }
-        self.delayed -= 1;
-        self.make_ready(id, now);
     }
 
     /// When the next timer is due, for the poll timeout; `None` if there is none.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.timers.keys().next().map(|(at, _)| *at)
+        let timer = self.timers.keys().next().map(|(at, _)| *at);
+        let deadline = self.deadlines.first().map(|(at, _)| *at);
+        match (timer, deadline) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
     }
 
     fn add_timer(&mut self, at: Instant, timer: Timer<W>) -> TimerKey {

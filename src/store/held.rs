@@ -3,16 +3,20 @@
 //! allocation, so an acknowledged message's memory is released at once.
 
 use std::collections::HashMap;
-use std::hash::Hash;
+use std::time::Instant;
 
 use crate::protocol::LeaseRef;
 
-use super::TimerKey;
+/// Memory charged per held message on top of its payload, so that the cap holds
+/// for leased and delayed messages too: the 56-byte `Held` in the id map (whose
+/// table runs between half and seven eighths full), its 24-byte key in the deadline
+/// set, the owner's list entry and the payload allocation's own overhead. Measured
+/// (BENCHMARKS.md): a million 32-byte messages in flight take 225 MiB of RSS, about
+/// 235 bytes each, at the worst point of the map's growth; 200 plus the payload
+/// covers that.
+pub const HELD_OVERHEAD: usize = 200;
 
-/// Memory charged per held message on top of its payload: its entry in the id map,
-/// its timer, its owner's list and the allocator's share. An estimate, kept on the
-/// high side so that the cap holds (BENCHMARKS.md has the measured RSS).
-pub const HELD_OVERHEAD: usize = 160;
+const _: () = assert!(std::mem::size_of::<Held>() <= 56);
 
 /// The lease a `LEASE` asks for, with the server's defaults already applied.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,41 +29,40 @@ pub struct LeaseSpec {
     pub detached: bool,
 }
 
-/// A live lease.
-#[derive(Debug, Clone, Copy)]
-pub(super) struct Lease<W> {
-    /// Its deadline's timer (the deadline is `timer.0`).
-    pub(super) timer: TimerKey,
-    /// The connection it ends with, unless detached.
-    pub(super) owner: Option<W>,
-    /// Length it was given with (what a `TOUCH` of 0 renews).
-    pub(super) lease_ms: u32,
-    pub(super) max_deliveries: u16,
-}
-
 /// Where a held message is.
-#[derive(Debug)]
-pub(super) enum HeldState<W> {
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum HeldState {
     /// In its queue's `returned` set (or, briefly, being placed).
     Ready,
-    /// Leased.
-    InFlight(Lease<W>),
-    /// Waiting for its timer.
-    Delayed { timer: TimerKey },
+    /// Leased until `deadline`.
+    InFlight,
+    /// Waiting until `deadline`.
+    Delayed,
 }
 
-/// A message held outside the FIFO chunks.
+/// A message held outside the FIFO chunks. Kept small (56 bytes on 64-bit targets
+/// with the payload pointer), because a million leases means a million of these.
 #[derive(Debug)]
-pub(super) struct Held<W> {
+pub(super) struct Held {
     pub(super) payload: Box<[u8]>,
+    /// End of the lease (in flight) or due time (delayed); its key in
+    /// `Store::deadlines` is `(deadline, id)`.
+    pub(super) deadline: Instant,
     /// Slab key of its queue (a queue with held messages is never removed).
-    pub(super) queue: usize,
+    pub(super) queue: u32,
     /// Leases given so far; only ever goes up, so (id, attempt) names one lease.
     pub(super) attempt: u32,
+    /// The connection the lease ends with (`Store::owners` numbers them); 0 for a
+    /// detached lease or when not in flight.
+    pub(super) owner: u32,
+    /// Length the lease was given with (what a `TOUCH` of 0 renews).
+    pub(super) lease_ms: u32,
     /// Deliveries that ended without an ACK and were not excused.
     pub(super) charged: u16,
+    /// Charged deliveries allowed by the current lease before dead-lettering.
+    pub(super) max_deliveries: u16,
     pub(super) priority: u8,
-    pub(super) state: HeldState<W>,
+    pub(super) state: HeldState,
 }
 
 /// The leases one connection was given, so that they can be returned when it
@@ -77,12 +80,11 @@ const PRUNE_MIN: usize = 64;
 
 impl OwnedLeases {
     /// Records a new lease; prunes ended ones first if the list has doubled.
-    pub(super) fn push<W: Eq + Hash>(&mut self, lease: LeaseRef, held: &HashMap<u64, Held<W>>) {
+    pub(super) fn push(&mut self, lease: LeaseRef, held: &HashMap<u64, Held>) {
         if self.leases.len() >= self.prune_at.max(PRUNE_MIN) {
             self.leases.retain(|l| {
-                held.get(&l.id).is_some_and(|h| {
-                    h.attempt == l.attempt && matches!(h.state, HeldState::InFlight(_))
-                })
+                held.get(&l.id)
+                    .is_some_and(|h| h.attempt == l.attempt && h.state == HeldState::InFlight)
             });
             self.prune_at = 2 * self.leases.len();
         }
