@@ -1743,7 +1743,14 @@ fn encode_response(resp: &Response<'_>) -> Vec<u8> {
             version,
             max_message_size,
             server,
+            limits: None,
         } => encode_hello(&mut buf, *version, *max_message_size, server),
+        Response::Hello {
+            version,
+            max_message_size,
+            server,
+            limits: Some(limits),
+        } => encode_hello_v2(&mut buf, *version, *max_message_size, server, limits),
         Response::Truncated {
             original_len,
             stored_len,
@@ -1765,6 +1772,7 @@ fn encode_response(resp: &Response<'_>) -> Vec<u8> {
             let code = ErrorCode::from_u16(*code).expect("a version-1 error code");
             encode_error(&mut buf, code, *fatal, message);
         }
+        other => panic!("section 10 shows only version-1 replies, not {other:?}"),
     }
     buf
 }

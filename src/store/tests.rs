@@ -1191,9 +1191,17 @@ fn waits_on_new_names_do_not_pile_up_queues_past_the_cap() {
         let name = format!("q{i}");
         s.park(&name, i, Some(t0 + ms(1)), t0);
         expire(&mut s, t0 + ms(1));
-        assert!(s.memory() <= cap + QUEUE_OVERHEAD + 8, "step {i}: {}", s.memory());
+        assert!(
+            s.memory() <= cap + QUEUE_OVERHEAD + 8,
+            "step {i}: {}",
+            s.memory()
+        );
     }
-    assert!(s.queue_count() <= cap / QUEUE_OVERHEAD + 1, "{}", s.queue_count());
+    assert!(
+        s.queue_count() <= cap / QUEUE_OVERHEAD + 1,
+        "{}",
+        s.queue_count()
+    );
     // Cancelled waiters too.
     for i in 0..2000u32 {
         let name = format!("c{i}");
