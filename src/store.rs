@@ -966,7 +966,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if charged {
             h.charged = h.charged.saturating_add(1);
         }
-        if lease.max_deliveries != NEVER_DEAD && h.charged >= lease.max_deliveries {
+        // Only a charged delivery dead-letters (protocol.md 13.2): a NO_CHARGE NACK
+        // or a give_back returns the message even if an earlier lease with a larger
+        // max_deliveries left it with more charged deliveries than this lease allows.
+        if charged && lease.max_deliveries != NEVER_DEAD && h.charged >= lease.max_deliveries {
             self.dead_letter(id, now);
             return;
         }
