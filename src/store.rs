@@ -1576,4 +1576,6 @@ fn lease_deadline(now: Instant, lease_ms: u32) -> Instant {
 }
 
 #[cfg(test)]
+mod lease_tests;
+#[cfg(test)]
 mod tests;
