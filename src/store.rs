@@ -855,11 +855,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return;
         };
         for lease in owned.into_leases() {
-            if self
-                .held
-                .get(&lease.id)
-                .is_some_and(|h| h.attempt == lease.attempt && h.state == HeldState::InFlight && h.owner == number)
-            {
+            if self.held.get(&lease.id).is_some_and(|h| {
+                h.attempt == lease.attempt
+                        && h.state == HeldState::InFlight
+                        && h.owner == number
+                        // An expired lease is the timer's to return (and count).
+                        && h.deadline > now
+            }) {
                 self.end_lease(lease.id, true, None, now);
             }
         }
@@ -987,7 +989,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if charged {
             h.charged = h.charged.saturating_add(1);
         }
-        if max_deliveries != NEVER_DEAD && h.charged >= max_deliveries {
+        // Only a charged delivery dead-letters (protocol.md 13.2): a NO_CHARGE NACK
+        // or a give_back returns the message even if an earlier lease with a larger
+        // max_deliveries left it with more charged deliveries than this lease allows.
+        if charged && max_deliveries != NEVER_DEAD && h.charged >= max_deliveries {
             self.dead_letter(id, now);
             return;
         }
@@ -1397,7 +1402,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// this hands to parked consumers wait in [`Store::take_handoff`].
     pub fn expire(&mut self, now: Instant, mut timed_out: impl FnMut(W)) {
         for _ in 0..EXPIRE_BUDGET {
-            let timer = self.timers.keys().next().map(|k| k.0).filter(|&at| at <= now);
+            let timer = self
+                .timers
+                .keys()
+                .next()
+                .map(|k| k.0)
+                .filter(|&at| at <= now);
             let deadline = self.deadlines.first().copied().filter(|&(at, _)| at <= now);
             match (timer, deadline) {
                 (Some(t), Some((d, _))) if t <= d => self.run_timer(now, &mut timed_out),
@@ -1601,5 +1611,7 @@ fn lease_deadline(now: Instant, lease_ms: u32) -> Instant {
     now + Duration::from_millis(u64::from(lease_ms))
 }
 
+#[cfg(test)]
+mod lease_tests;
 #[cfg(test)]
 mod tests;
