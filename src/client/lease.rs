@@ -1,40 +1,5 @@
 //! Acknowledged delivery on the client (protocol.md section 13): leased receive,
 //! `ACK`/`NACK`/`TOUCH`, `PUT` with a delay and a priority, `PEEK` and `MOVE`.
-//!
-//! A worker takes messages on lease, does the work, and acknowledges each one; a
-//! message it fails, or whose lease it lets run out, comes back with its attempt
-//! number raised:
-//!
-//! ```no_run
-//! use std::time::Duration;
-//! use beuss::Client;
-//! use beuss::client::LeaseOptions;
-//!
-//! # fn work(_: &[u8]) -> Result<(), String> { Ok(()) }
-//! # fn main() -> Result<(), beuss::client::Error> {
-//! let mut client = Client::connect("localhost:6552")?;
-//! let options = LeaseOptions {
-//!     lease: Some(Duration::from_secs(30)),
-//!     ..LeaseOptions::default()
-//! };
-//! loop {
-//!     // Wait up to 5 s for one job; the lease starts when the server replies.
-//!     for job in client.lease("jobs", 1, Duration::from_secs(5), options)? {
-//!         match work(job.payload()) {
-//!             Ok(()) => {
-//!                 job.ack(&mut client)?;
-//!             }
-//!             // Give it back in a second; after `max_deliveries` charged
-//!             // deliveries it goes to "jobs.dead" instead.
-//!             Err(why) => {
-//!                 eprintln!("job {} attempt {} failed: {why}", job.id(), job.attempt());
-//!                 job.nack(&mut client, Duration::from_secs(1))?;
-//!             }
-//!         }
-//!     }
-//! }
-//! # }
-//! ```
 
 use std::time::Duration;
 
@@ -93,6 +58,41 @@ impl Default for PutOptions {
 
 /// A message taken by [`Client::lease`] (or copied by [`Client::peek`]), owned so it
 /// can outlive the reply it came in and be settled later.
+///
+/// A worker takes messages on lease, does the work, and acknowledges each one; a
+/// message it fails, or whose lease it lets run out, comes back with its attempt
+/// number raised:
+///
+/// ```no_run
+/// use std::time::Duration;
+/// use beuss::Client;
+/// use beuss::client::LeaseOptions;
+///
+/// # fn work(_: &[u8]) -> Result<(), String> { Ok(()) }
+/// # fn main() -> Result<(), beuss::client::Error> {
+/// let mut client = Client::connect("localhost:6552")?;
+/// let options = LeaseOptions {
+///     lease: Some(Duration::from_secs(30)),
+///     ..LeaseOptions::default()
+/// };
+/// loop {
+///     // Wait up to 5 s for one job; the lease starts when the server replies.
+///     for job in client.lease("jobs", 1, Duration::from_secs(5), options)? {
+///         match work(job.payload()) {
+///             Ok(()) => {
+///                 job.ack(&mut client)?;
+///             }
+///             // Give it back in a second; after `max_deliveries` charged
+///             // deliveries it goes to "jobs.dead" instead.
+///             Err(why) => {
+///                 eprintln!("job {} attempt {} failed: {why}", job.id(), job.attempt());
+///                 job.nack(&mut client, Duration::from_secs(1))?;
+///             }
+///         }
+///     }
+/// }
+/// # }
+/// ```
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Delivery {
     queue: String,
