@@ -9,8 +9,6 @@
 
 use std::collections::VecDeque;
 
-use byteorder::{BigEndian, ByteOrder};
-
 /// Largest chunk built by appending; a record longer than this gets a chunk of its own.
 pub const CHUNK_SIZE: usize = 64 * 1024;
 /// Capacity of a queue's first chunk (it doubles up to `CHUNK_SIZE` as needed).
@@ -141,9 +139,8 @@ impl Records {
         if let Plan::Grow(cap) = plan {
             back.buf.reserve_exact(cap - back.buf.len());
         }
-        let mut header = [0u8; RECORD_HEADER];
-        BigEndian::write_u32(&mut header, payload.len() as u32);
-        back.buf.extend_from_slice(&header);
+        back.buf
+            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
         back.buf.extend_from_slice(payload);
         let growth = back.buf.capacity() - before;
         self.capacity += growth;
@@ -156,7 +153,7 @@ impl Records {
     pub fn front_len(&self) -> Option<usize> {
         let front = self.chunks.front()?;
         let header = front.buf.get(front.head..front.head + RECORD_HEADER)?;
-        Some(BigEndian::read_u32(header) as usize)
+        Some(u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize)
     }
 
     /// Removes the oldest record, handing its payload to `f`; returns the memory freed
@@ -164,7 +161,7 @@ impl Records {
     pub fn pop_with(&mut self, f: impl FnOnce(&[u8])) -> Option<usize> {
         let front = self.chunks.front_mut()?;
         let header = front.buf.get(front.head..front.head + RECORD_HEADER)?;
-        let len = BigEndian::read_u32(header) as usize;
+        let len = u32::from_be_bytes([header[0], header[1], header[2], header[3]]) as usize;
         let start = front.head + RECORD_HEADER;
         f(front.buf.get(start..start + len)?);
         front.head = start + len;
