@@ -9,8 +9,14 @@ use std::time::Duration;
 
 use crate::{DEFAULT_HOST, DEFAULT_PORT};
 
-/// Default `BMAXMESSAGESIZE`: the Go original's 10 KiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024;
+/// Default `BMAXMESSAGESIZE`: 1 MiB, as NATS uses, so that a web-sized photo or a
+/// large JSON document fits. The Go original's code default was 102,400 bytes (its
+/// README said 10 KB); this is ten times that.
+///
+/// Connection buffers are not counted in `BMAXMEMORY`, and a connection part-way
+/// through a `PUT` buffers up to this much (plus a 64 KiB read chunk): 10,000 such
+/// connections at once would hold about 11 GiB. Idle connections hold no buffers.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default `BQUEUEIDLE`: an empty, unused queue is dropped after five minutes.
 pub const DEFAULT_QUEUE_IDLE: Duration = Duration::from_secs(300);
 /// Default `BMAXMEMORY`: small enough for a 512 MiB Raspberry Pi Zero.
@@ -82,7 +88,7 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("BPORT", "6552", "TCP port"),
     (
         "BMAXMESSAGESIZE",
-        "10240",
+        "1M",
         "bytes kept per message; longer payloads are truncated (K/M/G suffixes)",
     ),
     (
@@ -312,7 +318,7 @@ mod tests {
         let config = vars(&[]).unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.address(), "localhost:6552");
-        assert_eq!(config.max_message_size, 10240);
+        assert_eq!(config.max_message_size, 1 << 20);
     }
 
     /// Every variable is read, with suffixes, and unknown ones are ignored.

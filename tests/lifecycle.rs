@@ -282,7 +282,8 @@ fn fill_backlog(server: &TestServer, a: &mut std::net::TcpStream) -> usize {
 /// that the FIN really goes out (a FIN queued behind unsent bytes could not).
 #[test]
 fn parked_consumer_with_a_full_backlog_is_cancelled_on_disconnect() {
-    let server = TestServer::start();
+    // A small message limit keeps the server's input cap, and so the backlog, small.
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut a = server.raw();
     send(&mut a, &get_frame(b"q", 60_000, 1));
     server.wait_for_stat("waiters", 1);
@@ -339,7 +340,8 @@ fn sigterm_with_a_client_that_never_reads() {
 /// server resumes reading without a new readiness event.
 #[test]
 fn parked_consumer_with_a_full_backlog_resumes_after_its_message() {
-    let server = TestServer::start();
+    // A small message limit keeps the server's input cap, and so the backlog, small.
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut a = server.raw();
     send(&mut a, &get_frame(b"q", 60_000, 1));
     server.wait_for_stat("waiters", 1);

@@ -52,9 +52,9 @@ fn documented_examples_replay_byte_for_byte() {
     );
     // 10.4 EMPTY
     assert_eq!(call(&mut s, &get_jobs), [0, 0, 0, 1, 0x13]);
-    // 10.7 HELLO: version 1, max_message_size 10240, then a server string.
+    // 10.7 HELLO: version 1, max_message_size 1 MiB (the default), then a server string.
     let hello = call(&mut s, &[0, 0, 0, 4, 0x01, 0, 0, 1]);
-    assert_eq!(hello[4..11], [0x02, 0x00, 0x01, 0x00, 0x00, 0x28, 0x00]);
+    assert_eq!(hello[4..11], [0x02, 0x00, 0x01, 0x00, 0x10, 0x00, 0x00]);
     let server_len = hello[11] as usize;
     assert_eq!(hello.len(), 12 + server_len, "HELLO length adds up");
     assert_eq!(&hello[..4], &((8 + server_len) as u32).to_be_bytes());
@@ -189,7 +189,7 @@ fn stats_lists_every_documented_figure() {
         let n = report.queues[0].1.iter().filter(|(k, _)| k == name).count();
         assert_eq!(n, 1, "queue figure {name}");
     }
-    assert_eq!(report.server_figure("max_message_size"), 10240);
+    assert_eq!(report.server_figure("max_message_size"), 1 << 20);
     assert_eq!(report.server_figure("max_memory"), 256 << 20);
     assert_eq!(report.server_figure("connections"), 1);
 }
@@ -775,7 +775,7 @@ fn purge_leaves_parked_consumers_parked() {
 /// GET is answered, and the requests behind it follow in order.
 #[test]
 fn oversize_put_behind_a_parked_get() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut consumer = server.raw();
     let payload: Vec<u8> = (0..100_000).map(|i| (i % 253) as u8).collect();
     let mut bytes = get_frame(b"q", 5000, 1);
