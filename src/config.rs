@@ -35,6 +35,7 @@ pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1 << 30;
 
 /// Everything `beuss-server` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Host name or address to bind (`BHOST`).
     pub host: String,

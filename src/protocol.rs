@@ -44,6 +44,7 @@ pub const RESPONSE_HEADER: usize = 5;
 /// Request opcodes: the byte after a request's length prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Opcode {
     /// Exchange protocol versions and limits.
     Hello = 0x01,
@@ -81,6 +82,7 @@ impl TryFrom<u8> for Opcode {
 /// Response statuses: the byte after a response's length prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Status {
     /// Reply to `PING`.
     Pong = 0x01,
@@ -127,6 +129,7 @@ impl TryFrom<u8> for Status {
 /// Error codes carried in an `ERROR` reply. Codes are stable: new ones are only added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// Lengths inside the frame do not add up (fatal).
     Malformed = 1,
@@ -195,6 +198,7 @@ impl fmt::Display for ErrorCode {
 /// A frame that breaks the protocol. Each variant names the problem precisely enough
 /// to be sent back to the client as the text of an `ERROR` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// Request opcode not known.
     UnknownOpcode(u8),
@@ -273,6 +277,7 @@ impl std::error::Error for ProtocolError {}
 
 /// A request, borrowing its queue name and payload from the buffer it was decoded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Request<'a> {
     /// Announce the client's highest protocol version.
     Hello {
@@ -626,6 +631,7 @@ impl<'a> Reader<'a> {
 
 /// A response, borrowing from the buffer it was decoded from (except `Stats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Response<'a> {
     /// Reply to `PING`.
     Pong,
