@@ -55,6 +55,11 @@ mod test_rng;
 pub use client::Client;
 #[cfg(feature = "server")]
 pub use config::Config;
+// For beuss-bench, which opens as many connections as the server accepts; not part of
+// the supported API.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub use net::raise_fd_limit;
 
 /// Host the server binds and clients connect to when `BHOST` is not set.
 pub const DEFAULT_HOST: &str = "localhost";
