@@ -28,8 +28,9 @@ pub const MAX_CONTROL_FRAME: u32 = 1024;
 /// `GET` wait value meaning "wait until a message arrives, however long".
 pub const WAIT_FOREVER: u32 = u32::MAX;
 
-/// A `MESSAGES` reply stops adding messages once its payloads pass this many bytes
-/// (it always carries at least one), so a batch cannot build an unbounded reply.
+/// A `MESSAGES` reply's payloads total at most this many bytes, so a batch cannot
+/// build an unbounded reply; a reply always carries at least one message, so one
+/// larger than this comes alone.
 pub const MAX_BATCH_BYTES: usize = 1 << 20;
 
 /// Bytes of the length prefix that starts every frame.
@@ -451,18 +452,34 @@ pub fn decode_request(
 }
 
 /// Decodes the body of a complete frame of any opcode but `PUT`.
+///
+/// The checks run in the order protocol.md section 2.5 gives, the same for every
+/// opcode, so that a frame with several faults always gets the same error: first the
+/// structure (every field present, nothing left over: `MALFORMED`), then the queue
+/// name (`BAD_QUEUE_NAME`), then the values (`BAD_ARGUMENT`). `HELLO` version 0
+/// (`UNSUPPORTED_VERSION`) is a value check too; the server makes it after decoding.
 fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolError> {
     let mut r = Reader::new(body);
     let request = match opcode {
-        Opcode::Hello => Request::Hello {
-            version: r.u16("version")?,
-        },
-        Opcode::Ping => Request::Ping,
-        Opcode::Quit => Request::Quit,
+        Opcode::Hello => {
+            let version = r.u16("version")?;
+            r.finish()?;
+            Request::Hello { version }
+        }
+        Opcode::Ping => {
+            r.finish()?;
+            Request::Ping
+        }
+        Opcode::Quit => {
+            r.finish()?;
+            Request::Quit
+        }
         Opcode::Get => {
-            let queue = r.queue_name()?;
+            let name = r.name_bytes()?;
             let wait_ms = r.u32("wait_ms")?;
             let max = r.u16("max")?;
+            r.finish()?;
+            let queue = to_queue_name(name)?;
             if max == 0 {
                 return Err(ProtocolError::BadArgument("GET max must be at least 1"));
             }
@@ -472,16 +489,22 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
                 max,
             }
         }
-        Opcode::Purge => Request::Purge {
-            queue: r.queue_name()?,
-        },
+        Opcode::Purge => {
+            let name = r.name_bytes()?;
+            r.finish()?;
+            Request::Purge {
+                queue: to_queue_name(name)?,
+            }
+        }
         Opcode::Stats => {
-            let len = r.u8("queue_len")? as usize;
+            // queue_len 0 means all queues, so an empty name is allowed here.
+            let name = r.name_bytes()?;
+            r.finish()?;
             Request::Stats {
-                queue: if len == 0 {
+                queue: if name.is_empty() {
                     None
                 } else {
-                    Some(to_queue_name(r.bytes(len, "queue")?)?)
+                    Some(to_queue_name(name)?)
                 },
             }
         }
@@ -489,7 +512,6 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
         // error keeps this total without a panic path.
         Opcode::Put => return Err(ProtocolError::BadArgument("PUT has no control body")),
     };
-    r.finish()?;
     Ok(request)
 }
 
@@ -601,9 +623,11 @@ impl<'a> Reader<'a> {
         Ok(u64::from_be_bytes(b))
     }
 
-    fn queue_name(&mut self) -> Result<&'a str, ProtocolError> {
+    /// A queue name's raw bytes; the caller checks them once the whole frame has
+    /// been read, since structure is checked before names (protocol.md 2.5).
+    fn name_bytes(&mut self) -> Result<&'a [u8], ProtocolError> {
         let len = self.u8("queue_len")? as usize;
-        to_queue_name(self.bytes(len, "queue")?)
+        self.bytes(len, "queue")
     }
 
     fn short_str(&mut self, field: &'static str) -> Result<&'a str, ProtocolError> {

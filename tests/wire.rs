@@ -983,3 +983,143 @@ fn half_close_while_reading_is_paused_loses_no_request() {
     }
     expect_closed(&mut s);
 }
+
+// ---------------------------------------------------------------------------
+// protocol.md as a client writer reads it (issue 7): the check order of section
+// 2.5, and what the section 6.1 counters count.
+// ---------------------------------------------------------------------------
+
+/// protocol.md section 2.5 steps 3 and 4: one rule for every opcode. Structure first
+/// (a missing field or bytes left over: MALFORMED), then the queue name
+/// (BAD_QUEUE_NAME), then values (BAD_ARGUMENT, UNSUPPORTED_VERSION); a frame with two
+/// faults gets the earlier one. A PUT's queue_len is checked from its own byte, before
+/// the name is in.
+#[test]
+fn one_check_order_for_every_opcode() {
+    let server = TestServer::start();
+    let get = |name: &[u8], max: u16, trailing: &[u8]| {
+        let mut body = vec![name.len() as u8];
+        body.extend_from_slice(name);
+        body.extend_from_slice(&0u32.to_be_bytes());
+        body.extend_from_slice(&max.to_be_bytes());
+        body.extend_from_slice(trailing);
+        request_frame(0x11, &body)
+    };
+    let cases: Vec<(&str, Vec<u8>, u16)> = vec![
+        ("GET max 0 + trailing byte", get(b"q", 0, &[0]), 1),
+        ("GET bad name + trailing byte", get(&[0xff], 1, &[0]), 1),
+        ("GET bad name + max 0", get(&[0xff], 0, &[]), 3),
+        ("GET empty name + max 0", get(b"", 0, &[]), 3),
+        ("GET max 0", get(b"q", 0, &[]), 6),
+        (
+            "HELLO version 0 + trailing byte",
+            request_frame(0x01, &[0, 0, 0]),
+            1,
+        ),
+        ("HELLO version 0", request_frame(0x01, &[0, 0]), 9),
+        (
+            "PURGE empty name + trailing byte",
+            request_frame(0x12, &[0, 0]),
+            1,
+        ),
+        (
+            "STATS bad name + trailing byte",
+            request_frame(0x20, &[1, 0xff, 0]),
+            1,
+        ),
+        (
+            "PUT bad name whose queue_len runs past the frame",
+            request_frame(0x10, &[9, 0xff, 0xfe]),
+            1,
+        ),
+    ];
+    for (what, bytes, code) in cases {
+        let mut s = server.raw();
+        let mut all = bytes;
+        all.extend(put_frame(b"victim", b"never stored"));
+        send(&mut s, &all);
+        let (got, fatal, text) = parse_error(&read_frame(&mut s));
+        assert_eq!((got, fatal), (code, 1), "{what}: {text}");
+        expect_closed(&mut s);
+    }
+    // The PUT's queue_len byte alone is enough: the name and the rest are not sent.
+    let mut s = server.raw();
+    send(&mut s, &[0, 0, 0, 5, 0x10, 0, 9]);
+    expect_fatal_error(&mut s, 1);
+    let mut c = server.client();
+    assert_eq!(c.stats().unwrap().queue("victim"), None);
+}
+
+/// protocol.md section 6.1: a connection refused with TOO_MANY_CONNECTIONS counts in
+/// `connections_rejected` only, not in `connections_total`, `connections` or
+/// `protocol_errors`; the fatal errors that `protocol_errors` counts are those sent
+/// in answer to a bad request.
+#[test]
+fn refused_connections_count_only_as_rejected() {
+    let server = TestServer::start_with(&[("BMAXCONNECTIONS", "2")]);
+    let mut stats = server.client();
+    let mut bad = server.raw();
+    send(&mut bad, &request_frame(0x01, &[0, 0]));
+    expect_fatal_error(&mut bad, 9);
+    eventually("the bad connection to be closed", || {
+        stat_of(&mut stats, "connections") == 1
+    });
+    let _second = server.raw();
+    eventually("the second connection to be accepted", || {
+        stat_of(&mut stats, "connections") == 2
+    });
+    // Sent unprompted (section 2.8); sending nothing first keeps the server's close
+    // from meeting unread input, which could turn it into a reset.
+    let mut refused = server.raw();
+    expect_fatal_error(&mut refused, 8);
+    let report = stats.stats().unwrap();
+    assert_eq!(report.get("connections_rejected"), Some(1));
+    assert_eq!(report.get("connections_total"), Some(3));
+    assert_eq!(report.get("connections"), Some(2));
+    assert_eq!(report.get("protocol_errors"), Some(1));
+}
+
+/// protocol.md section 8: with the version-1 figures a STATS reply is 356 bytes after
+/// the length prefix plus `127 + queue_len` per queue entry, so STATS for one queue
+/// with a 255-byte name is 738 bytes. (A new figure changes these sizes: update
+/// section 8 with it.)
+#[test]
+fn stats_reply_sizes_match_section_8() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    let long = vec![b'n'; 255];
+    assert_eq!(call(&mut s, &put_frame(&long, b"x")), STORED);
+    assert_eq!(call(&mut s, &put_frame(b"jobs", b"x")), STORED);
+    let after_prefix = |frame: Vec<u8>| frame.len() - 4;
+    assert_eq!(after_prefix(call(&mut s, &stats_frame(b"nosuch"))), 356);
+    assert_eq!(after_prefix(call(&mut s, &stats_frame(&long))), 738);
+    assert_eq!(
+        after_prefix(call(&mut s, &stats_frame(b""))),
+        356 + (127 + 255) + (127 + 4)
+    );
+}
+
+/// protocol.md section 7.1: an idle queue is never removed less than BQUEUEIDLE after
+/// its last use (here the GET that emptied it), and it is removed after that.
+#[test]
+fn idle_queue_is_never_removed_early() {
+    let idle = std::time::Duration::from_millis(300);
+    let server = TestServer::start_with(&[("BQUEUEIDLE", "300ms")]);
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &put_frame(b"q", b"x")), STORED);
+    // Taken before the GET is sent, so the server's clock reads later at its use.
+    let last_use = std::time::Instant::now();
+    assert_eq!(
+        call(&mut s, &get_frame(b"q", 0, 1)),
+        messages_reply(&[b"x"])
+    );
+    let mut c = server.client();
+    eventually("the idle queue to be removed", || {
+        let gone = c.stats().unwrap().queue("q").is_none();
+        if gone {
+            let after = last_use.elapsed();
+            assert!(after >= idle, "removed {after:?} after its last use");
+        }
+        gone
+    });
+}

@@ -643,6 +643,105 @@ fn get_with_max_zero_is_bad_argument() {
     );
 }
 
+/// protocol.md section 2.5 step 3: whatever the opcode, a control frame's structure
+/// is checked before its queue name, and the name before its values. So a frame with
+/// two faults gets the error of the earlier check: trailing bytes or a missing field
+/// win over a bad name or a bad value, and a bad name wins over a bad value.
+#[test]
+fn control_frame_checks_run_structure_then_name_then_value() {
+    let trailing = ProtocolError::TrailingBytes;
+    let cases: [(&str, u8, &[u8], ProtocolError); 10] = [
+        (
+            "GET max 0, trailing byte",
+            0x11,
+            &[1, b'q', 0, 0, 0, 0, 0, 0, 9],
+            trailing(1),
+        ),
+        (
+            "GET bad name, trailing byte",
+            0x11,
+            &[1, 0xff, 0, 0, 0, 0, 0, 1, 9],
+            trailing(1),
+        ),
+        (
+            "GET bad name, max field missing",
+            0x11,
+            &[1, 0xff, 0, 0, 0, 0, 0],
+            ProtocolError::ShortField("max"),
+        ),
+        (
+            "GET empty name, max 0",
+            0x11,
+            &[0, 0, 0, 0, 0, 0, 0],
+            ProtocolError::BadQueueName("empty"),
+        ),
+        (
+            "GET bad name, max 0",
+            0x11,
+            &[1, 0xff, 0, 0, 0, 0, 0, 0],
+            ProtocolError::BadQueueName("not valid UTF-8"),
+        ),
+        (
+            "HELLO version 0, trailing byte",
+            0x01,
+            &[0, 0, 9],
+            trailing(1),
+        ),
+        (
+            "PURGE empty name, trailing byte",
+            0x12,
+            &[0, 9],
+            trailing(1),
+        ),
+        (
+            "PURGE bad name, trailing bytes",
+            0x12,
+            &[1, 0xff, 9, 9],
+            trailing(2),
+        ),
+        (
+            "STATS bad name, trailing byte",
+            0x20,
+            &[1, 0xff, 9],
+            trailing(1),
+        ),
+        (
+            "STATS bad name running past the frame",
+            0x20,
+            &[3, 0xff],
+            ProtocolError::ShortField("queue"),
+        ),
+    ];
+    for (what, op, body, expected) in cases {
+        assert_eq!(decode(&raw_request(op, 0, body)), Err(expected), "{what}");
+    }
+    // HELLO's only value check, version 0, is the server's (UNSUPPORTED_VERSION): the
+    // decoder passes a well-formed frame through.
+    assert_eq!(
+        decode(&raw_request(0x01, 0, &[0, 0])),
+        Ok(Some((Decoded::Request(Request::Hello { version: 0 }), 8)))
+    );
+}
+
+/// protocol.md section 2.5 step 4: a PUT's structure (its queue_len fitting in the
+/// frame) is checked from the queue_len byte, before the name is even in, so a
+/// non-UTF-8 name whose length runs past the frame is `MALFORMED`, not
+/// `BAD_QUEUE_NAME`; a name that fits is checked once it is all in.
+#[test]
+fn put_head_checks_structure_before_name() {
+    let past_end = raw_request(0x10, 0, &[9, 0xff, 0xfe]);
+    assert_eq!(
+        decode(&past_end[..7]),
+        Err(ProtocolError::ShortField("queue"))
+    );
+    let fits = raw_request(0x10, 0, &[2, 0xff, 0xfe, b'p']);
+    assert_eq!(decode(&fits[..8]), Ok(None));
+    assert_eq!(
+        decode(&fits[..9]),
+        Err(ProtocolError::BadQueueName("not valid UTF-8"))
+    );
+}
+
 /// STATS with a zero queue length means all queues (`None`); with a name it means
 /// that queue.
 #[test]
@@ -1555,6 +1654,182 @@ fn spec_response_examples_match_the_codec() {
          62 73 00 01 08 6d 65 73 73 61 67 65 73 00 00 00 00 00 00 00 02",
         with(&|b| stats.encode(b)),
     );
+}
+
+/// Hex bytes at the start of `text`, up to its first token that is not one; true if
+/// that token starts with `...` (the dump elides the rest of the frame).
+fn leading_hex(text: &str) -> (Vec<u8>, bool) {
+    let mut bytes = Vec::new();
+    for token in text.split_whitespace() {
+        match u8::from_str_radix(token, 16) {
+            Ok(byte) if token.len() == 2 => bytes.push(byte),
+            _ => return (bytes, token.starts_with("...")),
+        }
+    }
+    (bytes, false)
+}
+
+/// The frames one subsection of protocol.md section 10 shows, in order, read from the
+/// document itself so that it cannot drift from the codec unnoticed: (direction,
+/// bytes, elided). In a code block, a frame starts at a `>` (client to server) or `<`
+/// (server to client) followed by hex bytes, and goes on over the lines right after
+/// it that are indented by exactly two spaces; the field-by-field breakdown, indented
+/// by four, is not read. A dump cut short with `...` is returned as far as it goes.
+fn documented_frames(heading: &str) -> Vec<(char, Vec<u8>, bool)> {
+    const DOC: &str = include_str!("../../protocol.md");
+    let start = DOC
+        .find(&format!("\n{heading}"))
+        .unwrap_or_else(|| panic!("no heading {heading:?} in protocol.md"))
+        + 1;
+    let section = &DOC[start..];
+    let end = section.find("\n#").unwrap_or(section.len());
+    let mut frames: Vec<(char, Vec<u8>, bool)> = Vec::new();
+    let mut in_code = false;
+    // Whether the last line read was part of a frame, so that a two-space line goes on.
+    let mut open = false;
+    for line in section[..end].lines() {
+        if line.starts_with("```") {
+            in_code = !in_code;
+            open = false;
+            continue;
+        }
+        if !in_code {
+            continue;
+        }
+        if let Some(at) = line.find(['>', '<']) {
+            let (bytes, elided) = leading_hex(&line[at + 1..]);
+            if !bytes.is_empty() {
+                frames.push((char::from(line.as_bytes()[at]), bytes, elided));
+                open = !elided;
+                continue;
+            }
+        }
+        let continued = line
+            .strip_prefix("  ")
+            .filter(|rest| !rest.starts_with(' '));
+        match (open, continued, frames.last_mut()) {
+            (true, Some(rest), Some(frame)) => {
+                let (bytes, elided) = leading_hex(rest);
+                frame.1.extend(bytes);
+                frame.2 = elided;
+            }
+            _ => open = false,
+        }
+    }
+    frames
+}
+
+/// Writes `resp` with the server's encoders.
+fn encode_response(resp: &Response<'_>) -> Vec<u8> {
+    let mut buf = Vec::new();
+    match resp {
+        Response::Pong => encode_empty(&mut buf, Status::Pong),
+        Response::Bye => encode_empty(&mut buf, Status::Bye),
+        Response::Stored => encode_empty(&mut buf, Status::Stored),
+        Response::Empty => encode_empty(&mut buf, Status::Empty),
+        Response::Hello {
+            version,
+            max_message_size,
+            server,
+        } => encode_hello(&mut buf, *version, *max_message_size, server),
+        Response::Truncated {
+            original_len,
+            stored_len,
+        } => encode_truncated(&mut buf, *original_len, *stored_len),
+        Response::Messages(messages) => {
+            let mut w = MessagesWriter::begin(&mut buf);
+            for payload in messages.iter() {
+                w.push(&mut buf, payload);
+            }
+            w.finish(&mut buf);
+        }
+        Response::Purged { count } => encode_purged(&mut buf, *count),
+        Response::Stats(report) => report.encode(&mut buf),
+        Response::Error {
+            code,
+            fatal,
+            message,
+        } => {
+            let code = ErrorCode::from_u16(*code).expect("a version-1 error code");
+            encode_error(&mut buf, code, *fatal, message);
+        }
+    }
+    buf
+}
+
+/// Every frame protocol.md section 10 shows, read from the document, is one the codec
+/// reads back and writes again byte for byte: a `>` frame decodes as a whole request
+/// (an elided PUT as a head) and re-encodes the same; a `<` frame decodes as a
+/// response and re-encodes the same.
+#[test]
+fn every_frame_in_section_10_is_what_the_codec_writes() {
+    const DOC: &str = include_str!("../../protocol.md");
+    let headings: Vec<&str> = DOC.lines().filter(|l| l.starts_with("### 10.")).collect();
+    assert!(headings.len() >= 8, "section 10 subsections: {headings:?}");
+    let mut checked = 0;
+    for heading in headings {
+        let frames = documented_frames(heading);
+        assert!(!frames.is_empty(), "{heading}: no frame found");
+        for (dir, bytes, elided) in frames {
+            let what = format!("{heading}: {dir} {bytes:02x?}");
+            match (dir, elided) {
+                ('>', true) => {
+                    let (head, used) = decode_request(&bytes, 0).expect(&what).expect(&what);
+                    assert!(matches!(head, Decoded::PutHead { .. }), "{what}");
+                    assert_eq!(used, bytes.len(), "{what}");
+                }
+                ('>', false) => {
+                    let (decoded, used) = decode(&bytes).expect(&what).expect(&what);
+                    assert_eq!(used, bytes.len(), "{what}");
+                    let Decoded::Request(req) = decoded else {
+                        panic!("{what}: not a whole request");
+                    };
+                    assert_eq!(encode(&req), bytes, "{what}");
+                }
+                ('<', false) => assert_eq!(encode_response(&decode_one(&bytes)), bytes, "{what}"),
+                _ => panic!("{what}: an elided response"),
+            }
+            checked += 1;
+        }
+    }
+    assert!(checked >= 25, "only {checked} frames found in section 10");
+}
+
+/// protocol.md section 10.3 shows every request with its reply, as the codec writes
+/// them: GET max 1 answered with "hello"; then PUT "one", PUT "two!" and a GET max
+/// 10 that gets both in one reply.
+#[test]
+fn section_10_3_is_the_codec_output() {
+    let put = |payload: &'static [u8]| {
+        encode(&Request::Put {
+            queue: "jobs",
+            payload,
+        })
+    };
+    let get = |max| {
+        encode(&Request::Get {
+            queue: "jobs",
+            wait_ms: 0,
+            max,
+        })
+    };
+    let mut stored = Vec::new();
+    encode_empty(&mut stored, Status::Stored);
+    let expected = vec![
+        ('>', get(1)),
+        ('<', messages_frame(&[b"hello"])),
+        ('>', put(b"one")),
+        ('<', stored.clone()),
+        ('>', put(b"two!")),
+        ('<', stored),
+        ('>', get(10)),
+        ('<', messages_frame(&[b"one", b"two!"])),
+    ];
+    let shown: Vec<(char, Vec<u8>)> = documented_frames("### 10.3 ")
+        .into_iter()
+        .map(|(dir, bytes, _)| (dir, bytes))
+        .collect();
+    assert_eq!(shown, expected);
 }
 
 // ---------------------------------------------------------------------------
