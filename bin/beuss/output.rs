@@ -1,0 +1,178 @@
+//! The output layer shared by every verb: exit codes, [`Failure`] (a message for
+//! stderr plus an exit code), writing standard output, and the one-line escaping that
+//! `ON` and the tables use.
+
+use std::io::{self, Write};
+use std::process::ExitCode;
+
+use beuss::client::Error as ClientError;
+use beuss::protocol::ErrorCode;
+
+/// Success.
+pub const EXIT_OK: u8 = 0;
+/// Any error not listed below (I/O, protocol, a server error other than `FULL`).
+pub const EXIT_ERROR: u8 = 1;
+/// Bad arguments.
+pub const EXIT_USAGE: u8 = 2;
+/// The server could not be reached, or the connection broke.
+pub const EXIT_CONNECT: u8 = 3;
+/// `GET` found the queue empty.
+pub const EXIT_EMPTY: u8 = 4;
+/// `PUT` was refused because the server is full (`BMAXMEMORY`).
+pub const EXIT_FULL: u8 = 5;
+
+/// Why the command failed: the message for stderr and the exit code.
+#[derive(Debug)]
+pub struct Failure {
+    pub code: u8,
+    pub message: String,
+}
+
+impl Failure {
+    pub fn new(code: u8, message: impl Into<String>) -> Failure {
+        Failure {
+            code,
+            message: message.into(),
+        }
+    }
+
+    pub fn usage(message: impl Into<String>) -> Failure {
+        Failure::new(EXIT_USAGE, message)
+    }
+
+    /// A client error while talking to `addr`, with the exit code its kind calls for.
+    pub fn client(addr: &str, e: &ClientError) -> Failure {
+        match e {
+            ClientError::Connect { addr, source } => Failure::new(
+                EXIT_CONNECT,
+                format!("cannot connect to {addr}: {}", describe_io(source)),
+            ),
+            ClientError::Io(source) => Failure::new(
+                EXIT_CONNECT,
+                format!("lost the connection to {addr}: {}", describe_io(source)),
+            ),
+            ClientError::Closed => Failure::new(
+                EXIT_CONNECT,
+                format!("{addr} closed the connection (server stopped?)"),
+            ),
+            _ if e.is_full() => Failure::new(
+                EXIT_FULL,
+                format!(
+                    "the server at {addr} is full (BMAXMEMORY reached): the message was \
+                     not stored; try again once consumers have taken some messages"
+                ),
+            ),
+            _ if e.code() == Some(ErrorCode::ShuttingDown) => Failure::new(
+                EXIT_CONNECT,
+                format!("the server at {addr} is shutting down"),
+            ),
+            _ => Failure::new(EXIT_ERROR, format!("{addr}: {e}")),
+        }
+    }
+}
+
+/// An I/O error in words a person can act on.
+pub fn describe_io(e: &io::Error) -> String {
+    match e.kind() {
+        io::ErrorKind::ConnectionRefused => {
+            "connection refused — is beuss-server running?".to_owned()
+        }
+        io::ErrorKind::TimedOut | io::ErrorKind::WouldBlock => "no reply in time".to_owned(),
+        io::ErrorKind::ConnectionReset => "connection reset by the server".to_owned(),
+        _ => e.to_string(),
+    }
+}
+
+/// Prints a failure (if it has a message) and turns it into the exit code.
+pub fn report(failure: &Failure) -> ExitCode {
+    if !failure.message.is_empty() {
+        eprintln!("beuss: {}", failure.message);
+        if failure.code == EXIT_USAGE && !failure.message.contains("--help") {
+            eprintln!("beuss: see beuss --help");
+        }
+    }
+    ExitCode::from(failure.code)
+}
+
+/// Writes `bytes` to standard output and flushes: `Ok(false)` if the reader went
+/// away (a pipe closed early, as with `| head`, is not an error), an error for any
+/// other failure (a full disk must not pass for success).
+pub fn write_stdout(bytes: &[u8]) -> Result<bool, Failure> {
+    let mut out = io::stdout().lock();
+    match out.write_all(bytes).and_then(|()| out.flush()) {
+        Ok(()) => Ok(true),
+        Err(e) if e.kind() == io::ErrorKind::BrokenPipe => Ok(false),
+        Err(e) => Err(Failure::new(
+            EXIT_ERROR,
+            format!("cannot write standard output: {e}"),
+        )),
+    }
+}
+
+/// The default `ON` format: one line per message. Drops one final newline, then
+/// escapes `\` as `\\`, newline as `\n`, CR as `\r`, other control bytes and bytes
+/// that are not UTF-8 as `\xHH`; ends with a newline.
+pub fn escape_line(message: &[u8], out: &mut Vec<u8>) {
+    let message = message.strip_suffix(b"\n").unwrap_or(message);
+    escape_into(message, out);
+    out.push(b'\n');
+}
+
+/// The escaping of [`escape_line`], without the line handling.
+pub fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+    for chunk in bytes.utf8_chunks() {
+        for &b in chunk.valid().as_bytes() {
+            match b {
+                b'\\' => out.extend_from_slice(b"\\\\"),
+                b'\n' => out.extend_from_slice(b"\\n"),
+                b'\r' => out.extend_from_slice(b"\\r"),
+                b'\t' => out.push(b'\t'),
+                0..=0x1f | 0x7f => push_hex(b, out),
+                _ => out.push(b),
+            }
+        }
+        for &b in chunk.invalid() {
+            push_hex(b, out);
+        }
+    }
+}
+
+pub fn push_hex(b: u8, out: &mut Vec<u8>) {
+    const HEX: &[u8; 16] = b"0123456789abcdef";
+    out.extend_from_slice(&[
+        b'\\',
+        b'x',
+        HEX[usize::from(b >> 4)],
+        HEX[usize::from(b & 15)],
+    ]);
+}
+
+/// A queue name made safe for one line of a terminal (same escapes as `ON`).
+pub fn display_name(name: &str) -> String {
+    let mut out = Vec::new();
+    escape_into(name.as_bytes(), &mut out);
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn line(message: &[u8]) -> String {
+        let mut out = Vec::new();
+        escape_line(message, &mut out);
+        String::from_utf8(out).unwrap()
+    }
+
+    /// Plain text is unchanged; one final newline is dropped; framing bytes are escaped.
+    #[test]
+    fn line_escaping() {
+        assert_eq!(line(b"hello world"), "hello world\n");
+        assert_eq!(line(b"hello\n"), "hello\n");
+        assert_eq!(line(b"a\nb\n\n"), "a\\nb\\n\n");
+        assert_eq!(line(b"back\\slash\r\ttab"), "back\\\\slash\\r\ttab\n");
+        assert_eq!(line(b"nul\0\x1b\x7f"), "nul\\x00\\x1b\\x7f\n");
+        assert_eq!(line(b"caf\xc3\xa9 \xff\xfe"), "café \\xff\\xfe\n");
+        assert_eq!(line(b""), "\n");
+    }
+}
