@@ -6,10 +6,23 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use lexopt::{Arg, Parser};
+
+use crate::args::{Command, Opt, Verb, queue_name, seconds_value};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::output::{EXIT_EMPTY, EXIT_ERROR, Failure, write_stdout};
 
-pub const GET_HELP: &str = "\
+/// The verb table's row for `GET`.
+pub const VERB: Verb = Verb {
+    name: "GET",
+    summary: "beuss GET <queue> [output-file]      take the oldest message (to the file, else stdout)",
+    help: HELP,
+    arity: (1, 2),
+    takes: "a queue name and an optional output file",
+    new: || Box::<Get>::default(),
+};
+
+const HELP: &str = "\
 Usage: beuss GET <queue> [output-file] [--wait SECONDS]
 
 Takes the oldest message of <queue> and writes it, byte for byte with nothing
@@ -26,8 +39,30 @@ Exit codes: 0 got a message, 1 error, 2 usage, 3 cannot connect,
 Example: beuss GET photos /tmp/photo.jpg || echo \"nothing yet\"
 ";
 
+/// `GET`'s options.
+#[derive(Default)]
+struct Get {
+    /// `--wait`: how long the server may hold the request for a message to arrive.
+    wait: Duration,
+}
+
+impl Command for Get {
+    fn option(&mut self, option: &Opt, parser: &mut Parser) -> Result<bool, Failure> {
+        match option.arg() {
+            Arg::Short('w') | Arg::Long("wait") => self.wait = seconds_value(parser, option)?,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
+        let queue = queue_name(&args[0])?;
+        get(addr, queue, args.get(1).map(Path::new), self.wait)
+    }
+}
+
 /// Where `GET` writes its message.
-pub enum Output {
+enum Output {
     Stdout,
     /// A file that is not regular (a FIFO, `/dev/null`...): written in place.
     Special(File),
@@ -42,7 +77,7 @@ pub enum Output {
 impl Output {
     /// Opens the destination before the message is taken, so that a bad path fails
     /// without consuming anything.
-    pub fn open(path: Option<&Path>) -> Result<Output, Failure> {
+    fn open(path: Option<&Path>) -> Result<Output, Failure> {
         let Some(path) = path.filter(|p| p.as_os_str() != "-") else {
             return Ok(Output::Stdout);
         };
@@ -73,7 +108,7 @@ impl Output {
     }
 
     /// Writes the message; the file appears whole or not at all.
-    pub fn finish(self, message: &[u8]) -> Result<(), Failure> {
+    fn finish(self, message: &[u8]) -> Result<(), Failure> {
         match self {
             Output::Stdout => write_stdout(message).map(|_| ()),
             Output::Special(mut file) => file
@@ -104,7 +139,7 @@ impl Output {
     }
 
     /// Cleans up when there is no message to write.
-    pub fn abandon(self) {
+    fn abandon(self) {
         if let Output::Replace { temp, .. } = self {
             let _ = fs::remove_file(temp);
         }
@@ -112,7 +147,7 @@ impl Output {
 }
 
 /// `GET`: one message to a file or stdout; exit code 4 when the queue is empty.
-pub fn get(addr: &str, queue: &str, path: Option<&Path>, wait: Duration) -> Result<(), Failure> {
+fn get(addr: &str, queue: &str, path: Option<&Path>, wait: Duration) -> Result<(), Failure> {
     let output = Output::open(path)?;
     let message = connect(addr, wait.saturating_add(REPLY_TIMEOUT)).and_then(|mut client| {
         client

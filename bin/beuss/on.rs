@@ -3,6 +3,7 @@
 //! `ON` consumes with the server's waiting `GET` (parked for [`ON_WAIT`] at a time),
 //! so a message reaches it as soon as it is `PUT`; nothing here polls with sleeps.
 
+use std::ffi::OsString;
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -11,23 +12,35 @@ use std::time::Duration;
 use beuss::Client;
 use beuss::client::Error as ClientError;
 use beuss::protocol::ErrorCode;
+use lexopt::{Arg, Parser};
 
+use crate::args::{Command, Opt, Verb, queue_name};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::output::{EXIT_ERROR, EXIT_OK, Failure, escape_line, write_stdout};
 
 /// How long one `GET` of `ON` stays parked on the server before it is renewed. Long
 /// waits cost nothing (the server wakes the consumer the moment a message arrives);
 /// a finite one lets a silently dead connection be noticed through the read timeout.
-pub const ON_WAIT: Duration = Duration::from_secs(30);
+const ON_WAIT: Duration = Duration::from_secs(30);
 
 /// First pause before `ON` reconnects; it doubles up to [`BACKOFF_MAX`].
-pub const BACKOFF_START: Duration = Duration::from_millis(100);
+const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest pause between two reconnection attempts.
-pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
+const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Digits of the file names `ON --dir` writes (`0000000001`, ...).
-pub const DIR_NAME_DIGITS: usize = 10;
+const DIR_NAME_DIGITS: usize = 10;
 
-pub const ON_HELP: &str = "\
+/// The verb table's row for `ON`.
+pub const VERB: Verb = Verb {
+    name: "ON",
+    summary: "beuss ON <queue>                     print every message as it arrives, until stopped",
+    help: HELP,
+    arity: (1, 1),
+    takes: "a queue name",
+    new: || Box::<On>::default(),
+};
+
+const HELP: &str = "\
 Usage: beuss ON <queue> [--raw | -0 | --dir DIR] [--no-reconnect]
 
 Takes every message of <queue> as it arrives, oldest first, and writes it out at
@@ -67,7 +80,7 @@ Example: beuss ON jobs | while IFS= read -r job; do echo \"doing $job\"; done
 
 /// How `ON` writes each message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub enum OnFormat {
+enum OnFormat {
     /// One escaped message per line (the default).
     Line,
     /// Bytes as they are.
@@ -78,8 +91,46 @@ pub enum OnFormat {
     Dir(PathBuf),
 }
 
+/// `ON`'s options.
+#[derive(Default)]
+struct On {
+    /// `--raw`, `--null` or `--dir`; one line per message when none is given.
+    format: Option<OnFormat>,
+    /// `--no-reconnect`.
+    no_reconnect: bool,
+}
+
+impl Command for On {
+    fn option(&mut self, option: &Opt, parser: &mut Parser) -> Result<bool, Failure> {
+        let format = match option.arg() {
+            Arg::Long("raw") => OnFormat::Raw,
+            Arg::Short('0') | Arg::Long("null") => OnFormat::Null,
+            Arg::Long("dir") => OnFormat::Dir(PathBuf::from(
+                parser
+                    .value()
+                    .map_err(|_| Failure::usage("--dir needs a directory"))?,
+            )),
+            Arg::Long("no-reconnect") => {
+                self.no_reconnect = true;
+                return Ok(true);
+            }
+            _ => return Ok(false),
+        };
+        if self.format.replace(format).is_some() {
+            return Err(Failure::usage("choose one of --raw, --null and --dir"));
+        }
+        Ok(true)
+    }
+
+    fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
+        let queue = queue_name(&args[0])?;
+        let format = self.format.unwrap_or(OnFormat::Line);
+        on(addr, queue, format, !self.no_reconnect)
+    }
+}
+
 /// `ON`: every message as it arrives, until stopped or the reader goes away.
-pub fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<(), Failure> {
+fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<(), Failure> {
     let mut sink = Sink::new(format)?;
     let reply_within = ON_WAIT.saturating_add(REPLY_TIMEOUT);
     let mut client = connect(addr, reply_within)?;
@@ -100,7 +151,7 @@ pub fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<
 
 /// True for the errors after which a new connection may work: the server stopped,
 /// restarted or the network failed; not for a refused request.
-pub fn breaks_connection(e: &ClientError) -> bool {
+fn breaks_connection(e: &ClientError) -> bool {
     match e {
         ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Closed => true,
         ClientError::Server { .. } => e.code() == Some(ErrorCode::ShuttingDown),
@@ -111,7 +162,7 @@ pub fn breaks_connection(e: &ClientError) -> bool {
 /// Connects again, pausing [`BACKOFF_START`], doubling up to [`BACKOFF_MAX`], and
 /// saying so on stderr at each failed attempt. Never gives up: `ON` is meant to
 /// outlive server restarts (Ctrl-C or `--no-reconnect` stop it).
-pub fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Client {
+fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Client {
     let mut pause = BACKOFF_START;
     loop {
         std::thread::sleep(pause);
@@ -135,7 +186,7 @@ pub fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Client {
 /// exiting while the GET is parked leaves that message in the queue (the server
 /// cancels a parked GET when its connection closes). A thread blocked in `poll` costs
 /// nothing while it waits.
-pub fn exit_when_reader_leaves() {
+fn exit_when_reader_leaves() {
     // SAFETY: fstat on fd 1 into a zeroed stat buffer we own.
     let is_pipe = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -166,7 +217,7 @@ pub fn exit_when_reader_leaves() {
 }
 
 /// Where `ON` puts each message, per [`OnFormat`].
-pub struct Sink {
+struct Sink {
     format: OnFormat,
     /// Number of the next file (`--dir`).
     next: u64,
@@ -175,7 +226,7 @@ pub struct Sink {
 }
 
 impl Sink {
-    pub fn new(format: OnFormat) -> Result<Sink, Failure> {
+    fn new(format: OnFormat) -> Result<Sink, Failure> {
         let mut next = 1;
         if let OnFormat::Dir(dir) = &format {
             let cannot = |e: io::Error| {
@@ -202,7 +253,7 @@ impl Sink {
 
     /// Writes one message and flushes; a reader that went away ends the process
     /// quietly with code 0.
-    pub fn write(&mut self, message: &[u8]) -> Result<(), Failure> {
+    fn write(&mut self, message: &[u8]) -> Result<(), Failure> {
         self.buf.clear();
         match &self.format {
             OnFormat::Line => escape_line(message, &mut self.buf),
@@ -229,7 +280,7 @@ impl Sink {
 /// number free from `*next` on: the name is claimed with a hard link, which fails if
 /// it exists, so two `ON --dir` runs on one folder never overwrite each other's
 /// files. (On a file system without hard links, a rename does it, as before.)
-pub fn write_numbered(dir: &Path, next: &mut u64, message: &[u8]) -> Result<PathBuf, Failure> {
+fn write_numbered(dir: &Path, next: &mut u64, message: &[u8]) -> Result<PathBuf, Failure> {
     let temp = dir.join(format!(".beuss-{}.tmp", std::process::id()));
     let cannot = |path: &Path, e: io::Error| {
         Failure::new(

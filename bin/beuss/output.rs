@@ -21,6 +21,17 @@ pub const EXIT_EMPTY: u8 = 4;
 /// `PUT` was refused because the server is full (`BMAXMEMORY`).
 pub const EXIT_FULL: u8 = 5;
 
+/// The exit codes, as `beuss --help` lists them.
+pub const EXIT_CODES_HELP: &str = "\
+Exit codes:
+  0  success
+  1  error (I/O, protocol, a server error other than FULL)
+  2  usage error (bad arguments)
+  3  cannot connect to the server, or the connection broke
+  4  GET: the queue is empty
+  5  PUT: the server is full (BMAXMEMORY); nothing was stored
+";
+
 /// Why the command failed: the message for stderr and the exit code.
 #[derive(Debug)]
 pub struct Failure {

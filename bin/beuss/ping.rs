@@ -1,11 +1,23 @@
 //! `beuss PING`: is the server there, and what is it.
 
+use std::ffi::OsString;
 use std::time::Instant;
 
+use crate::args::{Command, Verb};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::output::{Failure, write_stdout};
 
-pub const PING_HELP: &str = "\
+/// The verb table's row for `PING`.
+pub const VERB: Verb = Verb {
+    name: "PING",
+    summary: "beuss PING                           check that the server answers",
+    help: HELP,
+    arity: (0, 0),
+    takes: "no argument",
+    new: || Box::new(Ping),
+};
+
+const HELP: &str = "\
 Usage: beuss PING
 
 Checks that the server answers; prints its version, protocol version, message
@@ -14,20 +26,25 @@ size limit and the round-trip time.
 Exit codes: 0 the server answered, 1 error, 2 usage, 3 cannot connect.
 ";
 
-/// `PING`: one `HELLO` and one `PING`, timed.
-pub fn ping(addr: &str) -> Result<(), Failure> {
-    let mut client = connect(addr, REPLY_TIMEOUT)?;
-    let info = client.hello().map_err(|e| Failure::client(addr, &e))?;
-    let start = Instant::now();
-    client.ping().map_err(|e| Failure::client(addr, &e))?;
-    let rtt = start.elapsed();
-    let _ = client.quit();
-    let text = format!(
-        "PONG from {addr}: {}, protocol {}, max message size {} bytes, round trip {:.3} ms\n",
-        info.server,
-        info.version,
-        info.max_message_size,
-        rtt.as_secs_f64() * 1000.0
-    );
-    write_stdout(text.as_bytes()).map(|_| ())
+/// `PING` has no options of its own.
+struct Ping;
+
+impl Command for Ping {
+    /// One `HELLO` and one `PING`, timed.
+    fn run(self: Box<Self>, addr: &str, _args: &[OsString]) -> Result<(), Failure> {
+        let mut client = connect(addr, REPLY_TIMEOUT)?;
+        let info = client.hello().map_err(|e| Failure::client(addr, &e))?;
+        let start = Instant::now();
+        client.ping().map_err(|e| Failure::client(addr, &e))?;
+        let rtt = start.elapsed();
+        let _ = client.quit();
+        let text = format!(
+            "PONG from {addr}: {}, protocol {}, max message size {} bytes, round trip {:.3} ms\n",
+            info.server,
+            info.version,
+            info.max_message_size,
+            rtt.as_secs_f64() * 1000.0
+        );
+        write_stdout(text.as_bytes()).map(|_| ())
+    }
 }

@@ -1,13 +1,25 @@
 //! `beuss PUT`: one message from standard input.
 
+use std::ffi::OsString;
 use std::io::{self, IsTerminal, Read};
 
 use beuss::client::PutStatus;
 
+use crate::args::{Command, Verb, queue_name};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::output::{EXIT_ERROR, Failure};
 
-pub const PUT_HELP: &str = "\
+/// The verb table's row for `PUT`.
+pub const VERB: Verb = Verb {
+    name: "PUT",
+    summary: "echo data | beuss PUT <queue>        store one message read from standard input",
+    help: HELP,
+    arity: (1, 1),
+    takes: "a queue name",
+    new: || Box::new(Put),
+};
+
+const HELP: &str = "\
 Usage: beuss PUT <queue>
 
 Stores one message on <queue>: all of standard input, read to its end, byte for
@@ -23,8 +35,17 @@ Exit codes: 0 stored (whole or truncated), 1 error, 2 usage, 3 cannot connect,
 Example: cat photo.jpg | beuss PUT photos
 ";
 
+/// `PUT` has no options of its own.
+struct Put;
+
+impl Command for Put {
+    fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
+        put(addr, queue_name(&args[0])?)
+    }
+}
+
 /// `PUT`: standard input, whole, as one message.
-pub fn put(addr: &str, queue: &str) -> Result<(), Failure> {
+fn put(addr: &str, queue: &str) -> Result<(), Failure> {
     let mut stdin = io::stdin().lock();
     if stdin.is_terminal() {
         eprintln!("beuss: reading the message from standard input (end it with Ctrl-D)");

@@ -1,15 +1,28 @@
 //! `beuss STATS`: the server's figures as a table or JSON.
 
+use std::ffi::OsString;
 use std::fmt::Write as _;
 
 use beuss::Client;
 use beuss::client::{self, Error as ClientError};
 use beuss::protocol::{Request, Response, StatsReport};
+use lexopt::{Arg, Parser};
 
+use crate::args::{Command, Opt, Verb, queue_name};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::output::{Failure, display_name, write_stdout};
 
-pub const STATS_HELP: &str = "\
+/// The verb table's row for `STATS`.
+pub const VERB: Verb = Verb {
+    name: "STATS",
+    summary: "beuss STATS [queue] [--json]         server and queue figures",
+    help: HELP,
+    arity: (0, 1),
+    takes: "at most a queue name",
+    new: || Box::<Stats>::default(),
+};
+
+const HELP: &str = "\
 Usage: beuss STATS [queue] [--json]
 
 Prints the server's figures and one row per queue (or only <queue>): messages
@@ -22,8 +35,30 @@ protocol.md section 6 explains each figure.
 Exit codes: 0 ok, 1 error, 2 usage, 3 cannot connect.
 ";
 
+/// `STATS`'s options.
+#[derive(Default)]
+struct Stats {
+    /// `--json`.
+    json: bool,
+}
+
+impl Command for Stats {
+    fn option(&mut self, option: &Opt, _parser: &mut Parser) -> Result<bool, Failure> {
+        match option.arg() {
+            Arg::Long("json") => self.json = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
+    fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
+        let queue = args.first().map(|a| queue_name(a)).transpose()?;
+        stats(addr, queue, self.json)
+    }
+}
+
 /// `STATS`: a table, or one line of JSON.
-pub fn stats(addr: &str, queue: Option<&str>, json: bool) -> Result<(), Failure> {
+fn stats(addr: &str, queue: Option<&str>, json: bool) -> Result<(), Failure> {
     let mut client = connect(addr, REPLY_TIMEOUT)?;
     let mut report = match queue {
         None => client.stats(),
@@ -40,7 +75,7 @@ pub fn stats(addr: &str, queue: Option<&str>, json: bool) -> Result<(), Failure>
 }
 
 /// Server figures plus one queue's (the client's `queue_stats` keeps only the latter).
-pub fn stats_of_queue(client: &mut Client, name: &str) -> client::Result<StatsReport> {
+fn stats_of_queue(client: &mut Client, name: &str) -> client::Result<StatsReport> {
     client.send(&Request::Stats { queue: Some(name) })?;
     client.flush()?;
     match client.recv()? {
@@ -51,7 +86,7 @@ pub fn stats_of_queue(client: &mut Client, name: &str) -> client::Result<StatsRe
 
 /// Queue figures in the order the table shows them; figures a newer server adds
 /// come after, in the order it sends them.
-pub const QUEUE_COLUMNS: &[&str] = &[
+const QUEUE_COLUMNS: &[&str] = &[
     "messages",
     "bytes",
     "memory",
@@ -62,7 +97,7 @@ pub const QUEUE_COLUMNS: &[&str] = &[
     "idle_ms",
 ];
 
-pub fn stats_table(addr: &str, report: &StatsReport, only: Option<&str>) -> String {
+fn stats_table(addr: &str, report: &StatsReport, only: Option<&str>) -> String {
     let mut text = format!("server {addr}\n");
     let width = report
         .server
@@ -127,7 +162,7 @@ pub fn stats_table(addr: &str, report: &StatsReport, only: Option<&str>) -> Stri
     text
 }
 
-pub fn stats_json(report: &StatsReport) -> String {
+fn stats_json(report: &StatsReport) -> String {
     let mut text = String::from("{\"server\":");
     json_fields(&report.server, &mut text);
     text.push_str(",\"queues\":{");
@@ -143,7 +178,7 @@ pub fn stats_json(report: &StatsReport) -> String {
     text
 }
 
-pub fn json_fields(fields: &[(String, u64)], out: &mut String) {
+fn json_fields(fields: &[(String, u64)], out: &mut String) {
     out.push('{');
     for (i, (name, value)) in fields.iter().enumerate() {
         if i > 0 {
@@ -156,7 +191,7 @@ pub fn json_fields(fields: &[(String, u64)], out: &mut String) {
 }
 
 /// A JSON string literal (RFC 8259): quote, backslash and control characters escaped.
-pub fn json_string(s: &str, out: &mut String) {
+fn json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {
