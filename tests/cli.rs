@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use common::{TIMEOUT, TestServer, wait_exit};
 
@@ -102,7 +102,8 @@ fn binary_payload() -> Vec<u8> {
 struct OnProcess {
     child: Child,
     records: Receiver<Vec<u8>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    /// Everything written to stderr so far; the condvar is told at each write.
+    stderr: Arc<(Mutex<Vec<u8>>, Condvar)>,
 }
 
 impl OnProcess {
@@ -117,7 +118,7 @@ impl OnProcess {
             .spawn()
             .expect("spawn beuss ON");
         let records = read_records(child.stdout.take().unwrap(), separator);
-        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = Arc::clone(&stderr);
         let mut err = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -126,7 +127,8 @@ impl OnProcess {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+                sink.1.notify_all();
             }
         });
         OnProcess {
@@ -148,7 +150,22 @@ impl OnProcess {
     }
 
     fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.stderr.0.lock().unwrap()).into_owned()
+    }
+
+    /// Stderr once it contains `needle` (stderr is read on another thread, so what
+    /// ON wrote may not be in yet); fails the test after [`TIMEOUT`].
+    fn stderr_with(&self, needle: &str) -> String {
+        let (text, written) = &*self.stderr;
+        let text = written
+            .wait_timeout_while(text.lock().unwrap(), TIMEOUT, |text| {
+                !String::from_utf8_lossy(text).contains(needle)
+            })
+            .unwrap()
+            .0;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        assert!(text.contains(needle), "no {needle:?} on stderr: {text}");
+        text
     }
 
     /// Waits (bounded) for the process to exit and returns its exit code.
@@ -375,9 +392,8 @@ fn on_reconnects_after_server_restart() {
     assert_eq!(second.port, port);
     put(&second, "restart", b"after\n");
     assert_eq!(on.next_line(), "after");
-    let log = on.stderr();
-    assert!(log.contains("reconnecting"), "stderr: {log}");
-    assert!(log.contains("reconnected"), "stderr: {log}");
+    on.stderr_with("reconnecting");
+    on.stderr_with("reconnected");
 }
 
 /// ON --no-reconnect exits with code 3 when the server stops.
@@ -441,6 +457,79 @@ fn connection_refused_is_explained_with_exit_3() {
             "{args:?}: {message}"
         );
     }
+}
+
+/// A stand-in for something else on a free loopback port, serving until the test
+/// process ends: `answer` gets each connection's first read and says what to write
+/// back, or `None` to close the connection without a word.
+fn fake_server(answer: fn(&[u8]) -> Option<&'static [u8]>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0; 1024];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    match answer(&buf[..n]) {
+                        Some(reply) => {
+                            if conn.write_all(reply).is_err() {
+                                return;
+                            }
+                        }
+                        None => return, // dropping `conn` closes it
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The old Go beuss server, as its `handleIncomingConnection` behaves: a connection
+/// opens with the ASCII word `GET` or `PUT`, answered `OK`; `QUIT` ends it; any other
+/// first bytes (such as a protocol-1 frame) close it without a reply. After `GET` it
+/// answers a queue name with `EMPTY`.
+fn old_go_server(got: &[u8]) -> Option<&'static [u8]> {
+    match got {
+        b"GET" | b"PUT" => Some(b"OK"),
+        b"QUIT" => None,
+        _ if got.first().is_some_and(u8::is_ascii_alphanumeric) => Some(b"EMPTY"),
+        _ => None,
+    }
+}
+
+/// Every verb pointed at an old Go beuss server says that it is not a protocol-1
+/// server and exits 1, instead of blaming a stopped server; anything else that
+/// answers with bytes that are not a protocol-1 reply gets the same diagnosis.
+#[test]
+fn old_go_server_and_other_services_are_recognised() {
+    let go = fake_server(old_go_server);
+    for args in [
+        &["PUT", "q"][..],
+        &["GET", "q"],
+        &["ON", "q"],
+        &["STATS"],
+        &["PURGE", "q"],
+        &["PING"],
+    ] {
+        let output = run(beuss_at(go).args(args), b"x");
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(
+            message.contains("is not a beuss protocol-1 server")
+                && message.contains("old Go beuss"),
+            "{args:?}: {message}"
+        );
+    }
+    let http = fake_server(|_| Some(b"HTTP/1.1 400 Bad Request\r\n\r\n"));
+    let output = run(beuss_at(http).arg("PING"), b"");
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("is not a beuss protocol-1 server (it answered \"HTTP/1.1 400"),
+        "{message}"
+    );
 }
 
 /// --host and --port win over BHOST and BPORT; BPORT alone is used without them.

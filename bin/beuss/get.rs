@@ -149,7 +149,7 @@ impl Output {
 /// `GET`: one message to a file or stdout; exit code 4 when the queue is empty.
 fn get(addr: &str, queue: &str, path: Option<&Path>, wait: Duration) -> Result<(), Failure> {
     let output = Output::open(path)?;
-    let message = connect(addr, wait.saturating_add(REPLY_TIMEOUT)).and_then(|mut client| {
+    let message = connect(addr, wait.saturating_add(REPLY_TIMEOUT)).and_then(|(mut client, _)| {
         client
             .get_wait(queue, wait)
             .map_err(|e| Failure::client(addr, &e))

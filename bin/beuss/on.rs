@@ -133,7 +133,7 @@ impl Command for On {
 fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<(), Failure> {
     let mut sink = Sink::new(format)?;
     let reply_within = ON_WAIT.saturating_add(REPLY_TIMEOUT);
-    let mut client = connect(addr, reply_within)?;
+    let (mut client, _) = connect(addr, reply_within)?;
     exit_when_reader_leaves();
     loop {
         match client.get_wait(queue, ON_WAIT) {
@@ -141,7 +141,7 @@ fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<(), 
             Ok(None) => {}
             Err(e) if reconnect && breaks_connection(&e) => {
                 eprintln!("beuss: {}; reconnecting", Failure::client(addr, &e).message);
-                client = reconnect_with_backoff(addr, reply_within);
+                client = reconnect_with_backoff(addr, reply_within)?;
                 eprintln!("beuss: reconnected to {addr}");
             }
             Err(e) => return Err(Failure::client(addr, &e)),
@@ -161,13 +161,15 @@ fn breaks_connection(e: &ClientError) -> bool {
 
 /// Connects again, pausing [`BACKOFF_START`], doubling up to [`BACKOFF_MAX`], and
 /// saying so on stderr at each failed attempt. Never gives up: `ON` is meant to
-/// outlive server restarts (Ctrl-C or `--no-reconnect` stop it).
-fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Client {
+/// outlive server restarts (Ctrl-C or `--no-reconnect` stop it), except when what
+/// answers now is not a beuss protocol-1 server: waiting cannot fix that.
+fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Result<Client, Failure> {
     let mut pause = BACKOFF_START;
     loop {
         std::thread::sleep(pause);
         match connect(addr, reply_within) {
-            Ok(client) => return client,
+            Ok((client, _)) => return Ok(client),
+            Err(failure) if failure.incompatible => return Err(failure),
             Err(failure) => {
                 pause = (pause * 2).min(BACKOFF_MAX);
                 eprintln!(

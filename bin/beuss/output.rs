@@ -35,20 +35,36 @@ Exit codes:
 /// Why the command failed: the message for stderr and the exit code.
 #[derive(Debug)]
 pub struct Failure {
+    /// The process's exit code.
     pub code: u8,
+    /// What went wrong, for stderr (without the `beuss: ` prefix).
     pub message: String,
+    /// What answers at the address does not speak protocol 1: trying again cannot
+    /// help (`ON` stops instead of reconnecting).
+    pub incompatible: bool,
 }
 
 impl Failure {
+    /// A failure with exit code `code`.
     pub fn new(code: u8, message: impl Into<String>) -> Failure {
         Failure {
             code,
             message: message.into(),
+            incompatible: false,
         }
     }
 
+    /// Bad arguments (exit code 2).
     pub fn usage(message: impl Into<String>) -> Failure {
         Failure::new(EXIT_USAGE, message)
+    }
+
+    /// The peer is not a beuss protocol-1 server (exit code 1).
+    pub fn not_beuss(message: impl Into<String>) -> Failure {
+        Failure {
+            incompatible: true,
+            ..Failure::new(EXIT_ERROR, message)
+        }
     }
 
     /// A client error while talking to `addr`, with the exit code its kind calls for.
@@ -66,18 +82,33 @@ impl Failure {
                 EXIT_CONNECT,
                 format!("{addr} closed the connection (server stopped?)"),
             ),
-            _ if e.is_full() => Failure::new(
+            ClientError::Server { code, message, .. } => Failure::server(addr, *code, message),
+            _ => Failure::new(EXIT_ERROR, format!("{addr}: {e}")),
+        }
+    }
+
+    /// An `ERROR` reply from the server at `addr`.
+    pub fn server(addr: &str, code: u16, message: &str) -> Failure {
+        match ErrorCode::from_u16(code) {
+            Some(ErrorCode::Full) => Failure::new(
                 EXIT_FULL,
                 format!(
                     "the server at {addr} is full (BMAXMEMORY reached): the message was \
                      not stored; try again once consumers have taken some messages"
                 ),
             ),
-            _ if e.code() == Some(ErrorCode::ShuttingDown) => Failure::new(
+            Some(ErrorCode::ShuttingDown) => Failure::new(
                 EXIT_CONNECT,
                 format!("the server at {addr} is shutting down"),
             ),
-            _ => Failure::new(EXIT_ERROR, format!("{addr}: {e}")),
+            Some(name) => Failure::new(
+                EXIT_ERROR,
+                format!("{addr}: server error {name}: {message}"),
+            ),
+            None => Failure::new(
+                EXIT_ERROR,
+                format!("{addr}: server error {code}: {message}"),
+            ),
         }
     }
 }
@@ -130,7 +161,7 @@ pub fn escape_line(message: &[u8], out: &mut Vec<u8>) {
 }
 
 /// The escaping of [`escape_line`], without the line handling.
-pub fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
+fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
     for chunk in bytes.utf8_chunks() {
         for &b in chunk.valid().as_bytes() {
             match b {
@@ -160,8 +191,13 @@ pub fn push_hex(b: u8, out: &mut Vec<u8>) {
 
 /// A queue name made safe for one line of a terminal (same escapes as `ON`).
 pub fn display_name(name: &str) -> String {
+    display_bytes(name.as_bytes())
+}
+
+/// Any bytes made safe for one line of a terminal (same escapes as `ON`).
+pub fn display_bytes(bytes: &[u8]) -> String {
     let mut out = Vec::new();
-    escape_into(name.as_bytes(), &mut out);
+    escape_into(bytes, &mut out);
     String::from_utf8_lossy(&out).into_owned()
 }
 

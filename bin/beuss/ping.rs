@@ -30,17 +30,16 @@ Exit codes: 0 the server answered, 1 error, 2 usage, 3 cannot connect.
 struct Ping;
 
 impl Command for Ping {
-    /// One `HELLO` and one `PING`, timed.
+    /// The `HELLO` of every connection, then one `PING`, timed.
     fn run(self: Box<Self>, addr: &str, _args: &[OsString]) -> Result<(), Failure> {
-        let mut client = connect(addr, REPLY_TIMEOUT)?;
-        let info = client.hello().map_err(|e| Failure::client(addr, &e))?;
+        let (mut client, info) = connect(addr, REPLY_TIMEOUT)?;
         let start = Instant::now();
         client.ping().map_err(|e| Failure::client(addr, &e))?;
         let rtt = start.elapsed();
         let _ = client.quit();
         let text = format!(
             "PONG from {addr}: {}, protocol {}, max message size {} bytes, round trip {:.3} ms\n",
-            info.server,
+            info.name,
             info.version,
             info.max_message_size,
             rtt.as_secs_f64() * 1000.0

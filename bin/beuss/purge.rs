@@ -31,7 +31,7 @@ impl Command for Purge {
     /// Drops a queue's messages and says how many.
     fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
         let queue = queue_name(&args[0])?;
-        let mut client = connect(addr, REPLY_TIMEOUT)?;
+        let (mut client, _) = connect(addr, REPLY_TIMEOUT)?;
         let count = client.purge(queue).map_err(|e| Failure::client(addr, &e))?;
         let text = format!(
             "purged {count} message{} from {}\n",

@@ -54,7 +54,7 @@ fn put(addr: &str, queue: &str) -> Result<(), Failure> {
     stdin
         .read_to_end(&mut payload)
         .map_err(|e| Failure::new(EXIT_ERROR, format!("cannot read standard input: {e}")))?;
-    let mut client = connect(addr, REPLY_TIMEOUT)?;
+    let (mut client, _) = connect(addr, REPLY_TIMEOUT)?;
     match client.put(queue, &payload) {
         Ok(PutStatus::Stored) => Ok(()),
         Ok(PutStatus::Truncated {

@@ -59,7 +59,7 @@ impl Command for Stats {
 
 /// `STATS`: a table, or one line of JSON.
 fn stats(addr: &str, queue: Option<&str>, json: bool) -> Result<(), Failure> {
-    let mut client = connect(addr, REPLY_TIMEOUT)?;
+    let (mut client, _) = connect(addr, REPLY_TIMEOUT)?;
     let mut report = match queue {
         None => client.stats(),
         Some(name) => stats_of_queue(&mut client, name),
