@@ -43,26 +43,43 @@ fn run(command: &mut Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn beuss");
-    let pid = child.id();
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&stdin); // dropping `input` closes stdin
     });
+    let output = finish(child);
+    writer.join().unwrap();
+    output
+}
+
+/// Runs `command` with `file`, from its current offset, as standard input.
+fn run_from_file(command: &mut Command, file: std::fs::File) -> Output {
+    let child = command
+        .stdin(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn beuss");
+    finish(child)
+}
+
+/// Waits for `child` and collects its output; kills it and fails the test if it
+/// takes longer than [`TIMEOUT`].
+fn finish(child: Child) -> Output {
+    let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let output = match rx.recv_timeout(TIMEOUT) {
+    match rx.recv_timeout(TIMEOUT) {
         Ok(output) => output.expect("wait for beuss"),
         Err(_) => {
             // SAFETY: kill() on the pid of a child we spawned and have not reaped.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             panic!("beuss did not finish within {TIMEOUT:?}");
         }
-    };
-    writer.join().unwrap();
-    output
+    }
 }
 
 /// `echo payload | beuss PUT queue`, asserting success.
@@ -657,6 +674,97 @@ fn truncated_put_warns_with_both_sizes() {
     );
     let output = run(beuss(&server).args(["GET", "big"]), b"");
     assert_eq!(output.stdout, &payload[..100]);
+}
+
+/// A file over 1 MiB as standard input is sent from where its offset stands (as a
+/// shell leaves it after `read`), whole and byte for byte.
+#[test]
+fn put_streams_a_large_file_from_its_offset() {
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "8M")]);
+    let dir = tempdir("put-file");
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(dir.join("big"), &payload).unwrap();
+    let mut file = std::fs::File::open(dir.join("big")).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(1000)).unwrap();
+    let output = run_from_file(beuss(&server).args(["PUT", "file"]), file);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+    let output = run(beuss(&server).args(["GET", "file"]), b"");
+    assert!(output.stdout == payload[1000..], "GET gave other bytes");
+}
+
+/// A stand-in protocol-1 server that announces a `max_message_size` of 100, records the
+/// `length` of the one `PUT` frame it gets and how many bytes followed, and answers it
+/// as the real server would (`TRUNCATED` or `STORED`).
+fn recording_server() -> (u16, Receiver<(u32, usize)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut hello = [0; 8];
+        conn.read_exact(&mut hello).unwrap();
+        let mut reply = Vec::new();
+        beuss::protocol::encode_hello(&mut reply, 1, 100, "recorder");
+        conn.write_all(&reply).unwrap();
+        let mut len = [0; 4];
+        conn.read_exact(&mut len).unwrap();
+        let len = u32::from_be_bytes(len);
+        let mut frame = vec![0; len as usize];
+        conn.read_exact(&mut frame).unwrap();
+        let payload = frame.len() - 3 - usize::from(frame[2]);
+        let reply = match payload {
+            0..=100 => common::STORED.to_vec(),
+            _ => common::truncated_reply(payload as u32, 100),
+        };
+        conn.write_all(&reply).unwrap();
+        let mut rest = Vec::new();
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = conn.read_to_end(&mut rest); // the client hangs up
+        tx.send((len, payload + rest.len())).unwrap();
+    });
+    (port, rx)
+}
+
+/// Over the limit, PUT sends a frame that declares and carries exactly the limit
+/// plus one byte, whether standard input is a pipe (read to its end, so its writer
+/// is never cut off) or a large file (not read further); the warning gives the
+/// input's real size.
+#[test]
+fn put_over_the_limit_sends_one_byte_more_and_reports_the_real_size() {
+    let (port, frames) = recording_server();
+    let mut child = beuss_at(port)
+        .args(["PUT", "q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || input.write_all(&vec![b'p'; 300_000]));
+    let output = finish(child);
+    writer.join().unwrap().expect("beuss read the whole pipe");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("standard input had 300000 bytes, the server stored the first 100"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(frames.recv_timeout(TIMEOUT).unwrap(), (3 + 1 + 101, 101));
+
+    let (port, frames) = recording_server();
+    let dir = tempdir("put-limit");
+    std::fs::write(dir.join("big"), vec![b'f'; 5 << 20]).unwrap();
+    let file = std::fs::File::open(dir.join("big")).unwrap();
+    let output = run_from_file(beuss_at(port).args(["PUT", "q"]), file);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("standard input had {} bytes", 5 << 20)),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(frames.recv_timeout(TIMEOUT).unwrap(), (3 + 1 + 101, 101));
 }
 
 /// A PUT refused because the server is full exits 5 and says so.
