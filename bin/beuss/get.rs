@@ -10,6 +10,7 @@ use lexopt::{Arg, Parser};
 
 use crate::args::{Command, Opt, Verb, queue_name, seconds_value};
 use crate::conn::{REPLY_TIMEOUT, connect};
+use crate::files::create_temp;
 use crate::output::{EXIT_EMPTY, EXIT_ERROR, Failure, write_stdout};
 
 /// The verb table's row for `GET`.
@@ -95,11 +96,8 @@ impl Output {
             ));
         }
         let name = path.file_name().unwrap_or(path.as_os_str());
-        let mut temp_name = OsString::from(".");
-        temp_name.push(name);
-        temp_name.push(format!(".beuss-{}.tmp", std::process::id()));
-        let temp = path.with_file_name(temp_name);
-        let file = File::create(&temp).map_err(cannot)?;
+        let dir = path.parent().unwrap_or(Path::new(""));
+        let (file, temp) = create_temp(dir, name).map_err(cannot)?;
         Ok(Output::Replace {
             file,
             temp,

@@ -9,6 +9,7 @@
 
 mod args;
 mod conn;
+mod files;
 mod get;
 mod on;
 mod output;

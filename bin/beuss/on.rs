@@ -3,9 +3,9 @@
 //! `ON` consumes with the server's waiting `GET` (parked for [`ON_WAIT`] at a time),
 //! so a message reaches it as soon as it is `PUT`; nothing here polls with sleeps.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fs;
-use std::io;
+use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -16,6 +16,7 @@ use lexopt::{Arg, Parser};
 
 use crate::args::{Command, Opt, Verb, queue_name};
 use crate::conn::{REPLY_TIMEOUT, connect};
+use crate::files::create_temp;
 use crate::output::{EXIT_ERROR, EXIT_OK, Failure, escape_line, write_stdout};
 
 /// How long one `GET` of `ON` stays parked on the server before it is renewed. Long
@@ -283,7 +284,6 @@ impl Sink {
 /// it exists, so two `ON --dir` runs on one folder never overwrite each other's
 /// files. (On a file system without hard links, a rename does it, as before.)
 fn write_numbered(dir: &Path, next: &mut u64, message: &[u8]) -> Result<PathBuf, Failure> {
-    let temp = dir.join(format!(".beuss-{}.tmp", std::process::id()));
     let cannot = |path: &Path, e: io::Error| {
         Failure::new(
             EXIT_ERROR,
@@ -293,7 +293,12 @@ fn write_numbered(dir: &Path, next: &mut u64, message: &[u8]) -> Result<PathBuf,
             ),
         )
     };
-    fs::write(&temp, message).map_err(|e| cannot(&temp, e))?;
+    let (mut file, temp) = create_temp(dir, OsStr::new("message")).map_err(|e| cannot(dir, e))?;
+    if let Err(e) = file.write_all(message) {
+        let _ = fs::remove_file(&temp);
+        return Err(cannot(&temp, e));
+    }
+    drop(file);
     loop {
         let path = dir.join(format!("{:0DIR_NAME_DIGITS$}", *next));
         let claimed = match fs::hard_link(&temp, &path) {
