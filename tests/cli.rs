@@ -316,12 +316,76 @@ fn on_prints_messages_in_order_one_per_line() {
     );
     assert_eq!(
         on.next_line(),
-        "two\\nlines\\\\ and \\x00\\x1b \\xff\\xfe café"
+        "two\\nlines\\\\ and \\0000\\0033 \\0377\\0376 café"
     );
     put(&server, "events", b"no newline");
     put(&server, "events", b"");
     assert_eq!(on.next_line(), "no newline");
     assert_eq!(on.next_line(), "");
+}
+
+/// The shells `printf '%b'` is tried with: dash (`/bin/sh` on Debian and Raspberry Pi
+/// OS, which knows no `\xHH`) and bash, whichever are installed; `sh` if neither is.
+fn posix_shells() -> Vec<&'static str> {
+    let found: Vec<&str> = ["dash", "bash"]
+        .into_iter()
+        .filter(|shell| {
+            Command::new(shell)
+                .args(["-c", "exit 0"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if found.is_empty() { vec!["sh"] } else { found }
+}
+
+/// What ON's help and the README promise: `IFS= read -r line` then
+/// `printf '%b\n' "$line"` gives every message back byte for byte (with one final
+/// newline) in dash as in bash, whatever bytes it holds.
+#[test]
+fn on_lines_come_back_with_printf_b_in_posix_sh() {
+    let server = TestServer::start();
+    let messages: Vec<Vec<u8>> = vec![
+        binary_payload(),
+        (0..=255u8).collect(),
+        b"tab\tand \\c and \\0101 and %s and \x1b5 and caf\xc3\xa9\n".to_vec(),
+        b"-n".to_vec(),
+        b"ends with two newlines\n\n".to_vec(),
+        Vec::new(),
+    ];
+    for message in &messages {
+        put(&server, "shell", message);
+    }
+    let on = OnProcess::start(beuss(&server), &["shell"], b'\n');
+    let lines: Vec<Vec<u8>> = messages.iter().map(|_| on.next()).collect();
+    for shell in posix_shells() {
+        for (message, line) in messages.iter().zip(&lines) {
+            let output = Command::new(shell)
+                .args(["-c", "IFS= read -r line; printf '%b\\n' \"$line\""])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    let mut input = child.stdin.take().unwrap();
+                    input.write_all(line)?;
+                    input.write_all(b"\n")?;
+                    drop(input);
+                    child.wait_with_output()
+                })
+                .unwrap();
+            let mut expected = message.clone();
+            if !expected.ends_with(b"\n") {
+                expected.push(b'\n');
+            }
+            assert!(
+                output.stdout == expected,
+                "{shell}: {:?} came back as {:?}, not {:?}",
+                String::from_utf8_lossy(line),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+    }
 }
 
 /// ON -0 ends each message with NUL; ON --raw writes the bytes alone.

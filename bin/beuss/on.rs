@@ -52,10 +52,12 @@ Output formats:
   (default)        one message per line. One final newline of the message is not
                    doubled (\"hi\\n\" and \"hi\" both print as `hi`). Inside the line,
                    a backslash prints as \\\\, a newline as \\n, a carriage return as
-                   \\r, and other control bytes and bytes that are not UTF-8 as \\xHH.
-                   So plain text prints unchanged, and a line never breaks in two;
-                   printf '%b\\n' \"$line\" gives the message back (minus that final
-                   newline).
+                   \\r, any other control byte (but tab, which prints as it is) and
+                   any byte that is not UTF-8 as \\0 and three octal digits (ESC is
+                   \\0033). So text prints unchanged and a line never breaks in two;
+                   in any POSIX shell (dash too), IFS= read -r line then
+                   printf '%b\\n' \"$line\" gives the message back byte for byte
+                   (with one final newline).
   --raw            the bytes of each message as they are, nothing between messages
   -0, --null       each message followed by a NUL byte (for xargs -0; a message
                    that contains NUL bytes breaks this framing: use --dir)

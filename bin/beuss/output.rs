@@ -152,8 +152,14 @@ pub fn write_stdout(bytes: &[u8]) -> Result<bool, Failure> {
 }
 
 /// The default `ON` format: one line per message. Drops one final newline, then
-/// escapes `\` as `\\`, newline as `\n`, CR as `\r`, other control bytes and bytes
-/// that are not UTF-8 as `\xHH`; ends with a newline.
+/// escapes `\` as `\\`, newline as `\n`, CR as `\r`, every other control byte but
+/// tab, and every byte that is not UTF-8, as `\0ooo` (three octal digits); ends with
+/// a newline.
+///
+/// These are exactly the escapes POSIX `printf %b` turns back into bytes (dash, the
+/// `/bin/sh` of Debian and Raspberry Pi OS, knows no `\xHH`), so
+/// `printf '%b\n' "$line"` restores the message in any POSIX shell. The octal form
+/// always has three digits, so a digit after it is never taken as part of it.
 pub fn escape_line(message: &[u8], out: &mut Vec<u8>) {
     let message = message.strip_suffix(b"\n").unwrap_or(message);
     escape_into(message, out);
@@ -169,23 +175,24 @@ fn escape_into(bytes: &[u8], out: &mut Vec<u8>) {
                 b'\n' => out.extend_from_slice(b"\\n"),
                 b'\r' => out.extend_from_slice(b"\\r"),
                 b'\t' => out.push(b'\t'),
-                0..=0x1f | 0x7f => push_hex(b, out),
+                0..=0x1f | 0x7f => push_octal(b, out),
                 _ => out.push(b),
             }
         }
         for &b in chunk.invalid() {
-            push_hex(b, out);
+            push_octal(b, out);
         }
     }
 }
 
-pub fn push_hex(b: u8, out: &mut Vec<u8>) {
-    const HEX: &[u8; 16] = b"0123456789abcdef";
+/// `b` as `\0ooo`.
+fn push_octal(b: u8, out: &mut Vec<u8>) {
     out.extend_from_slice(&[
         b'\\',
-        b'x',
-        HEX[usize::from(b >> 4)],
-        HEX[usize::from(b & 15)],
+        b'0',
+        b'0' + (b >> 6),
+        b'0' + ((b >> 3) & 7),
+        b'0' + (b & 7),
     ]);
 }
 
@@ -218,8 +225,9 @@ mod tests {
         assert_eq!(line(b"hello\n"), "hello\n");
         assert_eq!(line(b"a\nb\n\n"), "a\\nb\\n\n");
         assert_eq!(line(b"back\\slash\r\ttab"), "back\\\\slash\\r\ttab\n");
-        assert_eq!(line(b"nul\0\x1b\x7f"), "nul\\x00\\x1b\\x7f\n");
-        assert_eq!(line(b"caf\xc3\xa9 \xff\xfe"), "café \\xff\\xfe\n");
+        assert_eq!(line(b"nul\0\x1b\x7f"), "nul\\0000\\0033\\0177\n");
+        assert_eq!(line(b"\x1b5"), "\\00335\n");
+        assert_eq!(line(b"caf\xc3\xa9 \xff\xfe"), "café \\0377\\0376\n");
         assert_eq!(line(b""), "\n");
     }
 }
