@@ -690,6 +690,33 @@ fn stats_table_and_json() {
     );
 }
 
+/// STATS on a queue that does not exist still prints the server's figures, says so
+/// on stderr and exits 4, like GET on an empty queue; it does not create the queue.
+#[test]
+fn stats_of_a_missing_queue_exits_4() {
+    let server = TestServer::start();
+    let output = run(beuss(&server).args(["STATS", "nosuch"]), b"");
+    assert_eq!(output.status.code(), Some(EXIT_EMPTY));
+    assert!(
+        stdout(&output).contains("max_message_size"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("no queue named nosuch"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(beuss(&server).args(["STATS", "nosuch", "--json"]), b"");
+    assert_eq!(output.status.code(), Some(EXIT_EMPTY));
+    assert!(
+        stdout(&output).ends_with(",\"queues\":{}}\n"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(server.stat("queues"), 0);
+}
+
 /// A minimal structural check of JSON: balanced braces outside strings, valid
 /// escapes, no trailing commas.
 fn assert_json_shape(json: &str) {

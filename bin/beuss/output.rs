@@ -16,7 +16,7 @@ pub const EXIT_ERROR: u8 = 1;
 pub const EXIT_USAGE: u8 = 2;
 /// The server could not be reached, or the connection broke.
 pub const EXIT_CONNECT: u8 = 3;
-/// `GET` found the queue empty.
+/// `GET` found the queue empty, or `STATS <queue>` found no such queue.
 pub const EXIT_EMPTY: u8 = 4;
 /// `PUT` was refused because the server is full (`BMAXMEMORY`).
 pub const EXIT_FULL: u8 = 5;
@@ -28,7 +28,7 @@ Exit codes:
   1  error (I/O, protocol, a server error other than FULL)
   2  usage error (bad arguments)
   3  cannot connect to the server, or the connection broke
-  4  GET: the queue is empty
+  4  GET: the queue is empty; STATS <queue>: there is no such queue
   5  PUT: the server is full (BMAXMEMORY); nothing was stored
 ";
 

@@ -10,7 +10,7 @@ use lexopt::{Arg, Parser};
 
 use crate::args::{Command, Opt, Verb, queue_name};
 use crate::conn::{REPLY_TIMEOUT, connect};
-use crate::output::{Failure, display_name, write_stdout};
+use crate::output::{EXIT_EMPTY, Failure, display_name, write_stdout};
 
 /// The verb table's row for `STATS`.
 pub const VERB: Verb = Verb {
@@ -32,7 +32,11 @@ protocol.md section 6 explains each figure.
   --json   one JSON object on one line instead of the table:
            {\"server\":{\"uptime_seconds\":12,...},\"queues\":{\"jobs\":{\"messages\":3,...}}}
 
-Exit codes: 0 ok, 1 error, 2 usage, 3 cannot connect.
+With a <queue> that does not exist (never used, or removed after BQUEUEIDLE
+unused), the server's figures are printed (with --json, \"queues\":{}) and beuss
+says so on stderr and exits 4, as GET does for an empty queue.
+
+Exit codes: 0 ok, 1 error, 2 usage, 3 cannot connect, 4 no such queue.
 ";
 
 /// `STATS`'s options.
@@ -69,9 +73,22 @@ fn stats(addr: &str, queue: Option<&str>, json: bool) -> Result<(), Failure> {
     let text = if json {
         stats_json(&report)
     } else {
-        stats_table(addr, &report, queue)
+        stats_table(addr, &report)
     };
-    write_stdout(text.as_bytes()).map(|_| ())
+    write_stdout(text.as_bytes())?;
+    match queue {
+        // Like GET on an empty queue: a script learns it from the exit code, and a
+        // mistyped name does not pass for an idle queue.
+        Some(name) if report.queues.is_empty() => Err(Failure::new(
+            EXIT_EMPTY,
+            format!(
+                "no queue named {} (a queue exists while it holds messages or has a \
+                 waiting consumer, and for BQUEUEIDLE after its last use)",
+                display_name(name)
+            ),
+        )),
+        _ => Ok(()),
+    }
 }
 
 /// Server figures plus one queue's (the client's `queue_stats` keeps only the latter).
@@ -97,7 +114,7 @@ const QUEUE_COLUMNS: &[&str] = &[
     "idle_ms",
 ];
 
-fn stats_table(addr: &str, report: &StatsReport, only: Option<&str>) -> String {
+fn stats_table(addr: &str, report: &StatsReport) -> String {
     let mut text = format!("server {addr}\n");
     let width = report
         .server
@@ -110,12 +127,7 @@ fn stats_table(addr: &str, report: &StatsReport, only: Option<&str>) -> String {
     }
     text.push('\n');
     if report.queues.is_empty() {
-        match only {
-            Some(name) => {
-                let _ = writeln!(text, "no queue named {}", display_name(name));
-            }
-            None => text.push_str("no queues\n"),
-        }
+        text.push_str("no queues\n");
         return text;
     }
     let mut columns: Vec<&str> = QUEUE_COLUMNS.to_vec();
