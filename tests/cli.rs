@@ -905,6 +905,20 @@ fn usage_and_help() {
             help.starts_with(&format!("Usage: beuss {}", verb.to_uppercase())),
             "{help}"
         );
+        fits_80_columns(&help);
+    }
+    fits_80_columns(&stdout(&output_of_main_help(port)));
+}
+
+/// `beuss --help`.
+fn output_of_main_help(port: u16) -> Output {
+    run(beuss_at(port).arg("--help"), b"")
+}
+
+/// Help is read in 80-column terminals.
+fn fits_80_columns(help: &str) {
+    for line in help.lines() {
+        assert!(line.chars().count() <= 80, "over 80 columns: {line:?}");
     }
 }
 

@@ -192,7 +192,7 @@ pub fn main_help(verbs: &[Verb]) -> String {
         text.push('\n');
     }
     text.push_str(
-        "  beuss <VERB> --help                  details of one verb
+        "  beuss <VERB> --help              details of one verb
 
 Verbs are case-insensitive: put, get, on... work too.
 

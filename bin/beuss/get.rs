@@ -16,7 +16,7 @@ use crate::output::{EXIT_EMPTY, EXIT_ERROR, Failure, write_stdout};
 /// The verb table's row for `GET`.
 pub const VERB: Verb = Verb {
     name: "GET",
-    summary: "beuss GET <queue> [output-file]      take the oldest message (to the file, else stdout)",
+    summary: "beuss GET <queue> [file]         take the oldest message (to file or stdout)",
     help: HELP,
     arity: (1, 2),
     takes: "a queue name and an optional output file",
@@ -27,8 +27,8 @@ const HELP: &str = "\
 Usage: beuss GET <queue> [output-file] [--wait SECONDS]
 
 Takes the oldest message of <queue> and writes it, byte for byte with nothing
-added, to <output-file> (replaced atomically: written to a temporary file next to
-it, then renamed), or to standard output if there is none or it is `-`.
+added, to <output-file> (replaced atomically: written to a new temporary file
+next to it, then renamed), or to standard output if there is none or it is `-`.
 The message is removed from the queue.
 
   -w, --wait SECONDS   wait up to SECONDS (decimals allowed) for a message to

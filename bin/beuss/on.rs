@@ -34,7 +34,7 @@ const DIR_NAME_DIGITS: usize = 10;
 /// The verb table's row for `ON`.
 pub const VERB: Verb = Verb {
     name: "ON",
-    summary: "beuss ON <queue>                     print every message as it arrives, until stopped",
+    summary: "beuss ON <queue>                 print every message as it arrives",
     help: HELP,
     arity: (1, 1),
     takes: "a queue name",
@@ -44,39 +44,51 @@ pub const VERB: Verb = Verb {
 const HELP: &str = "\
 Usage: beuss ON <queue> [--raw | -0 | --dir DIR] [--no-reconnect]
 
-Takes every message of <queue> as it arrives, oldest first, and writes it out at
-once (standard output is flushed after each message), until stopped. Messages are
-taken one at a time with the server's waiting GET: there is no polling.
+Takes every message of <queue> as it arrives, oldest first, and writes it out
+at once (standard output is flushed after each message), until stopped.
+Messages are taken one at a time with the server's waiting GET: no polling.
 
 Output formats:
-  (default)        one message per line. One final newline of the message is not
-                   doubled (\"hi\\n\" and \"hi\" both print as `hi`). Inside the line,
-                   a backslash prints as \\\\, a newline as \\n, a carriage return as
-                   \\r, any other control byte (but tab, which prints as it is) and
-                   any byte that is not UTF-8 as \\0 and three octal digits (ESC is
-                   \\0033). So text prints unchanged and a line never breaks in two;
-                   in any POSIX shell (dash too), IFS= read -r line then
-                   printf '%b\\n' \"$line\" gives the message back byte for byte
-                   (with one final newline).
-  --raw            the bytes of each message as they are, nothing between messages
-  -0, --null       each message followed by a NUL byte (for xargs -0; a message
-                   that contains NUL bytes breaks this framing: use --dir)
-  --dir DIR        each message into its own file DIR/0000000001, DIR/0000000002,
-                   ... (numbering goes on after the highest number already there;
-                   DIR is created if needed; a number already taken, e.g. by
-                   another ON on the same DIR, is skipped). Each file is written
-                   to a temporary name first, so it appears whole. Prints each
-                   file's path, one per line.
+  (default)       one message per line. One final newline of the message is
+                  not doubled (\"hi\\n\" and \"hi\" both print as `hi`). Inside
+                  the line, a backslash prints as \\\\, a newline as \\n, a
+                  carriage return as \\r, any other control byte (but tab,
+                  which prints as it is) and any byte that is not UTF-8 as \\0
+                  and three octal digits (ESC is \\0033). So text prints
+                  unchanged and a line never breaks in two; in any POSIX shell
+                  (dash too), IFS= read -r line then printf '%b\\n' \"$line\"
+                  gives the message back byte for byte (with one final newline).
+  --raw           the bytes of each message as they are, nothing in between
+  -0, --null      each message followed by a NUL byte (for xargs -0; a message
+                  that contains NUL bytes breaks this framing: use --dir)
+  --dir DIR       each message into its own file DIR/0000000001, ...0002, ...
+                  (numbering goes on after the highest number already there;
+                  DIR is created if needed; a number already taken, e.g. by
+                  another ON on the same DIR, is skipped). Each file is written
+                  to a new temporary name first, so it appears whole. Prints
+                  each file's path, one per line.
 
-  --no-reconnect   exit (code 3) when the connection breaks, instead of
-                   reconnecting with a backoff of 100 ms doubling up to 5 s
-                   (reconnection attempts are reported on stderr)
+  --no-reconnect  exit (code 3) when the connection breaks, instead of
+                  reconnecting with a backoff of 100 ms doubling up to 5 s
+                  (reconnection attempts are reported on stderr)
 
 The first connection is not retried: if the server cannot be reached at start,
 ON exits with code 3. ON exits with 0 when its reader goes away (beuss ON q |
 head -1); while it waits for a message it notices at once, so the next message
-stays in the queue. Delivery is at most once: a message taken just before the
-output fails (e.g. one already queued behind the last one head read) is lost.
+stays in the queue.
+
+What can be lost: delivery is at most once, and a pipe widens the window. ON
+takes each message from the queue as soon as the pipe has room for it, whatever
+the reader is doing, and a pipe holds 64 KiB (hundreds of short messages).
+Every message written into the pipe but not yet read is lost when the reader
+stops or dies: with 100 jobs queued, a `while read` loop that handles one and
+exits (or crashes) loses the other 99. Use ON where that is acceptable (logs,
+notifications). For jobs that must not be lost, take one at a time, only when
+ready for it:
+  while beuss GET jobs job.txt --wait 60; do ./handle job.txt; done
+(a job is then lost only if the handler dies while on it). Acknowledged
+delivery, where a job stays on the server until it is done, is coming: a
+`beuss WORK` runner that acknowledges a job only after its command succeeded.
 
 Example: beuss ON jobs | while IFS= read -r job; do echo \"doing $job\"; done
 ";

@@ -10,7 +10,7 @@ use crate::output::{Failure, write_stdout};
 /// The verb table's row for `PING`.
 pub const VERB: Verb = Verb {
     name: "PING",
-    summary: "beuss PING                           check that the server answers",
+    summary: "beuss PING                       check that the server answers",
     help: HELP,
     arity: (0, 0),
     takes: "no argument",

@@ -9,7 +9,7 @@ use crate::output::{Failure, display_name, write_stdout};
 /// The verb table's row for `PURGE`.
 pub const VERB: Verb = Verb {
     name: "PURGE",
-    summary: "beuss PURGE <queue>                  drop every message of a queue",
+    summary: "beuss PURGE <queue>              drop every message of a queue",
     help: HELP,
     arity: (1, 1),
     takes: "a queue name",

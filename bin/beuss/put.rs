@@ -21,7 +21,7 @@ use crate::output::{EXIT_ERROR, Failure};
 /// The verb table's row for `PUT`.
 pub const VERB: Verb = Verb {
     name: "PUT",
-    summary: "echo data | beuss PUT <queue>        store one message read from standard input",
+    summary: "echo data | beuss PUT <queue>    store one message read from standard input",
     help: HELP,
     arity: (1, 1),
     takes: "a queue name",
@@ -40,14 +40,14 @@ Stores one message on <queue>: all of standard input, read to its end, byte for
 byte (binary is fine; nothing is added or removed, so `echo hi` stores \"hi\\n\").
 The queue is created if needed. Prints nothing on success.
 
-If the message is longer than the server's BMAXMESSAGESIZE, the server keeps only
-the first BMAXMESSAGESIZE bytes: beuss sends no more than that (plus one byte, so
-that the server counts the truncation) and skips the rest (a pipe is still read to
-its end, so that its writer is not cut off), warns on stderr with both sizes and
-exits 0.
+If the message is longer than the server's BMAXMESSAGESIZE, the server keeps
+only the first BMAXMESSAGESIZE bytes: beuss sends no more than that (plus one
+byte, so that the server counts the truncation) and skips the rest (a pipe is
+still read to its end, so that its writer is not cut off), warns on stderr with
+both sizes and exits 0.
 
-Memory: a regular file over 1 MiB (beuss PUT q < file) is sent straight from disk;
-from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory.
+Memory: a regular file over 1 MiB (beuss PUT q < file) is sent straight from
+disk; from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory.
 
 Exit codes: 0 stored (whole or truncated), 1 error, 2 usage, 3 cannot connect,
 5 the server is full (BMAXMEMORY): nothing was stored, try again later.

@@ -15,7 +15,7 @@ use crate::output::{EXIT_EMPTY, Failure, display_name, write_stdout};
 /// The verb table's row for `STATS`.
 pub const VERB: Verb = Verb {
     name: "STATS",
-    summary: "beuss STATS [queue] [--json]         server and queue figures",
+    summary: "beuss STATS [queue] [--json]     server and queue figures",
     help: HELP,
     arity: (0, 1),
     takes: "at most a queue name",
@@ -30,7 +30,7 @@ held, bytes, memory, puts, gets, truncations, waiting consumers, idle time.
 protocol.md section 6 explains each figure.
 
   --json   one JSON object on one line instead of the table:
-           {\"server\":{\"uptime_seconds\":12,...},\"queues\":{\"jobs\":{\"messages\":3,...}}}
+           {\"server\":{\"uptime_seconds\":12,...},\"queues\":{\"jobs\":{...}}}
 
 With a <queue> that does not exist (never used, or removed after BQUEUEIDLE
 unused), the server's figures are printed (with --json, \"queues\":{}) and beuss
