@@ -161,18 +161,7 @@ impl Server {
     /// # Errors
     /// Only if polling itself fails; client errors never end the loop.
     pub fn run(&mut self) -> io::Result<()> {
-        let addrs: Vec<String> = self.local_addrs().iter().map(|a| a.to_string()).collect();
-        info!(
-            "listening on {} (max message {} bytes, max memory {} bytes, max connections {}, \
-             queue idle {})",
-            addrs.join(", "),
-            self.config.max_message_size,
-            self.config.max_memory,
-            self.config.max_connections,
-            self.config
-                .queue_idle
-                .map_or("never".to_owned(), |d| format!("{d:?}")),
-        );
+        self.log_startup();
         let mut events = Events::with_capacity(1024);
         while !self.stop {
             let timeout = self.poll_timeout(Instant::now());
@@ -194,6 +183,47 @@ impl Server {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// Logs where the server listens and with which limits, and warns when an
+    /// address other machines can reach is bound: there is no authentication, and
+    /// users of the Go beuss, which always listened on every interface, may not
+    /// expect the default to be loopback only.
+    fn log_startup(&self) {
+        let bound = self.local_addrs();
+        let exposed: Vec<String> = bound
+            .iter()
+            .filter(|a| !net::is_loopback(a.ip()))
+            .map(|a| a.to_string())
+            .collect();
+        let reach = if exposed.is_empty() {
+            "loopback only: other machines cannot connect; set BHOST=0.0.0.0 to accept them"
+        } else if bound.iter().any(|a| a.ip().is_unspecified()) {
+            "every network interface"
+        } else {
+            "reachable from other machines"
+        };
+        let addrs: Vec<String> = bound.iter().map(|a| a.to_string()).collect();
+        info!(
+            "listening on {} ({reach}); max message {} bytes, max memory {} bytes, \
+             max connections {}, queue idle {}",
+            addrs.join(", "),
+            self.config.max_message_size,
+            self.config.max_memory,
+            self.config.max_connections,
+            self.config
+                .queue_idle
+                .map_or("never".to_owned(), |d| format!("{d:?}")),
+        );
+        if !exposed.is_empty() {
+            warn!(
+                "{} can be reached from other machines and beuss has no authentication: \
+                 anyone who can connect can read, add and delete every message. Unless \
+                 this network is trusted or the port is firewalled, listen on loopback \
+                 only (BHOST=localhost, the default)",
+                exposed.join(", ")
+            );
+        }
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {

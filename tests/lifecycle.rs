@@ -247,10 +247,45 @@ fn startup_line_names_address_and_limits() {
     for figure in ["2048", "3145728", "77", "250ms"] {
         assert!(line.contains(figure), "{figure} missing from: {line}");
     }
+    assert!(line.contains("loopback only"), "{line}");
     let mut c = server.client();
     let stats = c.stats().unwrap();
     assert_eq!(stats.get("max_message_size"), Some(2048));
     assert_eq!(stats.get("max_memory"), Some(3 << 20));
+    let (_, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(
+        !logs.iter().any(|l| l.contains("no authentication")),
+        "a loopback bind must not warn: {logs:?}"
+    );
+}
+
+/// Binding every interface logs it and warns that anyone who can connect can read
+/// and delete every message (there is no authentication).
+#[test]
+fn non_loopback_bind_warns_at_startup() {
+    let server = TestServer::start_with(&[("BHOST", "0.0.0.0")]);
+    let line = server.wait_for_log("listening on");
+    assert!(line.contains("every network interface"), "{line}");
+    let warning = server.wait_for_log("no authentication");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains(&format!("0.0.0.0:{}", server.port))
+            && warning.contains("read, add and delete every message"),
+        "{warning}"
+    );
+}
+
+/// `localhost` resolves to loopback addresses only: no warning.
+#[test]
+fn localhost_bind_is_loopback_only() {
+    let server = TestServer::start_with(&[("BHOST", "localhost")]);
+    let line = server.wait_for_log("listening on");
+    assert!(line.contains("loopback only"), "{line}");
+    let (_, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(
+        !logs.iter().any(|l| l.contains("no authentication")),
+        "{logs:?}"
+    );
 }
 
 /// A consumer whose client disconnects while parked is cancelled at once: the next
