@@ -37,6 +37,18 @@ pub const CLOSE_DISCARD: usize = 4 * READ_CHUNK;
 /// keeps sending cannot hold the shutdown loop on itself.
 const LINGER_STEP: usize = 16 * READ_CHUNK;
 
+/// The bytes a client of the Go beuss sends on their own to open a connection, before
+/// it waits for the server's `OK` (protocol.md section 9.4).
+const GO_OPENINGS: [&[u8]; 2] = [b"PUT", b"GET"];
+
+/// True when a connection's first bytes are exactly what a client of the Go beuss
+/// sends first. As a protocol-1 frame they would be an incomplete length; the old
+/// client sends nothing more until it has an answer, so without this check both
+/// sides would wait forever.
+pub fn is_go_opening(first: &[u8]) -> bool {
+    GO_OPENINGS.contains(&first)
+}
+
 /// What a connection is doing.
 #[derive(Debug)]
 pub enum State {
@@ -135,6 +147,9 @@ pub struct Connection {
     /// The poller said the peer hung up. Reads then continue to EOF instead of
     /// stopping at a short read, and while reading is paused the hint alone counts.
     pub hup_hint: bool,
+    /// Some bytes have been read from the peer (the first ones are checked against
+    /// [`is_go_opening`]).
+    pub heard: bool,
     /// The write side is shut down (FIN sent after the last reply).
     pub write_shut: bool,
     /// During shutdown: when the peer last sent something, or when lingering began.
@@ -154,9 +169,16 @@ impl Connection {
             read_closed: false,
             broken: false,
             hup_hint: false,
+            heard: false,
             write_shut: false,
             quiet_since: None,
         }
+    }
+
+    /// True the first time it is called, false ever after: called with each read,
+    /// it tells the connection's first bytes apart.
+    pub fn first_bytes(&mut self) -> bool {
+        !std::mem::replace(&mut self.heard, true)
     }
 
     /// Whether requests may be taken from this connection now.

@@ -24,7 +24,9 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State};
+use crate::conn::{
+    self, CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State,
+};
 use crate::net;
 use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME};
 use crate::store::Store;
@@ -426,6 +428,15 @@ impl Server {
     /// Handles freshly read bytes: decoded in place when nothing is held back,
     /// otherwise appended to the held bytes first so that order is kept.
     fn absorb(&mut self, r: ConnRef, data: &[u8], now: Instant) {
+        if self.conn_mut(r).is_some_and(Connection::first_bytes) && conn::is_go_opening(data) {
+            let message = format!(
+                "the Go beuss protocol (a connection opened with {:?}) is not supported: \
+                 this server speaks beuss protocol 1 (see its protocol.md, section 9.4)",
+                String::from_utf8_lossy(data)
+            );
+            self.fail(r, ErrorCode::UnsupportedVersion, &message);
+            return;
+        }
         let held = self.conn_mut(r).is_some_and(|c| !c.input.is_empty());
         if held {
             if let Some(conn) = self.conn_mut(r) {
