@@ -152,7 +152,8 @@ pub struct Connection {
     pub heard: bool,
     /// The write side is shut down (FIN sent after the last reply).
     pub write_shut: bool,
-    /// During shutdown: when the peer last sent something, or when lingering began.
+    /// During shutdown: when the FIN went out or, if later, when the peer last sent
+    /// something; the start of the quiet wait.
     pub quiet_since: Option<Instant>,
 }
 

@@ -626,25 +626,23 @@ impl Server {
         let mut hurry = false;
         loop {
             let now = Instant::now();
+            // Quiet peers time out without an event of their own; their last step
+            // also picks up anything that came since the last event.
+            step.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| c.linger_until().is_some_and(|at| at <= now))
+                    .map(|(key, _)| key),
+            );
             for key in step.drain(..) {
                 let Some(conn) = self.conns.get_mut(key) else {
-                    continue;
+                    continue; // already closed (a key may come twice)
                 };
                 match conn.linger(&mut scratch, now) {
                     Linger::Done => self.drop_connection(key),
                     Linger::Again => again.push(key),
                     Linger::Wait => {}
                 }
-            }
-            // Quiet peers time out without an event of their own.
-            let quiet: Vec<usize> = self
-                .conns
-                .iter()
-                .filter(|(_, c)| c.linger_until().is_some_and(|at| at <= now))
-                .map(|(key, _)| key)
-                .collect();
-            for key in quiet {
-                self.drop_connection(key);
             }
             if self.conns.is_empty() || now >= deadline || hurry {
                 break;
