@@ -484,6 +484,9 @@ fn on_without_reconnect_exits_3_when_server_stops() {
     let mut on = OnProcess::start(beuss(&server), &["q", "--no-reconnect"], b'\n');
     put(&server, "q", b"one\n");
     assert_eq!(on.next_line(), "one");
+    // Stop only once ON waits again, so that this always tests a parked consumer (a
+    // consumer between two GETs is told the same way, see tests/lifecycle.rs).
+    server.wait_for_stat("waiters", 1);
     server.stop_with(libc::SIGTERM);
     assert_eq!(on.exit_code(), Some(EXIT_CONNECT));
     assert!(on.stderr().contains("shutting down"), "{}", on.stderr());

@@ -1123,3 +1123,82 @@ fn idle_queue_is_never_removed_early() {
         gone
     });
 }
+
+/// What a client of the Go beuss does first: it sends `word` alone, then reads at most
+/// two bytes and accepts the connection only if they are `OK`. Returns those bytes
+/// and the rest of what the server sent.
+fn go_client_opening(server: &TestServer, word: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use std::io::Read;
+    let mut s = server.raw();
+    send(&mut s, word);
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .expect("the server closes the connection");
+    let rest = all.split_off(all.len().min(2));
+    (all, rest)
+}
+
+/// An old Go beuss client opening with `PUT` or `GET` gets a fatal
+/// UNSUPPORTED_VERSION at once and the connection closes: its two-byte read is not
+/// `OK`, so it fails instead of waiting forever. The server logs it once.
+#[test]
+fn go_client_opening_is_refused_with_unsupported_version() {
+    let server = TestServer::start();
+    for word in [&b"PUT"[..], b"GET"] {
+        let (first_two, rest) = go_client_opening(&server, word);
+        assert_ne!(first_two, b"OK");
+        let mut frame = first_two;
+        frame.extend(rest);
+        let (code, fatal, text) = parse_error(&frame);
+        assert_eq!((code, fatal), (9, 1), "UNSUPPORTED_VERSION, fatal");
+        assert!(text.contains("Go beuss protocol"), "{text}");
+    }
+    server.wait_for_log("opened with \"GET\"");
+    let logged = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("Go beuss protocol"))
+        .count();
+    assert_eq!(logged, 2, "one line per connection: {:?}", server.logs());
+    assert_eq!(server.stat("protocol_errors"), 2);
+}
+
+/// The head of a protocol-1 `PUT` to "q" whose `length` starts with the bytes `PUT`
+/// (0x50555400, about 1.35 GB).
+const PUT_HEAD_LIKE_GO: [u8; 8] = [b'P', b'U', b'T', 0x00, 0x10, 0x00, 0x01, b'q'];
+
+/// Half-closes `s` and asserts the server then closes without sending anything: a
+/// `PUT` cut off by EOF is dropped silently (an ERROR here would mean the bytes were
+/// taken for the Go protocol).
+fn expect_silent_close_after_eof(mut s: TcpStream) {
+    use std::io::Read;
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("a clean close");
+    assert_eq!(rest, b"", "nothing after the last reply");
+}
+
+/// A protocol-1 `PUT` whose length happens to start with `PUT` is still a `PUT` when
+/// its head arrives in one piece, even as a connection's first bytes.
+#[test]
+fn put_whose_length_spells_put_is_a_put() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    send(&mut s, &PUT_HEAD_LIKE_GO);
+    expect_silent_close_after_eof(s);
+}
+
+/// Only a connection's first bytes are checked: the same three bytes alone later in
+/// a connection are the start of a frame like any other.
+#[test]
+fn go_words_after_the_first_bytes_are_protocol_1() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &ping_frame()), PONG);
+    send(&mut s, &PUT_HEAD_LIKE_GO[..3]);
+    eventually("the server to read the three bytes", || {
+        server_unread_bytes(server.port, &s) == 0
+    });
+    send(&mut s, &PUT_HEAD_LIKE_GO[3..]);
+    expect_silent_close_after_eof(s);
+}
