@@ -7,10 +7,14 @@
 #   ./release.sh aarch64-unknown-linux-musl ...   only these targets
 #
 # Output, for the version in Cargo.toml:
-#   dist/beuss-<version>-<target>.tar.gz   beuss-server, beuss, README.md, LICENSE and
-#                                           beuss.service (the systemd unit from contrib/)
-#                                           in a folder beuss-<version>-<target>/
-#   dist/SHA256SUMS                         checksums of the tarballs built by this run
+#   dist/beuss-<version>-<target>.tar.gz   beuss-server, beuss, README.md, CHANGELOG.md,
+#                                           LICENSE and beuss.service (the systemd unit
+#                                           from contrib/) in a folder
+#                                           beuss-<version>-<target>/
+#   dist/SHA256SUMS                         checksums of the tarballs in dist/: this run's
+#                                           lines replace their earlier ones, and lines for
+#                                           other targets are kept while their tarballs
+#                                           are there (so one-target runs add up)
 # and a table of binary sizes. Tarballs are reproducible (sorted, owner 0, mtime of the
 # last commit, gzip -n).
 #
@@ -21,11 +25,17 @@
 # CARGO_TARGET_<TRIPLE>_LINKER=rust-lld.
 #
 # Fallback, when rustup cannot download a target's rust-std (seen on mirrors that lack
-# the armv7/arm musl components): std is built from source (`-Zbuild-std`, enabled on
-# the stable compiler with RUSTC_BOOTSTRAP=1; needs the rust-src component), and the C
-# runtime (musl's crt1.o and libc.a, LLVM's libunwind.a) is compiled for that exact CPU
-# by zig, installed from PyPI into the target dir (pip install ziglang). zig is used as
-# a C compiler only; the link is still rust-lld's.
+# the armv7/arm musl components; the script says so when it takes this path):
+#   - std is built from source with `-Zbuild-std`, a nightly-only cargo flag that the
+#     stable compiler accepts under RUSTC_BOOTSTRAP=1 (no nightly toolchain is
+#     installed); this needs rustup's rust-src component, which it adds;
+#   - the C runtime (musl's crt1.o and libc.a, LLVM's libunwind.a) is compiled for that
+#     exact CPU by zig, which `python3 -m pip install ziglang` fetches from PyPI; zig is
+#     used as a C compiler only, the link is still rust-lld's.
+# It needs network access to PyPI, python3 with pip, and about 500 MB of disk in
+# BEUSS_TOOLS_DIR (zig itself, its cache and the C runtimes it built), outside the
+# checkout so that later runs and other clones reuse it; the first run of a target
+# takes a few minutes more. Delete that folder to reclaim the space.
 #
 # Environment:
 #   CARGO_TARGET_DIR   where cargo builds (default ./target)
@@ -224,7 +234,7 @@ for target in "${TARGETS[@]}"; do
         check_static "$out/$bin"
         cp "$out/$bin" "$stage/$bin"
     done
-    cp README.md LICENSE contrib/beuss.service "$stage/"
+    cp README.md CHANGELOG.md LICENSE contrib/beuss.service "$stage/"
     tar --sort=name --owner=0 --group=0 --numeric-owner --mtime="@$SOURCE_DATE_EPOCH" \
         -C "$STAGE_ROOT" -cf - "$name" | gzip -9n >"$DIST/$name.tar.gz"
     TARBALLS+=("$name.tar.gz")
@@ -232,11 +242,25 @@ for target in "${TARGETS[@]}"; do
         "$(stat -c %s "$stage/beuss-server")" "$(stat -c %s "$stage/beuss")" \
         "$(stat -c %s "$DIST/$name.tar.gz")")")
 done
-(cd "$DIST" && sha256sum "${TARBALLS[@]}" >SHA256SUMS)
+# Merge into SHA256SUMS: earlier lines for tarballs rebuilt now, or gone from dist/,
+# are dropped; the rest stay, so that building one target does not forget the others.
+SUMS="$DIST/SHA256SUMS"
+{
+    if [[ -f "$SUMS" ]]; then
+        while read -r hash file; do
+            file=${file#\*} # sha256sum's binary-mode marker
+            [[ -n "$file" && -f "$DIST/$file" ]] || continue
+            case " ${TARBALLS[*]} " in *" $file "*) continue ;; esac
+            printf '%s  %s\n' "$hash" "$file"
+        done <"$SUMS"
+    fi
+    (cd "$DIST" && sha256sum "${TARBALLS[@]}")
+} | sort -k2 >"$SUMS.tmp"
+mv "$SUMS.tmp" "$SUMS"
 
 echo
 echo "beuss $VERSION: static, stripped binaries (bytes)"
 printf '%-32s %12s %12s %12s\n' target beuss-server beuss tarball
 printf '%s\n' "${TABLE[@]}"
 echo
-echo "Wrote ${TARBALLS[*]} and SHA256SUMS to $DIST"
+echo "Wrote ${TARBALLS[*]} to $DIST and updated SHA256SUMS there ($(wc -l <"$SUMS") tarballs)"

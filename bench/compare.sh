@@ -217,7 +217,7 @@ measure() {
         fi
     fi
     log "building beuss (release)"
-    cargo build --release --quiet --bin beuss-server --bin beuss-bench
+    cargo build --release --quiet --features bench --bin beuss-server --bin beuss-bench
 
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     if (($(ulimit -n) < IDLE + 300)); then

@@ -43,7 +43,7 @@ fi
 command -v perf >/dev/null || { log "perf is missing (Debian: linux-perf)"; exit 1; }
 
 log "building (release, line tables)"
-cargo build --release --quiet --bin beuss-server --bin beuss-bench
+cargo build --release --quiet --features bench --bin beuss-server --bin beuss-bench
 
 # shellcheck source=bench/ports.sh
 source bench/ports.sh

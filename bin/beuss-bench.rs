@@ -382,7 +382,9 @@ fn phase(o: &Options, engine: &mut Engine, work: Work, name: &str) -> Result<Row
 /// Opens `-c` connections, pings each so the server has surely accepted it, and
 /// measures what they cost the server.
 fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
-    raise_fd_limit(o.clients as u64 + 64);
+    if let Err(e) = beuss::raise_fd_limit(o.clients) {
+        eprintln!("beuss-bench: cannot raise the open-file limit: {e}");
+    }
     let before = o.server_pid.and_then(rss_kib);
     let start = Instant::now();
     let mut streams = Vec::with_capacity(o.clients);
@@ -417,21 +419,6 @@ fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
     std::thread::sleep(o.hold);
     drop(streams);
     Ok(row)
-}
-
-/// Raises this process's open-file limit toward `wanted` (up to the hard limit).
-fn raise_fd_limit(wanted: u64) {
-    let mut limit = libc::rlimit {
-        rlim_cur: 0,
-        rlim_max: 0,
-    };
-    // SAFETY: getrlimit and setrlimit only read or write the struct passed.
-    unsafe {
-        if libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) == 0 && limit.rlim_cur < wanted {
-            limit.rlim_cur = wanted.min(limit.rlim_max);
-            libc::setrlimit(libc::RLIMIT_NOFILE, &limit);
-        }
-    }
 }
 
 /// Resident memory of a process in KiB (`VmRSS` in `/proc/PID/status`).

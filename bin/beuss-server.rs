@@ -3,24 +3,49 @@
 
 use std::process::ExitCode;
 
-use beuss::config::{Config, VARIABLES};
+use beuss::config::{self, Config, VARIABLES};
 use beuss::server::Server;
+
+/// Help lines stay under this many columns, to fit an 80-column terminal.
+const HELP_WIDTH: usize = 79;
 
 fn help() -> String {
     let mut text = format!(
         "beuss-server {}: a tiny message-queue server\n\n\
          Usage: beuss-server [--help | --version]\n\n\
-         Takes no arguments; set these environment variables instead:\n\n",
+         Takes no arguments; set these environment variables instead (an empty\n\
+         value counts as unset):\n\n",
         env!("CARGO_PKG_VERSION")
     );
     for (name, default, meaning) in VARIABLES {
-        text.push_str(&format!("  {name:<16} default {default:<10} {meaning}\n"));
+        text.push_str(&format!("  {name}={default}\n"));
+        wrap_into(&mut text, meaning, "      ");
     }
     text.push_str(
-        "\nExample: BHOST=0.0.0.0 BMAXMESSAGESIZE=1M beuss-server\n\
-         Stops cleanly on SIGINT or SIGTERM. Messages are held in memory only.\n",
+        "\nExample: BHOST=0.0.0.0 BMAXMESSAGESIZE=16M beuss-server\n\
+         There is no authentication: bind a non-loopback BHOST only on a network\n\
+         you trust. Messages are held in memory only; SIGINT or SIGTERM stops the\n\
+         server cleanly and they are gone.\n",
     );
     text
+}
+
+/// Appends `words` to `text`, wrapped at [`HELP_WIDTH`], each line led by `indent`.
+fn wrap_into(text: &mut String, words: &str, indent: &str) {
+    let mut line = String::new();
+    for word in words.split_whitespace() {
+        if !line.is_empty() && indent.len() + line.len() + 1 + word.len() > HELP_WIDTH {
+            text.push_str(&format!("{indent}{line}\n"));
+            line.clear();
+        }
+        if !line.is_empty() {
+            line.push(' ');
+        }
+        line.push_str(word);
+    }
+    if !line.is_empty() {
+        text.push_str(&format!("{indent}{line}\n"));
+    }
 }
 
 fn main() -> ExitCode {
@@ -37,7 +62,11 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     }
-    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let (filter, warning) = config::log_filter(std::env::var_os("RUST_LOG").as_deref());
+    env_logger::Builder::new().parse_filters(&filter).init();
+    if let Some(warning) = warning {
+        log::warn!("{warning}");
+    }
     let config = match Config::from_env() {
         Ok(config) => config,
         Err(e) => {

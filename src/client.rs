@@ -19,7 +19,7 @@
 
 use std::fmt;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, TcpStream, ToSocketAddrs};
+use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use crate::protocol::{
@@ -41,12 +41,18 @@ const PIPELINE_WINDOW: usize = 1024;
 /// Bytes read per `read` call.
 const READ_SIZE: usize = 64 * 1024;
 
+/// How long [`Client::connect`] waits for each address the server's name resolves to
+/// (a host that drops packets would otherwise hold it for the OS's minutes).
+pub const CONNECT_TIMEOUT: Duration = Duration::from_secs(10);
+
 /// Anything that can go wrong talking to a server.
 #[derive(Debug)]
+#[non_exhaustive]
 pub enum Error {
-    /// No connection could be made.
+    /// No connection could be made: the name did not resolve, or no address it
+    /// resolved to accepted within the connect timeout.
     Connect {
-        /// The address tried.
+        /// The address as given (a string unquoted, other types in their `Debug` form).
         addr: String,
         /// Why it failed.
         source: io::Error,
@@ -142,6 +148,7 @@ pub enum PutStatus {
 
 /// What the server said about itself in reply to `HELLO`.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ServerInfo {
     /// Protocol version both sides will speak.
     pub version: u16,
@@ -182,23 +189,40 @@ pub fn address_from_env() -> String {
 }
 
 impl Client {
-    /// Connects to `addr` (e.g. `"localhost:6552"`), trying each address it resolves to.
+    /// Connects to `addr`, anything [`TcpStream::connect`] takes: `"localhost:6552"`,
+    /// `("localhost", 6552)`, a [`SocketAddr`]... Each address it resolves to is tried
+    /// in turn, each for up to [`CONNECT_TIMEOUT`].
     ///
     /// # Errors
-    /// [`Error::Connect`] naming the address and the reason.
-    pub fn connect(addr: &str) -> Result<Client> {
+    /// [`Error::Connect`] naming the address and the last reason.
+    pub fn connect<A: ToSocketAddrs + fmt::Debug>(addr: A) -> Result<Client> {
+        Client::connect_timeout(addr, CONNECT_TIMEOUT)
+    }
+
+    /// Like [`Client::connect`], waiting up to `timeout` for each address (a zero
+    /// `timeout` is refused by the OS as an invalid argument).
+    ///
+    /// # Errors
+    /// [`Error::Connect`] naming the address and the last reason.
+    pub fn connect_timeout<A: ToSocketAddrs + fmt::Debug>(
+        addr: A,
+        timeout: Duration,
+    ) -> Result<Client> {
         let connect_error = |source| Error::Connect {
-            addr: addr.to_owned(),
+            addr: label(&addr),
             source,
         };
-        let stream = TcpStream::connect(
-            addr.to_socket_addrs()
-                .map_err(connect_error)?
-                .collect::<Vec<_>>()
-                .as_slice(),
-        )
-        .map_err(connect_error)?;
-        Client::from_stream(stream)
+        let addrs: Vec<SocketAddr> = addr.to_socket_addrs().map_err(connect_error)?.collect();
+        let mut last_error = None;
+        for candidate in &addrs {
+            match TcpStream::connect_timeout(candidate, timeout) {
+                Ok(stream) => return Client::from_stream(stream),
+                Err(e) => last_error = Some(e),
+            }
+        }
+        Err(connect_error(last_error.unwrap_or_else(|| {
+            io::Error::new(io::ErrorKind::AddrNotAvailable, "resolved to no address")
+        })))
     }
 
     /// Connects to the server `BHOST`/`BPORT` name (`localhost:6552` by default).
@@ -206,7 +230,7 @@ impl Client {
     /// # Errors
     /// As [`Client::connect`].
     pub fn connect_env() -> Result<Client> {
-        Client::connect(&address_from_env())
+        Client::connect(address_from_env())
     }
 
     /// Wraps a connected stream.
@@ -521,6 +545,90 @@ impl Client {
         self.flush()?;
         self.recv()
     }
+
+    // ---- Streaming PUT (added for `beuss PUT`; self-contained, touches nothing above) ----
+
+    /// Appends one message of exactly `len` bytes, read from `payload`, to `queue`,
+    /// without holding it in memory: the frame's head is sent, then the payload is
+    /// copied to the socket in 64 KiB pieces. The frame's length must be known before
+    /// its first byte is sent, hence `len`.
+    ///
+    /// ```no_run
+    /// # let mut client = beuss::Client::connect("localhost:6552").unwrap();
+    /// let file = std::fs::File::open("photo.jpg").unwrap();
+    /// let len = file.metadata().unwrap().len() as u32;
+    /// client.put_reader("photos", len, file).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] for a bad queue name or a frame that would pass `2^32 - 1`
+    /// bytes (nothing is sent then). [`Error::Io`] if `payload` fails or ends before
+    /// `len` bytes: the connection is then shut down mid-frame, so the server stores
+    /// nothing, and this client cannot be used again. Otherwise as [`Client::put`].
+    pub fn put_reader(
+        &mut self,
+        queue: &str,
+        len: u32,
+        mut payload: impl Read,
+    ) -> Result<PutStatus> {
+        let frame_len = (2 + 1 + queue.len() as u64 + u64::from(len))
+            .try_into()
+            .map_err(|_| ProtocolError::FrameTooLarge {
+                len: u32::MAX,
+                max: u32::MAX,
+            })?;
+        // The codec writes (and checks) the head of a PUT with no payload; only its
+        // length prefix changes to cover the payload that follows.
+        let head = self.wbuf.len();
+        self.send(&Request::Put {
+            queue,
+            payload: &[],
+        })?;
+        self.wbuf[head..head + 4].copy_from_slice(&u32::to_be_bytes(frame_len));
+        let mut left = len as usize;
+        while left > 0 {
+            // Read straight into the write buffer: no copy of our own, and the head
+            // travels with the first piece.
+            let start = self.wbuf.len();
+            let want = left.min(READ_SIZE);
+            self.wbuf.resize(start + want, 0);
+            let got = loop {
+                match payload.read(&mut self.wbuf[start..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            let n = match got {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the payload ended {left} bytes short of the {len} announced"),
+                )),
+                Ok(n) => Ok(n),
+                Err(e) => Err(e),
+            }
+            .inspect_err(|_| {
+                self.wbuf.clear();
+                let _ = self.stream.shutdown(Shutdown::Both);
+            })?;
+            self.wbuf.truncate(start + n);
+            left -= n;
+            if self.wbuf.len() >= READ_SIZE {
+                self.flush()?;
+            }
+        }
+        self.flush()?;
+        self.recv_put()
+    }
+}
+
+/// How an address given to [`Client::connect`] is named in errors: a string as
+/// written (`localhost:6552`, not `"localhost:6552"`), anything else by `Debug`.
+fn label(addr: &impl fmt::Debug) -> String {
+    let text = format!("{addr:?}");
+    match text.strip_prefix('"').and_then(|t| t.strip_suffix('"')) {
+        Some(inner) if !inner.contains(['"', '\\']) => inner.to_owned(),
+        _ => text,
+    }
 }
 
 /// Converts a wait to the wire's milliseconds: rounded up so a tiny wait still
@@ -554,6 +662,39 @@ mod tests {
         assert_eq!(wait_ms(Duration::from_millis(1500)), 1500);
         assert_eq!(wait_ms(Duration::from_secs(10_000_000)), WAIT_FOREVER - 1);
         assert_eq!(wait_ms(Duration::MAX), WAIT_FOREVER);
+    }
+
+    /// An address is named as the caller wrote it.
+    #[test]
+    fn address_labels() {
+        assert_eq!(label(&"localhost:6552"), "localhost:6552");
+        assert_eq!(label(&String::from("[::1]:7")), "[::1]:7");
+        assert_eq!(label(&("localhost", 6552)), "(\"localhost\", 6552)");
+        let addr: SocketAddr = "127.0.0.1:9".parse().unwrap();
+        assert_eq!(label(&addr), "127.0.0.1:9");
+    }
+
+    /// `connect` takes any `ToSocketAddrs`; a refused connection names the address.
+    #[test]
+    fn connect_takes_any_socket_address() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        Client::connect(addr).unwrap();
+        Client::connect(("127.0.0.1", addr.port())).unwrap();
+        Client::connect_timeout(format!("127.0.0.1:{}", addr.port()), Duration::from_secs(5))
+            .unwrap();
+        drop(listener);
+        // The port is free now (nothing else binds it this fast on loopback).
+        match Client::connect(format!("127.0.0.1:{}", addr.port())) {
+            Err(Error::Connect {
+                addr: named,
+                source,
+            }) => {
+                assert_eq!(named, format!("127.0.0.1:{}", addr.port()));
+                assert_eq!(source.kind(), io::ErrorKind::ConnectionRefused);
+            }
+            other => panic!("expected Error::Connect, got {other:?}"),
+        }
     }
 
     /// IPv6 hosts get brackets.

@@ -2,15 +2,26 @@
 //!
 //! [`Config::from_vars`] takes any list of (name, value) pairs so that tests never touch
 //! the process environment; [`Config::from_env`] is the one-line wrapper the binary uses.
+//! An empty value counts as unset, as it does for the `beuss` command and the Go
+//! original, and as shells and systemd's `Environment=` users expect.
+//!
+//! [`log_filter`] checks `RUST_LOG`, which the logger reads, so that a typo warns
+//! instead of silencing the server.
 
-use std::ffi::OsString;
+use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::time::Duration;
 
 use crate::{DEFAULT_HOST, DEFAULT_PORT};
 
-/// Default `BMAXMESSAGESIZE`: the Go original's 10 KiB.
-pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 10 * 1024;
+/// Default `BMAXMESSAGESIZE`: 1 MiB, as NATS uses, so that a web-sized photo or a
+/// large JSON document fits. The Go original's code default was 102,400 bytes (its
+/// README said 10 KB); this is ten times that.
+///
+/// Connection buffers are not counted in `BMAXMEMORY`, and a connection part-way
+/// through a `PUT` buffers up to this much (plus a 64 KiB read chunk): 10,000 such
+/// connections at once would hold about 11 GiB. Idle connections hold no buffers.
+pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
 /// Default `BQUEUEIDLE`: an empty, unused queue is dropped after five minutes.
 pub const DEFAULT_QUEUE_IDLE: Duration = Duration::from_secs(300);
 /// Default `BMAXMEMORY`: small enough for a 512 MiB Raspberry Pi Zero.
@@ -24,6 +35,7 @@ pub const MAX_MESSAGE_SIZE_LIMIT: usize = 1 << 30;
 
 /// Everything `beuss-server` can be told.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct Config {
     /// Host name or address to bind (`BHOST`).
     pub host: String,
@@ -55,6 +67,7 @@ impl Default for Config {
 
 /// A variable with a value the server cannot use.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub struct ConfigError {
     /// The variable's name.
     pub var: &'static str,
@@ -82,13 +95,13 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
     ("BPORT", "6552", "TCP port"),
     (
         "BMAXMESSAGESIZE",
-        "10240",
+        "1M",
         "bytes kept per message; longer payloads are truncated (K/M/G suffixes)",
     ),
     (
         "BQUEUEIDLE",
         "300",
-        "seconds an empty queue with no waiter lives unused (ms/s/m/h suffixes; 0 = forever)",
+        "seconds an empty queue with no waiter lives unused; 0 = forever (ms/s/m/h suffixes)",
     ),
     (
         "BMAXMEMORY",
@@ -115,15 +128,16 @@ impl Config {
         V: AsRef<str>,
     {
         let mut config = Config::default();
+        // The values given for the two limits that must agree, to blame the right one.
+        let mut size_given = None;
+        let mut memory_given = None;
         for (key, value) in vars {
             let value = value.as_ref();
+            if value.trim().is_empty() {
+                continue;
+            }
             match key.as_ref() {
-                "BHOST" => {
-                    if value.trim().is_empty() {
-                        return Err(error("BHOST", value, "must not be empty"));
-                    }
-                    config.host = value.trim().to_owned();
-                }
+                "BHOST" => config.host = value.trim().to_owned(),
                 "BPORT" => {
                     config.port = value
                         .trim()
@@ -140,6 +154,7 @@ impl Config {
                         ));
                     }
                     config.max_message_size = size;
+                    size_given = Some(value.to_owned());
                 }
                 "BQUEUEIDLE" => {
                     let idle = parse_duration("BQUEUEIDLE", value)?;
@@ -151,6 +166,7 @@ impl Config {
                         return Err(error("BMAXMEMORY", value, "must be more than 0"));
                     }
                     config.max_memory = size;
+                    memory_given = Some(value.to_owned());
                 }
                 "BMAXCONNECTIONS" => {
                     config.max_connections = value
@@ -166,14 +182,7 @@ impl Config {
             }
         }
         if config.max_message_size > config.max_memory {
-            return Err(ConfigError {
-                var: "BMAXMESSAGESIZE",
-                value: config.max_message_size.to_string(),
-                reason: format!(
-                    "larger than BMAXMEMORY ({} bytes): no message that size could be stored",
-                    config.max_memory
-                ),
-            });
+            return Err(size_above_memory(&config, size_given, memory_given));
         }
         Ok(config)
     }
@@ -182,15 +191,22 @@ impl Config {
     ///
     /// # Errors
     /// A [`ConfigError`] naming the first unusable variable, including one that is
-    /// not valid UTF-8.
+    /// not valid UTF-8. Variables beuss does not read are never looked at.
     pub fn from_env() -> Result<Config, ConfigError> {
+        Config::from_lookup(|name| std::env::var_os(name))
+    }
+
+    /// Reads the variables of [`VARIABLES`] that `lookup` finds; the seam that lets
+    /// tests give values that are not UTF-8 without touching the process environment.
+    fn from_lookup(lookup: impl Fn(&str) -> Option<OsString>) -> Result<Config, ConfigError> {
         let mut vars = Vec::new();
-        for (key, value) in std::env::vars_os() {
-            let Some(key) = key.to_str().filter(|k| k.starts_with('B')) else {
-                continue;
-            };
-            let value = os_to_string(key, value)?;
-            vars.push((key.to_owned(), value));
+        for (name, _, _) in VARIABLES
+            .iter()
+            .filter(|(name, _, _)| name.starts_with('B'))
+        {
+            if let Some(value) = lookup(name) {
+                vars.push((*name, os_to_string(name, value)?));
+            }
         }
         Config::from_vars(vars)
     }
@@ -201,19 +217,110 @@ impl Config {
     }
 }
 
-fn os_to_string(key: &str, value: OsString) -> Result<String, ConfigError> {
-    value.into_string().map_err(|v| {
-        let var = VARIABLES
-            .iter()
-            .map(|(name, _, _)| *name)
-            .find(|name| *name == key)
-            .unwrap_or("a B* variable");
-        ConfigError {
-            var,
-            value: v.to_string_lossy().into_owned(),
-            reason: "not valid UTF-8".to_owned(),
-        }
+fn os_to_string(var: &'static str, value: OsString) -> Result<String, ConfigError> {
+    value.into_string().map_err(|v| ConfigError {
+        var,
+        value: v.to_string_lossy().into_owned(),
+        reason: "not valid UTF-8".to_owned(),
     })
+}
+
+/// The error for a message size limit above the memory cap, blaming the variable the
+/// user set: a `BMAXMEMORY` below the default message size must not be reported as a
+/// problem with a `BMAXMESSAGESIZE` nobody wrote.
+fn size_above_memory(
+    config: &Config,
+    size_given: Option<String>,
+    memory_given: Option<String>,
+) -> ConfigError {
+    match (size_given, memory_given) {
+        (None, Some(memory)) => ConfigError {
+            var: "BMAXMEMORY",
+            value: memory,
+            reason: format!(
+                "smaller than the default BMAXMESSAGESIZE ({} bytes), so no message that \
+                 size could be stored: raise BMAXMEMORY to at least that, or set \
+                 BMAXMESSAGESIZE to at most {} bytes",
+                config.max_message_size, config.max_memory
+            ),
+        },
+        (size, memory) => ConfigError {
+            var: "BMAXMESSAGESIZE",
+            value: size.unwrap_or_else(|| config.max_message_size.to_string()),
+            reason: format!(
+                "larger than BMAXMEMORY ({} bytes{}), so no message that size could be \
+                 stored: lower BMAXMESSAGESIZE or raise BMAXMEMORY",
+                config.max_memory,
+                if memory.is_none() {
+                    ", the default"
+                } else {
+                    ""
+                }
+            ),
+        },
+    }
+}
+
+/// Log levels `RUST_LOG` may name, as the logger spells them (any case).
+const LOG_LEVELS: [&str; 6] = ["off", "error", "warn", "info", "debug", "trace"];
+
+/// The logger filter to use for a `RUST_LOG` value (`None`: unset), and a warning to
+/// log when the value was not understood.
+///
+/// The logger itself reads a word it does not know, such as `bogus` or `warning`, as
+/// the name of a module to log at every level; no module of beuss has that name, so
+/// the server would log nothing at all. Such a value, a `target=level` with an
+/// unknown level, or one that is not UTF-8 gives `info` and a warning instead. An
+/// empty value is unset (`info`). A bare module name is accepted only for beuss's own
+/// modules; other crates take `target=level`.
+pub fn log_filter(rust_log: Option<&OsStr>) -> (String, Option<String>) {
+    const DEFAULT: &str = "info";
+    let Some(value) = rust_log else {
+        return (DEFAULT.to_owned(), None);
+    };
+    let Some(text) = value.to_str() else {
+        return (
+            DEFAULT.to_owned(),
+            Some(format!(
+                "RUST_LOG={:?} is not valid UTF-8; logging at {DEFAULT}",
+                value.to_string_lossy()
+            )),
+        );
+    };
+    let is_level = |word: &str| LOG_LEVELS.iter().any(|l| l.eq_ignore_ascii_case(word));
+    let is_ours = |target: &str| {
+        ["beuss", "beuss_server"]
+            .iter()
+            .any(|c| target == *c || target.starts_with(&format!("{c}::")))
+    };
+    // What follows a '/' is a message filter, not part of the directives.
+    let directives = text.split('/').next().unwrap_or("");
+    let mut understood = false;
+    for directive in directives.split(',').map(str::trim) {
+        if directive.is_empty() {
+            continue;
+        }
+        let ok = match directive.split_once('=') {
+            Some((target, level)) => !target.trim().is_empty() && is_level(level.trim()),
+            None => is_level(directive) || is_ours(directive),
+        };
+        if !ok {
+            return (
+                DEFAULT.to_owned(),
+                Some(format!(
+                    "RUST_LOG={text:?}: {directive:?} is neither LEVEL nor TARGET=LEVEL \
+                     (levels: {}); logging at {DEFAULT}",
+                    LOG_LEVELS.join(", ")
+                )),
+            );
+        }
+        understood = true;
+    }
+    if understood {
+        (text.to_owned(), None)
+    } else {
+        (DEFAULT.to_owned(), None)
+    }
 }
 
 fn error(var: &'static str, value: &str, reason: &str) -> ConfigError {
@@ -312,7 +419,7 @@ mod tests {
         let config = vars(&[]).unwrap();
         assert_eq!(config, Config::default());
         assert_eq!(config.address(), "localhost:6552");
-        assert_eq!(config.max_message_size, 10240);
+        assert_eq!(config.max_message_size, 1 << 20);
     }
 
     /// Every variable is read, with suffixes, and unknown ones are ignored.
@@ -351,9 +458,8 @@ mod tests {
             ("BMAXMESSAGESIZE", "10X"),
             ("BMAXMESSAGESIZE", "2G"),
             ("BQUEUEIDLE", "-1"),
-            ("BMAXMEMORY", ""),
+            ("BMAXMEMORY", "lots"),
             ("BMAXCONNECTIONS", "0"),
-            ("BHOST", " "),
         ] {
             let err = vars(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");
@@ -361,11 +467,97 @@ mod tests {
         }
     }
 
-    /// A message size above the memory cap could never be stored, so it is refused.
+    /// A message size above the memory cap could never be stored, so it is refused,
+    /// naming a variable the user set and saying what to change.
     #[test]
     fn message_size_must_fit_memory() {
         let err = vars(&[("BMAXMESSAGESIZE", "2M"), ("BMAXMEMORY", "1M")]).unwrap_err();
-        assert_eq!(err.var, "BMAXMESSAGESIZE");
+        assert_eq!((err.var, err.value.as_str()), ("BMAXMESSAGESIZE", "2M"));
+        assert!(
+            err.reason
+                .contains("lower BMAXMESSAGESIZE or raise BMAXMEMORY"),
+            "{err}"
+        );
+        // Only the memory cap given, below the default message size: that is the one.
+        let err = vars(&[("BMAXMEMORY", "1K")]).unwrap_err();
+        assert_eq!((err.var, err.value.as_str()), ("BMAXMEMORY", "1K"));
+        assert!(err.reason.contains("raise BMAXMEMORY"), "{err}");
+        assert!(
+            err.reason.contains("BMAXMESSAGESIZE to at most 1024"),
+            "{err}"
+        );
+        // Only the message size given, above the default memory cap.
+        let err = vars(&[("BMAXMESSAGESIZE", "512M")]).unwrap_err();
+        assert_eq!((err.var, err.value.as_str()), ("BMAXMESSAGESIZE", "512M"));
+        assert!(err.reason.contains("the default"), "{err}");
+        // Both lowered together is fine.
+        let config = vars(&[("BMAXMEMORY", "1K"), ("BMAXMESSAGESIZE", "100")]).unwrap();
+        assert_eq!((config.max_memory, config.max_message_size), (1024, 100));
+    }
+
+    /// An empty or blank value is the same as no value: the default.
+    #[test]
+    fn empty_values_are_unset() {
+        let blank: Vec<(&str, &str)> = VARIABLES
+            .iter()
+            .map(|(name, _, _)| (*name, ""))
+            .chain([("BHOST", "  "), ("BPORT", "\t")])
+            .collect();
+        assert_eq!(vars(&blank).unwrap(), Config::default());
+    }
+
+    /// Only the variables beuss reads are looked at, and one that is not UTF-8 is
+    /// named.
+    #[test]
+    fn only_known_variables_are_read() {
+        use std::os::unix::ffi::OsStringExt;
+        let bad = || OsString::from_vec(vec![b'a', 0xff]);
+        let asked = std::cell::RefCell::new(Vec::new());
+        let config = Config::from_lookup(|name| {
+            asked.borrow_mut().push(name.to_owned());
+            (name == "BPORT").then(|| OsString::from("7000"))
+        })
+        .unwrap();
+        assert_eq!(config.port, 7000);
+        let asked = asked.into_inner();
+        assert!(asked.iter().all(|name| name.starts_with('B')), "{asked:?}");
+        assert!(!asked.iter().any(|name| name == "BFOO"), "{asked:?}");
+        for var in ["BHOST", "BMAXMEMORY"] {
+            let err = Config::from_lookup(|name| (name == var).then(bad)).unwrap_err();
+            assert_eq!(err.var, var);
+            assert!(err.to_string().contains("not valid UTF-8"), "{err}");
+        }
+    }
+
+    /// RUST_LOG: levels and TARGET=LEVEL pass through; a word the logger would take
+    /// for a module name (and so log nothing) falls back to info with a warning.
+    #[test]
+    fn rust_log_is_checked() {
+        let filter = |v: Option<&str>| log_filter(v.map(OsStr::new));
+        for good in [
+            "debug",
+            "WARN",
+            "off",
+            "beuss=debug",
+            "info,mio=trace",
+            "beuss::server",
+        ] {
+            assert_eq!(filter(Some(good)), (good.to_owned(), None), "{good}");
+        }
+        for unset in [None, Some(""), Some(" "), Some(",")] {
+            assert_eq!(filter(unset), ("info".to_owned(), None), "{unset:?}");
+        }
+        for bad in ["bogus", "warning", "info,mio=loud", "=debug"] {
+            let (used, warning) = filter(Some(bad));
+            assert_eq!(used, "info", "{bad}");
+            let warning = warning.expect("a warning");
+            assert!(warning.starts_with("RUST_LOG="), "{warning}");
+            assert!(warning.contains("logging at info"), "{warning}");
+        }
+        use std::os::unix::ffi::OsStrExt;
+        let (used, warning) = log_filter(Some(OsStr::from_bytes(b"\xff")));
+        assert_eq!(used, "info");
+        assert!(warning.unwrap().contains("not valid UTF-8"));
     }
 
     /// IPv6 literals get brackets so that the port is not mistaken for part of them.

@@ -3,7 +3,8 @@
 //! queue, streaming an oversized PUT, closing). It knows nothing of queues.
 
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{Shutdown, SocketAddr};
+use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
@@ -18,6 +19,35 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Buffers that grew past this are dropped once empty, so that an idle connection
 /// holds no buffer memory and 10,000 idle clients cost a few MiB.
 const KEEP_BUFFER: usize = 8 * 1024;
+
+/// During shutdown, a connection whose replies are all written and whose peer has sent
+/// nothing for this long is closed without waiting for the peer's EOF. The wait is
+/// for a peer that was in the middle of sending its next request when the server
+/// stopped (`beuss ON` between two `GET`s): its bytes arrive, are read and dropped, and
+/// the close stays a FIN. A client that just sits idle does not hold up the exit.
+pub const LINGER_QUIET: Duration = Duration::from_millis(200);
+
+/// Most bytes read and dropped from a connection right before it is closed outside
+/// shutdown (after `BYE`, a fatal `ERROR`, a refusal). That is enough for what a
+/// client pipelined behind its last request; a client that keeps sending past it gets
+/// a reset, which is its own doing.
+pub const CLOSE_DISCARD: usize = 4 * READ_CHUNK;
+
+/// Most bytes one [`Connection::linger`] step reads and drops, so that a client that
+/// keeps sending cannot hold the shutdown loop on itself.
+const LINGER_STEP: usize = 16 * READ_CHUNK;
+
+/// The bytes a client of the Go beuss sends on their own to open a connection, before
+/// it waits for the server's `OK` (protocol.md section 9.4).
+const GO_OPENINGS: [&[u8]; 2] = [b"PUT", b"GET"];
+
+/// True when a connection's first bytes are exactly what a client of the Go beuss
+/// sends first. As a protocol-1 frame they would be an incomplete length; the old
+/// client sends nothing more until it has an answer, so without this check both
+/// sides would wait forever.
+pub fn is_go_opening(first: &[u8]) -> bool {
+    GO_OPENINGS.contains(&first)
+}
 
 /// What a connection is doing.
 #[derive(Debug)]
@@ -82,6 +112,20 @@ pub enum ReadOutcome {
     Eof,
 }
 
+/// What a [`Connection::linger`] step found.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Linger {
+    /// The connection can be closed without a reset: the peer closed its side and
+    /// every reply is written, or it has been quiet for [`LINGER_QUIET`] since the
+    /// FIN, or the socket failed.
+    Done,
+    /// Waiting for the socket: replies to write, or the peer's EOF.
+    Wait,
+    /// The read budget ran out with input still coming: step again soon, without
+    /// waiting for a readiness event (none may come for bytes already there).
+    Again,
+}
+
 /// A client connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -108,6 +152,14 @@ pub struct Connection {
     /// The poller said the peer hung up. Reads then continue to EOF instead of
     /// stopping at a short read, and while reading is paused the hint alone counts.
     pub hup_hint: bool,
+    /// Some bytes have been read from the peer (the first ones are checked against
+    /// [`is_go_opening`]).
+    pub heard: bool,
+    /// The write side is shut down (FIN sent after the last reply).
+    pub write_shut: bool,
+    /// During shutdown: when the FIN went out or, if later, when the peer last sent
+    /// something; the start of the quiet wait.
+    pub quiet_since: Option<Instant>,
 }
 
 impl Connection {
@@ -124,7 +176,16 @@ impl Connection {
             read_closed: false,
             broken: false,
             hup_hint: false,
+            heard: false,
+            write_shut: false,
+            quiet_since: None,
         }
+    }
+
+    /// True the first time it is called, false ever after: called with each read,
+    /// it tells the connection's first bytes apart.
+    pub fn first_bytes(&mut self) -> bool {
+        !std::mem::replace(&mut self.heard, true)
     }
 
     /// Whether requests may be taken from this connection now.
@@ -214,6 +275,71 @@ impl Connection {
         if self.output.is_empty() && self.output.capacity() > KEEP_BUFFER {
             self.output = BytesMut::new();
         }
+    }
+
+    /// Reads and drops what the peer has sent, until the socket has nothing more for now,
+    /// the peer closed its side, or `limit` bytes went; returns the bytes dropped.
+    ///
+    /// Closing a socket that still holds unread input makes the kernel send a reset
+    /// instead of a FIN, and a reset can destroy replies the peer has not read yet.
+    /// Draining first keeps the close graceful.
+    pub fn discard_input(&mut self, scratch: &mut [u8], limit: usize) -> usize {
+        let mut dropped = 0;
+        while dropped < limit && !self.read_closed && !self.broken {
+            match self.read_into(scratch) {
+                ReadOutcome::Data { len, drained } => {
+                    dropped += len;
+                    if drained && !self.hup_hint {
+                        break;
+                    }
+                }
+                ReadOutcome::WouldBlock | ReadOutcome::Eof => break,
+            }
+        }
+        dropped
+    }
+
+    /// Shuts down the write side once every reply is written, so that the peer reads
+    /// them all and then EOF.
+    pub fn shut_write(&mut self) {
+        if self.write_shut || self.broken || !self.output.is_empty() {
+            return;
+        }
+        self.write_shut = true;
+        if let Err(e) = self.stream.shutdown(Shutdown::Write) {
+            log::debug!("{}: shutdown(write): {e}", self.peer);
+            self.broken = true;
+        }
+    }
+
+    /// One step of closing the connection while the server stops: write what is
+    /// pending, then send FIN, and meanwhile read and drop whatever the peer sends.
+    pub fn linger(&mut self, scratch: &mut [u8], now: Instant) -> Linger {
+        self.flush();
+        let was_shut = self.write_shut;
+        self.shut_write();
+        let dropped = self.discard_input(scratch, LINGER_STEP);
+        if dropped > 0 || self.write_shut != was_shut {
+            self.quiet_since = Some(now);
+        }
+        if self.broken
+            || (self.read_closed && self.output.is_empty())
+            || self.linger_until().is_some_and(|at| at <= now)
+        {
+            Linger::Done
+        } else if dropped >= LINGER_STEP {
+            Linger::Again
+        } else {
+            Linger::Wait
+        }
+    }
+
+    /// While lingering with every reply written and FIN sent: when the connection
+    /// will be closed if the peer stays quiet.
+    pub fn linger_until(&self) -> Option<Instant> {
+        self.quiet_since
+            .filter(|_| self.write_shut)
+            .map(|since| since + LINGER_QUIET)
     }
 
     /// Drops the input buffer's memory if it is empty and large.

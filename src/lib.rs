@@ -2,35 +2,64 @@
 //!
 //! # Layout
 //! - [`protocol`]: frames, opcodes, status and error codes, and the codec. No I/O.
-//! - [`store`]: named FIFO queues held compactly in memory, waiting consumers, idle
-//!   expiry and the memory cap. No I/O and no clock: callers pass `now` in.
-//! - [`config`]: the server's settings, read from `B*` environment variables.
-//! - [`server`]: the single-threaded `mio` event loop that ties sockets to the store.
 //! - [`client`]: a blocking `std::net` client built on the same codec as the server,
 //!   so the two cannot disagree about the wire.
+//! - `config`: the server's settings, read from `B*` environment variables.
+//! - `server`: the single-threaded `mio` event loop that ties sockets to the store.
+//! - `store` (internal): named FIFO queues held compactly in memory, waiting
+//!   consumers, idle expiry and the memory cap. No I/O and no clock: callers pass
+//!   `now` in.
 //!
 //! The binaries in `bin/` are thin wrappers around these modules.
 //!
+//! # Features
+//! - `server` (default): the `config` and `server` modules and `beuss-server`; pulls
+//!   in `mio`, `signal-hook`, `slab`, `libc`, `log` and `env_logger`.
+//! - `cli` (default): the `beuss` command.
+//! - `bench` (not default): `beuss-bench`, the load generator.
+//!
+//! A program that only talks to a server needs neither: with
+//! `default-features = false` the crate is [`protocol`] and [`client`] over `bytes`
+//! and `std`, and builds on Linux, macOS and Windows.
+//!
 //! # Errors
 //! Each layer has one small error enum with a hand-written `Display`:
-//! [`protocol::ProtocolError`], [`config::ConfigError`] and [`client::Error`]. In the
+//! [`protocol::ProtocolError`], `config::ConfigError` and [`client::Error`]. In the
 //! server, anything a client causes becomes an `ERROR` reply or closes that one
 //! connection; only failing to bind or to create the poller ends the process.
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
 pub mod client;
-pub mod config;
-mod conn;
-mod net;
 pub mod protocol;
+
+// The server side, behind the `server` feature; gated per module here so that files
+// added under src/server/ or src/store/ need no attribute of their own.
+#[cfg(feature = "server")]
+pub mod config;
+#[cfg(feature = "server")]
+mod conn;
+#[cfg(feature = "server")]
+mod net;
+#[cfg(feature = "server")]
 pub mod server;
+// Hidden rather than private: the store's API is wider than what the server uses
+// today (its tests and features in progress use the rest), and private items would be
+// flagged as dead code. It is not part of the crate's supported API.
+#[cfg(feature = "server")]
+#[doc(hidden)]
 pub mod store;
 #[cfg(test)]
 mod test_rng;
 
 pub use client::Client;
+#[cfg(feature = "server")]
 pub use config::Config;
+// For beuss-bench, which opens as many connections as the server accepts; not part of
+// the supported API.
+#[cfg(feature = "server")]
+#[doc(hidden)]
+pub use net::raise_fd_limit;
 
 /// Host the server binds and clients connect to when `BHOST` is not set.
 pub const DEFAULT_HOST: &str = "localhost";

@@ -2,7 +2,7 @@
 //! options, the open-file limit. Every failure names the call and the address.
 
 use std::io;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::{IpAddr, SocketAddr, ToSocketAddrs};
 
 use log::warn;
 use mio::net::TcpListener;
@@ -55,6 +55,18 @@ pub fn bind_all(address: &str) -> io::Result<Vec<TcpListener>> {
     Ok(listeners)
 }
 
+/// True for an address that only this machine can reach: `127.0.0.0/8`, `::1`, or
+/// a loopback address in IPv4-mapped form (`::ffff:127.0.0.1`). The server has no
+/// authentication, so anything else exposes every message to whoever can connect.
+pub fn is_loopback(ip: IpAddr) -> bool {
+    match ip {
+        IpAddr::V4(v4) => v4.is_loopback(),
+        IpAddr::V6(v6) => {
+            v6.is_loopback() || v6.to_ipv4_mapped().is_some_and(|v4| v4.is_loopback())
+        }
+    }
+}
+
 /// Raises the soft open-file limit so that `connections` clients (plus listeners and
 /// the poller) fit, up to the hard limit. Returns the limit now in force.
 // rlim_t is u64 on 64-bit targets and may be u32 on 32-bit ones; the conversions
@@ -87,4 +99,29 @@ pub fn raise_fd_limit(connections: usize) -> io::Result<u64> {
 /// would spin, so the server pauses accepting for a moment instead.
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {
     matches!(e.raw_os_error(), Some(libc::EMFILE) | Some(libc::ENFILE))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Loopback is 127.0.0.0/8 and ::1 (also written IPv4-mapped); the wildcard and
+    /// every other address are not.
+    #[test]
+    fn loopback_addresses() {
+        for loopback in ["127.0.0.1", "127.1.2.3", "::1", "::ffff:127.0.0.1"] {
+            assert!(is_loopback(loopback.parse().unwrap()), "{loopback}");
+        }
+        for exposed in [
+            "0.0.0.0",
+            "::",
+            "192.168.1.10",
+            "10.0.0.1",
+            "::ffff:192.168.1.10",
+            "fe80::1",
+            "128.0.0.1",
+        ] {
+            assert!(!is_loopback(exposed.parse().unwrap()), "{exposed}");
+        }
+    }
 }

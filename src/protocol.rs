@@ -12,7 +12,6 @@
 
 use std::fmt;
 
-use byteorder::{BigEndian, ByteOrder};
 use bytes::BufMut;
 
 /// The protocol version this crate speaks (sent and checked by `HELLO`).
@@ -46,6 +45,7 @@ pub const RESPONSE_HEADER: usize = 5;
 /// Request opcodes: the byte after a request's length prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Opcode {
     /// Exchange protocol versions and limits.
     Hello = 0x01,
@@ -113,6 +113,7 @@ impl TryFrom<u8> for Opcode {
 /// Response statuses: the byte after a response's length prefix.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u8)]
+#[non_exhaustive]
 pub enum Status {
     /// Reply to `PING`.
     Pong = 0x01,
@@ -171,6 +172,7 @@ impl TryFrom<u8> for Status {
 /// Error codes carried in an `ERROR` reply. Codes are stable: new ones are only added.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 #[repr(u16)]
+#[non_exhaustive]
 pub enum ErrorCode {
     /// Lengths inside the frame do not add up (fatal).
     Malformed = 1,
@@ -239,6 +241,7 @@ impl fmt::Display for ErrorCode {
 /// A frame that breaks the protocol. Each variant names the problem precisely enough
 /// to be sent back to the client as the text of an `ERROR` reply.
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum ProtocolError {
     /// Request opcode not known.
     UnknownOpcode(u8),
@@ -317,6 +320,7 @@ impl std::error::Error for ProtocolError {}
 
 /// A request, borrowing its queue name and payload from the buffer it was decoded from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Request<'a> {
     /// Announce the client's highest protocol version.
     Hello {
@@ -541,7 +545,7 @@ pub fn decode_request(
     if buf.len() < LEN_PREFIX {
         return Ok(None);
     }
-    let len = BigEndian::read_u32(buf);
+    let len = be_u32(buf);
     if len < 2 {
         return Err(ProtocolError::FrameTooShort { len });
     }
@@ -725,6 +729,11 @@ pub fn check_queue_name(name: &str) -> Result<(), ProtocolError> {
     Ok(())
 }
 
+/// The big-endian `u32` in the first four bytes of `b`; callers have checked the length.
+fn be_u32(b: &[u8]) -> u32 {
+    u32::from_be_bytes([b[0], b[1], b[2], b[3]])
+}
+
 fn to_queue_name(bytes: &[u8]) -> Result<&str, ProtocolError> {
     if bytes.is_empty() {
         return Err(ProtocolError::BadQueueName("empty"));
@@ -763,15 +772,18 @@ impl<'a> Reader<'a> {
     }
 
     fn u16(&mut self, field: &'static str) -> Result<u16, ProtocolError> {
-        Ok(BigEndian::read_u16(self.bytes(2, field)?))
+        let b = self.bytes(2, field)?;
+        Ok(u16::from_be_bytes([b[0], b[1]]))
     }
 
     fn u32(&mut self, field: &'static str) -> Result<u32, ProtocolError> {
-        Ok(BigEndian::read_u32(self.bytes(4, field)?))
+        Ok(be_u32(self.bytes(4, field)?))
     }
 
     fn u64(&mut self, field: &'static str) -> Result<u64, ProtocolError> {
-        Ok(BigEndian::read_u64(self.bytes(8, field)?))
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.bytes(8, field)?);
+        Ok(u64::from_be_bytes(b))
     }
 
     /// A queue name's raw bytes; the caller checks them once the whole frame has
@@ -812,6 +824,7 @@ impl<'a> Reader<'a> {
 
 /// A response, borrowing from the buffer it was decoded from (except `Stats`).
 #[derive(Debug, Clone, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Response<'a> {
     /// Reply to `PING`.
     Pong,
@@ -928,7 +941,7 @@ impl<'a> Iterator for MessagesIter<'a> {
     type Item = &'a [u8];
 
     fn next(&mut self) -> Option<&'a [u8]> {
-        let len = BigEndian::read_u32(self.rest.get(..4)?) as usize;
+        let len = be_u32(self.rest.get(..4)?) as usize;
         let payload = self.rest.get(4..4 + len)?;
         self.rest = &self.rest[4 + len..];
         Some(payload)
@@ -1071,8 +1084,9 @@ impl MessagesWriter {
     pub fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
         let buf = dst.as_mut();
         let len = (buf.len() - self.start - LEN_PREFIX) as u32;
-        BigEndian::write_u32(&mut buf[self.start..], len);
-        BigEndian::write_u32(&mut buf[self.start + RESPONSE_HEADER..], self.count);
+        buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
+        let at = self.start + RESPONSE_HEADER;
+        buf[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
     }
 }
 
@@ -1122,7 +1136,7 @@ pub fn decode_response(
     if buf.len() < LEN_PREFIX {
         return Ok(None);
     }
-    let len = BigEndian::read_u32(buf);
+    let len = be_u32(buf);
     if len > max_len {
         return Err(ProtocolError::FrameTooLarge { len, max: max_len });
     }

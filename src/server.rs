@@ -11,7 +11,7 @@ mod leases;
 mod requests;
 
 use std::collections::VecDeque;
-use std::io::{self, Write};
+use std::io::{self, Read, Write};
 use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
@@ -25,7 +25,9 @@ use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
 use crate::config::Config;
-use crate::conn::{Connection, Oversize, READ_CHUNK, ReadOutcome, State};
+use crate::conn::{
+    self, CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State,
+};
 use crate::net;
 use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME, Request};
 use crate::store::Store;
@@ -162,18 +164,7 @@ impl Server {
     /// # Errors
     /// Only if polling itself fails; client errors never end the loop.
     pub fn run(&mut self) -> io::Result<()> {
-        let addrs: Vec<String> = self.local_addrs().iter().map(|a| a.to_string()).collect();
-        info!(
-            "listening on {} (max message {} bytes, max memory {} bytes, max connections {}, \
-             queue idle {})",
-            addrs.join(", "),
-            self.config.max_message_size,
-            self.config.max_memory,
-            self.config.max_connections,
-            self.config
-                .queue_idle
-                .map_or("never".to_owned(), |d| format!("{d:?}")),
-        );
+        self.log_startup();
         let mut events = Events::with_capacity(1024);
         while !self.stop {
             let timeout = self.poll_timeout(Instant::now());
@@ -195,6 +186,47 @@ impl Server {
         }
         self.shutdown();
         Ok(())
+    }
+
+    /// Logs where the server listens and with which limits, and warns when an
+    /// address other machines can reach is bound: there is no authentication, and
+    /// users of the Go beuss, which always listened on every interface, may not
+    /// expect the default to be loopback only.
+    fn log_startup(&self) {
+        let bound = self.local_addrs();
+        let exposed: Vec<String> = bound
+            .iter()
+            .filter(|a| !net::is_loopback(a.ip()))
+            .map(|a| a.to_string())
+            .collect();
+        let reach = if exposed.is_empty() {
+            "loopback only: other machines cannot connect; set BHOST=0.0.0.0 to accept them"
+        } else if bound.iter().any(|a| a.ip().is_unspecified()) {
+            "every network interface"
+        } else {
+            "reachable from other machines"
+        };
+        let addrs: Vec<String> = bound.iter().map(|a| a.to_string()).collect();
+        info!(
+            "listening on {} ({reach}); max message {} bytes, max memory {} bytes, \
+             max connections {}, queue idle {}",
+            addrs.join(", "),
+            self.config.max_message_size,
+            self.config.max_memory,
+            self.config.max_connections,
+            self.config
+                .queue_idle
+                .map_or("never".to_owned(), |d| format!("{d:?}")),
+        );
+        if !exposed.is_empty() {
+            warn!(
+                "{} can be reached from other machines and beuss has no authentication: \
+                 anyone who can connect can read, add and delete every message. Unless \
+                 this network is trusted or the port is firewalled, listen on loopback \
+                 only (BHOST=localhost, the default)",
+                exposed.join(", ")
+            );
+        }
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -316,8 +348,11 @@ impl Server {
                 ),
             );
             // Best effort: a fresh socket's buffer takes a few bytes without blocking.
+            // The client's first request may already be in; reading it keeps the close
+            // a FIN rather than a reset that could destroy the error before it is read.
             let _ = stream.write(&reply);
             let _ = stream.shutdown(std::net::Shutdown::Write);
+            let _ = stream.read(&mut self.scratch);
             return;
         }
         if let Err(e) = stream.set_nodelay(true) {
@@ -395,6 +430,15 @@ impl Server {
     /// Handles freshly read bytes: decoded in place when nothing is held back,
     /// otherwise appended to the held bytes first so that order is kept.
     fn absorb(&mut self, r: ConnRef, data: &[u8], now: Instant) {
+        if self.conn_mut(r).is_some_and(Connection::first_bytes) && conn::is_go_opening(data) {
+            let message = format!(
+                "the Go beuss protocol (a connection opened with {:?}) is not supported: \
+                 this server speaks beuss protocol 1 (see its protocol.md, section 9.4)",
+                String::from_utf8_lossy(data)
+            );
+            self.fail(r, ErrorCode::UnsupportedVersion, &message);
+            return;
+        }
         let held = self.conn_mut(r).is_some_and(|c| !c.input.is_empty());
         if held {
             if let Some(conn) = self.conn_mut(r) {
@@ -554,8 +598,16 @@ impl Server {
             return;
         }
         let mut conn = self.conns.remove(r.key);
-        if let State::Parked { queue } = &conn.state {
-            self.store.cancel(queue, r, now);
+        match &conn.state {
+            State::Parked { queue } => {
+                self.store.cancel(queue, r, now);
+            }
+            // After BYE or a fatal ERROR: what the client pipelined behind would make
+            // the close a reset, which can destroy that last reply before it is read.
+            State::Closing => {
+                conn.discard_input(&mut self.scratch, CLOSE_DISCARD);
+            }
+            State::Ready | State::Streaming(_) => {}
         }
         // Its leases (not detached ones) go back to their queues at once.
         self.store.disconnect(r, now);
@@ -566,21 +618,30 @@ impl Server {
         debug!("{}: closed", conn.peer);
     }
 
-    /// Stops accepting, tells parked consumers, writes pending replies for up to
-    /// `SHUTDOWN_GRACE`, and logs what was held.
+    /// Stops accepting and closes every connection as gracefully as `SHUTDOWN_GRACE`
+    /// allows, then logs what was held.
+    ///
+    /// Every connection not already closing gets a fatal `SHUTTING_DOWN` after the
+    /// replies already queued, so that its client knows which requests were carried
+    /// out: those answered before it. Sending it only to parked consumers would miss
+    /// one caught between two `GET`s (its next `GET` unread or still on the way), which
+    /// would see a bare close or a reset instead. Then each connection writes its
+    /// replies, sends FIN, and reads and drops what the peer sends until the peer
+    /// closes or goes quiet: a socket closed with unread input sends a reset, which
+    /// can destroy the replies not yet read.
     fn shutdown(&mut self) {
         for mut listener in self.listeners.drain(..) {
             let _ = self.poll.registry().deregister(&mut listener);
         }
-        let now = Instant::now();
-        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
-        for key in keys {
-            let Some(conn) = self.conns.get_mut(key) else {
-                continue;
-            };
+        let start = Instant::now();
+        let total = self.conns.len();
+        let mut step: Vec<usize> = Vec::with_capacity(total);
+        for (key, conn) in self.conns.iter_mut() {
             let r = ConnRef { key, id: conn.id };
             if let State::Parked { queue } = &conn.state {
-                self.store.cancel(queue, r, now);
+                self.store.cancel(queue, r, start);
+            }
+            if !matches!(conn.state, State::Closing) {
                 protocol::encode_error(
                     &mut conn.output,
                     ErrorCode::ShuttingDown,
@@ -590,37 +651,113 @@ impl Server {
                 conn.unpark();
             }
             conn.state = State::Closing;
-            conn.flush();
+            conn.input.clear();
+            step.push(key);
         }
-        let deadline = now + SHUTDOWN_GRACE;
-        let mut events = Events::with_capacity(256);
+        let deadline = start + SHUTDOWN_GRACE;
+        let mut scratch = std::mem::take(&mut self.scratch);
+        let mut events = Events::with_capacity(1024);
+        let mut again = Vec::new();
+        let mut hurry = false;
         loop {
-            let pending: Vec<usize> = self
+            let now = Instant::now();
+            // Quiet peers time out without an event of their own; their last step
+            // also picks up anything that came since the last event.
+            step.extend(
+                self.conns
+                    .iter()
+                    .filter(|(_, c)| c.linger_until().is_some_and(|at| at <= now))
+                    .map(|(key, _)| key),
+            );
+            for key in step.drain(..) {
+                let Some(conn) = self.conns.get_mut(key) else {
+                    continue; // already closed (a key may come twice)
+                };
+                match conn.linger(&mut scratch, now) {
+                    Linger::Done => self.drop_connection(key),
+                    Linger::Again => again.push(key),
+                    Linger::Wait => {}
+                }
+            }
+            if self.conns.is_empty() || now >= deadline || hurry {
+                break;
+            }
+            let wake = self
                 .conns
                 .iter()
-                .filter(|(_, c)| !c.output.is_empty() && !c.broken)
-                .map(|(key, _)| key)
-                .collect();
-            let now = Instant::now();
-            if pending.is_empty() || now >= deadline {
-                break;
+                .filter_map(|(_, c)| c.linger_until())
+                .fold(deadline, Instant::min);
+            let timeout = if again.is_empty() {
+                wake.saturating_duration_since(now)
+            } else {
+                Duration::ZERO
+            };
+            step.append(&mut again);
+            match self.poll.poll(&mut events, Some(timeout)) {
+                Ok(()) => {}
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(_) => break,
             }
-            if self.poll.poll(&mut events, Some(deadline - now)).is_err() {
-                break;
-            }
-            for key in pending {
-                if let Some(conn) = self.conns.get_mut(key) {
-                    conn.flush();
+            for event in events.iter() {
+                match event.token() {
+                    SIGNAL => {
+                        // A second SIGINT/SIGTERM: stop waiting for the clients.
+                        hurry = self
+                            .signals
+                            .as_mut()
+                            .is_some_and(|s| s.pending().count() > 0);
+                    }
+                    Token(key) if key < LISTENER_BASE => step.push(key),
+                    Token(_) => {}
                 }
             }
         }
+        let cut = self.conns.len();
+        let unwritten = self
+            .conns
+            .iter()
+            .filter(|(_, c)| !c.output.is_empty())
+            .count();
+        let keys: Vec<usize> = self.conns.iter().map(|(key, _)| key).collect();
+        for key in keys {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.discard_input(&mut scratch, CLOSE_DISCARD);
+            }
+            self.drop_connection(key);
+        }
+        self.scratch = scratch;
+        if cut > 0 {
+            info!(
+                "{} still open after the {:?} grace period ({} with replies unwritten); \
+                 closed now",
+                plural(cut as u64, "connection", "connections"),
+                SHUTDOWN_GRACE,
+                unwritten,
+            );
+        }
         info!(
-            "stopped: {} messages ({} bytes) in {} queues were held in memory and are gone; \
-             {} connections closed",
-            self.store.message_count(),
-            self.store.bytes(),
-            self.store.queue_count(),
-            self.conns.len(),
+            "stopped: {} ({}) in {} were held in memory and are gone; {} closed",
+            plural(self.store.message_count() as u64, "message", "messages"),
+            plural(self.store.bytes() as u64, "byte", "bytes"),
+            plural(self.store.queue_count() as u64, "queue", "queues"),
+            plural(total as u64, "connection", "connections"),
         );
     }
+
+    /// Removes a connection during shutdown (the store needs no word of it: nothing
+    /// is parked any more).
+    fn drop_connection(&mut self, key: usize) {
+        if !self.conns.contains(key) {
+            return;
+        }
+        let mut conn = self.conns.remove(key);
+        if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
+            debug!("{}: deregister: {e}", conn.peer);
+        }
+    }
+}
+
+/// `n` followed by the singular or plural noun, for log lines.
+fn plural(n: u64, one: &str, many: &str) -> String {
+    format!("{n} {}", if n == 1 { one } else { many })
 }

@@ -881,7 +881,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return SettleResult::NotFound;
         };
         match self.held.get(&pair.id) {
-            Some(h) if h.queue as usize == key => {
+            // Never leased (a delayed PUT): no lease could ever name it.
+            Some(h) if h.queue as usize == key && h.attempt > 0 => {
                 if self.live_lease(pair, now).is_some() {
                     SettleResult::Ok
                 } else {
@@ -1204,7 +1205,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         payload,
                         deadline: now,
                         queue: handoff.queue as u32,
-                        attempt: handoff.attempt.max(1),
+                        attempt: handoff.attempt,
                         owner: 0,
                         lease_ms: 0,
                         charged: 0,
@@ -1215,9 +1216,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 );
                 if let Some(q) = self.queues.by_key_mut(handoff.queue) {
                     q.counters.gets -= 1;
+                    // Back in its place ahead of newer messages, whatever its attempt.
+                    q.returned.insert((handoff.priority, handoff.id));
                 }
                 self.totals.gets -= 1;
-                self.make_ready(handoff.id, now);
+                self.serve(handoff.queue, now);
             }
         }
     }

@@ -230,7 +230,7 @@ fn purge_reports_how_many_were_dropped() {
 /// and per queue.
 #[test]
 fn stats_count_puts_gets_messages_queues_and_truncations() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut c = server.client();
     let fresh = c.stats().unwrap();
     for name in ["puts", "gets", "messages", "queues", "truncations", "bytes"] {
@@ -271,25 +271,25 @@ fn stats_count_puts_gets_messages_queues_and_truncations() {
     assert_eq!(b.get("truncations"), Some(0));
 }
 
-/// HELLO says version 1 and the server's message size limit.
+/// HELLO says version 2 and the server's message size limit.
 #[test]
 fn hello_reports_version_and_max_message_size() {
     let server = TestServer::start();
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 1);
-    assert_eq!(info.max_message_size, 10240);
+    assert_eq!(info.version, 2);
+    assert_eq!(info.max_message_size, 1 << 20);
     assert!(info.server.starts_with("beuss"), "{}", info.server);
 
     let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "300K")]);
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 1);
+    assert_eq!(info.version, 2);
     assert_eq!(info.max_message_size, 300 * 1024);
 }
 
 /// put_many pipelines its PUTs and returns one status per message, in order.
 #[test]
 fn put_many_returns_pipelined_statuses_in_order() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut c = server.client();
     // Past the client's pipeline window, with every 500th message over the limit.
     let payloads: Vec<Vec<u8>> = (0..3000u32)

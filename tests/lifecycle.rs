@@ -35,9 +35,43 @@ fn stops_cleanly_on(signal: i32) {
     let stopped = stop_cleanly(server, signal);
     assert!(stopped.contains("stopped: 3 messages"), "{stopped}");
     assert!(stopped.contains("2 queues"), "{stopped}");
-    // Every connection was closed.
-    expect_closed(&mut idle);
+    assert!(stopped.contains("; 2 connections closed"), "{stopped}");
+    // Every connection was told, then closed.
+    expect_shutting_down_then_eof(&mut idle);
     assert!(c.ping().is_err());
+}
+
+/// Reads a fatal SHUTTING_DOWN and then a clean end of stream: a FIN, not a reset
+/// (which could have destroyed the error before it was read).
+fn expect_shutting_down_then_eof(stream: &mut std::net::TcpStream) {
+    let (code, fatal, _) = parse_error(&read_frame(stream));
+    assert_eq!((code, fatal), (10, 1), "expected a fatal SHUTTING_DOWN");
+    expect_closed_cleanly(stream);
+}
+
+/// Asserts a clean end of stream (a FIN), not a reset.
+fn expect_closed_cleanly(stream: &mut std::net::TcpStream) {
+    use std::io::Read;
+    let mut byte = [0u8; 1];
+    match stream.read(&mut byte) {
+        Ok(0) => {}
+        Ok(_) => panic!("expected EOF, got data"),
+        Err(e) => panic!("expected EOF, got {e}"),
+    }
+}
+
+/// The stop line counts in the singular too.
+#[test]
+fn stop_line_uses_the_singular_for_one() {
+    let server = TestServer::start();
+    let mut c = server.client();
+    c.put("a", b"x").unwrap();
+    let stopped = stop_cleanly(server, libc::SIGTERM);
+    assert!(
+        stopped.contains("stopped: 1 message (1 byte) in 1 queue were held"),
+        "{stopped}"
+    );
+    assert!(stopped.contains("; 1 connection closed"), "{stopped}");
 }
 
 /// SIGTERM: exit status 0 and a "stopped:" line with the count of messages held.
@@ -70,7 +104,7 @@ fn parked_get_gets_shutting_down_on_sigterm() {
     server.wait_for_stat("waiters", 1);
     let status = server.stop_with(libc::SIGTERM);
     assert!(status.success(), "{status:?}");
-    expect_fatal_error(&mut consumer, 10);
+    expect_shutting_down_then_eof(&mut consumer);
 }
 
 /// A GET parked forever also gets SHUTTING_DOWN, after the replies to the requests
@@ -86,7 +120,42 @@ fn parked_forever_get_gets_shutting_down_after_earlier_replies() {
     assert_eq!(read_frame(&mut consumer), PONG);
     server.wait_for_stat("waiters", 1);
     assert!(server.stop_with(libc::SIGINT).success());
-    expect_fatal_error(&mut consumer, 10);
+    expect_shutting_down_then_eof(&mut consumer);
+}
+
+/// A request sent just as the server stops gets its reply or SHUTTING_DOWN, and the
+/// connection then ends cleanly (no reset), whichever the server saw first.
+#[test]
+fn request_sent_as_the_server_stops_gets_an_answer_or_shutting_down() {
+    let server = TestServer::start();
+    let mut client = server.raw();
+    send(&mut client, &ping_frame());
+    assert_eq!(read_frame(&mut client), PONG);
+    send(&mut client, &ping_frame());
+    assert!(server.stop_with(libc::SIGTERM).success());
+    let first = read_frame(&mut client);
+    if first != PONG {
+        let (code, fatal, _) = parse_error(&first);
+        assert_eq!((code, fatal), (10, 1), "expected PONG or SHUTTING_DOWN");
+        expect_closed_cleanly(&mut client);
+    } else {
+        expect_shutting_down_then_eof(&mut client);
+    }
+}
+
+/// A parked consumer whose pipelined backlog the server had stopped reading (bytes
+/// left unread in the server's kernel buffer) still reads SHUTTING_DOWN and then a
+/// clean EOF: the server drops the unread input before closing, so the close is not
+/// a reset.
+#[test]
+fn parked_consumer_with_a_full_backlog_gets_shutting_down_without_a_reset() {
+    let server = TestServer::start();
+    let mut a = server.raw();
+    send(&mut a, &get_frame(b"q", 60_000, 1));
+    server.wait_for_stat("waiters", 1);
+    fill_backlog(&server, &mut a);
+    assert!(server.stop_with(libc::SIGTERM).success());
+    expect_shutting_down_then_eof(&mut a);
 }
 
 /// `beuss-server --help` lists every variable and exits 0.
@@ -124,7 +193,6 @@ fn bad_settings_stop_startup_naming_the_variable() {
         ("BMAXCONNECTIONS", "-5"),
         ("BQUEUEIDLE", "soon"),
         ("BQUEUEIDLE", "-1"),
-        ("BHOST", ""),
     ] {
         let mut env = vec![("BHOST", "127.0.0.1"), ("BPORT", "0")];
         env.retain(|(k, _)| *k != var);
@@ -178,10 +246,45 @@ fn startup_line_names_address_and_limits() {
     for figure in ["2048", "3145728", "77", "250ms"] {
         assert!(line.contains(figure), "{figure} missing from: {line}");
     }
+    assert!(line.contains("loopback only"), "{line}");
     let mut c = server.client();
     let stats = c.stats().unwrap();
     assert_eq!(stats.get("max_message_size"), Some(2048));
     assert_eq!(stats.get("max_memory"), Some(3 << 20));
+    let (_, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(
+        !logs.iter().any(|l| l.contains("no authentication")),
+        "a loopback bind must not warn: {logs:?}"
+    );
+}
+
+/// Binding every interface logs it and warns that anyone who can connect can read
+/// and delete every message (there is no authentication).
+#[test]
+fn non_loopback_bind_warns_at_startup() {
+    let server = TestServer::start_with(&[("BHOST", "0.0.0.0")]);
+    let line = server.wait_for_log("listening on");
+    assert!(line.contains("every network interface"), "{line}");
+    let warning = server.wait_for_log("no authentication");
+    assert!(warning.contains("WARN"), "{warning}");
+    assert!(
+        warning.contains(&format!("0.0.0.0:{}", server.port))
+            && warning.contains("read, add and delete every message"),
+        "{warning}"
+    );
+}
+
+/// `localhost` resolves to loopback addresses only: no warning.
+#[test]
+fn localhost_bind_is_loopback_only() {
+    let server = TestServer::start_with(&[("BHOST", "localhost")]);
+    let line = server.wait_for_log("listening on");
+    assert!(line.contains("loopback only"), "{line}");
+    let (_, logs) = server.stop_collecting_logs(libc::SIGTERM);
+    assert!(
+        !logs.iter().any(|l| l.contains("no authentication")),
+        "{logs:?}"
+    );
 }
 
 /// A consumer whose client disconnects while parked is cancelled at once: the next
@@ -282,7 +385,8 @@ fn fill_backlog(server: &TestServer, a: &mut std::net::TcpStream) -> usize {
 /// that the FIN really goes out (a FIN queued behind unsent bytes could not).
 #[test]
 fn parked_consumer_with_a_full_backlog_is_cancelled_on_disconnect() {
-    let server = TestServer::start();
+    // A small message limit keeps the server's input cap, and so the backlog, small.
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut a = server.raw();
     send(&mut a, &get_frame(b"q", 60_000, 1));
     server.wait_for_stat("waiters", 1);
@@ -339,7 +443,8 @@ fn sigterm_with_a_client_that_never_reads() {
 /// server resumes reading without a new readiness event.
 #[test]
 fn parked_consumer_with_a_full_backlog_resumes_after_its_message() {
-    let server = TestServer::start();
+    // A small message limit keeps the server's input cap, and so the backlog, small.
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut a = server.raw();
     send(&mut a, &get_frame(b"q", 60_000, 1));
     server.wait_for_stat("waiters", 1);

@@ -25,11 +25,11 @@ fn pattern(len: usize) -> Vec<u8> {
 // Message size
 // ---------------------------------------------------------------------------
 
-/// A 20,000-byte PUT with the default limit is answered TRUNCATED(20000, 10240) and
+/// A 20,000-byte PUT with a 10240-byte limit is answered TRUNCATED(20000, 10240) and
 /// stores exactly the first 10,240 bytes; requests behind it in the same write run.
 #[test]
 fn oversize_put_is_truncated() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut s = server.raw();
     let payload = pattern(20_000);
     let mut bytes = put_frame(b"jobs", &payload);
@@ -100,7 +100,7 @@ const HUGE_PUT: u64 = u32::MAX as u64 - 7;
 /// within 16 MiB of what it was before.
 #[test]
 fn huge_put_is_streamed_without_buffering() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut s = server.raw();
     // Warm up: the read path and a truncated PUT have run once.
     assert_eq!(

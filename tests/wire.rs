@@ -52,9 +52,9 @@ fn documented_examples_replay_byte_for_byte() {
     );
     // 10.4 EMPTY
     assert_eq!(call(&mut s, &get_jobs), [0, 0, 0, 1, 0x13]);
-    // 10.7 HELLO: version 1, max_message_size 10240, then a server string.
+    // 10.7 HELLO: version 1, max_message_size 1 MiB (the default), then a server string.
     let hello = call(&mut s, &[0, 0, 0, 4, 0x01, 0, 0, 1]);
-    assert_eq!(hello[4..11], [0x02, 0x00, 0x01, 0x00, 0x00, 0x28, 0x00]);
+    assert_eq!(hello[4..11], [0x02, 0x00, 0x01, 0x00, 0x10, 0x00, 0x00]);
     let server_len = hello[11] as usize;
     assert_eq!(hello.len(), 12 + server_len, "HELLO length adds up");
     assert_eq!(&hello[..4], &((8 + server_len) as u32).to_be_bytes());
@@ -189,7 +189,7 @@ fn stats_lists_every_documented_figure() {
         let n = report.queues[0].1.iter().filter(|(k, _)| k == name).count();
         assert_eq!(n, 1, "queue figure {name}");
     }
-    assert_eq!(report.server_figure("max_message_size"), 10240);
+    assert_eq!(report.server_figure("max_message_size"), 1 << 20);
     assert_eq!(report.server_figure("max_memory"), 256 << 20);
     assert_eq!(report.server_figure("connections"), 1);
 }
@@ -738,18 +738,26 @@ fn half_close_still_gets_every_reply() {
     assert_eq!(stat_of(&mut c, "puts"), 100);
 }
 
-/// HELLO with a newer version gets version 1; HELLO is answered anywhere in the
-/// connection, not only first.
+/// HELLO with a newer version gets version 2 (with the version-2 fields after the
+/// server string), version 1 gets version 1 byte for byte as before; HELLO is
+/// answered anywhere in the connection, not only first.
 #[test]
-fn hello_negotiates_down_to_version_one_anywhere() {
+fn hello_negotiates_down_anywhere() {
     let server = TestServer::start();
     let mut s = server.raw();
     assert_eq!(call(&mut s, &ping_frame()), PONG);
-    for version in [2u16, 7, u16::MAX, 1] {
+    for (version, spoken) in [(2u16, 2u8), (7, 2), (u16::MAX, 2), (1, 1)] {
         let mut bytes = vec![0, 0, 0, 4, 0x01, 0];
         bytes.extend_from_slice(&version.to_be_bytes());
         let hello = call(&mut s, &bytes);
-        assert_eq!(hello[4..7], [0x02, 0x00, 0x01], "version {version}");
+        assert_eq!(hello[4..7], [0x02, 0x00, spoken], "version {version}");
+        let server_len = usize::from(hello[11]);
+        let limits = hello.len() - 12 - server_len;
+        assert_eq!(
+            limits,
+            if spoken == 2 { 18 } else { 0 },
+            "version {version}"
+        );
     }
     assert_eq!(call(&mut s, &ping_frame()), PONG);
 }
@@ -775,7 +783,7 @@ fn purge_leaves_parked_consumers_parked() {
 /// GET is answered, and the requests behind it follow in order.
 #[test]
 fn oversize_put_behind_a_parked_get() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
     let mut consumer = server.raw();
     let payload: Vec<u8> = (0..100_000).map(|i| (i % 253) as u8).collect();
     let mut bytes = get_frame(b"q", 5000, 1);
@@ -1079,9 +1087,9 @@ fn refused_connections_count_only_as_rejected() {
     assert_eq!(report.get("protocol_errors"), Some(1));
 }
 
-/// protocol.md section 8: with the version-1 figures a STATS reply is 356 bytes after
-/// the length prefix plus `127 + queue_len` per queue entry, so STATS for one queue
-/// with a 255-byte name is 738 bytes. (A new figure changes these sizes: update
+/// protocol.md section 8: with the version-2 figures a STATS reply is 519 bytes after
+/// the length prefix plus `296 + queue_len` per queue entry, so STATS for one queue
+/// with a 255-byte name is 1070 bytes. (A new figure changes these sizes: update
 /// section 8 with it.)
 #[test]
 fn stats_reply_sizes_match_section_8() {
@@ -1091,11 +1099,11 @@ fn stats_reply_sizes_match_section_8() {
     assert_eq!(call(&mut s, &put_frame(&long, b"x")), STORED);
     assert_eq!(call(&mut s, &put_frame(b"jobs", b"x")), STORED);
     let after_prefix = |frame: Vec<u8>| frame.len() - 4;
-    assert_eq!(after_prefix(call(&mut s, &stats_frame(b"nosuch"))), 356);
-    assert_eq!(after_prefix(call(&mut s, &stats_frame(&long))), 738);
+    assert_eq!(after_prefix(call(&mut s, &stats_frame(b"nosuch"))), 519);
+    assert_eq!(after_prefix(call(&mut s, &stats_frame(&long))), 1070);
     assert_eq!(
         after_prefix(call(&mut s, &stats_frame(b""))),
-        356 + (127 + 255) + (127 + 4)
+        519 + (296 + 255) + (296 + 4)
     );
 }
 
@@ -1122,4 +1130,83 @@ fn idle_queue_is_never_removed_early() {
         }
         gone
     });
+}
+
+/// What a client of the Go beuss does first: it sends `word` alone, then reads at most
+/// two bytes and accepts the connection only if they are `OK`. Returns those bytes
+/// and the rest of what the server sent.
+fn go_client_opening(server: &TestServer, word: &[u8]) -> (Vec<u8>, Vec<u8>) {
+    use std::io::Read;
+    let mut s = server.raw();
+    send(&mut s, word);
+    let mut all = Vec::new();
+    s.read_to_end(&mut all)
+        .expect("the server closes the connection");
+    let rest = all.split_off(all.len().min(2));
+    (all, rest)
+}
+
+/// An old Go beuss client opening with `PUT` or `GET` gets a fatal
+/// UNSUPPORTED_VERSION at once and the connection closes: its two-byte read is not
+/// `OK`, so it fails instead of waiting forever. The server logs it once.
+#[test]
+fn go_client_opening_is_refused_with_unsupported_version() {
+    let server = TestServer::start();
+    for word in [&b"PUT"[..], b"GET"] {
+        let (first_two, rest) = go_client_opening(&server, word);
+        assert_ne!(first_two, b"OK");
+        let mut frame = first_two;
+        frame.extend(rest);
+        let (code, fatal, text) = parse_error(&frame);
+        assert_eq!((code, fatal), (9, 1), "UNSUPPORTED_VERSION, fatal");
+        assert!(text.contains("Go beuss protocol"), "{text}");
+    }
+    server.wait_for_log("opened with \"GET\"");
+    let logged = server
+        .logs()
+        .iter()
+        .filter(|l| l.contains("Go beuss protocol"))
+        .count();
+    assert_eq!(logged, 2, "one line per connection: {:?}", server.logs());
+    assert_eq!(server.stat("protocol_errors"), 2);
+}
+
+/// The head of a protocol-1 `PUT` to "q" whose `length` starts with the bytes `PUT`
+/// (0x50555400, about 1.35 GB).
+const PUT_HEAD_LIKE_GO: [u8; 8] = [b'P', b'U', b'T', 0x00, 0x10, 0x00, 0x01, b'q'];
+
+/// Half-closes `s` and asserts the server then closes without sending anything: a
+/// `PUT` cut off by EOF is dropped silently (an ERROR here would mean the bytes were
+/// taken for the Go protocol).
+fn expect_silent_close_after_eof(mut s: TcpStream) {
+    use std::io::Read;
+    s.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    s.read_to_end(&mut rest).expect("a clean close");
+    assert_eq!(rest, b"", "nothing after the last reply");
+}
+
+/// A protocol-1 `PUT` whose length happens to start with `PUT` is still a `PUT` when
+/// its head arrives in one piece, even as a connection's first bytes.
+#[test]
+fn put_whose_length_spells_put_is_a_put() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    send(&mut s, &PUT_HEAD_LIKE_GO);
+    expect_silent_close_after_eof(s);
+}
+
+/// Only a connection's first bytes are checked: the same three bytes alone later in
+/// a connection are the start of a frame like any other.
+#[test]
+fn go_words_after_the_first_bytes_are_protocol_1() {
+    let server = TestServer::start();
+    let mut s = server.raw();
+    assert_eq!(call(&mut s, &ping_frame()), PONG);
+    send(&mut s, &PUT_HEAD_LIKE_GO[..3]);
+    eventually("the server to read the three bytes", || {
+        server_unread_bytes(server.port, &s) == 0
+    });
+    send(&mut s, &PUT_HEAD_LIKE_GO[3..]);
+    expect_silent_close_after_eof(s);
 }

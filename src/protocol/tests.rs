@@ -1588,7 +1588,7 @@ fn spec_request_examples_match_the_codec() {
             Ok(Some((Decoded::Request(req), bytes.len())))
         );
     }
-    // 10.5: the head of a 20000-byte PUT under the default 10240-byte limit.
+    // 10.5: the head of a 20000-byte PUT under a 10240-byte limit.
     let head = hex("00 00 4e 27 10 00 04 6a 6f 62 73");
     assert_eq!(
         decode_request(&head, 10240),
@@ -1646,8 +1646,8 @@ fn spec_response_examples_match_the_codec() {
         }),
     );
     check(
-        "00 00 00 13 02 00 01 00 00 28 00 0b 62 65 75 73 73 20 30 2e 31 2e 30",
-        with(&|b| encode_hello(b, 1, 10240, "beuss 0.1.0")),
+        "00 00 00 13 02 00 01 00 10 00 00 0b 62 65 75 73 73 20 30 2e 31 2e 30",
+        with(&|b| encode_hello(b, 1, 1 << 20, "beuss 0.1.0")),
     );
     check(
         "00 00 00 09 14 00 00 00 00 00 00 00 03",
