@@ -324,6 +324,80 @@ fn disconnect_returns_in_flight_at_once() {
     assert_eq!(qstat(&mut b, "q", "redeliveries"), 3);
 }
 
+/// Closing a connection whose LEASED replies are still mostly unwritten (the client
+/// never read them; the server's output is backed up) returns every one of those
+/// messages at once, exactly once each, whether or not its bytes reached the client.
+#[test]
+fn disconnect_with_a_half_written_reply_returns_everything() {
+    use std::io::Write;
+    let server = TestServer::start();
+    let mut b = server.client();
+    let payload = vec![b'x'; 60_000];
+    let items: Vec<&[u8]> = (0..200).map(|_| &payload[..]).collect();
+    put_all(&mut b, "big", &items);
+    {
+        let mut a = server.raw();
+        // 200 x 60 KB = 12 MB of replies asked for in one go, never read.
+        let mut frames = Vec::new();
+        for _ in 0..200 {
+            frames.extend(lease_frame(b"big", 0, 1, 3_600_000, 0));
+        }
+        a.write_all(&frames).unwrap();
+        // Wait until the server leased some (it stops once its output backs up).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while qstat(&mut b, "big", "in_flight") == 0 {
+            assert!(Instant::now() < deadline, "nothing leased");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+    wait_qstat(&mut b, "big", "in_flight", 0);
+    assert_eq!(qstat(&mut b, "big", "ready"), 200);
+    let mut seen = HashMap::new();
+    loop {
+        let got = b.lease("big", 50, Duration::ZERO, long()).unwrap();
+        if got.is_empty() {
+            break;
+        }
+        for d in &got {
+            *seen.entry(d.id()).or_insert(0) += 1;
+            assert_eq!(d.payload().len(), payload.len());
+        }
+        let results = b.ack("big", &refs(&got)).unwrap();
+        assert!(results.iter().all(|r| *r == Done), "{results:?}");
+    }
+    assert_eq!(seen.len(), 200);
+    assert!(seen.values().all(|&n| n == 1));
+}
+
+/// A connection that closes while its LEASE is parked is cancelled at once: a message
+/// put afterwards goes to the next consumer, not into a dead connection's lease.
+#[test]
+fn disconnect_while_parked_leaks_no_lease() {
+    let server = TestServer::start();
+    let mut b = server.client();
+    {
+        let mut a = server.raw();
+        use std::io::Write;
+        a.write_all(&lease_frame(b"p", 60_000, 1, 3_600_000, 0))
+            .unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.stats().unwrap().get("waiters") != Some(1) {
+            assert!(Instant::now() < deadline, "LEASE never parked");
+            std::thread::sleep(Duration::from_millis(2));
+        }
+    }
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while b.stats().unwrap().get("waiters") != Some(0) {
+        assert!(Instant::now() < deadline, "parked LEASE not cancelled");
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    put_all(&mut b, "p", &[b"after"]);
+    assert_eq!(qstat(&mut b, "p", "in_flight"), 0);
+    let got = b.lease("p", 1, Duration::ZERO, long()).unwrap();
+    assert_eq!(payloads(&got), ["after"]);
+    assert_eq!(attempts(&got), [1]);
+}
+
 /// A detached lease survives its connection and can be acked from another one.
 #[test]
 fn detached_lease_survives_disconnect() {
