@@ -793,12 +793,6 @@ impl<'a> Reader<'a> {
         self.bytes(len, "queue")
     }
 
-    /// A queue name, checked at once (the version-2 requests in protocol/leases.rs
-    /// still check names as they read them).
-    fn queue_name(&mut self) -> Result<&'a str, ProtocolError> {
-        to_queue_name(self.name_bytes()?)
-    }
-
     fn short_str(&mut self, field: &'static str) -> Result<&'a str, ProtocolError> {
         let len = self.u8(field)? as usize;
         std::str::from_utf8(self.bytes(len, field)?)
