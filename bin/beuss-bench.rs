@@ -45,6 +45,11 @@ Options:
                      put      timed PUTs, then an untimed drain that checks them
                      get      an untimed fill, then timed GETs that check them
                      putget   timed PUTs, then timed GETs that check them
+                     lease    an untimed fill, then timed leased receives that
+                              acknowledge and check them: beuss LEASE (30 s, max
+                              -P) + one ACK per reply; Redis XADD, then XREADGROUP
+                              (COUNT -P) + XACK in a consumer group; beanstalkd
+                              reserve + delete
                      latency  half the connections put at --rate, the other half
                               wait in GET; latency is delivery time (send stamp in
                               the payload to receipt)
@@ -225,7 +230,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         ));
     }
     for test in &o.tests {
-        let known = ["put", "get", "putget", "latency", "rtt", "fill", "idle"];
+        let known = [
+            "put", "get", "putget", "lease", "latency", "rtt", "fill", "idle",
+        ];
         if !known.contains(&test.as_str()) {
             return Err(format!("unknown test {test}"));
         }
@@ -271,6 +278,7 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
         queues: o.queues,
         rate: o.rate,
         stall: o.stall,
+        leased: false,
     };
     progress(
         o,
@@ -310,6 +318,19 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
                 let row = phase(o, &mut engine, Work::Rtt, "RTT")?;
                 report(o, &row);
                 rows.push(row);
+            }
+            "lease" => {
+                let settings = Settings {
+                    leased: true,
+                    ..settings.clone()
+                };
+                let mut engine = Engine::connect(settings, Work::Put)?;
+                phase(o, &mut engine, Work::Put, "FILL")?;
+                let row = phase(o, &mut engine, Work::Lease, "LEASE")?;
+                report(o, &row);
+                rows.push(row);
+                engine.verifier.finish()?;
+                progress(o, &verified(&engine));
             }
             "latency" => {
                 let mut engine = Engine::connect(settings.clone(), Work::Latency)?;
