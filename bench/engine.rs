@@ -67,6 +67,10 @@ pub struct Settings {
     pub stall: Duration,
     /// The leased test: puts are `XADD`s on Redis, whose streams are set up first.
     pub leased: bool,
+    /// Leases are never acknowledged: the in-flight memory measurement.
+    pub hold: bool,
+    /// beuss puts carry this delay (the delayed memory measurement); 0 = plain `PUT`.
+    pub delay_ms: u32,
 }
 
 /// The kind of work in one phase.
@@ -640,6 +644,10 @@ impl Engine {
                 flow.pending.push_back(Pending::Aux);
             }
         }
+        if self.settings.hold {
+            flow.acks.clear();
+            flow.ack_count = 0;
+        }
         if flow.ack_count > 0 {
             target.ack(
                 &mut conn.out,
@@ -680,6 +688,10 @@ impl Engine {
                 if self.settings.leased {
                     target.add(&mut conn.out, &flow.queue, &self.scratch);
                     flow.pending.push_back(Pending::Add);
+                } else if self.settings.delay_ms > 0 {
+                    let delay = self.settings.delay_ms;
+                    target.put_delayed(&mut conn.out, &flow.queue, &self.scratch, delay);
+                    flow.pending.push_back(Pending::Put);
                 } else {
                     target.put(&mut conn.out, &flow.queue, &self.scratch);
                     flow.pending.push_back(Pending::Put);

@@ -9,7 +9,7 @@
 //! beanstalkd (its text protocol) are written out by hand: only the few replies the
 //! benchmark provokes are understood, and anything else is an error, never a guess.
 
-use beuss::protocol::{self, Pairs, Request, Response, SettleResult};
+use beuss::protocol::{self, Pairs, PutOptions, Request, Response, SettleResult};
 
 /// Largest beuss reply accepted: one 1 GiB message plus headers.
 const MAX_REPLY: u32 = (1 << 30) + 4096;
@@ -153,6 +153,22 @@ impl Target {
             ],
         );
         2
+    }
+
+    /// Appends a beuss `PUT` with the `PUT_OPTIONS` flag: `payload` becomes ready
+    /// after `delay_ms` (priority 5, as a plain `PUT`). Only beuss has it; the engine
+    /// never asks another target.
+    pub fn put_delayed(self, out: &mut Vec<u8>, queue: &str, payload: &[u8], delay_ms: u32) {
+        let options = PutOptions {
+            delay_ms,
+            ..PutOptions::default()
+        };
+        let _ = Request::PutWith {
+            queue,
+            options,
+            payload,
+        }
+        .encode(out);
     }
 
     /// Appends a request that adds `payload` to `queue` for the leased test: `XADD`
@@ -321,7 +337,7 @@ fn decode_beuss(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
                 missing: settled.len() - count(SettleResult::Ok) - count(SettleResult::Stale),
             }
         }
-        Response::Stored => Reply::Stored,
+        Response::Stored | Response::StoredId { .. } => Reply::Stored,
         Response::Empty => Reply::Empty,
         Response::Pong => Reply::Ack,
         Response::Messages(messages) if messages.len() == 1 => match messages.iter().next() {
