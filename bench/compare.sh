@@ -370,6 +370,8 @@ verdict() { # value op threshold
 }
 
 table() {
+    # A LEASE_ONLY run leaves the other files out.
+    touch "$RAW" "$LAT" "$MEM"
     {
         echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), beuss $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
         echo "$(redis-server --version | awk '{print $1, $2, $3}'), beanstalkd $(beanstalkd -v | awk '{print $2}'),"
