@@ -9,6 +9,10 @@
 #     beuss-bench --target beanstalkd -t putget (put, reserve + delete) on beanstalkd;
 #     ROUNDS rounds, interleaved (peers in a different order each round), the
 #     median is reported;
+#   - leased delivery, -c 8 -P 64 and -c 50 -P 1: beuss-bench -t lease on all three
+#     (beuss LEASE + ACK, Redis Streams XADD then XREADGROUP + XACK in a consumer
+#     group, beanstalkd reserve + delete), with beuss's plain GET rate measured in the
+#     same step for the leased/plain ratio; ROUNDS rounds, interleaved, medians;
 #   - delivery latency to a consumer parked in a waiting GET (BRPOP, reserve), and the
 #     paced round trip that is its floor on this machine;
 #   - RSS with 1,000,000 messages of 32 bytes held in one queue / list (fresh servers);
@@ -21,6 +25,7 @@
 #   ROUNDS=1 OUT=/tmp/cmp bash bench/compare.sh
 #   QUIET_WAIT=600 bash bench/compare.sh  # on a shared machine: wait longer for quiet
 #   bash bench/compare.sh --table         # print the table again from $OUT
+#   LEASE_ONLY=1 bash bench/compare.sh    # only the leased-delivery rows
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +43,9 @@ IDLE=10000
 # clients pipeline requests requests-for-beanstalkd (it is 10-30x slower; fewer
 # requests keep each phase near the same duration)
 SHAPES=("8 64 3000000 200000" "50 1 300000 100000" "1 1 100000 50000")
+# The same for leased delivery (requests for beuss and Redis, then for beanstalkd).
+LEASE_SHAPES=("8 64 2000000 200000" "50 1 300000 100000")
+LEASE_ONLY=${LEASE_ONLY:-}
 
 mkdir -p "$OUT"
 log() { echo "compare: $*" >&2; }
@@ -144,6 +152,28 @@ from_bench() {
         print r "," s "," peer "," op "," $8 "," $9 "," $10 "," $13 "," $14 }'
 }
 
+# beuss-bench CSV of -t get,lease / -t lease -> raw rows, ops "plainget" and "lease"
+# (apart from the put/get rows of the throughput shapes).
+from_lease() {
+    awk -F, -v r="$1" -v s="$2" -v peer="$3" 'NR > 1 && ($2 == "GET" || $2 == "LEASE") {
+        op = ($2 == "LEASE") ? "lease" : "plainget"
+        print r "," s "," peer "," op "," $8 "," $9 "," $10 "," $13 "," $14 }'
+}
+
+# leased ROUND KEY c P n n-for-beanstalkd PEER: one peer's leased (and for beuss,
+# plain GET) figures.
+leased() {
+    local round=$1 key=$2 c=$3 p=$4 n=$5 nb=$6 port pid tests=lease
+    case $7 in
+    beuss) port=$BEUSS_PORT pid=$BEUSS_PID tests=get,lease ;;
+    redis) port=$REDIS_PORT pid=$REDIS_PID ;;
+    beanstalkd) port=$BEAN_PORT pid=$BEAN_PID n=$nb ;;
+    esac
+    step "$pid" "lease$round/$key/$7" bench -p "$port" --target "$7" \
+        --server-pid "$pid" -c "$c" -P "$p" -n "$n" -t "$tests"
+    from_lease "$round" "$key" "$7" <"$STEP" >>"$RAW"
+}
+
 # One redis-benchmark test, with the client's and the server's CPU.
 redis_benchmark() { # round shape c P n test op
     local t0 t1 times out held
@@ -235,6 +265,28 @@ measure() {
 
     START=$(date +%s)
     for round in $(seq "$ROUNDS"); do
+        for shape in "${LEASE_SHAPES[@]}"; do
+            read -r c p n nb <<<"$shape"
+            key="c$c-P$p"
+            log "leased round $round/$ROUNDS: -c $c -P $p"
+            case $((round % 3)) in
+            1) order=(beuss redis beanstalkd) ;;
+            2) order=(beanstalkd redis beuss) ;;
+            0) order=(redis beuss beanstalkd) ;;
+            esac
+            for peer in "${order[@]}"; do
+                leased "$round" "$key" "$c" "$p" "$n" "$nb" "$peer"
+            done
+        done
+    done
+    if [[ -n $LEASE_ONLY ]]; then
+        stop_all
+        ELAPSED=$(($(date +%s) - START))
+        printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\n' "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" \
+            >"$OUT/meta.env"
+        return
+    fi
+    for round in $(seq "$ROUNDS"); do
         for shape in "${SHAPES[@]}"; do
             read -r c p n nb <<<"$shape"
             key="c$c-P$p"
@@ -305,6 +357,9 @@ median() {
 fig() { awk -F, -v s="$1" -v p="$2" -v o="$3" -v c="$4" '$2 == s && $3 == p && $4 == o { print $c }' "$RAW" | median; }
 lat() { awk -F, -v p="$1" -v t="$2" -v c="$3" '$1 == p && $2 == t { print $c }' "$LAT" | median; }
 mem() { awk -F, -v p="$1" -v t="$2" -v c="$3" '$1 == p && $2 == t { print $c }' "$MEM"; }
+# spread SHAPE PEER OP: lowest and highest req/s over the rounds.
+spread() { awk -F, -v s="$1" -v p="$2" -v o="$3" '$2 == s && $3 == p && $4 == o { print $5 }' "$RAW" |
+    sort -g | awk 'NR == 1 { lo = $1 } { hi = $1 } END { if (NR) printf "%.0f-%.0f", lo, hi }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (a == "" || b == "" || b == 0) print "-"; else printf "%.2f", a / b }'; }
 num() { awk -v a="$1" 'BEGIN { if (a == "") print "-"; else printf "%.0f", a }'; }
 verdict() { # value op threshold
@@ -315,6 +370,8 @@ verdict() { # value op threshold
 }
 
 table() {
+    # A LEASE_ONLY run leaves the other files out.
+    touch "$RAW" "$LAT" "$MEM"
     {
         echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), beuss $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
         echo "$(redis-server --version | awk '{print $1, $2, $3}'), beanstalkd $(beanstalkd -v | awk '{print $2}'),"
@@ -344,6 +401,23 @@ table() {
                 low=$(awk -v a="$rr" -v b="$re" 'BEGIN { if (b == "-" || a + 0 < b + 0) print a; else print b }')
                 echo "| $name, \`-c $c -P $p\` (req/s) | $(num "$b") | $(num "$r") | $rr | $(num "$e") | $re | $(num "$k") | $rk | Redis ≥ $want×: $(verdict "$low" ">=" "$want"); beanstalkd: $(verdict "$rk" ">" 1) |"
             done
+        done
+        for shape in "${LEASE_SHAPES[@]}"; do
+            read -r c p _ _ <<<"$shape"
+            key="c$c-P$p"
+            b=$(fig "$key" beuss lease 5)
+            g=$(fig "$key" beuss plainget 5)
+            r=$(fig "$key" redis lease 5)
+            k=$(fig "$key" beanstalkd lease 5)
+            rr=$(ratio "$b" "$r")
+            rk=$(ratio "$b" "$k")
+            rg=$(ratio "$b" "$g")
+            case $key in
+            c8-P64) goal="Redis ≥ 3×: $(verdict "$rr" ">=" 3)" ;;
+            *) goal="Redis ≥ 1.2×: $(verdict "$rr" ">=" 1.2); beanstalkd ≥ 2×: $(verdict "$rk" ">=" 2)" ;;
+            esac
+            echo "| Leased + acked: LEASE+ACK / XREADGROUP+XACK / reserve+delete, \`-c $c -P $p\` (req/s) | $(num "$b") | | | $(num "$r") | $rr | $(num "$k") | $rk | $goal |"
+            echo "| Leased + acked / plain GET, beuss, \`-c $c -P $p\` (GET $(num "$g") req/s) | $rg | | | | | | | ≥ 0.6×: $(verdict "$rg" ">=" 0.6) |"
         done
         b=$(lat beuss LATENCY 4)
         r=$(lat redis LATENCY 4)
@@ -380,6 +454,26 @@ table() {
                 for peer in beuss redis redis-engine beanstalkd; do
                     row+=" $(num "$(fig "$key" "$peer" "$op" 5)") | $(fig "$key" "$peer" "$op" 7) | $(num "$(fig "$key" "$peer" "$op" 8)")/$(num "$(fig "$key" "$peer" "$op" 9)") |"
                 done
+                echo "$row"
+            done
+        done
+        echo
+        echo "| Leased shape | Op | beuss req/s | p99 | CPU client/server | Redis Streams (beuss-bench) | p99 | CPU client/server | beanstalkd | p99 | CPU client/server | req/s min-max over rounds (beuss / Redis / beanstalkd) |"
+        echo "|---|---|---:|---:|---|---:|---:|---|---:|---:|---|---|"
+        for shape in "${LEASE_SHAPES[@]}"; do
+            read -r c p _ _ <<<"$shape"
+            key="c$c-P$p"
+            for op in lease plainget; do
+                row="| \`-c $c -P $p\` | $op |"
+                for peer in beuss redis beanstalkd; do
+                    if [[ $op == plainget && $peer != beuss ]]; then row+=" | | |"; continue; fi
+                    row+=" $(num "$(fig "$key" "$peer" "$op" 5)") | $(fig "$key" "$peer" "$op" 7) | $(num "$(fig "$key" "$peer" "$op" 8)")/$(num "$(fig "$key" "$peer" "$op" 9)") |"
+                done
+                if [[ $op == lease ]]; then
+                    row+=" $(spread "$key" beuss "$op") / $(spread "$key" redis "$op") / $(spread "$key" beanstalkd "$op") |"
+                else
+                    row+=" $(spread "$key" beuss "$op") |"
+                fi
                 echo "$row"
             done
         done

@@ -10,6 +10,12 @@
 //!   one is in. A reply's latency runs from its batch's write to the read that brought
 //!   it. beanstalkd's `delete`s for the jobs reserved in one batch ride at the front of
 //!   the next, so a message costs it one round trip, like the others.
+//! - `Lease`: like `Get`, but each batch is one request for up to `pipeline` messages
+//!   on lease (beuss `LEASE`, Redis `XREADGROUP ... >`; beanstalkd, which reserves one
+//!   job per request, writes `pipeline` `reserve`s as in `Get`), and the
+//!   acknowledgement of everything the previous batch brought (one `ACK` / `XACK`, or
+//!   one `delete` per job) rides at the front of the next one. At `-P 1` that is one
+//!   message and one acknowledgement per round trip.
 //! - `Latency`: half the connections produce at a fixed pace, the other half keep one
 //!   waiting GET outstanding each. The producer stamps the send time into the payload;
 //!   the consumer records receive minus send. A delivery counts as *parked* when the
@@ -28,7 +34,7 @@ use hdrhistogram::Histogram;
 use mio::net::TcpStream;
 use mio::{Events, Interest, Poll, Token};
 
-use crate::wire::{Reply, Target};
+use crate::wire::{MAX_LEASE_BATCH, Reply, Target};
 
 /// Bytes at the front of each payload: producer id, sequence number, send stamp.
 pub const PAYLOAD_HEADER: usize = 16;
@@ -59,6 +65,12 @@ pub struct Settings {
     pub rate: f64,
     /// A phase with no reply for this long fails.
     pub stall: Duration,
+    /// The leased test: puts are `XADD`s on Redis, whose streams are set up first.
+    pub leased: bool,
+    /// Leases are never acknowledged: the in-flight memory measurement.
+    pub hold: bool,
+    /// beuss puts carry this delay (the delayed memory measurement); 0 = plain `PUT`.
+    pub delay_ms: u32,
 }
 
 /// The kind of work in one phase.
@@ -69,6 +81,9 @@ pub enum Work {
     /// Every connection takes its share of messages from its queue (never waiting:
     /// the queue must hold them).
     Get,
+    /// Like `Get`, with messages taken on lease and acknowledged (see the module
+    /// documentation).
+    Lease,
     /// Paced producers and parked consumers; latency is delivery time.
     Latency,
     /// Every connection sends a ping at a fixed pace; latency is the round trip. The
@@ -96,7 +111,13 @@ pub struct Measured {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Pending {
     Put,
+    /// An `XADD` (answered by the entry id) or, elsewhere, a put.
+    Add,
     Get,
+    /// A lease of up to this many messages.
+    Lease(u32),
+    /// An acknowledgement of this many leases in one request.
+    Settle(u32),
     /// A reply to count nothing for: beanstalkd's `DELETED`.
     Aux,
     /// A paced ping, timed.
@@ -124,6 +145,11 @@ struct Flow {
     todo: u64,
     /// beanstalkd jobs reserved and not yet deleted.
     deletes: Vec<u64>,
+    /// Leased test: Redis consumer name, unique per connection.
+    consumer: String,
+    /// Leases received and not yet acknowledged: their ack bytes, end to end.
+    acks: Vec<u8>,
+    ack_count: u32,
     /// Latency phase: when the outstanding GET was written, in stamp nanoseconds.
     get_sent_ns: u64,
     /// Latency phase: when the producer sends next.
@@ -335,15 +361,21 @@ impl Engine {
         let poll = Poll::new().map_err(|e| format!("cannot create the poller: {e}"))?;
         let mut conns = Vec::with_capacity(settings.clients);
         for i in 0..settings.clients {
+            // Its own queues for the leased test: Redis keys of another type.
             let queue = format!(
-                "bench-{}",
+                "{}-{}",
+                if settings.leased { "lease" } else { "bench" },
                 queue_of(work, i, settings.clients, settings.queues)
             );
             let std = connect(&settings.addrs)?;
             std.set_nodelay(true)
                 .map_err(|e| format!("setsockopt TCP_NODELAY: {e}"))?;
             let mut out = Vec::new();
-            let acks = settings.target.setup(&mut out, &queue);
+            let mut acks = settings.target.setup(&mut out, &queue);
+            // Connection i < queues is the first on queue i (see queue_of).
+            if settings.leased && i < settings.queues {
+                acks += settings.target.lease_setup(&mut out, &queue);
+            }
             if acks > 0 {
                 exchange(&std, settings.target, &out, acks)?;
             }
@@ -372,6 +404,9 @@ impl Engine {
                     batch_at: Instant::now(),
                     todo: 0,
                     deletes: Vec::new(),
+                    consumer: format!("c{i}"),
+                    acks: Vec::with_capacity(MAX_LEASE_BATCH * 16),
+                    ack_count: 0,
                     get_sent_ns: 0,
                     due: Instant::now(),
                 },
@@ -465,7 +500,7 @@ impl Engine {
             let flow = &mut conn.flow;
             let (role, index, share_of) = match work {
                 Work::Put | Work::Rtt => (Role::Producer, i, clients),
-                Work::Get => (Role::Consumer, i, clients),
+                Work::Get | Work::Lease => (Role::Consumer, i, clients),
                 Work::Latency if i < producers => (Role::Producer, i, producers),
                 Work::Latency => (Role::Consumer, i - producers, clients - producers),
             };
@@ -484,8 +519,11 @@ impl Engine {
 
     fn finished(&self, tally: &Tally) -> bool {
         match tally.work {
-            Work::Put | Work::Get => self.conns.iter().all(|c| {
-                c.flow.todo == 0 && c.flow.pending.is_empty() && c.flow.deletes.is_empty()
+            Work::Put | Work::Get | Work::Lease => self.conns.iter().all(|c| {
+                c.flow.todo == 0
+                    && c.flow.pending.is_empty()
+                    && c.flow.deletes.is_empty()
+                    && c.flow.ack_count == 0
             }),
             // Consumers may still have a GET parked (it is dropped with the
             // connection), but every put must be confirmed and every beanstalkd job
@@ -549,7 +587,15 @@ impl Engine {
                 .decode(&conn.input[conn.start..conn.end])
                 .map_err(|e| format!("connection {i}: {e}"))?
             {
-                on_reply(&mut conn.flow, reply, &mut self.verifier, tally, at, now_ns)?;
+                on_reply(
+                    &mut conn.flow,
+                    target,
+                    reply,
+                    &mut self.verifier,
+                    tally,
+                    at,
+                    now_ns,
+                )?;
                 conn.start += used;
             }
             // Every reply in one read has the same latency: record them at once.
@@ -581,12 +627,16 @@ impl Engine {
             return Ok(());
         }
         let consumer = flow.role == Role::Consumer;
+        // beanstalkd leases with reserve, one job each: its batches are Get's.
+        let lease = tally.work == Work::Lease && target != Target::Beanstalkd;
         let batch = match tally.work {
             Work::Put | Work::Get => flow.todo.min(pipeline as u64),
+            Work::Lease if lease => flow.todo.min(pipeline.min(MAX_LEASE_BATCH) as u64),
+            Work::Lease => flow.todo.min(pipeline as u64),
             Work::Latency if consumer => u64::from(tally.done < tally.goal),
             Work::Latency | Work::Rtt => u64::from(flow.todo > 0 && flow.due <= now),
         };
-        if batch == 0 && flow.deletes.is_empty() {
+        if batch == 0 && flow.deletes.is_empty() && flow.ack_count == 0 {
             return Ok(());
         }
         for id in flow.deletes.drain(..) {
@@ -594,7 +644,27 @@ impl Engine {
                 flow.pending.push_back(Pending::Aux);
             }
         }
-        for _ in 0..batch {
+        if self.settings.hold {
+            flow.acks.clear();
+            flow.ack_count = 0;
+        }
+        if flow.ack_count > 0 {
+            target.ack(
+                &mut conn.out,
+                &flow.queue,
+                &flow.acks,
+                flow.ack_count as usize,
+            );
+            flow.pending.push_back(Pending::Settle(flow.ack_count));
+            flow.acks.clear();
+            flow.ack_count = 0;
+        }
+        if lease && batch > 0 {
+            // batch is at most MAX_LEASE_BATCH, which fits a u16.
+            target.lease(&mut conn.out, &flow.queue, &flow.consumer, batch as u16);
+            flow.pending.push_back(Pending::Lease(batch as u32));
+        }
+        for _ in 0..if lease { 0 } else { batch } {
             if tally.work == Work::Rtt {
                 target.ping(&mut conn.out);
                 flow.pending.push_back(Pending::Ping);
@@ -615,8 +685,17 @@ impl Engine {
                     0
                 };
                 self.verifier.payload(&mut self.scratch, flow.id, stamp);
-                target.put(&mut conn.out, &flow.queue, &self.scratch);
-                flow.pending.push_back(Pending::Put);
+                if self.settings.leased {
+                    target.add(&mut conn.out, &flow.queue, &self.scratch);
+                    flow.pending.push_back(Pending::Add);
+                } else if self.settings.delay_ms > 0 {
+                    let delay = self.settings.delay_ms;
+                    target.put_delayed(&mut conn.out, &flow.queue, &self.scratch, delay);
+                    flow.pending.push_back(Pending::Put);
+                } else {
+                    target.put(&mut conn.out, &flow.queue, &self.scratch);
+                    flow.pending.push_back(Pending::Put);
+                }
             }
         }
         if matches!(tally.work, Work::Latency | Work::Rtt) {
@@ -640,8 +719,10 @@ impl Engine {
 }
 
 /// Accounts for one reply.
+#[allow(clippy::too_many_arguments)]
 fn on_reply(
     flow: &mut Flow,
+    target: Target,
     reply: Reply<'_>,
     verifier: &mut Verifier,
     tally: &mut Tally,
@@ -658,7 +739,9 @@ fn on_reply(
         tally.last_progress = now;
     }
     match (expected, reply) {
-        (Pending::Put, Reply::Stored) => {
+        // LPUSH answers the list's length; XADD the entry's id.
+        (Pending::Put, Reply::Stored | Reply::Count(_))
+        | (Pending::Add, Reply::Stored | Reply::Count(_) | Reply::Message { id: 0, .. }) => {
             verifier.stored[id as usize] += 1;
             if tally.work != Work::Latency {
                 tally.batched += 1;
@@ -681,8 +764,44 @@ fn on_reply(
                 tally.batched += 1;
             }
         }
+        (Pending::Lease(asked), Reply::Leased { count, items }) => {
+            if count > asked as usize {
+                return Err(format!(
+                    "connection {id}: asked for {asked} leases, got {count}"
+                ));
+            }
+            let mut seen = 0;
+            for (ack, payload) in target.leased(items) {
+                verifier.check(id, payload)?;
+                flow.acks.extend_from_slice(ack);
+                seen += 1;
+            }
+            if seen != count {
+                return Err(format!(
+                    "connection {id}: a lease reply announced {count} messages and held {seen}"
+                ));
+            }
+            flow.ack_count += count as u32;
+            // Fewer than asked (a batch size rule): ask again for the rest.
+            flow.todo += u64::from(asked) - count as u64;
+            tally.done += count as u64;
+            tally.batched += count as u64;
+        }
+        (Pending::Settle(n), Reply::Count(k)) if k == u64::from(n) => {}
+        (Pending::Settle(n), Reply::Settled { ok, .. }) if ok == n as usize => {}
+        (Pending::Settle(n), Reply::Settled { ok, stale, missing }) => {
+            return Err(format!(
+                "connection {id}: ACK of {n} leases on {}: {ok} OK, {stale} STALE, {missing} NOT_FOUND",
+                flow.queue
+            ));
+        }
+        (Pending::Settle(n), Reply::Count(k)) => {
+            return Err(format!(
+                "connection {id}: XACK of {n} entries acknowledged {k}"
+            ));
+        }
         (Pending::Get, Reply::Empty) if tally.work == Work::Latency => {}
-        (Pending::Get, Reply::Empty) => {
+        (Pending::Get | Pending::Lease(_), Reply::Empty) => {
             return Err(format!(
                 "connection {id}: {} was empty with {} messages still to come back",
                 flow.queue,
@@ -755,7 +874,7 @@ pub fn connect(addrs: &[SocketAddr]) -> Result<std::net::TcpStream, String> {
 }
 
 /// Writes `request` on a blocking socket and reads `replies` replies, each of which
-/// must be [`Reply::Ack`].
+/// must be [`Reply::Ack`] or [`Reply::Count`] (Redis's `DEL`).
 ///
 /// # Errors
 /// I/O failed or a reply was not an acknowledgement.
@@ -773,7 +892,7 @@ pub fn exchange(
     for _ in 0..replies {
         loop {
             if let Some((reply, used)) = target.decode(&buf)? {
-                if reply != Reply::Ack {
+                if !matches!(reply, Reply::Ack | Reply::Count(_)) {
                     return Err(format!("expected an acknowledgement, got {reply:?}"));
                 }
                 buf.drain(..used);

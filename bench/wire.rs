@@ -1,6 +1,7 @@
 //! The three wire protocols `beuss-bench` speaks, reduced to what a queue benchmark
 //! needs: put a message, take one (at once or waiting), acknowledge it (beanstalkd's
-//! `delete`), ping. Encoders append to the connection's output buffer; the decoder
+//! `delete`), ping; and for the leased test, take a batch on lease and acknowledge it
+//! (beuss `LEASE` / `ACK`, Redis Streams `XADD` / `XREADGROUP` / `XACK`). Encoders append to the connection's output buffer; the decoder
 //! reads one reply from the front of the input buffer and says how many bytes it used.
 //!
 //! beuss goes through the crate's own codec (`Request::encode`, `decode_response`), so
@@ -8,7 +9,7 @@
 //! beanstalkd (its text protocol) are written out by hand: only the few replies the
 //! benchmark provokes are understood, and anything else is an error, never a guess.
 
-use beuss::protocol::{self, Request, Response};
+use beuss::protocol::{self, Pairs, PutOptions, Request, Response, SettleResult};
 
 /// Largest beuss reply accepted: one 1 GiB message plus headers.
 const MAX_REPLY: u32 = (1 << 30) + 4096;
@@ -40,7 +41,34 @@ pub enum Reply<'a> {
     Empty,
     /// Any other success: `PONG`, `DELETED`, `USING`, `WATCHING`.
     Ack,
+    /// A RESP integer: `LPUSH`'s length, `XACK`'s count of acknowledged entries.
+    Count(u64),
+    /// A batch taken on lease (beuss `LEASED`, an `XREADGROUP` reply): `count`
+    /// entries, whose bytes [`Target::leased`] walks.
+    Leased {
+        /// Entries in the batch.
+        count: usize,
+        /// The entries as they came, already checked whole.
+        items: &'a [u8],
+    },
+    /// beuss's answer to `ACK`: how many pairs were `OK`, `STALE` and `NOT_FOUND`.
+    Settled {
+        /// Acknowledged.
+        ok: usize,
+        /// The lease had ended.
+        stale: usize,
+        /// No such message in a state a lease reaches.
+        missing: usize,
+    },
 }
+
+/// The consumer group every Redis connection of the leased test reads in.
+const GROUP: &[u8] = b"g";
+/// Lease length of the leased test: far longer than any phase, so that nothing
+/// expires while measuring.
+pub const LEASE_MS: u32 = 30_000;
+/// Most entries one leased batch may hold: one `ACK` frame settles at most this many.
+pub const MAX_LEASE_BATCH: usize = protocol::MAX_SETTLE_PAIRS;
 
 impl Target {
     /// Parses a `--target` value.
@@ -101,6 +129,130 @@ impl Target {
                 out.extend_from_slice(payload);
                 out.extend_from_slice(b"\r\n");
             }
+        }
+    }
+
+    /// Requests that prepare `queue` for the leased test, each answered by
+    /// [`Reply::Ack`] or [`Reply::Count`], sent once per queue before any connection
+    /// uses it: Redis starts from an empty stream with a fresh group; beuss and
+    /// beanstalkd need nothing.
+    pub fn lease_setup(self, out: &mut Vec<u8>, queue: &str) -> usize {
+        if self != Target::Redis {
+            return 0;
+        }
+        resp_command(out, &[b"DEL", queue.as_bytes()]);
+        resp_command(
+            out,
+            &[
+                b"XGROUP",
+                b"CREATE",
+                queue.as_bytes(),
+                GROUP,
+                b"$",
+                b"MKSTREAM",
+            ],
+        );
+        2
+    }
+
+    /// Appends a beuss `PUT` with the `PUT_OPTIONS` flag: `payload` becomes ready
+    /// after `delay_ms` (priority 5, as a plain `PUT`). Only beuss has it; the engine
+    /// never asks another target.
+    pub fn put_delayed(self, out: &mut Vec<u8>, queue: &str, payload: &[u8], delay_ms: u32) {
+        let options = PutOptions {
+            delay_ms,
+            ..PutOptions::default()
+        };
+        let _ = Request::PutWith {
+            queue,
+            options,
+            payload,
+        }
+        .encode(out);
+    }
+
+    /// Appends a request that adds `payload` to `queue` for the leased test: `XADD`
+    /// for Redis (answered by the entry id, a bulk string), `put` for the others.
+    pub fn add(self, out: &mut Vec<u8>, queue: &str, payload: &[u8]) {
+        match self {
+            Target::Redis => {
+                resp_command(out, &[b"XADD", queue.as_bytes(), b"*", b"p", payload]);
+            }
+            Target::Beuss | Target::Beanstalkd => self.put(out, queue, payload),
+        }
+    }
+
+    /// Appends a request that leases up to `max` messages of `queue` without waiting:
+    /// beuss `LEASE` (30 s), Redis `XREADGROUP GROUP g <consumer> COUNT max STREAMS
+    /// queue >`. beanstalkd leases one job per `reserve`: [`Target::get`] is its lease.
+    pub fn lease(self, out: &mut Vec<u8>, queue: &str, consumer: &str, max: u16) {
+        match self {
+            Target::Beuss => {
+                let _ = Request::Lease {
+                    queue,
+                    wait_ms: 0,
+                    max,
+                    lease_ms: LEASE_MS,
+                    max_deliveries: 0,
+                    detached: false,
+                }
+                .encode(out);
+            }
+            Target::Redis => {
+                let mut digits = [0u8; 5];
+                let count = decimal(u64::from(max), &mut digits);
+                resp_command(
+                    out,
+                    &[
+                        b"XREADGROUP",
+                        b"GROUP",
+                        GROUP,
+                        consumer.as_bytes(),
+                        b"COUNT",
+                        count,
+                        b"STREAMS",
+                        queue.as_bytes(),
+                        b">",
+                    ],
+                );
+            }
+            Target::Beanstalkd => self.get(out, queue, 0),
+        }
+    }
+
+    /// Appends one request acknowledging `count` leased entries whose ack bytes (as
+    /// [`Target::leased`] gives them) are concatenated in `acks`: a beuss `ACK`, or
+    /// `XACK queue g id...`. Nothing for beanstalkd (its `delete` names one job).
+    pub fn ack(self, out: &mut Vec<u8>, queue: &str, acks: &[u8], count: usize) {
+        match self {
+            Target::Beuss => {
+                let _ = Request::Ack {
+                    queue,
+                    pairs: Pairs::Wire(acks),
+                }
+                .encode(out);
+            }
+            Target::Redis => {
+                // The ids are kept as the bulk strings they arrived as.
+                push_line(out, format_args!("*{}", 3 + count));
+                for arg in [b"XACK".as_slice(), queue.as_bytes(), GROUP] {
+                    push_line(out, format_args!("${}", arg.len()));
+                    out.extend_from_slice(arg);
+                    out.extend_from_slice(b"\r\n");
+                }
+                out.extend_from_slice(acks);
+            }
+            Target::Beanstalkd => {}
+        }
+    }
+
+    /// The entries of a [`Reply::Leased`]: for each, the bytes that name it in an
+    /// acknowledgement (beuss's 12-byte `(id, attempt)` pair, Redis's entry id as a
+    /// RESP bulk string) and its payload.
+    pub fn leased(self, items: &[u8]) -> LeasedIter<'_> {
+        LeasedIter {
+            target: self,
+            rest: items,
         }
     }
 
@@ -167,7 +319,25 @@ fn decode_beuss(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
         return Ok(None);
     };
     let reply = match response {
-        Response::Stored => Reply::Stored,
+        Response::Leased(deliveries) => {
+            // u32 length, u8 status, u32 count, then the entries.
+            return Ok(Some((
+                Reply::Leased {
+                    count: deliveries.len(),
+                    items: &buf[9..used],
+                },
+                used,
+            )));
+        }
+        Response::Settled(settled) => {
+            let count = |v: SettleResult| settled.raw().iter().filter(|&&b| b == v as u8).count();
+            Reply::Settled {
+                ok: count(SettleResult::Ok),
+                stale: count(SettleResult::Stale),
+                missing: settled.len() - count(SettleResult::Ok) - count(SettleResult::Stale),
+            }
+        }
+        Response::Stored | Response::StoredId { .. } => Reply::Stored,
         Response::Empty => Reply::Empty,
         Response::Pong => Reply::Ack,
         Response::Messages(messages) if messages.len() == 1 => match messages.iter().next() {
@@ -183,6 +353,136 @@ fn decode_beuss(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
         other => return Err(format!("unexpected reply {other:?}")),
     };
     Ok(Some((reply, used)))
+}
+
+/// Iterator over the entries of a [`Reply::Leased`]: `(ack bytes, payload)`.
+#[derive(Debug, Clone)]
+pub struct LeasedIter<'a> {
+    target: Target,
+    rest: &'a [u8],
+}
+
+impl<'a> Iterator for LeasedIter<'a> {
+    type Item = (&'a [u8], &'a [u8]);
+
+    fn next(&mut self) -> Option<(&'a [u8], &'a [u8])> {
+        let rest = self.rest;
+        let (ack, payload, used) = match self.target {
+            Target::Beuss => {
+                let len = u32::from_be_bytes(rest.get(12..16)?.try_into().ok()?) as usize;
+                (rest.get(..12)?, rest.get(16..16 + len)?, 16 + len)
+            }
+            Target::Redis => {
+                let (entry, payload) = stream_entry(rest).ok()??;
+                (entry.ack, entry.payload, payload)
+            }
+            Target::Beanstalkd => return None,
+        };
+        self.rest = &rest[used..];
+        Some((ack, payload))
+    }
+}
+
+/// One stream entry of an `XREADGROUP` reply.
+struct StreamEntry<'a> {
+    /// The entry id as its bulk string, `$len\r\nid\r\n`.
+    ack: &'a [u8],
+    payload: &'a [u8],
+}
+
+/// The entry `*2 [id, *2 [field, value]]` at the front of `buf`, and the bytes it
+/// takes: `Ok(None)` if incomplete.
+fn stream_entry(buf: &[u8]) -> Result<Option<(StreamEntry<'_>, usize)>, String> {
+    let expect_pair = |buf: &[u8]| -> Result<Option<usize>, String> {
+        match line(buf) {
+            None => Ok(None),
+            Some((b"*2", used)) => Ok(Some(used)),
+            Some((other, _)) => Err(format!(
+                "expected a stream entry, got {:?}",
+                String::from_utf8_lossy(other)
+            )),
+        }
+    };
+    let Some(mut at) = expect_pair(buf)? else {
+        return Ok(None);
+    };
+    let Some((Some(_), id_used)) = resp_bulk(&buf[at..])? else {
+        return Ok(None);
+    };
+    let ack = &buf[at..at + id_used];
+    at += id_used;
+    let Some(used) = expect_pair(&buf[at..])? else {
+        return Ok(None);
+    };
+    at += used;
+    let Some((_field, used)) = resp_bulk(&buf[at..])? else {
+        return Ok(None);
+    };
+    at += used;
+    let Some((value, used)) = resp_bulk(&buf[at..])? else {
+        return Ok(None);
+    };
+    at += used;
+    let payload = value.ok_or("a stream entry with a null value")?;
+    Ok(Some((StreamEntry { ack, payload }, at)))
+}
+
+/// An `XREADGROUP` reply for one stream whose `*1` head took `used` bytes:
+/// `[[stream, [entry...]]]`.
+fn decode_xreadgroup(buf: &[u8], used: usize) -> Result<Option<(Reply<'_>, usize)>, String> {
+    let mut at = used;
+    match line(&buf[at..]) {
+        None => return Ok(None),
+        Some((b"*2", n)) => at += n,
+        Some((other, _)) => {
+            return Err(format!(
+                "unexpected XREADGROUP reply {:?}",
+                String::from_utf8_lossy(other)
+            ));
+        }
+    }
+    let Some((_stream, n)) = resp_bulk(&buf[at..])? else {
+        return Ok(None);
+    };
+    at += n;
+    let Some((head, n)) = line(&buf[at..]) else {
+        return Ok(None);
+    };
+    if head.first() != Some(&b'*') {
+        return Err("XREADGROUP: the entries are not an array".to_owned());
+    }
+    let count = number(&head[1..])?.max(0) as usize;
+    at += n;
+    let start = at;
+    for _ in 0..count {
+        let Some((_, n)) = stream_entry(&buf[at..])? else {
+            return Ok(None);
+        };
+        at += n;
+    }
+    if count == 0 {
+        return Ok(Some((Reply::Empty, at)));
+    }
+    Ok(Some((
+        Reply::Leased {
+            count,
+            items: &buf[start..at],
+        },
+        at,
+    )))
+}
+
+/// `n` in decimal, written into `buf` (which must be long enough).
+fn decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
+    let mut at = buf.len();
+    loop {
+        at -= 1;
+        buf[at] = b'0' + (n % 10) as u8;
+        n /= 10;
+        if n == 0 {
+            return &buf[at..];
+        }
+    }
 }
 
 /// Appends a RESP array of bulk strings.
@@ -245,7 +545,7 @@ fn decode_redis(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
         return Ok(None);
     };
     let reply = match head.first() {
-        Some(b':') => Reply::Stored,
+        Some(b':') => Reply::Count(number(&head[1..])?.max(0) as u64),
         Some(b'+') => Reply::Ack,
         Some(b'_') => Reply::Empty,
         Some(b'-') => return Err(String::from_utf8_lossy(head).into_owned()),
@@ -256,9 +556,15 @@ fn decode_redis(buf: &[u8]) -> Result<Option<(Reply<'_>, usize)>, String> {
             }));
         }
         Some(b'*') => {
-            // BRPOP: [key, value], or a null array when the wait ran out.
+            // BRPOP: [key, value], or a null array when the wait ran out;
+            // XREADGROUP: [[stream, [entry...]]], or a null array when none is new.
             if number(&head[1..])? < 0 {
                 return Ok(Some((Reply::Empty, used)));
+            }
+            match buf.get(used) {
+                None => return Ok(None),
+                Some(b'*') => return decode_xreadgroup(buf, used),
+                Some(_) => {}
             }
             let Some((_key, key_used)) = resp_bulk(&buf[used..])? else {
                 return Ok(None);
@@ -323,7 +629,7 @@ mod tests {
     #[test]
     fn replies_decode_only_when_complete() {
         let cases: &[(Target, &[u8], Reply<'_>)] = &[
-            (Target::Redis, b":12\r\n", Reply::Stored),
+            (Target::Redis, b":12\r\n", Reply::Count(12)),
             (
                 Target::Redis,
                 b"$3\r\nabc\r\n",
@@ -365,6 +671,41 @@ mod tests {
             assert_eq!(target.decode(bytes), Ok(Some((*want, bytes.len()))));
         }
         assert!(Target::Redis.decode(b"-ERR nope\r\n").is_err());
+    }
+
+    /// A leased batch decodes only once whole, and its entries give the bytes that
+    /// acknowledge them and their payloads.
+    #[test]
+    fn leased_batches_decode_with_their_acks() {
+        let id = b"$3\r\n1-0\r\n";
+        let mut redis = b"*1\r\n*2\r\n$1\r\nq\r\n*1\r\n*2\r\n".to_vec();
+        redis.extend_from_slice(id);
+        redis.extend_from_slice(b"*2\r\n$1\r\np\r\n$2\r\nhi\r\n");
+        let mut beuss = vec![0, 0, 0, 23, 0x15, 0, 0, 0, 1];
+        beuss.extend_from_slice(&[0, 0, 0, 0, 0, 0, 0, 9, 0, 0, 0, 1, 0, 0, 0, 2]);
+        beuss.extend_from_slice(b"hi");
+        for (target, bytes, ack) in [
+            (Target::Redis, &redis, id.as_slice()),
+            (Target::Beuss, &beuss, &beuss[9..21]),
+        ] {
+            for cut in 0..bytes.len() {
+                assert_eq!(
+                    target.decode(&bytes[..cut]),
+                    Ok(None),
+                    "{target:?} cut {cut}"
+                );
+            }
+            let Ok(Some((Reply::Leased { count: 1, items }, used))) = target.decode(bytes) else {
+                panic!("{target:?}: not a batch of one");
+            };
+            assert_eq!(used, bytes.len());
+            let entries: Vec<_> = target.leased(items).collect();
+            assert_eq!(entries, [(ack, b"hi".as_slice())]);
+        }
+        assert_eq!(
+            Target::Redis.decode(b"*-1\r\n"),
+            Ok(Some((Reply::Empty, 5)))
+        );
         assert!(Target::Beanstalkd.decode(b"OUT_OF_MEMORY\r\n").is_err());
     }
 }

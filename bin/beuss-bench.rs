@@ -45,16 +45,26 @@ Options:
                      put      timed PUTs, then an untimed drain that checks them
                      get      an untimed fill, then timed GETs that check them
                      putget   timed PUTs, then timed GETs that check them
+                     lease    an untimed fill, then timed leased receives that
+                              acknowledge and check them: beuss LEASE (30 s, max
+                              -P) + one ACK per reply; Redis XADD, then XREADGROUP
+                              (COUNT -P) + XACK in a consumer group; beanstalkd
+                              reserve + delete
                      latency  half the connections put at --rate, the other half
                               wait in GET; latency is delivery time (send stamp in
                               the payload to receipt)
                      rtt      every connection pings at --rate in all; latency is
                               the round trip (the floor under latency's figures)
-                     fill     timed PUTs left in the server (memory measurement)
+                     fill     timed PUTs left in the server (memory measurement;
+                              with --delay-ms, delayed PUTs)
+                     inflight timed PUTs, then timed LEASEs (30 s, max -P) never
+                              acknowledged, the connections kept open: RSS with
+                              every message in flight (beuss only)
                      idle     open -c connections, ping each, measure, close
   --target <kind>  beuss (default), redis (LPUSH/RPOP/BRPOP) or beanstalkd
                    (put/reserve-with-timeout/delete)
   --rate <n>       messages per second in the latency test, all producers (default 5000)
+  --delay-ms <ms>  beuss only: PUTs carry this delay (PUT_OPTIONS), for -t fill
   --server-pid <pid>  also report the server's CPU use and RSS (from /proc)
   --hold <secs>    idle test: keep the connections open this long after measuring
   --timeout <secs> fail a phase that gets no reply for this long (default 10)
@@ -86,6 +96,7 @@ struct Options {
     target: Target,
     rate: f64,
     server_pid: Option<u32>,
+    delay_ms: u32,
     hold: Duration,
     stall: Duration,
     format: Format,
@@ -167,6 +178,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         target: Target::Beuss,
         rate: 5000.0,
         server_pid: None,
+        delay_ms: 0,
         hold: Duration::ZERO,
         stall: Duration::from_secs(10),
         format: Format::Text,
@@ -198,6 +210,13 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--rate" => o.rate = number(arg, value()?)? as f64,
             "--server-pid" => o.server_pid = Some(number(arg, value()?)? as u32),
+            "--delay-ms" => {
+                let ms = number(arg, value()?)?;
+                o.delay_ms = u32::try_from(ms)
+                    .ok()
+                    .filter(|&ms| ms <= beuss::protocol::MAX_DELAY_MS)
+                    .ok_or_else(|| format!("--delay-ms {ms}: over the server's maximum"))?;
+            }
             "--hold" => o.hold = Duration::from_secs(number(arg, value()?)?),
             "--timeout" => o.stall = Duration::from_secs(number(arg, value()?)?),
             "--csv" => o.format = Format::Csv,
@@ -225,7 +244,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         ));
     }
     for test in &o.tests {
-        let known = ["put", "get", "putget", "latency", "rtt", "fill", "idle"];
+        let known = [
+            "put", "get", "putget", "lease", "inflight", "latency", "rtt", "fill", "idle",
+        ];
         if !known.contains(&test.as_str()) {
             return Err(format!("unknown test {test}"));
         }
@@ -233,6 +254,9 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             return Err(format!(
                 "test {test} checks order per connection pair; use -c {MAX_CHECKED_CONNECTIONS} or less"
             ));
+        }
+        if (test == "inflight" || o.delay_ms > 0) && o.target != Target::Beuss {
+            return Err("-t inflight and --delay-ms are for beuss only".into());
         }
         if test == "latency" && o.clients < 2 {
             return Err("the latency test needs -c 2 or more (producers and consumers)".into());
@@ -271,6 +295,9 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
         queues: o.queues,
         rate: o.rate,
         stall: o.stall,
+        leased: false,
+        hold: false,
+        delay_ms: o.delay_ms,
     };
     progress(
         o,
@@ -310,6 +337,51 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
                 let row = phase(o, &mut engine, Work::Rtt, "RTT")?;
                 report(o, &row);
                 rows.push(row);
+            }
+            "lease" => {
+                let settings = Settings {
+                    leased: true,
+                    ..settings.clone()
+                };
+                let mut engine = Engine::connect(settings, Work::Put)?;
+                phase(o, &mut engine, Work::Put, "FILL")?;
+                let row = phase(o, &mut engine, Work::Lease, "LEASE")?;
+                report(o, &row);
+                rows.push(row);
+                engine.verifier.finish()?;
+                progress(o, &verified(&engine));
+            }
+            "inflight" => {
+                let settings = Settings {
+                    hold: true,
+                    ..settings.clone()
+                };
+                let mut engine = Engine::connect(settings, Work::Put)?;
+                let before = o.server_pid.and_then(rss_kib);
+                let put = phase(o, &mut engine, Work::Put, "FILL")?;
+                report(o, &put);
+                let held = o.server_pid.and_then(rss_kib);
+                let mut row = phase(o, &mut engine, Work::Lease, "INFLIGHT")?;
+                std::thread::sleep(Duration::from_millis(200));
+                row.rss_before_kib = before;
+                row.rss_after_kib = o.server_pid.and_then(rss_kib);
+                if let (Some(b), Some(a)) = (before, row.rss_after_kib) {
+                    row.bytes_each = Some((a.saturating_sub(b) * 1024) as f64 / o.requests as f64);
+                }
+                if let Some(h) = held {
+                    progress(
+                        o,
+                        &format!(
+                            "  server RSS once filled, before leasing: {:.1} MiB",
+                            h as f64 / 1024.0
+                        ),
+                    );
+                }
+                report(o, &row);
+                rows.push(row);
+                engine.verifier.finish()?;
+                progress(o, &verified(&engine));
+                std::thread::sleep(o.hold);
             }
             "latency" => {
                 let mut engine = Engine::connect(settings.clone(), Work::Latency)?;
