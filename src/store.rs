@@ -8,6 +8,7 @@
 //! connection again.
 
 mod held;
+mod idhash;
 mod queues;
 mod ready;
 mod records;
@@ -19,6 +20,7 @@ use std::time::{Duration, Instant};
 
 pub use held::{HELD_OVERHEAD, LeaseSpec};
 use held::{Held, HeldState, OwnedLeases};
+use idhash::IdMap;
 use queues::Queues;
 use ready::Levels;
 pub use records::{CHUNK_SIZE, RECORD_HEADER, Record, Records};
@@ -278,16 +280,19 @@ pub struct Store<W> {
     /// O(1) lookup by name (the Go original scanned a list).
     queues: Queues<Queue<W>>,
     /// Messages outside the FIFO chunks: in flight, delayed, returned, by id.
-    held: HashMap<u64, Held>,
+    held: IdMap<u64, Held>,
     /// Lease ends and delays as (deadline, id), soonest first: one 24-byte key per
     /// held message in flight or delayed, removed in O(log n) when it is settled.
     deadlines: BTreeSet<(Instant, u64)>,
     /// The number each connection holding leases goes by in `Held::owner` (a
     /// 4-byte number instead of the caller's handle in every held message).
     owners: HashMap<W, u32>,
+    /// The last owner looked up and its number: consecutive leases nearly always go
+    /// to the same connection.
+    last_owner: Option<(W, u32)>,
     next_owner: u32,
     /// Each owner's leases, so that they can be returned when it closes.
-    owned: HashMap<u32, OwnedLeases>,
+    owned: IdMap<u32, OwnedLeases>,
     /// Waiter timeouts and idle checks, soonest first. A `BTreeMap` keeps them
     /// ordered and lets a served waiter's timeout be removed in O(log n).
     timers: BTreeMap<TimerKey, Timer<W>>,
@@ -312,11 +317,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     pub fn new(max_memory: usize, queue_idle: Option<Duration>) -> Self {
         Store {
             queues: Queues::default(),
-            held: HashMap::new(),
+            held: IdMap::default(),
             deadlines: BTreeSet::new(),
             owners: HashMap::new(),
+            last_owner: None,
             next_owner: 0,
-            owned: HashMap::new(),
+            owned: IdMap::default(),
             timers: BTreeMap::new(),
             next_timer: 0,
             handoffs: VecDeque::new(),
@@ -694,13 +700,20 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if spec.detached {
             return 0;
         }
+        if let Some((w, n)) = self.last_owner
+            && w == owner
+        {
+            return n;
+        }
         if let Some(&n) = self.owners.get(&owner) {
+            self.last_owner = Some((owner, n));
             return n;
         }
         // 0 means "none"; a number comes back into use only after 4 billion
         // connections have held leases, long after the first has gone.
         self.next_owner = self.next_owner.wrapping_add(1).max(1);
         self.owners.insert(owner, self.next_owner);
+        self.last_owner = Some((owner, self.next_owner));
         self.next_owner
     }
 
@@ -848,6 +861,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// returned, or dead-lettered if that was its last delivery. Detached leases are
     /// not affected.
     pub fn disconnect(&mut self, owner: W, now: Instant) {
+        if self.last_owner.is_some_and(|(w, _)| w == owner) {
+            self.last_owner = None;
+        }
         let Some(number) = self.owners.remove(&owner) else {
             return;
         };

@@ -2,10 +2,11 @@
 //! or returned (ready again after a delivery). Each keeps its payload in its own
 //! allocation, so an acknowledged message's memory is released at once.
 
-use std::collections::HashMap;
 use std::time::Instant;
 
 use crate::protocol::LeaseRef;
+
+use super::idhash::IdMap;
 
 /// Memory charged per held message on top of its payload, so that the cap holds
 /// for leased and delayed messages too: the 56-byte `Held` in the id map (whose
@@ -80,7 +81,7 @@ const PRUNE_MIN: usize = 64;
 
 impl OwnedLeases {
     /// Records a new lease; prunes ended ones first if the list has doubled.
-    pub(super) fn push(&mut self, lease: LeaseRef, held: &HashMap<u64, Held>) {
+    pub(super) fn push(&mut self, lease: LeaseRef, held: &IdMap<u64, Held>) {
         if self.leases.len() >= self.prune_at.max(PRUNE_MIN) {
             self.leases.retain(|l| {
                 held.get(&l.id)
