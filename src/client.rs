@@ -513,6 +513,80 @@ impl Client {
         self.flush()?;
         self.recv()
     }
+
+    // ---- Streaming PUT (added for `beuss PUT`; self-contained, touches nothing above) ----
+
+    /// Appends one message of exactly `len` bytes, read from `payload`, to `queue`,
+    /// without holding it in memory: the frame's head is sent, then the payload is
+    /// copied to the socket in 64 KiB pieces. The frame's length must be known before
+    /// its first byte is sent, hence `len`.
+    ///
+    /// ```no_run
+    /// # let mut client = beuss::Client::connect("localhost:6552").unwrap();
+    /// let file = std::fs::File::open("photo.jpg").unwrap();
+    /// let len = file.metadata().unwrap().len() as u32;
+    /// client.put_reader("photos", len, file).unwrap();
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Protocol`] for a bad queue name or a frame that would pass `2^32 - 1`
+    /// bytes (nothing is sent then). [`Error::Io`] if `payload` fails or ends before
+    /// `len` bytes: the connection is then shut down mid-frame, so the server stores
+    /// nothing, and this client cannot be used again. Otherwise as [`Client::put`].
+    pub fn put_reader(
+        &mut self,
+        queue: &str,
+        len: u32,
+        mut payload: impl Read,
+    ) -> Result<PutStatus> {
+        let frame_len = (2 + 1 + queue.len() as u64 + u64::from(len))
+            .try_into()
+            .map_err(|_| ProtocolError::FrameTooLarge {
+                len: u32::MAX,
+                max: u32::MAX,
+            })?;
+        // The codec writes (and checks) the head of a PUT with no payload; only its
+        // length prefix changes to cover the payload that follows.
+        let head = self.wbuf.len();
+        self.send(&Request::Put {
+            queue,
+            payload: &[],
+        })?;
+        self.wbuf[head..head + 4].copy_from_slice(&u32::to_be_bytes(frame_len));
+        let mut left = len as usize;
+        while left > 0 {
+            // Read straight into the write buffer: no copy of our own, and the head
+            // travels with the first piece.
+            let start = self.wbuf.len();
+            let want = left.min(READ_SIZE);
+            self.wbuf.resize(start + want, 0);
+            let got = loop {
+                match payload.read(&mut self.wbuf[start..]) {
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    other => break other,
+                }
+            };
+            let n = match got {
+                Ok(0) => Err(io::Error::new(
+                    io::ErrorKind::UnexpectedEof,
+                    format!("the payload ended {left} bytes short of the {len} announced"),
+                )),
+                Ok(n) => Ok(n),
+                Err(e) => Err(e),
+            }
+            .inspect_err(|_| {
+                self.wbuf.clear();
+                let _ = self.stream.shutdown(Shutdown::Both);
+            })?;
+            self.wbuf.truncate(start + n);
+            left -= n;
+            if self.wbuf.len() >= READ_SIZE {
+                self.flush()?;
+            }
+        }
+        self.flush()?;
+        self.recv_put()
+    }
 }
 
 /// Converts a wait to the wire's milliseconds: rounded up so a tiny wait still

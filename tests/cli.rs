@@ -9,7 +9,7 @@ use std::net::TcpListener;
 use std::path::Path;
 use std::process::{Child, ChildStdout, Command, Output, Stdio};
 use std::sync::mpsc::{self, Receiver};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 
 use common::{TIMEOUT, TestServer, wait_exit};
 
@@ -43,26 +43,43 @@ fn run(command: &mut Command, stdin: &[u8]) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn beuss");
-    let pid = child.id();
     let mut input = child.stdin.take().unwrap();
     let stdin = stdin.to_vec();
     let writer = std::thread::spawn(move || {
         let _ = input.write_all(&stdin); // dropping `input` closes stdin
     });
+    let output = finish(child);
+    writer.join().unwrap();
+    output
+}
+
+/// Runs `command` with `file`, from its current offset, as standard input.
+fn run_from_file(command: &mut Command, file: std::fs::File) -> Output {
+    let child = command
+        .stdin(file)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn beuss");
+    finish(child)
+}
+
+/// Waits for `child` and collects its output; kills it and fails the test if it
+/// takes longer than [`TIMEOUT`].
+fn finish(child: Child) -> Output {
+    let pid = child.id();
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let _ = tx.send(child.wait_with_output());
     });
-    let output = match rx.recv_timeout(TIMEOUT) {
+    match rx.recv_timeout(TIMEOUT) {
         Ok(output) => output.expect("wait for beuss"),
         Err(_) => {
             // SAFETY: kill() on the pid of a child we spawned and have not reaped.
             unsafe { libc::kill(pid as i32, libc::SIGKILL) };
             panic!("beuss did not finish within {TIMEOUT:?}");
         }
-    };
-    writer.join().unwrap();
-    output
+    }
 }
 
 /// `echo payload | beuss PUT queue`, asserting success.
@@ -102,7 +119,8 @@ fn binary_payload() -> Vec<u8> {
 struct OnProcess {
     child: Child,
     records: Receiver<Vec<u8>>,
-    stderr: Arc<Mutex<Vec<u8>>>,
+    /// Everything written to stderr so far; the condvar is told at each write.
+    stderr: Arc<(Mutex<Vec<u8>>, Condvar)>,
 }
 
 impl OnProcess {
@@ -117,7 +135,7 @@ impl OnProcess {
             .spawn()
             .expect("spawn beuss ON");
         let records = read_records(child.stdout.take().unwrap(), separator);
-        let stderr = Arc::new(Mutex::new(Vec::new()));
+        let stderr = Arc::new((Mutex::new(Vec::new()), Condvar::new()));
         let sink = Arc::clone(&stderr);
         let mut err = child.stderr.take().unwrap();
         std::thread::spawn(move || {
@@ -126,7 +144,8 @@ impl OnProcess {
                 if n == 0 {
                     break;
                 }
-                sink.lock().unwrap().extend_from_slice(&buf[..n]);
+                sink.0.lock().unwrap().extend_from_slice(&buf[..n]);
+                sink.1.notify_all();
             }
         });
         OnProcess {
@@ -148,7 +167,22 @@ impl OnProcess {
     }
 
     fn stderr(&self) -> String {
-        String::from_utf8_lossy(&self.stderr.lock().unwrap()).into_owned()
+        String::from_utf8_lossy(&self.stderr.0.lock().unwrap()).into_owned()
+    }
+
+    /// Stderr once it contains `needle` (stderr is read on another thread, so what
+    /// ON wrote may not be in yet); fails the test after [`TIMEOUT`].
+    fn stderr_with(&self, needle: &str) -> String {
+        let (text, written) = &*self.stderr;
+        let text = written
+            .wait_timeout_while(text.lock().unwrap(), TIMEOUT, |text| {
+                !String::from_utf8_lossy(text).contains(needle)
+            })
+            .unwrap()
+            .0;
+        let text = String::from_utf8_lossy(&text).into_owned();
+        assert!(text.contains(needle), "no {needle:?} on stderr: {text}");
+        text
     }
 
     /// Waits (bounded) for the process to exit and returns its exit code.
@@ -282,12 +316,76 @@ fn on_prints_messages_in_order_one_per_line() {
     );
     assert_eq!(
         on.next_line(),
-        "two\\nlines\\\\ and \\x00\\x1b \\xff\\xfe café"
+        "two\\nlines\\\\ and \\0000\\0033 \\0377\\0376 café"
     );
     put(&server, "events", b"no newline");
     put(&server, "events", b"");
     assert_eq!(on.next_line(), "no newline");
     assert_eq!(on.next_line(), "");
+}
+
+/// The shells `printf '%b'` is tried with: dash (`/bin/sh` on Debian and Raspberry Pi
+/// OS, which knows no `\xHH`) and bash, whichever are installed; `sh` if neither is.
+fn posix_shells() -> Vec<&'static str> {
+    let found: Vec<&str> = ["dash", "bash"]
+        .into_iter()
+        .filter(|shell| {
+            Command::new(shell)
+                .args(["-c", "exit 0"])
+                .status()
+                .is_ok_and(|s| s.success())
+        })
+        .collect();
+    if found.is_empty() { vec!["sh"] } else { found }
+}
+
+/// What ON's help and the README promise: `IFS= read -r line` then
+/// `printf '%b\n' "$line"` gives every message back byte for byte (with one final
+/// newline) in dash as in bash, whatever bytes it holds.
+#[test]
+fn on_lines_come_back_with_printf_b_in_posix_sh() {
+    let server = TestServer::start();
+    let messages: Vec<Vec<u8>> = vec![
+        binary_payload(),
+        (0..=255u8).collect(),
+        b"tab\tand \\c and \\0101 and %s and \x1b5 and caf\xc3\xa9\n".to_vec(),
+        b"-n".to_vec(),
+        b"ends with two newlines\n\n".to_vec(),
+        Vec::new(),
+    ];
+    for message in &messages {
+        put(&server, "shell", message);
+    }
+    let on = OnProcess::start(beuss(&server), &["shell"], b'\n');
+    let lines: Vec<Vec<u8>> = messages.iter().map(|_| on.next()).collect();
+    for shell in posix_shells() {
+        for (message, line) in messages.iter().zip(&lines) {
+            let output = Command::new(shell)
+                .args(["-c", "IFS= read -r line; printf '%b\\n' \"$line\""])
+                .stdin(Stdio::piped())
+                .stdout(Stdio::piped())
+                .spawn()
+                .and_then(|mut child| {
+                    let mut input = child.stdin.take().unwrap();
+                    input.write_all(line)?;
+                    input.write_all(b"\n")?;
+                    drop(input);
+                    child.wait_with_output()
+                })
+                .unwrap();
+            let mut expected = message.clone();
+            if !expected.ends_with(b"\n") {
+                expected.push(b'\n');
+            }
+            assert!(
+                output.stdout == expected,
+                "{shell}: {:?} came back as {:?}, not {:?}",
+                String::from_utf8_lossy(line),
+                String::from_utf8_lossy(&output.stdout),
+                String::from_utf8_lossy(&expected)
+            );
+        }
+    }
 }
 
 /// ON -0 ends each message with NUL; ON --raw writes the bytes alone.
@@ -375,9 +473,8 @@ fn on_reconnects_after_server_restart() {
     assert_eq!(second.port, port);
     put(&second, "restart", b"after\n");
     assert_eq!(on.next_line(), "after");
-    let log = on.stderr();
-    assert!(log.contains("reconnecting"), "stderr: {log}");
-    assert!(log.contains("reconnected"), "stderr: {log}");
+    on.stderr_with("reconnecting");
+    on.stderr_with("reconnected");
 }
 
 /// ON --no-reconnect exits with code 3 when the server stops.
@@ -441,6 +538,79 @@ fn connection_refused_is_explained_with_exit_3() {
             "{args:?}: {message}"
         );
     }
+}
+
+/// A stand-in for something else on a free loopback port, serving until the test
+/// process ends: `answer` gets each connection's first read and says what to write
+/// back, or `None` to close the connection without a word.
+fn fake_server(answer: fn(&[u8]) -> Option<&'static [u8]>) -> u16 {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    std::thread::spawn(move || {
+        for conn in listener.incoming() {
+            let Ok(mut conn) = conn else { continue };
+            std::thread::spawn(move || {
+                let mut buf = [0; 1024];
+                while let Ok(n @ 1..) = conn.read(&mut buf) {
+                    match answer(&buf[..n]) {
+                        Some(reply) => {
+                            if conn.write_all(reply).is_err() {
+                                return;
+                            }
+                        }
+                        None => return, // dropping `conn` closes it
+                    }
+                }
+            });
+        }
+    });
+    port
+}
+
+/// The old Go beuss server, as its `handleIncomingConnection` behaves: a connection
+/// opens with the ASCII word `GET` or `PUT`, answered `OK`; `QUIT` ends it; any other
+/// first bytes (such as a protocol-1 frame) close it without a reply. After `GET` it
+/// answers a queue name with `EMPTY`.
+fn old_go_server(got: &[u8]) -> Option<&'static [u8]> {
+    match got {
+        b"GET" | b"PUT" => Some(b"OK"),
+        b"QUIT" => None,
+        _ if got.first().is_some_and(u8::is_ascii_alphanumeric) => Some(b"EMPTY"),
+        _ => None,
+    }
+}
+
+/// Every verb pointed at an old Go beuss server says that it is not a protocol-1
+/// server and exits 1, instead of blaming a stopped server; anything else that
+/// answers with bytes that are not a protocol-1 reply gets the same diagnosis.
+#[test]
+fn old_go_server_and_other_services_are_recognised() {
+    let go = fake_server(old_go_server);
+    for args in [
+        &["PUT", "q"][..],
+        &["GET", "q"],
+        &["ON", "q"],
+        &["STATS"],
+        &["PURGE", "q"],
+        &["PING"],
+    ] {
+        let output = run(beuss_at(go).args(args), b"x");
+        let message = stderr(&output);
+        assert_eq!(output.status.code(), Some(1), "{args:?}: {message}");
+        assert!(
+            message.contains("is not a beuss protocol-1 server")
+                && message.contains("old Go beuss"),
+            "{args:?}: {message}"
+        );
+    }
+    let http = fake_server(|_| Some(b"HTTP/1.1 400 Bad Request\r\n\r\n"));
+    let output = run(beuss_at(http).arg("PING"), b"");
+    let message = stderr(&output);
+    assert_eq!(output.status.code(), Some(1), "{message}");
+    assert!(
+        message.contains("is not a beuss protocol-1 server (it answered \"HTTP/1.1 400"),
+        "{message}"
+    );
 }
 
 /// --host and --port win over BHOST and BPORT; BPORT alone is used without them.
@@ -520,6 +690,33 @@ fn stats_table_and_json() {
     );
 }
 
+/// STATS on a queue that does not exist still prints the server's figures, says so
+/// on stderr and exits 4, like GET on an empty queue; it does not create the queue.
+#[test]
+fn stats_of_a_missing_queue_exits_4() {
+    let server = TestServer::start();
+    let output = run(beuss(&server).args(["STATS", "nosuch"]), b"");
+    assert_eq!(output.status.code(), Some(EXIT_EMPTY));
+    assert!(
+        stdout(&output).contains("max_message_size"),
+        "{}",
+        stdout(&output)
+    );
+    assert!(
+        stderr(&output).contains("no queue named nosuch"),
+        "{}",
+        stderr(&output)
+    );
+    let output = run(beuss(&server).args(["STATS", "nosuch", "--json"]), b"");
+    assert_eq!(output.status.code(), Some(EXIT_EMPTY));
+    assert!(
+        stdout(&output).ends_with(",\"queues\":{}}\n"),
+        "{}",
+        stdout(&output)
+    );
+    assert_eq!(server.stat("queues"), 0);
+}
+
 /// A minimal structural check of JSON: balanced braces outside strings, valid
 /// escapes, no trailing commas.
 fn assert_json_shape(json: &str) {
@@ -570,6 +767,97 @@ fn truncated_put_warns_with_both_sizes() {
     assert_eq!(output.stdout, &payload[..100]);
 }
 
+/// A file over 1 MiB as standard input is sent from where its offset stands (as a
+/// shell leaves it after `read`), whole and byte for byte.
+#[test]
+fn put_streams_a_large_file_from_its_offset() {
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "8M")]);
+    let dir = tempdir("put-file");
+    let payload: Vec<u8> = (0..3 << 20).map(|i: u32| (i % 251) as u8).collect();
+    std::fs::write(dir.join("big"), &payload).unwrap();
+    let mut file = std::fs::File::open(dir.join("big")).unwrap();
+    std::io::Seek::seek(&mut file, std::io::SeekFrom::Start(1000)).unwrap();
+    let output = run_from_file(beuss(&server).args(["PUT", "file"]), file);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert_eq!(stderr(&output), "");
+    let output = run(beuss(&server).args(["GET", "file"]), b"");
+    assert!(output.stdout == payload[1000..], "GET gave other bytes");
+}
+
+/// A stand-in protocol-1 server that announces a `max_message_size` of 100, records the
+/// `length` of the one `PUT` frame it gets and how many bytes followed, and answers it
+/// as the real server would (`TRUNCATED` or `STORED`).
+fn recording_server() -> (u16, Receiver<(u32, usize)>) {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let (tx, rx) = mpsc::channel();
+    std::thread::spawn(move || {
+        let (mut conn, _) = listener.accept().unwrap();
+        let mut hello = [0; 8];
+        conn.read_exact(&mut hello).unwrap();
+        let mut reply = Vec::new();
+        beuss::protocol::encode_hello(&mut reply, 1, 100, "recorder");
+        conn.write_all(&reply).unwrap();
+        let mut len = [0; 4];
+        conn.read_exact(&mut len).unwrap();
+        let len = u32::from_be_bytes(len);
+        let mut frame = vec![0; len as usize];
+        conn.read_exact(&mut frame).unwrap();
+        let payload = frame.len() - 3 - usize::from(frame[2]);
+        let reply = match payload {
+            0..=100 => common::STORED.to_vec(),
+            _ => common::truncated_reply(payload as u32, 100),
+        };
+        conn.write_all(&reply).unwrap();
+        let mut rest = Vec::new();
+        conn.set_read_timeout(Some(TIMEOUT)).unwrap();
+        let _ = conn.read_to_end(&mut rest); // the client hangs up
+        tx.send((len, payload + rest.len())).unwrap();
+    });
+    (port, rx)
+}
+
+/// Over the limit, PUT sends a frame that declares and carries exactly the limit
+/// plus one byte, whether standard input is a pipe (read to its end, so its writer
+/// is never cut off) or a large file (not read further); the warning gives the
+/// input's real size.
+#[test]
+fn put_over_the_limit_sends_one_byte_more_and_reports_the_real_size() {
+    let (port, frames) = recording_server();
+    let mut child = beuss_at(port)
+        .args(["PUT", "q"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut input = child.stdin.take().unwrap();
+    let writer = std::thread::spawn(move || input.write_all(&vec![b'p'; 300_000]));
+    let output = finish(child);
+    writer.join().unwrap().expect("beuss read the whole pipe");
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output)
+            .contains("standard input had 300000 bytes, the server stored the first 100"),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(frames.recv_timeout(TIMEOUT).unwrap(), (3 + 1 + 101, 101));
+
+    let (port, frames) = recording_server();
+    let dir = tempdir("put-limit");
+    std::fs::write(dir.join("big"), vec![b'f'; 5 << 20]).unwrap();
+    let file = std::fs::File::open(dir.join("big")).unwrap();
+    let output = run_from_file(beuss_at(port).args(["PUT", "q"]), file);
+    assert_eq!(output.status.code(), Some(0), "{}", stderr(&output));
+    assert!(
+        stderr(&output).contains(&format!("standard input had {} bytes", 5 << 20)),
+        "{}",
+        stderr(&output)
+    );
+    assert_eq!(frames.recv_timeout(TIMEOUT).unwrap(), (3 + 1 + 101, 101));
+}
+
 /// A PUT refused because the server is full exits 5 and says so.
 #[test]
 fn full_server_put_exits_5() {
@@ -617,6 +905,20 @@ fn usage_and_help() {
             help.starts_with(&format!("Usage: beuss {}", verb.to_uppercase())),
             "{help}"
         );
+        fits_80_columns(&help);
+    }
+    fits_80_columns(&stdout(&output_of_main_help(port)));
+}
+
+/// `beuss --help`.
+fn output_of_main_help(port: u16) -> Output {
+    run(beuss_at(port).arg("--help"), b"")
+}
+
+/// Help is read in 80-column terminals.
+fn fits_80_columns(help: &str) {
+    for line in help.lines() {
+        assert!(line.chars().count() <= 80, "over 80 columns: {line:?}");
     }
 }
 

@@ -1,0 +1,195 @@
+//! `beuss PUT`: one message from standard input, streamed.
+//!
+//! A frame's length comes before its payload, so the length must be known first. A
+//! large regular file gives it (`fstat`) and is copied from disk to the socket in
+//! pieces; anything else (a pipe, a terminal, a small or `/proc` file) is read into
+//! memory, but never more than the server keeps plus one byte: the rest of the input
+//! is read, counted and dropped, as the server would drop it, and the warning gives
+//! the real size.
+
+use std::ffi::OsString;
+use std::fs::File;
+use std::io::{self, IsTerminal, Read, Seek};
+use std::os::fd::AsFd;
+
+use beuss::client::PutStatus;
+
+use crate::args::{Command, Verb, queue_name};
+use crate::conn::{REPLY_TIMEOUT, connect};
+use crate::output::{EXIT_ERROR, Failure};
+
+/// The verb table's row for `PUT`.
+pub const VERB: Verb = Verb {
+    name: "PUT",
+    summary: "echo data | beuss PUT <queue>    store one message read from standard input",
+    help: HELP,
+    arity: (1, 1),
+    takes: "a queue name",
+    new: || Box::new(Put),
+};
+
+/// Regular files over this size are streamed from disk. Smaller ones are read into
+/// memory like a pipe: that costs nothing, and files in `/proc` and `/sys` claim
+/// sizes (0, 4096) that are not their content.
+const STREAM_FROM: u64 = 1 << 20;
+
+const HELP: &str = "\
+Usage: beuss PUT <queue>
+
+Stores one message on <queue>: all of standard input, read to its end, byte for
+byte (binary is fine; nothing is added or removed, so `echo hi` stores \"hi\\n\").
+The queue is created if needed. Prints nothing on success.
+
+If the message is longer than the server's BMAXMESSAGESIZE, the server keeps
+only the first BMAXMESSAGESIZE bytes: beuss sends no more than that (plus one
+byte, so that the server counts the truncation) and skips the rest (a pipe is
+still read to its end, so that its writer is not cut off), warns on stderr with
+both sizes and exits 0.
+
+Memory: a regular file over 1 MiB (beuss PUT q < file) is sent straight from
+disk; from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory.
+
+Exit codes: 0 stored (whole or truncated), 1 error, 2 usage, 3 cannot connect,
+5 the server is full (BMAXMEMORY): nothing was stored, try again later.
+
+Example: beuss PUT photos < photo.jpg
+";
+
+/// `PUT` has no options of its own.
+struct Put;
+
+impl Command for Put {
+    fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
+        put(addr, queue_name(&args[0])?)
+    }
+}
+
+/// `PUT`: standard input as one message.
+fn put(addr: &str, queue: &str) -> Result<(), Failure> {
+    // Connect first: the server's limit bounds what is read into memory.
+    let (mut client, server) = connect(addr, REPLY_TIMEOUT)?;
+    let mut stdin = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map(File::from)
+        .map_err(|e| cannot_read(&e))?;
+    if stdin.is_terminal() {
+        eprintln!("beuss: reading the message from standard input (end it with Ctrl-D)");
+    }
+    // One byte over the limit is enough for the server to see (and count) a
+    // truncation; a frame cannot pass 2^32 - 1 bytes.
+    let most =
+        (u64::from(server.max_message_size) + 1).min(u64::from(u32::MAX) - 3 - queue.len() as u64);
+    let client_failure = |e| Failure::client(addr, &e);
+    let (status, sent, total) = match streamable_len(&mut stdin) {
+        Some(total) => {
+            let len = total.min(most);
+            let mut input = Tracked::new(&mut stdin);
+            let status = client
+                .put_reader(queue, len as u32, &mut input)
+                .map_err(|e| input.failure(len).unwrap_or_else(|| client_failure(e)))?;
+            (status, len, total)
+        }
+        None => {
+            let mut kept = Vec::new();
+            (&mut stdin)
+                .take(most)
+                .read_to_end(&mut kept)
+                .map_err(|e| cannot_read(&e))?;
+            let mut total = kept.len() as u64;
+            if total == most {
+                total += io::copy(&mut stdin, &mut io::sink()).map_err(|e| cannot_read(&e))?;
+            }
+            let status = client
+                .put_reader(queue, kept.len() as u32, kept.as_slice())
+                .map_err(client_failure)?;
+            (status, kept.len() as u64, total)
+        }
+    };
+    let stored = match status {
+        PutStatus::Stored => sent,
+        PutStatus::Truncated { stored_len, .. } => u64::from(stored_len),
+    };
+    if total > stored {
+        eprintln!(
+            "beuss: warning: message truncated: standard input had {total} bytes, the \
+             server stored the first {stored} (its BMAXMESSAGESIZE)"
+        );
+    }
+    Ok(())
+}
+
+/// The bytes left in `stdin` if it is a regular file big enough to stream.
+fn streamable_len(stdin: &mut File) -> Option<u64> {
+    let size = stdin.metadata().ok().filter(|m| m.is_file())?.len();
+    let left = size.saturating_sub(stdin.stream_position().ok()?);
+    (left > STREAM_FROM).then_some(left)
+}
+
+fn cannot_read(e: &io::Error) -> Failure {
+    Failure::new(
+        EXIT_ERROR,
+        format!("cannot read standard input: {e}; nothing was stored"),
+    )
+}
+
+/// A reader that remembers why it stopped, so that a failed streaming `PUT` can
+/// blame standard input rather than the connection.
+struct Tracked<R> {
+    inner: R,
+    /// Bytes read so far.
+    read: u64,
+    /// The read error, if one ended the copy.
+    error: Option<io::Error>,
+    /// True once a read returned end of file.
+    ended: bool,
+}
+
+impl<R: Read> Tracked<R> {
+    fn new(inner: R) -> Tracked<R> {
+        Tracked {
+            inner,
+            read: 0,
+            error: None,
+            ended: false,
+        }
+    }
+
+    /// What went wrong on the input side of a `PUT` of `len` bytes, if anything.
+    fn failure(&mut self, len: u64) -> Option<Failure> {
+        if let Some(e) = self.error.take() {
+            return Some(cannot_read(&e));
+        }
+        self.ended.then(|| {
+            Failure::new(
+                EXIT_ERROR,
+                format!(
+                    "standard input ended after {} of the {len} bytes its size announced \
+                     (did the file shrink while it was sent?); nothing was stored",
+                    self.read
+                ),
+            )
+        })
+    }
+}
+
+impl<R: Read> Read for Tracked<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self.inner.read(buf) {
+            Ok(0) if !buf.is_empty() => {
+                self.ended = true;
+                Ok(0)
+            }
+            Ok(n) => {
+                self.read += n as u64;
+                Ok(n)
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Err(e),
+            Err(e) => {
+                let relayed = io::Error::new(e.kind(), e.to_string());
+                self.error = Some(e);
+                Err(relayed)
+            }
+        }
+    }
+}
