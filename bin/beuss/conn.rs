@@ -133,6 +133,7 @@ fn first_reply(addr: &str, response: Response<'_>, bytes: &[u8]) -> Result<Serve
             version,
             max_message_size,
             server,
+            ..
         } => Ok(Server {
             version,
             max_message_size,
