@@ -28,6 +28,11 @@ use crate::protocol::{
 };
 use crate::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 
+mod lease;
+
+pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
+pub use protocol::{LeaseRef, Limits, SettleResult};
+
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
 const MAX_RESPONSE: u32 = (1 << 30) + 4096;
 /// Requests written before their replies are read in [`Client::put_many`]: deep enough
@@ -144,6 +149,8 @@ pub struct ServerInfo {
     pub max_message_size: u32,
     /// Server software and version.
     pub server: String,
+    /// Features and lease limits of a version-2 server; `None` from version 1.
+    pub limits: Option<Limits>,
 }
 
 /// A blocking connection to a beuss server.
@@ -253,11 +260,12 @@ impl Client {
                 version,
                 max_message_size,
                 server,
-                ..
+                limits,
             } => Ok(ServerInfo {
                 version,
                 max_message_size,
                 server: server.to_owned(),
+                limits,
             }),
             other => Err(unexpected("HELLO", &other)),
         }
