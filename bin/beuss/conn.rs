@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use beuss::Client;
-use beuss::protocol::{self, LEN_PREFIX, PROTOCOL_VERSION, Request, Response};
+use beuss::protocol::{self, LEN_PREFIX, Limits, PROTOCOL_VERSION, Request, Response};
 
 use crate::output::{EXIT_CONNECT, Failure, describe_io, display_bytes};
 
@@ -37,6 +37,29 @@ pub struct Server {
     pub max_message_size: u32,
     /// Server software and version.
     pub name: String,
+    /// Version 2's features and lease limits; `None` from a version-1 server.
+    pub limits: Option<Limits>,
+}
+
+impl Server {
+    /// The version-2 limits, or a failure saying that this server has no leases.
+    ///
+    /// # Errors
+    /// Exit code 1 when the server speaks only version 1.
+    pub fn leases(&self, addr: &str) -> Result<Limits, Failure> {
+        self.limits
+            .filter(|l| l.features & protocol::FEATURE_LEASES != 0)
+            .ok_or_else(|| {
+                Failure::new(
+                    crate::output::EXIT_ERROR,
+                    format!(
+                        "the server at {addr} ({}) has no leases (protocol version {}); \
+                         this needs a version-2 beuss-server",
+                        self.name, self.version
+                    ),
+                )
+            })
+    }
 }
 
 /// Connects to `addr`, says `HELLO`, and returns a client whose every read and write
@@ -133,11 +156,12 @@ fn first_reply(addr: &str, response: Response<'_>, bytes: &[u8]) -> Result<Serve
             version,
             max_message_size,
             server,
-            ..
+            limits,
         } => Ok(Server {
             version,
             max_message_size,
             name: server.to_owned(),
+            limits,
         }),
         Response::Error { code, message, .. } => Err(Failure::server(addr, code, message)),
         _ => Err(not_beuss(addr, bytes)),
