@@ -69,13 +69,23 @@ impl Server {
 /// A [`Failure`] a person can act on: exit code 3 when the server cannot be reached,
 /// 1 when what answers is not a beuss protocol-1 server.
 pub fn connect(addr: &str, reply_within: Duration) -> Result<(Client, Server), Failure> {
+    let (stream, server) = connect_stream(addr, reply_within)?;
+    let client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
+    Ok((client, server))
+}
+
+/// As [`connect`], but hands back the stream itself, for `WORK`, which reads replies
+/// on one thread while it writes requests on another.
+///
+/// # Errors
+/// As [`connect`].
+pub fn connect_stream(addr: &str, reply_within: Duration) -> Result<(TcpStream, Server), Failure> {
     let mut stream = open(addr)?;
     let lost = |e: io::Error| lost(addr, &e);
     stream.set_read_timeout(Some(reply_within)).map_err(lost)?;
     stream.set_write_timeout(Some(reply_within)).map_err(lost)?;
     let server = hello(&mut stream, addr)?;
-    let client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
-    Ok((client, server))
+    Ok((stream, server))
 }
 
 /// The first address `addr` resolves to that accepts a connection.

@@ -13,7 +13,7 @@ use crate::output::{Failure, display_bytes, display_name, write_stdout};
 /// The verb table's row for `DEAD`.
 pub const VERB: Verb = Verb {
     name: "DEAD",
-    summary: "beuss DEAD <queue> [--retry|--purge] list, move back or drop dead letters",
+    summary: "beuss DEAD <queue>               list, --retry or --purge dead letters",
     help: HELP,
     arity: (1, 1),
     takes: "a queue name",

@@ -20,7 +20,7 @@ use crate::output::{EXIT_UNSETTLED, Failure, write_stdout};
 /// The verb table's row for `ACK`.
 pub const ACK: Verb = Verb {
     name: "ACK",
-    summary: "beuss ACK <queue> ID:ATTEMPT...   delete messages taken with GET --lease",
+    summary: "beuss ACK <queue> <lease>...     delete messages taken with GET --lease",
     help: ACK_HELP,
     arity: (2, usize::MAX),
     takes: "a queue name and one or more leases (ID:ATTEMPT)",
@@ -30,7 +30,7 @@ pub const ACK: Verb = Verb {
 /// The verb table's row for `NACK`.
 pub const NACK: Verb = Verb {
     name: "NACK",
-    summary: "beuss NACK <queue> ID:ATTEMPT...  give leased messages back (or --dead)",
+    summary: "beuss NACK <queue> <lease>...    give leased messages back (or --dead)",
     help: NACK_HELP,
     arity: (2, usize::MAX),
     takes: "a queue name and one or more leases (ID:ATTEMPT)",
@@ -40,7 +40,7 @@ pub const NACK: Verb = Verb {
 /// The verb table's row for `TOUCH`.
 pub const TOUCH: Verb = Verb {
     name: "TOUCH",
-    summary: "beuss TOUCH <queue> ID:ATTEMPT... extend leases",
+    summary: "beuss TOUCH <queue> <lease>...   extend leases (a lease is ID:ATTEMPT)",
     help: TOUCH_HELP,
     arity: (2, usize::MAX),
     takes: "a queue name and one or more leases (ID:ATTEMPT)",
