@@ -916,7 +916,9 @@ fn usage_and_help() {
     let output = run(beuss_at(port).arg("--help"), b"");
     assert_eq!(output.status.code(), Some(0));
     assert!(stdout(&output).contains("Exit codes"));
-    for verb in ["PUT", "get", "On", "STATS", "PURGE", "PING"] {
+    for verb in [
+        "PUT", "get", "On", "ACK", "nack", "TOUCH", "DEAD", "WORK", "STATS", "PURGE", "PING",
+    ] {
         let output = run(beuss_at(port).args([verb, "--help"]), b"");
         assert_eq!(output.status.code(), Some(0), "{verb}");
         let help = stdout(&output);

@@ -86,9 +86,9 @@ exits (or crashes) loses the other 99. Use ON where that is acceptable (logs,
 notifications). For jobs that must not be lost, take one at a time, only when
 ready for it:
   while beuss GET jobs job.txt --wait 60; do ./handle job.txt; done
-(a job is then lost only if the handler dies while on it). Acknowledged
-delivery, where a job stays on the server until it is done, is coming: a
-`beuss WORK` runner that acknowledges a job only after its command succeeded.
+(a job is then lost only if the handler dies while on it), or better, keep
+each job on the server until it is done: beuss GET --lease and ACK, or the
+job runner beuss WORK (see their --help).
 
 Example: beuss ON jobs | while IFS= read -r job; do echo \"doing $job\"; done
 ";
