@@ -859,9 +859,9 @@ impl Reader {
                     results: s.iter().collect(),
                 }
             }
-            (_, other) => {
+            (_, _) => {
                 return Err(Failure::not_beuss(format!(
-                    "{addr} answered out of turn: {other:?}"
+                    "{addr} answered a request with a reply of another kind"
                 )));
             }
         }))
