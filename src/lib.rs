@@ -34,8 +34,9 @@ pub mod client;
 pub mod protocol;
 
 // The server side, behind the `server` feature; gated per module here so that files
-// added under src/server/ or src/store/ need no attribute of their own.
-#[cfg(feature = "server")]
+// added under src/server/ or src/store/ need no attribute of their own. The
+// configuration parsers (sizes, durations) are std-only and shared with the CLI.
+#[cfg(any(feature = "server", feature = "cli"))]
 pub mod config;
 #[cfg(feature = "server")]
 mod conn;
@@ -53,7 +54,7 @@ pub mod store;
 mod test_rng;
 
 pub use client::Client;
-#[cfg(feature = "server")]
+#[cfg(any(feature = "server", feature = "cli"))]
 pub use config::Config;
 // For beuss-bench, which opens as many connections as the server accepts; not part of
 // the supported API.

@@ -653,24 +653,35 @@ fn stats_table_and_json() {
         .lines()
         .find(|l| l.starts_with("queue "))
         .expect(&table);
-    assert!(header.split_whitespace().eq([
-        "queue",
-        "messages",
-        "bytes",
-        "memory",
-        "puts",
-        "gets",
-        "truncations",
-        "waiters",
-        "idle_ms"
-    ]));
+    assert!(
+        header.split_whitespace().eq([
+            "queue",
+            "ready",
+            "in_flight",
+            "delayed",
+            "dead",
+            "waiters",
+            "bytes",
+            "memory",
+            "idle_ms"
+        ]),
+        "{header}"
+    );
     let alpha: Vec<&str> = table
         .lines()
         .find(|l| l.starts_with("alpha "))
         .expect(&table)
         .split_whitespace()
         .collect();
-    assert_eq!(&alpha[1..3], ["2", "9"], "messages and bytes of alpha");
+    assert_eq!(&alpha[1..5], ["2", "0", "0", "0"], "ready..dead of alpha");
+    assert_eq!(alpha[6], "9", "bytes of alpha");
+    // Readable in a terminal: the queue rows fit 80 columns with short names.
+    let widest = table
+        .lines()
+        .skip_while(|l| !l.starts_with("queue "))
+        .map(str::len)
+        .max();
+    assert!(widest.is_some_and(|w| w <= 80), "{table}");
 
     let output = run(beuss(&server).args(["STATS", "--json"]), b"");
     let json = stdout(&output);
@@ -683,6 +694,14 @@ fn stats_table_and_json() {
         "{json}"
     );
     assert!(json.contains(r#""we\"ird\\name":{"messages":1,"#), "{json}");
+    for figure in [
+        "\"puts\":2",
+        "\"ready\":2",
+        "\"acks\":0",
+        "\"dead_lettered\":0",
+    ] {
+        assert!(json.contains(figure), "{figure} in {json}");
+    }
     assert_json_shape(json.trim_end());
 
     let output = run(beuss(&server).args(["STATS", "alpha", "--json"]), b"");
@@ -900,7 +919,9 @@ fn usage_and_help() {
     let output = run(beuss_at(port).arg("--help"), b"");
     assert_eq!(output.status.code(), Some(0));
     assert!(stdout(&output).contains("Exit codes"));
-    for verb in ["PUT", "get", "On", "STATS", "PURGE", "PING"] {
+    for verb in [
+        "PUT", "get", "On", "ACK", "nack", "TOUCH", "DEAD", "WORK", "STATS", "PURGE", "PING",
+    ] {
         let output = run(beuss_at(port).args([verb, "--help"]), b"");
         assert_eq!(output.status.code(), Some(0), "{verb}");
         let help = stdout(&output);

@@ -11,7 +11,7 @@ use std::ffi::{OsStr, OsString};
 use std::fmt;
 use std::time::Duration;
 
-use beuss::protocol;
+use beuss::protocol::{self, LeaseRef, MAX_SETTLE_PAIRS};
 use beuss::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 use lexopt::{Arg, Parser};
 
@@ -248,6 +248,98 @@ pub fn seconds_value(parser: &mut Parser, option: &Opt) -> Result<Duration, Fail
                 "{option} wants seconds, like 5 or 0.5, not {text:?}"
             ))
         })
+}
+
+/// The value of `option` as a duration: a whole number with `ms`, `s`, `m` or `h`
+/// (`500ms`, `30s`, `10m`, `2h`; a bare number is seconds), at most `most`.
+///
+/// # Errors
+/// A usage failure naming the option, what it wants and the limit.
+pub fn duration_value(
+    parser: &mut Parser,
+    option: &Opt,
+    most: Duration,
+) -> Result<Duration, Failure> {
+    let text = string_value(parser, option)?;
+    let duration = beuss::config::parse_duration("", &text).map_err(|_| {
+        Failure::usage(format!(
+            "{option} wants a duration like 500ms, 30s, 10m or 2h, not {text:?}"
+        ))
+    })?;
+    if duration > most {
+        return Err(Failure::usage(format!(
+            "{option} {text} is longer than the most the server allows, {}",
+            show_duration(most)
+        )));
+    }
+    Ok(duration)
+}
+
+/// A duration in the unit that shows it best (`12h`, `30 days`, `1500ms`).
+pub fn show_duration(d: Duration) -> String {
+    let ms = d.as_millis();
+    match ms {
+        0 => "0s".to_owned(),
+        ms if ms % 86_400_000 == 0 => format!("{} days", ms / 86_400_000),
+        ms if ms % 3_600_000 == 0 => format!("{}h", ms / 3_600_000),
+        ms if ms % 60_000 == 0 => format!("{}m", ms / 60_000),
+        ms if ms % 1000 == 0 => format!("{}s", ms / 1000),
+        ms => format!("{ms}ms"),
+    }
+}
+
+/// The value of `option` as a whole number from `least` to `most`.
+///
+/// # Errors
+/// A usage failure naming the range.
+pub fn number_value(
+    parser: &mut Parser,
+    option: &Opt,
+    least: u64,
+    most: u64,
+) -> Result<u64, Failure> {
+    let text = string_value(parser, option)?;
+    text.trim()
+        .parse::<u64>()
+        .ok()
+        .filter(|n| (least..=most).contains(n))
+        .ok_or_else(|| {
+            Failure::usage(format!(
+                "{option} wants a whole number from {least} to {most}, not {text:?}"
+            ))
+        })
+}
+
+/// Reads the leases named on the command line: `ID:ATTEMPT` each, as `GET --lease`
+/// prints them.
+///
+/// # Errors
+/// A usage failure for anything else (a bare id included: the attempt is what keeps
+/// an old command from settling a newer delivery of the same message).
+pub fn lease_refs(args: &[OsString]) -> Result<Vec<LeaseRef>, Failure> {
+    if args.len() > MAX_SETTLE_PAIRS {
+        return Err(Failure::usage(format!(
+            "at most {MAX_SETTLE_PAIRS} leases at a time, not {}",
+            args.len()
+        )));
+    }
+    args.iter()
+        .map(|arg| {
+            let text = arg.to_string_lossy();
+            text.split_once(':')
+                .and_then(|(id, attempt)| {
+                    Some(LeaseRef {
+                        id: id.parse().ok().filter(|&id| id != 0)?,
+                        attempt: attempt.parse().ok()?,
+                    })
+                })
+                .ok_or_else(|| {
+                    Failure::usage(format!(
+                        "a lease is ID:ATTEMPT as GET --lease prints it (like 12:1), not {text:?}"
+                    ))
+                })
+        })
+        .collect()
 }
 
 /// The server address: flags first, then `BHOST`/`BPORT`, then the defaults.

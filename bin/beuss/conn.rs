@@ -13,7 +13,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use beuss::Client;
-use beuss::protocol::{self, LEN_PREFIX, PROTOCOL_VERSION, Request, Response};
+use beuss::protocol::{self, LEN_PREFIX, Limits, PROTOCOL_VERSION, Request, Response};
 
 use crate::output::{EXIT_CONNECT, Failure, describe_io, display_bytes};
 
@@ -37,6 +37,29 @@ pub struct Server {
     pub max_message_size: u32,
     /// Server software and version.
     pub name: String,
+    /// Version 2's features and lease limits; `None` from a version-1 server.
+    pub limits: Option<Limits>,
+}
+
+impl Server {
+    /// The version-2 limits, or a failure saying that this server has no leases.
+    ///
+    /// # Errors
+    /// Exit code 1 when the server speaks only version 1.
+    pub fn leases(&self, addr: &str) -> Result<Limits, Failure> {
+        self.limits
+            .filter(|l| l.features & protocol::FEATURE_LEASES != 0)
+            .ok_or_else(|| {
+                Failure::new(
+                    crate::output::EXIT_ERROR,
+                    format!(
+                        "the server at {addr} ({}) has no leases (protocol version {}); \
+                         this needs a version-2 beuss-server",
+                        self.name, self.version
+                    ),
+                )
+            })
+    }
 }
 
 /// Connects to `addr`, says `HELLO`, and returns a client whose every read and write
@@ -46,13 +69,23 @@ pub struct Server {
 /// A [`Failure`] a person can act on: exit code 3 when the server cannot be reached,
 /// 1 when what answers is not a beuss protocol-1 server.
 pub fn connect(addr: &str, reply_within: Duration) -> Result<(Client, Server), Failure> {
+    let (stream, server) = connect_stream(addr, reply_within)?;
+    let client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
+    Ok((client, server))
+}
+
+/// As [`connect`], but hands back the stream itself, for `WORK`, which reads replies
+/// on one thread while it writes requests on another.
+///
+/// # Errors
+/// As [`connect`].
+pub fn connect_stream(addr: &str, reply_within: Duration) -> Result<(TcpStream, Server), Failure> {
     let mut stream = open(addr)?;
     let lost = |e: io::Error| lost(addr, &e);
     stream.set_read_timeout(Some(reply_within)).map_err(lost)?;
     stream.set_write_timeout(Some(reply_within)).map_err(lost)?;
     let server = hello(&mut stream, addr)?;
-    let client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
-    Ok((client, server))
+    Ok((stream, server))
 }
 
 /// The first address `addr` resolves to that accepts a connection.
@@ -133,11 +166,13 @@ fn first_reply(addr: &str, response: Response<'_>, bytes: &[u8]) -> Result<Serve
             version,
             max_message_size,
             server,
+            limits,
             ..
         } => Ok(Server {
             version,
             max_message_size,
             name: server.to_owned(),
+            limits,
         }),
         Response::Error { code, message, .. } => Err(Failure::server(addr, code, message)),
         _ => Err(not_beuss(addr, bytes)),

@@ -8,7 +8,12 @@ use std::time::Duration;
 
 use lexopt::{Arg, Parser};
 
-use crate::args::{Command, Opt, Verb, queue_name, seconds_value};
+use beuss::client::{LeaseOptions, NackOptions};
+use beuss::protocol::{MAX_LEASE_MS, NEVER_DEAD};
+
+use crate::args::{
+    Command, Opt, Verb, duration_value, number_value, queue_name, seconds_value, show_duration,
+};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::files::create_temp;
 use crate::output::{EXIT_EMPTY, EXIT_ERROR, Failure, write_stdout};
@@ -24,7 +29,7 @@ pub const VERB: Verb = Verb {
 };
 
 const HELP: &str = "\
-Usage: beuss GET <queue> [output-file] [--wait SECONDS]
+Usage: beuss GET <queue> [output-file] [--wait SECONDS] [--lease DURATION]
 
 Takes the oldest message of <queue> and writes it, byte for byte with nothing
 added, to <output-file> (replaced atomically: written to a new temporary file
@@ -34,10 +39,22 @@ The message is removed from the queue.
   -w, --wait SECONDS   wait up to SECONDS (decimals allowed) for a message to
                        arrive if the queue is empty (default: answer at once)
 
+  --lease DURATION     take the message on a lease instead (500ms, 30s, 10m,
+                       up to 12h): it stays on the server until `beuss ACK`
+                       deletes it, and comes back (attempt raised) if nobody
+                       does before the lease ends. The lease outlives this
+                       command. Prints `id=N attempt=M` on stderr and, when
+                       the message goes to <output-file>, the lease `N:M` on
+                       standard output, which ACK, NACK and TOUCH take.
+  --max-deliveries N   with --lease: dead-letter the message to <queue>.dead
+                       after N failed deliveries (default: the server's, 20)
+
 Exit codes: 0 got a message, 1 error, 2 usage, 3 cannot connect,
 4 the queue is empty (output-file is left untouched).
 
 Example: beuss GET photos /tmp/photo.jpg || echo \"nothing yet\"
+         lease=$(beuss GET jobs job.txt --lease 5m) && ./run job.txt &&
+           beuss ACK jobs \"$lease\"
 ";
 
 /// `GET`'s options.
@@ -45,12 +62,28 @@ Example: beuss GET photos /tmp/photo.jpg || echo \"nothing yet\"
 struct Get {
     /// `--wait`: how long the server may hold the request for a message to arrive.
     wait: Duration,
+    /// `--lease`: take the message on a detached lease of this length.
+    lease: Option<Duration>,
+    /// `--max-deliveries`.
+    max_deliveries: Option<u16>,
 }
 
 impl Command for Get {
     fn option(&mut self, option: &Opt, parser: &mut Parser) -> Result<bool, Failure> {
         match option.arg() {
             Arg::Short('w') | Arg::Long("wait") => self.wait = seconds_value(parser, option)?,
+            Arg::Long("lease") => {
+                let most = Duration::from_millis(MAX_LEASE_MS.into());
+                let lease = duration_value(parser, option, most)?;
+                if lease.is_zero() {
+                    return Err(Failure::usage("--lease must be longer than 0"));
+                }
+                self.lease = Some(lease);
+            }
+            Arg::Long("max-deliveries") => {
+                let n = number_value(parser, option, 1, u64::from(NEVER_DEAD) - 1)?;
+                self.max_deliveries = u16::try_from(n).ok();
+            }
             _ => return Ok(false),
         }
         Ok(true)
@@ -58,7 +91,14 @@ impl Command for Get {
 
     fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
         let queue = queue_name(&args[0])?;
-        get(addr, queue, args.get(1).map(Path::new), self.wait)
+        let path = args.get(1).map(Path::new);
+        match self.lease {
+            Some(lease) => get_leased(addr, queue, path, self.wait, lease, self.max_deliveries),
+            None if self.max_deliveries.is_some() => {
+                Err(Failure::usage("--max-deliveries goes with --lease"))
+            }
+            None => get(addr, queue, path, self.wait),
+        }
     }
 }
 
@@ -103,6 +143,11 @@ impl Output {
             temp,
             path: path.to_owned(),
         })
+    }
+
+    /// True when the message goes to standard output.
+    fn is_stdout(&self) -> bool {
+        matches!(self, Output::Stdout)
     }
 
     /// Writes the message; the file appears whole or not at all.
@@ -166,4 +211,71 @@ fn get(addr: &str, queue: &str, path: Option<&Path>, wait: Duration) -> Result<(
             Err(failure)
         }
     }
+}
+
+/// `GET --lease`: one message on a detached lease, written as `GET` writes it; its
+/// lease on stderr (and stdout, when the message went to a file). If the message
+/// cannot be written, the lease is given back uncharged.
+fn get_leased(
+    addr: &str,
+    queue: &str,
+    path: Option<&Path>,
+    wait: Duration,
+    lease: Duration,
+    max_deliveries: Option<u16>,
+) -> Result<(), Failure> {
+    let output = Output::open(path)?;
+    let taken =
+        connect(addr, wait.saturating_add(REPLY_TIMEOUT)).and_then(|(mut client, server)| {
+            let limits = server.leases(addr)?;
+            if lease.as_millis() > u128::from(limits.max_lease_ms) {
+                return Err(Failure::usage(format!(
+                    "--lease {} is longer than this server allows ({})",
+                    show_duration(lease),
+                    show_duration(Duration::from_millis(limits.max_lease_ms.into()))
+                )));
+            }
+            let options = LeaseOptions {
+                lease: Some(lease),
+                max_deliveries: max_deliveries.unwrap_or(0),
+                detached: true,
+            };
+            let mut taken = client
+                .lease(queue, 1, wait, options)
+                .map_err(|e| Failure::client(addr, &e))?;
+            Ok((client, taken.pop()))
+        });
+    let (mut client, delivery) = match taken {
+        Ok((client, Some(delivery))) => (client, delivery),
+        Ok((_, None)) => {
+            output.abandon();
+            return Err(Failure::new(
+                EXIT_EMPTY,
+                format!("queue {queue:?} is empty"),
+            ));
+        }
+        Err(failure) => {
+            output.abandon();
+            return Err(failure);
+        }
+    };
+    let to_stdout = output.is_stdout();
+    if let Err(mut failure) = output.finish(delivery.payload()) {
+        let back = NackOptions {
+            no_charge: true,
+            ..NackOptions::default()
+        };
+        if client.nack(queue, &[delivery.lease()], back).is_ok() {
+            failure.message = failure.message.replace(
+                "taken from the queue and is lost",
+                "given back to the queue",
+            );
+        }
+        return Err(failure);
+    }
+    eprintln!("id={} attempt={}", delivery.id(), delivery.attempt());
+    if !to_stdout {
+        write_stdout(format!("{}:{}\n", delivery.id(), delivery.attempt()).as_bytes())?;
+    }
+    Ok(())
 }

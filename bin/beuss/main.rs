@@ -1,6 +1,7 @@
 //! `beuss`: the command-line client, with the Go original's verbs and argument order
 //! (`echo data | beuss PUT q`, `beuss GET q out.bin`, `beuss ON q`) plus `STATS`,
-//! `PURGE` and `PING`.
+//! `PURGE` and `PING`, and the work-queue verbs of protocol version 2: `ACK`, `NACK`,
+//! `TOUCH`, `DEAD` and the job runner `WORK`.
 //!
 //! The flow is: parse the arguments ([`args`]), resolve the server address
 //! (`--host`/`--port`, else `BHOST`/`BPORT`, else `localhost:6552`), run one verb (one
@@ -9,6 +10,7 @@
 
 mod args;
 mod conn;
+mod dead;
 mod files;
 mod get;
 mod on;
@@ -16,7 +18,9 @@ mod output;
 mod ping;
 mod purge;
 mod put;
+mod settle;
 mod stats;
+mod work;
 
 use std::process::ExitCode;
 
@@ -28,6 +32,11 @@ const VERBS: &[Verb] = &[
     put::VERB,
     get::VERB,
     on::VERB,
+    settle::ACK,
+    settle::NACK,
+    settle::TOUCH,
+    dead::VERB,
+    work::VERB,
     stats::VERB,
     purge::VERB,
     ping::VERB,

@@ -25,9 +25,9 @@ use crate::output::{EXIT_ERROR, EXIT_OK, Failure, escape_line, write_stdout};
 const ON_WAIT: Duration = Duration::from_secs(30);
 
 /// First pause before `ON` reconnects; it doubles up to [`BACKOFF_MAX`].
-const BACKOFF_START: Duration = Duration::from_millis(100);
+pub const BACKOFF_START: Duration = Duration::from_millis(100);
 /// Longest pause between two reconnection attempts.
-const BACKOFF_MAX: Duration = Duration::from_secs(5);
+pub const BACKOFF_MAX: Duration = Duration::from_secs(5);
 /// Digits of the file names `ON --dir` writes (`0000000001`, ...).
 const DIR_NAME_DIGITS: usize = 10;
 
@@ -86,9 +86,9 @@ exits (or crashes) loses the other 99. Use ON where that is acceptable (logs,
 notifications). For jobs that must not be lost, take one at a time, only when
 ready for it:
   while beuss GET jobs job.txt --wait 60; do ./handle job.txt; done
-(a job is then lost only if the handler dies while on it). Acknowledged
-delivery, where a job stays on the server until it is done, is coming: a
-`beuss WORK` runner that acknowledges a job only after its command succeeded.
+(a job is then lost only if the handler dies while on it), or better, keep
+each job on the server until it is done: beuss GET --lease and ACK, or the
+job runner beuss WORK (see their --help).
 
 Example: beuss ON jobs | while IFS= read -r job; do echo \"doing $job\"; done
 ";
@@ -166,7 +166,7 @@ fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<(), 
 
 /// True for the errors after which a new connection may work: the server stopped,
 /// restarted or the network failed; not for a refused request.
-fn breaks_connection(e: &ClientError) -> bool {
+pub fn breaks_connection(e: &ClientError) -> bool {
     match e {
         ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Closed => true,
         ClientError::Server { .. } => e.code() == Some(ErrorCode::ShuttingDown),

@@ -20,6 +20,8 @@ pub const EXIT_CONNECT: u8 = 3;
 pub const EXIT_EMPTY: u8 = 4;
 /// `PUT` was refused because the server is full (`BMAXMEMORY`).
 pub const EXIT_FULL: u8 = 5;
+/// `ACK`, `NACK` or `TOUCH`: at least one lease was `STALE` or `NOT_FOUND`.
+pub const EXIT_UNSETTLED: u8 = 6;
 
 /// The exit codes, as `beuss --help` lists them.
 pub const EXIT_CODES_HELP: &str = "\
@@ -30,6 +32,7 @@ Exit codes:
   3  cannot connect to the server, or the connection broke
   4  GET: the queue is empty; STATS <queue>: there is no such queue
   5  PUT: the server is full (BMAXMEMORY); nothing was stored
+  6  ACK, NACK, TOUCH: a lease was STALE or NOT_FOUND (see its line)
 ";
 
 /// Why the command failed: the message for stderr and the exit code.

@@ -12,11 +12,15 @@ use std::fs::File;
 use std::io::{self, IsTerminal, Read, Seek};
 use std::os::fd::AsFd;
 
-use beuss::client::PutStatus;
+use std::time::Duration;
 
-use crate::args::{Command, Verb, queue_name};
+use beuss::client::{PutOptions, PutStatus};
+use beuss::protocol::{DEFAULT_PRIORITY, FEATURE_PUT_OPTIONS, MAX_DELAY_MS, MAX_PRIORITY};
+use lexopt::{Arg, Parser};
+
+use crate::args::{Command, Opt, Verb, duration_value, number_value, queue_name, show_duration};
 use crate::conn::{REPLY_TIMEOUT, connect};
-use crate::output::{EXIT_ERROR, Failure};
+use crate::output::{EXIT_ERROR, Failure, write_stdout};
 
 /// The verb table's row for `PUT`.
 pub const VERB: Verb = Verb {
@@ -25,7 +29,7 @@ pub const VERB: Verb = Verb {
     help: HELP,
     arity: (1, 1),
     takes: "a queue name",
-    new: || Box::new(Put),
+    new: || Box::<Put>::default(),
 };
 
 /// Regular files over this size are streamed from disk. Smaller ones are read into
@@ -34,11 +38,17 @@ pub const VERB: Verb = Verb {
 const STREAM_FROM: u64 = 1 << 20;
 
 const HELP: &str = "\
-Usage: beuss PUT <queue>
+Usage: beuss PUT <queue> [--delay DURATION] [--priority 0-9] [--id]
 
 Stores one message on <queue>: all of standard input, read to its end, byte for
 byte (binary is fine; nothing is added or removed, so `echo hi` stores \"hi\\n\").
 The queue is created if needed. Prints nothing on success.
+
+  --delay DURATION  the message becomes ready only after DURATION (500ms,
+                    30s, 10m, 2h, up to 30 days); until then no consumer sees it
+  --priority N      0 (delivered first) to 9 (last); default 5. Messages of one
+                    priority keep their order
+  --id              print the new message's id on standard output
 
 If the message is longer than the server's BMAXMESSAGESIZE, the server keeps
 only the first BMAXMESSAGESIZE bytes: beuss sends no more than that (plus one
@@ -47,27 +57,76 @@ still read to its end, so that its writer is not cut off), warns on stderr with
 both sizes and exits 0.
 
 Memory: a regular file over 1 MiB (beuss PUT q < file) is sent straight from
-disk; from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory.
+disk; from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory (with
+--delay, --priority or --id, from a file too).
 
 Exit codes: 0 stored (whole or truncated), 1 error, 2 usage, 3 cannot connect,
 5 the server is full (BMAXMEMORY): nothing was stored, try again later.
 
 Example: beuss PUT photos < photo.jpg
+         echo \"send reminder 7\" | beuss PUT mail --delay 10m --priority 3
 ";
 
-/// `PUT` has no options of its own.
-struct Put;
+/// `PUT`'s options: with any of them, the message goes as a version-2 `PUT` with
+/// options (which returns the id).
+#[derive(Default)]
+struct Put {
+    /// `--delay`.
+    delay: Option<Duration>,
+    /// `--priority`.
+    priority: Option<u8>,
+    /// `--id`.
+    print_id: bool,
+}
 
 impl Command for Put {
+    fn option(&mut self, option: &Opt, parser: &mut Parser) -> Result<bool, Failure> {
+        match option.arg() {
+            Arg::Long("delay") => {
+                let most = Duration::from_millis(MAX_DELAY_MS.into());
+                self.delay = Some(duration_value(parser, option, most)?);
+            }
+            Arg::Long("priority") => {
+                let n = number_value(parser, option, 0, MAX_PRIORITY.into())?;
+                self.priority = u8::try_from(n).ok();
+            }
+            Arg::Long("id") => self.print_id = true,
+            _ => return Ok(false),
+        }
+        Ok(true)
+    }
+
     fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
-        put(addr, queue_name(&args[0])?)
+        let with = (self.delay.is_some() || self.priority.is_some() || self.print_id).then(|| {
+            PutOptions {
+                delay: self.delay.unwrap_or_default(),
+                priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
+            }
+        });
+        put(addr, queue_name(&args[0])?, with)
     }
 }
 
-/// `PUT`: standard input as one message.
-fn put(addr: &str, queue: &str) -> Result<(), Failure> {
+/// `PUT`: standard input as one message, with options if `with` is given (then
+/// the id is printed).
+fn put(addr: &str, queue: &str, with: Option<PutOptions>) -> Result<(), Failure> {
     // Connect first: the server's limit bounds what is read into memory.
     let (mut client, server) = connect(addr, REPLY_TIMEOUT)?;
+    if let Some(options) = with {
+        let limits = server
+            .limits
+            .ok_or_else(|| no_options(addr, &server.name))?;
+        if limits.features & FEATURE_PUT_OPTIONS == 0 {
+            return Err(no_options(addr, &server.name));
+        }
+        if options.delay.as_millis() > u128::from(limits.max_delay_ms) {
+            return Err(Failure::usage(format!(
+                "--delay {} is longer than this server allows ({})",
+                show_duration(options.delay),
+                show_duration(Duration::from_millis(limits.max_delay_ms.into()))
+            )));
+        }
+    }
     let mut stdin = io::stdin()
         .as_fd()
         .try_clone_to_owned()
@@ -81,7 +140,13 @@ fn put(addr: &str, queue: &str) -> Result<(), Failure> {
     let most =
         (u64::from(server.max_message_size) + 1).min(u64::from(u32::MAX) - 3 - queue.len() as u64);
     let client_failure = |e| Failure::client(addr, &e);
-    let (status, sent, total) = match streamable_len(&mut stdin) {
+    let mut id = None;
+    let streamable = if with.is_some() {
+        None
+    } else {
+        streamable_len(&mut stdin)
+    };
+    let (status, sent, total) = match streamable {
         Some(total) => {
             let len = total.min(most);
             let mut input = Tracked::new(&mut stdin);
@@ -100,9 +165,18 @@ fn put(addr: &str, queue: &str) -> Result<(), Failure> {
             if total == most {
                 total += io::copy(&mut stdin, &mut io::sink()).map_err(|e| cannot_read(&e))?;
             }
-            let status = client
-                .put_reader(queue, kept.len() as u32, kept.as_slice())
-                .map_err(client_failure)?;
+            let status = match with {
+                Some(options) => {
+                    let (new_id, status) = client
+                        .put_with_status(queue, &kept, options)
+                        .map_err(client_failure)?;
+                    id = Some(new_id);
+                    status
+                }
+                None => client
+                    .put_reader(queue, kept.len() as u32, kept.as_slice())
+                    .map_err(client_failure)?,
+            };
             (status, kept.len() as u64, total)
         }
     };
@@ -116,7 +190,21 @@ fn put(addr: &str, queue: &str) -> Result<(), Failure> {
              server stored the first {stored} (its BMAXMESSAGESIZE)"
         );
     }
+    if let Some(id) = id {
+        write_stdout(format!("{id}\n").as_bytes())?;
+    }
     Ok(())
+}
+
+/// The server at `addr` cannot put with options.
+fn no_options(addr: &str, name: &str) -> Failure {
+    Failure::new(
+        EXIT_ERROR,
+        format!(
+            "the server at {addr} ({name}) has no delays or priorities; --delay, \
+             --priority and --id need a version-2 beuss-server"
+        ),
+    )
 }
 
 /// The bytes left in `stdin` if it is a regular file big enough to stream.

@@ -26,8 +26,10 @@ const HELP: &str = "\
 Usage: beuss STATS [queue] [--json]
 
 Prints the server's figures and one row per queue (or only <queue>): messages
-held, bytes, memory, puts, gets, truncations, waiting consumers, idle time.
-protocol.md section 6 explains each figure.
+ready, in flight (leased), delayed and dead (in <queue>.dead), waiting
+consumers, bytes, memory and milliseconds since last use. --json has every
+figure (puts, gets, leases, acks, nacks, redeliveries...); protocol.md
+sections 6 and 13.11 explain each.
 
   --json   one JSON object on one line instead of the table:
            {\"server\":{\"uptime_seconds\":12,...},\"queues\":{\"jobs\":{...}}}
@@ -101,9 +103,23 @@ fn stats_of_queue(client: &mut Client, name: &str) -> client::Result<StatsReport
     }
 }
 
-/// Queue figures in the order the table shows them; figures a newer server adds
-/// come after, in the order it sends them.
+/// The queue figures the table shows, in this order: what a person watching work
+/// needs (where the messages are, who waits, what they cost, how long since the
+/// queue was used). The others (puts, gets, leases, acks, nacks, redeliveries...)
+/// are in `--json`, which has every figure the server sends.
 const QUEUE_COLUMNS: &[&str] = &[
+    "ready",
+    "in_flight",
+    "delayed",
+    "dead",
+    "waiters",
+    "bytes",
+    "memory",
+    "idle_ms",
+];
+
+/// The columns for a version-1 server, which has no `ready` and the like.
+const QUEUE_COLUMNS_V1: &[&str] = &[
     "messages",
     "bytes",
     "memory",
@@ -130,14 +146,11 @@ fn stats_table(addr: &str, report: &StatsReport) -> String {
         text.push_str("no queues\n");
         return text;
     }
-    let mut columns: Vec<&str> = QUEUE_COLUMNS.to_vec();
-    for queue in &report.queues {
-        for (name, _) in &queue.fields {
-            if !columns.contains(&name.as_str()) {
-                columns.push(name);
-            }
-        }
-    }
+    let columns = if report.queues.iter().any(|q| q.get("ready").is_some()) {
+        QUEUE_COLUMNS
+    } else {
+        QUEUE_COLUMNS_V1
+    };
     let mut rows: Vec<Vec<String>> = vec![
         std::iter::once("queue".to_owned())
             .chain(columns.iter().map(|c| (*c).to_owned()))
