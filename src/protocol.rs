@@ -1037,50 +1037,65 @@ fn cut_at_char_boundary(text: &str, max: usize) -> &str {
     &text[..end]
 }
 
-/// Writes a `MESSAGES` response in place: [`MessagesWriter::begin`] reserves the
-/// header, [`MessagesWriter::push`] appends payloads straight from the store, and
-/// [`MessagesWriter::finish`] patches the length and count. No message is copied twice.
+/// A reply whose body starts with a `u32` count of entries (`MESSAGES`, `LEASED`,
+/// `PEEKED`), written in place: the header is reserved first and patched at the end.
 #[derive(Debug)]
-pub struct MessagesWriter {
+struct CountedReply {
     start: usize,
     count: u32,
 }
 
+impl CountedReply {
+    fn begin<B: BufMut + AsRef<[u8]>>(dst: &mut B, status: Status) -> CountedReply {
+        let start = dst.as_ref().len();
+        dst.put_u32(0);
+        dst.put_u8(status as u8);
+        dst.put_u32(0);
+        CountedReply { start, count: 0 }
+    }
+
+    fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
+        let buf = dst.as_mut();
+        let len = (buf.len() - self.start - LEN_PREFIX) as u32;
+        buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
+        let at = self.start + RESPONSE_HEADER;
+        buf[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
+    }
+}
+
+/// Writes a `MESSAGES` response in place: [`MessagesWriter::begin`] reserves the
+/// header, [`MessagesWriter::push`] appends payloads straight from the store, and
+/// [`MessagesWriter::finish`] patches the length and count. No message is copied twice.
+#[derive(Debug)]
+pub struct MessagesWriter(CountedReply);
+
 impl MessagesWriter {
     /// Reserves a `MESSAGES` header at the end of `dst`.
     pub fn begin<B: BufMut + AsRef<[u8]>>(dst: &mut B) -> MessagesWriter {
-        let start = dst.as_ref().len();
-        dst.put_u32(0);
-        dst.put_u8(Status::Messages as u8);
-        dst.put_u32(0);
-        MessagesWriter { start, count: 0 }
+        MessagesWriter(CountedReply::begin(dst, Status::Messages))
     }
 
     /// Appends one message.
     pub fn push(&mut self, dst: &mut impl BufMut, payload: &[u8]) {
         dst.put_u32(payload.len() as u32);
         dst.put_slice(payload);
-        self.count += 1;
+        self.0.count += 1;
     }
 
     /// Offset in the buffer where this reply starts; truncating the buffer back to it
     /// drops the reply (used when no message was found after all).
     pub fn start(&self) -> usize {
-        self.start
+        self.0.start
     }
 
     /// Messages pushed so far.
     pub fn count(&self) -> u32 {
-        self.count
+        self.0.count
     }
 
     /// Fills in the frame length and message count.
     pub fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
-        let buf = dst.as_mut();
-        let len = (buf.len() - self.start - LEN_PREFIX) as u32;
-        buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
-        let at = self.start + RESPONSE_HEADER;
-        buf[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
+        self.0.finish(dst);
     }
 }
 

@@ -5,8 +5,8 @@
 use bytes::BufMut;
 
 use super::{
-    LEN_PREFIX, Opcode, ProtocolError, RESPONSE_HEADER, Reader, Request, Status, check_queue_name,
-    cut_at_char_boundary, put_name, to_queue_name,
+    CountedReply, LEN_PREFIX, Opcode, ProtocolError, RESPONSE_HEADER, Reader, Request, Status,
+    check_queue_name, cut_at_char_boundary, put_name, to_queue_name,
 };
 
 /// `PUT` flag bit: a delay and a priority follow the queue name.
@@ -510,20 +510,13 @@ pub fn encode_moved(dst: &mut impl BufMut, count: u64) {
 /// Writes a `LEASED` or `PEEKED` reply in place, as
 /// [`MessagesWriter`](super::MessagesWriter) does for `MESSAGES`.
 #[derive(Debug)]
-pub struct LeasedWriter {
-    start: usize,
-    count: u32,
-}
+pub struct LeasedWriter(CountedReply);
 
 impl LeasedWriter {
     /// Reserves the header of a reply with `status` ([`Status::Leased`] or
     /// [`Status::Peeked`]) at the end of `dst`.
     pub fn begin<B: BufMut + AsRef<[u8]>>(dst: &mut B, status: Status) -> LeasedWriter {
-        let start = dst.as_ref().len();
-        dst.put_u32(0);
-        dst.put_u8(status as u8);
-        dst.put_u32(0);
-        LeasedWriter { start, count: 0 }
+        LeasedWriter(CountedReply::begin(dst, status))
     }
 
     /// Appends one message.
@@ -532,26 +525,22 @@ impl LeasedWriter {
         dst.put_u32(lease.attempt);
         dst.put_u32(payload.len() as u32);
         dst.put_slice(payload);
-        self.count += 1;
+        self.0.count += 1;
     }
 
     /// Offset where this reply starts (truncate back to it to drop the reply).
     pub fn start(&self) -> usize {
-        self.start
+        self.0.start
     }
 
     /// Messages pushed so far.
     pub fn count(&self) -> u32 {
-        self.count
+        self.0.count
     }
 
     /// Fills in the frame length and message count.
     pub fn finish<B: AsMut<[u8]>>(self, dst: &mut B) {
-        let buf = dst.as_mut();
-        let len = (buf.len() - self.start - LEN_PREFIX) as u32;
-        buf[self.start..self.start + 4].copy_from_slice(&len.to_be_bytes());
-        let at = self.start + RESPONSE_HEADER;
-        buf[at..at + 4].copy_from_slice(&self.count.to_be_bytes());
+        self.0.finish(dst);
     }
 }
 
