@@ -204,6 +204,11 @@ impl Connection {
             && self.held_replies.len() < OUTPUT_HIGH_WATER
     }
 
+    /// Whether replies held behind a parked receive reached their cap.
+    pub fn held_replies_full(&self) -> bool {
+        self.held_replies.len() >= OUTPUT_HIGH_WATER
+    }
+
     /// Ends a parked receive whose reply was just appended to `output`: the replies
     /// held behind it follow, and requests are taken again.
     pub fn unpark(&mut self) {

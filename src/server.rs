@@ -460,7 +460,9 @@ impl Server {
         let Some(conn) = self.conn_mut(r) else {
             return 0;
         };
-        if conn.input.is_empty() || !(conn.accepts_requests() || conn.accepts_settles()) {
+        if conn.input.is_empty()
+            || !(conn.accepts_requests() || conn.accepts_settles() || conn.held_replies_full())
+        {
             return 0;
         }
         let mut input = std::mem::take(&mut conn.input);
@@ -486,6 +488,18 @@ impl Server {
                 break;
             };
             if !conn.accepts_requests() {
+                if conn.held_replies_full() {
+                    // Settle replies cannot pile up without bound behind a receive
+                    // that may wait for ever: answer it EMPTY now so that they go out
+                    // and settles go on being carried out (protocol.md 13.7).
+                    if let State::Parked { queue } = &conn.state {
+                        let queue = queue.clone();
+                        protocol::encode_empty(&mut conn.output, protocol::Status::Empty);
+                        conn.unpark();
+                        self.store.cancel(&queue, r, now);
+                        continue;
+                    }
+                }
                 // Behind a parked receive only settle requests go ahead (13.7).
                 if conn.accepts_settles()
                     && let Ok(Some((Decoded::Request(request), used))) =
@@ -640,6 +654,13 @@ impl Server {
             let r = ConnRef { key, id: conn.id };
             if let State::Parked { queue } = &conn.state {
                 self.store.cancel(queue, r, start);
+                if !conn.held_replies.is_empty() {
+                    // Settles were carried out behind the parked receive: answer it
+                    // EMPTY so that their replies come before the fatal error, which
+                    // says that nothing after it was carried out (protocol.md 2.8).
+                    protocol::encode_empty(&mut conn.output, protocol::Status::Empty);
+                }
+                conn.unpark();
             }
             if !matches!(conn.state, State::Closing) {
                 protocol::encode_error(
@@ -648,7 +669,6 @@ impl Server {
                     true,
                     "server is shutting down",
                 );
-                conn.unpark();
             }
             conn.state = State::Closing;
             conn.input.clear();

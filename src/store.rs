@@ -86,7 +86,12 @@ pub struct Handoff<W> {
     /// The payload, for a plain `GET` (the message has left the store); for a lease
     /// it stays in the store: see [`Store::payload`].
     pub payload: Option<Box<[u8]>>,
-    queue: usize,
+    /// Its queue, by name: by the time a handoff comes back, the queue may have been
+    /// removed and its slab key reused.
+    queue: Box<str>,
+    /// What the waiter was parked with, to park it again (see [`Store::repark`]).
+    spec: Option<LeaseSpec>,
+    deadline: Option<Instant>,
     id: u64,
     attempt: u32,
     priority: u8,
@@ -526,6 +531,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         taken
     }
 
+    /// Whether `queue` has a message ready to deliver.
+    pub fn has_ready(&self, queue: &str) -> bool {
+        self.queues.get(queue).is_some_and(Queue::has_ready)
+    }
+
     /// Payload length of the next message `queue` would deliver.
     fn front_len(&self, key: usize) -> Option<usize> {
         let q = self.queues.by_key(key)?;
@@ -559,6 +569,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 break;
             };
             if taken > 0 && bytes + len > max_bytes {
+                break;
+            }
+            // A leased message costs HELD_OVERHEAD more than a ready one, and
+            // leasing is never refused by the cap; past twice the cap it stops, so
+            // that leasing a mass of tiny messages cannot grow memory without bound
+            // (the server answers FULL when nothing could be leased).
+            if self.memory + HELD_OVERHEAD + len > self.max_memory.saturating_mul(2) {
                 break;
             }
             let Some(lease) = self.lease_front(key, owner, spec, now) else {
@@ -1123,9 +1140,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 break;
             };
             q.last_used = now;
+            let name = q.name.clone();
             if let Some(timer) = waiter.timer {
                 self.timers.remove(&timer);
             }
+            let deadline = waiter.timer.map(|t| t.0);
             let handoff = match waiter.lease {
                 Some(spec) => {
                     let Some(lease) = self.lease_front(key, waiter.handle, spec, now) else {
@@ -1138,7 +1157,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         waiter: waiter.handle,
                         lease: Some(lease),
                         payload: None,
-                        queue: key,
+                        queue: name,
+                        spec: Some(spec),
+                        deadline,
                         id: lease.id,
                         attempt: lease.attempt,
                         priority: h.priority,
@@ -1152,7 +1173,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         waiter: waiter.handle,
                         lease: None,
                         payload: Some(payload),
-                        queue: key,
+                        queue: name,
+                        spec: None,
+                        deadline,
                         id,
                         attempt,
                         priority,
@@ -1209,18 +1232,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 let Some(payload) = handoff.payload else {
                     return;
                 };
-                if self.queues.by_key(handoff.queue).is_none() {
-                    return;
-                }
+                let key = self.queue_key_or_create(&handoff.queue, now);
                 self.messages += 1;
                 self.bytes += payload.len();
                 self.insert_held(
-                    handoff.queue,
+                    key,
                     handoff.id,
                     Held {
                         payload,
                         deadline: now,
-                        queue: handoff.queue as u32,
+                        queue: key as u32,
                         attempt: handoff.attempt,
                         owner: 0,
                         lease_ms: 0,
@@ -1230,15 +1251,57 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         state: HeldState::Ready,
                     },
                 );
-                if let Some(q) = self.queues.by_key_mut(handoff.queue) {
-                    q.counters.gets -= 1;
+                if let Some(q) = self.queues.by_key_mut(key) {
+                    q.counters.gets = q.counters.gets.saturating_sub(1);
                     // Back in its place ahead of newer messages, whatever its attempt.
                     q.returned.insert((handoff.priority, handoff.id));
                 }
-                self.totals.gets -= 1;
-                self.serve(handoff.queue, now);
+                self.totals.gets = self.totals.gets.saturating_sub(1);
+                self.serve(key, now);
             }
         }
+    }
+
+    /// Whether a handoff can still be delivered: a lease handoff can stop being live
+    /// before it is written, when a later settle in the same request ends that lease.
+    pub fn handoff_is_live(&self, handoff: &Handoff<W>, now: Instant) -> bool {
+        handoff
+            .lease
+            .is_none_or(|lease| self.live_lease(lease, now).is_some())
+    }
+
+    /// Parks a handoff's consumer again, first in line, with its lease spec and
+    /// deadline, because the handoff is no longer live; it is served at once if its
+    /// queue has a message ready.
+    pub fn repark(&mut self, handoff: Handoff<W>, now: Instant) {
+        let key = self.queue_key_or_create(&handoff.queue, now);
+        let timer = handoff.deadline.map(|at| {
+            self.add_timer(
+                at,
+                Timer::Waiter {
+                    queue: handoff.queue.clone(),
+                    handle: handoff.waiter,
+                },
+            )
+        });
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.waiters.push_front(Waiter {
+                handle: handoff.waiter,
+                timer,
+                lease: handoff.spec,
+            });
+        }
+        self.serve(key, now);
+    }
+
+    /// The slab key of queue `name`, creating it (uncapped, like a parked `GET`'s).
+    fn queue_key_or_create(&mut self, name: &str, now: Instant) -> usize {
+        if let Some(key) = self.queues.key_of(name) {
+            return key;
+        }
+        self.memory += QUEUE_OVERHEAD + name.len();
+        self.queues.insert(name, Queue::new(name, now));
+        self.queues.key_of(name).unwrap_or_default()
     }
 
     /// Takes back a lease that could not be delivered (see [`Store::give_back`]).

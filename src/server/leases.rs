@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::State;
 use crate::protocol::{
-    self, DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, FEATURE_LEASES, FEATURE_PUT_OPTIONS,
+    self, DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, ErrorCode, FEATURE_LEASES, FEATURE_PUT_OPTIONS,
     LeasedWriter, Limits, MAX_BATCH_BYTES, MAX_DELAY_MS, MAX_LEASE_MS, Request, SettledWriter,
     Status, WAIT_FOREVER,
 };
@@ -69,6 +69,17 @@ impl Server {
             return;
         }
         conn.output.truncate(writer.start());
+        if self.store.has_ready(queue) {
+            // Messages are there but leasing them would take memory past twice the
+            // cap (protocol.md 13.11): back-pressure, as for PUT.
+            protocol::encode_error(
+                &mut conn.output,
+                ErrorCode::Full,
+                false,
+                "memory cap reached: acknowledge leased messages before leasing more",
+            );
+            return;
+        }
         if wait_ms == 0 {
             protocol::encode_empty(&mut conn.output, Status::Empty);
             return;
@@ -155,9 +166,18 @@ impl Server {
     /// be written goes back to the store, which offers it to the next consumer.
     pub(super) fn drain_handoffs(&mut self, now: Instant) {
         while let Some(handoff) = self.store.take_handoff() {
+            if !self.store.handoff_is_live(&handoff, now) {
+                // A later settle of the same request ended that lease: the consumer
+                // waits on, first in line.
+                self.store.repark(handoff, now);
+                continue;
+            }
             let payload = match (&handoff.payload, handoff.lease) {
                 (Some(payload), _) => payload.to_vec(),
-                (None, Some(lease)) => self.store.payload(lease.id).unwrap_or_default().to_vec(),
+                (None, Some(lease)) => match self.store.payload(lease.id) {
+                    Some(payload) => payload.to_vec(),
+                    None => continue,
+                },
                 (None, None) => continue,
             };
             if !self.deliver(handoff.waiter, handoff.lease, &payload) {
