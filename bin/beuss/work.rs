@@ -48,6 +48,8 @@ pub const VERB: Verb = Verb {
     new: || Box::<Work>::default(),
 };
 
+/// Pause before leasing again after the server answered a `LEASE` with `FULL`.
+const FULL_PAUSE: Duration = Duration::from_millis(200);
 const HELP: &str = "\
 Usage: beuss WORK <queue> [options] -- COMMAND [ARGS...]
 
@@ -830,6 +832,18 @@ impl Reader {
                     return Err(Failure::client(&addr, &ClientError::Io(e)));
                 }
                 return Ok(None);
+            }
+            Err(e)
+                if e.is_full()
+                    && lock(&self.pending)
+                        .front()
+                        .is_some_and(|(sent, _)| matches!(sent, Sent::Lease)) =>
+            {
+                // The server holds too much in flight (protocol.md 13.11): the jobs
+                // running now will free room; ask again in a moment.
+                lock(&self.pending).pop_front();
+                std::thread::sleep(FULL_PAUSE);
+                return Ok(Some(Event::Empty { link }));
             }
             Err(e) => {
                 let mut failure = Failure::client(&addr, &e);
