@@ -9,56 +9,6 @@ use std::time::Duration;
 use beuss::client::{LeaseOptions, PutOptions};
 use common::*;
 
-fn lease_frame(queue: &[u8], wait_ms: u32, max: u16, lease_ms: u32, max_del: u16) -> Vec<u8> {
-    let mut body = vec![queue.len() as u8];
-    body.extend_from_slice(queue);
-    body.extend_from_slice(&wait_ms.to_be_bytes());
-    body.extend_from_slice(&max.to_be_bytes());
-    body.extend_from_slice(&lease_ms.to_be_bytes());
-    body.extend_from_slice(&max_del.to_be_bytes());
-    body.push(0);
-    request_frame(0x13, &body)
-}
-
-fn pairs_body(queue: &[u8], head: &[u8], pairs: &[(u64, u32)]) -> Vec<u8> {
-    let mut body = vec![queue.len() as u8];
-    body.extend_from_slice(queue);
-    body.extend_from_slice(head);
-    body.extend_from_slice(&(pairs.len() as u16).to_be_bytes());
-    for (id, attempt) in pairs {
-        body.extend_from_slice(&id.to_be_bytes());
-        body.extend_from_slice(&attempt.to_be_bytes());
-    }
-    body
-}
-
-fn ack_frame(queue: &[u8], pairs: &[(u64, u32)]) -> Vec<u8> {
-    request_frame(0x14, &pairs_body(queue, &[], pairs))
-}
-fn nack_frame(queue: &[u8], delay: u32, options: u8, pairs: &[(u64, u32)]) -> Vec<u8> {
-    let mut head = delay.to_be_bytes().to_vec();
-    head.push(options);
-    request_frame(0x15, &pairs_body(queue, &head, pairs))
-}
-fn touch_frame(queue: &[u8], lease_ms: u32, pairs: &[(u64, u32)]) -> Vec<u8> {
-    request_frame(0x16, &pairs_body(queue, &lease_ms.to_be_bytes(), pairs))
-}
-
-fn leased(frame: &[u8]) -> Vec<(u64, u32, Vec<u8>)> {
-    assert_eq!(frame[4], 0x15, "expected LEASED, got {frame:02x?}");
-    let count = u32::from_be_bytes(frame[5..9].try_into().unwrap());
-    let mut at = 9;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let id = u64::from_be_bytes(frame[at..at + 8].try_into().unwrap());
-        let attempt = u32::from_be_bytes(frame[at + 8..at + 12].try_into().unwrap());
-        let len = u32::from_be_bytes(frame[at + 12..at + 16].try_into().unwrap()) as usize;
-        out.push((id, attempt, frame[at + 16..at + 16 + len].to_vec()));
-        at += 16 + len;
-    }
-    out
-}
-
 fn qstat(c: &mut beuss::Client, q: &str, name: &str) -> u64 {
     c.queue_stats(q)
         .unwrap()
@@ -75,9 +25,9 @@ fn shutdown_answers_carried_out_settles_before_the_fatal_error() {
     let mut b = server.client();
     let id = b.put_with("q", b"m", PutOptions::default()).unwrap();
     let mut a = server.raw();
-    send(&mut a, &lease_frame(b"q", 0, 1, 60_000, 0));
-    assert_eq!(leased(&read_frame(&mut a))[0].0, id);
-    send(&mut a, &lease_frame(b"other", u32::MAX, 1, 60_000, 0));
+    send(&mut a, &lease_frame(b"q", 0, 1, 60_000, 0, 0));
+    assert_eq!(parse_leased(&read_frame(&mut a))[0].0, id);
+    send(&mut a, &lease_frame(b"other", u32::MAX, 1, 60_000, 0, 0));
     send(&mut a, &ack_frame(b"q", &[(id, 1)]));
     eventually("ack carried out", || qstat(&mut b, "q", "acks") == 1);
     drop(b);
@@ -104,9 +54,9 @@ fn settles_go_on_behind_a_long_parked_receive() {
     let mut b = server.client();
     let id = b.put_with("q", b"m", PutOptions::default()).unwrap();
     let mut a = server.raw();
-    send(&mut a, &lease_frame(b"q", 0, 1, 600_000, 0));
-    leased(&read_frame(&mut a));
-    send(&mut a, &lease_frame(b"idle", u32::MAX, 1, 60_000, 0));
+    send(&mut a, &lease_frame(b"q", 0, 1, 600_000, 0, 0));
+    parse_leased(&read_frame(&mut a));
+    send(&mut a, &lease_frame(b"idle", u32::MAX, 1, 60_000, 0, 0));
     let touch = touch_frame(b"q", 600_000, &[(id, 1)]);
     let mut bulk = Vec::new();
     for _ in 0..33_000 {
@@ -149,15 +99,18 @@ fn a_handoff_ended_in_the_same_request_is_not_written() {
     let mut b = server.client();
     let id = b.put_with(&q, b"payload", PutOptions::default()).unwrap();
     let mut a = server.raw();
-    send(&mut a, &lease_frame(q.as_bytes(), 0, 1, 60_000, 0));
-    leased(&read_frame(&mut a));
-    send(&mut a, &lease_frame(q.as_bytes(), u32::MAX, 1, 60_000, 1));
+    send(&mut a, &lease_frame(q.as_bytes(), 0, 1, 60_000, 0, 0));
+    parse_leased(&read_frame(&mut a));
+    send(
+        &mut a,
+        &lease_frame(q.as_bytes(), u32::MAX, 1, 60_000, 1, 0),
+    );
     send(&mut a, &nack_frame(q.as_bytes(), 0, 0, &[(id, 1), (id, 2)]));
     eventually("dropped", || {
         b.stats().unwrap().get("dead_dropped") == Some(1)
     });
     b.put(&q, b"next").unwrap();
-    let got = leased(&read_frame(&mut a));
+    let got = parse_leased(&read_frame(&mut a));
     assert_eq!(got.len(), 1);
     assert_eq!(got[0].2, b"next");
     assert_eq!(read_frame(&mut a), [0, 0, 0, 5, 0x16, 0, 2, 0, 0]);

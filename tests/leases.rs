@@ -87,28 +87,6 @@ use SettleResult::{NotFound, Ok as Done, Stale};
 // Raw frames for what the client refuses to encode, and for reading slowly
 // ---------------------------------------------------------------------------
 
-fn lease_frame(queue: &[u8], wait_ms: u32, max: u16, lease_ms: u32, options: u8) -> Vec<u8> {
-    let mut body = vec![queue.len() as u8];
-    body.extend_from_slice(queue);
-    body.extend_from_slice(&wait_ms.to_be_bytes());
-    body.extend_from_slice(&max.to_be_bytes());
-    body.extend_from_slice(&lease_ms.to_be_bytes());
-    body.extend_from_slice(&0u16.to_be_bytes());
-    body.push(options);
-    request_frame(0x13, &body)
-}
-
-fn ack_frame(queue: &[u8], pairs: &[(u64, u32)]) -> Vec<u8> {
-    let mut body = vec![queue.len() as u8];
-    body.extend_from_slice(queue);
-    body.extend_from_slice(&(pairs.len() as u16).to_be_bytes());
-    for (id, attempt) in pairs {
-        body.extend_from_slice(&id.to_be_bytes());
-        body.extend_from_slice(&attempt.to_be_bytes());
-    }
-    request_frame(0x14, &body)
-}
-
 fn put_options_frame(queue: &[u8], delay_ms: u32, priority: u8, payload: &[u8]) -> Vec<u8> {
     let mut frame = request_frame(0x10, &{
         let mut body = vec![queue.len() as u8];
@@ -120,23 +98,6 @@ fn put_options_frame(queue: &[u8], delay_ms: u32, priority: u8, payload: &[u8]) 
     });
     frame[5] = 0x01;
     frame
-}
-
-/// `(id, attempt, payload)` of each message of a raw `LEASED` frame.
-fn parse_leased(frame: &[u8]) -> Vec<(u64, u32, Vec<u8>)> {
-    assert_eq!(frame[4], 0x15, "expected LEASED, got {frame:02x?}");
-    let count = u32::from_be_bytes(frame[5..9].try_into().unwrap());
-    let mut at = 9;
-    let mut out = Vec::new();
-    for _ in 0..count {
-        let id = u64::from_be_bytes(frame[at..at + 8].try_into().unwrap());
-        let attempt = u32::from_be_bytes(frame[at + 8..at + 12].try_into().unwrap());
-        let len = u32::from_be_bytes(frame[at + 12..at + 16].try_into().unwrap()) as usize;
-        out.push((id, attempt, frame[at + 16..at + 16 + len].to_vec()));
-        at += 16 + len;
-    }
-    assert_eq!(at, frame.len(), "LEASED length");
-    out
 }
 
 fn assert_fatal(result: Result<impl std::fmt::Debug, Error>, code: ErrorCode) {
@@ -340,7 +301,7 @@ fn disconnect_with_a_half_written_reply_returns_everything() {
         // 200 x 60 KB = 12 MB of replies asked for in one go, never read.
         let mut frames = Vec::new();
         for _ in 0..200 {
-            frames.extend(lease_frame(b"big", 0, 1, 3_600_000, 0));
+            frames.extend(lease_frame(b"big", 0, 1, 3_600_000, 0, 0));
         }
         a.write_all(&frames).unwrap();
         // Wait until the server leased some (it stops once its output backs up).
@@ -378,7 +339,7 @@ fn disconnect_while_parked_leaks_no_lease() {
     {
         let mut a = server.raw();
         use std::io::Write;
-        a.write_all(&lease_frame(b"p", 60_000, 1, 3_600_000, 0))
+        a.write_all(&lease_frame(b"p", 60_000, 1, 3_600_000, 0, 0))
             .unwrap();
         let deadline = Instant::now() + Duration::from_secs(10);
         while b.stats().unwrap().get("waiters") != Some(1) {
@@ -671,7 +632,7 @@ fn lease_expires_while_reply_unread() {
     let mut b = server.client();
     put_all(&mut b, "q", &[b"1", b"2", b"3"]);
     let mut slow = server.raw();
-    send(&mut slow, &lease_frame(b"q", 0, 3, 100, 0));
+    send(&mut slow, &lease_frame(b"q", 0, 3, 100, 0, 0));
     wait_qstat(&mut b, "q", "in_flight", 3);
     // A woken LEASE gets one message; the rest follow.
     let mut got = Vec::new();
@@ -756,9 +717,9 @@ fn settles_behind_parked_lease() {
 fn bad_arguments_are_fatal() {
     let server = TestServer::start();
     let frames = [
-        lease_frame(b"q", 0, 0, 1000, 0),
-        lease_frame(b"q", 0, 1, MAX_LEASE_MS + 1, 0),
-        lease_frame(b"q", 0, 1, 1000, 0x02),
+        lease_frame(b"q", 0, 0, 1000, 0, 0),
+        lease_frame(b"q", 0, 1, MAX_LEASE_MS + 1, 0, 0),
+        lease_frame(b"q", 0, 1, 1000, 0, 0x02),
         put_options_frame(b"q", 0, 10, b"x"),
         put_options_frame(b"q", MAX_DELAY_MS + 1, 5, b"x"),
     ];

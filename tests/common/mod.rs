@@ -489,3 +489,74 @@ pub fn call(stream: &mut TcpStream, bytes: &[u8]) -> Vec<u8> {
     send(stream, bytes);
     read_frame(stream)
 }
+
+// ---------------------------------------------------------------------------
+// Version-2 raw frames (protocol.md section 13), for tests that must send what the
+// client would refuse or read replies slowly.
+// ---------------------------------------------------------------------------
+
+/// A raw `LEASE` frame.
+pub fn lease_frame(
+    queue: &[u8],
+    wait_ms: u32,
+    max: u16,
+    lease_ms: u32,
+    max_deliveries: u16,
+    options: u8,
+) -> Vec<u8> {
+    let mut body = vec![queue.len() as u8];
+    body.extend_from_slice(queue);
+    body.extend_from_slice(&wait_ms.to_be_bytes());
+    body.extend_from_slice(&max.to_be_bytes());
+    body.extend_from_slice(&lease_ms.to_be_bytes());
+    body.extend_from_slice(&max_deliveries.to_be_bytes());
+    body.push(options);
+    request_frame(0x13, &body)
+}
+
+/// The body of a settle request: queue, its own fields, then the pairs.
+fn settle_body(queue: &[u8], head: &[u8], pairs: &[(u64, u32)]) -> Vec<u8> {
+    let mut body = vec![queue.len() as u8];
+    body.extend_from_slice(queue);
+    body.extend_from_slice(head);
+    body.extend_from_slice(&(pairs.len() as u16).to_be_bytes());
+    for (id, attempt) in pairs {
+        body.extend_from_slice(&id.to_be_bytes());
+        body.extend_from_slice(&attempt.to_be_bytes());
+    }
+    body
+}
+
+/// A raw `ACK` frame.
+pub fn ack_frame(queue: &[u8], pairs: &[(u64, u32)]) -> Vec<u8> {
+    request_frame(0x14, &settle_body(queue, &[], pairs))
+}
+
+/// A raw `NACK` frame.
+pub fn nack_frame(queue: &[u8], delay_ms: u32, options: u8, pairs: &[(u64, u32)]) -> Vec<u8> {
+    let mut head = delay_ms.to_be_bytes().to_vec();
+    head.push(options);
+    request_frame(0x15, &settle_body(queue, &head, pairs))
+}
+
+/// A raw `TOUCH` frame.
+pub fn touch_frame(queue: &[u8], lease_ms: u32, pairs: &[(u64, u32)]) -> Vec<u8> {
+    request_frame(0x16, &settle_body(queue, &lease_ms.to_be_bytes(), pairs))
+}
+
+/// `(id, attempt, payload)` of each message of a raw `LEASED` frame.
+pub fn parse_leased(frame: &[u8]) -> Vec<(u64, u32, Vec<u8>)> {
+    assert_eq!(frame[4], 0x15, "expected LEASED, got {frame:02x?}");
+    let count = u32::from_be_bytes(frame[5..9].try_into().unwrap());
+    let mut at = 9;
+    let mut out = Vec::new();
+    for _ in 0..count {
+        let id = u64::from_be_bytes(frame[at..at + 8].try_into().unwrap());
+        let attempt = u32::from_be_bytes(frame[at + 8..at + 12].try_into().unwrap());
+        let len = u32::from_be_bytes(frame[at + 12..at + 16].try_into().unwrap()) as usize;
+        out.push((id, attempt, frame[at + 16..at + 16 + len].to_vec()));
+        at += 16 + len;
+    }
+    assert_eq!(at, frame.len(), "LEASED length");
+    out
+}
