@@ -1002,8 +1002,20 @@ pub fn encode_truncated(dst: &mut impl BufMut, original_len: u32, stored_len: u3
 
 /// Appends a `HELLO` response. `server` is cut to 255 bytes on a character boundary.
 pub fn encode_hello(dst: &mut impl BufMut, version: u16, max_message_size: u32, server: &str) {
+    encode_hello_head(dst, version, max_message_size, server, 0);
+}
+
+/// The version-1 fields of a `HELLO` reply, with `extra` more bytes announced in the
+/// length for fields that follow (version 2 appends its limits).
+fn encode_hello_head(
+    dst: &mut impl BufMut,
+    version: u16,
+    max_message_size: u32,
+    server: &str,
+    extra: usize,
+) {
     let server = cut_at_char_boundary(server, 255).as_bytes();
-    dst.put_u32((1 + 2 + 4 + 1 + server.len()) as u32);
+    dst.put_u32((1 + 2 + 4 + 1 + server.len() + extra) as u32);
     dst.put_u8(Status::Hello as u8);
     dst.put_u16(version);
     dst.put_u32(max_message_size);

@@ -251,7 +251,7 @@ impl<W> Queue<W> {
 
     /// Where the next message to deliver is: `Some(Ok((priority, id)))` for a returned
     /// one, `Some(Err(priority))` for the front of a priority FIFO.
-    fn front(&self) -> Option<Result<(u8, u64), u8>> {
+    fn front(&self) -> Option<Front> {
         let returned = self.returned.first().copied();
         let fifo = self.ready.front().map(|(p, _)| p);
         match (returned, fifo) {
@@ -266,6 +266,10 @@ impl<W> Queue<W> {
         self.ready.capacity() + self.held_memory + QUEUE_OVERHEAD + self.name.len()
     }
 }
+
+/// Where a queue's next message is: `Ok((priority, id))` for a returned message (in
+/// `Store::held`), `Err(priority)` for the front of that priority's FIFO.
+type Front = Result<(u8, u64), u8>;
 
 /// Timers are ordered by deadline; the sequence number makes keys unique.
 type TimerKey = (Instant, u64);
@@ -493,23 +497,20 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let mut taken = 0;
         let mut bytes = 0;
         while taken < max {
-            let Some(len) = self.front_len(key) else {
+            let Some((front, len)) = self.next_in_batch(key, taken, bytes, max_bytes) else {
                 break;
             };
-            if taken > 0 && bytes + len > max_bytes {
-                break;
-            }
             let Some(q) = self.queues.by_key_mut(key) else {
                 break;
             };
-            match q.front() {
-                Some(Ok((priority, id))) => {
+            match front {
+                Ok((priority, id)) => {
                     q.returned.remove(&(priority, id));
                     if let Some(h) = self.remove_held(id) {
                         each(&h.payload);
                     }
                 }
-                Some(Err(_)) => {
+                Err(_) => {
                     let Some(freed) = q.ready.pop_with(|_, r| each(r.payload)) else {
                         break;
                     };
@@ -517,7 +518,6 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     self.messages -= 1;
                     self.bytes -= len;
                 }
-                None => break,
             }
             bytes += len;
             taken += 1;
@@ -536,13 +536,24 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.queues.get(queue).is_some_and(Queue::has_ready)
     }
 
-    /// Payload length of the next message `queue` would deliver.
-    fn front_len(&self, key: usize) -> Option<usize> {
+    /// Where the next message of queue `key` is (as [`Queue::front`] says) and its
+    /// payload length, if it may join a batch that holds `taken` messages of `bytes`
+    /// payload bytes so far: a batch stops before passing `max_bytes`, but always
+    /// takes one message.
+    fn next_in_batch(
+        &self,
+        key: usize,
+        taken: usize,
+        bytes: usize,
+        max_bytes: usize,
+    ) -> Option<(Front, usize)> {
         let q = self.queues.by_key(key)?;
-        match q.front()? {
-            Ok((_, id)) => self.held.get(&id).map(|h| h.payload.len()),
-            Err(_) => q.ready.front().map(|(_, len)| len),
-        }
+        let front = q.front()?;
+        let len = match front {
+            Ok((_, id)) => self.held.get(&id)?.payload.len(),
+            Err(_) => q.ready.front()?.1,
+        };
+        (taken == 0 || bytes + len <= max_bytes).then_some((front, len))
     }
 
     /// Leases up to `max` messages of `queue` in delivery order to `owner` under
@@ -565,12 +576,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let mut taken = 0;
         let mut bytes = 0;
         while taken < max {
-            let Some(len) = self.front_len(key) else {
+            let Some((_, len)) = self.next_in_batch(key, taken, bytes, max_bytes) else {
                 break;
             };
-            if taken > 0 && bytes + len > max_bytes {
-                break;
-            }
             // A leased message costs HELD_OVERHEAD more than a ready one, and
             // leasing is never refused by the cap; past twice the cap it stops, so
             // that leasing a mass of tiny messages cannot grow memory without bound

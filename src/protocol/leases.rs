@@ -6,7 +6,7 @@ use bytes::BufMut;
 
 use super::{
     CountedReply, LEN_PREFIX, Opcode, ProtocolError, RESPONSE_HEADER, Reader, Request, Status,
-    check_queue_name, cut_at_char_boundary, put_name, to_queue_name,
+    check_queue_name, encode_hello_head, put_name, to_queue_name,
 };
 
 /// `PUT` flag bit: a delay and a priority follow the queue name.
@@ -470,13 +470,7 @@ pub fn encode_hello_v2(
     server: &str,
     limits: &Limits,
 ) {
-    let server = cut_at_char_boundary(server, 255).as_bytes();
-    dst.put_u32((1 + 2 + 4 + 1 + server.len() + Limits::LEN) as u32);
-    dst.put_u8(Status::Hello as u8);
-    dst.put_u16(version);
-    dst.put_u32(max_message_size);
-    dst.put_u8(server.len() as u8);
-    dst.put_slice(server);
+    encode_hello_head(dst, version, max_message_size, server, Limits::LEN);
     dst.put_u32(limits.features);
     dst.put_u32(limits.default_lease_ms);
     dst.put_u32(limits.max_lease_ms);
