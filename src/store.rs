@@ -32,10 +32,9 @@ use crate::protocol::{LeaseRef, NEVER_DEAD, PutOptions, SettleResult};
 /// names cannot grow memory past it.
 pub const QUEUE_OVERHEAD: usize = 160;
 
-/// Most timers one call of [`Store::expire`] runs (about a millisecond of work at
-/// most), so that a mass expiry (100,000
-/// leases given in one tick) is spread over several loop turns with other clients
-/// served in between, instead of stalling them all at once.
+/// Most timers one call of [`Store::expire`] runs, so that a mass expiry (100,000
+/// leases given in one tick) is spread over many loop turns with other clients served
+/// in between, instead of stalling them all at once.
 pub const EXPIRE_BUDGET: usize = 1024;
 
 /// Suffix of the dead-letter queue of a queue.
