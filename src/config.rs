@@ -10,6 +10,7 @@
 
 use std::ffi::{OsStr, OsString};
 use std::fmt;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use crate::{DEFAULT_HOST, DEFAULT_PORT};
@@ -50,7 +51,34 @@ pub struct Config {
     pub max_memory: usize,
     /// Cap on open client connections (`BMAXCONNECTIONS`).
     pub max_connections: usize,
+    /// Directory of the journal (`BDATADIR`); `None` keeps messages in memory only.
+    pub data_dir: Option<PathBuf>,
+    /// When the journal is synced to the disk (`BFSYNC`).
+    pub fsync: Fsync,
+    /// Size of a journal segment file (`BSEGMENT`).
+    pub segment_size: u64,
+    /// Start even if a journal file is damaged, setting that file aside (`BRECOVER=skip`).
+    pub recover_skip: bool,
 }
+
+/// How often the journal is synced to the disk (`BFSYNC`), which says how much a
+/// power cut may lose; a crash of the process alone loses nothing acknowledged in
+/// any mode, as every record is written to the OS before its reply leaves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fsync {
+    /// Replies to changes leave only after their records are synced (`always`).
+    Always,
+    /// A sync at most this long after a write (`BFSYNC=<ms>`).
+    Every(Duration),
+    /// Never sync; the OS writes back when it likes (`never`).
+    Never,
+}
+
+/// Default `BFSYNC` interval: at most a second of changes lost in a power cut.
+pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(1000);
+/// Default `BSEGMENT`.
+pub const DEFAULT_SEGMENT_SIZE: u64 = 8 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -61,6 +89,10 @@ impl Default for Config {
             queue_idle: Some(DEFAULT_QUEUE_IDLE),
             max_memory: DEFAULT_MAX_MEMORY,
             max_connections: DEFAULT_MAX_CONNECTIONS,
+            data_dir: None,
+            fsync: Fsync::Every(DEFAULT_FSYNC_INTERVAL),
+            segment_size: DEFAULT_SEGMENT_SIZE,
+            recover_skip: false,
         }
     }
 }
@@ -109,6 +141,26 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "cap on memory held for messages; a PUT past it gets FULL (K/M/G suffixes)",
     ),
     ("BMAXCONNECTIONS", "10000", "cap on open client connections"),
+    (
+        "BDATADIR",
+        "(unset)",
+        "keep messages on disk in this directory (a journal); unset = memory only",
+    ),
+    (
+        "BFSYNC",
+        "1000",
+        "with BDATADIR: always, never, or ms between syncs (what a power cut may lose)",
+    ),
+    (
+        "BSEGMENT",
+        "8M",
+        "with BDATADIR: size of one journal file (K/M/G suffixes)",
+    ),
+    (
+        "BRECOVER",
+        "refuse",
+        "with BDATADIR: skip = start even if a journal file is damaged, setting it aside",
+    ),
     (
         "RUST_LOG",
         "info",
@@ -177,6 +229,22 @@ impl Config {
                         .ok_or_else(|| {
                             error("BMAXCONNECTIONS", value, "not a whole number above 0")
                         })?;
+                }
+                "BDATADIR" => config.data_dir = Some(PathBuf::from(value)),
+                "BFSYNC" => config.fsync = parse_fsync(value)?,
+                "BSEGMENT" => {
+                    let size = parse_size("BSEGMENT", value)?;
+                    if !(64 << 10..=1 << 30).contains(&size) {
+                        return Err(error("BSEGMENT", value, "must be between 64K and 1G"));
+                    }
+                    config.segment_size = size as u64;
+                }
+                "BRECOVER" => {
+                    config.recover_skip = match value.trim() {
+                        "skip" => true,
+                        "refuse" => false,
+                        _ => return Err(error("BRECOVER", value, "must be skip or refuse")),
+                    };
                 }
                 _ => {}
             }
@@ -350,6 +418,30 @@ pub fn parse_size(var: &'static str, value: &str) -> Result<usize, ConfigError> 
         "a size (a number with an optional K, M or G suffix)",
     )
     .and_then(|n| usize::try_from(n).map_err(|_| error(var, value, "too large")))
+}
+
+/// Reads `BFSYNC`: `always`, `never`, or an interval (a bare number is in ms).
+fn parse_fsync(value: &str) -> Result<Fsync, ConfigError> {
+    let v = value.trim();
+    match v {
+        "always" => return Ok(Fsync::Always),
+        "never" => return Ok(Fsync::Never),
+        _ => {}
+    }
+    let every = if v.bytes().all(|b| b.is_ascii_digit()) {
+        v.parse::<u64>().ok().map(Duration::from_millis)
+    } else {
+        parse_duration("BFSYNC", value).ok()
+    };
+    match every {
+        Some(d) if d.is_zero() => Ok(Fsync::Always),
+        Some(d) if d <= Duration::from_secs(3600) => Ok(Fsync::Every(d)),
+        _ => Err(error(
+            "BFSYNC",
+            value,
+            "must be always, never, or an interval of at most an hour (ms, or with a unit)",
+        )),
+    }
 }
 
 /// Parses a duration: whole seconds, or a number with an ms, s, m or h suffix.

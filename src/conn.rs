@@ -2,12 +2,17 @@
 //! replies not yet written, and what it is doing (answering requests, waiting on a
 //! queue, streaming an oversized PUT, closing). It knows nothing of queues.
 
+use std::cell::Cell;
+use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr};
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
 use mio::net::TcpStream;
+
+use crate::protocol::{self, ErrorCode};
 
 /// Bytes read per `read` call, into the server's one shared scratch buffer.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -160,11 +165,19 @@ pub struct Connection {
     /// During shutdown: when the FIN went out or, if later, when the peer last sent
     /// something; the start of the quiet wait.
     pub quiet_since: Option<Instant>,
+    /// Bytes of output written so far: the stream offset of `output[0]`.
+    sent: u64,
+    /// Replies that wait for the journal, as (stream offset where they start, log
+    /// position that must be durable first), oldest first. Empty without `BDATADIR`.
+    barriers: VecDeque<(u64, u64)>,
+    /// The journal's durable log position, shared by all connections (`u64::MAX`
+    /// when there is no journal).
+    durable: Rc<Cell<u64>>,
 }
 
 impl Connection {
     /// A new connection in the `Ready` state, with no buffer allocated.
-    pub fn new(stream: TcpStream, id: u64, peer: SocketAddr) -> Self {
+    pub fn new(stream: TcpStream, id: u64, peer: SocketAddr, durable: Rc<Cell<u64>>) -> Self {
         Connection {
             stream,
             id,
@@ -179,6 +192,63 @@ impl Connection {
             heard: false,
             write_shut: false,
             quiet_since: None,
+            sent: 0,
+            barriers: VecDeque::new(),
+            durable,
+        }
+    }
+
+    /// Stream offset just past the last byte queued in `output`.
+    pub fn queued_end(&self) -> u64 {
+        self.sent + self.output.len() as u64
+    }
+
+    /// Holds the output from stream offset `start` on until log position `pos` is
+    /// durable. While the journal has not yet written `written`, a new hold joins the
+    /// last one (both are written and synced together), so there are at most a few
+    /// per connection however many requests it pipelines.
+    pub fn hold_output(&mut self, start: u64, pos: u64, written: u64) {
+        match self.barriers.back_mut() {
+            Some(last) if last.1 > written => last.1 = last.1.max(pos),
+            _ => self.barriers.push_back((start, pos)),
+        }
+    }
+
+    /// Whether some output waits for a log position past `durable`.
+    pub fn holds_output_past(&self, durable: u64) -> bool {
+        self.barriers.front().is_some_and(|b| b.1 > durable)
+    }
+
+    /// Whether some output waits for the journal.
+    pub fn holds_output(&self) -> bool {
+        !self.barriers.is_empty()
+    }
+
+    /// The journal failed: replies that wait for it must never claim success. They
+    /// are dropped, and a fatal error takes their place.
+    pub fn fail_held(&mut self, message: &str) {
+        let Some(&(start, _)) = self.barriers.front() else {
+            return;
+        };
+        let keep = start.saturating_sub(self.sent) as usize;
+        self.output.truncate(keep.min(self.output.len()));
+        self.barriers.clear();
+        self.held_replies.clear();
+        protocol::encode_error(&mut self.output, ErrorCode::Storage, true, message);
+        self.state = State::Closing;
+        self.input.clear();
+    }
+
+    /// How much of `output` may be written now: up to the first reply still waiting
+    /// for the journal.
+    fn writable(&mut self) -> usize {
+        let durable = self.durable.get();
+        while self.barriers.front().is_some_and(|b| b.1 <= durable) {
+            self.barriers.pop_front();
+        }
+        match self.barriers.front() {
+            Some(&(start, _)) => (start.saturating_sub(self.sent) as usize).min(self.output.len()),
+            None => self.output.len(),
         }
     }
 
@@ -258,14 +328,17 @@ impl Connection {
     /// Writes as much pending output as the socket takes, in as few calls as it
     /// allows (all pipelined replies go out together).
     pub fn flush(&mut self) {
-        while !self.output.is_empty() && !self.broken {
-            match self.stream.write(&self.output) {
+        let mut limit = self.writable();
+        while limit > 0 && !self.broken {
+            match self.stream.write(&self.output[..limit]) {
                 Ok(0) => self.broken = true,
                 Ok(n) => {
                     self.output.advance(n);
+                    self.sent += n as u64;
+                    limit -= n;
                     // A short write means the socket buffer is full; a writable event
                     // will follow when it drains.
-                    if !self.output.is_empty() {
+                    if limit > 0 {
                         break;
                     }
                 }

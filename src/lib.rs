@@ -41,6 +41,8 @@ pub mod config;
 #[cfg(feature = "server")]
 mod conn;
 #[cfg(feature = "server")]
+pub mod journal;
+#[cfg(feature = "server")]
 mod net;
 #[cfg(feature = "server")]
 pub mod server;

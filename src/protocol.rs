@@ -195,6 +195,10 @@ pub enum ErrorCode {
     UnsupportedVersion = 9,
     /// The server is stopping; a parked `GET` gets this (fatal).
     ShuttingDown = 10,
+    /// The journal (`BDATADIR`) could not be written or synced: nothing was changed
+    /// (not fatal), or, sent instead of replies that waited for the disk, their
+    /// changes may be lost (fatal). See protocol.md 14.
+    Storage = 11,
 }
 
 impl ErrorCode {
@@ -211,6 +215,7 @@ impl ErrorCode {
             8 => ErrorCode::TooManyConnections,
             9 => ErrorCode::UnsupportedVersion,
             10 => ErrorCode::ShuttingDown,
+            11 => ErrorCode::Storage,
             _ => return None,
         })
     }
@@ -228,6 +233,7 @@ impl ErrorCode {
             ErrorCode::TooManyConnections => "TOO_MANY_CONNECTIONS",
             ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
+            ErrorCode::Storage => "STORAGE",
         }
     }
 }
@@ -1258,10 +1264,11 @@ mod leases;
 
 pub use leases::{
     DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, DEFAULT_PRIORITY, Deliveries, DeliveriesIter,
-    Delivery, FEATURE_LEASES, FEATURE_PUT_OPTIONS, LeaseRef, LeasedWriter, Limits, MAX_DELAY_MS,
-    MAX_LEASE_MS, MAX_PRIORITY, MAX_SETTLE_FRAME, MAX_SETTLE_PAIRS, NEVER_DEAD, PUT_OPTIONS,
-    PUT_OPTIONS_LEN, Pairs, PairsIter, PutOptions, SettleResult, Settled, SettledWriter,
-    encode_hello_v2, encode_moved, encode_stored_id, encode_truncated_id,
+    Delivery, FEATURE_DURABLE, FEATURE_LEASES, FEATURE_PUT_OPTIONS, FEATURE_SYNCED, LeaseRef,
+    LeasedWriter, Limits, MAX_DELAY_MS, MAX_LEASE_MS, MAX_PRIORITY, MAX_SETTLE_FRAME,
+    MAX_SETTLE_PAIRS, NEVER_DEAD, PUT_OPTIONS, PUT_OPTIONS_LEN, Pairs, PairsIter, PutOptions,
+    SettleResult, Settled, SettledWriter, encode_hello_v2, encode_moved, encode_stored_id,
+    encode_truncated_id,
 };
 
 #[cfg(test)]

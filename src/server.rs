@@ -7,12 +7,15 @@
 //! only a partial frame is copied into a connection's own buffer. Replies to all the
 //! requests found in one read go out in one `write`.
 
+mod durable;
 mod leases;
 mod requests;
 
+use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
+use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
@@ -28,14 +31,19 @@ use crate::config::Config;
 use crate::conn::{
     self, CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State,
 };
+use crate::journal::Journal;
 use crate::net;
 use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME, Request};
 use crate::store::Store;
 
-/// Token of the signal pipe; listeners sit just below it, connections use slab keys.
+/// Token of the signal pipe; the journal's waker and the listeners sit just below
+/// it, connections use slab keys.
 const SIGNAL: Token = Token(usize::MAX);
 /// Token of the first listener.
 const LISTENER_BASE: usize = usize::MAX - 64;
+/// Listeners at most (one host name rarely resolves to more than a few addresses);
+/// their tokens end below the waker's.
+const MAX_LISTENERS: usize = 63;
 /// Pause before accepting again when the process is out of file descriptors.
 const ACCEPT_PAUSE: Duration = Duration::from_millis(100);
 /// Read calls one connection gets per turn before others have theirs.
@@ -81,6 +89,15 @@ pub struct Server {
     /// Most bytes a connection may hold unprocessed: one largest frame plus one read.
     input_cap: usize,
     stop: bool,
+    /// The journal, with `BDATADIR`.
+    journal: Option<Journal>,
+    /// Its durable log position, which every connection reads before writing
+    /// (`u64::MAX` without a journal: nothing waits).
+    durable: Rc<Cell<u64>>,
+    /// Connections with replies waiting for the journal.
+    holding: Vec<ConnRef>,
+    /// Records taken from the store, on their way to the journal.
+    log_buf: Vec<u8>,
 }
 
 impl std::fmt::Debug for Server {
@@ -102,7 +119,7 @@ impl Server {
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
         let mut listeners = net::bind_all(&config.address())?;
-        listeners.truncate(64);
+        listeners.truncate(MAX_LISTENERS);
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
@@ -116,7 +133,9 @@ impl Server {
             Ok(_) => {}
             Err(e) => warn!("cannot read or raise the open-file limit: {e}"),
         }
-        let store = Store::new(config.max_memory, config.queue_idle);
+        let mut store = Store::new(config.max_memory, config.queue_idle);
+        let journal = durable::open(&config, &poll, &mut store)?;
+        let durable = Rc::new(Cell::new(if journal.is_some() { 0 } else { u64::MAX }));
         let input_cap = config.max_message_size + MAX_CONTROL_FRAME as usize + READ_CHUNK;
         Ok(Server {
             poll,
@@ -134,6 +153,10 @@ impl Server {
             accept_paused_until: None,
             input_cap,
             stop: false,
+            journal,
+            durable,
+            holding: Vec::new(),
+            log_buf: Vec::new(),
         })
     }
 
@@ -175,6 +198,9 @@ impl Server {
                 return Err(e);
             }
             let now = Instant::now();
+            if self.journal.is_some() {
+                self.store.set_log_clock(now, durable::wall_ms());
+            }
             for r in std::mem::take(&mut self.deferred) {
                 self.service(r, now);
             }
@@ -183,6 +209,7 @@ impl Server {
             }
             self.drain_ready(now);
             self.run_timers(now);
+            self.journal_turn(now);
         }
         self.shutdown();
         Ok(())
@@ -233,16 +260,22 @@ impl Server {
         if !self.deferred.is_empty() {
             return Some(Duration::ZERO);
         }
-        let next = match (self.store.next_deadline(), self.accept_paused_until) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        };
-        next.map(|at| at.saturating_duration_since(now))
+        [
+            self.store.next_deadline(),
+            self.accept_paused_until,
+            self.journal_deadline(now),
+        ]
+        .into_iter()
+        .flatten()
+        .min()
+        .map(|at| at.saturating_duration_since(now))
     }
 
     fn dispatch(&mut self, event: &Event, now: Instant) {
         match event.token() {
             SIGNAL => self.on_signal(),
+            // A sync finished: the end of this turn takes its report.
+            durable::WAKER => {}
             Token(t) if t >= LISTENER_BASE => self.accept(t - LISTENER_BASE, now),
             Token(key) => {
                 let Some(conn) = self.conns.get_mut(key) else {
@@ -372,7 +405,12 @@ impl Server {
             return;
         }
         self.next_id += 1;
-        entry.insert(Connection::new(stream, self.next_id, peer));
+        entry.insert(Connection::new(
+            stream,
+            self.next_id,
+            peer,
+            Rc::clone(&self.durable),
+        ));
         self.counters.connections_total += 1;
         debug!("{peer}: connected");
     }
@@ -510,7 +548,7 @@ impl Server {
                     )
                 {
                     pos += used;
-                    self.execute(r, request, now);
+                    self.execute_held(r, request, now);
                     continue;
                 }
                 break;
@@ -520,14 +558,29 @@ impl Server {
                 if over.is_done()
                     && let State::Streaming(over) = std::mem::replace(&mut conn.state, State::Ready)
                 {
-                    self.put(
-                        r,
-                        &over.queue,
-                        &over.kept,
-                        over.original as usize,
-                        over.options,
-                        now,
-                    );
+                    let start = conn.queued_end();
+                    let log_before = self.store.log_position();
+                    let refused = self
+                        .journal
+                        .as_ref()
+                        .is_some_and(|j| j.failed().is_some() || j.disk_full());
+                    if refused {
+                        let put = Request::Put {
+                            queue: &over.queue,
+                            payload: &[],
+                        };
+                        self.refuse_change(r, &put);
+                    } else {
+                        self.put(
+                            r,
+                            &over.queue,
+                            &over.kept,
+                            over.original as usize,
+                            over.options,
+                            now,
+                        );
+                    }
+                    self.hold_reply(r, start, log_before);
                     self.drain_handoffs(now);
                 }
                 continue;
@@ -536,7 +589,7 @@ impl Server {
                 Ok(None) => break,
                 Ok(Some((Decoded::Request(request), used))) => {
                     pos += used;
-                    self.execute(r, request, now);
+                    self.execute_held(r, request, now);
                 }
                 Ok(Some((
                     Decoded::PutHead {
@@ -674,6 +727,12 @@ impl Server {
             conn.input.clear();
             step.push(key);
         }
+        if self.journal.is_some() {
+            // Leases cannot outlive the process; a stop the worker did not cause does
+            // not charge their messages (a crash does: they are charged at start).
+            self.store.return_leases(start);
+            self.close_journal(start);
+        }
         let deadline = start + SHUTDOWN_GRACE;
         let mut scratch = std::mem::take(&mut self.scratch);
         let mut events = Events::with_capacity(1024);
@@ -755,8 +814,12 @@ impl Server {
                 unwritten,
             );
         }
+        let fate = match &self.config.data_dir {
+            Some(dir) => format!("are kept in {}", dir.display()),
+            None => "were held in memory and are gone".to_owned(),
+        };
         info!(
-            "stopped: {} ({}) in {} were held in memory and are gone; {} closed",
+            "stopped: {} ({}) in {} {fate}; {} closed",
             plural(self.store.message_count() as u64, "message", "messages"),
             plural(self.store.bytes() as u64, "byte", "bytes"),
             plural(self.store.queue_count() as u64, "queue", "queues"),

@@ -7,8 +7,10 @@
 //! carries out. A waiter is whatever handle type `W` the caller uses to find a
 //! connection again.
 
+mod durable;
 mod held;
 mod idhash;
+mod log;
 mod queues;
 mod ready;
 mod records;
@@ -18,13 +20,16 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+pub use durable::Restored;
 pub use held::{HELD_OVERHEAD, LeaseSpec};
 use held::{Held, HeldState, OwnedLeases};
 use idhash::IdMap;
+use log::StoreLog;
 use queues::Queues;
 use ready::Levels;
 pub use records::{CHUNK_SIZE, RECORD_HEADER, Record, Records};
 
+use crate::journal::record::Record as LogRecord;
 use crate::protocol::{LeaseRef, NEVER_DEAD, PutOptions, SettleResult};
 
 /// Memory charged for a queue's own bookkeeping (map entry, struct, name), on top of
@@ -318,6 +323,8 @@ pub struct Store<W> {
     in_flight: usize,
     delayed: usize,
     totals: Totals,
+    /// Records of every change, when the server keeps a journal (`BDATADIR`).
+    log: Option<StoreLog>,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -344,6 +351,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             in_flight: 0,
             delayed: 0,
             totals: Totals::default(),
+            log: None,
         }
     }
 
@@ -392,9 +400,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         Levels::default().growth_for(priority, id, 0, payload.len())
                     };
                 self.check_room(growth)?;
-                self.memory += QUEUE_OVERHEAD + queue.len();
-                self.queues.insert(queue, Queue::new(queue, now));
-                self.queues.key_of(queue).unwrap_or_default()
+                self.create_queue(queue, now)
             }
         };
         let Some(q) = self.queues.by_key_mut(key) else {
@@ -405,6 +411,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 self.timers.remove(&timer);
             }
             self.next_id = id;
+            if let Some(log) = &mut self.log {
+                log.reserve_id(id);
+            }
+            let Some(q) = self.queues.by_key_mut(key) else {
+                return Err(self.refuse());
+            };
             q.last_used = now;
             q.counters.puts += 1;
             q.counters.gets += 1;
@@ -435,6 +447,23 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         q.last_used = now;
         q.counters.puts += 1;
         q.counters.truncations += truncated;
+        if let Some(log) = &mut self.log {
+            log.reserve_id(id);
+            let due_ms = if delayed {
+                log.wall_ms(now + Duration::from_millis(u64::from(options.delay_ms)))
+            } else {
+                0
+            };
+            log.push(&LogRecord::Put {
+                queue: key as u32,
+                id,
+                due_ms,
+                priority,
+                attempt: 0,
+                charged: 0,
+                payload,
+            });
+        }
         self.totals.puts += 1;
         self.totals.truncations += truncated;
         self.messages += 1;
@@ -509,9 +538,18 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     if let Some(h) = self.remove_held(id) {
                         each(&h.payload);
                     }
+                    if let Some(log) = &mut self.log {
+                        log.push(&LogRecord::Del { id });
+                    }
                 }
                 Err(_) => {
-                    let Some(freed) = q.ready.pop_with(|_, r| each(r.payload)) else {
+                    let log = &mut self.log;
+                    let Some(freed) = q.ready.pop_with(|_, r| {
+                        each(r.payload);
+                        if let Some(log) = log {
+                            log.push(&LogRecord::Del { id: r.id });
+                        }
+                    }) else {
                         break;
                     };
                     self.memory -= freed;
@@ -636,6 +674,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 if owner != 0 {
                     self.owned.entry(owner).or_default().push(lease, &self.held);
                 }
+                if let Some(log) = &mut self.log {
+                    log.push(&LogRecord::Leased {
+                        id,
+                        attempt: lease.attempt,
+                        max_deliveries: spec.max_deliveries,
+                    });
+                }
                 Some(lease)
             }
             Err(_) => {
@@ -668,6 +713,17 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         spec: LeaseSpec,
         now: Instant,
     ) -> LeaseRef {
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Put {
+                queue: key as u32,
+                id,
+                due_ms: 0,
+                priority,
+                attempt: 0,
+                charged: 0,
+                payload,
+            });
+        }
         self.hold(key, id, 0, priority, payload.into(), owner, spec, now)
     }
 
@@ -715,6 +771,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let lease = LeaseRef { id, attempt };
         if owner != 0 {
             self.owned.entry(owner).or_default().push(lease, &self.held);
+        }
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Leased {
+                id,
+                attempt,
+                max_deliveries: spec.max_deliveries,
+            });
         }
         lease
     }
@@ -824,12 +887,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 },
             )
         });
-        let q = match self.queues.get_mut(queue) {
-            Some(q) => q,
-            None => {
-                self.memory += QUEUE_OVERHEAD + queue.len();
-                self.queues.insert(queue, Queue::new(queue, now))
-            }
+        let key = self.queue_key_or_create(queue, now);
+        let Some(q) = self.queues.by_key_mut(key) else {
+            return;
         };
         q.last_used = now;
         q.waiters.push_back(Waiter {
@@ -941,6 +1001,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return result;
         }
         if let Some(h) = self.remove_held(pair.id) {
+            if let Some(log) = &mut self.log {
+                log.push(&LogRecord::Del { id: pair.id });
+            }
             let key = h.queue as usize;
             if let Some(q) = self.queues.by_key_mut(key) {
                 q.counters.acks += 1;
@@ -1039,6 +1102,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return;
         }
         let key = h.queue as usize;
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Requeue {
+                id,
+                attempt: h.attempt,
+                charged: h.charged,
+                due_ms: delay.map_or(0, |d| log.wall_ms(now + d)),
+            });
+        }
         if let Some(q) = self.queues.by_key_mut(key) {
             q.counters.redeliveries += 1;
         }
@@ -1107,18 +1178,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return;
         };
         if name.len() > crate::protocol::MAX_QUEUE_NAME {
+            if let Some(log) = &mut self.log {
+                log.push(&LogRecord::Del { id });
+            }
             self.totals.dead_dropped += 1;
             self.arm_idle_if_idle(source, now);
             return;
         }
-        let dead = match self.queues.key_of(&name) {
-            Some(key) => key,
-            None => {
-                self.memory += QUEUE_OVERHEAD + name.len();
-                self.queues.insert(&name, Queue::new(&name, now));
-                self.queues.key_of(&name).unwrap_or_default()
-            }
-        };
+        let dead = self.queue_key_or_create(&name, now);
         if let Some(q) = self.queues.by_key_mut(dead) {
             q.keep = true;
             q.last_used = now;
@@ -1127,6 +1194,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         h.charged = 0;
         h.owner = 0;
         h.state = HeldState::Ready;
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Move {
+                id,
+                queue: h.queue,
+                attempt: h.attempt,
+                charged: 0,
+            });
+        }
         self.messages += 1;
         self.bytes += h.payload.len();
         self.insert_held(dead, id, h);
@@ -1204,6 +1279,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             Ok((priority, id)) => {
                 q.returned.remove(&(priority, id));
                 let h = self.remove_held(id)?;
+                if let Some(log) = &mut self.log {
+                    log.push(&LogRecord::Del { id });
+                }
                 Some((id, h.attempt, priority, h.payload))
             }
             Err(_) => {
@@ -1215,6 +1293,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 self.memory -= freed;
                 self.messages -= 1;
                 self.bytes -= taken.3.len();
+                if let Some(log) = &mut self.log {
+                    log.push(&LogRecord::Del { id: taken.0 });
+                }
                 Some(taken)
             }
         }
@@ -1241,6 +1322,17 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     return;
                 };
                 let key = self.queue_key_or_create(&handoff.queue, now);
+                if let Some(log) = &mut self.log {
+                    log.push(&LogRecord::Put {
+                        queue: key as u32,
+                        id: handoff.id,
+                        due_ms: 0,
+                        priority: handoff.priority,
+                        attempt: handoff.attempt,
+                        charged: 0,
+                        payload: &payload,
+                    });
+                }
                 self.messages += 1;
                 self.bytes += payload.len();
                 self.insert_held(
@@ -1304,12 +1396,25 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
 
     /// The slab key of queue `name`, creating it (uncapped, like a parked `GET`'s).
     fn queue_key_or_create(&mut self, name: &str, now: Instant) -> usize {
-        if let Some(key) = self.queues.key_of(name) {
-            return key;
+        match self.queues.key_of(name) {
+            Some(key) => key,
+            None => self.create_queue(name, now),
         }
+    }
+
+    /// Adds an empty queue (the caller checked it does not exist) and charges its
+    /// bookkeeping; returns its slab key, which is also its number in the journal.
+    fn create_queue(&mut self, name: &str, now: Instant) -> usize {
         self.memory += QUEUE_OVERHEAD + name.len();
         self.queues.insert(name, Queue::new(name, now));
-        self.queues.key_of(name).unwrap_or_default()
+        let key = self.queues.key_of(name).unwrap_or_default();
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Queue {
+                queue: key as u32,
+                name,
+            });
+        }
+        key
     }
 
     /// Takes back a lease that could not be delivered (see [`Store::give_back`]).
@@ -1389,14 +1494,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if self.queues.by_key(src).is_none_or(|q| !q.has_ready()) {
             return 0;
         }
-        let dst = match self.queues.key_of(to) {
-            Some(key) => key,
-            None => {
-                self.memory += QUEUE_OVERHEAD + to.len();
-                self.queues.insert(to, Queue::new(to, now));
-                self.queues.key_of(to).unwrap_or_default()
-            }
-        };
+        let dst = self.queue_key_or_create(to, now);
         let mut moved = 0;
         while moved < max {
             let Some(q) = self.queues.by_key_mut(src) else {
@@ -1427,6 +1525,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             let Some((id, attempt, priority, payload)) = taken else {
                 break;
             };
+            if let Some(log) = &mut self.log {
+                log.push(&LogRecord::Move {
+                    id,
+                    queue: dst as u32,
+                    attempt,
+                    charged: 0,
+                });
+            }
             if let Some(q) = self.queues.by_key_mut(dst) {
                 self.memory += q.ready.push(priority, id, attempt, &payload);
                 q.counters.puts += 1;
@@ -1459,6 +1565,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return 0;
         };
         q.last_used = now;
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Purge { queue: key as u32 });
+        }
         let bytes = q.ready.bytes();
         let (mut count, freed) = q.ready.clear();
         q.returned.clear();

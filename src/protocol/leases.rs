@@ -31,6 +31,12 @@ pub const NEVER_DEAD: u16 = u16::MAX;
 pub const FEATURE_LEASES: u32 = 1;
 /// `HELLO` feature bit: `PUT` with a delay and a priority.
 pub const FEATURE_PUT_OPTIONS: u32 = 2;
+/// `HELLO` feature bit: the server keeps messages on disk (`BDATADIR`): they survive
+/// a restart and a crash of the server (protocol.md 14).
+pub const FEATURE_DURABLE: u32 = 4;
+/// `HELLO` feature bit: with [`FEATURE_DURABLE`], replies to changes leave only once
+/// the changes are synced to the disk (`BFSYNC=always`): they survive a power cut.
+pub const FEATURE_SYNCED: u32 = 8;
 
 /// `LEASE` option bit: the lease outlives the connection.
 const LEASE_DETACHED: u8 = 0x01;

@@ -144,7 +144,7 @@ fn status_try_from_round_trips_every_byte() {
 /// and `name`/`Display` give the upper-case protocol names.
 #[test]
 fn error_code_wire_values_and_names() {
-    for value in 1..=10u16 {
+    for value in 1..=11u16 {
         let code = ErrorCode::from_u16(value).expect("known code");
         assert_eq!(code as u16, value);
         assert_eq!(code.to_string(), code.name());
@@ -157,11 +157,12 @@ fn error_code_wire_values_and_names() {
         );
     }
     assert_eq!(ErrorCode::from_u16(0), None);
-    assert_eq!(ErrorCode::from_u16(11), None);
+    assert_eq!(ErrorCode::from_u16(12), None);
     assert_eq!(ErrorCode::from_u16(u16::MAX), None);
     assert_eq!(ErrorCode::Malformed.name(), "MALFORMED");
     assert_eq!(ErrorCode::Full.to_string(), "FULL");
     assert_eq!(ErrorCode::ShuttingDown.name(), "SHUTTING_DOWN");
+    assert_eq!(ErrorCode::Storage.name(), "STORAGE");
 }
 
 /// `Request::opcode` names the opcode each variant travels under, and the encoded

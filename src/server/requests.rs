@@ -16,6 +16,23 @@ use super::{ConnRef, Server};
 const SERVER_NAME: &str = concat!("beuss ", env!("CARGO_PKG_VERSION"));
 
 impl Server {
+    /// Runs one request, refused first if it would change state the journal can
+    /// no longer record; a reply that depends on new records waits for them.
+    pub(super) fn execute_held(&mut self, r: ConnRef, request: Request<'_>, now: Instant) {
+        if self.journal.is_none() {
+            return self.execute(r, request, now);
+        }
+        let Some(start) = self.conn_mut(r).map(|c| c.queued_end()) else {
+            return;
+        };
+        if self.refuse_change(r, &request) {
+            return;
+        }
+        let log_before = self.store.log_position();
+        self.execute(r, request, now);
+        self.hold_reply(r, start, log_before);
+    }
+
     pub(super) fn execute(&mut self, r: ConnRef, request: Request<'_>, now: Instant) {
         match request {
             Request::Hello { version } => self.hello(r, version),
@@ -93,6 +110,13 @@ impl Server {
         }
         let max_message_size = self.config.max_message_size as u32;
         let version = version.min(PROTOCOL_VERSION);
+        let mut limits = super::leases::LIMITS;
+        if self.journal.is_some() {
+            limits.features |= protocol::FEATURE_DURABLE;
+            if self.config.fsync == crate::config::Fsync::Always {
+                limits.features |= protocol::FEATURE_SYNCED;
+            }
+        }
         if let Some(conn) = self.conn_mut(r) {
             if version >= 2 {
                 protocol::encode_hello_v2(
@@ -100,7 +124,7 @@ impl Server {
                     version,
                     max_message_size,
                     SERVER_NAME,
-                    &super::leases::LIMITS,
+                    &limits,
                 );
             } else {
                 protocol::encode_hello(&mut conn.output, version, max_message_size, SERVER_NAME);
@@ -188,7 +212,11 @@ impl Server {
         lease: Option<LeaseRef>,
         payload: &[u8],
     ) -> bool {
-        let Some(conn) = self.conn_mut(waiter) else {
+        let journal_mark = self
+            .journal
+            .as_ref()
+            .map(|j| (self.store.log_position(), j.written()));
+        let Some(conn) = self.conns.get_mut(waiter.key).filter(|c| c.id == waiter.id) else {
             log::error!("waiter {waiter:?} had no live connection; message kept");
             return false;
         };
@@ -196,6 +224,7 @@ impl Server {
             log::error!("waiter {waiter:?} was not parked; message kept");
             return false;
         }
+        let start = conn.queued_end();
         match lease {
             Some(lease) => {
                 let mut writer = LeasedWriter::begin(&mut conn.output, Status::Leased);
@@ -209,6 +238,14 @@ impl Server {
             }
         }
         conn.unpark();
+        if let Some((pos, written)) = journal_mark {
+            // Its records (the message's PUT, its DEL or LEASED) come first.
+            let had = conn.holds_output();
+            conn.hold_output(start, pos, written);
+            if !had {
+                self.holding.push(waiter);
+            }
+        }
         // Written now, before the producer's reply and the rest of its batch: the
         // consumer has waited longest, and this write would come anyway.
         conn.flush();
@@ -292,10 +329,32 @@ impl Server {
                 .collect(),
         };
         queues.sort_by(|a, b| a.name.cmp(&b.name));
-        StatsReport {
-            server: fields(&server),
-            queues,
+        let mut server = fields(&server);
+        if let Some(journal) = &self.journal {
+            let j = journal.stats();
+            let journal_figures = [
+                ("journal_disk_bytes", j.disk_bytes),
+                ("journal_base_bytes", j.base_bytes),
+                ("journal_log_bytes", j.log_bytes),
+                ("journal_syncs", j.syncs),
+                ("journal_sync_p50_us", j.sync_p50_us),
+                ("journal_sync_p99_us", j.sync_p99_us),
+                (
+                    "journal_since_sync_ms",
+                    j.since_sync.map_or(u64::MAX, |d| {
+                        u64::try_from(d.as_millis()).unwrap_or(u64::MAX)
+                    }),
+                ),
+                ("journal_rewrites", j.rewrites),
+                ("journal_recovered_records", j.recovered_records),
+                ("journal_truncated_bytes", j.truncated_bytes),
+                ("journal_disk_full", j.disk_full),
+                ("journal_disk_full_now", u64::from(journal.disk_full())),
+                ("journal_failed", u64::from(journal.failed().is_some())),
+            ];
+            server.extend(fields(&journal_figures));
         }
+        StatsReport { server, queues }
     }
 }
 

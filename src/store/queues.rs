@@ -111,6 +111,11 @@ impl<Q> Queues<Q> {
             .filter_map(|(name, &key)| Some((&**name, self.slots.get(key)?)))
     }
 
+    /// Every queue with its slab key, in no particular order.
+    pub(super) fn entries(&self) -> impl Iterator<Item = (usize, &Q)> + '_ {
+        self.slots.iter()
+    }
+
     /// Every queue, in no particular order.
     pub(super) fn values(&self) -> impl Iterator<Item = &Q> + '_ {
         self.slots.iter().map(|(_, q)| q)

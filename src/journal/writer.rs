@@ -1,0 +1,540 @@
+//! The journal at run time: one `write` per loop turn of the records the store made
+//! in it, syncs on the helper thread as `BFSYNC` says, a new segment file every
+//! `BSEGMENT` bytes, and a rewrite (a new base snapshot, the old files deleted) when
+//! the logs have grown to twice the live data, so that disk use stays bounded.
+//!
+//! Log positions count the bytes of records the store made since start; the server
+//! holds each reply that depends on records until [`Journal::durable`] passes them.
+
+use std::fs::{File, OpenOptions};
+use std::io::{self, Seek, SeekFrom, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use crate::config::Fsync;
+
+use super::files::{self, FileKind, LoadReport, OpenError};
+use super::record::{self, SegmentKind};
+use super::replay::Recovered;
+use super::worker::{self, Job, Report, Worker};
+
+/// The logs are rewritten into a new base once they hold more than this many bytes
+/// and more than twice the live data (Redis rewrites its AOF at 100 % growth and
+/// 64 MiB too).
+const REWRITE_MIN: u64 = 64 << 20;
+/// Size of the file set aside in the data directory and deleted when the disk is
+/// full, so that acks, expiries and moves can still be written while `PUT`s are
+/// refused.
+const RESERVE: u64 = 4 << 20;
+/// Name of that file.
+const RESERVE_FILE: &str = "reserve";
+/// How often writing is tried again after the disk was full.
+const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+/// Sync latencies kept for `STATS` percentiles.
+const LATENCIES: usize = 1024;
+
+/// Figures for `STATS`.
+#[derive(Debug, Clone, Default)]
+pub struct JournalStats {
+    /// Bytes in journal files now.
+    pub disk_bytes: u64,
+    /// Bytes of the last base written.
+    pub base_bytes: u64,
+    /// Bytes written to logs since that base.
+    pub log_bytes: u64,
+    /// Syncs done.
+    pub syncs: u64,
+    /// Median and 99th percentile of the last syncs, in microseconds.
+    pub sync_p50_us: u64,
+    /// See `sync_p50_us`.
+    pub sync_p99_us: u64,
+    /// Time since the last sync finished, if there was one.
+    pub since_sync: Option<Duration>,
+    /// Rewrites done.
+    pub rewrites: u64,
+    /// Records loaded at start.
+    pub recovered_records: u64,
+    /// Bytes cut off a torn tail at start.
+    pub truncated_bytes: u64,
+    /// Times the disk was found full.
+    pub disk_full: u64,
+}
+
+/// An open journal.
+#[derive(Debug)]
+pub struct Journal {
+    dir: PathBuf,
+    _lock: File,
+    fsync: Fsync,
+    segment_size: u64,
+    /// Current log segment: sequence number, file, bytes in it.
+    seq: u64,
+    file: Arc<File>,
+    file_len: u64,
+    /// Every file in use, in load order (base first).
+    files: Vec<PathBuf>,
+    pending: Vec<u8>,
+    /// Log position written to the OS (safe from a crash of the process).
+    written: u64,
+    /// Log position synced (safe from a power cut).
+    synced: u64,
+    /// Highest position a sync was asked for.
+    sync_asked: u64,
+    /// In interval mode: when the next sync is due.
+    sync_due: Option<Instant>,
+    worker: Worker,
+    failed: Option<String>,
+    disk_full_since: Option<Instant>,
+    /// The sequence number of the base being written by a rewrite.
+    rewriting: Option<u64>,
+    latencies: Vec<u64>,
+    last_sync: Option<Instant>,
+    stats: JournalStats,
+}
+
+impl Journal {
+    /// Opens the journal in `dir`: takes its lock, loads what is there, and starts a
+    /// new log file. The caller restores `Recovered` into the store and then calls
+    /// [`Journal::write_base`] with a snapshot.
+    ///
+    /// # Errors
+    /// The directory cannot be used, another server holds it, or a file is damaged
+    /// where a cut-off write cannot explain it (see [`OpenError`]).
+    pub fn open(
+        dir: &Path,
+        fsync: Fsync,
+        segment_size: u64,
+        skip_damaged: bool,
+        wake: impl Fn() + Send + 'static,
+    ) -> Result<(Journal, Recovered, LoadReport), OpenError> {
+        let lock = files::lock(dir)?;
+        let (recovered, report) = files::load(dir, skip_damaged)?;
+        let seq = report.last_seq + 1;
+        let (file, path) = create_segment(dir, seq)?;
+        let worker =
+            Worker::start(dir.to_owned(), wake).map_err(|e| OpenError::Io(dir.to_owned(), e))?;
+        let mut files = report.loaded.clone();
+        files.push(path);
+        let journal = Journal {
+            dir: dir.to_owned(),
+            _lock: lock,
+            fsync,
+            segment_size,
+            seq,
+            file: Arc::new(file),
+            file_len: record::HEADER_LEN as u64,
+            files,
+            pending: Vec::new(),
+            written: 0,
+            synced: 0,
+            sync_asked: 0,
+            sync_due: None,
+            worker,
+            failed: None,
+            disk_full_since: None,
+            rewriting: None,
+            latencies: Vec::new(),
+            last_sync: None,
+            stats: JournalStats {
+                recovered_records: report.records,
+                truncated_bytes: report.truncated,
+                ..JournalStats::default()
+            },
+        };
+        journal.make_reserve();
+        Ok((journal, recovered, report))
+    }
+
+    /// Writes `snapshot` (records of everything the store holds) as the base at the
+    /// current sequence number and deletes the files loaded at start, synchronously:
+    /// used once at start, before anything is served.
+    ///
+    /// # Errors
+    /// Writing failed; the loaded files are kept.
+    pub fn write_base(&mut self, snapshot: &[u8]) -> io::Result<()> {
+        let mut bytes = record::encode_header(SegmentKind::Base, self.seq).to_vec();
+        bytes.extend_from_slice(snapshot);
+        let path = files::path_of(&self.dir, FileKind::Base, self.seq);
+        let tmp = tmp_path(&path);
+        let current = files::path_of(&self.dir, FileKind::Log, self.seq);
+        let replaces: Vec<PathBuf> = self.files.drain(..).filter(|p| *p != current).collect();
+        let written = worker::write_base(&self.dir, &bytes, &tmp, &path, &replaces)?;
+        self.files = vec![path, current];
+        self.stats.base_bytes = written;
+        self.stats.log_bytes = 0;
+        Ok(())
+    }
+
+    /// Log position up to which replies may leave: written to the OS, and synced
+    /// too with `BFSYNC=always`.
+    pub fn durable(&self) -> u64 {
+        match self.fsync {
+            Fsync::Always => self.synced,
+            _ => self.written,
+        }
+    }
+
+    /// Log position written to the OS.
+    pub fn written(&self) -> u64 {
+        self.written
+    }
+
+    /// Why the journal stopped accepting changes, if it did.
+    pub fn failed(&self) -> Option<&str> {
+        self.failed.as_deref()
+    }
+
+    /// Whether the disk is full: `PUT`s are refused until it has room again.
+    pub fn disk_full(&self) -> bool {
+        self.disk_full_since.is_some()
+    }
+
+    /// Whether records are waiting for a retry after the disk was full.
+    pub fn has_pending(&self) -> bool {
+        !self.pending.is_empty()
+    }
+
+    /// Writes `records` (what the store made this loop turn, ending at log position
+    /// `end`) with one `write`, then asks for a sync if the policy says so.
+    pub fn write(&mut self, records: &mut Vec<u8>, end: u64, now: Instant) {
+        if self.failed.is_some() {
+            // Nothing is acknowledged any more; records of timers are dropped.
+            records.clear();
+            return;
+        }
+        self.pending.append(records);
+        if self.pending.is_empty()
+            || self
+                .disk_full_since
+                .is_some_and(|at| now < at + DISK_FULL_RETRY)
+        {
+            return;
+        }
+        if self.file_len + self.pending.len() as u64 > self.segment_size
+            && self.file_len > record::HEADER_LEN as u64
+            && let Err(e) = self.rotate()
+        {
+            // Segments are a soft size: the current one takes the records instead.
+            if is_full(&e) {
+                self.enter_disk_full(now);
+            } else {
+                self.fail(format!("creating a segment in {}: {e}", self.dir.display()));
+                return;
+            }
+        }
+        if let Err(e) = self.append() {
+            if !is_full(&e) {
+                self.fail(format!("writing {}: {e}", self.dir.display()));
+                return;
+            }
+            // Give the records the reserve's room, and try once more.
+            let first = self.disk_full_since.is_none();
+            self.enter_disk_full(now);
+            if !first || self.append().is_err() {
+                // Still no room: they wait for the next try (and so do their replies).
+                self.disk_full_since = Some(now);
+                return;
+            }
+        }
+        self.written = end;
+        match self.fsync {
+            Fsync::Always => self.ask_sync(),
+            Fsync::Every(every) => {
+                if self.sync_due.is_none() {
+                    self.sync_due = Some(now + every);
+                }
+            }
+            Fsync::Never => {}
+        }
+    }
+
+    fn append(&mut self) -> io::Result<()> {
+        let mut file = &*self.file;
+        file.seek(SeekFrom::Start(self.file_len))?;
+        if let Err(e) = file.write_all(&self.pending) {
+            // Cut off whatever part went in, so that the file ends on a record.
+            let _ = self.file.set_len(self.file_len);
+            return Err(e);
+        }
+        self.file_len += self.pending.len() as u64;
+        self.stats.log_bytes += self.pending.len() as u64;
+        self.pending.clear();
+        Ok(())
+    }
+
+    /// The disk is full: `PUT`s are refused (the server asks [`Journal::disk_full`])
+    /// and the reserve file is deleted to make room for the other records.
+    fn enter_disk_full(&mut self, now: Instant) {
+        if self.disk_full_since.is_none() {
+            self.stats.disk_full += 1;
+            log::error!(
+                "journal: the disk is full ({}): PUT is refused with FULL until it has \
+                 room; acks, leases and moves go on",
+                self.dir.display()
+            );
+            let _ = std::fs::remove_file(self.dir.join(RESERVE_FILE));
+        }
+        self.disk_full_since = Some(now);
+    }
+
+    /// Stops accepting changes for good (until a restart): an error was seen after
+    /// which what is on disk cannot be known.
+    fn fail(&mut self, why: String) {
+        if self.failed.is_none() {
+            log::error!(
+                "journal: {why}. Changes are refused from now on (ERROR STORAGE) and \
+                 replies waiting for the disk are not sent: restart the server once the \
+                 disk is sound"
+            );
+            self.failed = Some(why);
+        }
+    }
+
+    fn ask_sync(&mut self) {
+        if self.written > self.sync_asked && self.synced >= self.sync_asked {
+            self.sync_asked = self.written;
+            let job = Job::Sync {
+                file: Arc::clone(&self.file),
+                upto: self.written,
+            };
+            if !self.worker.send(job) {
+                self.fail("the journal's sync thread is gone".into());
+            }
+        }
+    }
+
+    /// Starts a new segment file; the old one is synced first (in order, by the
+    /// helper thread) so that syncs of the new one cover everything before them.
+    fn rotate(&mut self) -> io::Result<()> {
+        let seq = self.seq + 1;
+        let (file, path) = create_segment(&self.dir, seq).map_err(|e| match e {
+            OpenError::Io(_, e) => e,
+            other => io::Error::other(other.to_string()),
+        })?;
+        if !matches!(self.fsync, Fsync::Never) {
+            self.worker.send(Job::Sync {
+                file: Arc::clone(&self.file),
+                upto: self.written,
+            });
+            self.sync_asked = self.sync_asked.max(self.written);
+            self.worker.send(Job::SyncDir);
+        }
+        self.seq = seq;
+        self.file = Arc::new(file);
+        self.file_len = record::HEADER_LEN as u64;
+        self.files.push(path);
+        Ok(())
+    }
+
+    /// Whether the logs have grown enough for a rewrite, given the live data.
+    pub fn wants_rewrite(&self, live_bytes: u64) -> bool {
+        self.rewriting.is_none()
+            && self.failed.is_none()
+            && self.disk_full_since.is_none()
+            && self.stats.log_bytes > REWRITE_MIN.max(live_bytes.saturating_mul(2))
+    }
+
+    /// Starts a rewrite: a new segment begins now, and `snapshot` (the store's state
+    /// at this moment, taken after every earlier record was written) becomes the base
+    /// at its sequence number, written by the helper thread; the older files are
+    /// deleted once it is in place.
+    pub fn rewrite(&mut self, snapshot: Vec<u8>, now: Instant) {
+        if let Err(e) = self.rotate() {
+            log::warn!("journal: rewrite not started: {e}");
+            if is_full(&e) {
+                self.enter_disk_full(now);
+            }
+            return;
+        }
+        let mut bytes = record::encode_header(SegmentKind::Base, self.seq).to_vec();
+        bytes.extend_from_slice(&snapshot);
+        drop(snapshot);
+        let path = files::path_of(&self.dir, FileKind::Base, self.seq);
+        let current = files::path_of(&self.dir, FileKind::Log, self.seq);
+        let replaces: Vec<PathBuf> = self
+            .files
+            .iter()
+            .filter(|p| **p != current)
+            .cloned()
+            .collect();
+        self.rewriting = Some(self.seq);
+        self.stats.log_bytes = 0;
+        let tmp = tmp_path(&path);
+        if !self.worker.send(Job::Base {
+            bytes,
+            tmp,
+            path,
+            replaces,
+        }) {
+            self.fail("the journal's sync thread is gone".into());
+        }
+    }
+
+    /// When the loop must come back to the journal: a sync due in interval mode, or a
+    /// write to try again after the disk was full.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        let retry = self
+            .disk_full_since
+            .filter(|_| !self.pending.is_empty())
+            .map(|at| at + DISK_FULL_RETRY);
+        match (self.sync_due, retry) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Runs what is due at `now` (an interval sync).
+    pub fn tick(&mut self, now: Instant) {
+        if let Some(since) = self.disk_full_since
+            && now >= since + DISK_FULL_RETRY
+        {
+            // Room for the reserve again means room for PUTs again.
+            if self.make_reserve() {
+                log::info!("journal: the disk has room again; PUT is accepted again");
+                self.disk_full_since = None;
+            } else {
+                self.disk_full_since = Some(now);
+            }
+        }
+        if let Some(due) = self.sync_due
+            && due <= now
+        {
+            self.sync_due = None;
+            self.ask_sync();
+        }
+    }
+
+    /// Takes the helper thread's reports; returns whether the durable mark moved.
+    pub fn collect(&mut self) -> bool {
+        let before = self.durable();
+        while let Some(report) = self.worker.try_report() {
+            self.take(report);
+        }
+        if matches!(self.fsync, Fsync::Always) {
+            // A sync finished while more was written: one sync covers it all.
+            self.ask_sync();
+        }
+        self.durable() != before
+    }
+
+    fn take(&mut self, report: Report) {
+        match report {
+            Report::Synced { upto, took } => {
+                if upto > 0 {
+                    self.synced = self.synced.max(upto);
+                    self.stats.syncs += 1;
+                    self.last_sync = Some(Instant::now());
+                    let us = u64::try_from(took.as_micros()).unwrap_or(u64::MAX);
+                    if self.latencies.len() == LATENCIES {
+                        self.latencies.remove(0);
+                    }
+                    self.latencies.push(us);
+                }
+            }
+            Report::Based(Ok(bytes)) => {
+                let Some(base) = self.rewriting.take() else {
+                    return;
+                };
+                self.stats.rewrites += 1;
+                self.stats.base_bytes = bytes;
+                self.files.retain(|p| {
+                    files::seq_of(p).is_some_and(|(kind, seq)| kind == FileKind::Log && seq >= base)
+                });
+                self.files
+                    .insert(0, files::path_of(&self.dir, FileKind::Base, base));
+                log::info!("journal: rewritten: base of {bytes} bytes");
+            }
+            Report::Based(Err(e)) => {
+                self.rewriting = None;
+                log::warn!("journal: rewrite failed ({e}); the old files are kept");
+            }
+            Report::Failed(e) => self.fail(format!("syncing {}: {e}", self.dir.display())),
+        }
+    }
+
+    /// Figures for `STATS`.
+    pub fn stats(&self) -> JournalStats {
+        let mut stats = self.stats.clone();
+        stats.disk_bytes = self
+            .files
+            .iter()
+            .filter_map(|p| std::fs::metadata(p).ok())
+            .map(|m| m.len())
+            .sum();
+        let mut sorted = self.latencies.clone();
+        sorted.sort_unstable();
+        let pick =
+            |q: usize| sorted.get((sorted.len() * q / 100).min(sorted.len().saturating_sub(1)));
+        stats.sync_p50_us = pick(50).copied().unwrap_or(0);
+        stats.sync_p99_us = pick(99).copied().unwrap_or(0);
+        stats.since_sync = self.last_sync.map(|at| at.elapsed());
+        stats
+    }
+
+    /// Writes what is pending and syncs everything, waiting for it: at shutdown.
+    pub fn close(&mut self, records: &mut Vec<u8>, end: u64, now: Instant) {
+        self.write(records, end, now);
+        for report in self.worker.finish() {
+            self.take(report);
+        }
+        if !matches!(self.fsync, Fsync::Never) && self.failed.is_none() {
+            match self.file.sync_data() {
+                Ok(()) => self.synced = self.written,
+                Err(e) => self.fail(format!("final sync of {}: {e}", self.dir.display())),
+            }
+        }
+    }
+
+    /// Sets the reserve file aside (best effort: without it a full disk stops acks
+    /// too, until it has room).
+    fn make_reserve(&self) -> bool {
+        let path = self.dir.join(RESERVE_FILE);
+        let result = (|| {
+            let mut f = File::create(&path)?;
+            let zeros = vec![0u8; 64 << 10];
+            let mut left = RESERVE;
+            while left > 0 {
+                let n = left.min(zeros.len() as u64) as usize;
+                f.write_all(&zeros[..n])?;
+                left -= n as u64;
+            }
+            Ok::<(), io::Error>(())
+        })();
+        match result {
+            Ok(()) => true,
+            Err(e) => {
+                let _ = std::fs::remove_file(&path);
+                log::debug!("journal: no reserve file: {e}");
+                false
+            }
+        }
+    }
+}
+
+fn is_full(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded | io::ErrorKind::FileTooLarge
+    )
+}
+
+fn tmp_path(path: &Path) -> PathBuf {
+    let mut tmp = path.to_owned().into_os_string();
+    tmp.push(".tmp");
+    tmp.into()
+}
+
+/// Creates log segment `seq` with its header.
+fn create_segment(dir: &Path, seq: u64) -> Result<(File, PathBuf), OpenError> {
+    let path = files::path_of(dir, FileKind::Log, seq);
+    let mut file = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create_new(true)
+        .open(&path)
+        .map_err(|e| OpenError::Io(path.clone(), e))?;
+    file.write_all(&record::encode_header(SegmentKind::Log, seq))
+        .map_err(|e| OpenError::Io(path.clone(), e))?;
+    Ok((file, path))
+}

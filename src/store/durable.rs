@@ -1,0 +1,226 @@
+//! The store and the journal: switching the change log on, taking its records,
+//! writing a snapshot of everything held (the base of a rewritten journal), and
+//! loading what a journal replay recovered.
+
+use std::fmt;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use crate::journal::record::Record;
+use crate::journal::replay::Recovered;
+use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
+
+use super::held::{Held, HeldState};
+use super::log::StoreLog;
+use super::{DEAD_SUFFIX, Store};
+
+/// What [`Store::restore`] loaded.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Restored {
+    /// Queues with messages.
+    pub queues: usize,
+    /// Messages, in every state.
+    pub messages: usize,
+    /// Messages that were in flight: ready again, that delivery charged.
+    pub leases_returned: usize,
+    /// Of those, the ones that had used their last delivery: dead-lettered.
+    pub dead_lettered: usize,
+}
+
+impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
+    /// Starts recording every change as journal records, with `now` going with unix
+    /// time `wall_ms`. Nothing is recorded for what the store already holds: write a
+    /// [`Store::snapshot`] for that.
+    pub fn enable_log(&mut self, now: Instant, wall_ms: u64) {
+        self.log = Some(StoreLog::new(now, wall_ms));
+    }
+
+    /// Whether changes are being recorded.
+    pub fn logs(&self) -> bool {
+        self.log.is_some()
+    }
+
+    /// Tells the log which unix time (ms) goes with the monotonic `now`; call once per
+    /// loop turn, before the store is used with that `now`.
+    pub fn set_log_clock(&mut self, now: Instant, wall_ms: u64) {
+        if let Some(log) = &mut self.log {
+            log.set_clock(now, wall_ms);
+        }
+    }
+
+    /// Log position after the last record made (0 when not logging): bytes of records
+    /// ever made, including those already taken.
+    pub fn log_position(&self) -> u64 {
+        self.log.as_ref().map_or(0, StoreLog::position)
+    }
+
+    /// Whether records are waiting to be taken.
+    pub fn log_pending(&self) -> bool {
+        self.log.as_ref().is_some_and(|l| !l.is_empty())
+    }
+
+    /// Moves the records made since the last call to the end of `out`.
+    pub fn take_log(&mut self, out: &mut Vec<u8>) {
+        if let Some(log) = &mut self.log {
+            log.take(out);
+        }
+    }
+
+    /// Loads what a journal replay recovered into this (empty) store, before
+    /// [`Store::enable_log`]. `wall_ms` is the unix time that goes with `now`: a
+    /// message due before it is ready at once, a later one is delayed until its time.
+    /// Messages that were in flight when the server stopped without returning them (a
+    /// crash) are ready again and that delivery is charged, as when a consumer's
+    /// connection closes; one that used its last delivery is dead-lettered. The memory
+    /// cap is not checked: everything on disk is loaded.
+    pub fn restore(&mut self, recovered: Recovered, now: Instant, wall_ms: u64) -> Restored {
+        let mut restored = Restored::default();
+        self.next_id = self.next_id.max(recovered.next_id.saturating_sub(1));
+        for rq in recovered.queues {
+            restored.queues += 1;
+            let key = self.queue_key_or_create(&rq.name, now);
+            if rq.name.ends_with(DEAD_SUFFIX)
+                && let Some(q) = self.queues.by_key_mut(key)
+            {
+                q.keep = true;
+            }
+            for m in rq.messages {
+                let mut home = key;
+                let mut charged = m.charged;
+                if let Some(max_deliveries) = m.in_flight {
+                    restored.leases_returned += 1;
+                    charged = charged.saturating_add(1);
+                    if max_deliveries != NEVER_DEAD && charged >= max_deliveries {
+                        let dead = format!("{}{DEAD_SUFFIX}", rq.name);
+                        restored.dead_lettered += 1;
+                        self.totals.dead_lettered += 1;
+                        if dead.len() > MAX_QUEUE_NAME {
+                            self.totals.dead_dropped += 1;
+                            continue;
+                        }
+                        home = self.queue_key_or_create(&dead, now);
+                        if let Some(q) = self.queues.by_key_mut(home) {
+                            q.keep = true;
+                        }
+                        charged = 0;
+                    }
+                }
+                restored.messages += 1;
+                let len = m.payload.len();
+                self.messages += 1;
+                self.bytes += len;
+                let due =
+                    (m.due_ms > wall_ms).then(|| now + Duration::from_millis(m.due_ms - wall_ms));
+                if due.is_none() && m.attempt == 0 {
+                    // Never delivered: back in its FIFO, in id order.
+                    if let Some(q) = self.queues.by_key_mut(home) {
+                        self.memory += q.ready.push(m.priority, m.id, 0, &m.payload);
+                    }
+                    continue;
+                }
+                let state = if due.is_some() {
+                    HeldState::Delayed
+                } else {
+                    HeldState::Ready
+                };
+                let at = due.unwrap_or(now);
+                self.insert_held(
+                    home,
+                    m.id,
+                    Held {
+                        payload: m.payload,
+                        deadline: at,
+                        queue: home as u32,
+                        attempt: m.attempt,
+                        owner: 0,
+                        lease_ms: 0,
+                        charged,
+                        max_deliveries: 0,
+                        priority: m.priority,
+                        state,
+                    },
+                );
+                if due.is_some() {
+                    self.deadlines.insert((at, m.id));
+                } else if let Some(q) = self.queues.by_key_mut(home) {
+                    // Delivered before: ahead of never-delivered ones, in id order.
+                    q.returned.insert((m.priority, m.id));
+                }
+            }
+        }
+        restored
+    }
+
+    /// Returns every message in flight to its queue without charging the delivery
+    /// (the server is stopping: leases do not outlive it, and it is not the
+    /// consumer's failure).
+    pub fn return_leases(&mut self, now: Instant) {
+        let ids: Vec<u64> = self
+            .held
+            .iter()
+            .filter(|(_, h)| h.state == HeldState::InFlight)
+            .map(|(id, _)| *id)
+            .collect();
+        for id in ids {
+            self.end_lease(id, false, None, now);
+        }
+    }
+
+    /// Appends records that rebuild everything the store holds to `out`: every queue
+    /// with a message (numbered by its slab key, as later records will number it),
+    /// every message with its state, the leases in flight, and the ids in use. Records
+    /// made after this call, replayed on top of it, give the store's state then.
+    pub fn snapshot(&mut self, out: &mut Vec<u8>) {
+        let Some(log) = &mut self.log else {
+            return;
+        };
+        let mut enc = |r: &Record<'_>| crate::journal::record::encode(r, out);
+        for (key, q) in self.queues.entries() {
+            // Every queue, even an empty one: later records may name it by number.
+            enc(&Record::Queue {
+                queue: key as u32,
+                name: &q.name,
+            });
+            for priority in q.ready.priorities() {
+                for r in q.ready.iter_level(priority) {
+                    enc(&Record::Put {
+                        queue: key as u32,
+                        id: r.id,
+                        due_ms: 0,
+                        priority,
+                        attempt: r.attempt,
+                        charged: 0,
+                        payload: r.payload,
+                    });
+                }
+            }
+        }
+        for (&id, h) in self.held.iter() {
+            let due_ms = match h.state {
+                HeldState::Delayed => log.wall_ms(h.deadline),
+                HeldState::Ready | HeldState::InFlight => 0,
+            };
+            enc(&Record::Put {
+                queue: h.queue,
+                id,
+                due_ms,
+                priority: h.priority,
+                attempt: h.attempt,
+                charged: h.charged,
+                payload: &h.payload,
+            });
+            if h.state == HeldState::InFlight {
+                enc(&Record::Leased {
+                    id,
+                    attempt: h.attempt,
+                    max_deliveries: h.max_deliveries,
+                });
+            }
+        }
+        // Ids up to the next one are in use; the log reserves a new block after it.
+        log.restart_ids(self.next_id + 1);
+        enc(&Record::Ids {
+            next: self.next_id + 1,
+        });
+    }
+}
