@@ -95,6 +95,17 @@ pub fn raise_fd_limit(connections: usize) -> io::Result<u64> {
     Ok(target)
 }
 
+/// Ignores SIGXFSZ, so that a write past the file-size limit (`ulimit -f`, a quota)
+/// fails with an error the journal handles as a full disk, instead of the signal's
+/// default action, which ends the process.
+pub fn ignore_file_size_signal() {
+    // SAFETY: setting a signal's disposition to SIG_IGN installs no handler code and
+    // touches no memory of ours.
+    unsafe {
+        libc::signal(libc::SIGXFSZ, libc::SIG_IGN);
+    }
+}
+
 /// True for accept errors that mean "out of file descriptors": retrying at once
 /// would spin, so the server pauses accepting for a moment instead.
 pub fn is_fd_exhaustion(e: &io::Error) -> bool {

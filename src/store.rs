@@ -1811,6 +1811,8 @@ fn lease_deadline(now: Instant, lease_ms: u32) -> Instant {
 }
 
 #[cfg(test)]
+mod journal_tests;
+#[cfg(test)]
 mod lease_tests;
 #[cfg(test)]
 mod tests;

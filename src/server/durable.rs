@@ -38,6 +38,7 @@ pub(super) fn open(
         return Ok(None);
     };
     let started = Instant::now();
+    crate::net::ignore_file_size_signal();
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
     let (mut journal, recovered, report) = Journal::open(
         dir,

@@ -1,0 +1,352 @@
+//! Unit tests of the store's journal records: whatever the store does, replaying the
+//! records it logged gives the same state as replaying a snapshot taken at that
+//! moment, and a base snapshot plus the records after it gives the state at the end.
+//! Synthetic time in whole milliseconds, so wall-clock conversions are exact.
+
+use super::*;
+use crate::journal::replay::{Recovered, Replay};
+use crate::journal::scan::{ScanEnd, Scanner};
+use crate::test_rng::Rng;
+
+const WALL0: u64 = 1_700_000_000_000;
+
+fn ms(n: u64) -> Duration {
+    Duration::from_millis(n)
+}
+
+fn replay(bytes: &[u8]) -> Recovered {
+    let mut replay = Replay::new();
+    let mut scanner = Scanner::new(bytes, 0);
+    for (_, r) in scanner.by_ref() {
+        replay.apply(&r);
+    }
+    assert_eq!(
+        scanner.end(),
+        ScanEnd::Clean,
+        "the store wrote a bad record"
+    );
+    replay.finish()
+}
+
+/// A recovered state with due times that have passed written as 0 (a snapshot
+/// writes "ready now" for them, the log still has the time), and `next_id` left out
+/// (the log reserves ids in blocks, a snapshot records the exact next one).
+fn normalized(
+    mut r: Recovered,
+    wall_now: u64,
+) -> Vec<(String, Vec<(u64, u64, u8, u32, u16, Option<u16>, Vec<u8>)>)> {
+    r.queues.sort_by(|a, b| a.name.cmp(&b.name));
+    r.queues
+        .into_iter()
+        .map(|q| {
+            let msgs = q
+                .messages
+                .into_iter()
+                .map(|m| {
+                    let due = if m.due_ms <= wall_now { 0 } else { m.due_ms };
+                    (
+                        m.id,
+                        due,
+                        m.priority,
+                        m.attempt,
+                        m.charged,
+                        m.in_flight,
+                        m.payload.to_vec(),
+                    )
+                })
+                .collect();
+            (q.name, msgs)
+        })
+        .collect()
+}
+
+struct Run {
+    s: Store<u32>,
+    t0: Instant,
+    now: Instant,
+    log: Vec<u8>,
+    rng: Rng,
+    leases: Vec<(String, LeaseRef)>,
+}
+
+impl Run {
+    fn new(seed: u64) -> Run {
+        let t0 = Instant::now();
+        let mut s = Store::new(1 << 30, Some(Duration::from_secs(3600)));
+        s.enable_log(t0, WALL0);
+        Run {
+            s,
+            t0,
+            now: t0,
+            log: Vec::new(),
+            rng: Rng(seed),
+            leases: Vec::new(),
+        }
+    }
+
+    fn wall(&self) -> u64 {
+        WALL0 + (self.now - self.t0).as_millis() as u64
+    }
+
+    fn tick(&mut self, by: u64) {
+        self.now += ms(by);
+        let wall = self.wall();
+        self.s.set_log_clock(self.now, wall);
+    }
+
+    fn take(&mut self) {
+        self.s.take_log(&mut self.log);
+    }
+
+    fn snapshot(&mut self) -> Vec<u8> {
+        let mut out = Vec::new();
+        self.s.snapshot(&mut out);
+        out
+    }
+
+    /// One random operation.
+    fn step(&mut self) {
+        const QUEUES: [&str; 3] = ["a", "b", "c"];
+        let queue = QUEUES[self.rng.index(3)];
+        let now = self.now;
+        match self.rng.below(100) {
+            0..=24 => {
+                let options = PutOptions {
+                    delay_ms: if self.rng.below(4) == 0 {
+                        self.rng.below(50) as u32
+                    } else {
+                        0
+                    },
+                    priority: self.rng.below(10) as u8,
+                };
+                let payload = vec![self.rng.byte(); self.rng.index(20)];
+                if let Ok((_, outcome)) =
+                    self.s
+                        .put_with(queue, &payload, payload.len(), options, now)
+                {
+                    match outcome {
+                        PutOutcome::Leased(_, lease) => {
+                            self.leases.push((queue.to_owned(), lease));
+                        }
+                        PutOutcome::Handed(_) | PutOutcome::Stored => {}
+                    }
+                }
+            }
+            25..=34 => {
+                self.s
+                    .get(queue, 1 + self.rng.index(3), usize::MAX, now, |_| {});
+            }
+            35..=54 => {
+                let spec = LeaseSpec {
+                    lease_ms: 1 + self.rng.below(40) as u32,
+                    max_deliveries: [1, 2, 3, NEVER_DEAD][self.rng.index(4)],
+                    detached: self.rng.below(3) == 0,
+                };
+                let owner = self.rng.below(4) as u32;
+                let mut got = Vec::new();
+                self.s.lease(
+                    queue,
+                    1 + self.rng.index(4),
+                    usize::MAX,
+                    spec,
+                    owner,
+                    now,
+                    |l, _| got.push(l),
+                );
+                self.leases
+                    .extend(got.into_iter().map(|l| (queue.to_owned(), l)));
+            }
+            55..=74 if !self.leases.is_empty() => {
+                let (q, lease) = self.leases.swap_remove(self.rng.index(self.leases.len()));
+                match self.rng.below(4) {
+                    0 | 1 => {
+                        self.s.ack(&q, lease, now);
+                    }
+                    2 => {
+                        let how = Nack {
+                            delay: ms(if self.rng.below(2) == 0 {
+                                0
+                            } else {
+                                self.rng.below(30)
+                            }),
+                            dead: self.rng.below(5) == 0,
+                            no_charge: self.rng.below(4) == 0,
+                        };
+                        self.s.nack(&q, lease, how, now);
+                    }
+                    _ => {
+                        self.s.touch(&q, lease, self.rng.below(30) as u32, now);
+                        self.leases.push((q, lease));
+                    }
+                }
+            }
+            75..=79 => {
+                let dead = format!("{queue}{DEAD_SUFFIX}");
+                let (from, to) = if self.rng.below(2) == 0 {
+                    (dead.as_str(), queue)
+                } else {
+                    (queue, QUEUES[self.rng.index(3)])
+                };
+                self.s.move_ready(from, to, 1 + self.rng.below(3), now);
+            }
+            80 => {
+                self.s.purge(queue, now);
+            }
+            81..=84 => {
+                self.s.disconnect(self.rng.below(4) as u32, now);
+            }
+            85..=88 => {
+                // A plain GET parks, and a later PUT or timer hands it a message.
+                let waiter = 100 + self.rng.below(3) as u32;
+                self.s.park(queue, waiter, Some(now + ms(20)), now);
+            }
+            89..=91 => {
+                let spec = LeaseSpec {
+                    lease_ms: 10,
+                    max_deliveries: 2,
+                    detached: false,
+                };
+                self.s.park_lease(
+                    queue,
+                    200 + self.rng.below(2) as u32,
+                    Some(now + ms(20)),
+                    spec,
+                    now,
+                );
+            }
+            _ => {
+                let by = self.rng.below(15);
+                self.tick(by);
+                let now = self.now;
+                self.s.expire(now, |_| {});
+            }
+        }
+        // Handoffs to parked consumers: most delivered, some given back (a socket
+        // that failed).
+        while let Some(h) = self.s.take_handoff() {
+            if self.rng.below(5) == 0 {
+                self.s.give_back(h, self.now);
+            } else if let Some(lease) = h.lease {
+                let q = h.queue.to_string();
+                self.leases.push((q, lease));
+            }
+        }
+    }
+}
+
+/// After every few random operations, the records logged since the start replay to
+/// the same state as a snapshot taken then.
+#[test]
+fn the_log_replays_to_what_a_snapshot_holds() {
+    for seed in [1u64, 7, 0x5EED, 0xDEAD_BEEF] {
+        let mut run = Run::new(seed);
+        for step in 0..3_000 {
+            run.step();
+            if step % 97 == 0 {
+                run.take();
+                let snap = run.snapshot();
+                let wall = run.wall();
+                assert_eq!(
+                    normalized(replay(&run.log), wall),
+                    normalized(replay(&snap), wall),
+                    "seed {seed}, step {step}"
+                );
+            }
+        }
+    }
+}
+
+/// A base snapshot taken part-way, followed by the records logged after it, replays
+/// to the state at the end (what start-up loads after a rewrite).
+#[test]
+fn a_base_plus_later_records_replays_to_the_end_state() {
+    for seed in [3u64, 11, 0xABCDEF] {
+        let mut run = Run::new(seed);
+        let mut bases = Vec::new();
+        for step in 0..2_000 {
+            run.step();
+            if step % 250 == 0 {
+                run.take();
+                let mut base = run.snapshot();
+                let start = run.log.len();
+                bases.push((std::mem::take(&mut base), start));
+            }
+        }
+        run.take();
+        let wall = run.wall();
+        let end = normalized(replay(&run.snapshot()), wall);
+        for (i, (base, start)) in bases.iter().enumerate() {
+            let mut bytes = base.clone();
+            bytes.extend_from_slice(&run.log[*start..]);
+            assert_eq!(
+                normalized(replay(&bytes), wall),
+                end,
+                "seed {seed}, base {i}"
+            );
+        }
+    }
+}
+
+/// What a replay recovered, restored into a new store, snapshots back to the same
+/// state, with the leases in flight returned (their delivery charged, and
+/// dead-lettered when it was the last); new ids come after every id in the log.
+#[test]
+fn restore_loads_what_was_recovered() {
+    for seed in [5u64, 13, 0x0BAD_F00D] {
+        let mut run = Run::new(seed);
+        for _ in 0..2_000 {
+            run.step();
+        }
+        run.take();
+        let wall = run.wall();
+        let recovered = replay(&run.log);
+        let next_id = recovered.next_id;
+        let mut want = normalized(replay(&run.log), wall);
+        // In flight at the "crash": ready again, charged, dead-lettered at the limit.
+        let mut dead: Vec<(String, Vec<_>)> = Vec::new();
+        for (name, msgs) in &mut want {
+            let mut keep = Vec::new();
+            for mut m in std::mem::take(msgs) {
+                if let Some(max) = m.5.take() {
+                    m.4 += 1;
+                    if max != NEVER_DEAD && m.4 >= max {
+                        m.4 = 0;
+                        dead.push((format!("{name}{DEAD_SUFFIX}"), vec![m]));
+                        continue;
+                    }
+                }
+                keep.push(m);
+            }
+            *msgs = keep;
+        }
+        for (name, msgs) in dead {
+            match want.iter_mut().find(|(n, _)| *n == name) {
+                Some((_, v)) => v.extend(msgs),
+                None => want.push((name, msgs)),
+            }
+        }
+        want.retain(|(_, v)| !v.is_empty());
+        for (_, v) in &mut want {
+            v.sort();
+        }
+        want.sort();
+
+        let now = Instant::now();
+        let mut s = Store::<u32>::new(1 << 30, None);
+        s.restore(recovered, now, wall);
+        s.enable_log(now, wall);
+        let mut snap = Vec::new();
+        s.snapshot(&mut snap);
+        let mut got = normalized(replay(&snap), wall);
+        got.retain(|(_, v)| !v.is_empty());
+        for (_, v) in &mut got {
+            v.sort();
+        }
+        got.sort();
+        assert_eq!(got, want, "seed {seed}");
+        let (id, _) = s
+            .put_with("a", b"x", 1, PutOptions::default(), now)
+            .expect("room");
+        assert!(id >= next_id, "seed {seed}: new id {id} below {next_id}");
+    }
+}
