@@ -28,13 +28,13 @@ fn replay(bytes: &[u8]) -> Recovered {
     replay.finish()
 }
 
+/// A message as compared: (id, due_ms, priority, attempt, charged, in_flight, payload).
+type Msg = (u64, u64, u8, u32, u16, Option<u16>, Vec<u8>);
+
 /// A recovered state with due times that have passed written as 0 (a snapshot
 /// writes "ready now" for them, the log still has the time), and `next_id` left out
 /// (the log reserves ids in blocks, a snapshot records the exact next one).
-fn normalized(
-    mut r: Recovered,
-    wall_now: u64,
-) -> Vec<(String, Vec<(u64, u64, u8, u32, u16, Option<u16>, Vec<u8>)>)> {
+fn normalized(mut r: Recovered, wall_now: u64) -> Vec<(String, Vec<Msg>)> {
     r.queues.sort_by(|a, b| a.name.cmp(&b.name));
     r.queues
         .into_iter()
@@ -303,7 +303,7 @@ fn restore_loads_what_was_recovered() {
         let next_id = recovered.next_id;
         let mut want = normalized(replay(&run.log), wall);
         // In flight at the "crash": ready again, charged, dead-lettered at the limit.
-        let mut dead: Vec<(String, Vec<_>)> = Vec::new();
+        let mut dead: Vec<(String, Vec<Msg>)> = Vec::new();
         for (name, msgs) in &mut want {
             let mut keep = Vec::new();
             for mut m in std::mem::take(msgs) {
