@@ -18,7 +18,7 @@ pub const EXIT_USAGE: u8 = 2;
 pub const EXIT_CONNECT: u8 = 3;
 /// `GET` found the queue empty, or `STATS <queue>` found no such queue.
 pub const EXIT_EMPTY: u8 = 4;
-/// `PUT` was refused because the server is full (`BMAXMEMORY`).
+/// `PUT` was refused because the server is full (`BMAXMEMORY`, or its disk).
 pub const EXIT_FULL: u8 = 5;
 /// `ACK`, `NACK` or `TOUCH`: at least one lease was `STALE` or `NOT_FOUND`.
 pub const EXIT_UNSETTLED: u8 = 6;
@@ -31,7 +31,7 @@ Exit codes:
   2  usage error (bad arguments)
   3  cannot connect to the server, or the connection broke
   4  GET: the queue is empty; STATS <queue>: there is no such queue
-  5  PUT: the server is full (BMAXMEMORY); nothing was stored
+  5  PUT: the server is full (BMAXMEMORY, or its disk); nothing was stored
   6  ACK, NACK, TOUCH: a lease was STALE or NOT_FOUND (see its line)
 ";
 
@@ -93,6 +93,13 @@ impl Failure {
     /// An `ERROR` reply from the server at `addr`.
     pub fn server(addr: &str, code: u16, message: &str) -> Failure {
         match ErrorCode::from_u16(code) {
+            Some(ErrorCode::Full) if message.contains("disk") => Failure::new(
+                EXIT_FULL,
+                format!(
+                    "the server at {addr} is full (its BDATADIR disk has no room): the \
+                     message was not stored; try again once there is room"
+                ),
+            ),
             Some(ErrorCode::Full) => Failure::new(
                 EXIT_FULL,
                 format!(
