@@ -11,6 +11,7 @@ use log::{info, warn};
 use mio::{Poll, Token, Waker};
 
 use crate::config::{Config, Fsync};
+use crate::conn::State;
 use crate::journal::Journal;
 use crate::protocol::{self, ErrorCode, Request};
 use crate::store::Store;
@@ -134,7 +135,13 @@ impl Server {
             return false;
         };
         if let Some(conn) = self.conn_mut(r) {
-            protocol::encode_error(&mut conn.output, code, false, &message);
+            // Behind a parked receive, replies wait for it (protocol.md 13.7).
+            let out = if matches!(conn.state, State::Parked { .. }) {
+                &mut conn.held_replies
+            } else {
+                &mut conn.output
+            };
+            protocol::encode_error(out, code, false, &message);
         }
         true
     }
@@ -211,7 +218,10 @@ impl Server {
                 still.push(r);
             }
         }
+        // Servicing may have listed a connection again (a new reply to hold).
         self.holding.append(&mut still);
+        self.holding.sort_unstable_by_key(|r| (r.key, r.id));
+        self.holding.dedup();
     }
 
     /// When the loop must come back for the journal: at once if records wait to be
