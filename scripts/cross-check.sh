@@ -89,21 +89,26 @@ check_target() {
     local bin="$work/beuss-$VERSION-$target"
     echo "server_size=$(stat -c %s "$bin/beuss-server")" >&3
 
-    # BPORT=0: the kernel picks a free port, read back from the server's log, so two
-    # checks can never race for one port.
-    BHOST=127.0.0.1 BPORT=0 RUST_LOG=info "${run[@]}" "$bin/beuss-server" \
-        </dev/null >/dev/null 2>"$work/server.log" &
-    local server=$!
-    PIDS+=("$server")
-    local port="" i
-    for ((i = 0; i < 400; i++)); do
-        port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log")
-        [[ -n $port ]] && break
-        kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; echo "server died"; return 1; }
-        sleep 0.05
-    done
-    [[ -n $port ]] || { cat "$work/server.log"; echo "server did not start"; return 1; }
-    echo "server on 127.0.0.1:$port (${run[*]:-native})"
+    # Starts a server with the given extra environment (VAR=value ...), logging to
+    # $work/server.log; sets $server and $port. BPORT=0: the kernel picks a free
+    # port, read back from the server's log, so two checks can never race for one.
+    local server="" port="" i
+    start_server() {
+        env BHOST=127.0.0.1 BPORT=0 RUST_LOG=info "$@" "${run[@]}" "$bin/beuss-server" \
+            </dev/null >/dev/null 2>"$work/server.log" &
+        server=$!
+        PIDS+=("$server")
+        port=""
+        for ((i = 0; i < 400; i++)); do
+            port=$(sed -n 's/.*listening on 127\.0\.0\.1:\([0-9]*\).*/\1/p' "$work/server.log")
+            [[ -n $port ]] && break
+            kill -0 "$server" 2>/dev/null || { cat "$work/server.log"; echo "server died"; return 1; }
+            sleep 0.05
+        done
+        [[ -n $port ]] || { cat "$work/server.log"; echo "server did not start"; return 1; }
+        echo "server on 127.0.0.1:$port (${run[*]:-native}) $*"
+    }
+    start_server
     [[ -n ${run[*]} ]] || echo "rss_start=$(rss_kb "$server")" >&3
 
     cli() { BHOST=127.0.0.1 BPORT=$port timeout "$STEP_TIMEOUT" "${run[@]}" "$bin/beuss" "$@"; }
@@ -173,6 +178,31 @@ check_target() {
     [[ $status -eq 0 ]] || { echo "server exited $status on SIGTERM"; return 1; }
     grep -q "stopped" "$work/server.log" || { cat "$work/server.log"; return 1; }
     echo "server stopped cleanly"
+
+    # With BDATADIR, messages survive a kill -9 and a clean restart (the journal's
+    # CRC32C runs on this CPU: hardware on x86_64 and aarch64, a table on 32-bit ARM).
+    start_server BDATADIR="$work/data" BFSYNC=always
+    cli PUT kept <"$work/bin.in"
+    printf 'second\n' | cli PUT kept
+    printf 'gone\n' | cli PUT kept2
+    cli GET kept2 >/dev/null
+    kill -KILL "$server"
+    wait "$server" 2>/dev/null || true
+    start_server BDATADIR="$work/data"
+    grep -q "loaded 2 messages" "$work/server.log" || { cat "$work/server.log"; return 1; }
+    cli GET kept >"$work/kept.out"
+    cmp "$work/bin.in" "$work/kept.out"
+    kill -TERM "$server"
+    wait "$server" || { echo "durable server exited $? on SIGTERM"; return 1; }
+    start_server BDATADIR="$work/data"
+    cli GET kept >"$work/kept2.out"
+    printf 'second\n' | cmp - "$work/kept2.out"
+    code=0
+    cli GET kept2 >/dev/null 2>&1 || code=$?
+    [[ $code -eq 4 ]] || { echo "an acknowledged GET came back after restart"; return 1; }
+    kill -TERM "$server"
+    wait "$server" || { echo "durable server exited $? on SIGTERM"; return 1; }
+    echo "journal kept messages across kill -9 and restart"
 }
 
 if [[ $BUILD -eq 1 ]]; then
