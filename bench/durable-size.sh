@@ -110,6 +110,9 @@ for config in "${configs[@]}"; do
     found=$(held_count "$config" "$PORT")
     after=$(disk "$dir")
     log "held: $config: start-up $UP_SECONDS s, $found messages found, $before bytes on disk"
+    if [[ $found != "$HELD" ]]; then
+        log "WARNING: $config: $found of $HELD messages came back after the restart"
+    fi
     echo "$config,$HELD,$fill,$before,$stopped,$UP_SECONDS,$found,$after" >>"$HELD_CSV"
     stop_server "$PID"
     rm -rf "$dir"
