@@ -16,7 +16,18 @@
 #   - delivery latency to a consumer parked in a waiting GET (BRPOP, reserve), and the
 #     paced round trip that is its floor on this machine;
 #   - RSS with 1,000,000 messages of 32 bytes held in one queue / list (fresh servers);
-#   - RSS per connection with 10,000 idle connections (fresh servers).
+#   - RSS per connection with 10,000 idle connections (fresh servers);
+#   - durability: PUT+GET throughput (beuss-bench -t putget, -c 50 -P 1 and
+#     -c 8 -P 64) with messages kept on disk: beuss BDATADIR with BFSYNC=always and
+#     BFSYNC=1000, Redis --appendonly yes with --appendfsync always and everysec,
+#     beanstalkd -b with -f 0 and its default (-f 50), and beuss in memory as the
+#     reference; a fresh server on a fresh data directory (under one mktemp -d,
+#     removed on exit) for every step, ROUNDS rounds interleaved, medians and
+#     min-max; this disk's fdatasync latency (bench/fsync-probe.py); then
+#     bench/durable-size.sh (start-up time and disk use with 1,000,000 messages held,
+#     disk use after CYCLES put/take cycles with 1,000 live). A beuss build that
+#     ignores BDATADIR is detected (a message put, SIGTERM, restart, gone) and its
+#     durable rows are skipped.
 # Prints one table with each figure and the ratio beuss/peer, and keeps the raw
 # figures in $OUT. Every server it starts is stopped on exit (by pid).
 #
@@ -26,6 +37,8 @@
 #   QUIET_WAIT=600 bash bench/compare.sh  # on a shared machine: wait longer for quiet
 #   bash bench/compare.sh --table         # print the table again from $OUT
 #   LEASE_ONLY=1 bash bench/compare.sh    # only the leased-delivery rows
+#   DURABLE_ONLY=1 bash bench/compare.sh  # only the durability rows (CYCLES=1000000
+#                                         # unless set; the full run uses 10000000)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -46,6 +59,13 @@ SHAPES=("8 64 3000000 200000" "50 1 300000 100000" "1 1 100000 50000")
 # The same for leased delivery (requests for beuss and Redis, then for beanstalkd).
 LEASE_SHAPES=("8 64 2000000 200000" "50 1 300000 100000")
 LEASE_ONLY=${LEASE_ONLY:-}
+# Durable PUT+GET: c P, then requests for beuss and Redis syncing on an interval (and
+# beuss in memory), for the fsync-always modes of beuss and Redis, for beanstalkd
+# with its default sync and for beanstalkd -f 0 (a sync per write, no group commit).
+DURABLE_SHAPES=("50 1 300000 20000 100000 10000" "8 64 2000000 100000 200000 10000")
+DURABLE_CONFIGS=(beuss-always beuss-1000 beuss-memory redis-always redis-everysec
+    beanstalkd-f0 beanstalkd-default)
+DURABLE_ONLY=${DURABLE_ONLY:-}
 
 mkdir -p "$OUT"
 log() { echo "compare: $*" >&2; }
@@ -58,12 +78,20 @@ stop_all() {
     for pid in "${PIDS[@]}"; do wait "$pid" 2>/dev/null || true; done
     PIDS=()
 }
-trap stop_all EXIT
+# Data directories of the durability steps, all under one mktemp -d.
+DTMP=""
+cleanup() {
+    stop_all
+    if [[ -n $DTMP ]]; then rm -rf "$DTMP"; fi
+}
+trap cleanup EXIT
 trap 'exit 130' INT TERM
 trap 'log "failed (line $LINENO); last lines of $OUT/progress.log:"; tail -3 "$OUT/progress.log" >&2 || true' ERR
 
 # shellcheck source=bench/ports.sh
 source bench/ports.sh
+# shellcheck source=bench/durable-servers.sh
+source bench/durable-servers.sh
 
 # start KIND: starts a fresh server, sets PORT and PID.
 start() {
@@ -247,12 +275,19 @@ measure() {
         fi
     fi
     log "building beuss (release)"
-    cargo build --release --quiet --features bench --bin beuss-server --bin beuss-bench
+    cargo build --release --quiet --features bench --bin beuss-server --bin beuss-bench --bin beuss
 
     ulimit -n "$(ulimit -Hn)" 2>/dev/null || true
     if (($(ulimit -n) < IDLE + 300)); then
         IDLE=$(($(ulimit -n) - 300))
         log "open-file limit $(ulimit -n): idle test uses $IDLE connections"
+    fi
+
+    START=$(date +%s)
+    if [[ -n $DURABLE_ONLY ]]; then
+        durable "${CYCLES:-1000000}"
+        write_meta
+        return
     fi
 
     start beuss
@@ -281,9 +316,7 @@ measure() {
     done
     if [[ -n $LEASE_ONLY ]]; then
         stop_all
-        ELAPSED=$(($(date +%s) - START))
-        printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\n' "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" \
-            >"$OUT/meta.env"
+        write_meta
         return
     fi
     for round in $(seq "$ROUNDS"); do
@@ -342,9 +375,64 @@ measure() {
             awk -F, -v peer="$peer" 'NR > 1 { print peer ",idle," $16 "," $17 "," $18 }' >>"$MEM"
         stop_all
     done
+    durable "${CYCLES:-10000000}"
+    write_meta
+}
+
+write_meta() {
     ELAPSED=$(($(date +%s) - START))
-    printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\n' "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" \
-        >"$OUT/meta.env"
+    printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\nDURABLE_ONLY=%q\nBEUSS_DURABLE=%q\n' \
+        "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" "$DURABLE_ONLY" "${BEUSS_DURABLE:-}" >"$OUT/meta.env"
+}
+
+# durable CYCLES: the durability rows (see the top of this file), then
+# bench/durable-size.sh with CYCLES put/take cycles.
+FSYNC=$OUT/fsync.csv
+durable() {
+    local round shape c p nmem nsync nbean nbf0 key config n order dir i
+    DTMP=$(mktemp -d -t beuss-compare.XXXXXX)
+    df -T "$DTMP" >"$OUT/df.txt"
+    python3 bench/fsync-probe.py "$DTMP" 1000 >"$FSYNC"
+    log "fdatasync on $(awk 'NR == 2 {print $2}' "$OUT/df.txt") ($DTMP): $(awk -F, 'NR > 1 {printf "%s p50 %s us p99 %s us; ", $1, $3, $4}' "$FSYNC")"
+    if beuss_durable "$DTMP"; then
+        BEUSS_DURABLE=1
+    else
+        BEUSS_DURABLE=""
+        log "beuss: durability not supported by this build; skipping"
+    fi
+    for round in $(seq "$ROUNDS"); do
+        for shape in "${DURABLE_SHAPES[@]}"; do
+            read -r c p nmem nsync nbean nbf0 <<<"$shape"
+            key="c$c-P$p"
+            log "durable round $round/$ROUNDS: -c $c -P $p"
+            # A different order each round (rotated by the round number).
+            order=()
+            for i in "${!DURABLE_CONFIGS[@]}"; do
+                order+=("${DURABLE_CONFIGS[(i + round) % ${#DURABLE_CONFIGS[@]}]}")
+            done
+            for config in "${order[@]}"; do
+                case $config in
+                beuss-always | beuss-1000) [[ -n $BEUSS_DURABLE ]] || continue ;;
+                esac
+                case $config in
+                *-always) n=$nsync ;;
+                beanstalkd-f0) n=$nbf0 ;;
+                beanstalkd-*) n=$nbean ;;
+                *) n=$nmem ;;
+                esac
+                dir=$DTMP/$config-$round-$key
+                start_durable "$config" "$dir"
+                step "$PID" "durable$round/$key/$config" bench -p "$PORT" \
+                    --target "$(target_of "$config")" --server-pid "$PID" -c "$c" -P "$p" \
+                    -n "$n" -t putget
+                from_bench "$round" "$key" "d-$config" <"$STEP" >>"$RAW"
+                stop_server "$PID"
+                rm -rf "$dir"
+            done
+        done
+    done
+    log "durable sizes: bench/durable-size.sh with CYCLES=$1"
+    OUT=$OUT BUILD=0 CYCLES=$1 bash bench/durable-size.sh >/dev/null
 }
 
 # --- the table ---------------------------------------------------------------------
@@ -372,6 +460,12 @@ verdict() { # value op threshold
 table() {
     # A LEASE_ONLY run leaves the other files out.
     touch "$RAW" "$LAT" "$MEM"
+    rm -f "$OUT/table.md"
+    if [[ -z ${DURABLE_ONLY:-} ]]; then main_table; fi
+    if [[ -s $FSYNC ]]; then durable_table; fi
+}
+
+main_table() {
     {
         echo "Run of $(date -u '+%Y-%m-%d %H:%M UTC'), beuss $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
         echo "$(redis-server --version | awk '{print $1, $2, $3}'), beanstalkd $(beanstalkd -v | awk '{print $2}'),"
@@ -438,7 +532,7 @@ table() {
         r=$(mem redis idle 5)
         k=$(mem beanstalkd idle 5)
         echo "| Server memory per idle connection, $IDLE connections (bytes) | $(num "$b") | | | $(num "$r") | $(ratio "$b" "$r") | $(num "$k") | $(ratio "$b" "$k") | < 2048 B: $(verdict "$b" "<" 2048) |"
-    } >"$OUT/table.md"
+    } >>"$OUT/table.md"
 
     {
         echo
@@ -484,7 +578,97 @@ table() {
             echo "WARNING: other processes were using the CPU during:$NOISY."
         fi
     } >>"$OUT/table.md"
+}
 
+# dcell SHAPE CONFIG OP: "median (min-max)" req/s of a durability step.
+dcell() {
+    local m
+    m=$(fig "$1" "d-$2" "$3" 5)
+    if [[ -z $m ]]; then
+        case $2 in
+        beuss-always | beuss-1000) echo "skipped: durability not supported by this build" ;;
+        *) echo "-" ;;
+        esac
+        return
+    fi
+    echo "$(num "$m") ($(spread "$1" "d-$2" "$3"))"
+}
+
+durable_table() {
+    local shape c p key config name op a b want shapes goal row sep rp rg low
+    {
+        echo
+        echo "Durability: run of $(date -u '+%Y-%m-%d %H:%M UTC'), beuss $(git rev-parse --short HEAD 2>/dev/null || echo '?'),"
+        echo "$(redis-server --version | awk '{print $1, $2, $3}'), beanstalkd $(beanstalkd -v | awk '{print $2}'),"
+        echo "data on $(awk 'NR == 2 {print $2 " (" $1 ")"}' "$OUT/df.txt"); fdatasync of a 48-byte write, 1000 times:"
+        echo "$(awk -F, 'NR > 1 { printf "%s%s p50 %s µs, p99 %s µs, max %s µs", (NR > 2 ? "; " : ""), $1, $3, $4, $5 }' "$FSYNC")."
+        echo
+        echo "Durable PUT+GET, 32-byte messages, beuss-bench -t putget on every server, a fresh server and data"
+        echo "directory per step; req/s, median of $ROUNDS rounds (min-max):"
+        echo
+        row="| Server, sync policy |"
+        sep="|---|"
+        for shape in "${DURABLE_SHAPES[@]}"; do
+            read -r c p _ <<<"$shape"
+            row+=" PUT \`-c $c -P $p\` | GET \`-c $c -P $p\` |"
+            sep+="---:|---:|"
+        done
+        echo "$row"
+        echo "$sep"
+        for config in "${DURABLE_CONFIGS[@]}"; do
+            case $config in
+            beuss-always) name="beuss BDATADIR, BFSYNC=always" ;;
+            beuss-1000) name="beuss BDATADIR, BFSYNC=1000" ;;
+            beuss-memory) name="beuss in memory (no BDATADIR)" ;;
+            redis-always) name="Redis appendonly, appendfsync always" ;;
+            redis-everysec) name="Redis appendonly, appendfsync everysec" ;;
+            beanstalkd-f0) name="beanstalkd -b, -f 0 (fsync every write)" ;;
+            beanstalkd-default) name="beanstalkd -b, default (-f 50)" ;;
+            esac
+            row="| $name |"
+            for shape in "${DURABLE_SHAPES[@]}"; do
+                read -r c p _ <<<"$shape"
+                for op in put get; do row+=" $(dcell "c$c-P$p" "$config" "$op") |"; done
+            done
+            echo "$row"
+        done
+        echo
+        echo "| Goal (issue 13) | Shape | PUT ratio | GET ratio | Verdict |"
+        echo "|---|---|---:|---:|---|"
+        while read -r a b want shapes; do
+            for key in $shapes; do
+                rp=$(ratio "$(fig "$key" "d-$a" put 5)" "$(fig "$key" "d-$b" put 5)")
+                rg=$(ratio "$(fig "$key" "d-$a" get 5)" "$(fig "$key" "d-$b" get 5)")
+                low=$(awk -v x="$rp" -v y="$rg" 'BEGIN { if (x == "-" || y == "-") print "-"; else print (x + 0 < y + 0) ? x : y }')
+                goal="$a ≥ $want× $b"
+                c=${key%%-*} p=${key#*-P}
+                echo "| $goal | \`-c ${c#c} -P $p\` | $rp | $rg | $(verdict "$low" ">=" "$want") |"
+            done
+        done <<'GOALS'
+beuss-always redis-always 2 c50-P1
+beuss-always beanstalkd-f0 10 c50-P1 c8-P64
+beuss-1000 redis-everysec 1.2 c50-P1 c8-P64
+beuss-1000 beuss-memory 0.8 c50-P1 c8-P64
+GOALS
+        if [[ -z ${BEUSS_DURABLE:-} ]]; then
+            echo
+            echo "beuss: durability not supported by this build (a message put with BDATADIR set was gone"
+            echo "after SIGTERM and a restart); its durable rows were skipped."
+        fi
+        if [[ -s $OUT/durable-size.md ]]; then
+            echo
+            echo "Start-up and disk use (bench/durable-size.sh; beuss BFSYNC=1000, Redis everysec, beanstalkd default):"
+            echo
+            cat "$OUT/durable-size.md"
+        fi
+        if [[ -n ${DURABLE_ONLY:-} ]]; then
+            echo
+            echo "Measured in ${ELAPSED}s. Raw figures: $RAW (peers d-*)."
+            if [[ -n $NOISY ]]; then
+                echo "WARNING: other processes were using the CPU during:$NOISY."
+            fi
+        fi
+    } >>"$OUT/table.md"
 }
 
 if [[ ${1:-} == --table ]]; then

@@ -61,11 +61,19 @@ Options:
                               acknowledged, the connections kept open: RSS with
                               every message in flight (beuss only)
                      idle     open -c connections, ping each, measure, close
+                     cycle    put/get cycles: --window PUTs, then --window GETs
+                              that check them, again until -n cycles are done
+                              (at most --window messages held at a time; queue
+                              bench-0); one CYCLE row, req/s = cycles per second
+                     leasecycle  the same with LEASE + ACK instead of GET
+                              (Redis: XADD, XREADGROUP + XACK; queue lease-0)
   --target <kind>  beuss (default), redis (LPUSH/RPOP/BRPOP) or beanstalkd
                    (put/reserve-with-timeout/delete)
   --rate <n>       messages per second in the latency test, all producers (default 5000)
   --delay-ms <ms>  beuss only: PUTs carry this delay (PUT_OPTIONS), for -t fill
   --server-pid <pid>  also report the server's CPU use and RSS (from /proc)
+  --window <n>     cycle tests: messages put before they are taken back (default
+                   10000; k and M suffixes allowed)
   --hold <secs>    idle test: keep the connections open this long after measuring
   --timeout <secs> fail a phase that gets no reply for this long (default 10)
   --csv            print CSV rows on stdout (progress goes to stderr)
@@ -97,6 +105,7 @@ struct Options {
     rate: f64,
     server_pid: Option<u32>,
     delay_ms: u32,
+    window: u64,
     hold: Duration,
     stall: Duration,
     format: Format,
@@ -179,6 +188,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         rate: 5000.0,
         server_pid: None,
         delay_ms: 0,
+        window: 10_000,
         hold: Duration::ZERO,
         stall: Duration::from_secs(10),
         format: Format::Text,
@@ -217,6 +227,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                     .filter(|&ms| ms <= beuss::protocol::MAX_DELAY_MS)
                     .ok_or_else(|| format!("--delay-ms {ms}: over the server's maximum"))?;
             }
+            "--window" => o.window = number(arg, value()?)?,
             "--hold" => o.hold = Duration::from_secs(number(arg, value()?)?),
             "--timeout" => o.stall = Duration::from_secs(number(arg, value()?)?),
             "--csv" => o.format = Format::Csv,
@@ -235,8 +246,8 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
                 .map_err(|_| format!("BPORT={p} is not a port"))?,
         );
     }
-    if o.clients == 0 || o.pipeline == 0 || o.queues == 0 || o.rate <= 0.0 {
-        return Err("-c, -P, -q and --rate must be above 0".to_owned());
+    if o.clients == 0 || o.pipeline == 0 || o.queues == 0 || o.window == 0 || o.rate <= 0.0 {
+        return Err("-c, -P, -q, --window and --rate must be above 0".to_owned());
     }
     if o.data < PAYLOAD_HEADER {
         return Err(format!(
@@ -245,7 +256,17 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }
     for test in &o.tests {
         let known = [
-            "put", "get", "putget", "lease", "inflight", "latency", "rtt", "fill", "idle",
+            "put",
+            "get",
+            "putget",
+            "lease",
+            "inflight",
+            "latency",
+            "rtt",
+            "fill",
+            "idle",
+            "cycle",
+            "leasecycle",
         ];
         if !known.contains(&test.as_str()) {
             return Err(format!("unknown test {test}"));
@@ -383,6 +404,11 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
                 progress(o, &verified(&engine));
                 std::thread::sleep(o.hold);
             }
+            "cycle" | "leasecycle" => {
+                let row = cycles(o, &settings, test == "leasecycle")?;
+                report(o, &row);
+                rows.push(row);
+            }
             "latency" => {
                 let mut engine = Engine::connect(settings.clone(), Work::Latency)?;
                 let row = phase(o, &mut engine, Work::Latency, "LATENCY")?;
@@ -423,9 +449,25 @@ fn phase(o: &Options, engine: &mut Engine, work: Work, name: &str) -> Result<Row
     let server_before = o.server_pid.and_then(server_cpu);
     let m: Measured = engine.run(work, o.requests)?;
     let server_after = o.server_pid.and_then(server_cpu);
+    let server = server_before
+        .zip(server_after)
+        .map(|(b, a)| a.saturating_sub(b));
+    Ok(row_of(o, work, name, &m, m.requests, server))
+}
+
+/// The row for `m`, counting `requests` of it (messages, or cycles) over its time;
+/// `server` is the server's CPU time meanwhile.
+fn row_of(
+    o: &Options,
+    work: Work,
+    name: &str,
+    m: &Measured,
+    requests: u64,
+    server: Option<Duration>,
+) -> Row {
     let seconds = m.elapsed.as_secs_f64().max(1e-9);
     let us = |q: f64| m.hist.value_at_quantile(q) as f64 / 1000.0;
-    Ok(Row {
+    Row {
         target: o.target.name(),
         test: name.to_owned(),
         clients: o.clients,
@@ -435,20 +477,60 @@ fn phase(o: &Options, engine: &mut Engine, work: Work, name: &str) -> Result<Row
             o.pipeline
         },
         data: o.data,
-        requests: m.requests,
+        requests,
         seconds,
-        rps: m.requests as f64 / seconds,
+        rps: requests as f64 / seconds,
         p50: us(0.5),
         p99: us(0.99),
         p999: us(0.999),
         max: m.hist.max() as f64 / 1000.0,
         client_cpu: 100.0 * m.client_cpu.as_secs_f64() / seconds,
-        server_cpu: server_before
-            .zip(server_after)
-            .map(|(b, a)| 100.0 * a.saturating_sub(b).as_secs_f64() / seconds),
+        server_cpu: server.map(|s| 100.0 * s.as_secs_f64() / seconds),
         parked: (work == Work::Latency).then(|| 100.0 * m.parked as f64 / m.requests.max(1) as f64),
         ..Row::default()
-    })
+    }
+}
+
+/// `-n` put/get (or put/lease+ack) cycles on one set of connections, `--window`
+/// messages at a time, so that the server holds at most that many of them however
+/// many cycles run: the traffic that a durable server's log must not grow under.
+/// The row's time and latencies are those of every phase together.
+fn cycles(o: &Options, settings: &Settings, leased: bool) -> Result<Row, String> {
+    let settings = Settings {
+        leased,
+        ..settings.clone()
+    };
+    let take = if leased { Work::Lease } else { Work::Get };
+    let mut engine = Engine::connect(settings, Work::Put)?;
+    let server_before = o.server_pid.and_then(server_cpu);
+    let mut total: Option<Measured> = None;
+    let mut left = o.requests;
+    while left > 0 {
+        let n = left.min(o.window);
+        for work in [Work::Put, take] {
+            let m = engine.run(work, n)?;
+            match total.as_mut() {
+                None => total = Some(m),
+                Some(t) => {
+                    t.elapsed += m.elapsed;
+                    t.client_cpu += m.client_cpu;
+                    t.hist
+                        .add(&m.hist)
+                        .map_err(|e| format!("histogram: {e:?}"))?;
+                }
+            }
+        }
+        left -= n;
+    }
+    let server_after = o.server_pid.and_then(server_cpu);
+    engine.verifier.finish()?;
+    progress(o, &verified(&engine));
+    let total = total.ok_or("-n 0: no cycles to run")?;
+    let server = server_before
+        .zip(server_after)
+        .map(|(b, a)| a.saturating_sub(b));
+    let name = if leased { "LEASECYCLE" } else { "CYCLE" };
+    Ok(row_of(o, take, name, &total, o.requests, server))
 }
 
 /// Opens `-c` connections, pings each so the server has surely accepted it, and
