@@ -61,7 +61,7 @@ disk; from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory (with
 --delay, --priority or --id, from a file too).
 
 Exit codes: 0 stored (whole or truncated), 1 error, 2 usage, 3 cannot connect,
-5 the server is full (BMAXMEMORY, or its disk): nothing was stored, try again later.
+5 the server is full (BMAXMEMORY, or its disk): nothing stored, try later.
 
 Example: beuss PUT photos < photo.jpg
          echo \"send reminder 7\" | beuss PUT mail --delay 10m --priority 3

@@ -15,9 +15,10 @@ use std::time::{Duration, Instant};
 pub(super) enum Job {
     /// `fdatasync` the file; records up to log position `upto` are then on disk.
     Sync { file: Arc<File>, upto: u64 },
-    /// Sync the directory, so that files created or renamed in it stay after a
-    /// power cut.
-    SyncDir,
+    /// Make the next log segment ahead of time: header, then zeros up to `size`,
+    /// synced, so that appending to it later changes neither its size nor its
+    /// allocation and an `fdatasync` has only the data to write.
+    Prepare { path: PathBuf, seq: u64, size: u64 },
     /// Write a base snapshot: to `tmp`, synced, renamed to `path`, directory synced;
     /// then the files it replaces are deleted.
     Base {
@@ -33,6 +34,9 @@ pub(super) enum Job {
 pub(super) enum Report {
     /// Records up to `upto` are on disk; the sync took `took`.
     Synced { upto: u64, took: Duration },
+    /// The segment of that sequence number is ready (or could not be made; then
+    /// the journal makes it itself when it needs it).
+    Prepared(u64, io::Result<File>),
     /// A base was written (`Ok(bytes)`) or could not be (the old files stay).
     Based(io::Result<u64>),
     /// A sync failed: what was written may not be on disk. Never retried (after a
@@ -51,11 +55,15 @@ pub(super) struct Worker {
 
 impl Worker {
     /// Starts the thread; `wake` is called after each report is sent.
-    pub(super) fn start(dir: PathBuf, wake: impl Fn() + Send + 'static) -> io::Result<Worker> {
+    pub(super) fn start(
+        name: &str,
+        dir: PathBuf,
+        wake: impl Fn() + Send + 'static,
+    ) -> io::Result<Worker> {
         let (jobs, job_rx) = mpsc::channel::<Job>();
         let (report_tx, reports) = mpsc::channel();
         let thread = std::thread::Builder::new()
-            .name("beuss-journal".into())
+            .name(name.into())
             .spawn(move || {
                 for job in job_rx {
                     let report = run(&dir, job);
@@ -104,13 +112,7 @@ fn run(dir: &Path, job: Job) -> Report {
                 Err(e) => Report::Failed(e),
             }
         }
-        Job::SyncDir => match sync_dir(dir) {
-            Ok(()) => Report::Synced {
-                upto: 0,
-                took: Duration::ZERO,
-            },
-            Err(e) => Report::Failed(e),
-        },
+        Job::Prepare { path, seq, size } => Report::Prepared(seq, prepare(dir, &path, seq, size)),
         Job::Base {
             bytes,
             tmp,
@@ -118,6 +120,33 @@ fn run(dir: &Path, job: Job) -> Report {
             replaces,
         } => Report::Based(write_base(dir, &bytes, &tmp, &path, &replaces)),
     }
+}
+
+/// Makes a preallocated segment (see [`Job::Prepare`]).
+pub(super) fn prepare(dir: &Path, path: &Path, seq: u64, size: u64) -> io::Result<File> {
+    let result = (|| {
+        let mut file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create_new(true)
+            .open(path)?;
+        let header = super::record::encode_header(super::record::SegmentKind::Log, seq);
+        file.write_all(&header)?;
+        let zeros = vec![0u8; 64 << 10];
+        let mut left = size.saturating_sub(header.len() as u64);
+        while left > 0 {
+            let n = left.min(zeros.len() as u64) as usize;
+            file.write_all(&zeros[..n])?;
+            left -= n as u64;
+        }
+        file.sync_all()?;
+        sync_dir(dir)?;
+        Ok(file)
+    })();
+    if result.is_err() {
+        let _ = fs::remove_file(path);
+    }
+    result
 }
 
 /// Writes a complete file under a temporary name, syncs it, renames it into place

@@ -6,7 +6,7 @@
 //! Log positions count the bytes of records the store made since start; the server
 //! holds each reply that depends on records until [`Journal::durable`] passes them.
 
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{self, Seek, SeekFrom, Write};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -31,6 +31,8 @@ const RESERVE: u64 = 4 << 20;
 const RESERVE_FILE: &str = "reserve";
 /// How often writing is tried again after the disk was full.
 const DISK_FULL_RETRY: Duration = Duration::from_secs(1);
+/// Threads that run syncs (see `Journal::syncers`).
+const SYNC_THREADS: usize = 2;
 /// Sync latencies kept for `STATS` percentiles.
 const LATENCIES: usize = 1024;
 
@@ -74,6 +76,10 @@ pub struct Journal {
     file_len: u64,
     /// Every file in use, in load order (base first).
     files: Vec<PathBuf>,
+    /// The next sequence number to give a segment.
+    next_seq: u64,
+    /// A segment the helper thread made ahead of time, for the next rotation.
+    prepared: Option<(u64, File, PathBuf)>,
     pending: Vec<u8>,
     /// Log position written to the OS (safe from a crash of the process).
     written: u64,
@@ -83,7 +89,14 @@ pub struct Journal {
     sync_asked: u64,
     /// In interval mode: when the next sync is due.
     sync_due: Option<Instant>,
-    worker: Worker,
+    /// Sync threads, and whether each has a sync running. Two, so that records
+    /// written while one sync runs get a sync of their own at once instead of
+    /// waiting for it to end: with clients that wait for each reply, that halves
+    /// the time a change waits for the disk.
+    syncers: Vec<(Worker, bool)>,
+    /// Long writes (segments made ahead, bases), on a thread of their own so that
+    /// they never hold a sync up.
+    bulk: Worker,
     failed: Option<String>,
     disk_full_since: Option<Instant>,
     /// The sequence number of the base being written by a rewrite.
@@ -106,17 +119,28 @@ impl Journal {
         fsync: Fsync,
         segment_size: u64,
         skip_damaged: bool,
-        wake: impl Fn() + Send + 'static,
+        wake: impl Fn() + Send + Sync + 'static,
     ) -> Result<(Journal, Recovered, LoadReport), OpenError> {
         let lock = files::lock(dir)?;
         let (recovered, report) = files::load(dir, skip_damaged)?;
         let seq = report.last_seq + 1;
-        let (file, path) = create_segment(dir, seq)?;
-        let worker =
-            Worker::start(dir.to_owned(), wake).map_err(|e| OpenError::Io(dir.to_owned(), e))?;
+        let path = files::path_of(dir, FileKind::Log, seq);
+        let file = worker::prepare(dir, &path, seq, segment_size)
+            .map_err(|e| OpenError::Io(path.clone(), e))?;
+        let wake = Arc::new(wake);
+        let wake_bulk = Arc::clone(&wake);
+        let mut syncers = Vec::new();
+        for _ in 0..SYNC_THREADS {
+            let wake = Arc::clone(&wake);
+            let worker = Worker::start("beuss-sync", dir.to_owned(), move || wake())
+                .map_err(|e| OpenError::Io(dir.to_owned(), e))?;
+            syncers.push((worker, false));
+        }
+        let bulk = Worker::start("beuss-journal", dir.to_owned(), move || wake_bulk())
+            .map_err(|e| OpenError::Io(dir.to_owned(), e))?;
         let mut files = report.loaded.clone();
         files.push(path);
-        let journal = Journal {
+        let mut journal = Journal {
             dir: dir.to_owned(),
             _lock: lock,
             fsync,
@@ -125,12 +149,15 @@ impl Journal {
             file: Arc::new(file),
             file_len: record::HEADER_LEN as u64,
             files,
+            next_seq: seq + 1,
+            prepared: None,
             pending: Vec::new(),
             written: 0,
             synced: 0,
             sync_asked: 0,
             sync_due: None,
-            worker,
+            syncers,
+            bulk,
             failed: None,
             disk_full_since: None,
             rewriting: None,
@@ -143,6 +170,7 @@ impl Journal {
             },
         };
         journal.make_reserve();
+        journal.prepare_next();
         Ok((journal, recovered, report))
     }
 
@@ -292,39 +320,62 @@ impl Journal {
     }
 
     fn ask_sync(&mut self) {
-        if self.written > self.sync_asked && self.synced >= self.sync_asked {
+        if self.written <= self.sync_asked {
+            return;
+        }
+        let Some((worker, busy)) = self.syncers.iter_mut().find(|(_, busy)| !busy) else {
+            return;
+        };
+        let job = Job::Sync {
+            file: Arc::clone(&self.file),
+            upto: self.written,
+        };
+        if worker.send(job) {
+            *busy = true;
             self.sync_asked = self.written;
-            let job = Job::Sync {
-                file: Arc::clone(&self.file),
-                upto: self.written,
-            };
-            if !self.worker.send(job) {
-                self.fail("the journal's sync thread is gone".into());
-            }
+        } else {
+            self.fail("the journal's sync thread is gone".into());
         }
     }
 
-    /// Starts a new segment file; the old one is synced first (in order, by the
-    /// helper thread) so that syncs of the new one cover everything before them.
+    /// Starts a new segment file. The old one is synced first, here and now (once
+    /// per segment), so that every log but the last is complete on disk: a torn
+    /// record can then only be at the end of the last one, and damage anywhere else
+    /// is real damage.
     fn rotate(&mut self) -> io::Result<()> {
-        let seq = self.seq + 1;
-        let (file, path) = create_segment(&self.dir, seq).map_err(|e| match e {
-            OpenError::Io(_, e) => e,
-            other => io::Error::other(other.to_string()),
-        })?;
-        if !matches!(self.fsync, Fsync::Never) {
-            self.worker.send(Job::Sync {
-                file: Arc::clone(&self.file),
-                upto: self.written,
-            });
-            self.sync_asked = self.sync_asked.max(self.written);
-            self.worker.send(Job::SyncDir);
-        }
+        self.file.sync_data()?;
+        self.synced = self.synced.max(self.written);
+        self.sync_asked = self.sync_asked.max(self.written);
+        let (seq, file, path) = match self.prepared.take() {
+            Some(next) => next,
+            None => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                let path = files::path_of(&self.dir, FileKind::Log, seq);
+                let file = worker::prepare(&self.dir, &path, seq, self.segment_size)?;
+                (seq, file, path)
+            }
+        };
         self.seq = seq;
         self.file = Arc::new(file);
         self.file_len = record::HEADER_LEN as u64;
         self.files.push(path);
+        self.prepare_next();
         Ok(())
+    }
+
+    /// Asks the helper thread to make the segment after this one.
+    fn prepare_next(&mut self) {
+        let seq = self.next_seq;
+        self.next_seq += 1;
+        let job = Job::Prepare {
+            path: files::path_of(&self.dir, FileKind::Log, seq),
+            seq,
+            size: self.segment_size,
+        };
+        if !self.bulk.send(job) {
+            self.fail("the journal's helper thread is gone".into());
+        }
     }
 
     /// Whether the logs have grown enough for a rewrite, given the live data.
@@ -361,7 +412,7 @@ impl Journal {
         self.rewriting = Some(self.seq);
         self.stats.log_bytes = 0;
         let tmp = tmp_path(&path);
-        if !self.worker.send(Job::Base {
+        if !self.bulk.send(Job::Base {
             bytes,
             tmp,
             path,
@@ -408,7 +459,13 @@ impl Journal {
     /// Takes the helper thread's reports; returns whether the durable mark moved.
     pub fn collect(&mut self) -> bool {
         let before = self.durable();
-        while let Some(report) = self.worker.try_report() {
+        for i in 0..self.syncers.len() {
+            while let Some(report) = self.syncers[i].0.try_report() {
+                self.syncers[i].1 = false;
+                self.take(report);
+            }
+        }
+        while let Some(report) = self.bulk.try_report() {
             self.take(report);
         }
         if matches!(self.fsync, Fsync::Always) {
@@ -431,6 +488,19 @@ impl Journal {
                     }
                     self.latencies.push(us);
                 }
+            }
+            Report::Prepared(seq, Ok(file)) => {
+                let path = files::path_of(&self.dir, FileKind::Log, seq);
+                if seq > self.seq && self.prepared.is_none() {
+                    self.prepared = Some((seq, file, path));
+                } else {
+                    // A rotation could not wait for it and made its own.
+                    drop(file);
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+            Report::Prepared(seq, Err(e)) => {
+                log::debug!("journal: segment {seq} not made ahead: {e}");
             }
             Report::Based(Ok(bytes)) => {
                 let Some(base) = self.rewriting.take() else {
@@ -475,7 +545,12 @@ impl Journal {
     /// Writes what is pending and syncs everything, waiting for it: at shutdown.
     pub fn close(&mut self, records: &mut Vec<u8>, end: u64, now: Instant) {
         self.write(records, end, now);
-        for report in self.worker.finish() {
+        for i in 0..self.syncers.len() {
+            for report in self.syncers[i].0.finish() {
+                self.take(report);
+            }
+        }
+        for report in self.bulk.finish() {
             self.take(report);
         }
         if !matches!(self.fsync, Fsync::Never) && self.failed.is_none() {
@@ -523,18 +598,4 @@ fn tmp_path(path: &Path) -> PathBuf {
     let mut tmp = path.to_owned().into_os_string();
     tmp.push(".tmp");
     tmp.into()
-}
-
-/// Creates log segment `seq` with its header.
-fn create_segment(dir: &Path, seq: u64) -> Result<(File, PathBuf), OpenError> {
-    let path = files::path_of(dir, FileKind::Log, seq);
-    let mut file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create_new(true)
-        .open(&path)
-        .map_err(|e| OpenError::Io(path.clone(), e))?;
-    file.write_all(&record::encode_header(SegmentKind::Log, seq))
-        .map_err(|e| OpenError::Io(path.clone(), e))?;
-    Ok((file, path))
 }
