@@ -1,0 +1,386 @@
+//! Applying records in order to rebuild the state a server loads at start.
+//!
+//! Queues are identified by name, not by the log's queue numbers: a number only
+//! means a name from its QUEUE record on, and may name another queue later. A
+//! message's queue is resolved when its PUT or MOVE is applied.
+//!
+//! # Purged messages are kept until the end
+//! A base snapshot is written while traffic goes on, so the log after it repeats
+//! changes the base already holds. Replaying those again is harmless for records
+//! about one id, but PURGE removes whatever the queue holds *now*: a message the
+//! base has in queue `dead`, put there by a MOVE after the purge, would be removed
+//! by the older PURGE replayed after the base, and the MOVE that follows could not
+//! bring it back (a MOVE carries no payload). So purged messages are set aside, not
+//! dropped: a later LEASED, REQUEUE or MOVE of one (which a writer never logs for a
+//! message that really was purged) brings it back with that record's state; a PUT
+//! or DEL of its id forgets it; the rest are dropped by [`Replay::finish`].
+//!
+//! # What this asks of the writer (STORAGE.md, "Replay")
+//! - Every log segment starts with the QUEUE records of the numbers bound when it
+//!   is opened. A base binds only the numbers of its own time, and the log after it
+//!   starts earlier: a number freed in between would otherwise be unbound when its
+//!   older records are replayed, and those records skipped.
+//! - No LEASED, REQUEUE or MOVE for a message after the PURGE that removed it.
+
+use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
+
+use super::record::Record;
+
+/// A message's state during replay.
+#[derive(Debug)]
+struct Message {
+    /// The queue's slot.
+    slot: usize,
+    due_ms: u64,
+    priority: u8,
+    attempt: u32,
+    charged: u16,
+    in_flight: Option<u16>,
+    payload: Box<[u8]>,
+}
+
+/// A queue during replay; a slot per name, kept (even empty) once created.
+#[derive(Debug)]
+struct Slot {
+    name: String,
+    /// Ids placed in this queue, for PURGE; some may have left since (they are
+    /// checked against the message's own slot) or appear twice.
+    members: Vec<u64>,
+    /// Messages in this queue now.
+    live: usize,
+}
+
+/// Applies records in log order (base first, then each log) and builds a
+/// [`Recovered`]. Every record sets state absolutely, so applying a record again, or
+/// applying log records that the base already includes, gives the same result.
+/// Records that name a message or queue that does not exist are skipped and counted
+/// in [`Recovered::ignored`].
+#[derive(Debug, Default)]
+pub struct Replay {
+    /// Queue name -> its slot.
+    by_name: HashMap<String, usize>,
+    slots: Vec<Slot>,
+    /// Log queue number -> the slot it names now.
+    bound: HashMap<u32, usize>,
+    messages: IdMap<Message>,
+    /// Messages removed by PURGE, in case a later record shows that the purge came
+    /// from a log older than their state (module docs).
+    purged: IdMap<Message>,
+    /// The highest `Ids::next` seen.
+    ids_next: u64,
+    /// One more than the highest message id seen in any record.
+    after_max_id: u64,
+    ignored: u64,
+}
+
+impl Replay {
+    /// An empty state: no queues, no messages, next id 0.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// Applies one record.
+    pub fn apply(&mut self, record: &Record<'_>) {
+        match *record {
+            Record::Queue { queue, name } => {
+                let slot = self.slot(name);
+                self.bound.insert(queue, slot);
+            }
+            Record::Put {
+                queue,
+                id,
+                due_ms,
+                priority,
+                attempt,
+                charged,
+                payload,
+            } => {
+                self.saw_id(id);
+                let Some(&slot) = self.bound.get(&queue) else {
+                    self.ignored += 1;
+                    return;
+                };
+                self.purged.remove(&id);
+                self.place(
+                    id,
+                    Message {
+                        slot,
+                        due_ms,
+                        priority,
+                        attempt,
+                        charged,
+                        in_flight: None,
+                        payload: payload.into(),
+                    },
+                );
+            }
+            Record::Del { id } => {
+                self.saw_id(id);
+                if self.take(id).is_none() && self.purged.remove(&id).is_none() {
+                    self.ignored += 1;
+                }
+            }
+            Record::Leased {
+                id,
+                attempt,
+                max_deliveries,
+            } => {
+                self.saw_id(id);
+                match self.get_mut(id) {
+                    Some(m) => {
+                        m.attempt = attempt;
+                        m.in_flight = Some(max_deliveries);
+                    }
+                    None => self.ignored += 1,
+                }
+            }
+            Record::Requeue {
+                id,
+                attempt,
+                charged,
+                due_ms,
+            } => {
+                self.saw_id(id);
+                match self.get_mut(id) {
+                    Some(m) => {
+                        m.attempt = attempt;
+                        m.charged = charged;
+                        m.due_ms = due_ms;
+                        m.in_flight = None;
+                    }
+                    None => self.ignored += 1,
+                }
+            }
+            Record::Move {
+                id,
+                queue,
+                attempt,
+                charged,
+            } => {
+                self.saw_id(id);
+                let Some(&slot) = self.bound.get(&queue) else {
+                    self.ignored += 1;
+                    return;
+                };
+                let Some(mut m) = self.take(id).or_else(|| self.purged.remove(&id)) else {
+                    self.ignored += 1;
+                    return;
+                };
+                m.slot = slot;
+                m.attempt = attempt;
+                m.charged = charged;
+                m.due_ms = 0;
+                m.in_flight = None;
+                self.place(id, m);
+            }
+            Record::Purge { queue } => {
+                let Some(&slot) = self.bound.get(&queue) else {
+                    self.ignored += 1;
+                    return;
+                };
+                let Some(s) = self.slots.get_mut(slot) else {
+                    return;
+                };
+                s.live = 0;
+                for id in std::mem::take(&mut s.members) {
+                    if id_in(&self.messages, id, slot)
+                        && let Some(m) = self.messages.remove(&id)
+                    {
+                        self.purged.insert(id, m);
+                    }
+                }
+            }
+            Record::Ids { next } => self.ids_next = self.ids_next.max(next),
+        }
+    }
+
+    /// The lowest id a new message may get: above every message id any record named,
+    /// and at least every IDS record's `next`.
+    pub fn next_id(&self) -> u64 {
+        self.ids_next.max(self.after_max_id)
+    }
+
+    /// The state to load: queues that hold messages, by name, each with its messages
+    /// by id.
+    pub fn finish(self) -> Recovered {
+        let next_id = self.next_id();
+        let mut by_slot: Vec<Vec<RecoveredMessage>> = self
+            .slots
+            .iter()
+            .map(|s| Vec::with_capacity(s.live))
+            .collect();
+        for (id, m) in self.messages {
+            if let Some(list) = by_slot.get_mut(m.slot) {
+                list.push(RecoveredMessage {
+                    id,
+                    due_ms: m.due_ms,
+                    priority: m.priority,
+                    attempt: m.attempt,
+                    charged: m.charged,
+                    in_flight: m.in_flight,
+                    payload: m.payload,
+                });
+            }
+        }
+        let mut queues: Vec<RecoveredQueue> = self
+            .slots
+            .into_iter()
+            .zip(by_slot)
+            .filter(|(_, messages)| !messages.is_empty())
+            .map(|(s, mut messages)| {
+                messages.sort_unstable_by_key(|m| m.id);
+                RecoveredQueue {
+                    name: s.name,
+                    messages,
+                }
+            })
+            .collect();
+        queues.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Recovered {
+            queues,
+            next_id,
+            ignored: self.ignored,
+        }
+    }
+
+    /// The slot of queue `name`, made if new.
+    fn slot(&mut self, name: &str) -> usize {
+        if let Some(&slot) = self.by_name.get(name) {
+            return slot;
+        }
+        let slot = self.slots.len();
+        self.slots.push(Slot {
+            name: name.to_owned(),
+            members: Vec::new(),
+            live: 0,
+        });
+        self.by_name.insert(name.to_owned(), slot);
+        slot
+    }
+
+    fn saw_id(&mut self, id: u64) {
+        self.after_max_id = self.after_max_id.max(id.saturating_add(1));
+    }
+
+    /// The live message `id`, brought back first if a PURGE set it aside.
+    fn get_mut(&mut self, id: u64) -> Option<&mut Message> {
+        if !self.messages.contains_key(&id) {
+            let m = self.purged.remove(&id)?;
+            self.place(id, m);
+        }
+        self.messages.get_mut(&id)
+    }
+
+    /// Removes the live message `id`.
+    fn take(&mut self, id: u64) -> Option<Message> {
+        let m = self.messages.remove(&id)?;
+        if let Some(s) = self.slots.get_mut(m.slot) {
+            s.live = s.live.saturating_sub(1);
+        }
+        Some(m)
+    }
+
+    /// Makes `m` the live message `id` in its slot, replacing any earlier state of
+    /// `id` (one map operation for a PUT, the commonest record).
+    fn place(&mut self, id: u64, m: Message) {
+        let slot = m.slot;
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        s.members.push(id);
+        s.live += 1;
+        // Ids that left (acked, moved) pile up in `members`; past twice the live
+        // count they are dropped, so memory follows the live messages, not the log.
+        if s.members.len() > 2 * s.live + 1024 {
+            let messages = &self.messages;
+            s.members.retain(|id| id_in(messages, *id, slot));
+            s.members.sort_unstable();
+            s.members.dedup();
+            // `id` is kept whatever its old state: its new one is not in `messages` yet.
+            if s.members.binary_search(&id).is_err() {
+                s.members.push(id);
+            }
+        }
+        if let Some(old) = self.messages.insert(id, m)
+            && let Some(s) = self.slots.get_mut(old.slot)
+        {
+            s.live = s.live.saturating_sub(1);
+        }
+    }
+}
+
+fn id_in(messages: &IdMap<Message>, id: u64, slot: usize) -> bool {
+    messages.get(&id).is_some_and(|m| m.slot == slot)
+}
+
+/// Maps keyed by message id. Ids are numbers the server handed out, not chosen by
+/// clients, so a multiply-rotate mix (as the store's `IdHasher`) can replace
+/// SipHash for the millions of lookups a large log takes.
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing, as in the store: one multiply spreads consecutive ids over the
+/// table, the rotate brings high bits down to the index bits.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys that are not plain integers; still well defined.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+/// What replay rebuilt: the state to load into the store.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Recovered {
+    /// The queues that hold messages, sorted by name.
+    pub queues: Vec<RecoveredQueue>,
+    /// The lowest id the server may give a new message.
+    pub next_id: u64,
+    /// Records skipped because the message or queue number they name did not exist
+    /// (expected after a base snapshot: log records it already includes).
+    pub ignored: u64,
+}
+
+/// One queue and its messages.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecoveredQueue {
+    /// The queue's name.
+    pub name: String,
+    /// Its messages, by id (the order they were put in, ids being handed out in
+    /// increasing order).
+    pub messages: Vec<RecoveredMessage>,
+}
+
+/// One message, as its last record left it.
+#[derive(Debug, PartialEq, Eq)]
+pub struct RecoveredMessage {
+    /// The message id.
+    pub id: u64,
+    /// Unix-epoch milliseconds at which it becomes ready; 0 = ready now.
+    pub due_ms: u64,
+    /// Its priority.
+    pub priority: u8,
+    /// Deliveries so far.
+    pub attempt: u32,
+    /// Deliveries counted against the dead-letter limit.
+    pub charged: u16,
+    /// `Some(max_deliveries)` of its lease if it was in flight when the log ended
+    /// (the loader makes it ready again, the attempt kept); `None` if not.
+    pub in_flight: Option<u16>,
+    /// Its bytes.
+    pub payload: Box<[u8]>,
+}
