@@ -271,6 +271,22 @@ fn payload_limit() {
     assert!(1 + 27 + MAX_PAYLOAD_LEN as u64 <= u64::from(MAX_RECORD_LEN));
 }
 
+/// The checksum is CRC-32C (Castagnoli), not the zlib CRC-32: its standard check
+/// value, so files move between x86-64 (SSE4.2), aarch64 (CRC instructions) and
+/// 32-bit ARM (tables) builds.
+#[test]
+fn checksum_is_crc32c() {
+    assert_eq!(crc32c::crc32c(b"123456789"), 0xE306_9283);
+    // A fixed record's bytes, as every build must write them.
+    let mut buf = Vec::new();
+    encode(&Record::Del { id: 1 }, &mut buf);
+    assert_eq!(buf[..4], [9, 0, 0, 0]);
+    assert_eq!(&buf[8..], &[3, 1, 0, 0, 0, 0, 0, 0, 0]);
+    let mut covered = buf[..4].to_vec();
+    covered.extend_from_slice(&buf[8..]);
+    assert_eq!(buf[4..8], mask(crc32c::crc32c(&covered)).to_le_bytes());
+}
+
 /// The mask makes zeros fail: the CRC of nothing is 0, masked it is not, so neither
 /// an all-zero record header nor an all-zero segment header checks out.
 #[test]
