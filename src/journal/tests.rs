@@ -199,6 +199,36 @@ fn byte_layout_is_the_documented_one() {
     );
 }
 
+/// The example dump in STORAGE.md, byte for byte: a log header with seq 1, then
+/// QUEUE 0 "jobs", PUT id 1 "hi" and DEL id 1.
+#[test]
+fn storage_md_example() {
+    let mut buf = encode_header(SegmentKind::Log, 1).to_vec();
+    encode(
+        &Record::Queue {
+            queue: 0,
+            name: "jobs",
+        },
+        &mut buf,
+    );
+    encode(&put(0, 1, b"hi"), &mut buf);
+    encode(&Record::Del { id: 1 }, &mut buf);
+    let hex: Vec<String> = buf.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = [
+        // header: magic, version 1, kind 0 (log), seq 1, crc
+        "42 45 55 53 4c 4f 47 00 01 00 00 00 01 00 00 00 00 00 00 00 6c 18 1b 78",
+        // QUEUE 0 "jobs"
+        "09 00 00 00 ce ae 59 6f 01 00 00 00 00 6a 6f 62 73",
+        // PUT queue 0, id 1, due 0, priority 0, attempt 0, charged 0, "hi"
+        "1e 00 00 00 f4 92 4a f3 02 \
+         00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 68 69",
+        // DEL 1
+        "09 00 00 00 a6 a9 2f 55 03 01 00 00 00 00 00 00 00",
+    ]
+    .join(" ");
+    assert_eq!(hex.join(" "), expected);
+}
+
 /// Bodies of the wrong length, unknown types and bad names are damage, never records.
 #[test]
 fn bad_bodies_are_rejected() {
