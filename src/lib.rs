@@ -5,6 +5,8 @@
 //! - [`client`]: a blocking `std::net` client built on the same codec as the server,
 //!   so the two cannot disagree about the wire.
 //! - `config`: the server's settings, read from `B*` environment variables.
+//! - `journal`: the format of the files in `BDATADIR` (STORAGE.md): records, the
+//!   scanner that reads them back, and replay. No I/O.
 //! - `server`: the single-threaded `mio` event loop that ties sockets to the store.
 //! - `store` (internal): named FIFO queues held compactly in memory, waiting
 //!   consumers, idle expiry and the memory cap. No I/O and no clock: callers pass
@@ -13,8 +15,9 @@
 //! The binaries in `bin/` are thin wrappers around these modules.
 //!
 //! # Features
-//! - `server` (default): the `config` and `server` modules and `beuss-server`; pulls
-//!   in `mio`, `signal-hook`, `slab`, `libc`, `log` and `env_logger`.
+//! - `server` (default): the `config`, `journal` and `server` modules and
+//!   `beuss-server`; pulls in `mio`, `signal-hook`, `slab`, `libc`, `log`,
+//!   `env_logger` and `crc32c`.
 //! - `cli` (default): the `beuss` command.
 //! - `bench` (not default): `beuss-bench`, the load generator.
 //!

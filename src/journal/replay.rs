@@ -3,14 +3,35 @@
 //! Queues are identified by name, not by the log's queue numbers: a number only
 //! means a name from its QUEUE record on, and may name another queue later. A
 //! message's queue is resolved when its PUT or MOVE is applied.
+//!
+//! # Purged messages are kept until the end
+//! A base snapshot is written while traffic goes on, so the log after it repeats
+//! changes the base already holds. Replaying those again is harmless for records
+//! about one id, but PURGE removes whatever the queue holds *now*: a message the
+//! base has in queue `dead`, put there by a MOVE after the purge, would be removed
+//! by the older PURGE replayed after the base, and the MOVE that follows could not
+//! bring it back (a MOVE carries no payload). So purged messages are set aside, not
+//! dropped: a later LEASED, REQUEUE or MOVE of one (which a writer never logs for a
+//! message that really was purged) brings it back with that record's state; a PUT
+//! or DEL of its id forgets it; the rest are dropped by [`Replay::finish`].
+//!
+//! # What this asks of the writer (STORAGE.md, "Replay")
+//! - Every log segment starts with the QUEUE records of the numbers bound when it
+//!   is opened. A base binds only the numbers of its own time, and the log after it
+//!   starts earlier: a number freed in between would otherwise be unbound when its
+//!   older records are replayed, and those records skipped.
+//! - No LEASED, REQUEUE or MOVE for a message after the PURGE that removed it.
 
 use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use super::record::Record;
 
 /// A message's state during replay.
 #[derive(Debug)]
 struct Message {
+    /// The queue's slot.
+    slot: usize,
     due_ms: u64,
     priority: u8,
     attempt: u32,
@@ -19,11 +40,15 @@ struct Message {
     payload: Box<[u8]>,
 }
 
-/// A queue's messages during replay; a slot per name, kept (empty) once created.
+/// A queue during replay; a slot per name, kept (even empty) once created.
 #[derive(Debug)]
 struct Slot {
     name: String,
-    messages: HashMap<u64, Message>,
+    /// Ids placed in this queue, for PURGE; some may have left since (they are
+    /// checked against the message's own slot) or appear twice.
+    members: Vec<u64>,
+    /// Messages in this queue now.
+    live: usize,
 }
 
 /// Applies records in log order (base first, then each log) and builds a
@@ -38,10 +63,10 @@ pub struct Replay {
     slots: Vec<Slot>,
     /// Log queue number -> the slot it names now.
     bound: HashMap<u32, usize>,
-    /// Message id -> the slot holding it. Lets DEL and friends, which carry only an
-    /// id, find the message, and PURGE remove a queue's messages without a scan of
-    /// every other queue.
-    where_is: HashMap<u64, usize>,
+    messages: IdMap<Message>,
+    /// Messages removed by PURGE, in case a later record shows that the purge came
+    /// from a log older than their state (module docs).
+    purged: IdMap<Message>,
     /// The highest `Ids::next` seen.
     ids_next: u64,
     /// One more than the highest message id seen in any record.
@@ -76,11 +101,11 @@ impl Replay {
                     self.ignored += 1;
                     return;
                 };
-                self.remove(id);
-                self.insert(
-                    slot,
+                self.purged.remove(&id);
+                self.place(
                     id,
                     Message {
+                        slot,
                         due_ms,
                         priority,
                         attempt,
@@ -92,7 +117,7 @@ impl Replay {
             }
             Record::Del { id } => {
                 self.saw_id(id);
-                if self.remove(id).is_none() {
+                if self.take(id).is_none() && self.purged.remove(&id).is_none() {
                     self.ignored += 1;
                 }
             }
@@ -138,24 +163,31 @@ impl Replay {
                     self.ignored += 1;
                     return;
                 };
-                let Some(mut m) = self.remove(id) else {
+                let Some(mut m) = self.take(id).or_else(|| self.purged.remove(&id)) else {
                     self.ignored += 1;
                     return;
                 };
+                m.slot = slot;
                 m.attempt = attempt;
                 m.charged = charged;
                 m.due_ms = 0;
                 m.in_flight = None;
-                self.insert(slot, id, m);
+                self.place(id, m);
             }
             Record::Purge { queue } => {
                 let Some(&slot) = self.bound.get(&queue) else {
                     self.ignored += 1;
                     return;
                 };
-                if let Some(s) = self.slots.get_mut(slot) {
-                    for id in std::mem::take(&mut s.messages).into_keys() {
-                        self.where_is.remove(&id);
+                let Some(s) = self.slots.get_mut(slot) else {
+                    return;
+                };
+                s.live = 0;
+                for id in std::mem::take(&mut s.members) {
+                    if id_in(&self.messages, id, slot)
+                        && let Some(m) = self.messages.remove(&id)
+                    {
+                        self.purged.insert(id, m);
                     }
                 }
             }
@@ -173,24 +205,30 @@ impl Replay {
     /// by id.
     pub fn finish(self) -> Recovered {
         let next_id = self.next_id();
+        let mut by_slot: Vec<Vec<RecoveredMessage>> = self
+            .slots
+            .iter()
+            .map(|s| Vec::with_capacity(s.live))
+            .collect();
+        for (id, m) in self.messages {
+            if let Some(list) = by_slot.get_mut(m.slot) {
+                list.push(RecoveredMessage {
+                    id,
+                    due_ms: m.due_ms,
+                    priority: m.priority,
+                    attempt: m.attempt,
+                    charged: m.charged,
+                    in_flight: m.in_flight,
+                    payload: m.payload,
+                });
+            }
+        }
         let mut queues: Vec<RecoveredQueue> = self
             .slots
             .into_iter()
-            .filter(|s| !s.messages.is_empty())
-            .map(|s| {
-                let mut messages: Vec<RecoveredMessage> = s
-                    .messages
-                    .into_iter()
-                    .map(|(id, m)| RecoveredMessage {
-                        id,
-                        due_ms: m.due_ms,
-                        priority: m.priority,
-                        attempt: m.attempt,
-                        charged: m.charged,
-                        in_flight: m.in_flight,
-                        payload: m.payload,
-                    })
-                    .collect();
+            .zip(by_slot)
+            .filter(|(_, messages)| !messages.is_empty())
+            .map(|(s, mut messages)| {
                 messages.sort_unstable_by_key(|m| m.id);
                 RecoveredQueue {
                     name: s.name,
@@ -214,7 +252,8 @@ impl Replay {
         let slot = self.slots.len();
         self.slots.push(Slot {
             name: name.to_owned(),
-            messages: HashMap::new(),
+            members: Vec::new(),
+            live: 0,
         });
         self.by_name.insert(name.to_owned(), slot);
         slot
@@ -224,22 +263,83 @@ impl Replay {
         self.after_max_id = self.after_max_id.max(id.saturating_add(1));
     }
 
+    /// The live message `id`, brought back first if a PURGE set it aside.
     fn get_mut(&mut self, id: u64) -> Option<&mut Message> {
-        let slot = *self.where_is.get(&id)?;
-        self.slots.get_mut(slot)?.messages.get_mut(&id)
-    }
-
-    fn remove(&mut self, id: u64) -> Option<Message> {
-        let slot = self.where_is.remove(&id)?;
-        self.slots.get_mut(slot)?.messages.remove(&id)
-    }
-
-    /// Puts `m` in `slot`; the caller has removed any earlier state of `id`.
-    fn insert(&mut self, slot: usize, id: u64, m: Message) {
-        if let Some(s) = self.slots.get_mut(slot) {
-            s.messages.insert(id, m);
-            self.where_is.insert(id, slot);
+        if !self.messages.contains_key(&id) {
+            let m = self.purged.remove(&id)?;
+            self.place(id, m);
         }
+        self.messages.get_mut(&id)
+    }
+
+    /// Removes the live message `id`.
+    fn take(&mut self, id: u64) -> Option<Message> {
+        let m = self.messages.remove(&id)?;
+        if let Some(s) = self.slots.get_mut(m.slot) {
+            s.live = s.live.saturating_sub(1);
+        }
+        Some(m)
+    }
+
+    /// Makes `m` the live message `id` in its slot, replacing any earlier state of
+    /// `id` (one map operation for a PUT, the commonest record).
+    fn place(&mut self, id: u64, m: Message) {
+        let slot = m.slot;
+        let Some(s) = self.slots.get_mut(slot) else {
+            return;
+        };
+        s.members.push(id);
+        s.live += 1;
+        // Ids that left (acked, moved) pile up in `members`; past twice the live
+        // count they are dropped, so memory follows the live messages, not the log.
+        if s.members.len() > 2 * s.live + 1024 {
+            let messages = &self.messages;
+            s.members.retain(|id| id_in(messages, *id, slot));
+            s.members.sort_unstable();
+            s.members.dedup();
+            // `id` is kept whatever its old state: its new one is not in `messages` yet.
+            if s.members.binary_search(&id).is_err() {
+                s.members.push(id);
+            }
+        }
+        if let Some(old) = self.messages.insert(id, m)
+            && let Some(s) = self.slots.get_mut(old.slot)
+        {
+            s.live = s.live.saturating_sub(1);
+        }
+    }
+}
+
+fn id_in(messages: &IdMap<Message>, id: u64, slot: usize) -> bool {
+    messages.get(&id).is_some_and(|m| m.slot == slot)
+}
+
+/// Maps keyed by message id. Ids are numbers the server handed out, not chosen by
+/// clients, so a multiply-rotate mix (as the store's `IdHasher`) can replace
+/// SipHash for the millions of lookups a large log takes.
+type IdMap<V> = HashMap<u64, V, BuildHasherDefault<IdHasher>>;
+
+/// Fibonacci hashing, as in the store: one multiply spreads consecutive ids over the
+/// table, the rotate brings high bits down to the index bits.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl Hasher for IdHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        // Only reached for keys that are not plain integers; still well defined.
+        for &b in bytes {
+            self.write_u64(u64::from(b));
+        }
+    }
+
+    fn write_u64(&mut self, n: u64) {
+        self.0 = (self.0 ^ n)
+            .wrapping_mul(0x9E37_79B9_7F4A_7C15)
+            .rotate_left(29);
+    }
+
+    fn finish(&self) -> u64 {
+        self.0
     }
 }
 
