@@ -181,11 +181,22 @@ pub(super) fn load(dir: &Path, skip_damaged: bool) -> Result<(Recovered, LoadRep
         }
     }
     // The base first, then the logs by sequence number.
-    files.sort();
+    files.sort_unstable_by_key(|f| (f.0, f.1));
+    // The last log that holds records is where a write may have been cut short: the
+    // ones after it are segments made ahead of time (or whose header the crash cut),
+    // with nothing in them.
+    let mut last = files.len();
+    while last > 0 && files[last - 1].1 == FileKind::Log && holds_nothing(&files[last - 1].2)? {
+        last -= 1;
+    }
+    let last_log = last.checked_sub(1);
     let mut replay = Replay::new();
-    let count = files.len();
     for (i, (_, kind, path)) in files.into_iter().enumerate() {
-        let last_log = i + 1 == count && kind == FileKind::Log;
+        if i >= last && kind == FileKind::Log {
+            report.loaded.push(path);
+            continue;
+        }
+        let last_log = Some(i) == last_log && kind == FileKind::Log;
         match load_file(&path, kind, last_log, &mut replay, &mut report) {
             Ok(()) => report.loaded.push(path),
             Err(OpenError::Damaged { .. }) if skip_damaged => {
@@ -204,6 +215,22 @@ pub(super) fn load(dir: &Path, skip_damaged: bool) -> Result<(Recovered, LoadRep
         report.files += 1;
     }
     Ok((replay.finish(), report))
+}
+
+/// Whether a log file holds no record: empty, all zeros, a header cut short, or a
+/// good header followed by zeros (a segment made ahead of time).
+fn holds_nothing(path: &Path) -> Result<bool, OpenError> {
+    let buf = fs::read(path).map_err(io_err(path))?;
+    if buf.len() < HEADER_LEN {
+        return Ok(true);
+    }
+    if buf.iter().all(|&b| b == 0) {
+        return Ok(true);
+    }
+    if record::decode_header(&buf).is_err() {
+        return Ok(false);
+    }
+    Ok(buf[HEADER_LEN..].iter().all(|&b| b == 0))
 }
 
 fn load_file(

@@ -225,7 +225,16 @@ impl Journal {
 
     /// Writes `records` (what the store made this loop turn, ending at log position
     /// `end`) with one `write`, then asks for a sync if the policy says so.
-    pub fn write(&mut self, records: &mut Vec<u8>, end: u64, now: Instant) {
+    ///
+    /// `bindings` appends a QUEUE record for every queue number in use: each new
+    /// segment starts with them (STORAGE.md section 7).
+    pub fn write(
+        &mut self,
+        records: &mut Vec<u8>,
+        end: u64,
+        now: Instant,
+        bindings: &dyn Fn(&mut Vec<u8>),
+    ) {
         if self.failed.is_some() {
             // Nothing is acknowledged any more; records of timers are dropped.
             records.clear();
@@ -241,7 +250,7 @@ impl Journal {
         }
         if self.file_len + self.pending.len() as u64 > self.segment_size
             && self.file_len > record::HEADER_LEN as u64
-            && let Err(e) = self.rotate()
+            && let Err(e) = self.rotate(bindings)
         {
             // Segments are a soft size: the current one takes the records instead.
             if is_full(&e) {
@@ -342,7 +351,7 @@ impl Journal {
     /// per segment), so that every log but the last is complete on disk: a torn
     /// record can then only be at the end of the last one, and damage anywhere else
     /// is real damage.
-    fn rotate(&mut self) -> io::Result<()> {
+    fn rotate(&mut self, bindings: &dyn Fn(&mut Vec<u8>)) -> io::Result<()> {
         self.file.sync_data()?;
         self.synced = self.synced.max(self.written);
         self.sync_asked = self.sync_asked.max(self.written);
@@ -361,6 +370,12 @@ impl Journal {
         self.file_len = record::HEADER_LEN as u64;
         self.files.push(path);
         self.prepare_next();
+        let mut head = Vec::new();
+        bindings(&mut head);
+        let mut f = &*self.file;
+        f.seek(SeekFrom::Start(self.file_len))?;
+        f.write_all(&head)?;
+        self.file_len += head.len() as u64;
         Ok(())
     }
 
@@ -390,8 +405,8 @@ impl Journal {
     /// at this moment, taken after every earlier record was written) becomes the base
     /// at its sequence number, written by the helper thread; the older files are
     /// deleted once it is in place.
-    pub fn rewrite(&mut self, snapshot: Vec<u8>, now: Instant) {
-        if let Err(e) = self.rotate() {
+    pub fn rewrite(&mut self, snapshot: Vec<u8>, now: Instant, bindings: &dyn Fn(&mut Vec<u8>)) {
+        if let Err(e) = self.rotate(bindings) {
             log::warn!("journal: rewrite not started: {e}");
             if is_full(&e) {
                 self.enter_disk_full(now);
@@ -543,8 +558,14 @@ impl Journal {
     }
 
     /// Writes what is pending and syncs everything, waiting for it: at shutdown.
-    pub fn close(&mut self, records: &mut Vec<u8>, end: u64, now: Instant) {
-        self.write(records, end, now);
+    pub fn close(
+        &mut self,
+        records: &mut Vec<u8>,
+        end: u64,
+        now: Instant,
+        bindings: &dyn Fn(&mut Vec<u8>),
+    ) {
+        self.write(records, end, now, bindings);
         for i in 0..self.syncers.len() {
             for report in self.syncers[i].0.finish() {
                 self.take(report);

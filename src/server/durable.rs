@@ -177,12 +177,14 @@ impl Server {
         journal.tick(now);
         let end = self.store.log_position();
         self.store.take_log(&mut self.log_buf);
-        journal.write(&mut self.log_buf, end, now);
+        let store = &self.store;
+        journal.write(&mut self.log_buf, end, now, &|out| store.encode_queues(out));
         let live = self.store.bytes() as u64 + 48 * self.store.message_count() as u64;
         if journal.wants_rewrite(live) {
             let mut snapshot = Vec::with_capacity(live as usize);
             self.store.snapshot(&mut snapshot);
-            journal.rewrite(snapshot, now);
+            let store = &self.store;
+            journal.rewrite(snapshot, now, &|out| store.encode_queues(out));
         }
         let failed = journal.failed().map(str::to_owned);
         let moved = journal.durable() != self.durable.get();
@@ -241,7 +243,8 @@ impl Server {
         };
         let end = self.store.log_position();
         self.store.take_log(&mut self.log_buf);
-        journal.close(&mut self.log_buf, end, now);
+        let store = &self.store;
+        journal.close(&mut self.log_buf, end, now, &|out| store.encode_queues(out));
         let failed = journal.failed().map(str::to_owned);
         self.durable.set(journal.durable());
         for r in std::mem::take(&mut self.holding) {

@@ -166,6 +166,20 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
     }
 
+    /// Appends a QUEUE record for every queue (its slab key is its number in the
+    /// journal): how each new journal segment starts.
+    pub fn encode_queues(&self, out: &mut Vec<u8>) {
+        for (key, q) in self.queues.entries() {
+            crate::journal::record::encode(
+                &Record::Queue {
+                    queue: key as u32,
+                    name: &q.name,
+                },
+                out,
+            );
+        }
+    }
+
     /// Appends records that rebuild everything the store holds to `out`: every queue
     /// with a message (numbered by its slab key, as later records will number it),
     /// every message with its state, the leases in flight, and the ids in use. Records
