@@ -19,10 +19,10 @@ use super::record::{self, SegmentKind};
 use super::replay::Recovered;
 use super::worker::{self, Job, Report, Worker};
 
-/// The logs are rewritten into a new base once they hold more than this many bytes
-/// and more than twice the live data (Redis rewrites its AOF at 100 % growth and
-/// 64 MiB too).
-const REWRITE_MIN: u64 = 64 << 20;
+/// The logs are rewritten into a new base once they hold more than this many
+/// segments' worth of bytes (64 MiB with the default `BSEGMENT`) and more than twice
+/// the live data (Redis rewrites its AOF at 100 % growth and 64 MiB too).
+const REWRITE_SEGMENTS: u64 = 8;
 /// Size of the file set aside in the data directory and deleted when the disk is
 /// full, so that acks, expiries and moves can still be written while `PUT`s are
 /// refused.
@@ -398,7 +398,8 @@ impl Journal {
         self.rewriting.is_none()
             && self.failed.is_none()
             && self.disk_full_since.is_none()
-            && self.stats.log_bytes > REWRITE_MIN.max(live_bytes.saturating_mul(2))
+            && self.stats.log_bytes
+                > (REWRITE_SEGMENTS * self.segment_size).max(live_bytes.saturating_mul(2))
     }
 
     /// Starts a rewrite: a new segment begins now, and `snapshot` (the store's state
@@ -528,7 +529,7 @@ impl Journal {
                 });
                 self.files
                     .insert(0, files::path_of(&self.dir, FileKind::Base, base));
-                log::info!("journal: rewritten: base of {bytes} bytes");
+                log::debug!("journal: rewritten: base of {bytes} bytes");
             }
             Report::Based(Err(e)) => {
                 self.rewriting = None;
@@ -541,12 +542,16 @@ impl Journal {
     /// Figures for `STATS`.
     pub fn stats(&self) -> JournalStats {
         let mut stats = self.stats.clone();
-        stats.disk_bytes = self
-            .files
-            .iter()
-            .filter_map(|p| std::fs::metadata(p).ok())
-            .map(|m| m.len())
-            .sum();
+        // Everything in the directory: the journal, segments made ahead, the reserve.
+        stats.disk_bytes = std::fs::read_dir(&self.dir)
+            .map(|entries| {
+                entries
+                    .filter_map(|e| e.ok()?.metadata().ok())
+                    .filter(|m| m.is_file())
+                    .map(|m| m.len())
+                    .sum()
+            })
+            .unwrap_or(0);
         let mut sorted = self.latencies.clone();
         sorted.sort_unstable();
         let pick =
