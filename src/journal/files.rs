@@ -193,7 +193,8 @@ pub(super) fn load(dir: &Path, skip_damaged: bool) -> Result<(Recovered, LoadRep
     let mut replay = Replay::new();
     for (i, (_, kind, path)) in files.into_iter().enumerate() {
         if i >= last && kind == FileKind::Log {
-            report.loaded.push(path);
+            // Nothing in it (made ahead, or cut before its header): not needed.
+            fs::remove_file(&path).map_err(io_err(&path))?;
             continue;
         }
         let last_log = Some(i) == last_log && kind == FileKind::Log;

@@ -108,8 +108,9 @@ pub struct Journal {
 
 impl Journal {
     /// Opens the journal in `dir`: takes its lock, loads what is there, and starts a
-    /// new log file. The caller restores `Recovered` into the store and then calls
-    /// [`Journal::write_base`] with a snapshot.
+    /// new log file. The caller restores `Recovered` into the store with its log on:
+    /// the new file starts with the queue bindings and the leases that restore ended,
+    /// after the files loaded, which stay until the first rewrite replaces them.
     ///
     /// # Errors
     /// The directory cannot be used, another server holds it, or a file is damaged
@@ -164,6 +165,8 @@ impl Journal {
             latencies: Vec::new(),
             last_sync: None,
             stats: JournalStats {
+                // The files loaded count toward the next rewrite, which replaces them.
+                log_bytes: report.bytes,
                 recovered_records: report.records,
                 truncated_bytes: report.truncated,
                 ..JournalStats::default()
@@ -172,26 +175,6 @@ impl Journal {
         journal.make_reserve();
         journal.prepare_next();
         Ok((journal, recovered, report))
-    }
-
-    /// Writes `snapshot` (records of everything the store holds) as the base at the
-    /// current sequence number and deletes the files loaded at start, synchronously:
-    /// used once at start, before anything is served.
-    ///
-    /// # Errors
-    /// Writing failed; the loaded files are kept.
-    pub fn write_base(&mut self, snapshot: &[u8]) -> io::Result<()> {
-        let mut bytes = record::encode_header(SegmentKind::Base, self.seq).to_vec();
-        bytes.extend_from_slice(snapshot);
-        let path = files::path_of(&self.dir, FileKind::Base, self.seq);
-        let tmp = tmp_path(&path);
-        let current = files::path_of(&self.dir, FileKind::Log, self.seq);
-        let replaces: Vec<PathBuf> = self.files.drain(..).filter(|p| *p != current).collect();
-        let written = worker::write_base(&self.dir, &bytes, &tmp, &path, &replaces)?;
-        self.files = vec![path, current];
-        self.stats.base_bytes = written;
-        self.stats.log_bytes = 0;
-        Ok(())
     }
 
     /// Log position up to which replies may leave: written to the OS, and synced

@@ -28,8 +28,9 @@ pub(super) fn wall_ms() -> u64 {
         .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
 }
 
-/// Opens the journal of `config.data_dir`, loads it into `store`, writes the new
-/// base, and starts logging. `None` without `BDATADIR`.
+/// Opens the journal of `config.data_dir`, loads it into `store` and starts logging
+/// (the files loaded stay: the first rewrite replaces them). `None` without
+/// `BDATADIR`.
 pub(super) fn open(
     config: &Config,
     poll: &Poll,
@@ -41,7 +42,7 @@ pub(super) fn open(
     let started = Instant::now();
     crate::net::ignore_file_size_signal();
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let (mut journal, recovered, report) = Journal::open(
+    let (journal, recovered, report) = Journal::open(
         dir,
         config.fsync,
         config.segment_size,
@@ -51,15 +52,15 @@ pub(super) fn open(
         },
     )
     .map_err(|e| io::Error::other(format!("BDATADIR: {e}")))?;
+    let loaded = started.elapsed();
     let now = Instant::now();
     let wall = wall_ms();
-    let restored = store.restore(recovered, now, wall);
     store.enable_log(now, wall);
-    let mut snapshot = Vec::new();
-    store.snapshot(&mut snapshot);
-    journal
-        .write_base(&snapshot)
-        .map_err(|e| io::Error::other(format!("BDATADIR {}: {e}", dir.display())))?;
+    let restored = store.restore(recovered, now, wall);
+    log::debug!(
+        "journal: read and replayed in {loaded:?}, restored by {:?}",
+        started.elapsed()
+    );
     let policy = match config.fsync {
         Fsync::Always => "BFSYNC=always: every change is synced before its reply".to_owned(),
         Fsync::Every(d) => format!("BFSYNC={}: synced every {d:?}", d.as_millis()),

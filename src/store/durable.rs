@@ -66,13 +66,17 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
     }
 
-    /// Loads what a journal replay recovered into this (empty) store, before
-    /// [`Store::enable_log`]. `wall_ms` is the unix time that goes with `now`: a
+    /// Loads what a journal replay recovered into this (empty) store. `wall_ms` is
+    /// the unix time that goes with `now`: a
     /// message due before it is ready at once, a later one is delayed until its time.
     /// Messages that were in flight when the server stopped without returning them (a
     /// crash) are ready again and that delivery is charged, as when a consumer's
     /// connection closes; one that used its last delivery is dead-lettered. The memory
     /// cap is not checked: everything on disk is loaded.
+    ///
+    /// With the log on ([`Store::enable_log`] first), what this changes is logged: the
+    /// queues, bound to their numbers here, and the leases it ended; so the journal
+    /// files loaded stay valid, followed by the new records.
     pub fn restore(&mut self, recovered: Recovered, now: Instant, wall_ms: u64) -> Restored {
         let mut restored = Restored::default();
         self.next_id = self.next_id.max(recovered.next_id.saturating_sub(1));
@@ -96,6 +100,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         self.totals.dead_lettered += 1;
                         if dead.len() > MAX_QUEUE_NAME {
                             self.totals.dead_dropped += 1;
+                            self.log_record(&Record::Del { id: m.id });
                             continue;
                         }
                         home = self.queue_key_or_create(&dead, now);
@@ -103,6 +108,19 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                             q.keep = true;
                         }
                         charged = 0;
+                        self.log_record(&Record::Move {
+                            id: m.id,
+                            queue: home as u32,
+                            attempt: m.attempt,
+                            charged: 0,
+                        });
+                    } else {
+                        self.log_record(&Record::Requeue {
+                            id: m.id,
+                            attempt: m.attempt,
+                            charged,
+                            due_ms: 0,
+                        });
                     }
                 }
                 restored.messages += 1;
@@ -149,6 +167,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             }
         }
         restored
+    }
+
+    fn log_record(&mut self, record: &Record<'_>) {
+        if let Some(log) = &mut self.log {
+            log.push(record);
+        }
     }
 
     /// Returns every message in flight to its queue without charging the delivery
