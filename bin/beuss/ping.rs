@@ -3,6 +3,8 @@
 use std::ffi::OsString;
 use std::time::Instant;
 
+use beuss::protocol;
+
 use crate::args::{Command, Verb};
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::output::{Failure, write_stdout};
@@ -21,7 +23,7 @@ const HELP: &str = "\
 Usage: beuss PING
 
 Checks that the server answers; prints its version, protocol version, message
-size limit and the round-trip time.
+size limit, whether it keeps messages on disk (BDATADIR), and the round-trip time.
 
 Exit codes: 0 the server answered, 1 error, 2 usage, 3 cannot connect.
 ";
@@ -37,8 +39,17 @@ impl Command for Ping {
         client.ping().map_err(|e| Failure::client(addr, &e))?;
         let rtt = start.elapsed();
         let _ = client.quit();
+        let features = info.limits.map_or(0, |l| l.features);
+        let keeps = if features & protocol::FEATURE_SYNCED != 0 {
+            ", messages on disk (synced before each reply)"
+        } else if features & protocol::FEATURE_DURABLE != 0 {
+            ", messages on disk"
+        } else {
+            ""
+        };
         let text = format!(
-            "PONG from {addr}: {}, protocol {}, max message size {} bytes, round trip {:.3} ms\n",
+            "PONG from {addr}: {}, protocol {}, max message size {} bytes{keeps}, round trip \
+             {:.3} ms\n",
             info.name,
             info.version,
             info.max_message_size,
