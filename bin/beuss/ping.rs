@@ -23,7 +23,8 @@ const HELP: &str = "\
 Usage: beuss PING
 
 Checks that the server answers; prints its version, protocol version, message
-size limit, whether it keeps messages on disk (BDATADIR), and the round-trip time.
+size limit, whether it keeps messages on disk (BDATADIR), and the round-trip
+time.
 
 Exit codes: 0 the server answered, 1 error, 2 usage, 3 cannot connect.
 ";
