@@ -2,11 +2,11 @@
 //! that a slow disk (an SD card's sync takes tens of milliseconds) never stops the
 //! event loop. Jobs run in the order they were sent; each report wakes the loop.
 
+use std::collections::VecDeque;
 use std::fs::{self, File};
 use std::io::{self, Write};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard, PoisonError};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -45,11 +45,35 @@ pub(super) enum Report {
     Failed(io::Error),
 }
 
+/// Jobs for a thread and its reports, behind one lock. (A mutex and a condition
+/// variable rather than `std::sync::mpsc`: the same for a few jobs a second, and
+/// about 20 KB less in the static binary.)
+#[derive(Debug, Default)]
+struct Queue {
+    jobs: VecDeque<Job>,
+    reports: VecDeque<Report>,
+    /// Set when the journal closes: the thread ends once `jobs` is empty.
+    closing: bool,
+}
+
+#[derive(Debug, Default)]
+struct Shared {
+    queue: Mutex<Queue>,
+    more: Condvar,
+}
+
+impl Shared {
+    /// The lock, even if the other side panicked while holding it: the queue holds
+    /// plain data that stays consistent between operations.
+    fn lock(&self) -> MutexGuard<'_, Queue> {
+        self.queue.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+}
+
 /// The handle the journal keeps on its helper thread.
 #[derive(Debug)]
 pub(super) struct Worker {
-    jobs: Option<Sender<Job>>,
-    reports: Receiver<Report>,
+    shared: Arc<Shared>,
     thread: Option<JoinHandle<()>>,
 }
 
@@ -60,43 +84,58 @@ impl Worker {
         dir: PathBuf,
         wake: impl Fn() + Send + 'static,
     ) -> io::Result<Worker> {
-        let (jobs, job_rx) = mpsc::channel::<Job>();
-        let (report_tx, reports) = mpsc::channel();
+        let shared = Arc::new(Shared::default());
+        let theirs = Arc::clone(&shared);
         let thread = std::thread::Builder::new()
             .name(name.into())
             .spawn(move || {
-                for job in job_rx {
+                loop {
+                    let job = {
+                        let mut q = theirs.lock();
+                        loop {
+                            if let Some(job) = q.jobs.pop_front() {
+                                break job;
+                            }
+                            if q.closing {
+                                return;
+                            }
+                            q = theirs.more.wait(q).unwrap_or_else(PoisonError::into_inner);
+                        }
+                    };
                     let report = run(&dir, job);
-                    if report_tx.send(report).is_err() {
-                        return;
-                    }
+                    theirs.lock().reports.push_back(report);
                     wake();
                 }
             })?;
         Ok(Worker {
-            jobs: Some(jobs),
-            reports,
+            shared,
             thread: Some(thread),
         })
     }
 
     /// Queues a job; false if the thread is gone (it only ends when told to).
     pub(super) fn send(&self, job: Job) -> bool {
-        self.jobs.as_ref().is_some_and(|j| j.send(job).is_ok())
+        if self.thread.as_ref().is_none_or(JoinHandle::is_finished) {
+            return false;
+        }
+        self.shared.lock().jobs.push_back(job);
+        self.shared.more.notify_one();
+        true
     }
 
     /// The next report, if one is waiting.
     pub(super) fn try_report(&self) -> Option<Report> {
-        self.reports.try_recv().ok()
+        self.shared.lock().reports.pop_front()
     }
 
     /// Lets the queued jobs finish, then ends the thread; returns their reports.
     pub(super) fn finish(&mut self) -> Vec<Report> {
-        self.jobs = None;
+        self.shared.lock().closing = true;
+        self.shared.more.notify_one();
         if let Some(thread) = self.thread.take() {
             let _ = thread.join();
         }
-        self.reports.try_iter().collect()
+        self.shared.lock().reports.drain(..).collect()
     }
 }
 
