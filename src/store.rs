@@ -1174,7 +1174,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             q.counters.dead_lettered += 1;
         }
         self.totals.dead_lettered += 1;
-        let Some(mut h) = self.remove_held(id) else {
+        let Some(h) = self.remove_held(id) else {
             return;
         };
         if name.len() > crate::protocol::MAX_QUEUE_NAME {
@@ -1190,6 +1190,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             q.keep = true;
             q.last_used = now;
         }
+        let mut h = h;
         h.queue = dead as u32;
         h.charged = 0;
         h.owner = 0;
@@ -1200,6 +1201,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 queue: h.queue,
                 attempt: h.attempt,
                 charged: 0,
+            });
+            // With the returned ones of the dead-letter queue, not at its end (as a
+            // MOVE alone would say): a REQUEUE of a message delivered before.
+            log.push(&LogRecord::Requeue {
+                id,
+                attempt: h.attempt,
+                charged: 0,
+                due_ms: 0,
             });
         }
         self.messages += 1;
@@ -1659,6 +1668,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             }
             HeldState::Delayed => {
                 h.state = HeldState::Ready;
+                if let Some(log) = &mut self.log {
+                    // Where it now waits (the end of its queue, or with the returned
+                    // ones) follows from the order of this record (STORAGE.md 7).
+                    log.push(&LogRecord::Requeue {
+                        id,
+                        attempt: h.attempt,
+                        charged: h.charged,
+                        due_ms: 0,
+                    });
+                }
                 if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
                     q.delayed -= 1;
                 }

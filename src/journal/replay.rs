@@ -37,6 +37,8 @@ struct Message {
     attempt: u32,
     charged: u16,
     in_flight: Option<u16>,
+    /// Where it waits when ready (see [`RecoveredMessage::order`]).
+    order: Option<u64>,
     payload: Box<[u8]>,
 }
 
@@ -72,6 +74,8 @@ pub struct Replay {
     /// One more than the highest message id seen in any record.
     after_max_id: u64,
     ignored: u64,
+    /// Records applied so far: the place numbers of [`RecoveredMessage::order`].
+    applied: u64,
 }
 
 impl Replay {
@@ -82,6 +86,7 @@ impl Replay {
 
     /// Applies one record.
     pub fn apply(&mut self, record: &Record<'_>) {
+        self.applied += 1;
         match *record {
             Record::Queue { queue, name } => {
                 let slot = self.slot(name);
@@ -102,6 +107,7 @@ impl Replay {
                     return;
                 };
                 self.purged.remove(&id);
+                let order = (attempt == 0).then_some(self.applied);
                 self.place(
                     id,
                     Message {
@@ -111,6 +117,7 @@ impl Replay {
                         attempt,
                         charged,
                         in_flight: None,
+                        order,
                         payload: payload.into(),
                     },
                 );
@@ -142,12 +149,16 @@ impl Replay {
                 due_ms,
             } => {
                 self.saw_id(id);
+                let applied = self.applied;
                 match self.get_mut(id) {
                     Some(m) => {
                         m.attempt = attempt;
                         m.charged = charged;
                         m.due_ms = due_ms;
                         m.in_flight = None;
+                        // Delivered before: with the returned ones; never delivered
+                        // (a delay that ran out): at the end of its queue.
+                        m.order = (attempt == 0).then_some(applied);
                     }
                     None => self.ignored += 1,
                 }
@@ -172,6 +183,7 @@ impl Replay {
                 m.charged = charged;
                 m.due_ms = 0;
                 m.in_flight = None;
+                m.order = Some(self.applied);
                 self.place(id, m);
             }
             Record::Purge { queue } => {
@@ -219,6 +231,7 @@ impl Replay {
                     attempt: m.attempt,
                     charged: m.charged,
                     in_flight: m.in_flight,
+                    order: m.order,
                     payload: m.payload,
                 });
             }
@@ -366,7 +379,7 @@ pub struct RecoveredQueue {
 }
 
 /// One message, as its last record left it.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Debug)]
 pub struct RecoveredMessage {
     /// The message id.
     pub id: u64,
@@ -381,6 +394,33 @@ pub struct RecoveredMessage {
     /// `Some(max_deliveries)` of its lease if it was in flight when the log ended
     /// (the loader makes it ready again, the attempt kept); `None` if not.
     pub in_flight: Option<u16>,
+    /// Where it waits when ready (protocol.md 13.3): `None` with the messages that
+    /// came back from a lease (ahead, in id order); `Some(n)` at the end of its
+    /// queue in the order of `n`, the place of the record that put it there (a
+    /// `PUT`, a `MOVE`, or the `REQUEUE` of a delay that ran out). Only the order of
+    /// these numbers means something, so equality leaves them out (two logs of the
+    /// same state number them differently), and compares `None` against `Some` only
+    /// for a message that is ready: in flight or delayed, its place is decided when
+    /// it becomes ready.
+    pub order: Option<u64>,
     /// Its bytes.
     pub payload: Box<[u8]>,
 }
+
+impl PartialEq for RecoveredMessage {
+    fn eq(&self, other: &Self) -> bool {
+        self.id == other.id
+            && self.due_ms == other.due_ms
+            && self.priority == other.priority
+            && self.attempt == other.attempt
+            && self.charged == other.charged
+            && self.in_flight == other.in_flight
+            // Where it waits matters only once it is ready and not in flight.
+            && (self.in_flight.is_some()
+                || self.due_ms != 0
+                || self.order.is_some() == other.order.is_some())
+            && self.payload == other.payload
+    }
+}
+
+impl Eq for RecoveredMessage {}

@@ -787,6 +787,7 @@ fn put_replaces_state() {
                 attempt: 2,
                 charged: 1,
                 in_flight: None,
+                order: None,
                 payload: (*b"new").into(),
             }],
         }]
@@ -886,6 +887,7 @@ fn move_changes_queue() {
                 attempt: 3,
                 charged: 3,
                 in_flight: None,
+                order: Some(0),
                 payload: (*b"p").into(),
             }],
         }]
@@ -1170,6 +1172,9 @@ struct ModelMsg {
     attempt: u32,
     charged: u16,
     in_flight: Option<u16>,
+    /// Waits at the end of its queue when ready (put, moved, or never delivered
+    /// and its delay ran out), rather than with the returned ones.
+    fifo: bool,
     payload: &'static [u8],
 }
 
@@ -1277,6 +1282,7 @@ impl Model {
                         attempt: 0,
                         charged: 0,
                         in_flight: None,
+                        fifo: true,
                         payload,
                     },
                 );
@@ -1307,6 +1313,7 @@ impl Model {
                     m.charged += 1;
                     m.due_ms = due;
                     m.in_flight = None;
+                    m.fifo = m.attempt == 0;
                     self.log.push(Record::Requeue {
                         id,
                         attempt: m.attempt,
@@ -1323,6 +1330,8 @@ impl Model {
                     m.queue = name;
                     m.due_ms = 0;
                     m.in_flight = None;
+                    // A PUT of a message delivered before puts it with the returned.
+                    m.fifo = !self.moves_as_put || m.attempt == 0;
                     self.log.push(if self.moves_as_put {
                         Record::Put {
                             queue,
@@ -1366,6 +1375,7 @@ impl Model {
                 attempt: m.attempt,
                 charged: m.charged,
                 in_flight: m.in_flight,
+                order: m.fifo.then_some(0),
                 payload: m.payload.into(),
             });
         }
@@ -1412,6 +1422,15 @@ impl Model {
                     id,
                     attempt: m.attempt,
                     max_deliveries: max,
+                });
+            } else if m.fifo && m.attempt > 0 {
+                // Delivered before but moved to the end of its queue: a PUT alone
+                // would put it with the returned ones (as the server's snapshot does).
+                out.push(Record::Move {
+                    id,
+                    queue,
+                    attempt: m.attempt,
+                    charged: m.charged,
                 });
             }
         }

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::journal::record::Record;
-use crate::journal::replay::Recovered;
+use crate::journal::replay::{Recovered, RecoveredMessage};
 use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
 
 use super::held::{Held, HeldState};
@@ -88,85 +88,124 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             {
                 q.keep = true;
             }
+            // Messages that wait at the end of the queue go back in their order;
+            // those whose delay ran out while the server was down come after them,
+            // by due time (they became ready after every record was written).
+            let mut fifo = Vec::new();
+            let mut came_due = Vec::new();
             for m in rq.messages {
-                let mut home = key;
-                let mut charged = m.charged;
+                restored.messages += 1;
+                self.messages += 1;
+                self.bytes += m.payload.len();
                 if let Some(max_deliveries) = m.in_flight {
                     restored.leases_returned += 1;
-                    charged = charged.saturating_add(1);
-                    if max_deliveries != NEVER_DEAD && charged >= max_deliveries {
-                        let dead = format!("{}{DEAD_SUFFIX}", rq.name);
-                        restored.dead_lettered += 1;
-                        self.totals.dead_lettered += 1;
-                        if dead.len() > MAX_QUEUE_NAME {
-                            self.totals.dead_dropped += 1;
-                            self.log_record(&Record::Del { id: m.id });
-                            continue;
-                        }
-                        home = self.queue_key_or_create(&dead, now);
-                        if let Some(q) = self.queues.by_key_mut(home) {
-                            q.keep = true;
-                        }
-                        charged = 0;
-                        self.log_record(&Record::Move {
-                            id: m.id,
-                            queue: home as u32,
-                            attempt: m.attempt,
-                            charged: 0,
-                        });
-                    } else {
-                        self.log_record(&Record::Requeue {
-                            id: m.id,
-                            attempt: m.attempt,
-                            charged,
-                            due_ms: 0,
-                        });
-                    }
-                }
-                restored.messages += 1;
-                let len = m.payload.len();
-                self.messages += 1;
-                self.bytes += len;
-                let due =
-                    (m.due_ms > wall_ms).then(|| now + Duration::from_millis(m.due_ms - wall_ms));
-                if due.is_none() && m.attempt == 0 {
-                    // Never delivered: back in its FIFO, in id order.
-                    if let Some(q) = self.queues.by_key_mut(home) {
-                        self.memory += q.ready.push(m.priority, m.id, 0, &m.payload);
-                    }
-                    continue;
-                }
-                let state = if due.is_some() {
-                    HeldState::Delayed
+                    self.restore_lease(&rq.name, key, m, max_deliveries, now, &mut restored);
+                } else if m.due_ms > wall_ms {
+                    let at = now + Duration::from_millis(m.due_ms - wall_ms);
+                    self.hold_restored(key, m, HeldState::Delayed, at);
+                } else if m.due_ms != 0 && m.attempt == 0 {
+                    came_due.push(m);
+                } else if let Some(order) = m.order {
+                    fifo.push((order, m));
                 } else {
-                    HeldState::Ready
-                };
-                let at = due.unwrap_or(now);
-                self.insert_held(
-                    home,
-                    m.id,
-                    Held {
-                        payload: m.payload,
-                        deadline: at,
-                        queue: home as u32,
-                        attempt: m.attempt,
-                        owner: 0,
-                        lease_ms: 0,
-                        charged,
-                        max_deliveries: 0,
-                        priority: m.priority,
-                        state,
-                    },
-                );
-                if due.is_some() {
-                    self.deadlines.insert((at, m.id));
-                } else if let Some(q) = self.queues.by_key_mut(home) {
-                    // Delivered before: ahead of never-delivered ones, in id order.
-                    q.returned.insert((m.priority, m.id));
+                    self.hold_restored(key, m, HeldState::Ready, now);
+                }
+            }
+            fifo.sort_unstable_by_key(|(order, _)| *order);
+            came_due.sort_unstable_by_key(|m| (m.due_ms, m.id));
+            let fifo = fifo.into_iter().map(|(_, m)| m).chain(came_due);
+            if let Some(q) = self.queues.by_key_mut(key) {
+                for m in fifo {
+                    self.memory += q.ready.push(m.priority, m.id, m.attempt, &m.payload);
                 }
             }
         }
         restored
+    }
+
+    /// A message that was in flight when the server stopped: that delivery is
+    /// charged, as when a consumer's connection closes; it is returned, or
+    /// dead-lettered if that was its last delivery. The change is logged.
+    fn restore_lease(
+        &mut self,
+        name: &str,
+        key: usize,
+        mut m: RecoveredMessage,
+        max_deliveries: u16,
+        now: Instant,
+        restored: &mut Restored,
+    ) {
+        m.charged = m.charged.saturating_add(1);
+        if max_deliveries == NEVER_DEAD || m.charged < max_deliveries {
+            self.log_record(&Record::Requeue {
+                id: m.id,
+                attempt: m.attempt,
+                charged: m.charged,
+                due_ms: 0,
+            });
+            self.hold_restored(key, m, HeldState::Ready, now);
+            return;
+        }
+        restored.dead_lettered += 1;
+        self.totals.dead_lettered += 1;
+        let dead = format!("{name}{DEAD_SUFFIX}");
+        if dead.len() > MAX_QUEUE_NAME {
+            self.totals.dead_dropped += 1;
+            self.messages -= 1;
+            self.bytes -= m.payload.len();
+            self.log_record(&Record::Del { id: m.id });
+            return;
+        }
+        let home = self.queue_key_or_create(&dead, now);
+        self.log_record(&Record::Move {
+            id: m.id,
+            queue: home as u32,
+            attempt: m.attempt,
+            charged: 0,
+        });
+        self.log_record(&Record::Requeue {
+            id: m.id,
+            attempt: m.attempt,
+            charged: 0,
+            due_ms: 0,
+        });
+        if let Some(q) = self.queues.by_key_mut(home) {
+            q.keep = true;
+        }
+        m.charged = 0;
+        self.hold_restored(home, m, HeldState::Ready, now);
+    }
+
+    /// Adds a recovered message to `held`: delayed until `at`, or ready with the
+    /// returned ones (its queue's `returned` set).
+    fn hold_restored(&mut self, key: usize, m: RecoveredMessage, state: HeldState, at: Instant) {
+        let (id, priority) = (m.id, m.priority);
+        self.insert_held(
+            key,
+            id,
+            Held {
+                payload: m.payload,
+                deadline: at,
+                queue: key as u32,
+                attempt: m.attempt,
+                owner: 0,
+                lease_ms: 0,
+                charged: m.charged,
+                max_deliveries: 0,
+                priority,
+                state,
+            },
+        );
+        match state {
+            HeldState::Delayed => {
+                self.deadlines.insert((at, id));
+            }
+            HeldState::Ready | HeldState::InFlight => {
+                if let Some(q) = self.queues.by_key_mut(key) {
+                    q.returned.insert((priority, id));
+                }
+            }
+        }
     }
 
     fn log_record(&mut self, record: &Record<'_>) {
@@ -219,6 +258,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 queue: key as u32,
                 name: &q.name,
             });
+            // In queue order: replay places them in the order of their records.
             for priority in q.ready.priorities() {
                 for r in q.ready.iter_level(priority) {
                     enc(&Record::Put {
@@ -230,6 +270,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         charged: 0,
                         payload: r.payload,
                     });
+                    if r.attempt > 0 {
+                        // Delivered before, but at the end of the queue (moved or
+                        // dead-lettered): a PUT alone would put it with the returned.
+                        enc(&Record::Move {
+                            id: r.id,
+                            queue: key as u32,
+                            attempt: r.attempt,
+                            charged: 0,
+                        });
+                    }
                 }
             }
         }
