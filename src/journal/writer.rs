@@ -98,7 +98,13 @@ pub struct Journal {
     /// they never hold a sync up.
     bulk: Worker,
     failed: Option<String>,
+    /// Since when `PUT`s are refused for want of room (the next segment could not
+    /// be made, or a write found the disk full).
     disk_full_since: Option<Instant>,
+    /// When to try again to write records that found no room at all.
+    retry_at: Option<Instant>,
+    /// Whether the helper thread is making a segment ahead.
+    preparing: bool,
     /// The sequence number of the base being written by a rewrite.
     rewriting: Option<u64>,
     latencies: Vec<u64>,
@@ -161,6 +167,8 @@ impl Journal {
             bulk,
             failed: None,
             disk_full_since: None,
+            retry_at: None,
+            preparing: false,
             rewriting: None,
             latencies: Vec::new(),
             last_sync: None,
@@ -224,15 +232,14 @@ impl Journal {
             return;
         }
         self.pending.append(records);
-        if self.pending.is_empty()
-            || self
-                .disk_full_since
-                .is_some_and(|at| now < at + DISK_FULL_RETRY)
-        {
+        if self.pending.is_empty() || self.retry_at.is_some_and(|at| now < at) {
             return;
         }
+        self.retry_at = None;
         if self.file_len + self.pending.len() as u64 > self.segment_size
             && self.file_len > record::HEADER_LEN as u64
+            // On a full disk only a segment made ahead is worth a try.
+            && (self.prepared.is_some() || self.disk_full_since.is_none())
             && let Err(e) = self.rotate(bindings)
         {
             // Segments are a soft size: the current one takes the records instead.
@@ -253,7 +260,7 @@ impl Journal {
             self.enter_disk_full(now);
             if !first || self.append().is_err() {
                 // Still no room: they wait for the next try (and so do their replies).
-                self.disk_full_since = Some(now);
+                self.retry_at = Some(now + DISK_FULL_RETRY);
                 return;
             }
         }
@@ -364,6 +371,7 @@ impl Journal {
 
     /// Asks the helper thread to make the segment after this one.
     fn prepare_next(&mut self) {
+        self.preparing = true;
         let seq = self.next_seq;
         self.next_seq += 1;
         let job = Job::Prepare {
@@ -424,14 +432,9 @@ impl Journal {
     /// When the loop must come back to the journal: a sync due in interval mode, or a
     /// write to try again after the disk was full.
     pub fn next_deadline(&self) -> Option<Instant> {
-        let retry = self
-            .disk_full_since
-            .filter(|_| !self.pending.is_empty())
-            .map(|at| at + DISK_FULL_RETRY);
-        match (self.sync_due, retry) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        let retry = self.retry_at.filter(|_| !self.pending.is_empty());
+        let room_check = self.disk_full_since.map(|at| at + DISK_FULL_RETRY);
+        [self.sync_due, retry, room_check].into_iter().flatten().min()
     }
 
     /// Runs what is due at `now` (an interval sync).
@@ -439,10 +442,14 @@ impl Journal {
         if let Some(since) = self.disk_full_since
             && now >= since + DISK_FULL_RETRY
         {
-            // Room for the reserve again means room for PUTs again.
-            if self.make_reserve() {
+            // PUTs again once there is room for the reserve and two segments more.
+            let wanted = RESERVE + 2 * self.segment_size;
+            if free_space(&self.dir).is_some_and(|free| free >= wanted) && self.make_reserve() {
                 log::info!("journal: the disk has room again; PUT is accepted again");
                 self.disk_full_since = None;
+                if self.prepared.is_none() && !self.preparing {
+                    self.prepare_next();
+                }
             } else {
                 self.disk_full_since = Some(now);
             }
@@ -489,6 +496,7 @@ impl Journal {
                 }
             }
             Report::Prepared(seq, Ok(file)) => {
+                self.preparing = false;
                 let path = files::path_of(&self.dir, FileKind::Log, seq);
                 if seq > self.seq && self.prepared.is_none() {
                     self.prepared = Some((seq, file, path));
@@ -499,7 +507,14 @@ impl Journal {
                 }
             }
             Report::Prepared(seq, Err(e)) => {
-                log::debug!("journal: segment {seq} not made ahead: {e}");
+                self.preparing = false;
+                if is_full(&e) {
+                    // The next segment has no room: refuse PUTs now, while the
+                    // current one still has room for acks and the like.
+                    self.enter_disk_full(Instant::now());
+                } else {
+                    log::warn!("journal: segment {seq} not made ahead: {e}");
+                }
             }
             Report::Based(Ok(bytes)) => {
                 let Some(base) = self.rewriting.take() else {
@@ -593,6 +608,28 @@ impl Journal {
                 false
             }
         }
+    }
+}
+
+/// Bytes free for an unprivileged user on the file system of `dir`.
+fn free_space(dir: &Path) -> Option<u64> {
+    #[cfg(unix)]
+    {
+        use std::os::unix::ffi::OsStrExt;
+        let path = std::ffi::CString::new(dir.as_os_str().as_bytes()).ok()?;
+        // SAFETY: statvfs writes only into the struct we pass; the path is a valid
+        // NUL-terminated string for the duration of the call.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        if unsafe { libc::statvfs(path.as_ptr(), &mut st) } != 0 {
+            return None;
+        }
+        #[allow(clippy::useless_conversion)]
+        Some(u64::from(st.f_bavail).saturating_mul(u64::from(st.f_frsize)))
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        None
     }
 }
 
