@@ -468,6 +468,58 @@ fn ids_keep_growing_after_restart() {
     assert!(put(&mut c, "kept", "last") > highest);
 }
 
+/// What comes out after a restart comes in the order it would have come without
+/// one: a message moved to the end of a queue (DEAD --retry) and a delayed message
+/// that became ready after newer ones stay where they were.
+#[test]
+fn restart_keeps_exact_delivery_order() {
+    let dir = DataDir::new("exact");
+    let server = start(&dir, &[]);
+    let mut c = server.client();
+    // A dead letter, moved back behind a message put later.
+    put(&mut c, "q", "dead-then-moved");
+    let got = lease_n(&mut c, "q", 1, lease_opts(1));
+    nack(&mut c, &got[0], NackOptions::default());
+    put(&mut c, "q", "put-after");
+    assert_eq!(c.move_messages("q.dead", "q", 10).expect("MOVE"), 1);
+    // A message moved from another queue behind a newer one.
+    put(&mut c, "m", "older-moved");
+    put(&mut c, "m2", "newer-stays");
+    assert_eq!(c.move_messages("m", "m2", 10).expect("MOVE"), 1);
+    // A delayed message that became ready after a newer plain one.
+    put_opts(&mut c, "d", "delayed", 100, 5);
+    put(&mut c, "d", "plain");
+    eventually("the delay ran out", || qstat(&mut c, "d", "delayed") == 0);
+    let queues = ["q", "m2", "d"];
+    let before: Vec<Vec<Msg>> = queues.iter().map(|q| ready(&mut c, q)).collect();
+    assert_eq!(ready_text(&mut c, "q"), ["put-after", "dead-then-moved"]);
+    assert_eq!(ready_text(&mut c, "m2"), ["newer-stays", "older-moved"]);
+    assert_eq!(ready_text(&mut c, "d"), ["plain", "delayed"]);
+    let server = restart(server, &dir, &[], libc::SIGTERM);
+    let mut c = server.client();
+    let mut changed = Vec::new();
+    for (q, before) in queues.iter().zip(&before) {
+        let after = ready(&mut c, q);
+        if after != *before {
+            let text = |l: &[Msg]| -> Vec<String> {
+                l.iter()
+                    .map(|m| format!("{}#{}", String::from_utf8_lossy(&m.payload), m.id))
+                    .collect()
+            };
+            changed.push(format!(
+                "{q}: before {:?}, after {:?}",
+                text(before),
+                text(&after)
+            ));
+        }
+    }
+    assert!(
+        changed.is_empty(),
+        "the restart changed the delivery order:\n{}",
+        changed.join("\n")
+    );
+}
+
 // ---------------------------------------------------------------------------
 // 2. SIGKILL under load
 // ---------------------------------------------------------------------------
@@ -1012,6 +1064,26 @@ fn garbage_tail_is_cut_off() {
     }
 }
 
+/// A last log cut inside its own 24-byte header (a power cut right after the
+/// segment was created: the header is one write, so SIGKILL alone cannot tear it)
+/// holds no records: like an empty one, the server starts with what came before.
+#[test]
+fn torn_segment_header_of_the_last_log() {
+    let (dir, log, _) = ten_puts();
+    for cut in 0..SEGMENT_HEADER as u64 {
+        let copy = dir.copy("header");
+        let file = fs::OpenOptions::new()
+            .write(true)
+            .open(copy.path.join(&log))
+            .unwrap();
+        file.set_len(cut).unwrap();
+        drop(file);
+        let server = start(&copy, &[]);
+        let mut c = server.client();
+        assert!(ready(&mut c, "q").is_empty(), "cut at {cut}");
+    }
+}
+
 // ---------------------------------------------------------------------------
 // 5. Damage before the tail
 // ---------------------------------------------------------------------------
@@ -1119,6 +1191,20 @@ fn damaged_base_refuses_start_then_skip() {
     let mut c = server.client();
     assert_eq!(ready_text(&mut c, "other").len(), 6);
     assert_eq!(ready_text(&mut c, "q").len(), 6);
+}
+
+/// With the base's first record damaged (the one that names queue `q`),
+/// `BRECOVER=skip` still loads every message the log after it stored in `q`: losing
+/// the base must not lose what only the log held.
+#[test]
+fn skipping_a_damaged_base_keeps_the_log_messages_of_its_queues() {
+    let dir = base_and_log();
+    damage_base(&dir, 0);
+    let server = start(&dir, &[("BRECOVER", "skip")]);
+    server.wait_for_log("set aside");
+    let mut c = server.client();
+    assert_eq!(ready_text(&mut c, "other"), ["l0", "l1", "l2", "l3", "l4"]);
+    assert_eq!(ready_text(&mut c, "q"), ["lq0", "lq1", "lq2"]);
 }
 
 /// A damaged record in the middle of the last log, with whole records after it, is
@@ -1327,4 +1413,282 @@ fn leftovers_of_an_interrupted_rewrite() {
     for (name, _) in &old {
         assert!(!now.contains_key(name), "{name} is deleted: {now:?}");
     }
+}
+
+// ---------------------------------------------------------------------------
+// 8. A full disk
+// ---------------------------------------------------------------------------
+
+/// Sets the running process `pid`'s file size limit (soft and hard) to `bytes`.
+fn limit_file_size(pid: u32, bytes: u64) {
+    let limit = libc::rlimit {
+        rlim_cur: bytes as libc::rlim_t,
+        rlim_max: bytes as libc::rlim_t,
+    };
+    // SAFETY: prlimit reads the struct we pass and writes nothing (old_limit is null).
+    let rc = unsafe {
+        libc::prlimit(
+            pid as libc::pid_t,
+            libc::RLIMIT_FSIZE,
+            &limit,
+            std::ptr::null_mut(),
+        )
+    };
+    assert_eq!(rc, 0, "prlimit: {}", std::io::Error::last_os_error());
+}
+
+/// A journal file that reaches the file size limit (`RLIMIT_FSIZE`: EFBIG, which
+/// the server counts as a full disk): the server does not die of SIGXFSZ, every PUT
+/// is answered (STORED, or a non-fatal FULL that stores nothing), lease, ACK and GET
+/// keep working, and what was answered survives a restart.
+#[test]
+fn file_size_limit_answers_full() {
+    let dir = DataDir::new("fsize");
+    let env = [("BSEGMENT", "1M")];
+    let server = start(&dir, &env);
+    let mut c = server.client();
+    let keep = put(&mut c, "q", "before");
+    for i in 0..20 {
+        put(&mut c, "work", &format!("w{i}"));
+    }
+    let log = newest(&dir.path, ".log");
+    let size = fs::metadata(&log).unwrap().len();
+    limit_file_size(server.pid(), size + 4096);
+    // Short waits: a reply that never comes fails the test in seconds.
+    let short = Some(Duration::from_secs(3));
+    c.set_timeout(short).unwrap();
+    let payload = vec![b'p'; 1000];
+    let mut stored = 0;
+    let full = loop {
+        match c.put_with("q", &payload, PutOptions::default()) {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 100, "no FULL after {stored} PUTs past the limit");
+    };
+    if !full.is_full() {
+        let status = server.stop_with(0);
+        panic!(
+            "PUT past the file size limit: {full}; the server {}",
+            match std::os::unix::process::ExitStatusExt::signal(&status) {
+                Some(libc::SIGXFSZ) => "was killed by SIGXFSZ (it must ignore it)".to_owned(),
+                _ => format!("is in state {status:?}"),
+            }
+        );
+    }
+    c.ping().expect("the connection stays open after FULL");
+    assert_eq!(stat_of(&mut c, "journal_disk_full_now"), 1);
+    let messages = stat_of(&mut c, "messages");
+    assert!(c.put("q", b"refused").is_err(), "still FULL");
+    assert_eq!(stat_of(&mut c, "messages"), messages, "nothing stored");
+    // Consumers go on: lease and ACK, plain GET.
+    let mut w = server.client();
+    w.set_timeout(short).unwrap();
+    let got = w
+        .lease("work", 5, Duration::ZERO, lease_opts(0))
+        .expect("LEASE while the disk is full");
+    assert_eq!(got.len(), 5);
+    for d in &got {
+        assert_eq!(
+            d.ack(&mut w).expect("ACK while the disk is full"),
+            SettleResult::Ok
+        );
+    }
+    assert_eq!(
+        w.get("work")
+            .expect("GET while the disk is full")
+            .as_deref(),
+        Some(&b"w5"[..])
+    );
+    assert_eq!(qstat(&mut w, "work", "messages"), 14);
+    let server = restart(server, &dir, &env, libc::SIGKILL);
+    let mut c = server.client();
+    let work = ready_text(&mut c, "work");
+    assert_eq!(work, (6..20).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    assert_eq!(ready(&mut c, "q").len(), 1 + stored);
+    assert_eq!(ready(&mut c, "q")[0].id, keep);
+}
+
+/// A hook for [`TestServer::start_with_pre_exec`] that puts the server in a mount
+/// namespace of its own (and a user namespace when not root) with a tmpfs of
+/// `size` mounted on `dir`: a real file system that fills up, seen by the test
+/// through `/proc/<pid>/root`, gone with the server.
+fn small_fs(dir: &Path, size: &str) -> impl FnMut() -> std::io::Result<()> + Send + Sync + 'static {
+    use std::ffi::CString;
+    use std::io::Error;
+    // Everything the child needs is made here: between fork and exec it only makes
+    // system calls.
+    let target = CString::new(dir.to_str().unwrap()).unwrap();
+    let options = CString::new(format!("size={size}")).unwrap();
+    // SAFETY: geteuid and getegid cannot fail.
+    let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
+    let uid_map = format!("0 {uid} 1");
+    let gid_map = format!("0 {gid} 1");
+    move || {
+        fn write(path: &std::ffi::CStr, data: &[u8]) -> std::io::Result<()> {
+            // SAFETY: a NUL-terminated path, a buffer of data.len() bytes.
+            unsafe {
+                let fd = libc::open(path.as_ptr(), libc::O_WRONLY);
+                if fd < 0 {
+                    return Err(Error::last_os_error());
+                }
+                let n = libc::write(fd, data.as_ptr().cast(), data.len());
+                libc::close(fd);
+                if n != data.len() as isize {
+                    return Err(Error::last_os_error());
+                }
+            }
+            Ok(())
+        }
+        // SAFETY: plain system calls on NUL-terminated strings made before the fork.
+        unsafe {
+            let flags = if uid == 0 {
+                libc::CLONE_NEWNS
+            } else {
+                libc::CLONE_NEWNS | libc::CLONE_NEWUSER
+            };
+            if libc::unshare(flags) != 0 {
+                return Err(Error::last_os_error());
+            }
+            if uid != 0 {
+                write(c"/proc/self/setgroups", b"deny")?;
+                write(c"/proc/self/uid_map", uid_map.as_bytes())?;
+                write(c"/proc/self/gid_map", gid_map.as_bytes())?;
+            }
+            // Nothing mounted here reaches the test's own namespace.
+            let none = std::ptr::null();
+            if libc::mount(
+                none,
+                c"/".as_ptr(),
+                none,
+                libc::MS_REC | libc::MS_PRIVATE,
+                none.cast(),
+            ) != 0
+            {
+                return Err(Error::last_os_error());
+            }
+            if libc::mount(
+                c"beuss-test".as_ptr(),
+                target.as_ptr(),
+                c"tmpfs".as_ptr(),
+                0,
+                options.as_ptr().cast(),
+            ) != 0
+            {
+                return Err(Error::last_os_error());
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Whether [`small_fs`] works here (namespaces may be off in a container).
+fn small_fs_works() -> bool {
+    use std::os::unix::process::CommandExt;
+    let probe = DataDir::new("probe");
+    let mut command = std::process::Command::new(env!("CARGO_BIN_EXE_beuss-server"));
+    command.arg("--version").stdout(std::process::Stdio::null());
+    // SAFETY: the hook only makes system calls (see small_fs).
+    unsafe {
+        command.pre_exec(small_fs(&probe.path, "1m"));
+    }
+    command.status().is_ok_and(|s| s.success())
+}
+
+/// A real full disk (a small tmpfs): the first write that finds no room takes the
+/// reserve file's, later PUTs answer a non-fatal FULL and store nothing, lease, ACK
+/// and GET keep working, PUTs are taken again once there is room, and everything
+/// answered is in the journal.
+#[test]
+fn full_disk_answers_full_then_recovers() {
+    if !small_fs_works() {
+        eprintln!("SKIPPED: no mount namespace for a small tmpfs here");
+        return;
+    }
+    let dir = DataDir::new("enospc");
+    let server = TestServer::start_with_pre_exec(
+        &[("BDATADIR", dir.str()), ("BSEGMENT", "1M")],
+        small_fs(&dir.path, "8m"),
+    );
+    let inner = PathBuf::from(format!("/proc/{}/root{}", server.pid(), dir.str()));
+    assert!(
+        inner.join("reserve").exists(),
+        "the reserve file is set aside"
+    );
+    let mut c = server.client();
+    let keep = put(&mut c, "q", "before");
+    for i in 0..20 {
+        put(&mut c, "work", &format!("w{i}"));
+    }
+    // Fill the file system.
+    let filler = inner.join("filler");
+    {
+        use std::io::Write;
+        let mut f = fs::File::create(&filler).unwrap();
+        let chunk = vec![0xAA; 64 << 10];
+        while f.write_all(&chunk).and_then(|()| f.sync_data()).is_ok() {}
+    }
+    let short = Some(Duration::from_secs(3));
+    c.set_timeout(short).unwrap();
+    let payload = vec![b'p'; 1000];
+    let mut stored = Vec::new();
+    let full = loop {
+        match c.put_with("q", &payload, PutOptions::default()) {
+            Ok(id) => stored.push(id),
+            Err(e) => break e,
+        }
+        assert!(
+            stored.len() < 100,
+            "no FULL after {} PUTs on a full disk",
+            stored.len()
+        );
+    };
+    assert!(full.is_full(), "PUT on a full disk: {full}");
+    c.ping().expect("the connection stays open after FULL");
+    assert_eq!(stat_of(&mut c, "journal_disk_full_now"), 1);
+    assert!(!inner.join("reserve").exists(), "the reserve was given up");
+    let messages = stat_of(&mut c, "messages");
+    assert!(c.put("q", b"refused").is_err(), "still FULL");
+    assert_eq!(stat_of(&mut c, "messages"), messages, "nothing stored");
+    let mut w = server.client();
+    w.set_timeout(short).unwrap();
+    let got = match w.lease("work", 5, Duration::ZERO, lease_opts(0)) {
+        Ok(got) => got,
+        Err(e) => panic!(
+            "LEASE on a full disk: {e}; {} PUTs stored first; log:\n{}\n{:?}",
+            stored.len(),
+            server.logs().join("\n"),
+            journal_files(&inner)
+        ),
+    };
+    assert_eq!(got.len(), 5);
+    for d in &got {
+        assert_eq!(d.ack(&mut w).expect("ACK on a full disk"), SettleResult::Ok);
+    }
+    assert_eq!(
+        w.get("work").expect("GET on a full disk").as_deref(),
+        Some(&b"w5"[..])
+    );
+    // Room again: PUTs are taken again (the server retries every second).
+    fs::remove_file(&filler).unwrap();
+    eventually("PUT is taken again", || {
+        stat_of(&mut c, "journal_disk_full_now") == 0
+    });
+    let after = put(&mut c, "q", "after");
+    // What the journal holds now, read while the server still runs (nothing is being
+    // written: every request was answered), loaded by a server on a normal disk.
+    let copy = DataDir::new("enospc-copy");
+    for (name, _) in journal_files(&inner) {
+        fs::copy(inner.join(&name), copy.path.join(&name)).unwrap();
+    }
+    server.stop_with(libc::SIGKILL);
+    let server = start(&copy, &[]);
+    let mut c = server.client();
+    let work = ready_text(&mut c, "work");
+    assert_eq!(work, (6..20).map(|i| format!("w{i}")).collect::<Vec<_>>());
+    let q: Vec<u64> = ready(&mut c, "q").iter().map(|m| m.id).collect();
+    let mut want = vec![keep];
+    want.extend(&stored);
+    want.push(after);
+    assert_eq!(q, want);
 }
