@@ -58,6 +58,21 @@ impl TestServer {
         TestServer::launch(command)
     }
 
+    /// Like [`TestServer::start_with`], but `hook` runs in the child between fork and
+    /// exec (to set a limit or enter a namespace); it must only make system calls.
+    pub fn start_with_pre_exec(
+        env: &[(&str, &str)],
+        hook: impl FnMut() -> std::io::Result<()> + Send + Sync + 'static,
+    ) -> TestServer {
+        use std::os::unix::process::CommandExt;
+        let mut command = server_command(env);
+        // SAFETY: the caller's hook only makes async-signal-safe system calls.
+        unsafe {
+            command.pre_exec(hook);
+        }
+        TestServer::launch(command)
+    }
+
     /// Spawns `command` and waits for its "listening on" line.
     fn launch(mut command: Command) -> TestServer {
         let mut child = command.spawn().expect("spawn beuss-server");
