@@ -255,6 +255,16 @@ impl Journal {
                 self.fail(format!("writing {}: {e}", self.dir.display()));
                 return;
             }
+            // A file size limit (EFBIG) is per file: a new segment takes the records.
+            if e.kind() == io::ErrorKind::FileTooLarge
+                && self.file_len > record::HEADER_LEN as u64
+                && self.rotate(bindings).is_ok()
+                && self.append().is_ok()
+            {
+                self.written = end;
+                self.after_write(now);
+                return;
+            }
             // Give the records the reserve's room, and try once more.
             let first = self.disk_full_since.is_none();
             self.enter_disk_full(now);
@@ -265,6 +275,11 @@ impl Journal {
             }
         }
         self.written = end;
+        self.after_write(now);
+    }
+
+    /// Asks for a sync as the policy says, after a write.
+    fn after_write(&mut self, now: Instant) {
         match self.fsync {
             Fsync::Always => self.ask_sync(),
             Fsync::Every(every) => {
