@@ -425,7 +425,24 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             self.totals.gets += 1;
             self.totals.truncations += truncated;
             let outcome = match waiter.lease {
-                None => PutOutcome::Handed(waiter.handle),
+                None => {
+                    if let Some(log) = &mut self.log {
+                        // Recorded, and at once gone: the producer's reply and the
+                        // consumer's message then wait for the same records, and the
+                        // message is never delivered and lost unrecorded.
+                        log.push(&LogRecord::Put {
+                            queue: key as u32,
+                            id,
+                            due_ms: 0,
+                            priority,
+                            attempt: 0,
+                            charged: 0,
+                            payload,
+                        });
+                        log.push(&LogRecord::Del { id });
+                    }
+                    PutOutcome::Handed(waiter.handle)
+                }
                 Some(spec) => {
                     let lease =
                         self.hold_leased(key, id, priority, payload, waiter.handle, spec, now);

@@ -14,7 +14,12 @@ use std::time::{Duration, Instant};
 #[derive(Debug)]
 pub(super) enum Job {
     /// `fdatasync` the file; records up to log position `upto` are then on disk.
-    Sync { file: Arc<File>, upto: u64 },
+    Sync {
+        file: Arc<File>,
+        upto: u64,
+        /// Sync the directory first: the file is new, and its name must last too.
+        dir_first: bool,
+    },
     /// Make the next log segment ahead of time: header, then zeros up to `size`,
     /// synced, so that appending to it later changes neither its size nor its
     /// allocation and an `fdatasync` has only the data to write.
@@ -54,12 +59,16 @@ struct Queue {
     reports: VecDeque<Report>,
     /// Set when the journal closes: the thread ends once `jobs` is empty.
     closing: bool,
+    /// A job is being run.
+    busy: bool,
 }
 
 #[derive(Debug, Default)]
 struct Shared {
     queue: Mutex<Queue>,
     more: Condvar,
+    /// Notified when the thread has nothing left to do.
+    idle: Condvar,
 }
 
 impl Shared {
@@ -94,8 +103,10 @@ impl Worker {
                         let mut q = theirs.lock();
                         loop {
                             if let Some(job) = q.jobs.pop_front() {
+                                q.busy = true;
                                 break job;
                             }
+                            theirs.idle.notify_all();
                             if q.closing {
                                 return;
                             }
@@ -103,7 +114,11 @@ impl Worker {
                         }
                     };
                     let report = run(&dir, job);
-                    theirs.lock().reports.push_back(report);
+                    {
+                        let mut q = theirs.lock();
+                        q.reports.push_back(report);
+                        q.busy = false;
+                    }
                     wake();
                 }
             })?;
@@ -121,6 +136,20 @@ impl Worker {
         self.shared.lock().jobs.push_back(job);
         self.shared.more.notify_one();
         true
+    }
+
+    /// Waits until every job sent so far has run (its report is then waiting).
+    pub(super) fn wait_idle(&self) {
+        let mut q = self.shared.lock();
+        while (q.busy || !q.jobs.is_empty())
+            && self.thread.as_ref().is_some_and(|t| !t.is_finished())
+        {
+            q = self
+                .shared
+                .idle
+                .wait(q)
+                .unwrap_or_else(PoisonError::into_inner);
+        }
     }
 
     /// The next report, if one is waiting.
@@ -141,8 +170,15 @@ impl Worker {
 
 fn run(dir: &Path, job: Job) -> Report {
     match job {
-        Job::Sync { file, upto } => {
+        Job::Sync {
+            file,
+            upto,
+            dir_first,
+        } => {
             let started = Instant::now();
+            if dir_first && let Err(e) = sync_dir(dir) {
+                return Report::Failed(e);
+            }
             match file.sync_data() {
                 Ok(()) => Report::Synced {
                     upto,

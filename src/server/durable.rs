@@ -42,7 +42,7 @@ pub(super) fn open(
     let started = Instant::now();
     crate::net::ignore_file_size_signal();
     let waker = Arc::new(Waker::new(poll.registry(), WAKER)?);
-    let (journal, recovered, report) = Journal::open(
+    let (mut journal, recovered, report) = Journal::open(
         dir,
         config.fsync,
         config.segment_size,
@@ -57,6 +57,16 @@ pub(super) fn open(
     let wall = wall_ms();
     store.enable_log(now, wall);
     let restored = store.restore(recovered, now, wall);
+    if !report.quarantined.is_empty() {
+        // What was loaded from the damaged files is in no file any more: a base
+        // keeps it before anything else is written.
+        let store_ref = &*store;
+        if let Some(mut base) = journal.begin_rewrite(now, &|out| store_ref.encode_queues(out)) {
+            store.snapshot(&mut base);
+            journal.finish_rewrite(base);
+            journal.wait_for_base();
+        }
+    }
     log::debug!(
         "journal: read and replayed in {loaded:?}, restored by {:?}",
         started.elapsed()
@@ -182,10 +192,11 @@ impl Server {
         journal.write(&mut self.log_buf, end, now, &|out| store.encode_queues(out));
         let live = self.store.bytes() as u64 + 48 * self.store.message_count() as u64;
         if journal.wants_rewrite(live) {
-            let mut snapshot = Vec::with_capacity(live as usize);
-            self.store.snapshot(&mut snapshot);
             let store = &self.store;
-            journal.rewrite(snapshot, now, &|out| store.encode_queues(out));
+            if let Some(mut base) = journal.begin_rewrite(now, &|out| store.encode_queues(out)) {
+                self.store.snapshot(&mut base);
+                journal.finish_rewrite(base);
+            }
         }
         let failed = journal.failed().map(str::to_owned);
         let moved = journal.durable() != self.durable.get();

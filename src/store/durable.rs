@@ -113,6 +113,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             }
             fifo.sort_unstable_by_key(|(order, _)| *order);
             came_due.sort_unstable_by_key(|m| (m.due_ms, m.id));
+            for m in &came_due {
+                // Their place, at the end, is new: recorded for the next start.
+                self.log_record(&Record::Requeue {
+                    id: m.id,
+                    attempt: 0,
+                    charged: m.charged,
+                    due_ms: 0,
+                });
+            }
             let fifo = fifo.into_iter().map(|(_, m)| m).chain(came_due);
             if let Some(q) = self.queues.by_key_mut(key) {
                 for m in fifo {
