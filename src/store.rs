@@ -430,15 +430,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         // Recorded, and at once gone: the producer's reply and the
                         // consumer's message then wait for the same records, and the
                         // message is never delivered and lost unrecorded.
-                        log.push(&LogRecord::Put {
-                            queue: key as u32,
-                            id,
-                            due_ms: 0,
-                            priority,
-                            attempt: 0,
-                            charged: 0,
-                            payload,
-                        });
+                        log.put_new(key, id, 0, priority, payload);
                         log.push(&LogRecord::Del { id });
                     }
                     PutOutcome::Handed(waiter.handle)
@@ -471,15 +463,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             } else {
                 0
             };
-            log.push(&LogRecord::Put {
-                queue: key as u32,
-                id,
-                due_ms,
-                priority,
-                attempt: 0,
-                charged: 0,
-                payload,
-            });
+            log.put_new(key, id, due_ms, priority, payload);
         }
         self.totals.puts += 1;
         self.totals.truncations += truncated;
@@ -731,15 +715,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         now: Instant,
     ) -> LeaseRef {
         if let Some(log) = &mut self.log {
-            log.push(&LogRecord::Put {
-                queue: key as u32,
-                id,
-                due_ms: 0,
-                priority,
-                attempt: 0,
-                charged: 0,
-                payload,
-            });
+            log.put_new(key, id, 0, priority, payload);
         }
         self.hold(key, id, 0, priority, payload.into(), owner, spec, now)
     }

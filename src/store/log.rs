@@ -42,6 +42,27 @@ impl StoreLog {
         record::encode(record, &mut self.buf);
     }
 
+    /// Logs the `PUT` of a message just accepted (never delivered, nothing charged)
+    /// into queue `key`; `due_ms` 0 for a message ready now.
+    pub(super) fn put_new(
+        &mut self,
+        key: usize,
+        id: u64,
+        due_ms: u64,
+        priority: u8,
+        payload: &[u8],
+    ) {
+        self.push(&Record::Put {
+            queue: key as u32,
+            id,
+            due_ms,
+            priority,
+            attempt: 0,
+            charged: 0,
+            payload,
+        });
+    }
+
     /// Logs an `IDS` record if `id` is not yet covered by one.
     pub(super) fn reserve_id(&mut self, id: u64) {
         if id >= self.ids_reserved {
