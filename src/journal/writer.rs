@@ -236,7 +236,12 @@ impl Journal {
             records.clear();
             return;
         }
-        self.pending.append(records);
+        if self.pending.is_empty() {
+            // The usual case: take the buffer rather than copy it.
+            std::mem::swap(&mut self.pending, records);
+        } else {
+            self.pending.append(records);
+        }
         if self.pending.is_empty() || self.retry_at.is_some_and(|at| now < at) {
             return;
         }
