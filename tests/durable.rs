@@ -1653,7 +1653,9 @@ fn full_disk_answers_full_then_recovers() {
     }
     let dir = DataDir::new("enospc");
     let server = TestServer::start_with_pre_exec(
-        &[("BDATADIR", dir.str()), ("BSEGMENT", "1M")],
+        // Small segments: the PUTs that fit in the room made ahead stay under the 1 MiB
+        // a PEEK shows at once.
+        &[("BDATADIR", dir.str()), ("BSEGMENT", "256K")],
         small_fs(&dir.path, "8m"),
     );
     let inner = PathBuf::from(format!("/proc/{}/root{}", server.pid(), dir.str()));
