@@ -51,7 +51,10 @@ ENV BHOST=0.0.0.0 \
     BPORT=6552 \
     RUST_LOG=info
 EXPOSE 6552
-# Any non-root id works: the server touches no file.
+# Any non-root id works: without BDATADIR the server touches no file. To keep messages
+# on disk, mount a volume writable by this id and set it, e.g.
+#   docker run -v beuss-data:/data -e BDATADIR=/data ...
+# (with a named volume, give /data to 65534 first, or pick --user to match).
 USER 65534:65534
 HEALTHCHECK --interval=30s --timeout=5s CMD ["/beuss", "--host", "127.0.0.1", "PING"]
 ENTRYPOINT ["/beuss-server"]
