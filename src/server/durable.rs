@@ -60,10 +60,7 @@ pub(super) fn open(
     if !report.quarantined.is_empty() {
         // What was loaded from the damaged files is in no file any more: a base
         // keeps it before anything else is written.
-        let store_ref = &*store;
-        if let Some(mut base) = journal.begin_rewrite(now, &|out| store_ref.encode_queues(out)) {
-            store.snapshot(&mut base);
-            journal.finish_rewrite(base);
+        if rewrite(&mut journal, store, now) {
             journal.wait_for_base();
         }
     }
@@ -109,6 +106,18 @@ pub(super) fn open(
         );
     }
     Ok(Some(journal))
+}
+
+/// Starts a rewrite: a new segment, and a base of what `store` holds now handed to
+/// the journal's helper thread. False if no segment could be started.
+fn rewrite(journal: &mut Journal, store: &mut Store<ConnRef>, now: Instant) -> bool {
+    let bindings = |out: &mut Vec<u8>| store.encode_queues(out);
+    let Some(mut base) = journal.begin_rewrite(now, &bindings) else {
+        return false;
+    };
+    store.snapshot(&mut base);
+    journal.finish_rewrite(base);
+    true
 }
 
 impl Server {
@@ -192,11 +201,7 @@ impl Server {
         journal.write(&mut self.log_buf, end, now, &|out| store.encode_queues(out));
         let live = self.store.bytes() as u64 + 48 * self.store.message_count() as u64;
         if journal.wants_rewrite(live) {
-            let store = &self.store;
-            if let Some(mut base) = journal.begin_rewrite(now, &|out| store.encode_queues(out)) {
-                self.store.snapshot(&mut base);
-                journal.finish_rewrite(base);
-            }
+            rewrite(journal, &mut self.store, now);
         }
         let failed = journal.failed().map(str::to_owned);
         let moved = journal.durable() != self.durable.get();
