@@ -64,6 +64,14 @@ pub enum State {
     Parked {
         /// The queue it waits on.
         queue: Box<str>,
+        /// A `LEASE` that asked for messages with their metadata (`ENVELOPES`).
+        meta: bool,
+    },
+    /// A `REQ` waits for its reply, or a `PUB` for its confirmations (protocol.md
+    /// 15); later requests wait in `input`, as behind a parked `GET`.
+    Awaiting {
+        /// The reply address or confirmation it waits on.
+        token: u64,
     },
     /// Receiving a `PUT` longer than the message limit: the first bytes are kept, the
     /// rest dropped as they arrive (`options` set for a `PUT` with a delay/priority).
@@ -131,6 +139,17 @@ pub enum Linger {
     Again,
 }
 
+/// A live subscription of a connection (protocol.md 15).
+#[derive(Debug)]
+pub struct Sub {
+    /// Its number on the connection.
+    pub sid: u32,
+    /// The pattern it matches.
+    pub pattern: Box<str>,
+    /// Events dropped since the last one delivered (a slow consumer).
+    pub dropped: u32,
+}
+
 /// A client connection.
 #[derive(Debug)]
 pub struct Connection {
@@ -165,6 +184,10 @@ pub struct Connection {
     /// During shutdown: when the FIN went out or, if later, when the peer last sent
     /// something; the start of the quiet wait.
     pub quiet_since: Option<Instant>,
+    /// Its live subscriptions.
+    pub subs: Vec<Sub>,
+    /// The last subscription number given (numbers are never reused).
+    pub next_sid: u32,
     /// Bytes of output written so far: the stream offset of `output[0]`.
     sent: u64,
     /// Replies that wait for the journal, as (stream offset where they start, log
@@ -192,6 +215,8 @@ impl Connection {
             heard: false,
             write_shut: false,
             quiet_since: None,
+            subs: Vec::new(),
+            next_sid: 0,
             sent: 0,
             barriers: VecDeque::new(),
             durable,

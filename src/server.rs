@@ -8,6 +8,7 @@
 //! requests found in one read go out in one `write`.
 
 mod durable;
+mod fanout;
 mod leases;
 mod requests;
 
@@ -98,6 +99,8 @@ pub struct Server {
     holding: Vec<ConnRef>,
     /// Records taken from the store, on their way to the journal.
     log_buf: Vec<u8>,
+    /// Subscriptions, and the requests and publishes waiting for answers.
+    fanout: fanout::Fanout,
 }
 
 impl std::fmt::Debug for Server {
@@ -157,6 +160,7 @@ impl Server {
             durable,
             holding: Vec::new(),
             log_buf: Vec::new(),
+            fanout: fanout::Fanout::default(),
         })
     }
 
@@ -209,6 +213,7 @@ impl Server {
             }
             self.drain_ready(now);
             self.run_timers(now);
+            self.flush_events();
             self.journal_turn(now);
         }
         self.shutdown();
@@ -262,6 +267,7 @@ impl Server {
         }
         [
             self.store.next_deadline(),
+            self.fanout.next_deadline(),
             self.accept_paused_until,
             self.journal_deadline(now),
         ]
@@ -324,6 +330,7 @@ impl Server {
             }
         }
         self.drain_handoffs(now);
+        self.expire_waits(now);
         self.drain_ready(now);
     }
 
@@ -530,7 +537,7 @@ impl Server {
                     // Settle replies cannot pile up without bound behind a receive
                     // that may wait for ever: answer it EMPTY now so that they go out
                     // and settles go on being carried out (protocol.md 13.7).
-                    if let State::Parked { queue } = &conn.state {
+                    if let State::Parked { queue, .. } = &conn.state {
                         let queue = queue.clone();
                         protocol::encode_empty(&mut conn.output, protocol::Status::Empty);
                         conn.unpark();
@@ -637,7 +644,7 @@ impl Server {
         };
         if conn.hup_hint
             && !conn.read_closed
-            && matches!(conn.state, State::Parked { .. })
+            && matches!(conn.state, State::Parked { .. } | State::Awaiting { .. })
             && !conn.wants_read(input_cap)
         {
             // A waiter whose reading is paused cannot see EOF, and it must be cancelled
@@ -650,7 +657,7 @@ impl Server {
             || match conn.state {
                 State::Closing => conn.output.is_empty(),
                 // A client gone while waiting: cancel at once, never hand it a message.
-                State::Parked { .. } => conn.read_closed,
+                State::Parked { .. } | State::Awaiting { .. } => conn.read_closed,
                 // Half a PUT then EOF: nothing is stored.
                 State::Streaming(_) => conn.read_closed,
                 State::Ready => conn.read_closed && conn.output.is_empty(),
@@ -665,10 +672,12 @@ impl Server {
             return;
         }
         let mut conn = self.conns.remove(r.key);
+        self.drop_fanout(r, std::mem::take(&mut conn.subs), &conn.state);
         match &conn.state {
-            State::Parked { queue } => {
+            State::Parked { queue, .. } => {
                 self.store.cancel(queue, r, now);
             }
+            State::Awaiting { .. } => {}
             // After BYE or a fatal ERROR: what the client pipelined behind would make
             // the close a reset, which can destroy that last reply before it is read.
             State::Closing => {
@@ -705,7 +714,7 @@ impl Server {
         let mut step: Vec<usize> = Vec::with_capacity(total);
         for (key, conn) in self.conns.iter_mut() {
             let r = ConnRef { key, id: conn.id };
-            if let State::Parked { queue } = &conn.state {
+            if let State::Parked { queue, .. } = &conn.state {
                 self.store.cancel(queue, r, start);
                 if !conn.held_replies.is_empty() {
                     // Settles were carried out behind the parked receive: answer it

@@ -7,7 +7,9 @@
 //! carries out. A waiter is whatever handle type `W` the caller uses to find a
 //! connection again.
 
+mod bodies;
 mod durable;
+mod fanout;
 mod held;
 mod idhash;
 mod log;
@@ -20,14 +22,17 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
+use bodies::{Bodies, Payload};
+pub use bodies::BODY_OVERHEAD;
 pub use durable::Restored;
+pub use fanout::{BINDING_OVERHEAD, Delivery, Published};
 pub use held::{HELD_OVERHEAD, LeaseSpec};
 use held::{Held, HeldState, OwnedLeases};
 use idhash::IdMap;
 use log::StoreLog;
 use queues::Queues;
 use ready::Levels;
-pub use records::{CHUNK_SIZE, RECORD_HEADER, Record, Records};
+pub use records::{Body, CHUNK_SIZE, RECORD_HEADER, Record, Records};
 
 use crate::journal::record::Record as LogRecord;
 use crate::protocol::{LeaseRef, NEVER_DEAD, PutOptions, SettleResult};
@@ -102,6 +107,15 @@ pub struct Handoff<W> {
     priority: u8,
 }
 
+/// What a published message carries besides its payload.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Meta<'a> {
+    /// The subject it was published to.
+    pub subject: &'a str,
+    /// The reply address of a request; 0 for none.
+    pub reply_to: u64,
+}
+
 /// How a `NACK` ends a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct Nack {
@@ -142,6 +156,12 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Dead letters dropped because the dead-letter queue could not be named.
     pub dead_dropped: u64,
+    /// Publishes accepted (whether or not a queue matched).
+    pub published: u64,
+    /// Publishes that matched no queue.
+    pub unroutable: u64,
+    /// Copies publishes stored in (or handed out from) queues.
+    pub routed_copies: u64,
 }
 
 /// Counters of one queue (the lease-related ones of [`Totals`], per queue).
@@ -186,6 +206,8 @@ pub struct QueueInfo {
     pub dead: u64,
     /// Consumers parked on it.
     pub waiters: u64,
+    /// Patterns bound to it.
+    pub bindings: u64,
     /// Time since it was last used.
     pub idle: Duration,
     /// Counters since the queue was created.
@@ -217,6 +239,8 @@ struct Queue<W> {
     idle_timer: bool,
     /// A dead-letter queue that received a message: never idle-expired.
     keep: bool,
+    /// Patterns bound to it: a bound queue is never idle-expired.
+    bindings: u32,
     /// Messages of this queue in `Store::held` (returned, in flight, delayed).
     held: usize,
     in_flight: usize,
@@ -237,6 +261,7 @@ impl<W> Queue<W> {
             last_used: now,
             idle_timer: false,
             keep: false,
+            bindings: 0,
             held: 0,
             in_flight: 0,
             delayed: 0,
@@ -247,7 +272,11 @@ impl<W> Queue<W> {
     }
 
     fn is_idle(&self) -> bool {
-        self.ready.is_empty() && self.held == 0 && self.waiters.is_empty() && !self.keep
+        self.ready.is_empty()
+            && self.held == 0
+            && self.waiters.is_empty()
+            && !self.keep
+            && self.bindings == 0
     }
 
     fn has_ready(&self) -> bool {
@@ -325,6 +354,15 @@ pub struct Store<W> {
     totals: Totals,
     /// Records of every change, when the server keeps a journal (`BDATADIR`).
     log: Option<StoreLog>,
+    /// Payloads shared by the copies of published messages.
+    bodies: Bodies,
+    /// Patterns bound onto queues (by slab key: a bound queue is never removed).
+    bindings: crate::route::Trie<u32>,
+    /// Reused by every publish for its list of target queues.
+    route_scratch: Vec<u32>,
+    /// Copies of confirmed publishes that were settled, as (confirmation, message
+    /// id, acknowledged rather than failed), for the caller to count.
+    confirms: Vec<(u64, u64, bool)>,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -352,6 +390,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             delayed: 0,
             totals: Totals::default(),
             log: None,
+            bodies: Bodies::default(),
+            bindings: crate::route::Trie::new(),
+            route_scratch: Vec::new(),
+            confirms: Vec::new(),
         }
     }
 
@@ -476,7 +518,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 key,
                 id,
                 Held {
-                    payload: payload.into(),
+                    payload: Payload::Own(payload.into()),
                     deadline: at,
                     queue: key as u32,
                     attempt: 0,
@@ -537,7 +579,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 Ok((priority, id)) => {
                     q.returned.remove(&(priority, id));
                     if let Some(h) = self.remove_held(id) {
-                        each(&h.payload);
+                        each(self.bodies.bytes(&h.payload));
+                        self.discard(id, h.payload, true);
                     }
                     if let Some(log) = &mut self.log {
                         log.push(&LogRecord::Del { id });
@@ -545,8 +588,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 }
                 Err(_) => {
                     let log = &mut self.log;
+                    let bodies = &self.bodies;
+                    let mut shared = None;
                     let Some(freed) = q.ready.pop_with(|_, r| {
-                        each(r.payload);
+                        match r.body {
+                            Body::Inline(p) => each(p),
+                            Body::Shared { key, .. } => {
+                                each(bodies.payload(key));
+                                shared = Some((r.id, key));
+                            }
+                        }
                         if let Some(log) = log {
                             log.push(&LogRecord::Del { id: r.id });
                         }
@@ -556,6 +607,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     self.memory -= freed;
                     self.messages -= 1;
                     self.bytes -= len;
+                    if let Some((id, key)) = shared {
+                        self.discard(id, Payload::Shared(key), true);
+                    }
                 }
             }
             bytes += len;
@@ -589,7 +643,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let q = self.queues.by_key(key)?;
         let front = q.front()?;
         let len = match front {
-            Ok((_, id)) => self.held.get(&id)?.payload.len(),
+            Ok((_, id)) => self.bodies.bytes(&self.held.get(&id)?.payload).len(),
             Err(_) => q.ready.front()?.1,
         };
         (taken == 0 || bytes + len <= max_bytes).then_some((front, len))
@@ -607,7 +661,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         spec: LeaseSpec,
         owner: W,
         now: Instant,
-        mut each: impl FnMut(LeaseRef, &[u8]),
+        mut each: impl FnMut(LeaseRef, &[u8], Option<Meta<'_>>),
     ) -> usize {
         let Some(key) = self.queues.key_of(queue) else {
             return 0;
@@ -629,7 +683,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 break;
             };
             if let Some(h) = self.held.get(&lease.id) {
-                each(lease, &h.payload);
+                each(lease, self.bodies.bytes(&h.payload), self.meta(&h.payload));
             }
             bytes += len;
             taken += 1;
@@ -687,12 +741,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             Err(_) => {
                 let mut taken = None;
                 let freed = q.ready.pop_with(|priority, r| {
-                    taken = Some((priority, r.id, r.attempt, Box::<[u8]>::from(r.payload)));
+                    taken = Some((priority, r.id, r.attempt, r.body.len(), own_payload(r.body)));
                 })?;
-                let (priority, id, attempt, payload) = taken?;
+                let (priority, id, attempt, len, payload) = taken?;
                 self.memory -= freed;
                 self.messages -= 1;
-                self.bytes -= payload.len();
+                self.bytes -= len;
                 // Counted again by hold_leased, with the held overhead.
                 let q = self.queues.by_key_mut(key)?;
                 q.counters.gets += 1;
@@ -717,7 +771,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if let Some(log) = &mut self.log {
             log.put_new(key, id, 0, priority, payload);
         }
-        self.hold(key, id, 0, priority, payload.into(), owner, spec, now)
+        self.hold(key, id, 0, priority, Payload::Own(payload.into()), owner, spec, now)
     }
 
     /// Adds a message to `held` in flight with its attempt raised by one.
@@ -728,7 +782,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         id: u64,
         attempt: u32,
         priority: u8,
-        payload: Box<[u8]>,
+        payload: Payload,
         owner: W,
         spec: LeaseSpec,
         now: Instant,
@@ -738,7 +792,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.deadlines.insert((deadline, id));
         let attempt = attempt.saturating_add(1);
         self.messages += 1;
-        self.bytes += payload.len();
+        self.bytes += self.bodies.bytes(&payload).len();
         self.insert_held(
             key,
             id,
@@ -801,11 +855,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// Adds a held message (its state's counters are the caller's job, apart from
     /// `delayed`) and charges its memory.
     fn insert_held(&mut self, key: usize, id: u64, h: Held) {
-        let memory = HELD_OVERHEAD + h.payload.len();
+        let memory = HELD_OVERHEAD + own_len(&h.payload);
+        let len = self.bodies.bytes(&h.payload).len();
         let delayed = h.state == HeldState::Delayed;
         if let Some(q) = self.queues.by_key_mut(key) {
             q.held += 1;
-            q.held_bytes += h.payload.len();
+            q.held_bytes += len;
             q.held_memory += memory;
             q.delayed += usize::from(delayed);
         }
@@ -818,7 +873,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// of its queue's `returned` set or timers.
     fn remove_held(&mut self, id: u64) -> Option<Held> {
         let h = self.held.remove(&id)?;
-        let memory = HELD_OVERHEAD + h.payload.len();
+        let memory = HELD_OVERHEAD + own_len(&h.payload);
+        let len = self.bodies.bytes(&h.payload).len();
         let (in_flight, delayed) = match h.state {
             HeldState::InFlight => (1, 0),
             HeldState::Delayed => (0, 1),
@@ -829,7 +885,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
         if let Some(q) = self.queues.by_key_mut(h.queue as usize) {
             q.held -= 1;
-            q.held_bytes -= h.payload.len();
+            q.held_bytes -= len;
             q.held_memory -= memory;
             q.in_flight -= in_flight;
             q.delayed -= delayed;
@@ -838,7 +894,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.delayed -= delayed;
         self.memory -= memory;
         self.messages -= 1;
-        self.bytes -= h.payload.len();
+        self.bytes -= len;
         Some(h)
     }
 
@@ -998,6 +1054,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 log.push(&LogRecord::Del { id: pair.id });
             }
             let key = h.queue as usize;
+            self.discard(pair.id, h.payload, true);
             if let Some(q) = self.queues.by_key_mut(key) {
                 q.counters.acks += 1;
                 q.last_used = now;
@@ -1142,9 +1199,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         } else if let Some(h) = self.remove_held(id)
             && let Some(q) = self.queues.by_key_mut(key)
         {
-            self.memory += q.ready.push(h.priority, id, 0, &h.payload);
+            let body = record_body(&self.bodies, &h.payload);
+            self.memory += q.ready.push_body(h.priority, id, 0, body);
             self.messages += 1;
-            self.bytes += h.payload.len();
+            self.bytes += body.len();
         }
         self.serve(key, now);
     }
@@ -1174,6 +1232,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             if let Some(log) = &mut self.log {
                 log.push(&LogRecord::Del { id });
             }
+            self.discard(id, h.payload, false);
             self.totals.dead_dropped += 1;
             self.arm_idle_if_idle(source, now);
             return;
@@ -1204,8 +1263,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 due_ms: 0,
             });
         }
+        if let Payload::Shared(key) = h.payload {
+            // Dead-lettered counts as failed for a confirmation, whatever happens to
+            // it in the dead-letter queue later.
+            self.confirm_copy(id, key, false);
+        }
         self.messages += 1;
-        self.bytes += h.payload.len();
+        self.bytes += self.bodies.bytes(&h.payload).len();
         self.insert_held(dead, id, h);
         self.make_ready(id, now);
         self.arm_idle_if_idle(source, now);
@@ -1284,21 +1348,66 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 if let Some(log) = &mut self.log {
                     log.push(&LogRecord::Del { id });
                 }
-                Some((id, h.attempt, priority, h.payload))
+                let payload = self.take_payload(id, h.payload);
+                Some((id, h.attempt, priority, payload))
             }
             Err(_) => {
                 let mut taken = None;
                 let freed = q.ready.pop_with(|priority, r| {
-                    taken = Some((r.id, r.attempt, priority, Box::<[u8]>::from(r.payload)));
+                    taken = Some((r.id, r.attempt, priority, r.body.len(), own_payload(r.body)));
                 })?;
-                let taken = taken?;
+                let (id, attempt, priority, len, payload) = taken?;
                 self.memory -= freed;
                 self.messages -= 1;
-                self.bytes -= taken.3.len();
+                self.bytes -= len;
                 if let Some(log) = &mut self.log {
-                    log.push(&LogRecord::Del { id: taken.0 });
+                    log.push(&LogRecord::Del { id });
                 }
-                Some(taken)
+                let payload = self.take_payload(id, payload);
+                Some((id, attempt, priority, payload))
+            }
+        }
+    }
+
+    /// What a published copy carries besides its payload.
+    fn meta(&self, payload: &Payload) -> Option<Meta<'_>> {
+        match payload {
+            Payload::Shared(key) => self.bodies.get(*key).map(|b| Meta {
+                subject: &b.subject,
+                reply_to: b.reply_to,
+            }),
+            Payload::Own(_) => None,
+        }
+    }
+
+    /// A copy leaves the server (acknowledged or taken if `ok`, purged or dropped if
+    /// not): a shared body is released with its last copy, and a confirmed publish
+    /// hears of it.
+    fn discard(&mut self, id: u64, payload: Payload, ok: bool) {
+        if let Payload::Shared(key) = payload {
+            self.confirm_copy(id, key, ok);
+            self.memory -= self.bodies.release(key);
+        }
+    }
+
+    /// Notes that copy `id` of body `key` was settled, if its publish asked for a
+    /// confirmation.
+    fn confirm_copy(&mut self, id: u64, key: u32, ok: bool) {
+        if let Some(body) = self.bodies.get(key)
+            && body.confirm != 0
+        {
+            self.confirms.push((body.confirm, id, ok));
+        }
+    }
+
+    /// A payload leaving for a plain consumer, as bytes of its own.
+    fn take_payload(&mut self, id: u64, payload: Payload) -> Box<[u8]> {
+        match payload {
+            Payload::Own(p) => p,
+            Payload::Shared(key) => {
+                let bytes = self.bodies.payload(key).into();
+                self.discard(id, payload, true);
+                bytes
             }
         }
     }
@@ -1310,7 +1419,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
 
     /// The payload of a held message (in flight, delayed or returned).
     pub fn payload(&self, id: u64) -> Option<&[u8]> {
-        self.held.get(&id).map(|h| &*h.payload)
+        self.held.get(&id).map(|h| self.bodies.bytes(&h.payload))
     }
 
     /// Takes back a handoff or a `PutOutcome::Leased` the caller could not deliver
@@ -1341,7 +1450,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     key,
                     handoff.id,
                     Held {
-                        payload,
+                        payload: Payload::Own(payload),
                         deadline: now,
                         queue: key as u32,
                         attempt: handoff.attempt,
@@ -1433,7 +1542,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         queue: &str,
         max: usize,
         max_bytes: usize,
-        mut each: impl FnMut(LeaseRef, &[u8]),
+        mut each: impl FnMut(LeaseRef, &[u8], Option<Meta<'_>>),
     ) -> usize {
         let Some(q) = self.queues.get(queue) else {
             return 0;
@@ -1447,11 +1556,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         priorities.dedup();
         let mut taken = 0;
         let mut bytes = 0;
-        let mut emit = |lease: LeaseRef, payload: &[u8]| {
+        let mut emit = |lease: LeaseRef, payload: &[u8], meta: Option<Meta<'_>>| {
             if taken >= max || (taken > 0 && bytes + payload.len() > max_bytes) {
                 return false;
             }
-            each(lease, payload);
+            each(lease, payload, meta);
             taken += 1;
             bytes += payload.len();
             true
@@ -1466,7 +1575,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         id,
                         attempt: h.attempt,
                     },
-                    &h.payload,
+                    self.bodies.bytes(&h.payload),
+                    self.meta(&h.payload),
                 ) {
                     break 'outer;
                 }
@@ -1477,7 +1587,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         id: r.id,
                         attempt: r.attempt,
                     },
-                    r.payload,
+                    body_bytes(&self.bodies, r.body),
+                    match r.body {
+                        Body::Shared { key, .. } => self.meta(&Payload::Shared(key)),
+                        Body::Inline(_) => None,
+                    },
                 ) {
                     break 'outer;
                 }
@@ -1511,16 +1625,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 Some(Err(_)) => {
                     let mut taken = None;
                     let freed = q.ready.pop_with(|priority, r| {
-                        taken = Some((r.id, r.attempt, priority, Box::<[u8]>::from(r.payload)));
+                        taken = Some((r.id, r.attempt, priority, r.body.len(), own_payload(r.body)));
                     });
                     if let Some(freed) = freed {
                         self.memory -= freed;
                     }
-                    if let Some(t) = &taken {
+                    taken.map(|(id, attempt, priority, len, payload)| {
                         self.messages -= 1;
-                        self.bytes -= t.3.len();
-                    }
-                    taken
+                        self.bytes -= len;
+                        (id, attempt, priority, payload)
+                    })
                 }
                 None => None,
             };
@@ -1536,10 +1650,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 });
             }
             if let Some(q) = self.queues.by_key_mut(dst) {
-                self.memory += q.ready.push(priority, id, attempt, &payload);
+                let body = record_body(&self.bodies, &payload);
+                self.memory += q.ready.push_body(priority, id, attempt, body);
                 q.counters.puts += 1;
                 self.messages += 1;
-                self.bytes += payload.len();
+                self.bytes += body.len();
             }
             moved += 1;
         }
@@ -1571,6 +1686,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             log.push(&LogRecord::Purge { queue: key as u32 });
         }
         let bytes = q.ready.bytes();
+        let shared = q.ready.shared_keys();
         let (mut count, freed) = q.ready.clear();
         q.returned.clear();
         let has_held = q.held > 0;
@@ -1585,10 +1701,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                if self.remove_held(id).is_some() {
+                if let Some(h) = self.remove_held(id) {
+                    self.discard(id, h.payload, false);
                     count += 1;
                 }
             }
+        }
+        for (id, key) in shared {
+            self.discard(id, Payload::Shared(key), false);
         }
         self.totals.purged += count as u64;
         self.arm_idle_if_idle(key, now);
@@ -1811,9 +1931,46 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             delayed: q.delayed as u64,
             dead: dead as u64,
             waiters: q.waiters.len() as u64,
+            bindings: u64::from(q.bindings),
             idle: now.saturating_duration_since(q.last_used),
             counters: q.counters,
         }
+    }
+}
+
+/// A record's payload as a held message keeps it: a copy of inline bytes, or the
+/// shared body's key.
+fn own_payload(body: Body<'_>) -> Payload {
+    match body {
+        Body::Inline(p) => Payload::Own(p.into()),
+        Body::Shared { key, .. } => Payload::Shared(key),
+    }
+}
+
+/// Bytes a held payload keeps of its own (a shared body is charged once, apart).
+fn own_len(payload: &Payload) -> usize {
+    match payload {
+        Payload::Own(p) => p.len(),
+        Payload::Shared(_) => 0,
+    }
+}
+
+/// A held payload as a FIFO record holds it.
+fn record_body<'a>(bodies: &Bodies, payload: &'a Payload) -> Body<'a> {
+    match payload {
+        Payload::Own(p) => Body::Inline(p),
+        Payload::Shared(key) => Body::Shared {
+            key: *key,
+            len: bodies.payload(*key).len() as u32,
+        },
+    }
+}
+
+/// The bytes of a record.
+fn body_bytes<'a>(bodies: &'a Bodies, body: Body<'a>) -> &'a [u8] {
+    match body {
+        Body::Inline(p) => p,
+        Body::Shared { key, .. } => bodies.payload(key),
     }
 }
 

@@ -9,7 +9,8 @@ use crate::protocol::{
     LeasedWriter, Limits, MAX_BATCH_BYTES, MAX_DELAY_MS, MAX_LEASE_MS, Request, SettledWriter,
     Status, WAIT_FOREVER,
 };
-use crate::store::{LeaseSpec, Nack};
+use crate::protocol::{EnvelopesWriter, LeaseRef};
+use crate::store::{LeaseSpec, Meta, Nack};
 
 use super::{ConnRef, Server};
 
@@ -40,7 +41,9 @@ pub(super) fn lease_spec(lease_ms: u32, max_deliveries: u16, detached: bool) -> 
 }
 
 impl Server {
-    /// `LEASE`: like `GET`, but the messages stay on the server in flight.
+    /// `LEASE`: like `GET`, but the messages stay on the server in flight; with
+    /// `meta`, each comes with its metadata (`ENVELOPES`).
+    #[allow(clippy::too_many_arguments)]
     pub(super) fn lease(
         &mut self,
         r: ConnRef,
@@ -48,27 +51,49 @@ impl Server {
         wait_ms: u32,
         max: u16,
         spec: LeaseSpec,
+        meta: bool,
         now: Instant,
     ) {
         let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
             return;
         };
         let out = &mut conn.output;
-        let mut writer = LeasedWriter::begin(out, Status::Leased);
-        let taken = self.store.lease(
-            queue,
-            usize::from(max),
-            MAX_BATCH_BYTES,
-            spec,
-            r,
-            now,
-            |lease, payload| writer.push(out, lease, payload),
-        );
+        let start = out.len();
+        let taken = if meta {
+            let mut writer = EnvelopesWriter::begin(out);
+            let taken = self.store.lease(
+                queue,
+                usize::from(max),
+                MAX_BATCH_BYTES,
+                spec,
+                r,
+                now,
+                |lease, payload, m| push_envelope(&mut writer, out, lease, payload, m),
+            );
+            if taken > 0 {
+                writer.finish(out);
+            }
+            taken
+        } else {
+            let mut writer = LeasedWriter::begin(out, Status::Leased);
+            let taken = self.store.lease(
+                queue,
+                usize::from(max),
+                MAX_BATCH_BYTES,
+                spec,
+                r,
+                now,
+                |lease, payload, _| writer.push(out, lease, payload),
+            );
+            if taken > 0 {
+                writer.finish(out);
+            }
+            taken
+        };
         if taken > 0 {
-            writer.finish(&mut conn.output);
             return;
         }
-        conn.output.truncate(writer.start());
+        conn.output.truncate(start);
         if self.store.has_ready(queue) {
             // Messages are there but leasing them would take memory past twice the
             // cap (protocol.md 13.11): back-pressure, as for PUT.
@@ -88,6 +113,7 @@ impl Server {
             (wait_ms != WAIT_FOREVER).then(|| now + Duration::from_millis(u64::from(wait_ms)));
         conn.state = State::Parked {
             queue: queue.into(),
+            meta,
         };
         self.store.park_lease(queue, r, deadline, spec, now);
     }
@@ -140,23 +166,38 @@ impl Server {
         writer.finish(out);
     }
 
-    /// `PEEK`: copies of ready messages.
-    pub(super) fn peek(&mut self, r: ConnRef, queue: &str, max: u16) {
+    /// `PEEK`: copies of ready messages; with `meta`, with their metadata.
+    pub(super) fn peek(&mut self, r: ConnRef, queue: &str, max: u16, meta: bool) {
         let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
             return;
         };
         let out = &mut conn.output;
-        let mut writer = LeasedWriter::begin(out, Status::Peeked);
-        let n = self.store.peek(
-            queue,
-            usize::from(max),
-            MAX_BATCH_BYTES,
-            |lease, payload| writer.push(out, lease, payload),
-        );
-        if n > 0 {
-            writer.finish(&mut conn.output);
+        let start = out.len();
+        let n = if meta {
+            let mut writer = EnvelopesWriter::begin(out);
+            let n = self
+                .store
+                .peek(queue, usize::from(max), MAX_BATCH_BYTES, |lease, payload, m| {
+                    push_envelope(&mut writer, out, lease, payload, m)
+                });
+            if n > 0 {
+                writer.finish(out);
+            }
+            n
         } else {
-            conn.output.truncate(writer.start());
+            let mut writer = LeasedWriter::begin(out, Status::Peeked);
+            let n = self
+                .store
+                .peek(queue, usize::from(max), MAX_BATCH_BYTES, |lease, payload, _| {
+                    writer.push(out, lease, payload)
+                });
+            if n > 0 {
+                writer.finish(out);
+            }
+            n
+        };
+        if n == 0 {
+            conn.output.truncate(start);
             protocol::encode_empty(&mut conn.output, Status::Empty);
         }
     }
@@ -180,9 +221,46 @@ impl Server {
                 },
                 (None, None) => continue,
             };
-            if !self.deliver(handoff.waiter, handoff.lease, &payload) {
+            let meta = self
+                .conn_mut(handoff.waiter)
+                .is_some_and(|c| matches!(c.state, State::Parked { meta: true, .. }));
+            let delivered = match handoff.lease {
+                Some(lease) if meta => {
+                    let m = self.store.published_meta(lease.id);
+                    let subject = m.map(|m| m.subject.to_owned());
+                    let reply_to = m.map_or(0, |m| m.reply_to);
+                    self.deliver_envelope(
+                        handoff.waiter,
+                        lease,
+                        subject.as_deref(),
+                        reply_to,
+                        &payload,
+                    )
+                }
+                _ => self.deliver(handoff.waiter, handoff.lease, &payload),
+            };
+            if !delivered {
                 self.store.give_back(handoff, now);
             }
         }
+        self.drain_confirms();
     }
+}
+
+/// Adds one leased or peeked message to an `ENVELOPES` reply.
+fn push_envelope(
+    writer: &mut EnvelopesWriter,
+    out: &mut bytes::BytesMut,
+    lease: LeaseRef,
+    payload: &[u8],
+    meta: Option<Meta<'_>>,
+) {
+    writer.push(
+        out,
+        lease.id,
+        lease.attempt,
+        meta.map(|m| m.subject),
+        meta.map(|m| m.reply_to).filter(|&r| r != 0),
+        payload,
+    );
 }

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 
 use crate::conn::State;
 use crate::protocol::{
-    self, ErrorCode, LeaseRef, LeasedWriter, MAX_BATCH_BYTES, MessagesWriter, PROTOCOL_VERSION,
+    self, EnvelopesWriter, ErrorCode, LeaseRef, LeasedWriter, MAX_BATCH_BYTES, MessagesWriter, PROTOCOL_VERSION,
     PutOptions, QueueReport, Request, StatsReport, Status, WAIT_FOREVER,
 };
 use crate::store::{PutOutcome, QueueInfo};
@@ -75,20 +75,43 @@ impl Server {
                 lease_ms,
                 max_deliveries,
                 detached,
+                meta,
             } => {
                 let spec = super::leases::lease_spec(lease_ms, max_deliveries, detached);
-                self.lease(r, queue, wait_ms, max, spec, now);
+                self.lease(r, queue, wait_ms, max, spec, meta, now);
             }
             Request::Ack { .. } | Request::Nack { .. } | Request::Touch { .. } => {
                 self.settle(r, &request, now);
             }
-            Request::Peek { queue, max } => self.peek(r, queue, max),
+            Request::Peek { queue, max, meta } => self.peek(r, queue, max, meta),
             Request::Move { from, to, max } => {
                 let count = self.store.move_ready(from, to, u64::from(max), now);
                 if let Some(conn) = self.conn_mut(r) {
                     protocol::encode_moved(&mut conn.output, count);
                 }
             }
+            Request::Bind { pattern, queue } => self.bind_pattern(r, pattern, queue, now),
+            Request::Unbind { pattern, queue } => self.unbind_pattern(r, pattern, queue, now),
+            Request::Publish {
+                subject,
+                delay_ms,
+                priority,
+                confirm,
+                timeout_ms,
+                payload,
+            } => {
+                let options = PutOptions { delay_ms, priority };
+                let len = payload.len();
+                self.publish(r, subject, payload, len, options, confirm, timeout_ms, now);
+            }
+            Request::Subscribe { pattern } => self.subscribe(r, pattern),
+            Request::Unsubscribe { sid } => self.unsubscribe(r, sid),
+            Request::Ask {
+                subject,
+                timeout_ms,
+                payload,
+            } => self.request(r, subject, payload, payload.len(), timeout_ms, now),
+            Request::Reply { reply_to, payload } => self.reply(r, reply_to, payload),
         }
         self.drain_handoffs(now);
     }
@@ -212,6 +235,41 @@ impl Server {
         lease: Option<LeaseRef>,
         payload: &[u8],
     ) -> bool {
+        self.deliver_with(waiter, |out| match lease {
+            Some(lease) => {
+                let mut writer = LeasedWriter::begin(out, Status::Leased);
+                writer.push(out, lease, payload);
+                writer.finish(out);
+            }
+            None => {
+                let mut writer = MessagesWriter::begin(out);
+                writer.push(out, payload);
+                writer.finish(out);
+            }
+        })
+    }
+
+    /// [`Server::deliver`] for a `LEASE` that asked for metadata: one `ENVELOPES`
+    /// message.
+    pub(super) fn deliver_envelope(
+        &mut self,
+        waiter: ConnRef,
+        lease: LeaseRef,
+        subject: Option<&str>,
+        reply_to: u64,
+        payload: &[u8],
+    ) -> bool {
+        self.deliver_with(waiter, |out| {
+            let mut writer = EnvelopesWriter::begin(out);
+            let reply_to = (reply_to != 0).then_some(reply_to);
+            writer.push(out, lease.id, lease.attempt, subject, reply_to, payload);
+            writer.finish(out);
+        })
+    }
+
+    /// Writes the reply `write` makes to a parked consumer and lets it go on; see
+    /// [`Server::deliver`].
+    fn deliver_with(&mut self, waiter: ConnRef, write: impl FnOnce(&mut bytes::BytesMut)) -> bool {
         let journal_mark = self
             .journal
             .as_ref()
@@ -225,18 +283,7 @@ impl Server {
             return false;
         }
         let start = conn.queued_end();
-        match lease {
-            Some(lease) => {
-                let mut writer = LeasedWriter::begin(&mut conn.output, Status::Leased);
-                writer.push(&mut conn.output, lease, payload);
-                writer.finish(&mut conn.output);
-            }
-            None => {
-                let mut writer = MessagesWriter::begin(&mut conn.output);
-                writer.push(&mut conn.output, payload);
-                writer.finish(&mut conn.output);
-            }
-        }
+        write(&mut conn.output);
         conn.unpark();
         if let Some((pos, written)) = journal_mark {
             // Its records (the message's PUT, its DEL or LEASED) come first.
@@ -280,12 +327,14 @@ impl Server {
             (wait_ms != WAIT_FOREVER).then(|| now + Duration::from_millis(u64::from(wait_ms)));
         conn.state = State::Parked {
             queue: queue.into(),
+            meta: false,
         };
         self.store.park(queue, r, deadline, now);
     }
 
     fn stats_report(&self, queue: Option<&str>, now: Instant) -> StatsReport {
         let t = self.store.totals();
+        let f = self.fanout.counters;
         let server = [
             ("uptime_seconds", now.duration_since(self.started).as_secs()),
             ("connections", self.conns.len() as u64),
@@ -314,6 +363,19 @@ impl Server {
             ("expired_leases", t.expired_leases),
             ("dead_lettered", t.dead_lettered),
             ("dead_dropped", t.dead_dropped),
+            ("bindings", self.store.binding_count() as u64),
+            ("subscriptions", self.fanout.subscription_count() as u64),
+            ("published", t.published),
+            ("routed_copies", t.routed_copies),
+            ("unroutable", t.unroutable),
+            ("events", f.events),
+            ("slow_consumer_drops", f.slow_consumer_drops),
+            ("requests", f.requests),
+            ("replies", f.replies),
+            ("late_replies", f.late_replies),
+            ("no_responders", f.no_responders),
+            ("confirmed", f.confirmed),
+            ("waiting", self.fanout.waiting_count() as u64),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self
@@ -379,6 +441,7 @@ fn queue_report(name: &str, info: QueueInfo) -> QueueReport {
         ("redeliveries", c.redeliveries),
         ("expired_leases", c.expired_leases),
         ("dead_lettered", c.dead_lettered),
+        ("bindings", info.bindings),
     ];
     QueueReport {
         name: name.to_owned(),

@@ -10,6 +10,7 @@ use crate::journal::record::Record;
 use crate::journal::replay::{Recovered, RecoveredMessage};
 use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
 
+use super::bodies::Payload;
 use super::held::{Held, HeldState};
 use super::log::StoreLog;
 use super::{DEAD_SUFFIX, Store};
@@ -193,7 +194,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             key,
             id,
             Held {
-                payload: m.payload,
+                payload: Payload::Own(m.payload),
                 deadline: at,
                 queue: key as u32,
                 attempt: m.attempt,
@@ -277,7 +278,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         priority,
                         attempt: r.attempt,
                         charged: 0,
-                        payload: r.payload,
+                        payload: super::body_bytes(&self.bodies, r.body),
                     });
                     if r.attempt > 0 {
                         // Delivered before, but at the end of the queue (moved or
@@ -304,7 +305,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 priority: h.priority,
                 attempt: h.attempt,
                 charged: h.charged,
-                payload: &h.payload,
+                payload: self.bodies.bytes(&h.payload),
             });
             if h.state == HeldState::InFlight {
                 enc(&Record::Leased {

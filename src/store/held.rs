@@ -6,6 +6,7 @@ use std::time::Instant;
 
 use crate::protocol::LeaseRef;
 
+use super::bodies::Payload;
 use super::idhash::IdMap;
 
 /// Memory charged per held message on top of its payload, so that the cap holds
@@ -45,7 +46,7 @@ pub(super) enum HeldState {
 /// with the payload pointer), because a million leases means a million of these.
 #[derive(Debug)]
 pub(super) struct Held {
-    pub(super) payload: Box<[u8]>,
+    pub(super) payload: Payload,
     /// End of the lease (in flight) or due time (delayed); its key in
     /// `Store::deadlines` is `(deadline, id)`.
     pub(super) deadline: Instant,

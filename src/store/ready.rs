@@ -2,7 +2,7 @@
 //! lowest level first. Most queues only ever use the default level, so levels are a
 //! short sorted list made on first use rather than ten FIFOs per queue.
 
-use super::records::{Record, Records};
+use super::records::{Body, Record, Records};
 
 #[derive(Debug)]
 struct Level {
@@ -53,8 +53,22 @@ impl Levels {
         }
     }
 
+    /// Memory a push of a shared record at `priority` would add.
+    pub(super) fn growth_for_shared(&self, priority: u8, id: u64, attempt: u32) -> usize {
+        match self.level(priority) {
+            Some(records) => records.growth_for_shared(id, attempt),
+            None => Records::default().growth_for_shared(id, attempt),
+        }
+    }
+
     /// Appends a record at the end of `priority`; returns the memory added.
     pub(super) fn push(&mut self, priority: u8, id: u64, attempt: u32, payload: &[u8]) -> usize {
+        self.push_body(priority, id, attempt, Body::Inline(payload))
+    }
+
+    /// Appends a record of either kind at the end of `priority`; returns the memory
+    /// added.
+    pub(super) fn push_body(&mut self, priority: u8, id: u64, attempt: u32, body: Body<'_>) -> usize {
         let at = match self.levels.binary_search_by_key(&priority, |l| l.priority) {
             Ok(at) => at,
             Err(at) => {
@@ -68,7 +82,7 @@ impl Levels {
                 at
             }
         };
-        self.levels[at].records.push(id, attempt, payload)
+        self.levels[at].records.push_body(id, attempt, body)
     }
 
     /// The first non-empty level: (priority, payload length of its front record).
@@ -95,6 +109,19 @@ impl Levels {
     /// The priorities in use, lowest first.
     pub(super) fn priorities(&self) -> impl Iterator<Item = u8> + '_ {
         self.levels.iter().map(|l| l.priority)
+    }
+
+    /// (message id, body key) of the records that hold a shared body (to release
+    /// them before a clear).
+    pub(super) fn shared_keys(&self) -> Vec<(u64, u32)> {
+        let mut keys = Vec::new();
+        for level in self.levels.iter().filter(|l| l.records.shared() > 0) {
+            keys.extend(level.records.iter().filter_map(|r| match r.body {
+                Body::Shared { key, .. } => Some((r.id, key)),
+                Body::Inline(_) => None,
+            }));
+        }
+        keys
     }
 
     /// Drops every record; returns (records dropped, memory freed).

@@ -62,6 +62,9 @@ pub struct Records {
     tail_id: u64,
     /// Id of the last record popped: the front record's id is stored relative to it.
     head_id: u64,
+    /// Records that hold a shared body's key (their bodies must be released when
+    /// the FIFO is cleared).
+    shared: usize,
 }
 
 /// One record as read from the FIFO.
@@ -71,9 +74,45 @@ pub struct Record<'a> {
     pub id: u64,
     /// Attempt number (0 if never leased).
     pub attempt: u32,
-    /// Payload.
-    pub payload: &'a [u8],
+    /// Its payload, or where the payload it shares is.
+    pub body: Body<'a>,
 }
+
+/// What a record holds: its own payload, or the key of a payload that several
+/// messages share (the copies of one published message, see `store::bodies`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Body<'a> {
+    /// The payload, in the chunk.
+    Inline(&'a [u8]),
+    /// A shared payload: its key and length.
+    Shared {
+        /// Key in the store's shared bodies.
+        key: u32,
+        /// Payload length.
+        len: u32,
+    },
+}
+
+impl Body<'_> {
+    /// Payload length.
+    pub fn len(&self) -> usize {
+        match self {
+            Body::Inline(p) => p.len(),
+            Body::Shared { len, .. } => *len as usize,
+        }
+    }
+
+    /// True for an empty payload.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Top bit of a record's length word: the record holds a shared body's key, not its
+/// payload (payloads are far shorter than 2^31 bytes).
+const SHARED: u32 = 1 << 31;
+/// Bytes a shared record keeps where an inline one keeps its payload: the key.
+const SHARED_LEN: usize = 4;
 
 /// Iterator over [`Records`], oldest first.
 #[derive(Debug)]
@@ -146,21 +185,28 @@ fn read_varint(bytes: &[u8]) -> Option<(u64, usize)> {
 /// (record, offset just past it).
 fn read_record(buf: &[u8], at: usize, base: u64) -> Option<(Record<'_>, usize)> {
     let header = buf.get(at..at + RECORD_HEADER)?;
-    let len = u32::from_be_bytes(header.try_into().ok()?) as usize;
+    let word = u32::from_be_bytes(header.try_into().ok()?);
     let mut pos = at + RECORD_HEADER;
     let (delta, n) = read_varint(buf.get(pos..)?)?;
     pos += n;
     let (attempt, n) = read_varint(buf.get(pos..)?)?;
     pos += n;
-    let payload = buf.get(pos..pos + len)?;
+    let (body, size) = if word & SHARED == 0 {
+        let len = word as usize;
+        (Body::Inline(buf.get(pos..pos + len)?), len)
+    } else {
+        let key = u32::from_be_bytes(buf.get(pos..pos + SHARED_LEN)?.try_into().ok()?);
+        let len = word & !SHARED;
+        (Body::Shared { key, len }, SHARED_LEN)
+    };
     let id = base.wrapping_add(unzigzag(delta) as u64);
     Some((
         Record {
             id,
             attempt: attempt as u32,
-            payload,
+            body,
         },
-        pos + len,
+        pos + size,
     ))
 }
 
@@ -183,6 +229,11 @@ impl Records {
     /// Bytes of chunk memory held.
     pub fn capacity(&self) -> usize {
         self.capacity
+    }
+
+    /// Records that hold a shared body.
+    pub fn shared(&self) -> usize {
+        self.shared
     }
 
     fn plan(&self, record: usize) -> Plan {
@@ -229,10 +280,24 @@ impl Records {
         }
     }
 
+    /// How many bytes of memory pushing a shared record would add.
+    pub fn growth_for_shared(&self, id: u64, attempt: u32) -> usize {
+        self.growth_for(id, attempt, SHARED_LEN)
+    }
+
     /// Appends a record and returns the memory it added (what
     /// [`Records::growth_for`] predicted). Callers keep payloads far below `u32::MAX`.
     pub fn push(&mut self, id: u64, attempt: u32, payload: &[u8]) -> usize {
-        let record = self.record_len(id, attempt, payload.len());
+        self.push_body(id, attempt, Body::Inline(payload))
+    }
+
+    /// Appends a record of either kind; returns the memory it added.
+    pub fn push_body(&mut self, id: u64, attempt: u32, body: Body<'_>) -> usize {
+        let stored = match body {
+            Body::Inline(p) => p.len(),
+            Body::Shared { .. } => SHARED_LEN,
+        };
+        let record = self.record_len(id, attempt, stored);
         let plan = self.plan(record);
         if let Plan::NewChunk(cap) = plan {
             self.chunks.push_back(Chunk {
@@ -255,16 +320,25 @@ impl Records {
         if let Plan::Grow(cap) = plan {
             back.buf.reserve_exact(cap - back.buf.len());
         }
-        back.buf
-            .extend_from_slice(&(payload.len() as u32).to_be_bytes());
+        let word = match body {
+            Body::Inline(p) => p.len() as u32,
+            Body::Shared { len, .. } => SHARED | len,
+        };
+        back.buf.extend_from_slice(&word.to_be_bytes());
         put_varint(&mut back.buf, zigzag(id.wrapping_sub(self.tail_id) as i64));
         put_varint(&mut back.buf, u64::from(attempt));
-        back.buf.extend_from_slice(payload);
+        match body {
+            Body::Inline(p) => back.buf.extend_from_slice(p),
+            Body::Shared { key, .. } => back.buf.extend_from_slice(&key.to_be_bytes()),
+        }
         self.tail_id = id;
         let growth = back.buf.capacity() - before;
         self.capacity += growth;
         self.len += 1;
-        self.bytes += payload.len();
+        self.bytes += body.len();
+        if let Body::Shared { .. } = body {
+            self.shared += 1;
+        }
         growth
     }
 
@@ -272,7 +346,7 @@ impl Records {
     pub fn front_len(&self) -> Option<usize> {
         let front = self.chunks.front()?;
         let header = front.buf.get(front.head..front.head + RECORD_HEADER)?;
-        Some(u32::from_be_bytes(header.try_into().ok()?) as usize)
+        Some((u32::from_be_bytes(header.try_into().ok()?) & !SHARED) as usize)
     }
 
     /// Id of the oldest record, if any.
@@ -296,7 +370,10 @@ impl Records {
     pub fn pop_with(&mut self, f: impl FnOnce(Record<'_>)) -> Option<usize> {
         let front = self.chunks.front_mut()?;
         let (record, end) = read_record(&front.buf, front.head, self.head_id)?;
-        let len = record.payload.len();
+        let len = record.body.len();
+        if let Body::Shared { .. } = record.body {
+            self.shared -= 1;
+        }
         self.head_id = record.id;
         f(record);
         front.head = end;
@@ -332,9 +409,16 @@ impl Records {
 mod tests {
     use super::*;
 
+    fn inline(r: Record<'_>) -> &[u8] {
+        match r.body {
+            Body::Inline(p) => p,
+            Body::Shared { .. } => panic!("a shared record"),
+        }
+    }
+
     fn pop(records: &mut Records) -> Option<Vec<u8>> {
         let mut out = None;
-        records.pop_with(|r| out = Some(r.payload.to_vec()))?;
+        records.pop_with(|r| out = Some(inline(r).to_vec()))?;
         out
     }
 
@@ -463,7 +547,7 @@ mod tests {
         }
         let seen: Vec<(u64, u32, usize)> = r
             .iter()
-            .map(|rec| (rec.id, rec.attempt, rec.payload.len()))
+            .map(|rec| (rec.id, rec.attempt, rec.body.len()))
             .collect();
         let want: Vec<(u64, u32, usize)> = ids
             .iter()
@@ -475,7 +559,7 @@ mod tests {
         for (i, (&id, &attempt)) in ids.iter().zip(&attempts).enumerate() {
             assert_eq!(r.front_id(), Some(id));
             let mut got = None;
-            r.pop_with(|rec| got = Some((rec.id, rec.attempt, rec.payload.to_vec())));
+            r.pop_with(|rec| got = Some((rec.id, rec.attempt, inline(rec).to_vec())));
             assert_eq!(got, Some((id, attempt, vec![i as u8; i])));
             // The rest still reads right after each pop.
             assert_eq!(r.iter().count(), ids.len() - i - 1);
@@ -495,5 +579,35 @@ mod tests {
         }
         let ids: Vec<u64> = r.iter().map(|rec| rec.id).collect();
         assert_eq!(ids, (4..=10_000).collect::<Vec<_>>());
+    }
+
+    /// Shared records interleave with inline ones: each comes back as pushed, counts
+    /// its logical length in `bytes` and `front_len`, and `shared` follows them.
+    #[test]
+    fn shared_records_round_trip() {
+        let mut r = Records::default();
+        r.push(1, 0, b"own");
+        let predicted = r.growth_for_shared(2, 0);
+        assert_eq!(
+            r.push_body(2, 0, Body::Shared { key: 7, len: 1000 }),
+            predicted
+        );
+        r.push_body(3, 4, Body::Shared { key: u32::MAX, len: (1 << 30) });
+        assert_eq!(r.shared(), 2);
+        assert_eq!(r.bytes(), 3 + 1000 + (1 << 30));
+        assert_eq!(r.front_len(), Some(3));
+        r.pop_with(|_| {});
+        assert_eq!(r.front_len(), Some(1000));
+        let mut got = None;
+        r.pop_with(|rec| got = Some(rec));
+        assert_eq!(
+            got.map(|g| (g.id, g.attempt, g.body)),
+            Some((2, 0, Body::Shared { key: 7, len: 1000 }))
+        );
+        let rest: Vec<_> = r.iter().map(|rec| (rec.id, rec.attempt, rec.body)).collect();
+        assert_eq!(rest, vec![(3, 4, Body::Shared { key: u32::MAX, len: 1 << 30 })]);
+        assert_eq!(r.shared(), 1);
+        r.pop_with(|_| {});
+        assert_eq!((r.shared(), r.bytes(), r.len()), (0, 0, 0));
     }
 }

@@ -1,0 +1,400 @@
+//! Bindings of subject patterns onto queues, and publishing: one message copied into
+//! every queue whose bindings match its subject, exactly once per queue, sharing one
+//! payload between the copies (see `bodies`).
+//!
+//! A bound queue is never idle-expired, so its slab key, which the bindings name it
+//! by, stays its own while it is bound.
+
+use std::fmt;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use crate::journal::record::Record as LogRecord;
+use crate::protocol::{LeaseRef, PutOptions};
+use crate::route::Trie;
+
+use super::bodies::{Bodies, Payload};
+use super::held::{HELD_OVERHEAD, Held, HeldState};
+use super::records::Body;
+use super::{Full, QUEUE_OVERHEAD, Store};
+
+/// Memory charged per binding on top of its pattern: its place in the pattern trie
+/// and the queue's count.
+pub const BINDING_OVERHEAD: usize = 64;
+
+/// A copy a publish handed straight to a consumer parked on its queue; the caller
+/// writes it to `waiter`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Delivery<W> {
+    /// The consumer.
+    pub waiter: W,
+    /// Its queue's key and the copy's priority, to put the copy back if it cannot
+    /// be written ([`Store::put_back_copy`]).
+    queue: u32,
+    priority: u8,
+    /// The copy's id.
+    pub id: u64,
+    /// The lease it is under, for a parked `LEASE`; `None` for a plain `GET` (the
+    /// copy has left the store: the caller has its payload).
+    pub lease: Option<LeaseRef>,
+}
+
+/// What a publish did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Published {
+    /// Queues that got a copy.
+    pub queues: u32,
+    /// Id of the first copy; the others follow it one by one.
+    pub first_id: u64,
+}
+
+impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
+    /// Binds `pattern` (already checked) to `queue`, creating the queue; returns
+    /// whether the binding is new. A bound queue is never idle-expired.
+    ///
+    /// # Errors
+    /// [`Full`] when the binding (or the new queue) would pass the memory cap.
+    pub fn bind(&mut self, pattern: &str, queue: &str, now: Instant) -> Result<bool, Full> {
+        let cost = BINDING_OVERHEAD + pattern.len();
+        let key = match self.queues.key_of(queue) {
+            Some(key) => {
+                if !self.bindings.insert(pattern, key as u32) {
+                    return Ok(false);
+                }
+                if let Err(full) = self.check_room(cost) {
+                    self.bindings.remove(pattern, &(key as u32));
+                    return Err(full);
+                }
+                key
+            }
+            None => {
+                self.check_room(cost + QUEUE_OVERHEAD + queue.len())?;
+                let key = self.create_queue(queue, now);
+                self.bindings.insert(pattern, key as u32);
+                key
+            }
+        };
+        self.memory += BINDING_OVERHEAD + pattern.len();
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.bindings += 1;
+            q.last_used = now;
+        }
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Bind {
+                queue: key as u32,
+                pattern,
+            });
+        }
+        Ok(true)
+    }
+
+    /// Removes the binding of `pattern` to `queue`; returns whether there was one.
+    /// The queue may be idle-expired again once it has no binding left.
+    pub fn unbind(&mut self, pattern: &str, queue: &str, now: Instant) -> bool {
+        let Some(key) = self.queues.key_of(queue) else {
+            return false;
+        };
+        if !self.bindings.remove(pattern, &(key as u32)) {
+            return false;
+        }
+        self.memory -= BINDING_OVERHEAD + pattern.len();
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.bindings = q.bindings.saturating_sub(1);
+            q.last_used = now;
+        }
+        if let Some(log) = &mut self.log {
+            log.push(&LogRecord::Unbind {
+                queue: key as u32,
+                pattern,
+            });
+        }
+        self.arm_idle_if_idle(key, now);
+        true
+    }
+
+    /// Bindings held, all queues.
+    pub fn binding_count(&self) -> usize {
+        self.bindings.len()
+    }
+
+    /// Every binding as (pattern, queue name), in no particular order.
+    pub fn bindings(&self) -> Vec<(String, &str)> {
+        self.bindings
+            .iter()
+            .filter_map(|(pattern, key)| {
+                let q = self.queues.by_key(*key as usize)?;
+                Some((pattern, &*q.name))
+            })
+            .collect()
+    }
+
+    /// How many queues a publish to `subject` would copy into.
+    pub fn route_count(&mut self, subject: &str) -> usize {
+        let mut targets = std::mem::take(&mut self.route_scratch);
+        self.bindings.matches_into(subject, &mut targets);
+        let n = targets.len();
+        self.route_scratch = targets;
+        n
+    }
+
+    /// Copies a message into every queue bound to a pattern matching `subject`, once
+    /// per queue; the copies share one payload. A copy goes straight to a consumer
+    /// parked on its queue if there is one (pushed to `handed`, which is cleared
+    /// first), else it is stored like a `PUT` with `options`. `reply_to` and
+    /// `confirm` (0 for none) travel with the copies.
+    ///
+    /// # Errors
+    /// [`Full`] when storing the copies would pass the memory cap: then no queue gets
+    /// one.
+    #[allow(clippy::too_many_arguments)]
+    pub fn publish(
+        &mut self,
+        subject: &str,
+        payload: &[u8],
+        original_len: usize,
+        options: PutOptions,
+        reply_to: u64,
+        confirm: u64,
+        now: Instant,
+        handed: &mut Vec<Delivery<W>>,
+    ) -> Result<Published, Full> {
+        handed.clear();
+        let mut targets = std::mem::take(&mut self.route_scratch);
+        self.bindings.matches_into(subject, &mut targets);
+        let result = self.publish_to(
+            &targets,
+            subject,
+            payload,
+            original_len,
+            options,
+            reply_to,
+            confirm,
+            now,
+            handed,
+        );
+        self.route_scratch = targets;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    fn publish_to(
+        &mut self,
+        targets: &[u32],
+        subject: &str,
+        payload: &[u8],
+        original_len: usize,
+        options: PutOptions,
+        reply_to: u64,
+        confirm: u64,
+        now: Instant,
+        handed: &mut Vec<Delivery<W>>,
+    ) -> Result<Published, Full> {
+        self.totals.published += 1;
+        if targets.is_empty() {
+            self.totals.unroutable += 1;
+            return Ok(Published {
+                queues: 0,
+                first_id: self.next_id + 1,
+            });
+        }
+        let delayed = options.delay_ms > 0;
+        // First the whole cost, so that a refusal changes nothing anywhere.
+        let mut growth = 0;
+        let mut holders = 0u32;
+        for (i, &key) in targets.iter().enumerate() {
+            let Some(q) = self.queues.by_key(key as usize) else {
+                continue;
+            };
+            match q.waiters.front() {
+                Some(w) if !delayed => holders += u32::from(w.lease.is_some()),
+                _ => {
+                    holders += 1;
+                    growth += if delayed {
+                        HELD_OVERHEAD
+                    } else {
+                        q.ready
+                            .growth_for_shared(options.priority, self.next_id + 1 + i as u64, 0)
+                    };
+                }
+            }
+        }
+        if holders > 0 {
+            growth += Bodies::cost(payload.len(), subject.len());
+            if !self.bodies.has_room() {
+                return Err(self.refuse());
+            }
+        }
+        if self.memory + growth > self.max_memory {
+            return Err(self.refuse());
+        }
+        let body = (holders > 0).then(|| {
+            let (key, cost) = self
+                .bodies
+                .insert(payload, subject, reply_to, confirm, holders);
+            self.memory += cost;
+            key
+        });
+        let truncated = u64::from(original_len > payload.len());
+        let due = delayed.then(|| now + Duration::from_millis(u64::from(options.delay_ms)));
+        let mut copies = 0;
+        let first_id = self.next_id + 1;
+        for &key in targets {
+            let key = key as usize;
+            let Some(q) = self.queues.by_key_mut(key) else {
+                continue;
+            };
+            let id = self.next_id + 1;
+            self.next_id = id;
+            copies += 1;
+            q.last_used = now;
+            q.counters.puts += 1;
+            q.counters.truncations += truncated;
+            self.totals.puts += 1;
+            self.totals.truncations += truncated;
+            let waiter = if delayed { None } else { q.waiters.pop_front() };
+            if let Some(log) = &mut self.log {
+                log.reserve_id(id);
+                let due_ms = due.map_or(0, |at| log.wall_ms(at));
+                log.put_new(key, id, due_ms, options.priority, payload);
+                log.push(&LogRecord::Subject { id, subject });
+            }
+            match waiter {
+                Some(waiter) => {
+                    if let Some(timer) = waiter.timer {
+                        self.timers.remove(&timer);
+                    }
+                    if let Some(q) = self.queues.by_key_mut(key) {
+                        q.counters.gets += 1;
+                    }
+                    self.totals.gets += 1;
+                    let lease = match (waiter.lease, body) {
+                        (Some(spec), Some(body)) => Some(self.hold(
+                            key,
+                            id,
+                            0,
+                            options.priority,
+                            Payload::Shared(body),
+                            waiter.handle,
+                            spec,
+                            now,
+                        )),
+                        _ => {
+                            if let Some(log) = &mut self.log {
+                                log.push(&LogRecord::Del { id });
+                            }
+                            if confirm != 0 {
+                                // Handed out by a plain GET: confirmed at once.
+                                self.confirms.push((confirm, id, true));
+                            }
+                            None
+                        }
+                    };
+                    handed.push(Delivery {
+                        waiter: waiter.handle,
+                        queue: key as u32,
+                        priority: options.priority,
+                        id,
+                        lease,
+                    });
+                    self.arm_idle_if_idle(key, now);
+                }
+                None => {
+                    let Some(body) = body else {
+                        continue;
+                    };
+                    let len = payload.len();
+                    self.messages += 1;
+                    self.bytes += len;
+                    match due {
+                        Some(at) => {
+                            self.deadlines.insert((at, id));
+                            self.insert_held(
+                                key,
+                                id,
+                                Held {
+                                    payload: Payload::Shared(body),
+                                    deadline: at,
+                                    queue: key as u32,
+                                    attempt: 0,
+                                    owner: 0,
+                                    lease_ms: 0,
+                                    charged: 0,
+                                    max_deliveries: 0,
+                                    priority: options.priority,
+                                    state: HeldState::Delayed,
+                                },
+                            );
+                        }
+                        None => {
+                            if let Some(q) = self.queues.by_key_mut(key) {
+                                self.memory += q.ready.push_body(
+                                    options.priority,
+                                    id,
+                                    0,
+                                    Body::Shared {
+                                        key: body,
+                                        len: len as u32,
+                                    },
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        self.totals.routed_copies += copies;
+        Ok(Published {
+            queues: copies as u32,
+            first_id,
+        })
+    }
+
+    /// The subject and reply address of a held copy (in flight, delayed or
+    /// returned), if it was published.
+    pub fn published_meta(&self, id: u64) -> Option<super::Meta<'_>> {
+        self.meta(&self.held.get(&id)?.payload)
+    }
+
+    /// Takes back a copy handed to a plain `GET` that could not be written (its
+    /// socket failed): ready again, ahead of newer messages, as
+    /// [`Store::give_back`] does for a handoff.
+    pub fn put_back_copy(&mut self, d: Delivery<W>, payload: &[u8], now: Instant) {
+        let Some(name) = self.queues.by_key(d.queue as usize).map(|q| q.name.clone()) else {
+            return;
+        };
+        let handoff = super::Handoff {
+            waiter: d.waiter,
+            lease: None,
+            payload: Some(payload.into()),
+            queue: name,
+            spec: None,
+            deadline: None,
+            id: d.id,
+            attempt: 0,
+            priority: d.priority,
+        };
+        self.give_back(handoff, now);
+    }
+
+    /// Charges `bytes` of bookkeeping kept outside the store (subscriptions)
+    /// against the memory cap.
+    ///
+    /// # Errors
+    /// [`Full`] when that would pass the cap.
+    pub fn charge(&mut self, bytes: usize) -> Result<(), Full> {
+        self.check_room(bytes)?;
+        self.memory += bytes;
+        Ok(())
+    }
+
+    /// Releases what [`Store::charge`] charged.
+    pub fn uncharge(&mut self, bytes: usize) {
+        self.memory = self.memory.saturating_sub(bytes);
+    }
+
+    /// Settled copies of confirmed publishes since the last call, as (confirmation,
+    /// copy id, acknowledged rather than failed).
+    pub fn take_confirms(&mut self) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
+        self.confirms.drain(..)
+    }
+}
