@@ -7,6 +7,8 @@
 //! - `config`: the server's settings, read from `B*` environment variables.
 //! - `journal`: the format of the files in `BDATADIR` (STORAGE.md): records, the
 //!   scanner that reads them back, and replay. No I/O.
+//! - `route`: subjects, patterns and the trie that matches a published subject
+//!   against every binding and subscription. No I/O.
 //! - `server`: the single-threaded `mio` event loop that ties sockets to the store.
 //! - `store` (internal): named FIFO queues held compactly in memory, waiting
 //!   consumers, idle expiry and the memory cap. No I/O and no clock: callers pass
@@ -15,7 +17,7 @@
 //! The binaries in `bin/` are thin wrappers around these modules.
 //!
 //! # Features
-//! - `server` (default): the `config`, `journal` and `server` modules and
+//! - `server` (default): the `config`, `journal`, `route` and `server` modules and
 //!   `beuss-server`; pulls in `mio`, `signal-hook`, `slab`, `libc`, `log`,
 //!   `env_logger` and `crc32c`.
 //! - `cli` (default): the `beuss` command.
@@ -47,6 +49,8 @@ mod conn;
 pub mod journal;
 #[cfg(feature = "server")]
 mod net;
+#[cfg(feature = "server")]
+pub mod route;
 #[cfg(feature = "server")]
 pub mod server;
 // Hidden rather than private: the store's API is wider than what the server uses
