@@ -356,6 +356,9 @@ pub struct Store<W> {
     log: Option<StoreLog>,
     /// Payloads shared by the copies of published messages.
     bodies: Bodies,
+    /// The part of `memory` no queue accounts for: shared bodies, bindings, and
+    /// what callers charged (subscriptions).
+    outside: usize,
     /// Patterns bound onto queues (by slab key: a bound queue is never removed).
     bindings: crate::route::Trie<u32>,
     /// Reused by every publish for its list of target queues.
@@ -391,6 +394,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             totals: Totals::default(),
             log: None,
             bodies: Bodies::default(),
+            outside: 0,
             bindings: crate::route::Trie::new(),
             route_scratch: Vec::new(),
             confirms: Vec::new(),
@@ -1386,7 +1390,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     fn discard(&mut self, id: u64, payload: Payload, ok: bool) {
         if let Payload::Shared(key) = payload {
             self.confirm_copy(id, key, ok);
-            self.memory -= self.bodies.release(key);
+            let freed = self.bodies.release(key);
+            self.memory -= freed;
+            self.outside -= freed;
         }
     }
 
@@ -1887,6 +1893,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// Memory held, as counted against the cap.
     pub fn memory(&self) -> usize {
         self.memory
+    }
+
+    /// The part of [`Store::memory`] outside every queue's own figure: shared
+    /// payloads, bindings, and what [`Store::charge`] took.
+    pub fn memory_outside_queues(&self) -> usize {
+        self.outside
     }
 
     /// The memory cap.

@@ -11,7 +11,6 @@ use std::time::{Duration, Instant};
 
 use crate::journal::record::Record as LogRecord;
 use crate::protocol::{LeaseRef, PutOptions};
-use crate::route::Trie;
 
 use super::bodies::{Bodies, Payload};
 use super::held::{HELD_OVERHEAD, Held, HeldState};
@@ -74,7 +73,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 key
             }
         };
-        self.memory += BINDING_OVERHEAD + pattern.len();
+        self.memory += cost;
+        self.outside += cost;
         if let Some(q) = self.queues.by_key_mut(key) {
             q.bindings += 1;
             q.last_used = now;
@@ -98,6 +98,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return false;
         }
         self.memory -= BINDING_OVERHEAD + pattern.len();
+        self.outside -= BINDING_OVERHEAD + pattern.len();
         if let Some(q) = self.queues.by_key_mut(key) {
             q.bindings = q.bindings.saturating_sub(1);
             q.last_used = now;
@@ -232,6 +233,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 .bodies
                 .insert(payload, subject, reply_to, confirm, holders);
             self.memory += cost;
+            self.outside += cost;
             key
         });
         let truncated = u64::from(original_len > payload.len());
@@ -384,12 +386,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     pub fn charge(&mut self, bytes: usize) -> Result<(), Full> {
         self.check_room(bytes)?;
         self.memory += bytes;
+        self.outside += bytes;
         Ok(())
     }
 
     /// Releases what [`Store::charge`] charged.
     pub fn uncharge(&mut self, bytes: usize) {
         self.memory = self.memory.saturating_sub(bytes);
+        self.outside = self.outside.saturating_sub(bytes);
     }
 
     /// Settled copies of confirmed publishes since the last call, as (confirmation,
@@ -398,3 +402,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.confirms.drain(..)
     }
 }
+
+#[cfg(test)]
+#[path = "fanout_tests.rs"]
+mod tests;

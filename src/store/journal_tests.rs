@@ -151,7 +151,7 @@ impl Run {
                     spec,
                     owner,
                     now,
-                    |l, _| got.push(l),
+                    |l, _, _| got.push(l),
                 );
                 self.leases
                     .extend(got.into_iter().map(|l| (queue.to_owned(), l)));
@@ -387,7 +387,7 @@ fn delivery_order(s: &Store<u32>) -> Vec<(String, Vec<u64>)> {
         .into_iter()
         .map(|name| {
             let mut ids = Vec::new();
-            s.peek(&name, usize::MAX, usize::MAX, |l, _| ids.push(l.id));
+            s.peek(&name, usize::MAX, usize::MAX, |l, _, _| ids.push(l.id));
             (name, ids)
         })
         .filter(|(_, ids)| !ids.is_empty())

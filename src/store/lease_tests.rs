@@ -76,7 +76,7 @@ fn lease(
     now: Instant,
 ) -> Vec<(LeaseRef, Vec<u8>)> {
     let mut out = Vec::new();
-    let n = s.lease(queue, max, usize::MAX, spec, owner, now, |l, p| {
+    let n = s.lease(queue, max, usize::MAX, spec, owner, now, |l, p, _| {
         out.push((l, p.to_vec()));
     });
     assert_eq!(n, out.len(), "lease's count matches the callbacks");
@@ -107,7 +107,7 @@ fn leasable_ids(s: &mut Store<u32>, queue: &str, now: Instant) -> Vec<u64> {
 /// What PEEK shows: (id, attempt, payload) in delivery order.
 fn peek(s: &Store<u32>, queue: &str) -> Vec<(u64, u32, Vec<u8>)> {
     let mut out = Vec::new();
-    let n = s.peek(queue, usize::MAX, usize::MAX, |l, p| {
+    let n = s.peek(queue, usize::MAX, usize::MAX, |l, p, _| {
         out.push((l.id, l.attempt, p.to_vec()));
     });
     assert_eq!(n, out.len());
@@ -838,10 +838,10 @@ fn peek_changes_nothing() {
     let (memory, totals) = (s.memory(), s.totals());
     let all = peek(&s, "q");
     assert_eq!(all.len(), 5);
-    assert_eq!(s.peek("q", 2, usize::MAX, |_, _| {}), 2);
-    assert_eq!(s.peek("q", 10, 15, |_, _| {}), 1, "byte rule");
-    assert_eq!(s.peek("q", 10, 0, |_, _| {}), 1, "at least one");
-    assert_eq!(s.peek("missing", 10, 0, |_, _| {}), 0);
+    assert_eq!(s.peek("q", 2, usize::MAX, |_, _, _| {}), 2);
+    assert_eq!(s.peek("q", 10, 15, |_, _, _| {}), 1, "byte rule");
+    assert_eq!(s.peek("q", 10, 0, |_, _, _| {}), 1, "at least one");
+    assert_eq!(s.peek("missing", 10, 0, |_, _, _| {}), 0);
     assert!(s.queue_info("missing", later).is_none());
     assert_eq!(s.queue_info("q", later), info);
     assert_eq!((s.memory(), s.totals()), (memory, totals));
