@@ -1,11 +1,14 @@
 //! The journal: how the server's state is kept in `BDATADIR` when durability is on.
 //!
 //! Every change that must survive a restart (a queue's name, a message put, acked,
-//! leased, requeued, moved or purged, the next message id) is appended to a log
+//! leased, requeued, moved or purged, the subject it was published to, a pattern
+//! bound to a queue or unbound, the next message id) is appended to a log
 //! segment as one self-checking [`Record`]; now and then the whole state is written
 //! as a base snapshot in the same record format, and the logs it covers are deleted.
 //! At start the newest base and the logs after it are read back with a [`Scanner`]
-//! and applied in order to a [`Replay`], which gives the queues and messages to load.
+//! and applied in order to a [`Replay`], which gives the queues, messages and
+//! bindings to load. Live subscriptions and request/reply addresses are never
+//! written: they end with the connection, or the server.
 //!
 //! The byte format, what each record means, and what start-up does with a damaged
 //! or cut-short file are in `STORAGE.md` at the repository's root; that document is
@@ -36,7 +39,7 @@ pub use record::{
     Damage, HeaderError, Record, SegmentHeader, SegmentKind, decode, decode_header, encode,
     encode_header, encoded_len,
 };
-pub use replay::{Recovered, RecoveredMessage, RecoveredQueue, Replay};
+pub use replay::{Recovered, RecoveredBinding, RecoveredMessage, RecoveredQueue, Replay};
 pub use scan::{ScanEnd, Scanner};
 pub use writer::{Journal, JournalStats};
 

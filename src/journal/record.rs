@@ -21,6 +21,10 @@ pub const RECORD_HEADER_LEN: usize = 8;
 /// The longest queue name a QUEUE record carries (the protocol's limit).
 pub const MAX_NAME_LEN: usize = 255;
 
+/// The longest pattern a BIND or UNBIND record, or subject a SUBJECT record, carries
+/// (the protocol's limit for a `name`, as for queue names).
+pub const MAX_TEXT_LEN: usize = 255;
+
 /// The longest payload a PUT record carries (the largest `BMAXMESSAGESIZE`).
 pub const MAX_PAYLOAD_LEN: usize = 1 << 30;
 
@@ -46,6 +50,12 @@ pub const TYPE_MOVE: u8 = 6;
 pub const TYPE_PURGE: u8 = 7;
 /// Type byte of [`Record::Ids`].
 pub const TYPE_IDS: u8 = 8;
+/// Type byte of [`Record::Bind`].
+pub const TYPE_BIND: u8 = 9;
+/// Type byte of [`Record::Unbind`].
+pub const TYPE_UNBIND: u8 = 10;
+/// Type byte of [`Record::Subject`].
+pub const TYPE_SUBJECT: u8 = 11;
 
 /// Fixed bytes of a QUEUE body in front of the name.
 const QUEUE_FIXED: usize = 4;
@@ -57,6 +67,10 @@ const REQUEUE_LEN: usize = 8 + 4 + 2 + 8;
 const MOVE_LEN: usize = 8 + 4 + 4 + 2;
 const PURGE_LEN: usize = 4;
 const IDS_LEN: usize = 8;
+/// Fixed bytes of a BIND or UNBIND body in front of the pattern.
+const BIND_FIXED: usize = 4;
+/// Fixed bytes of a SUBJECT body in front of the subject.
+const SUBJECT_FIXED: usize = 8;
 
 /// One change of state, as it is logged. Each is absolute ("the message now has this
 /// state"), never relative, so applying one twice changes nothing the second time.
@@ -133,6 +147,29 @@ pub enum Record<'a> {
         /// The lowest id that has surely not been handed out.
         next: u64,
     },
+    /// `pattern` is bound to `queue` (applying it again changes nothing).
+    Bind {
+        /// The queue's number (bound by an earlier QUEUE record).
+        queue: u32,
+        /// The subject pattern: 1 to [`MAX_TEXT_LEN`] bytes.
+        pattern: &'a str,
+    },
+    /// The binding of `pattern` to `queue` is gone (if there was one).
+    Unbind {
+        /// The queue's number (bound by an earlier QUEUE record).
+        queue: u32,
+        /// The subject pattern: 1 to [`MAX_TEXT_LEN`] bytes.
+        pattern: &'a str,
+    },
+    /// Message `id`, put by the PUT just before, was published to `subject`. A PUT
+    /// carries no subject and replaces the whole state, so this follows every PUT of
+    /// a published message, the first and any later one (a snapshot, say).
+    Subject {
+        /// The message id.
+        id: u64,
+        /// The subject it was published to: 1 to [`MAX_TEXT_LEN`] bytes.
+        subject: &'a str,
+    },
 }
 
 impl Record<'_> {
@@ -147,6 +184,9 @@ impl Record<'_> {
             Record::Move { .. } => TYPE_MOVE,
             Record::Purge { .. } => TYPE_PURGE,
             Record::Ids { .. } => TYPE_IDS,
+            Record::Bind { .. } => TYPE_BIND,
+            Record::Unbind { .. } => TYPE_UNBIND,
+            Record::Subject { .. } => TYPE_SUBJECT,
         }
     }
 
@@ -161,6 +201,10 @@ impl Record<'_> {
             Record::Move { .. } => MOVE_LEN,
             Record::Purge { .. } => PURGE_LEN,
             Record::Ids { .. } => IDS_LEN,
+            Record::Bind { pattern, .. } | Record::Unbind { pattern, .. } => {
+                BIND_FIXED + pattern.len()
+            }
+            Record::Subject { subject, .. } => SUBJECT_FIXED + subject.len(),
         }
     }
 }
@@ -186,6 +230,9 @@ pub enum Damage {
     },
     /// A QUEUE record's name is not UTF-8.
     BadName,
+    /// The pattern of a BIND or UNBIND record, or the subject of a SUBJECT record, is
+    /// not UTF-8; the type byte says which.
+    BadText(u8),
 }
 
 impl fmt::Display for Damage {
@@ -198,6 +245,8 @@ impl fmt::Display for Damage {
                 write!(f, "{len}-byte body does not fit record type {kind}")
             }
             Damage::BadName => f.write_str("queue name is not UTF-8"),
+            Damage::BadText(TYPE_SUBJECT) => f.write_str("subject is not UTF-8"),
+            Damage::BadText(kind) => write!(f, "pattern of record type {kind} is not UTF-8"),
         }
     }
 }
@@ -222,15 +271,19 @@ pub fn record_crc(len: [u8; 4], rest: &[u8]) -> u32 {
 
 /// Appends `record` to `out`: `len`, `crc`, type and body.
 ///
-/// The record must be valid: a QUEUE name of 1 to [`MAX_NAME_LEN`] bytes, a PUT
-/// payload of at most [`MAX_PAYLOAD_LEN`]; anything else would be written as a record
-/// that reads back as damage. The server's limits (protocol names, `BMAXMESSAGESIZE`)
-/// guarantee this; debug builds check it.
+/// The record must be valid: a QUEUE name of 1 to [`MAX_NAME_LEN`] bytes, a pattern
+/// or subject of 1 to [`MAX_TEXT_LEN`] bytes, a PUT payload of at most
+/// [`MAX_PAYLOAD_LEN`]; anything else would be written as a record that reads back as
+/// damage. The server's limits (protocol names, `BMAXMESSAGESIZE`) guarantee this;
+/// debug builds check it.
 pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
     debug_assert!(
         match record {
             Record::Queue { name, .. } => (1..=MAX_NAME_LEN).contains(&name.len()),
             Record::Put { payload, .. } => payload.len() <= MAX_PAYLOAD_LEN,
+            Record::Bind { pattern, .. } | Record::Unbind { pattern, .. } =>
+                (1..=MAX_TEXT_LEN).contains(&pattern.len()),
+            Record::Subject { subject, .. } => (1..=MAX_TEXT_LEN).contains(&subject.len()),
             _ => true,
         },
         "journal record out of limits"
@@ -298,6 +351,14 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
         }
         Record::Purge { queue } => out.extend_from_slice(&queue.to_le_bytes()),
         Record::Ids { next } => out.extend_from_slice(&next.to_le_bytes()),
+        Record::Bind { queue, pattern } | Record::Unbind { queue, pattern } => {
+            out.extend_from_slice(&queue.to_le_bytes());
+            out.extend_from_slice(pattern.as_bytes());
+        }
+        Record::Subject { id, subject } => {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(subject.as_bytes());
+        }
     }
     let crc = record_crc(len.to_le_bytes(), &out[start + RECORD_HEADER_LEN..]);
     out[start + 4..start + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -341,7 +402,8 @@ impl<'a> Fields<'a> {
 /// short one, since no version of the format wrote one.
 ///
 /// # Errors
-/// [`Damage::UnknownType`], [`Damage::BodyLength`] or [`Damage::BadName`].
+/// [`Damage::UnknownType`], [`Damage::BodyLength`], [`Damage::BadName`] or
+/// [`Damage::BadText`].
 pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
     let bad_len = Damage::BodyLength {
         kind,
@@ -349,6 +411,14 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
     };
     let exact = |n: usize| {
         if body.len() == n {
+            Ok(())
+        } else {
+            Err(bad_len)
+        }
+    };
+    // A pattern or subject: 1 to MAX_TEXT_LEN bytes after `fixed` bytes.
+    let text_len = |fixed: usize| {
+        if (fixed + 1..=fixed + MAX_TEXT_LEN).contains(&body.len()) {
             Ok(())
         } else {
             Err(bad_len)
@@ -421,6 +491,22 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
             Record::Ids {
                 next: f.u64().ok_or(bad_len)?,
             }
+        }
+        TYPE_BIND | TYPE_UNBIND => {
+            text_len(BIND_FIXED)?;
+            let queue = f.u32().ok_or(bad_len)?;
+            let pattern = std::str::from_utf8(f.rest()).map_err(|_| Damage::BadText(kind))?;
+            if kind == TYPE_BIND {
+                Record::Bind { queue, pattern }
+            } else {
+                Record::Unbind { queue, pattern }
+            }
+        }
+        TYPE_SUBJECT => {
+            text_len(SUBJECT_FIXED)?;
+            let id = f.u64().ok_or(bad_len)?;
+            let subject = std::str::from_utf8(f.rest()).map_err(|_| Damage::BadText(kind))?;
+            Record::Subject { id, subject }
         }
         other => return Err(Damage::UnknownType(other)),
     };

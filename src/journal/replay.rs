@@ -2,7 +2,8 @@
 //!
 //! Queues are identified by name, not by the log's queue numbers: a number only
 //! means a name from its QUEUE record on, and may name another queue later. A
-//! message's queue is resolved when its PUT or MOVE is applied.
+//! message's queue is resolved when its PUT or MOVE is applied, and a binding's when
+//! its BIND or UNBIND is: bindings belong to the queue's name, as messages do.
 //!
 //! # Purged messages are kept until the end
 //! A base snapshot is written while traffic goes on, so the log after it repeats
@@ -21,8 +22,10 @@
 //!   starts earlier: a number freed in between would otherwise be unbound when its
 //!   older records are replayed, and those records skipped.
 //! - No LEASED, REQUEUE or MOVE for a message after the PURGE that removed it.
+//! - A SUBJECT after every PUT of a message that has a subject (a PUT sets the whole
+//!   state, subject none included).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
 use super::record::Record;
@@ -40,6 +43,7 @@ struct Message {
     /// Where it waits when ready (see [`RecoveredMessage::order`]).
     order: Option<u64>,
     payload: Box<[u8]>,
+    subject: Option<Box<str>>,
 }
 
 /// A queue during replay; a slot per name, kept (even empty) once created.
@@ -51,13 +55,16 @@ struct Slot {
     members: Vec<u64>,
     /// Messages in this queue now.
     live: usize,
+    /// Patterns bound to this queue now. Ordered, so [`Replay::finish`] lists them
+    /// sorted without another pass.
+    bindings: BTreeSet<Box<str>>,
 }
 
 /// Applies records in log order (base first, then each log) and builds a
 /// [`Recovered`]. Every record sets state absolutely, so applying a record again, or
 /// applying log records that the base already includes, gives the same result.
-/// Records that name a message or queue that does not exist are skipped and counted
-/// in [`Recovered::ignored`].
+/// Records that name a message, queue number or binding that does not exist are
+/// skipped and counted in [`Recovered::ignored`].
 #[derive(Debug, Default)]
 pub struct Replay {
     /// Queue name -> its slot.
@@ -119,6 +126,8 @@ impl Replay {
                         in_flight: None,
                         order,
                         payload: payload.into(),
+                        // A published message's SUBJECT follows (module docs).
+                        subject: None,
                     },
                 );
             }
@@ -204,6 +213,42 @@ impl Replay {
                 }
             }
             Record::Ids { next } => self.ids_next = self.ids_next.max(next),
+            Record::Bind { queue, pattern } => {
+                match self
+                    .bound
+                    .get(&queue)
+                    .and_then(|&slot| self.slots.get_mut(slot))
+                {
+                    Some(s) => {
+                        if !s.bindings.contains(pattern) {
+                            s.bindings.insert(pattern.into());
+                        }
+                    }
+                    None => self.ignored += 1,
+                }
+            }
+            Record::Unbind { queue, pattern } => {
+                let removed = self
+                    .bound
+                    .get(&queue)
+                    .and_then(|&slot| self.slots.get_mut(slot))
+                    .is_some_and(|s| s.bindings.remove(pattern));
+                if !removed {
+                    self.ignored += 1;
+                }
+            }
+            Record::Subject { id, subject } => {
+                self.saw_id(id);
+                // Only a live message: a SUBJECT comes right after the PUT that made
+                // it live (a PUT takes its id out of the purged ones), so an id that
+                // is not live had that PUT ignored, or the replay began between the
+                // two and the message is gone since. Setting it on a purged one could
+                // pin the subject of an ignored PUT's message on it.
+                match self.messages.get_mut(&id) {
+                    Some(m) => m.subject = Some(subject.into()),
+                    None => self.ignored += 1,
+                }
+            }
         }
     }
 
@@ -213,8 +258,8 @@ impl Replay {
         self.ids_next.max(self.after_max_id)
     }
 
-    /// The state to load: queues that hold messages, by name, each with its messages
-    /// by id.
+    /// The state to load: queues that hold messages or have bindings, by name, each
+    /// with its messages by id; and the bindings.
     pub fn finish(self) -> Recovered {
         let next_id = self.next_id();
         let mut by_slot: Vec<Vec<RecoveredMessage>> = self
@@ -233,14 +278,28 @@ impl Replay {
                     in_flight: m.in_flight,
                     order: m.order,
                     payload: m.payload,
+                    subject: m.subject,
                 });
             }
         }
+        let mut bindings: Vec<RecoveredBinding> = self
+            .slots
+            .iter()
+            .flat_map(|s| {
+                s.bindings.iter().map(|pattern| RecoveredBinding {
+                    queue: s.name.clone(),
+                    pattern: pattern.to_string(),
+                })
+            })
+            .collect();
+        // Each name has one slot and a slot's patterns are a set: no duplicates.
+        bindings.sort_unstable();
         let mut queues: Vec<RecoveredQueue> = self
             .slots
             .into_iter()
             .zip(by_slot)
-            .filter(|(_, messages)| !messages.is_empty())
+            // A bound queue is kept empty: the store recreates it for its bindings.
+            .filter(|(s, messages)| !messages.is_empty() || !s.bindings.is_empty())
             .map(|(s, mut messages)| {
                 messages.sort_unstable_by_key(|m| m.id);
                 RecoveredQueue {
@@ -252,6 +311,7 @@ impl Replay {
         queues.sort_unstable_by(|a, b| a.name.cmp(&b.name));
         Recovered {
             queues,
+            bindings,
             next_id,
             ignored: self.ignored,
         }
@@ -267,6 +327,7 @@ impl Replay {
             name: name.to_owned(),
             members: Vec::new(),
             live: 0,
+            bindings: BTreeSet::new(),
         });
         self.by_name.insert(name.to_owned(), slot);
         slot
@@ -359,16 +420,29 @@ impl Hasher for IdHasher {
 /// What replay rebuilt: the state to load into the store.
 #[derive(Debug, PartialEq, Eq)]
 pub struct Recovered {
-    /// The queues that hold messages, sorted by name.
+    /// The queues that hold messages or have bindings (or both), sorted by name.
     pub queues: Vec<RecoveredQueue>,
+    /// Every binding, sorted by queue name, then pattern; each once. Each binding's
+    /// queue is in `queues`.
+    pub bindings: Vec<RecoveredBinding>,
     /// The lowest id the server may give a new message.
     pub next_id: u64,
-    /// Records skipped because the message or queue number they name did not exist
-    /// (expected after a base snapshot: log records it already includes).
+    /// Records skipped because the message, queue number or binding they name did not
+    /// exist (expected after a base snapshot: log records it already includes).
     pub ignored: u64,
 }
 
-/// One queue and its messages.
+/// One binding: messages published to a subject that `pattern` matches are copied
+/// into `queue`. Ordered by queue name, then pattern (the field order).
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord)]
+pub struct RecoveredBinding {
+    /// The queue's name.
+    pub queue: String,
+    /// The subject pattern, as the BIND record carried it.
+    pub pattern: String,
+}
+
+/// One queue and its messages (none, for a queue kept for its bindings).
 #[derive(Debug, PartialEq, Eq)]
 pub struct RecoveredQueue {
     /// The queue's name.
@@ -405,6 +479,9 @@ pub struct RecoveredMessage {
     pub order: Option<u64>,
     /// Its bytes.
     pub payload: Box<[u8]>,
+    /// The subject it was published to (its SUBJECT record); `None` for a message
+    /// put straight into a queue.
+    pub subject: Option<Box<str>>,
 }
 
 impl PartialEq for RecoveredMessage {
@@ -420,6 +497,7 @@ impl PartialEq for RecoveredMessage {
                 || self.due_ms != 0
                 || self.order.is_some() == other.order.is_some())
             && self.payload == other.payload
+            && self.subject == other.subject
     }
 }
 

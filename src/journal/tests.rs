@@ -1,11 +1,11 @@
 //! The journal's pure parts on byte buffers: the record codec, the scanner's verdict
 //! on clean, zero-filled, garbage, torn and bit-flipped segments, and replay.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::record::{
-    HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, RECORD_HEADER_LEN, mask, record_crc,
-    unmask,
+    HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, MAX_TEXT_LEN, RECORD_HEADER_LEN,
+    TYPE_BIND, TYPE_SUBJECT, TYPE_UNBIND, mask, record_crc, unmask,
 };
 use super::*;
 use crate::test_rng::Rng;
@@ -33,6 +33,7 @@ fn samples() -> Vec<Record<'static>> {
     let long_name: &'static str = "n".repeat(MAX_NAME_LEN).leak();
     // Three-byte characters: the longest name of multi-byte UTF-8.
     let long_utf8: &'static str = "€".repeat(MAX_NAME_LEN / 3).leak();
+    let long_text: &'static str = "p".repeat(MAX_TEXT_LEN).leak();
     const PAYLOAD: &[u8] = &[0, 1, 2, 255, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 7];
     vec![
         Record::Queue {
@@ -114,6 +115,42 @@ fn samples() -> Vec<Record<'static>> {
         Record::Purge { queue: u32::MAX },
         Record::Ids { next: 0 },
         Record::Ids { next: u64::MAX },
+        Record::Bind {
+            queue: 0,
+            pattern: "*",
+        },
+        Record::Bind {
+            queue: u32::MAX,
+            pattern: long_text,
+        },
+        Record::Bind {
+            queue: 7,
+            pattern: long_utf8,
+        },
+        Record::Unbind {
+            queue: 0,
+            pattern: ">",
+        },
+        Record::Unbind {
+            queue: u32::MAX,
+            pattern: long_text,
+        },
+        Record::Unbind {
+            queue: 3,
+            pattern: "orders.*.créé",
+        },
+        Record::Subject {
+            id: 0,
+            subject: "a",
+        },
+        Record::Subject {
+            id: u64::MAX,
+            subject: long_text,
+        },
+        Record::Subject {
+            id: 0x0102_0304_0506_0708,
+            subject: long_utf8,
+        },
     ]
 }
 
@@ -127,6 +164,19 @@ fn sample_names_are_at_the_limits() {
         })
         .collect();
     assert_eq!(names, [1, MAX_NAME_LEN, MAX_NAME_LEN]);
+    let texts: Vec<(u8, usize)> = samples()
+        .iter()
+        .filter_map(|r| match r {
+            Record::Bind { pattern: t, .. }
+            | Record::Unbind { pattern: t, .. }
+            | Record::Subject { subject: t, .. } => Some((r.kind(), t.len())),
+            _ => None,
+        })
+        .collect();
+    for kind in [TYPE_BIND, TYPE_UNBIND, TYPE_SUBJECT] {
+        let lens: BTreeSet<usize> = texts.iter().filter(|t| t.0 == kind).map(|t| t.1).collect();
+        assert!(lens.contains(&1) && lens.contains(&MAX_TEXT_LEN), "{kind}");
+    }
 }
 
 /// Every record type, with empty, maximal and ordinary fields, reads back equal, at
@@ -197,6 +247,45 @@ fn byte_layout_is_the_documented_one() {
         u32::from_le_bytes(h[20..].try_into().unwrap()),
         mask(crc32c::crc32c(&h[..20]))
     );
+
+    // BIND, UNBIND and SUBJECT: a fixed number or id, then the text.
+    for (record, kind, fixed) in [
+        (
+            Record::Bind {
+                queue: 0x0403_0201,
+                pattern: "a.*",
+            },
+            9,
+            &[1u8, 2, 3, 4][..],
+        ),
+        (
+            Record::Unbind {
+                queue: 0x0403_0201,
+                pattern: "a.*",
+            },
+            10,
+            &[1, 2, 3, 4][..],
+        ),
+        (
+            Record::Subject {
+                id: 0x1817_1615_1413_1211,
+                subject: "a.*",
+            },
+            11,
+            &[0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18][..],
+        ),
+    ] {
+        let mut buf = Vec::new();
+        encode(&record, &mut buf);
+        let len = 1 + fixed.len() as u32 + 3;
+        assert_eq!(&buf[0..4], &len.to_le_bytes(), "{record:?}");
+        let mut covered = buf[0..4].to_vec();
+        covered.extend_from_slice(&buf[8..]);
+        assert_eq!(buf[4..8], mask(crc32c::crc32c(&covered)).to_le_bytes());
+        assert_eq!(buf[8], kind, "{record:?}");
+        assert_eq!(&buf[9..9 + fixed.len()], fixed, "{record:?}");
+        assert_eq!(&buf[9 + fixed.len()..], b"a.*", "{record:?}");
+    }
 }
 
 /// The example dump in STORAGE.md, byte for byte: a log header with seq 1, then
@@ -237,7 +326,14 @@ fn bad_bodies_are_rejected() {
         encode(&r, &mut buf);
         let body = &buf[RECORD_HEADER_LEN + 1..];
         let kind = r.kind();
-        let fixed = !matches!(r, Record::Queue { .. } | Record::Put { .. });
+        let fixed = !matches!(
+            r,
+            Record::Queue { .. }
+                | Record::Put { .. }
+                | Record::Bind { .. }
+                | Record::Unbind { .. }
+                | Record::Subject { .. }
+        );
         if fixed {
             let mut longer = body.to_vec();
             longer.push(0);
@@ -249,9 +345,11 @@ fn bad_bodies_are_rejected() {
                 })
             );
         }
-        // Every body shorter than the fixed fields (and, for QUEUE, an empty name).
+        // Every body shorter than the fixed fields (and, for QUEUE, BIND, UNBIND and
+        // SUBJECT, an empty name, pattern or subject).
         let min = match r {
-            Record::Queue { .. } => 5,
+            Record::Queue { .. } | Record::Bind { .. } | Record::Unbind { .. } => 5,
+            Record::Subject { .. } => 9,
             Record::Put { .. } => 27,
             _ => body.len(),
         };
@@ -276,9 +374,241 @@ fn bad_bodies_are_rejected() {
         decode(1, &[0, 0, 0, 0, b'a', 0xe2, 0x82]),
         Err(Damage::BadName)
     );
-    for kind in [0, 9, 100, 255] {
+    for kind in [0, 12, 100, 255] {
         assert_eq!(decode(kind, &[0; 8]), Err(Damage::UnknownType(kind)));
     }
+}
+
+/// BIND, UNBIND and SUBJECT bodies: a text over 255 bytes, an empty one, or one that
+/// is not UTF-8 (a stray byte, a character cut short, a surrogate's encoding) is
+/// damage, and the scanner stops there.
+#[test]
+fn bad_pattern_and_subject_bodies_are_rejected() {
+    for (kind, fixed) in [(TYPE_BIND, 4), (TYPE_UNBIND, 4), (TYPE_SUBJECT, 8)] {
+        let mut body = vec![7u8; fixed];
+        body.extend_from_slice(&[b'a'; MAX_TEXT_LEN]);
+        assert!(decode(kind, &body).is_ok(), "{kind}: longest");
+        body.push(b'a');
+        assert_eq!(
+            decode(kind, &body),
+            Err(Damage::BodyLength {
+                kind,
+                len: fixed + MAX_TEXT_LEN + 1
+            })
+        );
+        // Far too long: rejected on the length, before the text is looked at.
+        let mut huge = vec![0xff; fixed + 4096];
+        huge[..fixed].fill(0);
+        assert_eq!(
+            decode(kind, &huge),
+            Err(Damage::BodyLength {
+                kind,
+                len: huge.len()
+            })
+        );
+        assert_eq!(
+            decode(kind, &vec![0; fixed]),
+            Err(Damage::BodyLength { kind, len: fixed }),
+            "{kind}: empty text"
+        );
+        for bad in [
+            &[0xff][..],
+            &[b'a', 0xe2, 0x82],
+            &[0xed, 0xa0, 0x80],
+            &[0x80],
+        ] {
+            let mut body = vec![0; fixed];
+            body.extend_from_slice(bad);
+            assert_eq!(decode(kind, &body), Err(Damage::BadText(kind)), "{bad:?}");
+            // The same through the scanner: a good record, then this one.
+            let mut buf = Vec::new();
+            encode(&Record::Ids { next: 1 }, &mut buf);
+            let at = buf.len();
+            let len = (1 + body.len()) as u32;
+            let mut typed = vec![kind];
+            typed.extend_from_slice(&body);
+            buf.extend_from_slice(&len.to_le_bytes());
+            buf.extend_from_slice(&record_crc(len.to_le_bytes(), &typed).to_le_bytes());
+            buf.extend_from_slice(&typed);
+            assert_eq!(
+                scan_all(&buf),
+                (
+                    vec![(0, Record::Ids { next: 1 })],
+                    ScanEnd::Damaged {
+                        offset: at,
+                        reason: Damage::BadText(kind)
+                    }
+                )
+            );
+        }
+    }
+    assert_eq!(Damage::BadText(11).to_string(), "subject is not UTF-8");
+    assert_eq!(
+        Damage::BadText(9).to_string(),
+        "pattern of record type 9 is not UTF-8"
+    );
+}
+
+/// A log segment written before BIND, UNBIND and SUBJECT existed (these bytes come
+/// from that version's encoder, one line per record) reads and replays as it did:
+/// the same records, encoded today to the same bytes, no bindings, no subjects.
+#[test]
+fn a_journal_of_old_record_types_replays_as_before() {
+    let lines = [
+        // header, seq 3
+        "42 45 55 53 4c 4f 47 00 01 00 00 00 03 00 00 00 00 00 00 00 3d f4 87 c3",
+        "09 00 00 00 bb 52 79 49 08 10 00 00 00 00 00 00 00",
+        "09 00 00 00 ce ae 59 6f 01 00 00 00 00 6a 6f 62 73",
+        "0e 00 00 00 a0 66 2c e0 01 01 00 00 00 6a 6f 62 73 2e 64 65 61 64",
+        "1f 00 00 00 62 f1 82 99 02 00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+         03 00 00 00 00 00 00 6f 6e 65",
+        "1f 00 00 00 ff ce bb df 02 00 00 00 00 02 00 00 00 00 00 00 00 00 68 e5 cf 8b 01 00 00 \
+         00 00 00 00 00 00 00 74 77 6f",
+        "0f 00 00 00 22 7b e7 4b 04 01 00 00 00 00 00 00 00 01 00 00 00 02 00",
+        "17 00 00 00 ba c3 de 4b 05 01 00 00 00 00 00 00 00 01 00 00 00 01 00 00 00 00 00 00 00 \
+         00 00",
+        "0f 00 00 00 0b e4 53 e1 04 01 00 00 00 00 00 00 00 02 00 00 00 02 00",
+        "13 00 00 00 7a 20 6f a8 06 01 00 00 00 00 00 00 00 01 00 00 00 02 00 00 00 00 00",
+        "17 00 00 00 35 a1 08 44 05 01 00 00 00 00 00 00 00 02 00 00 00 00 00 00 00 00 00 00 00 \
+         00 00",
+        "21 00 00 00 ff 14 7b ea 02 00 00 00 00 03 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+         00 00 00 00 00 00 00 74 68 72 65 65",
+        "09 00 00 00 17 85 b4 e8 03 03 00 00 00 00 00 00 00",
+        "20 00 00 00 07 5d f7 b8 02 00 00 00 00 04 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+         00 00 00 00 00 00 00 66 6f 75 72",
+        "0f 00 00 00 04 c8 69 c8 04 04 00 00 00 00 00 00 00 01 00 00 00 00 00",
+        "08 00 00 00 93 75 40 02 01 02 00 00 00 74 6d 70",
+        "1d 00 00 00 61 8a 64 fb 02 02 00 00 00 05 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 \
+         00 00 00 00 00 00 00 78",
+        "05 00 00 00 e2 f6 bd 44 07 02 00 00 00",
+    ];
+    let bytes = |line: &str| -> Vec<u8> {
+        line.split_whitespace()
+            .map(|h| u8::from_str_radix(h, 16).unwrap())
+            .collect()
+    };
+    let buf: Vec<u8> = lines.iter().flat_map(|l| bytes(l)).collect();
+    let records = [
+        Record::Ids { next: 16 },
+        Record::Queue {
+            queue: 0,
+            name: "jobs",
+        },
+        Record::Queue {
+            queue: 1,
+            name: "jobs.dead",
+        },
+        Record::Put {
+            queue: 0,
+            id: 1,
+            due_ms: 0,
+            priority: 3,
+            attempt: 0,
+            charged: 0,
+            payload: b"one",
+        },
+        Record::Put {
+            queue: 0,
+            id: 2,
+            due_ms: 1_700_000_000_000,
+            priority: 0,
+            attempt: 0,
+            charged: 0,
+            payload: b"two",
+        },
+        Record::Leased {
+            id: 1,
+            attempt: 1,
+            max_deliveries: 2,
+        },
+        Record::Requeue {
+            id: 1,
+            attempt: 1,
+            charged: 1,
+            due_ms: 0,
+        },
+        Record::Leased {
+            id: 1,
+            attempt: 2,
+            max_deliveries: 2,
+        },
+        Record::Move {
+            id: 1,
+            queue: 1,
+            attempt: 2,
+            charged: 0,
+        },
+        Record::Requeue {
+            id: 1,
+            attempt: 2,
+            charged: 0,
+            due_ms: 0,
+        },
+        put(0, 3, b"three"),
+        Record::Del { id: 3 },
+        put(0, 4, b"four"),
+        Record::Leased {
+            id: 4,
+            attempt: 1,
+            max_deliveries: 0,
+        },
+        Record::Queue {
+            queue: 2,
+            name: "tmp",
+        },
+        put(2, 5, b"x"),
+        Record::Purge { queue: 2 },
+    ];
+    assert_eq!(
+        decode_header(&buf),
+        Ok(SegmentHeader {
+            kind: SegmentKind::Log,
+            seq: 3
+        })
+    );
+    let mut s = Scanner::new(&buf, HEADER_LEN);
+    let read: Vec<Record<'_>> = s.by_ref().map(|(_, r)| r).collect();
+    assert_eq!(s.end(), ScanEnd::Clean);
+    assert_eq!(read, records);
+    for (line, r) in lines[1..].iter().zip(&records) {
+        let mut again = Vec::new();
+        encode(r, &mut again);
+        assert_eq!(again, bytes(line), "{r:?} is encoded as before");
+    }
+    let msg = |id, due_ms, priority, attempt, charged, in_flight, order, payload: &[u8]| {
+        RecoveredMessage {
+            id,
+            due_ms,
+            priority,
+            attempt,
+            charged,
+            in_flight,
+            order,
+            payload: payload.into(),
+            subject: None,
+        }
+    };
+    assert_eq!(
+        replay(&read),
+        Recovered {
+            queues: vec![
+                RecoveredQueue {
+                    name: "jobs".into(),
+                    messages: vec![
+                        msg(2, 1_700_000_000_000, 0, 0, 0, None, Some(0), b"two"),
+                        msg(4, 0, 0, 1, 0, Some(0), Some(0), b"four"),
+                    ],
+                },
+                RecoveredQueue {
+                    name: "jobs.dead".into(),
+                    messages: vec![msg(1, 0, 3, 2, 0, None, None, b"one")],
+                },
+            ],
+            bindings: vec![],
+            next_id: 16,
+            ignored: 0,
+        }
+    );
 }
 
 /// The largest payload is accepted, one byte more is not. (The buffer is calloc'd and
@@ -742,6 +1072,7 @@ fn empty_replay() {
         r,
         Recovered {
             queues: vec![],
+            bindings: vec![],
             next_id: 0,
             ignored: 0
         }
@@ -789,6 +1120,7 @@ fn put_replaces_state() {
                 in_flight: None,
                 order: None,
                 payload: (*b"new").into(),
+                subject: None,
             }],
         }]
     );
@@ -889,6 +1221,7 @@ fn move_changes_queue() {
                 in_flight: None,
                 order: Some(0),
                 payload: (*b"p").into(),
+                subject: None,
             }],
         }]
     );
@@ -1161,6 +1494,361 @@ fn in_flight_follows_leases() {
     assert_eq!((released.in_flight, released.attempt), (Some(0), 2));
 }
 
+// ---- bindings and subjects ----
+
+fn queue(queue: u32, name: &str) -> Record<'_> {
+    Record::Queue { queue, name }
+}
+
+fn bind(queue: u32, pattern: &str) -> Record<'_> {
+    Record::Bind { queue, pattern }
+}
+
+fn unbind(queue: u32, pattern: &str) -> Record<'_> {
+    Record::Unbind { queue, pattern }
+}
+
+fn subject(id: u64, subject: &str) -> Record<'_> {
+    Record::Subject { id, subject }
+}
+
+/// (queue, pattern) of every binding, to compare briefly.
+fn bound(r: &Recovered) -> Vec<(&str, &str)> {
+    r.bindings
+        .iter()
+        .map(|b| (b.queue.as_str(), b.pattern.as_str()))
+        .collect()
+}
+
+/// The subject of each message, by queue, in id order.
+fn subjects(r: &Recovered) -> Vec<(u64, Option<&str>)> {
+    r.queues
+        .iter()
+        .flat_map(|q| q.messages.iter().map(|m| (m.id, m.subject.as_deref())))
+        .collect()
+}
+
+/// BIND adds, UNBIND removes, the last record about a binding decides; bindings are
+/// listed by queue, then pattern.
+#[test]
+fn bind_and_unbind_sequences() {
+    let r = replay(&[
+        queue(1, "b"),
+        queue(2, "a"),
+        bind(1, "x.>"),
+        bind(1, "orders.*"),
+        bind(2, "orders.*"),
+        unbind(1, "x.>"),
+        bind(2, "z"),
+        unbind(2, "z"),
+        bind(2, "z"),
+        bind(1, "m"),
+        unbind(1, "m"),
+    ]);
+    assert_eq!(
+        bound(&r),
+        [("a", "orders.*"), ("a", "z"), ("b", "orders.*")]
+    );
+    assert_eq!(r.ignored, 0);
+    assert_eq!(
+        r.bindings[0],
+        RecoveredBinding {
+            queue: "a".into(),
+            pattern: "orders.*".into()
+        }
+    );
+    // Patterns are compared as bytes: no normalisation, case counts.
+    let r = replay(&[queue(0, "q"), bind(0, "A"), bind(0, "a"), unbind(0, "A")]);
+    assert_eq!(bound(&r), [("q", "a")]);
+}
+
+/// Binding twice is binding once, also through two numbers bound to one name; an
+/// UNBIND then removes it.
+#[test]
+fn duplicate_bind_is_one_binding() {
+    let recs = [
+        queue(1, "q"),
+        bind(1, "a.*"),
+        bind(1, "a.*"),
+        queue(2, "q"),
+        bind(2, "a.*"),
+    ];
+    let r = replay(&recs);
+    assert_eq!(bound(&r), [("q", "a.*")]);
+    assert_eq!(r.ignored, 0);
+    let mut more = recs.to_vec();
+    more.push(unbind(1, "a.*"));
+    assert_eq!(bound(&replay(&more)), []);
+}
+
+/// A binding goes with the name its number had when it was logged: rebinding the
+/// number sends later BINDs to the new name and leaves the old name's bindings.
+#[test]
+fn bindings_follow_queue_names() {
+    let r = replay(&[
+        queue(1, "old"),
+        bind(1, "p"),
+        queue(1, "new"),
+        bind(1, "q"),
+        unbind(1, "p"),
+    ]);
+    assert_eq!(bound(&r), [("new", "q"), ("old", "p")]);
+    // The UNBIND named "new", which had no "p".
+    assert_eq!(r.ignored, 1);
+}
+
+/// BIND or UNBIND of a number no QUEUE record bound, and UNBIND of a binding that is
+/// not there, change nothing and are counted.
+#[test]
+fn unknown_bindings_are_ignored_and_counted() {
+    let r = replay(&[
+        bind(5, "p"),
+        unbind(5, "p"),
+        queue(1, "q"),
+        unbind(1, "p"),
+        bind(1, "p"),
+        unbind(1, "p"),
+        unbind(1, "p"),
+    ]);
+    assert_eq!(bound(&r), []);
+    assert_eq!(shape(&r), []);
+    assert_eq!(r.ignored, 4);
+}
+
+/// A queue with a binding is recovered even with no messages (the store recreates
+/// it for its bindings); an unbound one without messages is not, and a bound one
+/// whose last binding goes is not either.
+#[test]
+fn bound_empty_queue_is_recovered() {
+    let recs = [
+        queue(1, "bound"),
+        queue(2, "idle"),
+        queue(3, "full"),
+        bind(1, "a"),
+        put(1, 1, b""),
+        Record::Del { id: 1 },
+        put(3, 2, b"m"),
+        bind(3, "b"),
+    ];
+    let r = replay(&recs);
+    assert_eq!(shape(&r), [("bound", vec![]), ("full", vec![2])]);
+    assert_eq!(bound(&r), [("bound", "a"), ("full", "b")]);
+    assert!(
+        r.bindings
+            .iter()
+            .all(|b| r.queues.iter().any(|q| q.name == b.queue))
+    );
+    let mut more = recs.to_vec();
+    more.push(unbind(1, "a"));
+    let r = replay(&more);
+    assert_eq!(shape(&r), [("full", vec![2])]);
+    assert_eq!(bound(&r), [("full", "b")]);
+}
+
+/// PURGE removes a queue's messages, never its bindings.
+#[test]
+fn purge_keeps_bindings() {
+    let r = replay(&[
+        queue(1, "q"),
+        bind(1, "orders.>"),
+        put(1, 1, b""),
+        Record::Leased {
+            id: 1,
+            attempt: 1,
+            max_deliveries: 0,
+        },
+        put(1, 2, b""),
+        Record::Purge { queue: 1 },
+    ]);
+    assert_eq!(shape(&r), [("q", vec![])]);
+    assert_eq!(bound(&r), [("q", "orders.>")]);
+}
+
+/// A SUBJECT sets the subject of the message its PUT just made; LEASED, REQUEUE,
+/// MOVE (dead-lettering) and PURGE-and-back keep it; a later PUT of the id resets it
+/// to none and a SUBJECT after that sets it again; the last SUBJECT wins.
+#[test]
+fn subject_follows_its_put() {
+    let r = replay(&[
+        queue(1, "q"),
+        queue(2, "q.dead"),
+        put(1, 1, b"a"),
+        subject(1, "orders.eu.created"),
+        put(1, 2, b"b"),
+        Record::Leased {
+            id: 1,
+            attempt: 1,
+            max_deliveries: 1,
+        },
+        Record::Move {
+            id: 1,
+            queue: 2,
+            attempt: 1,
+            charged: 0,
+        },
+        Record::Requeue {
+            id: 1,
+            attempt: 1,
+            charged: 0,
+            due_ms: 0,
+        },
+        put(1, 3, b"c"),
+        subject(3, "first"),
+        subject(3, "second"),
+    ]);
+    assert_eq!(
+        subjects(&r),
+        [
+            (2, None),
+            (3, Some("second")),
+            (1, Some("orders.eu.created"))
+        ]
+    );
+    assert_eq!(r.ignored, 0);
+    // A later PUT (a snapshot re-putting it, or a move logged as a PUT) resets it;
+    // the SUBJECT that follows restates it.
+    let base = [queue(1, "q"), put(1, 1, b"a"), subject(1, "s.1")];
+    let mut recs = base.to_vec();
+    recs.push(put(1, 1, b"a"));
+    assert_eq!(subjects(&replay(&recs)), [(1, None)]);
+    recs.push(subject(1, "s.2"));
+    assert_eq!(subjects(&replay(&recs)), [(1, Some("s.2"))]);
+    // Set aside by a PURGE and brought back by a MOVE: kept.
+    let mut recs = base.to_vec();
+    recs.push(Record::Purge { queue: 1 });
+    recs.push(Record::Move {
+        id: 1,
+        queue: 1,
+        attempt: 0,
+        charged: 0,
+    });
+    assert_eq!(subjects(&replay(&recs)), [(1, Some("s.1"))]);
+}
+
+/// A SUBJECT of an id that is not a live message (never put, put into an unbound
+/// queue number, deleted, or purged) changes nothing and is counted; its id still
+/// counts for the next id.
+#[test]
+fn subject_of_an_unknown_id_is_ignored() {
+    let r = replay(&[
+        queue(1, "q"),
+        subject(40, "s"),
+        put(9, 2, b""),
+        subject(2, "s"),
+        put(1, 3, b""),
+        Record::Del { id: 3 },
+        subject(3, "s"),
+        put(1, 4, b""),
+        Record::Purge { queue: 1 },
+        subject(4, "s"),
+        put(1, 5, b""),
+    ]);
+    assert_eq!(subjects(&r), [(5, None)]);
+    // PUT into number 9 and the four SUBJECTs.
+    assert_eq!(r.ignored, 5);
+    assert_eq!(r.next_id, 41);
+    // The purged message stays purged: the SUBJECT did not bring it back.
+    assert_eq!(shape(&r), [("q", vec![5])]);
+}
+
+/// Bindings and subjects through bytes and files: a base, then the log opened with
+/// it (overlapping the base: it repeats a BIND and an UNBIND the base includes), and
+/// one more log; an older log the base replaced is not read.
+#[test]
+fn bindings_survive_base_and_logs_on_disk() {
+    let dir = std::env::temp_dir().join(format!("beuss-journal-bind-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let write = |name: &str, kind: SegmentKind, seq: u64, records: &[Record<'_>]| {
+        let mut buf = encode_header(kind, seq).to_vec();
+        for r in records {
+            encode(r, &mut buf);
+        }
+        std::fs::write(dir.join(name), buf).unwrap();
+    };
+    // Replaced by the base: its UNBIND must not be applied.
+    write(
+        "0000000000000003.log",
+        SegmentKind::Log,
+        3,
+        &[
+            queue(0, "audit"),
+            bind(0, "orders.>"),
+            unbind(0, "orders.>"),
+        ],
+    );
+    write(
+        "0000000000000004.base",
+        SegmentKind::Base,
+        4,
+        &[
+            Record::Ids { next: 10 },
+            queue(0, "audit"),
+            queue(1, "mail"),
+            bind(0, "orders.>"),
+            bind(1, "orders.*.created"),
+            bind(1, "users.*"),
+            put(0, 7, b"order"),
+            subject(7, "orders.eu.created"),
+        ],
+    );
+    write(
+        "0000000000000004.log",
+        SegmentKind::Log,
+        4,
+        &[
+            queue(0, "audit"),
+            queue(1, "mail"),
+            // Already in the base: applied again, the same state.
+            bind(1, "users.*"),
+            put(0, 7, b"order"),
+            subject(7, "orders.eu.created"),
+            // New since the base.
+            unbind(1, "users.*"),
+            queue(2, "search"),
+            bind(2, ">"),
+        ],
+    );
+    write(
+        "0000000000000005.log",
+        SegmentKind::Log,
+        5,
+        &[
+            queue(0, "audit"),
+            queue(1, "mail"),
+            queue(2, "search"),
+            unbind(0, "orders.>"),
+            bind(0, "orders.eu.*"),
+            put(1, 10, b"copy"),
+            subject(10, "orders.us.created"),
+        ],
+    );
+    let (r, report) = files::load(&dir, false).unwrap();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(report.files, 3);
+    assert_eq!(
+        bound(&r),
+        [
+            ("audit", "orders.eu.*"),
+            ("mail", "orders.*.created"),
+            ("search", ">")
+        ]
+    );
+    assert_eq!(
+        shape(&r),
+        [("audit", vec![7]), ("mail", vec![10]), ("search", vec![])]
+    );
+    assert_eq!(
+        subjects(&r),
+        [
+            (7, Some("orders.eu.created")),
+            (10, Some("orders.us.created"))
+        ]
+    );
+    assert_eq!(r.ignored, 0);
+    assert_eq!(r.next_id, 11);
+}
+
 // ---- replay against a model of the server ----
 
 /// What the model knows of one message.
@@ -1176,11 +1864,14 @@ struct ModelMsg {
     /// and its delay ran out), rather than with the returned ones.
     fifo: bool,
     payload: &'static [u8],
+    /// The subject it was published to; `None` for a plain PUT.
+    subject: Option<&'static str>,
 }
 
 /// A writer that behaves as the server should: it binds a number before using it,
-/// frees a number once its queue is empty (and may bind it to another name later),
-/// hands out increasing ids, and logs every change as the spec says.
+/// frees a number once its queue is empty and unbound (and may bind it to another
+/// name later), hands out increasing ids, logs a SUBJECT after every PUT of a
+/// published message, and logs every change as the spec says.
 struct Model {
     rng: Rng,
     /// Log a move as a PUT with the message's whole state instead of a MOVE.
@@ -1190,6 +1881,8 @@ struct Model {
     frees: bool,
     names: HashMap<&'static str, u32>,
     messages: BTreeMap<u64, ModelMsg>,
+    /// (queue, pattern) bound now.
+    bindings: BTreeSet<(&'static str, &'static str)>,
     next_id: u64,
     ids_reserved: u64,
     log: Vec<Record<'static>>,
@@ -1197,6 +1890,8 @@ struct Model {
 }
 
 const NAMES: [&str; 4] = ["a", "b", "c", "dead"];
+const PATTERNS: [&str; 4] = ["orders.*", "orders.>", "*", "orders.eu.created"];
+const SUBJECTS: [&str; 3] = ["orders.eu.created", "orders.us", "x"];
 
 impl Model {
     fn new(seed: u64, moves_as_put: bool, frees: bool) -> Self {
@@ -1206,6 +1901,7 @@ impl Model {
             frees,
             names: HashMap::new(),
             messages: BTreeMap::new(),
+            bindings: BTreeSet::new(),
             next_id: 1,
             ids_reserved: 1,
             log: Vec::new(),
@@ -1226,12 +1922,30 @@ impl Model {
         n
     }
 
-    /// Forgets the numbers of queues with no messages (the server dropping an idle
-    /// queue).
+    /// Forgets the numbers of queues with no messages and no bindings (the server
+    /// dropping an idle queue; a bound one never is).
     fn free_empty(&mut self) {
-        let messages = &self.messages;
-        self.names
-            .retain(|name, _| messages.values().any(|m| m.queue == *name));
+        let (messages, bindings) = (&self.messages, &self.bindings);
+        self.names.retain(|name, _| {
+            messages.values().any(|m| m.queue == *name) || bindings.iter().any(|b| b.0 == *name)
+        });
+    }
+
+    /// Logs the PUT of message `id` as it is now, and its SUBJECT if it has one.
+    fn log_put(&mut self, queue: u32, id: u64) {
+        let m = &self.messages[&id];
+        self.log.push(Record::Put {
+            queue,
+            id,
+            due_ms: m.due_ms,
+            priority: m.priority,
+            attempt: m.attempt,
+            charged: m.charged,
+            payload: m.payload,
+        });
+        if let Some(subject) = m.subject {
+            self.log.push(Record::Subject { id, subject });
+        }
     }
 
     fn pick(&mut self, f: impl Fn(&ModelMsg) -> bool) -> Option<u64> {
@@ -1245,7 +1959,7 @@ impl Model {
     }
 
     fn step(&mut self) {
-        match self.rng.below(20) {
+        match self.rng.below(24) {
             0..=6 => {
                 let name = NAMES[self.rng.index(NAMES.len())];
                 let queue = self.number(name);
@@ -1264,15 +1978,9 @@ impl Model {
                     0
                 };
                 let priority = self.rng.below(3) as u8;
-                self.log.push(Record::Put {
-                    queue,
-                    id,
-                    due_ms,
-                    priority,
-                    attempt: 0,
-                    charged: 0,
-                    payload,
-                });
+                // Half of them published (a copy routed into the queue).
+                let subject =
+                    (self.rng.below(2) == 0).then(|| SUBJECTS[self.rng.index(SUBJECTS.len())]);
                 self.messages.insert(
                     id,
                     ModelMsg {
@@ -1284,8 +1992,10 @@ impl Model {
                         in_flight: None,
                         fifo: true,
                         payload,
+                        subject,
                     },
                 );
+                self.log_put(queue, id);
             }
             7..=9 => {
                 if let Some(id) = self.pick(|m| m.in_flight.is_none()) {
@@ -1332,24 +2042,17 @@ impl Model {
                     m.in_flight = None;
                     // A PUT of a message delivered before puts it with the returned.
                     m.fifo = !self.moves_as_put || m.attempt == 0;
-                    self.log.push(if self.moves_as_put {
-                        Record::Put {
-                            queue,
-                            id,
-                            due_ms: 0,
-                            priority: m.priority,
-                            attempt: m.attempt,
-                            charged: m.charged,
-                            payload: m.payload,
-                        }
+                    let (attempt, charged) = (m.attempt, m.charged);
+                    if self.moves_as_put {
+                        self.log_put(queue, id);
                     } else {
-                        Record::Move {
+                        self.log.push(Record::Move {
                             id,
                             queue,
-                            attempt: m.attempt,
-                            charged: m.charged,
-                        }
-                    });
+                            attempt,
+                            charged,
+                        });
+                    }
                 }
             }
             17 => {
@@ -1359,14 +2062,35 @@ impl Model {
                     self.log.push(Record::Purge { queue });
                 }
             }
+            18..=19 => {
+                let name = NAMES[self.rng.index(NAMES.len())];
+                let pattern = PATTERNS[self.rng.index(PATTERNS.len())];
+                let queue = self.number(name);
+                // Logged even when it exists (absolute): the server may, or may not.
+                self.bindings.insert((name, pattern));
+                self.log.push(Record::Bind { queue, pattern });
+            }
+            20 => {
+                let all: Vec<_> = self.bindings.iter().copied().collect();
+                if !all.is_empty() {
+                    let (name, pattern) = all[self.rng.index(all.len())];
+                    self.bindings.remove(&(name, pattern));
+                    let queue = self.names[name];
+                    self.log.push(Record::Unbind { queue, pattern });
+                }
+            }
             _ if self.frees => self.free_empty(),
             _ => {}
         }
     }
 
-    /// What replay should give for the model's state now.
+    /// What replay should give for the model's state now: queues with messages or
+    /// bindings.
     fn expected(&self) -> Vec<RecoveredQueue> {
         let mut queues: BTreeMap<&str, Vec<RecoveredMessage>> = BTreeMap::new();
+        for &(name, _) in &self.bindings {
+            queues.entry(name).or_default();
+        }
         for (&id, m) in &self.messages {
             queues.entry(m.queue).or_default().push(RecoveredMessage {
                 id,
@@ -1377,6 +2101,7 @@ impl Model {
                 in_flight: m.in_flight,
                 order: m.fifo.then_some(0),
                 payload: m.payload.into(),
+                subject: m.subject.map(Into::into),
             });
         }
         queues
@@ -1384,6 +2109,17 @@ impl Model {
             .map(|(name, messages)| RecoveredQueue {
                 name: name.to_owned(),
                 messages,
+            })
+            .collect()
+    }
+
+    /// The bindings replay should give, by queue then pattern.
+    fn expected_bindings(&self) -> Vec<RecoveredBinding> {
+        self.bindings
+            .iter()
+            .map(|&(queue, pattern)| RecoveredBinding {
+                queue: queue.into(),
+                pattern: pattern.into(),
             })
             .collect()
     }
@@ -1397,14 +2133,22 @@ impl Model {
     }
 
     /// A base snapshot of the model's state now, as the rewrite would write it:
-    /// the bindings of queues that hold messages, each message's PUT (and LEASED when
-    /// in flight), and the ids handed out.
+    /// the numbers bound, the bindings, each message's PUT and SUBJECT (and LEASED
+    /// when in flight), and the ids handed out. The SUBJECT comes right after the
+    /// PUT or after the record that follows it: either works.
     fn base(&self) -> Vec<Record<'static>> {
         let mut out = vec![Record::Ids {
             next: self.ids_reserved,
         }];
         out.extend(self.bindings());
+        for &(name, pattern) in &self.bindings {
+            out.push(Record::Bind {
+                queue: self.names[name],
+                pattern,
+            });
+        }
         for (&id, m) in &self.messages {
+            let subject = m.subject.map(|subject| Record::Subject { id, subject });
             let Some(&queue) = self.names.get(m.queue) else {
                 continue;
             };
@@ -1417,6 +2161,9 @@ impl Model {
                 charged: m.charged,
                 payload: m.payload,
             });
+            if id % 2 == 0 {
+                out.extend(subject);
+            }
             if let Some(max) = m.in_flight {
                 out.push(Record::Leased {
                     id,
@@ -1432,6 +2179,9 @@ impl Model {
                     attempt: m.attempt,
                     charged: m.charged,
                 });
+            }
+            if id % 2 == 1 {
+                out.extend(subject);
             }
         }
         out
@@ -1458,11 +2208,19 @@ fn replay_matches_a_model_of_the_server() {
                 }
                 let got = copy.finish();
                 assert_eq!(got.queues, model.expected(), "seed {seed} step {step}");
+                assert_eq!(
+                    got.bindings,
+                    model.expected_bindings(),
+                    "seed {seed} step {step}"
+                );
                 assert_eq!(got.ignored, 0, "seed {seed}: a valid log ignores nothing");
                 assert!(got.next_id >= model.next_id, "seed {seed} step {step}");
             }
         }
-        assert_eq!(r.finish().queues, model.expected(), "seed {seed}");
+        let got = r.finish();
+        assert_eq!(got.queues, model.expected(), "seed {seed}");
+        assert_eq!(got.bindings, model.expected_bindings(), "seed {seed}");
+        assert_eq!(got.ignored, 0, "seed {seed}");
     }
 }
 
@@ -1483,6 +2241,7 @@ fn replaying_a_suffix_again_changes_nothing() {
         let log = &model.log;
         let full = replay(log);
         assert_eq!(full.queues, model.expected());
+        assert_eq!(full.bindings, model.expected_bindings());
         let from: Vec<(usize, Vec<Record<'static>>)> = if frees {
             points
         } else {
@@ -1494,6 +2253,7 @@ fn replaying_a_suffix_again_changes_nothing() {
             twice.extend_from_slice(&log[k..]);
             let again = replay(&twice);
             assert_eq!(again.queues, full.queues, "seed {seed}, again from {k}");
+            assert_eq!(again.bindings, full.bindings, "seed {seed}, again from {k}");
             assert_eq!(again.next_id, full.next_id, "seed {seed}, again from {k}");
         }
     }
@@ -1515,6 +2275,7 @@ fn base_then_overlapping_log_gives_the_same_state() {
         }
         let full = replay(&model.log);
         assert_eq!(full.queues, model.expected());
+        assert_eq!(full.bindings, model.expected_bindings());
         for (t, base, _) in &points {
             for (k, _, bindings) in points.iter().take_while(|(k, ..)| k <= t) {
                 let mut recs = base.clone();
@@ -1523,6 +2284,10 @@ fn base_then_overlapping_log_gives_the_same_state() {
                 let got = replay(&recs);
                 assert_eq!(
                     got.queues, full.queues,
+                    "seed {seed}: base at {t}, log from {k}"
+                );
+                assert_eq!(
+                    got.bindings, full.bindings,
                     "seed {seed}: base at {t}, log from {k}"
                 );
                 assert_eq!(
@@ -1547,5 +2312,15 @@ fn model_log_through_bytes() {
     assert_eq!(end, ScanEnd::Clean);
     let records: Vec<Record<'_>> = read.into_iter().map(|(_, r)| r).collect();
     assert_eq!(records, model.log);
-    assert_eq!(replay(&records).queues, model.expected());
+    let got = replay(&records);
+    assert_eq!(got.queues, model.expected());
+    assert_eq!(got.bindings, model.expected_bindings());
+    assert!(
+        model.log.iter().any(|r| matches!(r, Record::Unbind { .. }))
+            && model
+                .log
+                .iter()
+                .any(|r| matches!(r, Record::Subject { .. })),
+        "the model logs every new record type"
+    );
 }
