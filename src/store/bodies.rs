@@ -93,6 +93,13 @@ impl Bodies {
         }
     }
 
+    /// One more copy holds `key`.
+    pub(super) fn retain(&mut self, key: u32) {
+        if let Some(body) = self.slab.get_mut(key as usize) {
+            body.refs = body.refs.saturating_add(1);
+        }
+    }
+
     /// A copy of `key` has left the server: drops the body with its last copy and
     /// returns the memory freed then (0 otherwise).
     pub(super) fn release(&mut self, key: u32) -> usize {

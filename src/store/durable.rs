@@ -2,8 +2,9 @@
 //! writing a snapshot of everything held (the base of a rewritten journal), and
 //! loading what a journal replay recovered.
 
+use std::collections::HashMap;
 use std::fmt;
-use std::hash::Hash;
+use std::hash::{Hash, Hasher};
 use std::time::{Duration, Instant};
 
 use crate::journal::record::Record;
@@ -11,6 +12,7 @@ use crate::journal::replay::{Recovered, RecoveredMessage};
 use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
 
 use super::bodies::Payload;
+use super::records::Body;
 use super::held::{Held, HeldState};
 use super::log::StoreLog;
 use super::{DEAD_SUFFIX, Store};
@@ -80,6 +82,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// files loaded stay valid, followed by the new records.
     pub fn restore(&mut self, recovered: Recovered, now: Instant, wall_ms: u64) -> Restored {
         let mut restored = Restored::default();
+        // Bodies made so far, by a hash of (subject, payload).
+        let mut shared = HashMap::new();
         self.next_id = self.next_id.max(recovered.next_id.saturating_sub(1));
         for rq in recovered.queues {
             restored.queues += 1;
@@ -94,27 +98,29 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             // by due time (they became ready after every record was written).
             let mut fifo = Vec::new();
             let mut came_due = Vec::new();
-            for m in rq.messages {
+            for mut m in rq.messages {
                 restored.messages += 1;
                 self.messages += 1;
                 self.bytes += m.payload.len();
+                let payload = self.restored_payload(&mut m, &mut shared);
                 if let Some(max_deliveries) = m.in_flight {
                     restored.leases_returned += 1;
-                    self.restore_lease(&rq.name, key, m, max_deliveries, now, &mut restored);
+                    let name = &rq.name;
+                    self.restore_lease(name, key, m, payload, max_deliveries, now, &mut restored);
                 } else if m.due_ms > wall_ms {
                     let at = now + Duration::from_millis(m.due_ms - wall_ms);
-                    self.hold_restored(key, m, HeldState::Delayed, at);
+                    self.hold_restored(key, m, payload, HeldState::Delayed, at);
                 } else if m.due_ms != 0 && m.attempt == 0 {
-                    came_due.push(m);
+                    came_due.push((m, payload));
                 } else if let Some(order) = m.order {
-                    fifo.push((order, m));
+                    fifo.push((order, (m, payload)));
                 } else {
-                    self.hold_restored(key, m, HeldState::Ready, now);
+                    self.hold_restored(key, m, payload, HeldState::Ready, now);
                 }
             }
             fifo.sort_unstable_by_key(|(order, _)| *order);
-            came_due.sort_unstable_by_key(|m| (m.due_ms, m.id));
-            for m in &came_due {
+            came_due.sort_unstable_by_key(|(m, _)| (m.due_ms, m.id));
+            for (m, _) in &came_due {
                 // Their place, at the end, is new: recorded for the next start.
                 self.log_record(&Record::Requeue {
                     id: m.id,
@@ -125,22 +131,70 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             }
             let fifo = fifo.into_iter().map(|(_, m)| m).chain(came_due);
             if let Some(q) = self.queues.by_key_mut(key) {
-                for m in fifo {
-                    self.memory += q.ready.push(m.priority, m.id, m.attempt, &m.payload);
+                for (m, payload) in fifo {
+                    let body = super::record_body(&self.bodies, &payload);
+                    self.memory += q.ready.push_body(m.priority, m.id, m.attempt, body);
+                }
+            }
+        }
+        for b in recovered.bindings {
+            let key = self.queue_key_or_create(&b.queue, now);
+            if self.bindings.insert(&b.pattern, key as u32) {
+                let cost = super::BINDING_OVERHEAD + b.pattern.len();
+                self.memory += cost;
+                self.outside += cost;
+                if let Some(q) = self.queues.by_key_mut(key) {
+                    q.bindings += 1;
                 }
             }
         }
         restored
     }
 
+    /// The payload a recovered message is loaded with: its own bytes, or, for a
+    /// published copy, a shared body with its subject; copies with the same subject
+    /// and payload share one body again, as they did before the restart.
+    fn restored_payload(
+        &mut self,
+        m: &mut RecoveredMessage,
+        shared: &mut HashMap<u64, u32>,
+    ) -> Payload {
+        let payload = std::mem::take(&mut m.payload);
+        let Some(subject) = m.subject.take() else {
+            return Payload::Own(payload);
+        };
+        let mut hasher = std::collections::hash_map::DefaultHasher::new();
+        (&*subject, &*payload).hash(&mut hasher);
+        let hash = hasher.finish();
+        if let Some(&key) = shared.get(&hash)
+            && self
+                .bodies
+                .get(key)
+                .is_some_and(|b| *b.subject == *subject && *b.payload == *payload)
+        {
+            self.bodies.retain(key);
+            return Payload::Shared(key);
+        }
+        if !self.bodies.has_room() {
+            return Payload::Own(payload);
+        }
+        let (key, cost) = self.bodies.insert(&payload, &subject, 0, 0, 1);
+        self.memory += cost;
+        self.outside += cost;
+        shared.insert(hash, key);
+        Payload::Shared(key)
+    }
+
     /// A message that was in flight when the server stopped: that delivery is
     /// charged, as when a consumer's connection closes; it is returned, or
     /// dead-lettered if that was its last delivery. The change is logged.
+    #[allow(clippy::too_many_arguments)]
     fn restore_lease(
         &mut self,
         name: &str,
         key: usize,
         mut m: RecoveredMessage,
+        payload: Payload,
         max_deliveries: u16,
         now: Instant,
         restored: &mut Restored,
@@ -153,7 +207,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 charged: m.charged,
                 due_ms: 0,
             });
-            self.hold_restored(key, m, HeldState::Ready, now);
+            self.hold_restored(key, m, payload, HeldState::Ready, now);
             return;
         }
         restored.dead_lettered += 1;
@@ -162,8 +216,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if dead.len() > MAX_QUEUE_NAME {
             self.totals.dead_dropped += 1;
             self.messages -= 1;
-            self.bytes -= m.payload.len();
+            self.bytes -= self.bodies.bytes(&payload).len();
             self.log_record(&Record::Del { id: m.id });
+            self.discard(m.id, payload, false);
             return;
         }
         let home = self.queue_key_or_create(&dead, now);
@@ -183,18 +238,25 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             q.keep = true;
         }
         m.charged = 0;
-        self.hold_restored(home, m, HeldState::Ready, now);
+        self.hold_restored(home, m, payload, HeldState::Ready, now);
     }
 
     /// Adds a recovered message to `held`: delayed until `at`, or ready with the
     /// returned ones (its queue's `returned` set).
-    fn hold_restored(&mut self, key: usize, m: RecoveredMessage, state: HeldState, at: Instant) {
+    fn hold_restored(
+        &mut self,
+        key: usize,
+        m: RecoveredMessage,
+        payload: Payload,
+        state: HeldState,
+        at: Instant,
+    ) {
         let (id, priority) = (m.id, m.priority);
         self.insert_held(
             key,
             id,
             Held {
-                payload: Payload::Own(m.payload),
+                payload,
                 deadline: at,
                 queue: key as u32,
                 attempt: m.attempt,
@@ -280,6 +342,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         charged: 0,
                         payload: super::body_bytes(&self.bodies, r.body),
                     });
+                    if let Body::Shared { key: body, .. } = r.body
+                        && let Some(b) = self.bodies.get(body)
+                    {
+                        enc(&Record::Subject {
+                            id: r.id,
+                            subject: &b.subject,
+                        });
+                    }
                     if r.attempt > 0 {
                         // Delivered before, but at the end of the queue (moved or
                         // dead-lettered): a PUT alone would put it with the returned.
@@ -307,6 +377,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 charged: h.charged,
                 payload: self.bodies.bytes(&h.payload),
             });
+            if let Payload::Shared(body) = h.payload
+                && let Some(b) = self.bodies.get(body)
+            {
+                enc(&Record::Subject {
+                    id,
+                    subject: &b.subject,
+                });
+            }
             if h.state == HeldState::InFlight {
                 enc(&Record::Leased {
                     id,
@@ -314,6 +392,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     max_deliveries: h.max_deliveries,
                 });
             }
+        }
+        for (pattern, &queue) in self.bindings.iter() {
+            enc(&Record::Bind {
+                queue,
+                pattern: &pattern,
+            });
         }
         // Ids up to the next one are in use; the log reserves a new block after it.
         log.restart_ids(self.next_id + 1);
