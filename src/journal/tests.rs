@@ -318,6 +318,42 @@ fn storage_md_example() {
     assert_eq!(hex.join(" "), expected);
 }
 
+/// The second example dump in STORAGE.md, byte for byte: a log header with seq 2,
+/// then QUEUE 0 "jobs", BIND 0 "orders.>", PUT id 1 "hi", SUBJECT 1 "orders.eu" and
+/// UNBIND 0 "orders.>".
+#[test]
+fn storage_md_fanout_example() {
+    let mut buf = encode_header(SegmentKind::Log, 2).to_vec();
+    for r in [
+        queue(0, "jobs"),
+        bind(0, "orders.>"),
+        put(0, 1, b"hi"),
+        subject(1, "orders.eu"),
+        unbind(0, "orders.>"),
+    ] {
+        encode(&r, &mut buf);
+    }
+    let hex: Vec<String> = buf.iter().map(|b| format!("{b:02x}")).collect();
+    let expected = [
+        // header: magic, version 1, kind 0 (log), seq 2, crc
+        "42 45 55 53 4c 4f 47 00 01 00 00 00 02 00 00 00 00 00 00 00 f5 85 ce 7d",
+        // QUEUE 0 "jobs"
+        "09 00 00 00 ce ae 59 6f 01 00 00 00 00 6a 6f 62 73",
+        // BIND queue 0 "orders.>"
+        "0d 00 00 00 4d 8c b1 de 09 00 00 00 00 6f 72 64 65 72 73 2e 3e",
+        // PUT queue 0, id 1, due 0, priority 0, attempt 0, charged 0, "hi"
+        "1e 00 00 00 f4 92 4a f3 02 \
+         00 00 00 00 01 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 00 68 69",
+        // SUBJECT id 1 "orders.eu"
+        "12 00 00 00 cf 3c 2a 0c 0b 01 00 00 00 00 00 00 00 6f 72 64 65 72 73 2e 65 75",
+        // UNBIND queue 0 "orders.>"
+        "0d 00 00 00 71 ee f2 4f 0a 00 00 00 00 6f 72 64 65 72 73 2e 3e",
+    ]
+    .join(" ");
+    assert_eq!(hex.join(" "), expected);
+    assert_eq!(buf.len(), 0x93);
+}
+
 /// Bodies of the wrong length, unknown types and bad names are damage, never records.
 #[test]
 fn bad_bodies_are_rejected() {
@@ -2125,7 +2161,7 @@ impl Model {
     }
 
     /// The QUEUE records of every number bound now: how a new segment starts.
-    fn bindings(&self) -> Vec<Record<'static>> {
+    fn numbers(&self) -> Vec<Record<'static>> {
         self.names
             .iter()
             .map(|(&name, &queue)| Record::Queue { queue, name })
@@ -2140,7 +2176,7 @@ impl Model {
         let mut out = vec![Record::Ids {
             next: self.ids_reserved,
         }];
-        out.extend(self.bindings());
+        out.extend(self.numbers());
         for &(name, pattern) in &self.bindings {
             out.push(Record::Bind {
                 queue: self.names[name],
@@ -2227,7 +2263,7 @@ fn replay_matches_a_model_of_the_server() {
 /// Idempotence: after the whole log, applying it again from any point changes
 /// nothing but the ignored count. When queue numbers are never bound again to
 /// another name, from any record; when they are, from any point where a segment
-/// could start, restating its bindings first (as STORAGE.md requires).
+/// could start, restating its queue numbers first (as STORAGE.md requires).
 #[test]
 fn replaying_a_suffix_again_changes_nothing() {
     for seed in 1..=12u64 {
@@ -2235,7 +2271,7 @@ fn replaying_a_suffix_again_changes_nothing() {
         let mut model = Model::new(seed, seed % 3 == 0, frees);
         let mut points = Vec::new();
         for _ in 0..120 {
-            points.push((model.log.len(), model.bindings()));
+            points.push((model.log.len(), model.numbers()));
             model.step();
         }
         let log = &model.log;
@@ -2247,9 +2283,9 @@ fn replaying_a_suffix_again_changes_nothing() {
         } else {
             (0..=log.len()).map(|k| (k, vec![])).collect()
         };
-        for (k, bindings) in from {
+        for (k, numbers) in from {
             let mut twice = log.clone();
-            twice.extend_from_slice(&bindings);
+            twice.extend_from_slice(&numbers);
             twice.extend_from_slice(&log[k..]);
             let again = replay(&twice);
             assert_eq!(again.queues, full.queues, "seed {seed}, again from {k}");
@@ -2270,16 +2306,16 @@ fn base_then_overlapping_log_gives_the_same_state() {
         let mut model = Model::new(seed * 77, seed % 2 == 0, true);
         let mut points = Vec::new();
         for _ in 0..90 {
-            points.push((model.log.len(), model.base(), model.bindings()));
+            points.push((model.log.len(), model.base(), model.numbers()));
             model.step();
         }
         let full = replay(&model.log);
         assert_eq!(full.queues, model.expected());
         assert_eq!(full.bindings, model.expected_bindings());
         for (t, base, _) in &points {
-            for (k, _, bindings) in points.iter().take_while(|(k, ..)| k <= t) {
+            for (k, _, numbers) in points.iter().take_while(|(k, ..)| k <= t) {
                 let mut recs = base.clone();
-                recs.extend_from_slice(bindings);
+                recs.extend_from_slice(numbers);
                 recs.extend_from_slice(&model.log[*k..]);
                 let got = replay(&recs);
                 assert_eq!(
