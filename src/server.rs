@@ -609,6 +609,12 @@ impl Server {
                         options,
                     }));
                 }
+                // Fan-out (version 3) is not served yet, as in execute.
+                Ok(Some((Decoded::BodyHead { head, .. }, _))) => {
+                    let e = protocol::ProtocolError::UnknownOpcode(head.opcode() as u8);
+                    self.fail(r, e.code(), &e.to_string());
+                    return data.len();
+                }
                 Err(e) => {
                     self.fail(r, e.code(), &e.to_string());
                     return data.len();

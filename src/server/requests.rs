@@ -89,6 +89,24 @@ impl Server {
                     protocol::encode_moved(&mut conn.output, count);
                 }
             }
+            // Fan-out (version 3) is not served yet: these get the fatal error a
+            // version-2 server gave them.
+            Request::GetWithMeta { .. }
+            | Request::LeaseWithMeta { .. }
+            | Request::PeekWithMeta { .. } => {
+                let e = protocol::ProtocolError::BadFlags(protocol::WITH_META);
+                self.fail(r, e.code(), &e.to_string());
+            }
+            Request::Bind { .. }
+            | Request::Unbind { .. }
+            | Request::Publish { .. }
+            | Request::Subscribe { .. }
+            | Request::Unsubscribe { .. }
+            | Request::Req { .. }
+            | Request::Reply { .. } => {
+                let e = protocol::ProtocolError::UnknownOpcode(request.opcode() as u8);
+                self.fail(r, e.code(), &e.to_string());
+            }
         }
         self.drain_handoffs(now);
     }
