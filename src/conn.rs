@@ -80,11 +80,11 @@ pub enum State {
     Closing,
 }
 
-/// An oversized `PUT` in flight.
+/// An oversized `PUT` (or `PUB`, `REQ`, `REPLY`) in flight.
 #[derive(Debug)]
 pub struct Oversize {
-    /// Target queue.
-    pub queue: Box<str>,
+    /// What it is, with every field but the payload.
+    pub head: Streamed,
     /// The payload bytes kept so far (at most the message limit).
     pub kept: Vec<u8>,
     /// Bytes to keep in all.
@@ -93,8 +93,70 @@ pub struct Oversize {
     pub original: u32,
     /// Payload bytes still to come.
     pub remaining: usize,
-    /// Delay and priority of a `PUT` with options.
-    pub options: Option<crate::protocol::PutOptions>,
+}
+
+/// The fields of a request whose payload streams in, owned.
+#[derive(Debug)]
+pub enum Streamed {
+    /// A `PUT` (`options` set for one with a delay and priority).
+    Put {
+        /// Target queue.
+        queue: Box<str>,
+        /// Delay and priority.
+        options: Option<crate::protocol::PutOptions>,
+    },
+    /// A `PUB`.
+    Publish {
+        /// Its subject.
+        subject: Box<str>,
+        /// Delay and priority of its copies.
+        options: crate::protocol::PutOptions,
+        /// Copies to confirm.
+        confirm: u32,
+        /// How long to wait for them.
+        timeout_ms: u32,
+    },
+    /// A `REQ`.
+    Req {
+        /// Its subject.
+        subject: Box<str>,
+        /// How long to wait for the reply.
+        timeout_ms: u32,
+    },
+    /// A `REPLY`.
+    Reply {
+        /// The requester's address.
+        reply_to: u64,
+    },
+}
+
+impl Streamed {
+    /// The head of a streamed `PUB`, `REQ` or `REPLY`, owned.
+    pub fn from_head(head: crate::protocol::BodyHead<'_>) -> Streamed {
+        use crate::protocol::BodyHead;
+        match head {
+            BodyHead::Publish {
+                subject,
+                delay_ms,
+                priority,
+                confirm,
+                timeout_ms,
+            } => Streamed::Publish {
+                subject: subject.into(),
+                options: crate::protocol::PutOptions { delay_ms, priority },
+                confirm,
+                timeout_ms,
+            },
+            BodyHead::Req {
+                subject,
+                timeout_ms,
+            } => Streamed::Req {
+                subject: subject.into(),
+                timeout_ms,
+            },
+            BodyHead::Reply { reply_to } => Streamed::Reply { reply_to },
+        }
+    }
 }
 
 impl Oversize {

@@ -49,7 +49,6 @@ mod conn;
 pub mod journal;
 #[cfg(feature = "server")]
 mod net;
-#[cfg(feature = "server")]
 pub mod route;
 #[cfg(feature = "server")]
 pub mod server;

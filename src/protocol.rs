@@ -9,13 +9,16 @@
 //! Every frame, in both directions, is a big-endian `u32` length (the number of bytes
 //! that follow it) and then a one-byte opcode or status. Requests carry one more byte of
 //! flags, reserved for later versions and zero in version 1.
+//!
+//! Each version's additions live in a file of their own, hooked into the decoders and
+//! `Request::encode` here: `leases` (version 2) and `fanout` (version 3).
 
 use std::fmt;
 
 use bytes::BufMut;
 
 /// The protocol version this crate speaks (sent and checked by `HELLO`).
-pub const PROTOCOL_VERSION: u16 = 2;
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// Longest queue name in bytes. The name's length travels in one byte, so a longer
 /// name cannot even be expressed.
@@ -73,14 +76,29 @@ pub enum Opcode {
     Move = 0x18,
     /// Server-wide and per-queue figures.
     Stats = 0x20,
+    /// Bind a pattern onto a queue (version 3).
+    Bind = 0x30,
+    /// Remove a binding (version 3).
+    Unbind = 0x31,
+    /// Publish to a subject: a copy to every bound queue, an event to every
+    /// subscription (version 3).
+    Publish = 0x32,
+    /// Subscribe the connection to a pattern (version 3).
+    Subscribe = 0x33,
+    /// End a subscription (version 3).
+    Unsubscribe = 0x34,
+    /// Publish a request and wait for the first reply (version 3).
+    Req = 0x35,
+    /// Answer a request by its reply address (version 3).
+    Reply = 0x36,
 }
 
 impl Opcode {
-    /// Largest declared `length` a frame of this opcode may have (`PUT` streams and
-    /// has none below `u32::MAX`).
+    /// Largest declared `length` a frame of this opcode may have (`PUT`, `PUB`, `REQ`
+    /// and `REPLY` stream their payload and have none below `u32::MAX`).
     pub fn max_frame(self) -> u32 {
         match self {
-            Opcode::Put => u32::MAX,
+            Opcode::Put | Opcode::Publish | Opcode::Req | Opcode::Reply => u32::MAX,
             Opcode::Ack | Opcode::Nack | Opcode::Touch => MAX_SETTLE_FRAME,
             _ => MAX_CONTROL_FRAME,
         }
@@ -105,6 +123,13 @@ impl TryFrom<u8> for Opcode {
             0x17 => Opcode::Peek,
             0x18 => Opcode::Move,
             0x20 => Opcode::Stats,
+            0x30 => Opcode::Bind,
+            0x31 => Opcode::Unbind,
+            0x32 => Opcode::Publish,
+            0x33 => Opcode::Subscribe,
+            0x34 => Opcode::Unsubscribe,
+            0x35 => Opcode::Req,
+            0x36 => Opcode::Reply,
             other => return Err(ProtocolError::UnknownOpcode(other)),
         })
     }
@@ -141,6 +166,26 @@ pub enum Status {
     Moved = 0x18,
     /// Reply to `STATS`.
     Stats = 0x20,
+    /// `BIND` done: whether the binding is new (version 3).
+    Bound = 0x30,
+    /// `UNBIND` done: whether there was such a binding (version 3).
+    Unbound = 0x31,
+    /// `PUB` done: copies made, events queued, confirmations (version 3).
+    Published = 0x32,
+    /// `SUB` done: the subscription's id (version 3).
+    Subscribed = 0x33,
+    /// `UNSUB` done: whether there was such a subscription (version 3).
+    Unsubscribed = 0x34,
+    /// Reply to `REQ`: the first reply's payload (version 3).
+    Reply = 0x35,
+    /// `REPLY` done: whether a requester got it (version 3).
+    Replied = 0x36,
+    /// `GET`, `LEASE` or `PEEK` with `WITH_META`: messages with ids, attempts and
+    /// metadata (version 3).
+    Envelopes = 0x37,
+    /// A message pushed to a subscription: sent by the server of its own accord, not
+    /// a reply (version 3).
+    Event = 0x3F,
     /// The request failed; the body says why and whether the connection closes.
     Error = 0x7F,
 }
@@ -163,6 +208,15 @@ impl TryFrom<u8> for Status {
             0x17 => Status::Peeked,
             0x18 => Status::Moved,
             0x20 => Status::Stats,
+            0x30 => Status::Bound,
+            0x31 => Status::Unbound,
+            0x32 => Status::Published,
+            0x33 => Status::Subscribed,
+            0x34 => Status::Unsubscribed,
+            0x35 => Status::Reply,
+            0x36 => Status::Replied,
+            0x37 => Status::Envelopes,
+            0x3F => Status::Event,
             0x7F => Status::Error,
             other => return Err(ProtocolError::UnknownStatus(other)),
         })
@@ -199,6 +253,15 @@ pub enum ErrorCode {
     /// (not fatal), or, sent instead of replies that waited for the disk, their
     /// changes may be lost (fatal). See protocol.md 14.
     Storage = 11,
+    /// A subject or pattern breaks the rules of protocol.md 15.1 (fatal).
+    BadSubject = 12,
+    /// A `REQ` matched no queue and no subscription; nothing was stored (not fatal).
+    NoResponders = 13,
+    /// A `PUB` asked for more confirmations than it would make copies; nothing was
+    /// stored or pushed (not fatal).
+    TooFewCopies = 14,
+    /// A per-connection limit was reached, such as 1024 subscriptions (not fatal).
+    Limit = 15,
 }
 
 impl ErrorCode {
@@ -216,6 +279,10 @@ impl ErrorCode {
             9 => ErrorCode::UnsupportedVersion,
             10 => ErrorCode::ShuttingDown,
             11 => ErrorCode::Storage,
+            12 => ErrorCode::BadSubject,
+            13 => ErrorCode::NoResponders,
+            14 => ErrorCode::TooFewCopies,
+            15 => ErrorCode::Limit,
             _ => return None,
         })
     }
@@ -234,6 +301,10 @@ impl ErrorCode {
             ErrorCode::UnsupportedVersion => "UNSUPPORTED_VERSION",
             ErrorCode::ShuttingDown => "SHUTTING_DOWN",
             ErrorCode::Storage => "STORAGE",
+            ErrorCode::BadSubject => "BAD_SUBJECT",
+            ErrorCode::NoResponders => "NO_RESPONDERS",
+            ErrorCode::TooFewCopies => "TOO_FEW_COPIES",
+            ErrorCode::Limit => "LIMIT",
         }
     }
 }
@@ -275,6 +346,9 @@ pub enum ProtocolError {
     TrailingBytes(usize),
     /// A field holds a value that is not allowed.
     BadArgument(&'static str),
+    /// A subject or pattern breaks the rules (protocol.md 15.1); the text says which
+    /// field, and what is wrong where.
+    BadSubject(String),
 }
 
 impl ProtocolError {
@@ -291,6 +365,7 @@ impl ProtocolError {
             ProtocolError::BadFlags(_) => ErrorCode::BadFlags,
             ProtocolError::BadQueueName(_) => ErrorCode::BadQueueName,
             ProtocolError::BadArgument(_) => ErrorCode::BadArgument,
+            ProtocolError::BadSubject(_) => ErrorCode::BadSubject,
         }
     }
 }
@@ -318,6 +393,7 @@ impl fmt::Display for ProtocolError {
             }
             ProtocolError::TrailingBytes(n) => write!(f, "{n} unexpected bytes at end of frame"),
             ProtocolError::BadArgument(why) => write!(f, "bad argument: {why}"),
+            ProtocolError::BadSubject(why) => f.write_str(why),
         }
     }
 }
@@ -433,6 +509,93 @@ pub enum Request<'a> {
         /// Most messages to move (1 or more).
         max: u32,
     },
+    /// A `GET` with the `WITH_META` flag: answered `ENVELOPES` (version 3).
+    GetWithMeta {
+        /// As for [`Request::Get`].
+        queue: &'a str,
+        /// As for [`Request::Get`].
+        wait_ms: u32,
+        /// As for [`Request::Get`].
+        max: u16,
+    },
+    /// A `LEASE` with the `WITH_META` flag: answered `ENVELOPES` (version 3).
+    LeaseWithMeta {
+        /// As for [`Request::Lease`].
+        queue: &'a str,
+        /// As for [`Request::Lease`].
+        wait_ms: u32,
+        /// As for [`Request::Lease`].
+        max: u16,
+        /// As for [`Request::Lease`].
+        lease_ms: u32,
+        /// As for [`Request::Lease`].
+        max_deliveries: u16,
+        /// As for [`Request::Lease`].
+        detached: bool,
+    },
+    /// A `PEEK` with the `WITH_META` flag: answered `ENVELOPES` (version 3).
+    PeekWithMeta {
+        /// As for [`Request::Peek`].
+        queue: &'a str,
+        /// As for [`Request::Peek`].
+        max: u16,
+    },
+    /// Bind `pattern` onto `queue`, creating the queue if needed (version 3).
+    Bind {
+        /// A pattern: may hold `*` and `>` tokens.
+        pattern: &'a str,
+        /// Queue name.
+        queue: &'a str,
+    },
+    /// Remove the binding of `pattern` onto `queue` (version 3).
+    Unbind {
+        /// The pattern, as bound.
+        pattern: &'a str,
+        /// Queue name.
+        queue: &'a str,
+    },
+    /// Publish `payload` to `subject` (version 3).
+    Publish {
+        /// The subject: no wildcards.
+        subject: &'a str,
+        /// Delay of the queue copies, as for a `PUT` with options.
+        delay_ms: u32,
+        /// Priority of the queue copies, 0..=9.
+        priority: u8,
+        /// Answer only once this many copies are confirmed; 0 = at once.
+        confirm: u32,
+        /// With `confirm` > 0: answer after this long at the latest (1 ms to 12 h).
+        /// Ignored, but kept as sent, with `confirm` 0.
+        timeout_ms: u32,
+        /// Message bytes (already cut to the limit when decoded by the server).
+        payload: &'a [u8],
+    },
+    /// Subscribe this connection to `pattern` (version 3).
+    Subscribe {
+        /// A pattern: may hold `*` and `>` tokens.
+        pattern: &'a str,
+    },
+    /// End subscription `sid` of this connection (version 3).
+    Unsubscribe {
+        /// The id `SUBSCRIBED` gave.
+        sid: u32,
+    },
+    /// Publish a request to `subject` and wait for the first reply (version 3).
+    Req {
+        /// The subject: no wildcards.
+        subject: &'a str,
+        /// Wait at most this long for a reply (1 ms to 12 h).
+        timeout_ms: u32,
+        /// Request bytes (already cut to the limit when decoded by the server).
+        payload: &'a [u8],
+    },
+    /// Answer the request whose reply address is `reply_to` (version 3).
+    Reply {
+        /// The `REPLY_TO` of the request's metadata.
+        reply_to: u64,
+        /// Reply bytes (already cut to the limit when decoded by the server).
+        payload: &'a [u8],
+    },
 }
 
 impl Request<'_> {
@@ -453,17 +616,32 @@ impl Request<'_> {
             Request::Touch { .. } => Opcode::Touch,
             Request::Peek { .. } => Opcode::Peek,
             Request::Move { .. } => Opcode::Move,
+            Request::GetWithMeta { .. } => Opcode::Get,
+            Request::LeaseWithMeta { .. } => Opcode::Lease,
+            Request::PeekWithMeta { .. } => Opcode::Peek,
+            Request::Bind { .. } => Opcode::Bind,
+            Request::Unbind { .. } => Opcode::Unbind,
+            Request::Publish { .. } => Opcode::Publish,
+            Request::Subscribe { .. } => Opcode::Subscribe,
+            Request::Unsubscribe { .. } => Opcode::Unsubscribe,
+            Request::Req { .. } => Opcode::Req,
+            Request::Reply { .. } => Opcode::Reply,
         }
     }
 
     /// Appends this request's frame to `dst`.
     ///
     /// # Errors
-    /// [`ProtocolError::BadQueueName`] for an empty or over-long queue name, and
+    /// [`ProtocolError::BadQueueName`] for an empty or over-long queue name,
+    /// [`ProtocolError::BadSubject`] for a subject or pattern the server would refuse,
+    /// [`ProtocolError::BadArgument`] for a value it would refuse, and
     /// [`ProtocolError::FrameTooLarge`] for a payload that cannot fit in a frame; nothing
     /// is written then.
     pub fn encode(&self, dst: &mut impl BufMut) -> Result<(), ProtocolError> {
         if let Some(result) = leases::encode_request(self, dst) {
+            return result;
+        }
+        if let Some(result) = fanout::encode_request(self, dst) {
             return result;
         }
         let queue = match self {
@@ -483,7 +661,7 @@ impl Request<'_> {
             Request::Get { queue, .. } => 1 + queue.len() + 4 + 2,
             Request::Purge { queue } => 1 + queue.len(),
             Request::Stats { queue } => 1 + queue.map_or(0, str::len),
-            // Encoded by leases::encode_request above.
+            // Encoded by leases:: and fanout::encode_request above.
             _ => 0,
         };
         let len = u32::try_from(body_len + 2).map_err(|_| ProtocolError::FrameTooLarge {
@@ -533,13 +711,24 @@ pub enum Decoded<'a> {
         /// Payload length the client declared.
         payload_len: u32,
     },
+    /// The head of a `PUB`, `REQ` or `REPLY` whose payload is longer than the limit,
+    /// every field before the payload checked; handled as [`Decoded::PutHead`] is
+    /// (version 3).
+    BodyHead {
+        /// The request without its payload.
+        head: BodyHead<'a>,
+        /// Payload length the client declared.
+        payload_len: u32,
+    },
 }
 
 /// Decodes the request at the front of `buf`.
 ///
 /// Returns `Ok(None)` until a whole frame is buffered, or `Ok(Some((decoded, consumed)))`.
 /// A `PUT` whose payload is at most `max_payload` bytes is returned whole; a longer one
-/// comes back as [`Decoded::PutHead`] as soon as its queue name is readable.
+/// comes back as [`Decoded::PutHead`] as soon as its queue name is readable. `PUB`,
+/// `REQ` and `REPLY` are the same, a long one coming back as [`Decoded::BodyHead`]
+/// once every field before its payload is readable.
 ///
 /// # Errors
 /// Any [`ProtocolError`]; it is reported as early as the bytes allow (an unknown opcode
@@ -567,23 +756,30 @@ pub fn decode_request(
         return Ok(None);
     }
     let flags = buf[LEN_PREFIX + 1];
-    let allowed = if opcode == Opcode::Put {
-        PUT_OPTIONS
-    } else {
-        0
+    let allowed = match opcode {
+        Opcode::Put => PUT_OPTIONS,
+        Opcode::Get | Opcode::Lease | Opcode::Peek => WITH_META,
+        _ => 0,
     };
     if flags & !allowed != 0 {
         return Err(ProtocolError::BadFlags(flags));
     }
     let body_len = len as usize - 2;
-    if opcode == Opcode::Put {
-        return decode_put(buf, body_len, flags & PUT_OPTIONS != 0, max_payload);
+    match opcode {
+        Opcode::Put => return decode_put(buf, body_len, flags & PUT_OPTIONS != 0, max_payload),
+        Opcode::Publish | Opcode::Req | Opcode::Reply => {
+            return fanout::decode_streamed(opcode, buf, body_len, max_payload);
+        }
+        _ => {}
     }
     let frame_end = LEN_PREFIX + len as usize;
     let Some(body) = buf.get(REQUEST_HEADER..frame_end) else {
         return Ok(None);
     };
-    let request = decode_control(opcode, body)?;
+    let mut request = decode_control(opcode, body)?;
+    if flags & WITH_META != 0 {
+        request = fanout::with_meta(request);
+    }
     Ok(Some((Decoded::Request(request), frame_end)))
 }
 
@@ -650,9 +846,16 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
         | Opcode::Touch
         | Opcode::Peek
         | Opcode::Move => leases::decode_control(opcode, &mut r)?,
-        // PUT streams its payload and never reaches here (see decode_put); a plain
-        // error keeps this total without a panic path.
-        Opcode::Put => return Err(ProtocolError::BadArgument("PUT has no control body")),
+        Opcode::Bind | Opcode::Unbind | Opcode::Subscribe | Opcode::Unsubscribe => {
+            fanout::decode_control(opcode, &mut r)?
+        }
+        // These stream their payload and never reach here (see decode_put and
+        // fanout::decode_streamed); a plain error keeps this total without a panic path.
+        Opcode::Put | Opcode::Publish | Opcode::Req | Opcode::Reply => {
+            return Err(ProtocolError::BadArgument(
+                "a streamed request has no control body",
+            ));
+        }
     };
     Ok(request)
 }
@@ -886,6 +1089,50 @@ pub enum Response<'a> {
     Moved {
         /// Messages moved.
         count: u64,
+    },
+    /// `BIND` done (version 3).
+    Bound {
+        /// True for a new binding, false when it existed already.
+        created: bool,
+    },
+    /// `UNBIND` done (version 3).
+    Unbound {
+        /// True when a binding was removed, false when there was none.
+        removed: bool,
+    },
+    /// `PUB` done (version 3).
+    Published(Published),
+    /// `SUB` done (version 3).
+    Subscribed {
+        /// The subscription's id on this connection, from 1, never reused on it.
+        sid: u32,
+    },
+    /// `UNSUB` done (version 3).
+    Unsubscribed {
+        /// True when a subscription was ended, false when there was none.
+        removed: bool,
+    },
+    /// The first reply to a `REQ` (version 3).
+    Reply {
+        /// The reply's bytes.
+        payload: &'a [u8],
+    },
+    /// `REPLY` done (version 3).
+    Replied {
+        /// True when the requester got it; false when nobody waited for it.
+        delivered: bool,
+    },
+    /// Messages with ids, attempts and metadata: a receive with `WITH_META`
+    /// (version 3).
+    Envelopes(Envelopes<'a>),
+    /// A message pushed to a subscription, not a reply to any request (version 3).
+    Event {
+        /// The subscription it matched.
+        sid: u32,
+        /// Subject, reply address, events dropped.
+        meta: Meta<'a>,
+        /// The message bytes.
+        payload: &'a [u8],
     },
     /// A failed request.
     Error {
@@ -1227,6 +1474,15 @@ pub fn decode_response(
             })
         }
         Status::Stats => Response::Stats(decode_stats(&mut r)?),
+        Status::Bound
+        | Status::Unbound
+        | Status::Published
+        | Status::Subscribed
+        | Status::Unsubscribed
+        | Status::Reply
+        | Status::Replied
+        | Status::Envelopes
+        | Status::Event => fanout::decode_response(status, &mut r)?,
         Status::Error => Response::Error {
             code: r.u16("code")?,
             fatal: r.u8("fatal")? != 0,
@@ -1269,6 +1525,15 @@ pub use leases::{
     MAX_SETTLE_PAIRS, NEVER_DEAD, PUT_OPTIONS, PUT_OPTIONS_LEN, Pairs, PairsIter, PutOptions,
     SettleResult, Settled, SettledWriter, encode_hello_v2, encode_moved, encode_stored_id,
     encode_truncated_id,
+};
+
+mod fanout;
+
+pub use fanout::{
+    BodyHead, Envelope, Envelopes, EnvelopesIter, EnvelopesWriter, FEATURE_FANOUT,
+    MAX_SUBSCRIPTIONS, META_DROPPED, META_REPLY_TO, META_SUBJECT, Meta, MetaIter, Published,
+    WITH_META, encode_bound, encode_event, encode_meta, encode_published, encode_replied,
+    encode_reply, encode_subscribed, encode_unbound, encode_unsubscribed, encoded_meta_len,
 };
 
 #[cfg(test)]

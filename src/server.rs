@@ -30,7 +30,7 @@ use slab::Slab;
 
 use crate::config::Config;
 use crate::conn::{
-    self, CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State,
+    self, CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State, Streamed,
 };
 use crate::journal::Journal;
 use crate::net;
@@ -567,26 +567,7 @@ impl Server {
                 {
                     let start = conn.queued_end();
                     let log_before = self.store.log_position();
-                    let refused = self
-                        .journal
-                        .as_ref()
-                        .is_some_and(|j| j.failed().is_some() || j.disk_full());
-                    if refused {
-                        let put = Request::Put {
-                            queue: &over.queue,
-                            payload: &[],
-                        };
-                        self.refuse_change(r, &put);
-                    } else {
-                        self.put(
-                            r,
-                            &over.queue,
-                            &over.kept,
-                            over.original as usize,
-                            over.options,
-                            now,
-                        );
-                    }
+                    self.finish_streamed(r, *over, now);
                     self.hold_reply(r, start, log_before);
                     self.drain_handoffs(now);
                 }
@@ -608,12 +589,24 @@ impl Server {
                 ))) => {
                     pos += used;
                     conn.state = State::Streaming(Box::new(Oversize {
-                        queue: queue.into(),
+                        head: Streamed::Put {
+                            queue: queue.into(),
+                            options,
+                        },
                         kept: Vec::with_capacity(max_payload),
                         keep: max_payload,
                         original: payload_len,
                         remaining: payload_len as usize,
-                        options,
+                    }));
+                }
+                Ok(Some((Decoded::BodyHead { head, payload_len }, used))) => {
+                    pos += used;
+                    conn.state = State::Streaming(Box::new(Oversize {
+                        head: Streamed::from_head(head),
+                        kept: Vec::with_capacity(max_payload),
+                        keep: max_payload,
+                        original: payload_len,
+                        remaining: payload_len as usize,
                     }));
                 }
                 Err(e) => {
@@ -623,6 +616,75 @@ impl Server {
             }
         }
         pos
+    }
+
+    /// Carries out a request whose payload streamed in and was cut to the limit.
+    fn finish_streamed(&mut self, r: ConnRef, over: Oversize, now: Instant) {
+        let original = over.original as usize;
+        let payload = &over.kept;
+        let request = match &over.head {
+            Streamed::Put { queue, options } => match options {
+                Some(options) => Request::PutWith {
+                    queue,
+                    options: *options,
+                    payload,
+                },
+                None => Request::Put { queue, payload },
+            },
+            Streamed::Publish {
+                subject,
+                options,
+                confirm,
+                timeout_ms,
+            } => Request::Publish {
+                subject,
+                delay_ms: options.delay_ms,
+                priority: options.priority,
+                confirm: *confirm,
+                timeout_ms: *timeout_ms,
+                payload,
+            },
+            Streamed::Req {
+                subject,
+                timeout_ms,
+            } => Request::Req {
+                subject,
+                timeout_ms: *timeout_ms,
+                payload,
+            },
+            Streamed::Reply { reply_to } => Request::Reply {
+                reply_to: *reply_to,
+                payload,
+            },
+        };
+        if self.refuse_change(r, &request) {
+            return;
+        }
+        match request {
+            Request::Put { queue, payload } => self.put(r, queue, payload, original, None, now),
+            Request::PutWith {
+                queue,
+                options,
+                payload,
+            } => self.put(r, queue, payload, original, Some(options), now),
+            Request::Publish {
+                subject,
+                delay_ms,
+                priority,
+                confirm,
+                timeout_ms,
+                payload,
+            } => {
+                let options = protocol::PutOptions { delay_ms, priority };
+                self.publish(r, subject, payload, original, options, confirm, timeout_ms, now);
+            }
+            Request::Req {
+                subject,
+                timeout_ms,
+                payload,
+            } => self.request(r, subject, payload, original, timeout_ms, now),
+            other => self.execute(r, other, now),
+        }
     }
 
     /// Queues a fatal `ERROR` and marks the connection to close once it is written.

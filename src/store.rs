@@ -96,14 +96,19 @@ pub struct Handoff<W> {
     /// The payload, for a plain `GET` (the message has left the store); for a lease
     /// it stays in the store: see [`Store::payload`].
     pub payload: Option<Box<[u8]>>,
+    /// The subject and reply address of a published copy taken by a plain `GET`
+    /// (for a lease, see [`Store::published_meta`]).
+    pub meta: Option<(Box<str>, u64)>,
     /// Its queue, by name: by the time a handoff comes back, the queue may have been
     /// removed and its slab key reused.
     queue: Box<str>,
     /// What the waiter was parked with, to park it again (see [`Store::repark`]).
     spec: Option<LeaseSpec>,
     deadline: Option<Instant>,
-    id: u64,
-    attempt: u32,
+    /// The message's id.
+    pub id: u64,
+    /// Its attempt number.
+    pub attempt: u32,
     priority: u8,
 }
 
@@ -115,6 +120,10 @@ pub struct Meta<'a> {
     /// The reply address of a request; 0 for none.
     pub reply_to: u64,
 }
+
+/// A message leaving the store for a plain consumer: its payload, and the subject
+/// and reply address of a published copy.
+type Taken = (Box<[u8]>, Option<(Box<str>, u64)>);
 
 /// How a `NACK` ends a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -156,10 +165,6 @@ pub struct Totals {
     pub dead_lettered: u64,
     /// Dead letters dropped because the dead-letter queue could not be named.
     pub dead_dropped: u64,
-    /// Publishes accepted (whether or not a queue matched).
-    pub published: u64,
-    /// Publishes that matched no queue.
-    pub unroutable: u64,
     /// Copies publishes stored in (or handed out from) queues.
     pub routed_copies: u64,
 }
@@ -567,6 +572,19 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         now: Instant,
         mut each: impl FnMut(&[u8]),
     ) -> usize {
+        self.get_with(queue, max, max_bytes, now, |_, _, payload, _| each(payload))
+    }
+
+    /// [`Store::get`] that also hands each message's id, attempt number and, for a
+    /// published copy, its metadata to `each`.
+    pub fn get_with(
+        &mut self,
+        queue: &str,
+        max: usize,
+        max_bytes: usize,
+        now: Instant,
+        mut each: impl FnMut(u64, u32, &[u8], Option<Meta<'_>>),
+    ) -> usize {
         let Some(key) = self.queues.key_of(queue) else {
             return 0;
         };
@@ -583,7 +601,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 Ok((priority, id)) => {
                     q.returned.remove(&(priority, id));
                     if let Some(h) = self.remove_held(id) {
-                        each(self.bodies.bytes(&h.payload));
+                        each(id, h.attempt, self.bodies.bytes(&h.payload), self.meta(&h.payload));
                         self.discard(id, h.payload, true);
                     }
                     if let Some(log) = &mut self.log {
@@ -596,9 +614,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     let mut shared = None;
                     let Some(freed) = q.ready.pop_with(|_, r| {
                         match r.body {
-                            Body::Inline(p) => each(p),
+                            Body::Inline(p) => each(r.id, r.attempt, p, None),
                             Body::Shared { key, .. } => {
-                                each(bodies.payload(key));
+                                let b = bodies.get(key);
+                                let meta = b.map(|b| Meta {
+                                    subject: &b.subject,
+                                    reply_to: b.reply_to,
+                                });
+                                each(r.id, r.attempt, bodies.payload(key), meta);
                                 shared = Some((r.id, key));
                             }
                         }
@@ -1310,6 +1333,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         waiter: waiter.handle,
                         lease: Some(lease),
                         payload: None,
+                        meta: None,
                         queue: name,
                         spec: Some(spec),
                         deadline,
@@ -1319,13 +1343,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     }
                 }
                 None => {
-                    let Some((id, attempt, priority, payload)) = self.take_front(key) else {
+                    let Some((id, attempt, priority, (payload, meta))) = self.take_front(key)
+                    else {
                         break;
                     };
                     Handoff {
                         waiter: waiter.handle,
                         lease: None,
                         payload: Some(payload),
+                        meta,
                         queue: name,
                         spec: None,
                         deadline,
@@ -1341,7 +1367,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     }
 
     /// Removes the next ready message of queue `key` for a plain consumer.
-    fn take_front(&mut self, key: usize) -> Option<(u64, u32, u8, Box<[u8]>)> {
+    fn take_front(&mut self, key: usize) -> Option<(u64, u32, u8, Taken)> {
         let q = self.queues.by_key_mut(key)?;
         q.counters.gets += 1;
         self.totals.gets += 1;
@@ -1406,14 +1432,18 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
     }
 
-    /// A payload leaving for a plain consumer, as bytes of its own.
-    fn take_payload(&mut self, id: u64, payload: Payload) -> Box<[u8]> {
+    /// A payload leaving for a plain consumer, as bytes of its own, with the
+    /// subject and reply address of a published copy.
+    fn take_payload(&mut self, id: u64, payload: Payload) -> Taken {
         match payload {
-            Payload::Own(p) => p,
+            Payload::Own(p) => (p, None),
             Payload::Shared(key) => {
-                let bytes = self.bodies.payload(key).into();
+                let taken = match self.bodies.get(key) {
+                    Some(b) => (b.payload.clone(), Some((b.subject.clone(), b.reply_to))),
+                    None => (Box::default(), None),
+                };
                 self.discard(id, payload, true);
-                bytes
+                taken
             }
         }
     }

@@ -271,18 +271,18 @@ fn stats_count_puts_gets_messages_queues_and_truncations() {
     assert_eq!(b.get("truncations"), Some(0));
 }
 
-/// HELLO says version 2 and the server's message size limit.
+/// HELLO says version 3 and the server's message size limit.
 #[test]
 fn hello_reports_version_and_max_message_size() {
     let server = TestServer::start();
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 2);
+    assert_eq!(info.version, 3);
     assert_eq!(info.max_message_size, 1 << 20);
     assert!(info.server.starts_with("beuss"), "{}", info.server);
 
     let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "300K")]);
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 2);
+    assert_eq!(info.version, 3);
     assert_eq!(info.max_message_size, 300 * 1024);
 }
 

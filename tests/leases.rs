@@ -116,12 +116,12 @@ fn assert_fatal(result: Result<impl std::fmt::Debug, Error>, code: ErrorCode) {
 // Settling
 // ---------------------------------------------------------------------------
 
-/// HELLO version 2 announces leases, PUT options and the documented limits.
+/// HELLO version 2 and later announces leases, PUT options and the documented limits.
 #[test]
 fn hello_v2_announces_limits() {
     let server = TestServer::start();
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 2);
+    assert_eq!(info.version, 3);
     let limits = info.limits.expect("v2 limits");
     assert_eq!(limits.features & 3, 3);
     assert_eq!(limits.default_lease_ms, 30_000);

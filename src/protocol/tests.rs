@@ -120,7 +120,7 @@ fn opcode_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownOpcode(byte)),
         }
     }
-    assert_eq!(known, 13);
+    assert_eq!(known, 20);
 }
 
 /// Every byte that `Status::try_from` accepts maps back to itself, and every other
@@ -137,14 +137,14 @@ fn status_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownStatus(byte)),
         }
     }
-    assert_eq!(known, 14);
+    assert_eq!(known, 23);
 }
 
-/// `ErrorCode::from_u16` inverts `as u16` for codes 1..=10, rejects 0 and newer codes,
+/// `ErrorCode::from_u16` inverts `as u16` for codes 1..=15, rejects 0 and newer codes,
 /// and `name`/`Display` give the upper-case protocol names.
 #[test]
 fn error_code_wire_values_and_names() {
-    for value in 1..=11u16 {
+    for value in 1..=15u16 {
         let code = ErrorCode::from_u16(value).expect("known code");
         assert_eq!(code as u16, value);
         assert_eq!(code.to_string(), code.name());
@@ -157,12 +157,16 @@ fn error_code_wire_values_and_names() {
         );
     }
     assert_eq!(ErrorCode::from_u16(0), None);
-    assert_eq!(ErrorCode::from_u16(12), None);
+    assert_eq!(ErrorCode::from_u16(16), None);
     assert_eq!(ErrorCode::from_u16(u16::MAX), None);
     assert_eq!(ErrorCode::Malformed.name(), "MALFORMED");
     assert_eq!(ErrorCode::Full.to_string(), "FULL");
     assert_eq!(ErrorCode::ShuttingDown.name(), "SHUTTING_DOWN");
     assert_eq!(ErrorCode::Storage.name(), "STORAGE");
+    assert_eq!(ErrorCode::BadSubject.name(), "BAD_SUBJECT");
+    assert_eq!(ErrorCode::NoResponders.name(), "NO_RESPONDERS");
+    assert_eq!(ErrorCode::TooFewCopies.name(), "TOO_FEW_COPIES");
+    assert_eq!(ErrorCode::Limit.name(), "LIMIT");
 }
 
 /// `Request::opcode` names the opcode each variant travels under, and the encoded
@@ -303,7 +307,9 @@ fn many_requests_back_to_back() {
         pos += n;
         match d {
             Decoded::Request(r) => decoded.push(r),
-            Decoded::PutHead { .. } => panic!("no PUT here is over the limit"),
+            Decoded::PutHead { .. } | Decoded::BodyHead { .. } => {
+                panic!("no payload here is over the limit")
+            }
         }
     }
     assert_eq!(pos, whole);
@@ -497,14 +503,17 @@ fn frame_length_below_two_is_too_short() {
 }
 
 /// Any non-zero flags byte is `BadFlags` carrying the byte, for control frames and
-/// PUT alike (where only bit 0, `PUT_OPTIONS`, is defined), from six bytes.
+/// PUT alike, from six bytes, except the defined bits: `PUT_OPTIONS` on PUT and
+/// `WITH_META` on GET, LEASE and PEEK (tested in fanout_tests.rs).
 #[test]
 fn nonzero_flags_are_rejected() {
     for op in [
         0x01u8, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x15, 0x16, 0x17, 0x18, 0x20,
     ] {
         for flags in [0x01u8, 0x02, 0x80, 0xFF] {
-            if op == 0x10 && flags == PUT_OPTIONS {
+            if op == 0x10 && flags == PUT_OPTIONS
+                || matches!(op, 0x11 | 0x13 | 0x17) && flags == WITH_META
+            {
                 continue;
             }
             let mut buf = 20u32.to_be_bytes().to_vec();
@@ -1532,7 +1541,7 @@ fn many_responses_back_to_back() {
 // The examples of protocol.md, section 10
 // ---------------------------------------------------------------------------
 
-fn hex(text: &str) -> Vec<u8> {
+pub(super) fn hex(text: &str) -> Vec<u8> {
     text.split_whitespace()
         .map(|b| u8::from_str_radix(b, 16).expect("hex byte"))
         .collect()
@@ -1688,7 +1697,7 @@ fn leading_hex(text: &str) -> (Vec<u8>, bool) {
 /// (server to client) followed by hex bytes, and goes on over the lines right after
 /// it that are indented by exactly two spaces; the field-by-field breakdown, indented
 /// by four, is not read. A dump cut short with `...` is returned as far as it goes.
-fn documented_frames(heading: &str) -> Vec<(char, Vec<u8>, bool)> {
+pub(super) fn documented_frames(heading: &str) -> Vec<(char, Vec<u8>, bool)> {
     const DOC: &str = include_str!("../../protocol.md");
     let start = DOC
         .find(&format!("\n{heading}"))
@@ -1733,7 +1742,7 @@ fn documented_frames(heading: &str) -> Vec<(char, Vec<u8>, bool)> {
 }
 
 /// Writes `resp` with the server's encoders.
-fn encode_response(resp: &Response<'_>) -> Vec<u8> {
+pub(super) fn encode_response(resp: &Response<'_>) -> Vec<u8> {
     let mut buf = Vec::new();
     match resp {
         Response::Pong => encode_empty(&mut buf, Status::Pong),
@@ -1791,6 +1800,35 @@ fn encode_response(resp: &Response<'_>) -> Vec<u8> {
             w.finish(&mut buf);
         }
         Response::Moved { count } => encode_moved(&mut buf, *count),
+        Response::Bound { created } => encode_bound(&mut buf, *created),
+        Response::Unbound { removed } => encode_unbound(&mut buf, *removed),
+        Response::Published(published) => encode_published(&mut buf, published),
+        Response::Subscribed { sid } => encode_subscribed(&mut buf, *sid),
+        Response::Unsubscribed { removed } => encode_unsubscribed(&mut buf, *removed),
+        Response::Reply { payload } => encode_reply(&mut buf, payload),
+        Response::Replied { delivered } => encode_replied(&mut buf, *delivered),
+        Response::Envelopes(envelopes) => {
+            let mut w = EnvelopesWriter::begin(&mut buf);
+            for e in envelopes.iter() {
+                w.push(
+                    &mut buf,
+                    e.id,
+                    e.attempt,
+                    e.meta.subject(),
+                    e.meta.reply_to(),
+                    e.payload,
+                );
+            }
+            w.finish(&mut buf);
+        }
+        Response::Event { sid, meta, payload } => encode_event(
+            &mut buf,
+            *sid,
+            meta.subject(),
+            meta.reply_to(),
+            meta.dropped(),
+            payload,
+        ),
         Response::Error {
             code,
             fatal,
@@ -1884,7 +1922,7 @@ fn section_10_3_is_the_codec_output() {
 
 /// Checks the properties every decoder answer must have on arbitrary input; the
 /// absence of a panic is checked by the call itself.
-fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
+pub(super) fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
     match decode_request(buf, max_payload) {
         Ok(Some((decoded, n))) => {
             assert!(n <= buf.len(), "consumed {n} of {} in {buf:?}", buf.len());
@@ -1903,6 +1941,14 @@ fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
                 } => {
                     assert!(payload_len as usize > max_payload);
                     assert_eq!(n, REQUEST_HEADER + 1 + queue.len());
+                }
+                // A head is the frame without its payload: the same bytes but for the
+                // length prefix.
+                Decoded::BodyHead { head, payload_len } => {
+                    assert!(payload_len as usize > max_payload);
+                    let frame = encode(&head.with_payload(&[]));
+                    assert_eq!(frame.len(), n, "{buf:?}");
+                    assert_eq!(frame[LEN_PREFIX..], buf[LEN_PREFIX..n], "{buf:?}");
                 }
             }
         }
@@ -1937,8 +1983,9 @@ fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
 /// than it was given; whatever it accepts is self-consistent.
 #[test]
 fn fuzz_random_bytes_never_panic() {
-    const CODES: [u8; 13] = [
-        0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x20, 0x7F, 0x00, 0x04, 0xFF,
+    const CODES: [u8; 22] = [
+        0x01, 0x02, 0x03, 0x10, 0x11, 0x12, 0x13, 0x14, 0x20, 0x7F, 0x00, 0x04, 0xFF, 0x30, 0x31,
+        0x32, 0x33, 0x34, 0x35, 0x36, 0x37, 0x3F,
     ];
     let mut rng = Rng(0x9E37_79B9_7F4A_7C15);
     let (mut requests, mut responses) = (0, 0);
@@ -1980,6 +2027,7 @@ fn fuzz_random_bytes_never_panic() {
 fn fuzz_mutated_valid_frames_never_panic() {
     let mut frames: Vec<Vec<u8>> = sample_requests().iter().map(encode).collect();
     frames.extend(sample_responses().into_iter().map(|(f, _)| f));
+    frames.extend(super::fanout::tests::fuzz_seeds());
     frames.push(messages_frame(&[b"abc", b"", b"defgh"]));
     // Keep mutations cheap: skip the frames over 200 bytes except as-is.
     let small: Vec<Vec<u8>> = frames.iter().filter(|f| f.len() <= 200).cloned().collect();

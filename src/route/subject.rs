@@ -27,8 +27,15 @@ pub enum SubjectError {
         /// Where the empty token starts.
         at: usize,
     },
-    /// A space or an ASCII control character (0x00-0x1F, 0x7F).
-    BadByte {
+    /// A space.
+    Space {
+        /// Where it is.
+        at: usize,
+    },
+    /// An ASCII control character (0x00-0x1F, 0x7F).
+    Control {
+        /// The character.
+        byte: u8,
         /// Where it is.
         at: usize,
     },
@@ -54,18 +61,23 @@ pub enum SubjectError {
 impl fmt::Display for SubjectError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            SubjectError::Empty => f.write_str("empty subject"),
+            SubjectError::Empty => f.write_str("empty"),
             SubjectError::TooLong { len } => {
                 write!(f, "{len} bytes, longer than {MAX_SUBJECT_LEN}")
             }
             SubjectError::EmptyToken { at } => write!(f, "empty token at byte {at}"),
-            SubjectError::BadByte { at } => {
-                write!(f, "space or control character at byte {at}")
+            SubjectError::Space { at } => write!(f, "space at byte {at}"),
+            SubjectError::Control { byte, at } => {
+                write!(f, "control character 0x{byte:02x} at byte {at}")
             }
-            SubjectError::WildcardInSubject { .. } => f.write_str("wildcard in a publish subject"),
-            SubjectError::FullWildcardNotLast { .. } => f.write_str("'>' must be the last token"),
-            SubjectError::WildcardInsideToken { wildcard, .. } => {
-                write!(f, "'{wildcard}' inside a token")
+            SubjectError::WildcardInSubject { at } => {
+                write!(f, "wildcard in a publish subject at byte {at}")
+            }
+            SubjectError::FullWildcardNotLast { at } => {
+                write!(f, "'>' must be the last token (byte {at})")
+            }
+            SubjectError::WildcardInsideToken { wildcard, at } => {
+                write!(f, "'{wildcard}' inside a token at byte {at}")
             }
         }
     }
@@ -112,9 +124,11 @@ fn check_token(token: &str, at: usize, last: bool, pattern: bool) -> Result<(), 
         return Err(SubjectError::EmptyToken { at });
     }
     for (i, b) in token.bytes().enumerate() {
-        // A space is 0x20, right after the control characters.
-        if b <= b' ' || b == 0x7F {
-            return Err(SubjectError::BadByte { at: at + i });
+        if b == b' ' {
+            return Err(SubjectError::Space { at: at + i });
+        }
+        if b < b' ' || b == 0x7F {
+            return Err(SubjectError::Control { byte: b, at: at + i });
         }
         if (b == b'*' || b == b'>') && token.len() > 1 {
             return Err(SubjectError::WildcardInsideToken {

@@ -82,7 +82,7 @@ fn every_rejection_with_its_text() {
     let long = "a".repeat(MAX_SUBJECT_LEN + 1);
     // (input, error as a subject, error as a pattern, text of the subject's error)
     let cases: &[(&str, Option<SubjectError>, Option<SubjectError>, &str)] = &[
-        ("", Some(Empty), Some(Empty), "empty subject"),
+        ("", Some(Empty), Some(Empty), "empty"),
         (
             &long,
             Some(TooLong { len: 256 }),
@@ -115,33 +115,33 @@ fn every_rejection_with_its_text() {
         ),
         (
             "a b",
-            Some(BadByte { at: 1 }),
-            Some(BadByte { at: 1 }),
-            "space or control character at byte 1",
+            Some(Space { at: 1 }),
+            Some(Space { at: 1 }),
+            "space at byte 1",
         ),
         (
             "a.b\0",
-            Some(BadByte { at: 3 }),
-            Some(BadByte { at: 3 }),
-            "space or control character at byte 3",
+            Some(Control { byte: 0, at: 3 }),
+            Some(Control { byte: 0, at: 3 }),
+            "control character 0x00 at byte 3",
         ),
         (
             "a\tb",
-            Some(BadByte { at: 1 }),
-            Some(BadByte { at: 1 }),
-            "space or control character at byte 1",
+            Some(Control { byte: 9, at: 1 }),
+            Some(Control { byte: 9, at: 1 }),
+            "control character 0x09 at byte 1",
         ),
         (
             "x.\u{7f}",
-            Some(BadByte { at: 2 }),
-            Some(BadByte { at: 2 }),
-            "space or control character at byte 2",
+            Some(Control { byte: 127, at: 2 }),
+            Some(Control { byte: 127, at: 2 }),
+            "control character 0x7f at byte 2",
         ),
         (
             "\n",
-            Some(BadByte { at: 0 }),
-            Some(BadByte { at: 0 }),
-            "space or control character at byte 0",
+            Some(Control { byte: 10, at: 0 }),
+            Some(Control { byte: 10, at: 0 }),
+            "control character 0x0a at byte 0",
         ),
         (
             "a*",
@@ -153,7 +153,7 @@ fn every_rejection_with_its_text() {
                 wildcard: '*',
                 at: 1,
             }),
-            "'*' inside a token",
+            "'*' inside a token at byte 1",
         ),
         (
             "a.*b",
@@ -165,7 +165,7 @@ fn every_rejection_with_its_text() {
                 wildcard: '*',
                 at: 2,
             }),
-            "'*' inside a token",
+            "'*' inside a token at byte 2",
         ),
         (
             ">b",
@@ -177,7 +177,7 @@ fn every_rejection_with_its_text() {
                 wildcard: '>',
                 at: 0,
             }),
-            "'>' inside a token",
+            "'>' inside a token at byte 0",
         ),
         (
             "a.b>",
@@ -189,7 +189,7 @@ fn every_rejection_with_its_text() {
                 wildcard: '>',
                 at: 3,
             }),
-            "'>' inside a token",
+            "'>' inside a token at byte 3",
         ),
         (
             "**",
@@ -201,37 +201,37 @@ fn every_rejection_with_its_text() {
                 wildcard: '*',
                 at: 0,
             }),
-            "'*' inside a token",
+            "'*' inside a token at byte 0",
         ),
         (
             "*",
             Some(WildcardInSubject { at: 0 }),
             None,
-            "wildcard in a publish subject",
+            "wildcard in a publish subject at byte 0",
         ),
         (
             "a.>",
             Some(WildcardInSubject { at: 2 }),
             None,
-            "wildcard in a publish subject",
+            "wildcard in a publish subject at byte 2",
         ),
         (
             "a.*.b",
             Some(WildcardInSubject { at: 2 }),
             None,
-            "wildcard in a publish subject",
+            "wildcard in a publish subject at byte 2",
         ),
         (
             "a.>.b",
             Some(WildcardInSubject { at: 2 }),
             Some(FullWildcardNotLast { at: 2 }),
-            "wildcard in a publish subject",
+            "wildcard in a publish subject at byte 2",
         ),
         (
             ">.a",
             Some(WildcardInSubject { at: 0 }),
             Some(FullWildcardNotLast { at: 0 }),
-            "wildcard in a publish subject",
+            "wildcard in a publish subject at byte 0",
         ),
         // Valid: the first problem from the left is reported, so these have none.
         (&long[..MAX_SUBJECT_LEN], None, None, ""),
@@ -259,7 +259,7 @@ fn every_rejection_with_its_text() {
 fn first_problem_wins() {
     assert_eq!(
         check_pattern("a b..c*"),
-        Err(SubjectError::BadByte { at: 1 })
+        Err(SubjectError::Space { at: 1 })
     );
     assert_eq!(
         check_subject("a..*"),

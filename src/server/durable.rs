@@ -128,16 +128,26 @@ impl Server {
         let Some(journal) = &self.journal else {
             return false;
         };
-        let put = matches!(request, Request::Put { .. } | Request::PutWith { .. });
+        let put = matches!(
+            request,
+            Request::Put { .. }
+                | Request::PutWith { .. }
+                | Request::Publish { .. }
+                | Request::Req { .. }
+                | Request::Bind { .. }
+        );
         let changes = put
             || matches!(
                 request,
                 Request::Get { .. }
+                    | Request::GetWithMeta { .. }
                     | Request::Lease { .. }
+                    | Request::LeaseWithMeta { .. }
                     | Request::Ack { .. }
                     | Request::Nack { .. }
                     | Request::Purge { .. }
                     | Request::Move { .. }
+                    | Request::Unbind { .. }
             );
         let (code, message) = if let Some(why) = journal.failed()
             && changes

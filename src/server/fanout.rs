@@ -13,10 +13,11 @@ use crate::protocol::{self, ErrorCode, PutOptions, Status};
 use crate::route::Trie;
 use crate::store::{Delivery, Full};
 
+use super::requests::Outgoing;
 use super::{ConnRef, Server};
 
 /// Subscriptions one connection may hold.
-pub(super) const MAX_SUBSCRIPTIONS: usize = 1024;
+const MAX_SUBSCRIPTIONS: usize = protocol::MAX_SUBSCRIPTIONS as usize;
 /// Memory charged against the cap per subscription, on top of its pattern.
 const SUB_OVERHEAD: usize = 128;
 /// Unwritten output past which a subscriber gets no more events until it reads:
@@ -29,6 +30,8 @@ type SubKey = (usize, u64, u32);
 /// Server figures of the family, for `STATS`.
 #[derive(Debug, Default, Clone, Copy)]
 pub(super) struct FanoutCounters {
+    pub(super) published: u64,
+    pub(super) unroutable: u64,
     pub(super) events: u64,
     pub(super) slow_consumer_drops: u64,
     pub(super) requests: u64,
@@ -106,6 +109,14 @@ impl Fanout {
     }
 
     fn token(&mut self) -> u64 {
+        if self.next_token == 0 {
+            // Start from the wall clock: a responder that took a request before a
+            // restart and answers after it must not reach another requester.
+            let ms = std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(1, |d| d.as_millis() as u64);
+            self.next_token = ms.max(1) << 20;
+        }
         self.next_token += 1;
         self.next_token
     }
@@ -119,7 +130,7 @@ impl Server {
             return;
         };
         match result {
-            Ok(created) => protocol::encode_flag(&mut conn.output, Status::Bound, created),
+            Ok(created) => protocol::encode_bound(&mut conn.output, created),
             Err(full) => full_error(&mut conn.output, &full, "binding not made"),
         }
     }
@@ -128,7 +139,7 @@ impl Server {
     pub(super) fn unbind_pattern(&mut self, r: ConnRef, pattern: &str, queue: &str, now: Instant) {
         let removed = self.store.unbind(pattern, queue, now);
         if let Some(conn) = self.conn_mut(r) {
-            protocol::encode_flag(&mut conn.output, Status::Unbound, removed);
+            protocol::encode_unbound(&mut conn.output, removed);
         }
     }
 
@@ -165,6 +176,10 @@ impl Server {
             return;
         };
         let subscribers = self.push_events(subject, 0, payload);
+        self.fanout.counters.published += 1;
+        if queues == 0 && subscribers == 0 {
+            self.fanout.counters.unroutable += 1;
+        }
         let reply = PublishReply {
             queues,
             subscribers,
@@ -238,14 +253,14 @@ impl Server {
             })
         );
         let delivered = waiting
-            && self.end_wait(reply_to, |out, _| protocol::encode_payload_reply(out, payload));
+            && self.end_wait(reply_to, |out, _| protocol::encode_reply(out, payload));
         if delivered {
             self.fanout.counters.replies += 1;
         } else {
             self.fanout.counters.late_replies += 1;
         }
         if let Some(conn) = self.conn_mut(r) {
-            protocol::encode_flag(&mut conn.output, Status::Replied, delivered);
+            protocol::encode_replied(&mut conn.output, delivered);
         }
     }
 
@@ -288,7 +303,7 @@ impl Server {
             }
             None => false,
         };
-        protocol::encode_flag(&mut conn.output, Status::Unsubscribed, removed);
+        protocol::encode_unsubscribed(&mut conn.output, removed);
     }
 
     /// Everything of a closing connection: its subscriptions and its wait.
@@ -410,14 +425,22 @@ impl Server {
     }
 
     /// Writes a copy a publish handed to a parked consumer.
-    fn deliver_copy(&mut self, d: Delivery<ConnRef>, subject: &str, reply_to: u64, payload: &[u8]) -> bool {
-        let meta = self
-            .conn_mut(d.waiter)
-            .is_some_and(|c| matches!(c.state, State::Parked { meta: true, .. }));
-        if meta && let Some(lease) = d.lease {
-            return self.deliver_envelope(d.waiter, lease, Some(subject), reply_to, payload);
-        }
-        self.deliver(d.waiter, d.lease, payload)
+    fn deliver_copy(
+        &mut self,
+        d: Delivery<ConnRef>,
+        subject: &str,
+        reply_to: u64,
+        payload: &[u8],
+    ) -> bool {
+        let m = Outgoing {
+            lease: d.lease,
+            id: d.id,
+            attempt: d.lease.map_or(0, |l| l.attempt),
+            subject: Some(subject),
+            reply_to,
+            payload,
+        };
+        self.deliver(d.waiter, m)
     }
 
     /// Pushes an `EVENT` to every subscription matching `subject`; returns how many
@@ -518,11 +541,13 @@ fn full_error(out: &mut bytes::BytesMut, full: &Full, what: &str) {
 fn encode_published(out: &mut bytes::BytesMut, reply: &PublishReply, acked: u32, failed: u32) {
     protocol::encode_published(
         out,
-        reply.queues,
-        reply.subscribers,
-        reply.original_len,
-        reply.stored_len,
-        acked,
-        failed,
+        &protocol::Published {
+            queues: reply.queues,
+            subscribers: reply.subscribers,
+            original_len: reply.original_len,
+            stored_len: reply.stored_len,
+            acked,
+            failed,
+        },
     );
 }

@@ -12,11 +12,12 @@ use crate::protocol::{
 use crate::protocol::{EnvelopesWriter, LeaseRef};
 use crate::store::{LeaseSpec, Meta, Nack};
 
+use super::requests::Outgoing;
 use super::{ConnRef, Server};
 
 /// What this server announces in a version-2 `HELLO` reply.
 pub(super) const LIMITS: Limits = Limits {
-    features: FEATURE_LEASES | FEATURE_PUT_OPTIONS,
+    features: FEATURE_LEASES | FEATURE_PUT_OPTIONS | protocol::FEATURE_FANOUT,
     default_lease_ms: DEFAULT_LEASE_MS,
     max_lease_ms: MAX_LEASE_MS,
     max_delay_ms: MAX_DELAY_MS,
@@ -221,24 +222,22 @@ impl Server {
                 },
                 (None, None) => continue,
             };
-            let meta = self
-                .conn_mut(handoff.waiter)
-                .is_some_and(|c| matches!(c.state, State::Parked { meta: true, .. }));
-            let delivered = match handoff.lease {
-                Some(lease) if meta => {
-                    let m = self.store.published_meta(lease.id);
-                    let subject = m.map(|m| m.subject.to_owned());
-                    let reply_to = m.map_or(0, |m| m.reply_to);
-                    self.deliver_envelope(
-                        handoff.waiter,
-                        lease,
-                        subject.as_deref(),
-                        reply_to,
-                        &payload,
-                    )
-                }
-                _ => self.deliver(handoff.waiter, handoff.lease, &payload),
+            let published = match handoff.lease {
+                Some(lease) => self
+                    .store
+                    .published_meta(lease.id)
+                    .map(|m| (m.subject.to_owned(), m.reply_to)),
+                None => handoff.meta.as_ref().map(|(s, r)| (s.to_string(), *r)),
             };
+            let m = Outgoing {
+                lease: handoff.lease,
+                id: handoff.id,
+                attempt: handoff.attempt,
+                subject: published.as_ref().map(|(s, _)| s.as_str()),
+                reply_to: published.as_ref().map_or(0, |(_, r)| *r),
+                payload: &payload,
+            };
+            let delivered = self.deliver(handoff.waiter, m);
             if !delivered {
                 self.store.give_back(handoff, now);
             }

@@ -12,6 +12,46 @@ use crate::store::{PutOutcome, QueueInfo};
 
 use super::{ConnRef, Server};
 
+/// A message on its way to a parked consumer.
+#[derive(Debug, Clone, Copy)]
+pub(super) struct Outgoing<'a> {
+    /// The lease it is under, for a `LEASE`.
+    pub(super) lease: Option<LeaseRef>,
+    pub(super) id: u64,
+    pub(super) attempt: u32,
+    /// The subject of a published copy.
+    pub(super) subject: Option<&'a str>,
+    /// The reply address of a request's copy; 0 for none.
+    pub(super) reply_to: u64,
+    pub(super) payload: &'a [u8],
+}
+
+impl<'a> Outgoing<'a> {
+    /// A message taken by a plain `GET`, never leased, with no metadata.
+    pub(super) fn plain(id: u64, payload: &'a [u8]) -> Self {
+        Outgoing {
+            lease: None,
+            id,
+            attempt: 0,
+            subject: None,
+            reply_to: 0,
+            payload,
+        }
+    }
+
+    /// A message under `lease`, with no metadata.
+    pub(super) fn leased(lease: LeaseRef, payload: &'a [u8]) -> Self {
+        Outgoing {
+            lease: Some(lease),
+            id: lease.id,
+            attempt: lease.attempt,
+            subject: None,
+            reply_to: 0,
+            payload,
+        }
+    }
+}
+
 /// Server name sent in the `HELLO` reply.
 const SERVER_NAME: &str = concat!("beuss ", env!("CARGO_PKG_VERSION"));
 
@@ -55,7 +95,7 @@ impl Server {
                 queue,
                 wait_ms,
                 max,
-            } => self.get(r, queue, wait_ms, max, now),
+            } => self.get(r, queue, wait_ms, max, false, now),
             Request::Purge { queue } => {
                 let count = self.store.purge(queue, now);
                 if let Some(conn) = self.conn_mut(r) {
@@ -75,15 +115,14 @@ impl Server {
                 lease_ms,
                 max_deliveries,
                 detached,
-                meta,
             } => {
                 let spec = super::leases::lease_spec(lease_ms, max_deliveries, detached);
-                self.lease(r, queue, wait_ms, max, spec, meta, now);
+                self.lease(r, queue, wait_ms, max, spec, false, now);
             }
             Request::Ack { .. } | Request::Nack { .. } | Request::Touch { .. } => {
                 self.settle(r, &request, now);
             }
-            Request::Peek { queue, max, meta } => self.peek(r, queue, max, meta),
+            Request::Peek { queue, max } => self.peek(r, queue, max, false),
             Request::Move { from, to, max } => {
                 let count = self.store.move_ready(from, to, u64::from(max), now);
                 if let Some(conn) = self.conn_mut(r) {
@@ -106,12 +145,29 @@ impl Server {
             }
             Request::Subscribe { pattern } => self.subscribe(r, pattern),
             Request::Unsubscribe { sid } => self.unsubscribe(r, sid),
-            Request::Ask {
+            Request::Req {
                 subject,
                 timeout_ms,
                 payload,
             } => self.request(r, subject, payload, payload.len(), timeout_ms, now),
             Request::Reply { reply_to, payload } => self.reply(r, reply_to, payload),
+            Request::GetWithMeta {
+                queue,
+                wait_ms,
+                max,
+            } => self.get(r, queue, wait_ms, max, true, now),
+            Request::LeaseWithMeta {
+                queue,
+                wait_ms,
+                max,
+                lease_ms,
+                max_deliveries,
+                detached,
+            } => {
+                let spec = super::leases::lease_spec(lease_ms, max_deliveries, detached);
+                self.lease(r, queue, wait_ms, max, spec, true, now);
+            }
+            Request::PeekWithMeta { queue, max } => self.peek(r, queue, max, true),
         }
         self.drain_handoffs(now);
     }
@@ -177,14 +233,14 @@ impl Server {
             match stored {
                 Ok((id, PutOutcome::Stored)) => break id,
                 Ok((id, PutOutcome::Handed(waiter))) => {
-                    if self.deliver(waiter, None, payload) {
+                    if self.deliver(waiter, Outgoing::plain(id, payload)) {
                         break id;
                     }
                     // The consumer's socket failed before the message was out: offer
                     // it to the next waiter, or store it, rather than lose it.
                 }
                 Ok((id, PutOutcome::Leased(waiter, lease))) => {
-                    if !self.deliver(waiter, Some(lease), payload) {
+                    if !self.deliver(waiter, Outgoing::leased(lease, payload)) {
                         // Back to ready, uncharged; the next waiter is served from
                         // the handoffs.
                         self.store.give_back_lease(lease, now);
@@ -225,45 +281,30 @@ impl Server {
         }
     }
 
-    /// Writes `payload` to a parked consumer the store handed it to (as `LEASED` when
-    /// `lease` is set, else `MESSAGES`) and lets it go on with any requests it sent
-    /// meanwhile. Returns false if it could not be written (not a live parked
-    /// connection, or the socket failed), so that the caller offers it again.
-    pub(super) fn deliver(
-        &mut self,
-        waiter: ConnRef,
-        lease: Option<LeaseRef>,
-        payload: &[u8],
-    ) -> bool {
-        self.deliver_with(waiter, |out| match lease {
-            Some(lease) => {
-                let mut writer = LeasedWriter::begin(out, Status::Leased);
-                writer.push(out, lease, payload);
-                writer.finish(out);
-            }
-            None => {
-                let mut writer = MessagesWriter::begin(out);
-                writer.push(out, payload);
-                writer.finish(out);
-            }
-        })
-    }
-
-    /// [`Server::deliver`] for a `LEASE` that asked for metadata: one `ENVELOPES`
-    /// message.
-    pub(super) fn deliver_envelope(
-        &mut self,
-        waiter: ConnRef,
-        lease: LeaseRef,
-        subject: Option<&str>,
-        reply_to: u64,
-        payload: &[u8],
-    ) -> bool {
+    /// Writes a message to a parked consumer the store handed it to (as `ENVELOPES`
+    /// when it asked for metadata, else `LEASED` for a lease or `MESSAGES`) and lets
+    /// it go on with any requests it sent meanwhile. Returns false if it could not be
+    /// written (not a live parked connection, or the socket failed), so that the
+    /// caller offers it again.
+    pub(super) fn deliver(&mut self, waiter: ConnRef, m: Outgoing<'_>) -> bool {
+        let meta = self
+            .conn_mut(waiter)
+            .is_some_and(|c| matches!(c.state, State::Parked { meta: true, .. }));
         self.deliver_with(waiter, |out| {
-            let mut writer = EnvelopesWriter::begin(out);
-            let reply_to = (reply_to != 0).then_some(reply_to);
-            writer.push(out, lease.id, lease.attempt, subject, reply_to, payload);
-            writer.finish(out);
+            if meta {
+                let mut writer = EnvelopesWriter::begin(out);
+                let reply_to = (m.reply_to != 0).then_some(m.reply_to);
+                writer.push(out, m.id, m.attempt, m.subject, reply_to, m.payload);
+                writer.finish(out);
+            } else if let Some(lease) = m.lease {
+                let mut writer = LeasedWriter::begin(out, Status::Leased);
+                writer.push(out, lease, m.payload);
+                writer.finish(out);
+            } else {
+                let mut writer = MessagesWriter::begin(out);
+                writer.push(out, m.payload);
+                writer.finish(out);
+            }
         })
     }
 
@@ -303,22 +344,40 @@ impl Server {
         delivered
     }
 
-    fn get(&mut self, r: ConnRef, queue: &str, wait_ms: u32, max: u16, now: Instant) {
+    /// `GET`: takes messages (as `ENVELOPES` with `meta`), or parks.
+    fn get(&mut self, r: ConnRef, queue: &str, wait_ms: u32, max: u16, meta: bool, now: Instant) {
         let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
             return;
         };
         let out = &mut conn.output;
-        let mut writer = MessagesWriter::begin(out);
-        let taken = self
-            .store
-            .get(queue, usize::from(max), MAX_BATCH_BYTES, now, |payload| {
-                writer.push(out, payload)
-            });
+        let start = out.len();
+        let max = usize::from(max);
+        let taken = if meta {
+            let mut writer = EnvelopesWriter::begin(out);
+            let taken = self
+                .store
+                .get_with(queue, max, MAX_BATCH_BYTES, now, |id, attempt, payload, m| {
+                    let reply_to = m.map(|m| m.reply_to).filter(|&r| r != 0);
+                    writer.push(out, id, attempt, m.map(|m| m.subject), reply_to, payload);
+                });
+            if taken > 0 {
+                writer.finish(out);
+            }
+            taken
+        } else {
+            let mut writer = MessagesWriter::begin(out);
+            let taken = self
+                .store
+                .get(queue, max, MAX_BATCH_BYTES, now, |payload| writer.push(out, payload));
+            if taken > 0 {
+                writer.finish(out);
+            }
+            taken
+        };
         if taken > 0 {
-            writer.finish(&mut conn.output);
             return;
         }
-        conn.output.truncate(writer.start());
+        conn.output.truncate(start);
         if wait_ms == 0 {
             protocol::encode_empty(&mut conn.output, Status::Empty);
             return;
@@ -327,7 +386,7 @@ impl Server {
             (wait_ms != WAIT_FOREVER).then(|| now + Duration::from_millis(u64::from(wait_ms)));
         conn.state = State::Parked {
             queue: queue.into(),
-            meta: false,
+            meta,
         };
         self.store.park(queue, r, deadline, now);
     }
@@ -365,9 +424,9 @@ impl Server {
             ("dead_dropped", t.dead_dropped),
             ("bindings", self.store.binding_count() as u64),
             ("subscriptions", self.fanout.subscription_count() as u64),
-            ("published", t.published),
+            ("published", f.published),
             ("routed_copies", t.routed_copies),
-            ("unroutable", t.unroutable),
+            ("unroutable", f.unroutable),
             ("events", f.events),
             ("slow_consumer_drops", f.slow_consumer_drops),
             ("requests", f.requests),

@@ -190,9 +190,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         now: Instant,
         handed: &mut Vec<Delivery<W>>,
     ) -> Result<Published, Full> {
-        self.totals.published += 1;
         if targets.is_empty() {
-            self.totals.unroutable += 1;
             return Ok(Published {
                 queues: 0,
                 first_id: self.next_id + 1,
@@ -368,6 +366,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             waiter: d.waiter,
             lease: None,
             payload: Some(payload.into()),
+            meta: None,
             queue: name,
             spec: None,
             deadline: None,
