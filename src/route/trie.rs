@@ -7,6 +7,12 @@
 //! subject's tokens down the literal and `*` branches only, so its cost is the number
 //! of nodes on those paths (at most a few per token with real pattern sets) plus the
 //! targets it finds; bindings elsewhere are never looked at.
+//!
+//! The honest bound: a lookup visits each node at most once, and only nodes whose
+//! path of literal and `*` tokens fits the subject, so it is O(nodes) in the worst
+//! case, reached only by a pattern set built for it (every mix of `*` and literal
+//! tokens along one subject). Real sets visit a few nodes per token; see
+//! `beuss-bench -t route` and BENCHMARKS.md.
 
 use std::borrow::Borrow;
 use std::collections::HashMap;
