@@ -10,10 +10,13 @@
 //! back makes the program exit non-zero.
 //!
 //! The engine is in `bench/engine.rs`, the three wire protocols in `bench/wire.rs`,
+//! the in-process subject-matching benchmark (`-t route`) in `bench/route.rs`,
 //! and `bench/compare.sh` runs the side-by-side comparison behind `BENCHMARKS.md`.
 
 #[path = "../bench/engine.rs"]
 mod engine;
+#[path = "../bench/route.rs"]
+mod route;
 #[path = "../bench/wire.rs"]
 mod wire;
 
@@ -67,6 +70,10 @@ Options:
                               bench-0); one CYCLE row, req/s = cycles per second
                      leasecycle  the same with LEASE + ACK instead of GET
                               (Redis: XADD, XREADGROUP + XACK; queue lease-0)
+                     route    no server: subject matching in this process, tries
+                              of 10 to 100,000 bindings (70% literal, 20% '*',
+                              10% '>'), ns per match of a 4-token subject against
+                              a linear scan; -n lookups per run, median of 7 runs
   --target <kind>  beuss (default), redis (LPUSH/RPOP/BRPOP) or beanstalkd
                    (put/reserve-with-timeout/delete)
   --rate <n>       messages per second in the latency test, all producers (default 5000)
@@ -140,8 +147,11 @@ struct Row {
     parked: Option<f64>,
     rss_before_kib: Option<u64>,
     rss_after_kib: Option<u64>,
-    /// RSS growth per message (fill) or per connection (idle).
+    /// RSS growth per message (fill), per connection (idle) or per binding (route).
     bytes_each: Option<f64>,
+    /// Route test: bindings in the trie, and nanoseconds per lookup.
+    bindings: Option<usize>,
+    ns_each: Option<f64>,
 }
 
 fn main() -> ExitCode {
@@ -267,6 +277,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "idle",
             "cycle",
             "leasecycle",
+            "route",
         ];
         if !known.contains(&test.as_str()) {
             return Err(format!("unknown test {test}"));
@@ -303,10 +314,16 @@ fn number(option: &str, text: &str) -> Result<u64, String> {
 
 fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
     let port = o.port.unwrap_or_else(|| o.target.default_port());
-    let addrs: Vec<SocketAddr> = beuss::join_host_port(&o.host, &port.to_string())
-        .to_socket_addrs()
-        .map_err(|e| format!("cannot resolve {}: {e}", o.host))?
-        .collect();
+    // The route test runs in this process and needs no server.
+    let needs_server = o.tests.iter().any(|t| t != "route");
+    let addrs: Vec<SocketAddr> = if needs_server {
+        beuss::join_host_port(&o.host, &port.to_string())
+            .to_socket_addrs()
+            .map_err(|e| format!("cannot resolve {}: {e}", o.host))?
+            .collect()
+    } else {
+        Vec::new()
+    };
     let settings = Settings {
         target: o.target,
         addrs,
@@ -320,23 +337,26 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
         hold: false,
         delay_ms: o.delay_ms,
     };
-    progress(
-        o,
-        &format!(
-            "beuss-bench: {} at {}:{port}, {} connections, pipeline {}, {}-byte payloads, \
-             {} requests, {} queue(s)",
-            o.target.name(),
-            o.host,
-            o.clients,
-            o.pipeline,
-            o.data,
-            o.requests,
-            o.queues
-        ),
-    );
+    if needs_server {
+        progress(
+            o,
+            &format!(
+                "beuss-bench: {} at {}:{port}, {} connections, pipeline {}, {}-byte payloads, \
+                 {} requests, {} queue(s)",
+                o.target.name(),
+                o.host,
+                o.clients,
+                o.pipeline,
+                o.data,
+                o.requests,
+                o.queues
+            ),
+        );
+    }
     for test in &o.tests {
         match test.as_str() {
             "idle" => rows.push(idle(o, &settings)?),
+            "route" => rows.extend(route_rows(o)?),
             "fill" => {
                 let mut engine = Engine::connect(settings.clone(), Work::Put)?;
                 let before = o.server_pid.and_then(rss_kib);
@@ -575,6 +595,37 @@ fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
     Ok(row)
 }
 
+/// Runs the in-process subject-matching benchmark (`bench/route.rs`); it prints its
+/// own lines, and gives a ROUTE row (the trie) and a SCAN row (every binding tested)
+/// per size.
+fn route_rows(o: &Options) -> Result<Vec<Row>, String> {
+    let pid = std::process::id();
+    let figures = route::run(o.requests, &mut |line| progress(o, line), &|| rss_kib(pid))?;
+    let mut rows = Vec::new();
+    for f in figures {
+        let row = |test: &str, lookups: u64, ns: f64| Row {
+            target: "route",
+            test: test.to_owned(),
+            requests: lookups,
+            seconds: ns * lookups as f64 / 1e9,
+            rps: 1e9 / ns.max(1e-9),
+            bindings: Some(f.bindings),
+            ns_each: Some(ns),
+            ..Row::default()
+        };
+        let mut trie = row("ROUTE", f.lookups, f.ns);
+        trie.rss_before_kib = f.rss_before_kib;
+        trie.rss_after_kib = f.rss_after_kib;
+        trie.bytes_each = f
+            .rss_before_kib
+            .zip(f.rss_after_kib)
+            .map(|(b, a)| (a.saturating_sub(b) * 1024) as f64 / f.bindings.max(1) as f64);
+        rows.push(trie);
+        rows.push(row("SCAN", f.scan_lookups, f.scan_ns));
+    }
+    Ok(rows)
+}
+
 /// Resident memory of a process in KiB (`VmRSS` in `/proc/PID/status`).
 fn rss_kib(pid: u32) -> Option<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
@@ -656,7 +707,8 @@ fn report(o: &Options, r: &Row) {
 }
 
 const COLUMNS: &str = "target,test,clients,pipeline,data,requests,seconds,rps,p50_us,p99_us,\
-p999_us,max_us,client_cpu_pct,server_cpu_pct,parked_pct,rss_before_kib,rss_after_kib,bytes_each";
+p999_us,max_us,client_cpu_pct,server_cpu_pct,parked_pct,rss_before_kib,rss_after_kib,bytes_each,\
+bindings,ns_each";
 
 fn fields(r: &Row) -> Vec<(&'static str, String)> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
@@ -681,6 +733,8 @@ fn fields(r: &Row) -> Vec<(&'static str, String)> {
         int(r.rss_before_kib),
         int(r.rss_after_kib),
         opt(r.bytes_each),
+        r.bindings.map_or(String::new(), |b| b.to_string()),
+        opt(r.ns_each),
     ];
     names.into_iter().zip(values).collect()
 }

@@ -20,6 +20,28 @@ const TABLE: &[(&str, &str, bool)] = &[
     ("Orders.eu", "orders.eu", false),
     ("orders.EU", "orders.eu", false),
     ("café.crème", "café.crème", true),
+    // Tokens of 22 bytes and fewer are kept inline in the trie, longer ones apart.
+    ("twenty-two-bytes-token.*", "twenty-two-bytes-token.x", true),
+    (
+        "twenty-two-bytes-token.*",
+        "twenty-two-bytes-tokex.x",
+        false,
+    ),
+    (
+        "twenty-three-bytes-tokn.x",
+        "twenty-three-bytes-tokn.x",
+        true,
+    ),
+    (
+        "twenty-three-bytes-tokn.x",
+        "twenty-three-bytes-tokm.x",
+        false,
+    ),
+    (
+        "x.a-token-of-well-over-twenty-two-bytes",
+        "x.a-token-of-well-over-twenty-two-bytes",
+        true,
+    ),
     // `*` is exactly one token: never none, never two, never part of one.
     ("*", "a", true),
     ("*", "a.b", false),
@@ -326,6 +348,7 @@ fn removing_everything_leaves_an_empty_trie() {
         }
         assert_eq!(trie.len(), patterns.len() * 3);
         assert!(trie.node_count() > 0);
+        assert_eq!(trie.node_count(), trie.counted_nodes());
         assert!(!trie.remove("a.b", &999));
         assert!(!trie.remove("a.b.c.d", &0));
         if round == 1 {
@@ -346,6 +369,7 @@ fn removing_everything_leaves_an_empty_trie() {
         assert!(trie.is_empty());
         assert_eq!(trie.len(), 0);
         assert_eq!(trie.node_count(), 0, "round {round}");
+        assert_eq!(trie.counted_nodes(), 0, "round {round}");
         assert_eq!(trie.iter().count(), 0);
     }
 }
@@ -378,21 +402,27 @@ fn token_limit() {
 
 /// Tokens the random tests draw from: few, so that patterns overlap a lot.
 const TOKENS: &[&str] = &["a", "b", "c", "dd", "é"];
+/// More tokens than a node keeps in its vector, so that nodes switch to a map and
+/// back as bindings come and go.
+const WIDE: &[&str] = &[
+    "a", "b", "c", "d", "e", "f", "g", "h", "i", "j", "k", "l", "mm", "nn", "oo", "pp", "q", "r",
+    "s", "t",
+];
 
-fn random_subject(rng: &mut Rng) -> String {
+fn random_subject(rng: &mut Rng, alphabet: &[&'static str]) -> String {
     let n = 1 + rng.index(4);
     (0..n)
-        .map(|_| TOKENS[rng.index(TOKENS.len())])
+        .map(|_| alphabet[rng.index(alphabet.len())])
         .collect::<Vec<_>>()
         .join(".")
 }
 
-fn random_pattern(rng: &mut Rng) -> String {
+fn random_pattern(rng: &mut Rng, alphabet: &[&'static str]) -> String {
     let n = 1 + rng.index(4);
     let mut tokens: Vec<&str> = (0..n)
         .map(|_| match rng.below(10) {
             0..=2 => "*",
-            _ => TOKENS[rng.index(TOKENS.len())],
+            _ => alphabet[rng.index(alphabet.len())],
         })
         .collect();
     if rng.below(5) == 0
@@ -414,12 +444,19 @@ fn brute_force(model: &BTreeSet<(String, u8)>, subject: &str) -> Vec<u8> {
 }
 
 /// Checks every observable of `trie` against `model`, on `probes` random subjects.
-fn check_against(trie: &Trie<u8>, model: &BTreeSet<(String, u8)>, rng: &mut Rng, probes: usize) {
+fn check_against(
+    trie: &Trie<u8>,
+    model: &BTreeSet<(String, u8)>,
+    rng: &mut Rng,
+    alphabet: &[&'static str],
+    probes: usize,
+) {
     assert_eq!(trie.len(), model.len());
     assert_eq!(trie.is_empty(), model.is_empty());
+    assert_eq!(trie.node_count(), trie.counted_nodes());
     let mut out = Vec::new();
     for _ in 0..probes {
-        let subject = random_subject(rng);
+        let subject = random_subject(rng, alphabet);
         trie.matches_into(&subject, &mut out);
         let want = brute_force(model, &subject);
         assert_eq!(out, want, "subject {subject}");
@@ -433,13 +470,14 @@ fn check_against(trie: &Trie<u8>, model: &BTreeSet<(String, u8)>, rng: &mut Rng,
 #[test]
 fn trie_equals_brute_force_on_random_bindings() {
     for seed in 1..=12u64 {
+        let alphabet = if seed % 2 == 0 { WIDE } else { TOKENS };
         let mut rng = Rng(seed.wrapping_mul(0x9E37_79B9_7F4A_7C15));
         let mut trie = Trie::new();
         let mut model: BTreeSet<(String, u8)> = BTreeSet::new();
         for step in 0..1500 {
             match rng.below(100) {
                 0..=54 => {
-                    let (p, t) = (random_pattern(&mut rng), rng.below(8) as u8);
+                    let (p, t) = (random_pattern(&mut rng, alphabet), rng.below(8) as u8);
                     assert_eq!(trie.insert(&p, t), model.insert((p.clone(), t)), "{p}");
                 }
                 55..=84 if !model.is_empty() => {
@@ -451,7 +489,7 @@ fn trie_equals_brute_force_on_random_bindings() {
                     model.remove(&(p, t));
                 }
                 85..=97 => {
-                    let (p, t) = (random_pattern(&mut rng), rng.below(8) as u8);
+                    let (p, t) = (random_pattern(&mut rng, alphabet), rng.below(8) as u8);
                     assert_eq!(trie.remove(&p, &t), model.remove(&(p.clone(), t)));
                 }
                 _ => {
@@ -461,7 +499,7 @@ fn trie_equals_brute_force_on_random_bindings() {
                     assert_eq!(trie.remove_target(&t), before - model.len());
                 }
             }
-            check_against(&trie, &model, &mut rng, 4);
+            check_against(&trie, &model, &mut rng, alphabet, 4);
             if step % 100 == 0 {
                 let listed: BTreeSet<(String, u8)> = trie.iter().map(|(p, &t)| (p, t)).collect();
                 assert_eq!(listed, model, "seed {seed} step {step}");
@@ -478,13 +516,14 @@ fn trie_equals_brute_force_on_random_bindings() {
                 }
             }
         }
-        check_against(&trie, &model, &mut rng, 500);
+        check_against(&trie, &model, &mut rng, alphabet, 500);
         let all: Vec<(String, u8)> = model.iter().cloned().collect();
         for (p, t) in all {
             assert!(trie.remove(&p, &t));
         }
         assert!(trie.is_empty());
         assert_eq!(trie.node_count(), 0, "seed {seed}");
+        assert_eq!(trie.counted_nodes(), 0, "seed {seed}");
     }
 }
 
@@ -493,16 +532,17 @@ fn trie_equals_brute_force_on_random_bindings() {
 fn churn_does_not_grow_the_trie() {
     let mut rng = Rng(0xC0FFEE);
     let mut trie = Trie::new();
-    let steady: Vec<String> = (0..50).map(|_| random_pattern(&mut rng)).collect();
+    let steady: Vec<String> = (0..50).map(|_| random_pattern(&mut rng, WIDE)).collect();
     for (i, p) in steady.iter().enumerate() {
         trie.insert(p, i as u32);
     }
     let nodes = trie.node_count();
     for round in 0..2000u32 {
-        let p = format!("churn.{round}.{}", random_pattern(&mut rng));
+        let p = format!("churn.{round}.{}", random_pattern(&mut rng, WIDE));
         assert!(trie.insert(&p, 1_000_000 + round));
         assert!(trie.remove(&p, &(1_000_000 + round)));
         assert_eq!(trie.node_count(), nodes, "{p}");
+        assert_eq!(trie.counted_nodes(), nodes, "{p}");
     }
     assert_eq!(trie.len(), steady.len());
 }
@@ -537,6 +577,7 @@ fn odd_strings_do_not_upset_the_trie() {
             assert_eq!(out, brute_force(&model, &s), "{s:?}");
             assert_eq!(trie.has_match(&s), !out.is_empty());
         }
+        assert_eq!(trie.node_count(), trie.counted_nodes());
     }
     let listed: BTreeSet<(String, u8)> = trie.iter().map(|(p, &t)| (p, t)).collect();
     assert_eq!(listed, model);

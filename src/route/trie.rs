@@ -7,9 +7,18 @@
 //! subject's tokens down the literal and `*` branches only, so its cost is the number
 //! of nodes on those paths (at most a few per token with real pattern sets) plus the
 //! targets it finds; bindings elsewhere are never looked at.
+//!
+//! The honest bound: a lookup visits each node at most once, and only nodes whose
+//! path of literal and `*` tokens fits the subject, so it is O(nodes) in the worst
+//! case, reached only by a pattern set built for it (every mix of `*` and literal
+//! tokens along one subject). Real sets visit a few nodes per token; see
+//! `beuss-bench -t route` and BENCHMARKS.md.
 
+use std::borrow::Borrow;
 use std::collections::HashMap;
+use std::collections::hash_map::Entry;
 use std::fmt;
+use std::hash::{Hash, Hasher};
 
 use super::subject::MAX_SUBJECT_LEN;
 
@@ -27,35 +36,142 @@ pub const MAX_TOKENS: usize = MAX_SUBJECT_LEN / 2 + 1;
 /// does not check them again, but no input string makes it panic: it stores what it
 /// is given token by token (a `>` that is not last is then a literal token), and
 /// refuses patterns of more than [`MAX_TOKENS`] tokens.
+///
+/// Memory, on a 64-bit machine: a node is 64 bytes, held in its parent's child list
+/// with its token (24 bytes; a token longer than 22 bytes is allocated apart), and
+/// its targets are allocated apart. A binding whose pattern shares all but its last
+/// token with others costs one node and one target. `beuss-bench -t route` measures
+/// about 110 bytes of resident memory per node, targets included
+/// ([`node_count`](Self::node_count)).
 pub struct Trie<T> {
     root: Node<T>,
     /// Bindings held, kept so that `len` is O(1).
     len: usize,
+    /// Nodes besides the root, kept so that a caller can charge memory by them.
+    nodes: usize,
 }
+
+/// Most literal children a node keeps in a plain vector, searched in order; with more
+/// it switches to a hash map, and back when it is down to half as many. Comparing a
+/// few short tokens costs less than hashing one, and most nodes below the first level
+/// have few children (regions, entities, event names).
+const FEW: usize = 8;
 
 /// One pattern prefix.
 struct Node<T> {
-    /// Children by literal token. A hash map because a node can have very many (the
-    /// first token of every binding's pattern hangs off the root); std's default
-    /// hasher is keyed per map, so clients cannot choose tokens that collide. An empty
-    /// map allocates nothing, and a lookup in one does not hash.
-    literal: HashMap<Box<str>, Node<T>>,
+    /// Children by literal token.
+    literal: Children<T>,
     /// The `*` child, boxed so that nodes without one (most) pay a pointer.
     star: Option<Box<Node<T>>>,
-    /// Targets of patterns that end at this node, sorted (binary search, no
-    /// duplicates).
-    here: Vec<T>,
-    /// Targets of patterns that end with `>` after this node, sorted.
-    rest: Vec<T>,
+    /// Targets of patterns that end at this node (`targets[..split]`), then those of
+    /// patterns that end with `>` right after it (`targets[split..]`); each part
+    /// sorted, without duplicates. One vector rather than two saves a header per
+    /// node, and most nodes have one target or none.
+    targets: Vec<T>,
+    split: usize,
+}
+
+/// The literal children of a node.
+enum Children<T> {
+    /// At most [`FEW`], in no order.
+    Few(Vec<(Token, Node<T>)>),
+    /// More than that. std's default hasher is keyed per map, so clients cannot pick
+    /// tokens that collide. Boxed (clippy's lint is about the extra allocation, taken
+    /// only by wide nodes) so that the enum, and every node, stays 24 bytes smaller.
+    #[allow(clippy::box_collection)]
+    Many(Box<HashMap<Token, Node<T>>>),
+}
+
+/// Longest token kept inside a [`Token`] rather than on the heap.
+const INLINE: usize = 22;
+
+/// A literal token as a child's key, 24 bytes: a short one (most are) is held in the
+/// key itself, so it costs no allocation of its own and is compared without following
+/// a pointer, which in a large trie would be a cache miss per child looked at.
+enum Token {
+    Inline { len: u8, bytes: [u8; INLINE] },
+    Heap(Box<[u8]>),
+}
+
+impl Token {
+    fn new(token: &str) -> Token {
+        let b = token.as_bytes();
+        let mut bytes = [0; INLINE];
+        match (bytes.get_mut(..b.len()), u8::try_from(b.len())) {
+            (Some(head), Ok(len)) => {
+                head.copy_from_slice(b);
+                Token::Inline { len, bytes }
+            }
+            _ => Token::Heap(Box::from(b)),
+        }
+    }
+
+    fn as_bytes(&self) -> &[u8] {
+        match self {
+            Token::Inline { len, bytes } => bytes.get(..usize::from(*len)).unwrap_or_default(),
+            Token::Heap(b) => b,
+        }
+    }
+
+    /// Whether this is `token`, whose [`head`] is `head`. The hot path of a match: an
+    /// inline token is told apart from another of the same length by one 8-byte
+    /// comparison, without a call to `memcmp`.
+    fn is(&self, token: &[u8], head: u64) -> bool {
+        match self {
+            Token::Inline { len, bytes } => {
+                usize::from(*len) == token.len()
+                    && bytes.first_chunk().map_or(0, |h| u64::from_le_bytes(*h)) == head
+                    && (token.len() <= 8 || bytes.get(8..token.len()) == token.get(8..))
+            }
+            Token::Heap(b) => **b == *token,
+        }
+    }
+
+    /// The token as text (it was made from a `&str`, so the check cannot fail).
+    fn as_str(&self) -> &str {
+        std::str::from_utf8(self.as_bytes()).unwrap_or_default()
+    }
+}
+
+/// The first 8 bytes of a token as a little-endian number, padded with zeros as an
+/// inline token's are. Shifts rather than a copy into a buffer: the copy became a
+/// `memcpy` call and a stalled load, a fifth of a whole match.
+fn head(token: &[u8]) -> u64 {
+    match token.first_chunk() {
+        Some(h) => u64::from_le_bytes(*h),
+        None => token.iter().rev().fold(0, |h, &b| (h << 8) | u64::from(b)),
+    }
+}
+
+// Equality and hashing are those of the bytes, so that a map keyed by tokens can be
+// searched with a subject's `&[u8]` (the `Borrow` contract).
+impl PartialEq for Token {
+    fn eq(&self, other: &Token) -> bool {
+        self.as_bytes() == other.as_bytes()
+    }
+}
+
+impl Eq for Token {}
+
+impl Hash for Token {
+    fn hash<H: Hasher>(&self, state: &mut H) {
+        self.as_bytes().hash(state);
+    }
+}
+
+impl Borrow<[u8]> for Token {
+    fn borrow(&self) -> &[u8] {
+        self.as_bytes()
+    }
 }
 
 impl<T> Default for Node<T> {
     fn default() -> Self {
         Node {
-            literal: HashMap::new(),
+            literal: Children::Few(Vec::new()),
             star: None,
-            here: Vec::new(),
-            rest: Vec::new(),
+            targets: Vec::new(),
+            split: 0,
         }
     }
 }
@@ -63,20 +179,182 @@ impl<T> Default for Node<T> {
 impl<T> Node<T> {
     /// Whether the node holds nothing, so that its parent can drop it.
     fn is_empty(&self) -> bool {
-        self.literal.is_empty()
-            && self.star.is_none()
-            && self.here.is_empty()
-            && self.rest.is_empty()
+        self.literal.is_empty() && self.star.is_none() && self.targets.is_empty()
     }
 
-    /// Nodes below this one.
+    /// Targets of patterns that end here.
+    fn here(&self) -> &[T] {
+        self.targets.get(..self.split).unwrap_or_default()
+    }
+
+    /// Targets of patterns that end with `>` after here.
+    fn rest(&self) -> &[T] {
+        self.targets.get(self.split..).unwrap_or_default()
+    }
+
+    /// Nodes below this one, counted (the tests check the trie's running count).
+    #[cfg(test)]
     fn descendants(&self) -> usize {
         let star = self.star.as_deref().map_or(0, |c| 1 + c.descendants());
-        star + self
-            .literal
-            .values()
-            .map(|c| 1 + c.descendants())
-            .sum::<usize>()
+        let mut literal = 0;
+        self.literal.each(|_, c| literal += 1 + c.descendants());
+        star + literal
+    }
+}
+
+impl<T: Ord> Node<T> {
+    /// Adds `target` to `here` (or to `rest` if `full`); false if it was there.
+    fn add(&mut self, target: T, full: bool) -> bool {
+        let (base, part) = if full {
+            (self.split, self.rest())
+        } else {
+            (0, self.here())
+        };
+        match part.binary_search(&target) {
+            Ok(_) => false,
+            Err(i) => {
+                // Most nodes have one target: grow one at a time while the list is
+                // short (a vector's first growth is to 4), by doubling after that.
+                if self.targets.len() < 4 {
+                    self.targets.reserve_exact(1);
+                }
+                self.targets.insert(base + i, target);
+                if !full {
+                    self.split += 1;
+                }
+                true
+            }
+        }
+    }
+
+    /// Takes `target` off `here` (or `rest` if `full`); whether it was there.
+    fn take(&mut self, target: &T, full: bool) -> bool {
+        let (base, part) = if full {
+            (self.split, self.rest())
+        } else {
+            (0, self.here())
+        };
+        let Ok(i) = part.binary_search(target) else {
+            return false;
+        };
+        self.targets.remove(base + i);
+        if !full {
+            self.split -= 1;
+        }
+        shrink_vec(&mut self.targets);
+        true
+    }
+}
+
+impl<T> Children<T> {
+    fn is_empty(&self) -> bool {
+        match self {
+            Children::Few(v) => v.is_empty(),
+            Children::Many(m) => m.is_empty(),
+        }
+    }
+
+    fn get(&self, token: &str) -> Option<&Node<T>> {
+        match self {
+            Children::Few(v) => {
+                let head = head(token.as_bytes());
+                v.iter()
+                    .find(|(k, _)| k.is(token.as_bytes(), head))
+                    .map(|(_, c)| c)
+            }
+            Children::Many(m) => m.get(token.as_bytes()),
+        }
+    }
+
+    fn get_mut(&mut self, token: &str) -> Option<&mut Node<T>> {
+        match self {
+            Children::Few(v) => v
+                .iter_mut()
+                .find(|(k, _)| k.as_bytes() == token.as_bytes())
+                .map(|(_, c)| c),
+            Children::Many(m) => m.get_mut(token.as_bytes()),
+        }
+    }
+
+    /// The child for `token`, made if missing (then the flag is true).
+    fn get_or_insert(&mut self, token: &str) -> (&mut Node<T>, bool) {
+        if let Children::Few(v) = self
+            && v.len() >= FEW
+            && !v.iter().any(|(k, _)| k.as_bytes() == token.as_bytes())
+        {
+            let map: HashMap<Token, Node<T>> = std::mem::take(v).into_iter().collect();
+            *self = Children::Many(Box::new(map));
+        }
+        match self {
+            Children::Few(v) => {
+                let (i, created) =
+                    match v.iter().position(|(k, _)| k.as_bytes() == token.as_bytes()) {
+                        Some(i) => (i, false),
+                        None => {
+                            // Exactly: a vector's first growth is to 4 entries, and
+                            // most nodes have one child.
+                            v.reserve_exact(1);
+                            v.push((Token::new(token), Node::default()));
+                            (v.len() - 1, true)
+                        }
+                    };
+                (&mut v[i].1, created)
+            }
+            Children::Many(m) => match m.entry(Token::new(token)) {
+                Entry::Occupied(e) => (e.into_mut(), false),
+                Entry::Vacant(e) => (e.insert(Node::default()), true),
+            },
+        }
+    }
+
+    /// Drops the child for `token` (left empty by a removal).
+    fn remove(&mut self, token: &str) {
+        match self {
+            Children::Few(v) => {
+                if let Some(i) = v.iter().position(|(k, _)| k.as_bytes() == token.as_bytes()) {
+                    v.swap_remove(i);
+                    shrink_vec(v);
+                }
+            }
+            Children::Many(m) => {
+                m.remove(token.as_bytes());
+            }
+        }
+        self.settle();
+    }
+
+    /// Keeps the children for which `keep` says so.
+    fn retain(&mut self, mut keep: impl FnMut(&mut Node<T>) -> bool) {
+        match self {
+            Children::Few(v) => {
+                v.retain_mut(|(_, c)| keep(c));
+                shrink_vec(v);
+            }
+            Children::Many(m) => m.retain(|_, c| keep(c)),
+        }
+        self.settle();
+    }
+
+    /// After removals: back to a vector when a map is down to half of [`FEW`] (not
+    /// at `FEW`, so that one child coming and going cannot switch it every time);
+    /// otherwise gives back a map's room once it is mostly empty.
+    fn settle(&mut self) {
+        if let Children::Many(m) = self {
+            if m.len() <= FEW / 2 {
+                let v: Vec<(Token, Node<T>)> = std::mem::take(&mut **m).into_iter().collect();
+                *self = Children::Few(v);
+            } else if m.len() * 4 < m.capacity() {
+                m.shrink_to(m.len() * 2);
+            }
+        }
+    }
+
+    /// Calls `f` with each child.
+    fn each<'a>(&'a self, mut f: impl FnMut(&'a str, &'a Node<T>)) {
+        match self {
+            Children::Few(v) => v.iter().for_each(|(k, c)| f(k.as_str(), c)),
+            Children::Many(m) => m.iter().for_each(|(k, c)| f(k.as_str(), c)),
+        }
     }
 }
 
@@ -120,30 +398,12 @@ fn split_first(subject: &str) -> (&str, Option<&str>) {
     }
 }
 
-/// Gives back memory once a collection is mostly empty: without it a node that once
-/// had many children or targets would keep their room for ever. Halving at a quarter
+/// Gives back memory once a vector is mostly empty: without it a node that once had
+/// many children or targets would keep their room for ever. Halving at a quarter
 /// keeps the cost amortised O(1) per removal.
 fn shrink_vec<T>(v: &mut Vec<T>) {
     if v.len() * 4 < v.capacity() {
         v.shrink_to(v.len() * 2);
-    }
-}
-
-fn shrink_map<T>(m: &mut HashMap<Box<str>, Node<T>>) {
-    if m.len() * 4 < m.capacity() {
-        m.shrink_to(m.len() * 2);
-    }
-}
-
-/// Removes `target` from a sorted list; whether it was there.
-fn remove_sorted<T: Ord>(list: &mut Vec<T>, target: &T) -> bool {
-    match list.binary_search(target) {
-        Ok(i) => {
-            list.remove(i);
-            shrink_vec(list);
-            true
-        }
-        Err(_) => false,
     }
 }
 
@@ -153,6 +413,7 @@ impl<T: Clone + Ord> Trie<T> {
         Trie {
             root: Node::default(),
             len: 0,
+            nodes: 0,
         }
     }
 
@@ -164,21 +425,18 @@ impl<T: Clone + Ord> Trie<T> {
         };
         let mut node = &mut self.root;
         for token in tokens {
-            node = if token == "*" {
-                node.star.get_or_insert_with(Box::default)
+            let created;
+            (node, created) = if token == "*" {
+                let created = node.star.is_none();
+                (&mut **node.star.get_or_insert_with(Box::default), created)
             } else {
-                node.literal.entry(Box::from(token)).or_default()
+                node.literal.get_or_insert(token)
             };
+            self.nodes += usize::from(created);
         }
-        let list = if full { &mut node.rest } else { &mut node.here };
-        match list.binary_search(&target) {
-            Ok(_) => false,
-            Err(i) => {
-                list.insert(i, target);
-                self.len += 1;
-                true
-            }
-        }
+        let added = node.add(target, full);
+        self.len += usize::from(added);
+        added
     }
 
     /// Unbinds `pattern` from `target`; true if the binding was there. Nodes left
@@ -187,18 +445,20 @@ impl<T: Clone + Ord> Trie<T> {
         let Some((mut tokens, full)) = split_pattern(pattern) else {
             return false;
         };
-        let removed = remove_in(&mut self.root, &mut tokens, full, target);
-        if removed {
-            self.len -= 1;
-        }
+        let mut pruned = 0;
+        let removed = remove_in(&mut self.root, &mut tokens, full, target, &mut pruned);
+        self.len -= usize::from(removed);
+        self.nodes -= pruned;
         removed
     }
 
     /// Removes every binding of `target` (a connection's subscriptions when it
     /// closes); returns how many. Visits the whole trie: O(bindings).
     pub fn remove_target(&mut self, target: &T) -> usize {
-        let n = remove_target_in(&mut self.root, target);
+        let mut pruned = 0;
+        let n = remove_target_in(&mut self.root, target, &mut pruned);
         self.len -= n;
+        self.nodes -= pruned;
         n
     }
 
@@ -206,6 +466,7 @@ impl<T: Clone + Ord> Trie<T> {
     pub fn clear(&mut self) {
         self.root = Node::default();
         self.len = 0;
+        self.nodes = 0;
     }
 
     /// Number of (pattern, target) bindings.
@@ -219,8 +480,17 @@ impl<T: Clone + Ord> Trie<T> {
     }
 
     /// Nodes in the trie besides its root: 0 when it is empty, however many bindings
-    /// came and went. O(nodes); for tests and diagnostics.
+    /// came and went. Memory follows nodes more than bindings (a binding makes one
+    /// node per token its pattern does not share with others, up to [`MAX_TOKENS`]),
+    /// so this is what to charge against a memory cap; see the type's documentation
+    /// for the bytes per node.
     pub fn node_count(&self) -> usize {
+        self.nodes
+    }
+
+    /// The nodes, counted by walking the trie, to check the running count.
+    #[cfg(test)]
+    pub(crate) fn counted_nodes(&self) -> usize {
         self.root.descendants()
     }
 
@@ -282,16 +552,18 @@ fn remove_in<'p, T: Ord>(
     tokens: &mut impl Iterator<Item = &'p str>,
     full: bool,
     target: &T,
+    pruned: &mut usize,
 ) -> bool {
     match tokens.next() {
-        None => remove_sorted(if full { &mut node.rest } else { &mut node.here }, target),
+        None => node.take(target, full),
         Some("*") => {
             let Some(child) = node.star.as_deref_mut() else {
                 return false;
             };
-            let removed = remove_in(child, tokens, full, target);
+            let removed = remove_in(child, tokens, full, target, pruned);
             if child.is_empty() {
                 node.star = None;
+                *pruned += 1;
             }
             removed
         }
@@ -299,34 +571,33 @@ fn remove_in<'p, T: Ord>(
             let Some(child) = node.literal.get_mut(token) else {
                 return false;
             };
-            let removed = remove_in(child, tokens, full, target);
+            let removed = remove_in(child, tokens, full, target, pruned);
             if child.is_empty() {
                 node.literal.remove(token);
-                shrink_map(&mut node.literal);
+                *pruned += 1;
             }
             removed
         }
     }
 }
 
-/// Takes `target` off every list under `node` and prunes what is left empty.
-fn remove_target_in<T: Ord>(node: &mut Node<T>, target: &T) -> usize {
-    let mut n = usize::from(remove_sorted(&mut node.here, target))
-        + usize::from(remove_sorted(&mut node.rest, target));
+/// Takes `target` off every list under `node` and prunes what is left empty (a node
+/// is pruned only once its own children are, so each prune is one node).
+fn remove_target_in<T: Ord>(node: &mut Node<T>, target: &T, pruned: &mut usize) -> usize {
+    let mut n = usize::from(node.take(target, false)) + usize::from(node.take(target, true));
     if let Some(child) = node.star.as_deref_mut() {
-        n += remove_target_in(child, target);
+        n += remove_target_in(child, target, pruned);
         if child.is_empty() {
             node.star = None;
+            *pruned += 1;
         }
     }
-    let before = node.literal.len();
-    node.literal.retain(|_, child| {
-        n += remove_target_in(child, target);
-        !child.is_empty()
+    node.literal.retain(|child| {
+        n += remove_target_in(child, target, pruned);
+        let keep = !child.is_empty();
+        *pruned += usize::from(!keep);
+        keep
     });
-    if node.literal.len() < before {
-        shrink_map(&mut node.literal);
-    }
     n
 }
 
@@ -335,11 +606,11 @@ fn remove_target_in<T: Ord>(node: &mut Node<T>, target: &T) -> usize {
 /// bounded by the trie's, whatever the subject.
 fn collect<T: Clone>(node: &Node<T>, rest: Option<&str>, out: &mut Vec<T>) {
     let Some(rest) = rest else {
-        out.extend_from_slice(&node.here);
+        out.extend_from_slice(node.here());
         return;
     };
     // At least one token is left: `>` after this node matches.
-    out.extend_from_slice(&node.rest);
+    out.extend_from_slice(node.rest());
     let (token, after) = split_first(rest);
     if let Some(child) = node.literal.get(token) {
         collect(child, after, out);
@@ -352,9 +623,9 @@ fn collect<T: Clone>(node: &Node<T>, rest: Option<&str>, out: &mut Vec<T>) {
 /// Whether anything under `node` matches `rest` (as in [`collect`]).
 fn any<T>(node: &Node<T>, rest: Option<&str>) -> bool {
     let Some(rest) = rest else {
-        return !node.here.is_empty();
+        return !node.here().is_empty();
     };
-    if !node.rest.is_empty() {
+    if !node.rest().is_empty() {
         return true;
     }
     let (token, after) = split_first(rest);
@@ -371,22 +642,63 @@ fn visit<'a, T>(
     depth: usize,
     f: &mut dyn FnMut(&str, &'a [T]),
 ) {
-    if !node.here.is_empty() {
-        f(path, &node.here);
+    if !node.here().is_empty() {
+        f(path, node.here());
     }
-    let star = node.star.as_deref().map(|c| ("*", Some(c)));
-    let rest = (!node.rest.is_empty()).then_some((">", None));
-    let literal = node.literal.iter().map(|(t, c)| (&**t, Some(c)));
-    for (token, child) in rest.into_iter().chain(star).chain(literal) {
+    let mut child = |path: &mut String, token: &str, next: Option<&'a Node<T>>| {
         let len = path.len();
         if depth > 0 {
             path.push('.');
         }
         path.push_str(token);
-        match child {
-            Some(child) => visit(child, path, depth + 1, f),
-            None => f(path, &node.rest),
+        match next {
+            Some(next) => visit(next, path, depth + 1, f),
+            None => f(path, node.rest()),
         }
         path.truncate(len);
+    };
+    if !node.rest().is_empty() {
+        child(path, ">", None);
+    }
+    if let Some(star) = node.star.as_deref() {
+        child(path, "*", Some(star));
+    }
+    node.literal
+        .each(|token, next| child(path, token, Some(next)));
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The size the type's documentation promises, for the target types the server
+    /// uses (a shared queue name, a subscription key).
+    #[test]
+    #[cfg(target_pointer_width = "64")]
+    fn node_is_64_bytes() {
+        assert_eq!(size_of::<Node<std::rc::Rc<str>>>(), 64);
+        assert_eq!(size_of::<Node<(u64, u32)>>(), 64);
+        assert_eq!(size_of::<Token>(), 24);
+    }
+
+    /// A node switches its children to a map past `FEW` and back at half of it.
+    #[test]
+    fn children_switch_to_a_map_and_back() {
+        let mut trie = Trie::new();
+        let wide = |node: &Node<u32>| matches!(node.literal, Children::Many(_));
+        for i in 0..=FEW as u32 {
+            assert!(!wide(&trie.root), "{i}");
+            trie.insert(&format!("t{i}.x"), i);
+        }
+        assert!(wide(&trie.root));
+        let mut out = Vec::new();
+        for i in (0..=FEW as u32).rev() {
+            trie.matches_into(&format!("t{i}.x"), &mut out);
+            assert_eq!(out, [i]);
+            assert!(trie.remove(&format!("t{i}.x"), &i));
+            // `i` children are left.
+            assert_eq!(wide(&trie.root), i as usize > FEW / 2, "{i}");
+        }
+        assert_eq!(trie.node_count(), 0);
     }
 }
