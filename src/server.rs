@@ -676,7 +676,9 @@ impl Server {
                 payload,
             } => {
                 let options = protocol::PutOptions { delay_ms, priority };
-                self.publish(r, subject, payload, original, options, confirm, timeout_ms, now);
+                self.publish(
+                    r, subject, payload, original, options, confirm, timeout_ms, now,
+                );
             }
             Request::Req {
                 subject,

@@ -22,10 +22,10 @@ use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
-use bodies::{Bodies, Payload};
 pub use bodies::BODY_OVERHEAD;
+use bodies::{Bodies, Payload};
 pub use durable::Restored;
-pub use fanout::{BINDING_OVERHEAD, Delivery, Published};
+pub use fanout::{BINDING_OVERHEAD, Delivery, Published, TRIE_NODE_MEMORY, trie_memory};
 pub use held::{HELD_OVERHEAD, LeaseSpec};
 use held::{Held, HeldState, OwnedLeases};
 use idhash::IdMap;
@@ -601,7 +601,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 Ok((priority, id)) => {
                     q.returned.remove(&(priority, id));
                     if let Some(h) = self.remove_held(id) {
-                        each(id, h.attempt, self.bodies.bytes(&h.payload), self.meta(&h.payload));
+                        each(
+                            id,
+                            h.attempt,
+                            self.bodies.bytes(&h.payload),
+                            self.meta(&h.payload),
+                        );
                         self.discard(id, h.payload, true);
                     }
                     if let Some(log) = &mut self.log {
@@ -798,7 +803,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if let Some(log) = &mut self.log {
             log.put_new(key, id, 0, priority, payload);
         }
-        self.hold(key, id, 0, priority, Payload::Own(payload.into()), owner, spec, now)
+        self.hold(
+            key,
+            id,
+            0,
+            priority,
+            Payload::Own(payload.into()),
+            owner,
+            spec,
+            now,
+        )
     }
 
     /// Adds a message to `held` in flight with its attempt raised by one.
@@ -1661,7 +1675,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 Some(Err(_)) => {
                     let mut taken = None;
                     let freed = q.ready.pop_with(|priority, r| {
-                        taken = Some((r.id, r.attempt, priority, r.body.len(), own_payload(r.body)));
+                        taken =
+                            Some((r.id, r.attempt, priority, r.body.len(), own_payload(r.body)));
                     });
                     if let Some(freed) = freed {
                         self.memory -= freed;

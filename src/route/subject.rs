@@ -128,7 +128,10 @@ fn check_token(token: &str, at: usize, last: bool, pattern: bool) -> Result<(), 
             return Err(SubjectError::Space { at: at + i });
         }
         if b < b' ' || b == 0x7F {
-            return Err(SubjectError::Control { byte: b, at: at + i });
+            return Err(SubjectError::Control {
+                byte: b,
+                at: at + i,
+            });
         }
         if (b == b'*' || b == b'>') && token.len() > 1 {
             return Err(SubjectError::WildcardInsideToken {

@@ -269,7 +269,7 @@ fn every_rejection_with_its_text() {
     }
     assert_eq!(
         FullWildcardNotLast { at: 2 }.to_string(),
-        "'>' must be the last token"
+        "'>' must be the last token (byte 2)"
     );
     for pattern in ["*", ">", "a.*", "*.b", "a.>", "*.*.>", "a.*.c.>"] {
         assert_eq!(check_pattern(pattern), Ok(()), "{pattern}");
@@ -279,10 +279,7 @@ fn every_rejection_with_its_text() {
 /// The first problem from the left is the one reported.
 #[test]
 fn first_problem_wins() {
-    assert_eq!(
-        check_pattern("a b..c*"),
-        Err(SubjectError::Space { at: 1 })
-    );
+    assert_eq!(check_pattern("a b..c*"), Err(SubjectError::Space { at: 1 }));
     assert_eq!(
         check_subject("a..*"),
         Err(SubjectError::EmptyToken { at: 2 })

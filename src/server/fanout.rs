@@ -108,6 +108,18 @@ impl Fanout {
         self.deadlines.first().map(|d| d.0)
     }
 
+    /// What the subscription trie is charged now.
+    fn trie_memory(&self) -> usize {
+        crate::store::trie_memory(self.subs.len(), self.subs.node_count())
+    }
+
+    /// Takes `sub` of `r` out of the trie; returns the memory it was charged.
+    fn remove_sub(&mut self, r: ConnRef, sub: &Sub) -> usize {
+        let before = self.trie_memory();
+        self.subs.remove(&sub.pattern, &(r.key, r.id, sub.sid));
+        SUB_OVERHEAD + sub.pattern.len() + before - self.trie_memory()
+    }
+
     fn token(&mut self) -> u64 {
         if self.next_token == 0 {
             // Start from the wall clock: a responder that took a request before a
@@ -171,7 +183,8 @@ impl Server {
             }
         }
         let token = if confirm > 0 { self.fanout.token() } else { 0 };
-        let Some((queues, first_id)) = self.route(r, subject, payload, original_len, options, 0, token, now)
+        let Some((queues, first_id)) =
+            self.route(r, subject, payload, original_len, options, 0, token, now)
         else {
             return;
         };
@@ -252,8 +265,8 @@ impl Server {
                 ..
             })
         );
-        let delivered = waiting
-            && self.end_wait(reply_to, |out, _| protocol::encode_reply(out, payload));
+        let delivered =
+            waiting && self.end_wait(reply_to, |out, _| protocol::encode_reply(out, payload));
         if delivered {
             self.fanout.counters.replies += 1;
         } else {
@@ -274,19 +287,22 @@ impl Server {
             protocol::encode_error(&mut conn.output, ErrorCode::Limit, false, &text);
             return;
         }
-        if let Err(full) = self.store.charge(SUB_OVERHEAD + pattern.len()) {
+        let sid = conn.next_sid + 1;
+        let before = self.fanout.trie_memory();
+        self.fanout.subs.insert(pattern, (r.key, r.id, sid));
+        let cost = SUB_OVERHEAD + pattern.len() + self.fanout.trie_memory() - before;
+        if let Err(full) = self.store.charge(cost) {
+            self.fanout.subs.remove(pattern, &(r.key, r.id, sid));
             full_error(&mut conn.output, &full, "subscription not made");
             return;
         }
-        conn.next_sid += 1;
-        let sid = conn.next_sid;
+        conn.next_sid = sid;
         conn.subs.push(Sub {
             sid,
             pattern: pattern.into(),
             dropped: 0,
         });
         protocol::encode_subscribed(&mut conn.output, sid);
-        self.fanout.subs.insert(pattern, (r.key, r.id, sid));
     }
 
     /// `UNSUB`.
@@ -297,8 +313,8 @@ impl Server {
         let removed = match conn.subs.iter().position(|s| s.sid == sid) {
             Some(at) => {
                 let sub = conn.subs.swap_remove(at);
-                self.fanout.subs.remove(&sub.pattern, &(r.key, r.id, sid));
-                self.store.uncharge(SUB_OVERHEAD + sub.pattern.len());
+                let freed = self.fanout.remove_sub(r, &sub);
+                self.store.uncharge(freed);
                 true
             }
             None => false,
@@ -309,8 +325,8 @@ impl Server {
     /// Everything of a closing connection: its subscriptions and its wait.
     pub(super) fn drop_fanout(&mut self, r: ConnRef, subs: Vec<Sub>, state: &State) {
         for sub in subs {
-            self.fanout.subs.remove(&sub.pattern, &(r.key, r.id, sub.sid));
-            self.store.uncharge(SUB_OVERHEAD + sub.pattern.len());
+            let freed = self.fanout.remove_sub(r, &sub);
+            self.store.uncharge(freed);
         }
         if let State::Awaiting { token } = state
             && let Some(w) = self.fanout.waits.remove(token)

@@ -176,22 +176,24 @@ impl Server {
         let start = out.len();
         let n = if meta {
             let mut writer = EnvelopesWriter::begin(out);
-            let n = self
-                .store
-                .peek(queue, usize::from(max), MAX_BATCH_BYTES, |lease, payload, m| {
-                    push_envelope(&mut writer, out, lease, payload, m)
-                });
+            let n = self.store.peek(
+                queue,
+                usize::from(max),
+                MAX_BATCH_BYTES,
+                |lease, payload, m| push_envelope(&mut writer, out, lease, payload, m),
+            );
             if n > 0 {
                 writer.finish(out);
             }
             n
         } else {
             let mut writer = LeasedWriter::begin(out, Status::Peeked);
-            let n = self
-                .store
-                .peek(queue, usize::from(max), MAX_BATCH_BYTES, |lease, payload, _| {
-                    writer.push(out, lease, payload)
-                });
+            let n = self.store.peek(
+                queue,
+                usize::from(max),
+                MAX_BATCH_BYTES,
+                |lease, payload, _| writer.push(out, lease, payload),
+            );
             if n > 0 {
                 writer.finish(out);
             }

@@ -5,8 +5,8 @@ use std::time::{Duration, Instant};
 
 use crate::conn::State;
 use crate::protocol::{
-    self, EnvelopesWriter, ErrorCode, LeaseRef, LeasedWriter, MAX_BATCH_BYTES, MessagesWriter, PROTOCOL_VERSION,
-    PutOptions, QueueReport, Request, StatsReport, Status, WAIT_FOREVER,
+    self, EnvelopesWriter, ErrorCode, LeaseRef, LeasedWriter, MAX_BATCH_BYTES, MessagesWriter,
+    PROTOCOL_VERSION, PutOptions, QueueReport, Request, StatsReport, Status, WAIT_FOREVER,
 };
 use crate::store::{PutOutcome, QueueInfo};
 
@@ -354,21 +354,25 @@ impl Server {
         let max = usize::from(max);
         let taken = if meta {
             let mut writer = EnvelopesWriter::begin(out);
-            let taken = self
-                .store
-                .get_with(queue, max, MAX_BATCH_BYTES, now, |id, attempt, payload, m| {
+            let taken = self.store.get_with(
+                queue,
+                max,
+                MAX_BATCH_BYTES,
+                now,
+                |id, attempt, payload, m| {
                     let reply_to = m.map(|m| m.reply_to).filter(|&r| r != 0);
                     writer.push(out, id, attempt, m.map(|m| m.subject), reply_to, payload);
-                });
+                },
+            );
             if taken > 0 {
                 writer.finish(out);
             }
             taken
         } else {
             let mut writer = MessagesWriter::begin(out);
-            let taken = self
-                .store
-                .get(queue, max, MAX_BATCH_BYTES, now, |payload| writer.push(out, payload));
+            let taken = self.store.get(queue, max, MAX_BATCH_BYTES, now, |payload| {
+                writer.push(out, payload)
+            });
             if taken > 0 {
                 writer.finish(out);
             }

@@ -115,6 +115,7 @@ impl Bodies {
     }
 
     /// Bodies held now.
+    #[cfg(test)]
     pub(super) fn len(&self) -> usize {
         self.slab.len()
     }

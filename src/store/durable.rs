@@ -12,9 +12,9 @@ use crate::journal::replay::{Recovered, RecoveredMessage};
 use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
 
 use super::bodies::Payload;
-use super::records::Body;
 use super::held::{Held, HeldState};
 use super::log::StoreLog;
+use super::records::Body;
 use super::{DEAD_SUFFIX, Store};
 
 /// What [`Store::restore`] loaded.
@@ -137,17 +137,18 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 }
             }
         }
+        let before = self.binding_memory();
         for b in recovered.bindings {
             let key = self.queue_key_or_create(&b.queue, now);
-            if self.bindings.insert(&b.pattern, key as u32) {
-                let cost = super::BINDING_OVERHEAD + b.pattern.len();
-                self.memory += cost;
-                self.outside += cost;
-                if let Some(q) = self.queues.by_key_mut(key) {
-                    q.bindings += 1;
-                }
+            if self.bindings.insert(&b.pattern, key as u32)
+                && let Some(q) = self.queues.by_key_mut(key)
+            {
+                q.bindings += 1;
             }
         }
+        let cost = self.binding_memory() - before;
+        self.memory += cost;
+        self.outside += cost;
         restored
     }
 

@@ -17,9 +17,17 @@ use super::held::{HELD_OVERHEAD, Held, HeldState};
 use super::records::Body;
 use super::{Full, QUEUE_OVERHEAD, Store};
 
-/// Memory charged per binding on top of its pattern: its place in the pattern trie
-/// and the queue's count.
+/// Memory charged per binding: its target entry in the trie and the queue's count.
 pub const BINDING_OVERHEAD: usize = 64;
+/// Memory charged per node of a pattern trie (64-byte nodes, tokens longer than 22
+/// bytes in their own allocation, the map of a node with many children: about 110
+/// bytes of RSS per node measured at 100,000 bindings, see BENCHMARKS.md).
+pub const TRIE_NODE_MEMORY: usize = 128;
+
+/// Memory a trie holding `bindings` bindings in `nodes` nodes is charged.
+pub fn trie_memory(bindings: usize, nodes: usize) -> usize {
+    bindings * BINDING_OVERHEAD + nodes * TRIE_NODE_MEMORY
+}
 
 /// A copy a publish handed straight to a consumer parked on its queue; the caller
 /// writes it to `waiter`.
@@ -54,25 +62,25 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// # Errors
     /// [`Full`] when the binding (or the new queue) would pass the memory cap.
     pub fn bind(&mut self, pattern: &str, queue: &str, now: Instant) -> Result<bool, Full> {
-        let cost = BINDING_OVERHEAD + pattern.len();
-        let key = match self.queues.key_of(queue) {
-            Some(key) => {
-                if !self.bindings.insert(pattern, key as u32) {
-                    return Ok(false);
-                }
-                if let Err(full) = self.check_room(cost) {
-                    self.bindings.remove(pattern, &(key as u32));
-                    return Err(full);
-                }
-                key
-            }
+        let before = self.binding_memory();
+        let (key, created) = match self.queues.key_of(queue) {
+            Some(key) => (key, false),
             None => {
-                self.check_room(cost + QUEUE_OVERHEAD + queue.len())?;
-                let key = self.create_queue(queue, now);
-                self.bindings.insert(pattern, key as u32);
-                key
+                self.check_room(QUEUE_OVERHEAD + queue.len())?;
+                (self.create_queue(queue, now), true)
             }
         };
+        if !self.bindings.insert(pattern, key as u32) {
+            return Ok(false);
+        }
+        let cost = self.binding_memory() - before;
+        if let Err(full) = self.check_room(cost) {
+            self.bindings.remove(pattern, &(key as u32));
+            if created {
+                self.arm_idle_if_idle(key, now);
+            }
+            return Err(full);
+        }
         self.memory += cost;
         self.outside += cost;
         if let Some(q) = self.queues.by_key_mut(key) {
@@ -94,11 +102,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let Some(key) = self.queues.key_of(queue) else {
             return false;
         };
+        let before = self.binding_memory();
         if !self.bindings.remove(pattern, &(key as u32)) {
             return false;
         }
-        self.memory -= BINDING_OVERHEAD + pattern.len();
-        self.outside -= BINDING_OVERHEAD + pattern.len();
+        let freed = before - self.binding_memory();
+        self.memory -= freed;
+        self.outside -= freed;
         if let Some(q) = self.queues.by_key_mut(key) {
             q.bindings = q.bindings.saturating_sub(1);
             q.last_used = now;
@@ -111,6 +121,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
         self.arm_idle_if_idle(key, now);
         true
+    }
+
+    /// What the bindings are charged now.
+    pub(super) fn binding_memory(&self) -> usize {
+        trie_memory(self.bindings.len(), self.bindings.node_count())
     }
 
     /// Bindings held, all queues.

@@ -120,7 +120,16 @@ fn all_or_nothing_against_the_cap() {
     let mut n = 0;
     let mut handed = Vec::new();
     let refused = loop {
-        match s.publish("a.b", &[1; 200], 200, PutOptions::default(), 0, 0, now, &mut handed) {
+        match s.publish(
+            "a.b",
+            &[1; 200],
+            200,
+            PutOptions::default(),
+            0,
+            0,
+            now,
+            &mut handed,
+        ) {
             Ok(p) => assert_eq!(p.queues, 1000),
             Err(full) => break full,
         }
@@ -131,13 +140,25 @@ fn all_or_nothing_against_the_cap() {
     let memory = s.memory();
     let messages = s.message_count();
     assert!(
-        s.publish("a.b", &[1; 200], 200, PutOptions::default(), 0, 0, now, &mut handed)
-            .is_err()
+        s.publish(
+            "a.b",
+            &[1; 200],
+            200,
+            PutOptions::default(),
+            0,
+            0,
+            now,
+            &mut handed
+        )
+        .is_err()
     );
     assert_eq!((s.memory(), s.message_count()), (memory, messages));
     for i in 0..1000 {
         let info = s.queue_info(&format!("q{i:04}"), now).unwrap();
-        assert_eq!(info.messages, n, "queue {i} got no copy of the refused ones");
+        assert_eq!(
+            info.messages, n,
+            "queue {i} got no copy of the refused ones"
+        );
     }
     assert_eq!(s.totals().rejected_full, 2);
     check(&s, now);
@@ -182,7 +203,9 @@ fn copies_are_independent_messages() {
     assert_eq!(meta, Some(("job".to_owned(), 0)));
     assert_eq!(s.ack("a", la, now), crate::protocol::SettleResult::Ok);
     let mut lb = None;
-    s.lease("b", 1, usize::MAX, spec(1000), 1, now, |l, _, _| lb = Some(l));
+    s.lease("b", 1, usize::MAX, spec(1000), 1, now, |l, _, _| {
+        lb = Some(l)
+    });
     let nack = Nack {
         dead: true,
         ..Nack::default()
@@ -213,12 +236,24 @@ fn settled_copies_are_reported() {
         .unwrap();
     let ids: Vec<u64> = (p.first_id..p.first_id + 4).collect();
     let mut la = None;
-    s.lease("a", 1, usize::MAX, spec(1000), 1, now, |l, _, _| la = Some(l));
+    s.lease("a", 1, usize::MAX, spec(1000), 1, now, |l, _, _| {
+        la = Some(l)
+    });
     s.ack("a", la.unwrap(), now);
     get_all(&mut s, "b", now);
     let mut lc = None;
-    s.lease("c", 1, usize::MAX, spec(1000), 1, now, |l, _, _| lc = Some(l));
-    s.nack("c", lc.unwrap(), Nack { dead: true, ..Nack::default() }, now);
+    s.lease("c", 1, usize::MAX, spec(1000), 1, now, |l, _, _| {
+        lc = Some(l)
+    });
+    s.nack(
+        "c",
+        lc.unwrap(),
+        Nack {
+            dead: true,
+            ..Nack::default()
+        },
+        now,
+    );
     s.purge("d", now);
     let seen: Vec<_> = s.take_confirms().collect();
     assert_eq!(
@@ -232,7 +267,10 @@ fn settled_copies_are_reported() {
     );
     // The dead letter taken later is reported again; the caller counts a copy once.
     get_all(&mut s, "c.dead", now);
-    assert_eq!(s.take_confirms().collect::<Vec<_>>(), vec![(42, ids[2], true)]);
+    assert_eq!(
+        s.take_confirms().collect::<Vec<_>>(),
+        vec![(42, ids[2], true)]
+    );
     assert_eq!(s.bodies.len(), 0);
     check(&s, now);
 }
@@ -258,7 +296,10 @@ fn copies_handed_to_parked_consumers() {
     let lease = handed[1].lease.expect("leased");
     assert_eq!(handed[1].waiter, 8);
     assert_eq!(s.payload(lease.id), Some(&b"m"[..]));
-    assert_eq!(s.take_confirms().collect::<Vec<_>>(), vec![(5, p.first_id, true)]);
+    assert_eq!(
+        s.take_confirms().collect::<Vec<_>>(),
+        vec![(5, p.first_id, true)]
+    );
     assert_eq!(s.in_flight_count(), 1);
     assert_eq!(s.message_count(), 2);
     check(&s, now);

@@ -68,7 +68,13 @@ impl Levels {
 
     /// Appends a record of either kind at the end of `priority`; returns the memory
     /// added.
-    pub(super) fn push_body(&mut self, priority: u8, id: u64, attempt: u32, body: Body<'_>) -> usize {
+    pub(super) fn push_body(
+        &mut self,
+        priority: u8,
+        id: u64,
+        attempt: u32,
+        body: Body<'_>,
+    ) -> usize {
         let at = match self.levels.binary_search_by_key(&priority, |l| l.priority) {
             Ok(at) => at,
             Err(at) => {

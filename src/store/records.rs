@@ -592,7 +592,14 @@ mod tests {
             r.push_body(2, 0, Body::Shared { key: 7, len: 1000 }),
             predicted
         );
-        r.push_body(3, 4, Body::Shared { key: u32::MAX, len: (1 << 30) });
+        r.push_body(
+            3,
+            4,
+            Body::Shared {
+                key: u32::MAX,
+                len: (1 << 30),
+            },
+        );
         assert_eq!(r.shared(), 2);
         assert_eq!(r.bytes(), 3 + 1000 + (1 << 30));
         assert_eq!(r.front_len(), Some(3));
@@ -602,8 +609,21 @@ mod tests {
         r.pop_with(|rec| got = Some((rec.id, rec.attempt, format!("{:?}", rec.body))));
         let want = format!("{:?}", Body::Shared { key: 7, len: 1000 });
         assert_eq!(got, Some((2, 0, want)));
-        let rest: Vec<_> = r.iter().map(|rec| (rec.id, rec.attempt, rec.body)).collect();
-        assert_eq!(rest, vec![(3, 4, Body::Shared { key: u32::MAX, len: 1 << 30 })]);
+        let rest: Vec<_> = r
+            .iter()
+            .map(|rec| (rec.id, rec.attempt, rec.body))
+            .collect();
+        assert_eq!(
+            rest,
+            vec![(
+                3,
+                4,
+                Body::Shared {
+                    key: u32::MAX,
+                    len: 1 << 30
+                }
+            )]
+        );
         assert_eq!(r.shared(), 1);
         r.pop_with(|_| {});
         assert_eq!((r.shared(), r.bytes(), r.len()), (0, 0, 0));
