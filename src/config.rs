@@ -59,6 +59,8 @@ pub struct Config {
     pub segment_size: u64,
     /// Start even if a journal file is damaged, setting that file aside (`BRECOVER=skip`).
     pub recover_skip: bool,
+    /// Unread output past which a subscriber's events are dropped (`BSUBBUFFER`).
+    pub sub_buffer: usize,
 }
 
 /// How often the journal is synced to the disk (`BFSYNC`), which says how much a
@@ -79,6 +81,9 @@ pub enum Fsync {
 pub const DEFAULT_FSYNC_INTERVAL: Duration = Duration::from_millis(1000);
 /// Default `BSEGMENT`.
 pub const DEFAULT_SEGMENT_SIZE: u64 = 8 << 20;
+/// Default `BSUBBUFFER`: a subscriber may fall this far behind before its events
+/// are dropped (protocol.md 15.6).
+pub const DEFAULT_SUB_BUFFER: usize = 1 << 20;
 
 impl Default for Config {
     fn default() -> Self {
@@ -93,6 +98,7 @@ impl Default for Config {
             fsync: Fsync::Every(DEFAULT_FSYNC_INTERVAL),
             segment_size: DEFAULT_SEGMENT_SIZE,
             recover_skip: false,
+            sub_buffer: DEFAULT_SUB_BUFFER,
         }
     }
 }
@@ -160,6 +166,11 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "BRECOVER",
         "refuse",
         "with BDATADIR: skip = start even if a journal file is damaged, setting it aside",
+    ),
+    (
+        "BSUBBUFFER",
+        "1M",
+        "unread output past which a subscriber's events are dropped and counted (K/M/G)",
     ),
     (
         "RUST_LOG",
@@ -238,6 +249,13 @@ impl Config {
                         return Err(error("BSEGMENT", value, "must be between 64K and 1G"));
                     }
                     config.segment_size = size as u64;
+                }
+                "BSUBBUFFER" => {
+                    let size = parse_size("BSUBBUFFER", value)?;
+                    if size == 0 || size > 1 << 30 {
+                        return Err(error("BSUBBUFFER", value, "must be between 1 byte and 1G"));
+                    }
+                    config.sub_buffer = size;
                 }
                 "BRECOVER" => {
                     config.recover_skip = match value.trim() {
@@ -524,9 +542,11 @@ mod tests {
             ("BQUEUEIDLE", "2m"),
             ("BMAXMEMORY", "64MiB"),
             ("BMAXCONNECTIONS", "50"),
+            ("BSUBBUFFER", "64K"),
             ("HOME", "/nowhere"),
         ])
         .unwrap();
+        assert_eq!(config.sub_buffer, 64 << 10);
         assert_eq!(config.address(), "0.0.0.0:7000");
         assert_eq!(config.max_message_size, 1 << 20);
         assert_eq!(config.queue_idle, Some(Duration::from_secs(120)));
@@ -552,6 +572,8 @@ mod tests {
             ("BQUEUEIDLE", "-1"),
             ("BMAXMEMORY", "lots"),
             ("BMAXCONNECTIONS", "0"),
+            ("BSUBBUFFER", "0"),
+            ("BSUBBUFFER", "2G"),
         ] {
             let err = vars(&[(var, value)]).unwrap_err();
             assert_eq!(err.var, var, "{var}={value}");

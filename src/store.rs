@@ -1493,14 +1493,30 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         charged: 0,
                         payload: &payload,
                     });
+                    if let Some((subject, _)) = &handoff.meta {
+                        log.push(&LogRecord::Subject {
+                            id: handoff.id,
+                            subject,
+                        });
+                    }
                 }
                 self.messages += 1;
                 self.bytes += payload.len();
+                // A published copy goes back with its metadata, in a body of its own.
+                let payload = match &handoff.meta {
+                    Some((subject, reply_to)) if self.bodies.has_room() => {
+                        let (body, cost) = self.bodies.insert(&payload, subject, *reply_to, 0, 1);
+                        self.memory += cost;
+                        self.outside += cost;
+                        Payload::Shared(body)
+                    }
+                    _ => Payload::Own(payload),
+                };
                 self.insert_held(
                     key,
                     handoff.id,
                     Held {
-                        payload: Payload::Own(payload),
+                        payload,
                         deadline: now,
                         queue: key as u32,
                         attempt: handoff.attempt,

@@ -20,9 +20,6 @@ use super::{ConnRef, Server};
 const MAX_SUBSCRIPTIONS: usize = protocol::MAX_SUBSCRIPTIONS as usize;
 /// Memory charged against the cap per subscription, on top of its pattern.
 const SUB_OVERHEAD: usize = 128;
-/// Unwritten output past which a subscriber gets no more events until it reads:
-/// they are dropped and counted (protocol.md 15, slow consumers).
-pub(super) const SUB_BUFFER: usize = 1 << 20;
 
 /// A subscription in the trie: (connection slab key, connection id, sid).
 type SubKey = (usize, u64, u32);
@@ -432,7 +429,7 @@ impl Server {
             if !self.deliver_copy(d, subject, reply_to, payload) {
                 match d.lease {
                     Some(lease) => self.store.give_back_lease(lease, now),
-                    None => self.store.put_back_copy(d, payload, now),
+                    None => self.store.put_back_copy(d, payload, subject, reply_to, now),
                 }
             }
         }
@@ -465,14 +462,20 @@ impl Server {
         let mut targets = std::mem::take(&mut self.fanout.scratch);
         self.fanout.subs.matches_into(subject, &mut targets);
         let mut sent = 0;
+        let limit = self.config.sub_buffer;
         for &(key, id, sid) in &targets {
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
                 continue;
             };
+            if matches!(conn.state, State::Closing) {
+                continue; // nothing after BYE or a fatal error
+            }
             let Some(sub) = conn.subs.iter_mut().find(|s| s.sid == sid) else {
                 continue;
             };
-            if conn.output.len() >= SUB_BUFFER || conn.broken {
+            // A slow subscriber (or one whose socket failed) misses events: dropped
+            // and counted, never queued without bound (protocol.md 15.6).
+            if conn.output.len() > limit || conn.broken {
                 sub.dropped = sub.dropped.saturating_add(1);
                 self.fanout.counters.slow_consumer_drops += 1;
                 continue;

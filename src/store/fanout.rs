@@ -373,7 +373,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// Takes back a copy handed to a plain `GET` that could not be written (its
     /// socket failed): ready again, ahead of newer messages, as
     /// [`Store::give_back`] does for a handoff.
-    pub fn put_back_copy(&mut self, d: Delivery<W>, payload: &[u8], now: Instant) {
+    pub fn put_back_copy(
+        &mut self,
+        d: Delivery<W>,
+        payload: &[u8],
+        subject: &str,
+        reply_to: u64,
+        now: Instant,
+    ) {
         let Some(name) = self.queues.by_key(d.queue as usize).map(|q| q.name.clone()) else {
             return;
         };
@@ -381,7 +388,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             waiter: d.waiter,
             lease: None,
             payload: Some(payload.into()),
-            meta: None,
+            meta: Some((subject.into(), reply_to)),
             queue: name,
             spec: None,
             deadline: None,
