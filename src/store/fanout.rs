@@ -399,6 +399,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.give_back(handoff, now);
     }
 
+    /// The name of the queue a delivery's copy is in.
+    pub fn queue_name_of(&self, d: Delivery<W>) -> Option<String> {
+        self.queues.by_key(d.queue as usize).map(|q| q.name.to_string())
+    }
+
     /// Charges `bytes` of bookkeeping kept outside the store (subscriptions)
     /// against the memory cap.
     ///

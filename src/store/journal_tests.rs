@@ -14,6 +14,14 @@ fn ms(n: u64) -> Duration {
     Duration::from_millis(n)
 }
 
+/// The bindings of a recovered state, as (queue, pattern).
+fn bindings(r: &Recovered) -> Vec<(String, String)> {
+    r.bindings
+        .iter()
+        .map(|b| (b.queue.clone(), b.pattern.clone()))
+        .collect()
+}
+
 fn replay(bytes: &[u8]) -> Recovered {
     let mut replay = Replay::new();
     let mut scanner = Scanner::new(bytes, 0);
@@ -28,8 +36,9 @@ fn replay(bytes: &[u8]) -> Recovered {
     replay.finish()
 }
 
-/// A message as compared: (id, due_ms, priority, attempt, charged, in_flight, payload).
-type Msg = (u64, u64, u8, u32, u16, Option<u16>, Vec<u8>);
+/// A message as compared: (id, due_ms, priority, attempt, charged, in_flight, payload,
+/// subject).
+type Msg = (u64, u64, u8, u32, u16, Option<u16>, Vec<u8>, Option<String>);
 
 /// A recovered state with due times that have passed written as 0 (a snapshot
 /// writes "ready now" for them, the log still has the time), and `next_id` left out
@@ -52,6 +61,7 @@ fn normalized(mut r: Recovered, wall_now: u64) -> Vec<(String, Vec<Msg>)> {
                         m.charged,
                         m.in_flight,
                         m.payload.to_vec(),
+                        m.subject.map(String::from),
                     )
                 })
                 .collect();
@@ -109,7 +119,7 @@ impl Run {
         const QUEUES: [&str; 3] = ["a", "b", "c"];
         let queue = QUEUES[self.rng.index(3)];
         let now = self.now;
-        match self.rng.below(100) {
+        match self.rng.below(110) {
             0..=24 => {
                 let options = PutOptions {
                     delay_ms: if self.rng.below(4) == 0 {
@@ -214,6 +224,49 @@ impl Run {
                     now,
                 );
             }
+            100..=102 => {
+                const PATTERNS: [&str; 4] = [">", "x.*", "x.y", "*.y"];
+                let pattern = PATTERNS[self.rng.index(4)];
+                if self.rng.below(3) == 0 {
+                    self.s.unbind(pattern, queue, now);
+                } else {
+                    let _ = self.s.bind(pattern, queue, now);
+                }
+            }
+            103..=109 => {
+                const SUBJECTS: [&str; 3] = ["x.y", "z.y", "q"];
+                let subject = SUBJECTS[self.rng.index(3)];
+                let options = PutOptions {
+                    delay_ms: if self.rng.below(4) == 0 {
+                        self.rng.below(50) as u32
+                    } else {
+                        0
+                    },
+                    priority: self.rng.below(10) as u8,
+                };
+                let payload = vec![self.rng.byte(); self.rng.index(20)];
+                let mut handed = Vec::new();
+                let published = self.s.publish(
+                    subject,
+                    &payload,
+                    payload.len(),
+                    options,
+                    0,
+                    0,
+                    now,
+                    &mut handed,
+                );
+                if published.is_ok() {
+                    for d in handed {
+                        if let Some(lease) = d.lease {
+                            let q = self.s.queue_name_of(d);
+                            if let Some(q) = q {
+                                self.leases.push((q, lease));
+                            }
+                        }
+                    }
+                }
+            }
             _ => {
                 let by = self.rng.below(15);
                 self.tick(by);
@@ -251,8 +304,16 @@ fn the_log_replays_to_what_a_snapshot_holds() {
                     normalized(replay(&snap), wall),
                     "seed {seed}, step {step}"
                 );
+                assert_eq!(
+                    bindings(&replay(&run.log)),
+                    bindings(&replay(&snap)),
+                    "seed {seed}, step {step}"
+                );
             }
         }
+        // The run published: copies with subjects were among what was compared.
+        assert!(run.s.totals().routed_copies > 50, "seed {seed}");
+        assert!(run.s.binding_count() > 0, "seed {seed}");
     }
 }
 
@@ -274,15 +335,15 @@ fn a_base_plus_later_records_replays_to_the_end_state() {
         }
         run.take();
         let wall = run.wall();
-        let end = normalized(replay(&run.snapshot()), wall);
+        let end_state = replay(&run.snapshot());
+        let end_bindings = bindings(&end_state);
+        let end = normalized(end_state, wall);
         for (i, (base, start)) in bases.iter().enumerate() {
             let mut bytes = base.clone();
             bytes.extend_from_slice(&run.log[*start..]);
-            assert_eq!(
-                normalized(replay(&bytes), wall),
-                end,
-                "seed {seed}, base {i}"
-            );
+            let got = replay(&bytes);
+            assert_eq!(bindings(&got), end_bindings, "seed {seed}, base {i}");
+            assert_eq!(normalized(got, wall), end, "seed {seed}, base {i}");
         }
     }
 }
@@ -300,6 +361,7 @@ fn restore_loads_what_was_recovered() {
         run.take();
         let wall = run.wall();
         let recovered = replay(&run.log);
+        let want_bindings = bindings(&recovered);
         let next_id = recovered.next_id;
         let mut want = normalized(replay(&run.log), wall);
         // In flight at the "crash": ready again, charged, dead-lettered at the limit.
@@ -337,7 +399,9 @@ fn restore_loads_what_was_recovered() {
         s.enable_log(now, wall);
         let mut snap = Vec::new();
         s.snapshot(&mut snap);
-        let mut got = normalized(replay(&snap), wall);
+        let snapped = replay(&snap);
+        assert_eq!(bindings(&snapped), want_bindings, "seed {seed}");
+        let mut got = normalized(snapped, wall);
         got.retain(|(_, v)| !v.is_empty());
         for (_, v) in &mut got {
             v.sort();
@@ -371,6 +435,11 @@ fn restore_with_the_log_on_keeps_the_loaded_files_valid() {
         s.take_log(&mut bytes);
         let mut snap = Vec::new();
         s.snapshot(&mut snap);
+        assert_eq!(
+            bindings(&replay(&bytes)),
+            bindings(&replay(&snap)),
+            "seed {seed}"
+        );
         assert_eq!(
             normalized(replay(&bytes), wall),
             normalized(replay(&snap), wall),
