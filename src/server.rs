@@ -7,6 +7,7 @@
 //! only a partial frame is copied into a connection's own buffer. Replies to all the
 //! requests found in one read go out in one `write`.
 
+mod batch;
 mod durable;
 mod fanout;
 mod leases;

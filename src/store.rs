@@ -365,9 +365,9 @@ pub struct Store<W> {
     /// what callers charged (subscriptions).
     outside: usize,
     /// Patterns bound onto queues (by slab key: a bound queue is never removed).
-    bindings: crate::route::Trie<u32>,
+    bindings: crate::route::Trie<u64>,
     /// Reused by every publish for its list of target queues.
-    route_scratch: Vec<u32>,
+    route_scratch: Vec<u64>,
     /// Copies of confirmed publishes that were settled, as (confirmation, message
     /// id, acknowledged rather than failed), for the caller to count.
     confirms: Vec<(u64, u64, bool)>,

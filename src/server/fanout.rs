@@ -5,7 +5,7 @@
 //! what lives only as long as a connection is here: subscriptions, the requests
 //! waiting for a reply, the publishes waiting for their confirmations.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::time::{Duration, Instant};
 
 use crate::conn::{State, Sub};
@@ -21,8 +21,15 @@ const MAX_SUBSCRIPTIONS: usize = protocol::MAX_SUBSCRIPTIONS as usize;
 /// Memory charged against the cap per subscription, on top of its pattern.
 const SUB_OVERHEAD: usize = 128;
 
-/// A subscription in the trie: (connection slab key, connection id, sid).
-type SubKey = (usize, u64, u32);
+/// A subscription in the trie: its connection's slab key in the high 32 bits, its
+/// sid in the low ones. (A `u64`, like the store's queue keys, so that one copy of
+/// the trie's code serves both.) A connection's subscriptions leave the trie when it
+/// closes, before its key can be reused.
+type SubKey = u64;
+
+fn sub_key(conn: usize, sid: u32) -> SubKey {
+    ((conn as u64) << 32) | u64::from(sid)
+}
 
 /// Server figures of the family, for `STATS`.
 #[derive(Debug, Default, Clone, Copy)]
@@ -50,11 +57,53 @@ enum Wait {
 #[derive(Debug)]
 struct Confirm {
     need: u32,
-    /// Copies not yet settled, by id.
-    pending: HashSet<u64>,
+    /// The copies' ids run from `first_id`, one per queue.
+    first_id: u64,
+    /// Bit `i` set: copy `first_id + i` is not settled yet.
+    pending: Vec<u64>,
+    /// Bits set in `pending`.
+    pending_count: u32,
     acked: u32,
     failed: u32,
     reply: PublishReply,
+}
+
+impl Confirm {
+    fn new(need: u32, first_id: u64, copies: u32, reply: PublishReply) -> Self {
+        let mut pending = vec![u64::MAX; copies.div_ceil(64) as usize];
+        if let Some(last) = pending.last_mut()
+            && copies % 64 != 0
+        {
+            *last = (1 << (copies % 64)) - 1;
+        }
+        Confirm {
+            need,
+            first_id,
+            pending,
+            pending_count: copies,
+            acked: 0,
+            failed: 0,
+            reply,
+        }
+    }
+
+    /// Marks copy `id` settled; false if it is not a copy of this publish or was
+    /// settled before.
+    fn settle(&mut self, id: u64) -> bool {
+        let Some(i) = id.checked_sub(self.first_id) else {
+            return false;
+        };
+        let Some(word) = self.pending.get_mut((i / 64) as usize) else {
+            return false;
+        };
+        let bit = 1 << (i % 64);
+        if *word & bit == 0 {
+            return false;
+        }
+        *word &= !bit;
+        self.pending_count -= 1;
+        true
+    }
 }
 
 /// The fields of a `PUBLISHED` reply.
@@ -113,7 +162,7 @@ impl Fanout {
     /// Takes `sub` of `r` out of the trie; returns the memory it was charged.
     fn remove_sub(&mut self, r: ConnRef, sub: &Sub) -> usize {
         let before = self.trie_memory();
-        self.subs.remove(&sub.pattern, &(r.key, r.id, sub.sid));
+        self.subs.remove(&sub.pattern, &sub_key(r.key, sub.sid));
         SUB_OVERHEAD + sub.pattern.len() + before - self.trie_memory()
     }
 
@@ -203,13 +252,7 @@ impl Server {
             return;
         }
         let deadline = now + Duration::from_millis(u64::from(timeout_ms));
-        let confirm = Confirm {
-            need: confirm,
-            pending: (first_id..first_id + u64::from(queues)).collect(),
-            acked: 0,
-            failed: 0,
-            reply,
-        };
+        let confirm = Confirm::new(confirm, first_id, queues, reply);
         self.await_token(r, token, deadline, Wait::Confirm(Box::new(confirm)));
         // Copies handed to plain GETs are confirmed already.
         self.drain_confirms();
@@ -286,10 +329,10 @@ impl Server {
         }
         let sid = conn.next_sid + 1;
         let before = self.fanout.trie_memory();
-        self.fanout.subs.insert(pattern, (r.key, r.id, sid));
+        self.fanout.subs.insert(pattern, sub_key(r.key, sid));
         let cost = SUB_OVERHEAD + pattern.len() + self.fanout.trie_memory() - before;
         if let Err(full) = self.store.charge(cost) {
-            self.fanout.subs.remove(pattern, &(r.key, r.id, sid));
+            self.fanout.subs.remove(pattern, &sub_key(r.key, sid));
             full_error(&mut conn.output, &full, "subscription not made");
             return;
         }
@@ -369,7 +412,7 @@ impl Server {
             else {
                 continue;
             };
-            if !c.pending.remove(&id) {
+            if !c.settle(id) {
                 continue; // settled before (a dead letter acked later), or not a copy
             }
             if ok {
@@ -377,7 +420,7 @@ impl Server {
             } else {
                 c.failed += 1;
             }
-            let done = c.acked >= c.need || c.acked + (c.pending.len() as u32) < c.need;
+            let done = c.acked >= c.need || c.acked + c.pending_count < c.need;
             if done {
                 self.fanout.counters.confirmed += 1;
                 self.end_wait(token, |out, wait| {
@@ -463,10 +506,12 @@ impl Server {
         self.fanout.subs.matches_into(subject, &mut targets);
         let mut sent = 0;
         let limit = self.config.sub_buffer;
-        for &(key, id, sid) in &targets {
-            let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
+        for &target in &targets {
+            let (key, sid) = ((target >> 32) as usize, target as u32);
+            let Some(conn) = self.conns.get_mut(key) else {
                 continue;
             };
+            let id = conn.id;
             if matches!(conn.state, State::Closing) {
                 continue; // nothing after BYE or a fatal error
             }
@@ -569,4 +614,25 @@ fn encode_published(out: &mut bytes::BytesMut, reply: &PublishReply, acked: u32,
             failed,
         },
     );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each copy settles once, whatever the number of copies; other ids never do.
+    #[test]
+    fn confirm_counts_each_copy_once() {
+        for copies in [1u32, 63, 64, 65, 130] {
+            let mut c = Confirm::new(1, 1000, copies, PublishReply::default());
+            assert!(!c.settle(999));
+            assert!(!c.settle(1000 + u64::from(copies)));
+            for i in 0..u64::from(copies) {
+                assert!(c.settle(1000 + i), "{copies}: {i}");
+                assert!(!c.settle(1000 + i), "{copies}: {i} twice");
+            }
+            assert_eq!(c.pending_count, 0);
+            assert!(c.pending.iter().all(|w| *w == 0));
+        }
+    }
 }

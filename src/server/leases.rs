@@ -6,12 +6,12 @@ use std::time::{Duration, Instant};
 use crate::conn::State;
 use crate::protocol::{
     self, DEFAULT_LEASE_MS, DEFAULT_MAX_DELIVERIES, ErrorCode, FEATURE_LEASES, FEATURE_PUT_OPTIONS,
-    LeasedWriter, Limits, MAX_BATCH_BYTES, MAX_DELAY_MS, MAX_LEASE_MS, Request, SettledWriter,
-    Status, WAIT_FOREVER,
+    Limits, MAX_BATCH_BYTES, MAX_DELAY_MS, MAX_LEASE_MS, Request, SettledWriter, Status,
+    WAIT_FOREVER,
 };
-use crate::protocol::{EnvelopesWriter, LeaseRef};
-use crate::store::{LeaseSpec, Meta, Nack};
+use crate::store::{LeaseSpec, Nack};
 
+use super::batch::Batch;
 use super::requests::Outgoing;
 use super::{ConnRef, Server};
 
@@ -60,37 +60,19 @@ impl Server {
         };
         let out = &mut conn.output;
         let start = out.len();
-        let taken = if meta {
-            let mut writer = EnvelopesWriter::begin(out);
-            let taken = self.store.lease(
-                queue,
-                usize::from(max),
-                MAX_BATCH_BYTES,
-                spec,
-                r,
-                now,
-                |lease, payload, m| push_envelope(&mut writer, out, lease, payload, m),
-            );
-            if taken > 0 {
-                writer.finish(out);
-            }
-            taken
-        } else {
-            let mut writer = LeasedWriter::begin(out, Status::Leased);
-            let taken = self.store.lease(
-                queue,
-                usize::from(max),
-                MAX_BATCH_BYTES,
-                spec,
-                r,
-                now,
-                |lease, payload, _| writer.push(out, lease, payload),
-            );
-            if taken > 0 {
-                writer.finish(out);
-            }
-            taken
-        };
+        let mut batch = Batch::begin(out, Status::Leased, meta);
+        let taken = self.store.lease(
+            queue,
+            usize::from(max),
+            MAX_BATCH_BYTES,
+            spec,
+            r,
+            now,
+            |lease, payload, m| batch.push(out, lease, payload, m),
+        );
+        if taken > 0 {
+            batch.finish(out);
+        }
         if taken > 0 {
             return;
         }
@@ -174,31 +156,16 @@ impl Server {
         };
         let out = &mut conn.output;
         let start = out.len();
-        let n = if meta {
-            let mut writer = EnvelopesWriter::begin(out);
-            let n = self.store.peek(
-                queue,
-                usize::from(max),
-                MAX_BATCH_BYTES,
-                |lease, payload, m| push_envelope(&mut writer, out, lease, payload, m),
-            );
-            if n > 0 {
-                writer.finish(out);
-            }
-            n
-        } else {
-            let mut writer = LeasedWriter::begin(out, Status::Peeked);
-            let n = self.store.peek(
-                queue,
-                usize::from(max),
-                MAX_BATCH_BYTES,
-                |lease, payload, _| writer.push(out, lease, payload),
-            );
-            if n > 0 {
-                writer.finish(out);
-            }
-            n
-        };
+        let mut batch = Batch::begin(out, Status::Peeked, meta);
+        let n = self.store.peek(
+            queue,
+            usize::from(max),
+            MAX_BATCH_BYTES,
+            |lease, payload, m| batch.push(out, lease, payload, m),
+        );
+        if n > 0 {
+            batch.finish(out);
+        }
         if n == 0 {
             conn.output.truncate(start);
             protocol::encode_empty(&mut conn.output, Status::Empty);
@@ -246,22 +213,4 @@ impl Server {
         }
         self.drain_confirms();
     }
-}
-
-/// Adds one leased or peeked message to an `ENVELOPES` reply.
-fn push_envelope(
-    writer: &mut EnvelopesWriter,
-    out: &mut bytes::BytesMut,
-    lease: LeaseRef,
-    payload: &[u8],
-    meta: Option<Meta<'_>>,
-) {
-    writer.push(
-        out,
-        lease.id,
-        lease.attempt,
-        meta.map(|m| m.subject),
-        meta.map(|m| m.reply_to).filter(|&r| r != 0),
-        payload,
-    );
 }

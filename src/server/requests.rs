@@ -351,33 +351,17 @@ impl Server {
         };
         let out = &mut conn.output;
         let start = out.len();
-        let max = usize::from(max);
-        let taken = if meta {
-            let mut writer = EnvelopesWriter::begin(out);
-            let taken = self.store.get_with(
-                queue,
-                max,
-                MAX_BATCH_BYTES,
-                now,
-                |id, attempt, payload, m| {
-                    let reply_to = m.map(|m| m.reply_to).filter(|&r| r != 0);
-                    writer.push(out, id, attempt, m.map(|m| m.subject), reply_to, payload);
-                },
-            );
-            if taken > 0 {
-                writer.finish(out);
-            }
-            taken
-        } else {
-            let mut writer = MessagesWriter::begin(out);
-            let taken = self.store.get(queue, max, MAX_BATCH_BYTES, now, |payload| {
-                writer.push(out, payload)
-            });
-            if taken > 0 {
-                writer.finish(out);
-            }
-            taken
-        };
+        let mut batch = super::batch::Batch::begin(out, Status::Messages, meta);
+        let taken = self.store.get_with(
+            queue,
+            usize::from(max),
+            MAX_BATCH_BYTES,
+            now,
+            |id, attempt, payload, m| batch.push(out, LeaseRef { id, attempt }, payload, m),
+        );
+        if taken > 0 {
+            batch.finish(out);
+        }
         if taken > 0 {
             return;
         }

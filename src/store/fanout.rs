@@ -70,12 +70,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 (self.create_queue(queue, now), true)
             }
         };
-        if !self.bindings.insert(pattern, key as u32) {
+        if !self.bindings.insert(pattern, key as u64) {
             return Ok(false);
         }
         let cost = self.binding_memory() - before;
         if let Err(full) = self.check_room(cost) {
-            self.bindings.remove(pattern, &(key as u32));
+            self.bindings.remove(pattern, &(key as u64));
             if created {
                 self.arm_idle_if_idle(key, now);
             }
@@ -103,7 +103,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return false;
         };
         let before = self.binding_memory();
-        if !self.bindings.remove(pattern, &(key as u32)) {
+        if !self.bindings.remove(pattern, &(key as u64)) {
             return false;
         }
         let freed = before - self.binding_memory();
@@ -195,7 +195,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     #[allow(clippy::too_many_arguments)]
     fn publish_to(
         &mut self,
-        targets: &[u32],
+        targets: &[u64],
         subject: &str,
         payload: &[u8],
         original_len: usize,
@@ -401,7 +401,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
 
     /// The name of the queue a delivery's copy is in.
     pub fn queue_name_of(&self, d: Delivery<W>) -> Option<String> {
-        self.queues.by_key(d.queue as usize).map(|q| q.name.to_string())
+        self.queues
+            .by_key(d.queue as usize)
+            .map(|q| q.name.to_string())
     }
 
     /// Charges `bytes` of bookkeeping kept outside the store (subscriptions)
