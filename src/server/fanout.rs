@@ -72,7 +72,7 @@ impl Confirm {
     fn new(need: u32, first_id: u64, copies: u32, reply: PublishReply) -> Self {
         let mut pending = vec![u64::MAX; copies.div_ceil(64) as usize];
         if let Some(last) = pending.last_mut()
-            && copies % 64 != 0
+            && !copies.is_multiple_of(64)
         {
             *last = (1 << (copies % 64)) - 1;
         }
