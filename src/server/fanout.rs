@@ -393,6 +393,7 @@ impl Server {
             if at > now {
                 break;
             }
+            self.fanout.deadlines.pop_first();
             self.end_wait(token, |out, wait| match wait {
                 Wait::Reply => protocol::encode_empty(out, Status::Empty),
                 Wait::Confirm(c) => encode_published(out, &c.reply, c.acked, c.failed),
@@ -469,11 +470,12 @@ impl Server {
             }
         };
         for d in handed.drain(..) {
-            if !self.deliver_copy(d, subject, reply_to, payload) {
-                match d.lease {
-                    Some(lease) => self.store.give_back_lease(lease, now),
-                    None => self.store.put_back_copy(d, payload, subject, reply_to, now),
-                }
+            let delivered = self.deliver_copy(d, subject, reply_to, payload);
+            match (delivered, d.lease) {
+                (true, None) => self.store.confirm_taken(confirm, d.id),
+                (true, Some(_)) => {}
+                (false, Some(lease)) => self.store.give_back_lease(lease, now),
+                (false, None) => self.store.put_back_copy(d, payload, subject, reply_to, now),
             }
         }
         self.fanout.handed = handed;

@@ -297,10 +297,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                             if let Some(log) = &mut self.log {
                                 log.push(&LogRecord::Del { id });
                             }
-                            if confirm != 0 {
-                                // Handed out by a plain GET: confirmed at once.
-                                self.confirms.push((confirm, id, true));
-                            }
+                            // A plain GET takes it: confirmed once the caller has
+                            // written it (Store::confirm_taken).
                             None
                         }
                     };
@@ -397,6 +395,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             priority: d.priority,
         };
         self.give_back(handoff, now);
+    }
+
+    /// Copy `id` of a publish with confirmation `confirm` was handed to a plain
+    /// `GET` and written: it counts as confirmed.
+    pub fn confirm_taken(&mut self, confirm: u64, id: u64) {
+        if confirm != 0 {
+            self.confirms.push((confirm, id, true));
+        }
     }
 
     /// The name of the queue a delivery's copy is in.

@@ -296,6 +296,11 @@ fn copies_handed_to_parked_consumers() {
     let lease = handed[1].lease.expect("leased");
     assert_eq!(handed[1].waiter, 8);
     assert_eq!(s.payload(lease.id), Some(&b"m"[..]));
+    assert!(
+        s.take_confirms().next().is_none(),
+        "written by the caller first"
+    );
+    s.confirm_taken(5, handed[0].id);
     assert_eq!(
         s.take_confirms().collect::<Vec<_>>(),
         vec![(5, p.first_id, true)]
