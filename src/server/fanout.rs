@@ -188,9 +188,9 @@ impl Server {
         else {
             return;
         };
-        let subscribers = self.push_events(subject, 0, payload);
+        let (subscribers, matched) = self.push_events(subject, 0, payload);
         self.fanout.counters.published += 1;
-        if queues == 0 && subscribers == 0 {
+        if queues == 0 && matched == 0 {
             self.fanout.counters.unroutable += 1;
         }
         let reply = PublishReply {
@@ -229,7 +229,6 @@ impl Server {
         timeout_ms: u32,
         now: Instant,
     ) {
-        self.fanout.counters.requests += 1;
         let token = self.fanout.token();
         let Some((queues, _)) = self.route(
             r,
@@ -241,10 +240,13 @@ impl Server {
             0,
             now,
         ) else {
-            return;
+            return; // FULL: refused, not carried out
         };
-        let subscribers = self.push_events(subject, token, payload);
-        if queues == 0 && subscribers == 0 {
+        self.fanout.counters.requests += 1;
+        // A slow subscriber whose event was dropped is still a responder: the request
+        // waits for its timeout (protocol.md 15.8).
+        let (_, matched) = self.push_events(subject, token, payload);
+        if queues == 0 && matched == 0 {
             self.fanout.counters.no_responders += 1;
             if let Some(conn) = self.conn_mut(r) {
                 let text = format!("no queue is bound and nobody subscribes to {subject}");
@@ -460,18 +462,26 @@ impl Server {
     }
 
     /// Pushes an `EVENT` to every subscription matching `subject`; returns how many
-    /// got one (slow subscribers' drops not counted).
-    fn push_events(&mut self, subject: &str, reply_to: u64, payload: &[u8]) -> u32 {
+    /// got one (slow subscribers' drops not counted) and how many matched (drops
+    /// counted).
+    fn push_events(&mut self, subject: &str, reply_to: u64, payload: &[u8]) -> (u32, u32) {
         let mut targets = std::mem::take(&mut self.fanout.scratch);
         self.fanout.subs.matches_into(subject, &mut targets);
         let mut sent = 0;
+        let mut matched = 0;
         for &(key, id, sid) in &targets {
             let Some(conn) = self.conns.get_mut(key).filter(|c| c.id == id) else {
                 continue;
             };
+            // After BYE or a fatal ERROR nothing more may be written, though the
+            // connection lives on until its output is out.
+            if matches!(conn.state, State::Closing) {
+                continue;
+            }
             let Some(sub) = conn.subs.iter_mut().find(|s| s.sid == sid) else {
                 continue;
             };
+            matched += 1;
             if conn.output.len() >= SUB_BUFFER || conn.broken {
                 sub.dropped = sub.dropped.saturating_add(1);
                 self.fanout.counters.slow_consumer_drops += 1;
@@ -494,7 +504,7 @@ impl Server {
         }
         self.fanout.counters.events += u64::from(sent);
         self.fanout.scratch = targets;
-        sent
+        (sent, matched)
     }
 
     /// Parks `r` until `token`'s wait ends or `deadline`.
