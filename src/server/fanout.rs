@@ -234,9 +234,9 @@ impl Server {
         else {
             return;
         };
-        let subscribers = self.push_events(subject, 0, payload);
+        let (subscribers, matched) = self.push_events(subject, 0, payload);
         self.fanout.counters.published += 1;
-        if queues == 0 && subscribers == 0 {
+        if queues == 0 && matched == 0 {
             self.fanout.counters.unroutable += 1;
         }
         let reply = PublishReply {
@@ -269,7 +269,6 @@ impl Server {
         timeout_ms: u32,
         now: Instant,
     ) {
-        self.fanout.counters.requests += 1;
         let token = self.fanout.token();
         let Some((queues, _)) = self.route(
             r,
@@ -281,10 +280,13 @@ impl Server {
             0,
             now,
         ) else {
-            return;
+            return; // FULL: refused, not carried out
         };
-        let subscribers = self.push_events(subject, token, payload);
-        if queues == 0 && subscribers == 0 {
+        self.fanout.counters.requests += 1;
+        // A slow subscriber whose event was dropped is still a responder: the request
+        // waits for its timeout (protocol.md 15.8).
+        let (_, matched) = self.push_events(subject, token, payload);
+        if queues == 0 && matched == 0 {
             self.fanout.counters.no_responders += 1;
             if let Some(conn) = self.conn_mut(r) {
                 let text = format!("no queue is bound and nobody subscribes to {subject}");
@@ -502,12 +504,14 @@ impl Server {
     }
 
     /// Pushes an `EVENT` to every subscription matching `subject`; returns how many
-    /// got one (slow subscribers' drops not counted).
-    fn push_events(&mut self, subject: &str, reply_to: u64, payload: &[u8]) -> u32 {
+    /// got one (slow subscribers' drops not counted) and how many matched (drops
+    /// counted).
+    fn push_events(&mut self, subject: &str, reply_to: u64, payload: &[u8]) -> (u32, u32) {
         let mut targets = std::mem::take(&mut self.fanout.scratch);
         self.fanout.subs.matches_into(subject, &mut targets);
         let mut sent = 0;
         let limit = self.config.sub_buffer;
+        let mut matched = 0;
         for &target in &targets {
             let (key, sid) = ((target >> 32) as usize, target as u32);
             let Some(conn) = self.conns.get_mut(key) else {
@@ -520,6 +524,7 @@ impl Server {
             let Some(sub) = conn.subs.iter_mut().find(|s| s.sid == sid) else {
                 continue;
             };
+            matched += 1;
             // A slow subscriber (or one whose socket failed) misses events: dropped
             // and counted, never queued without bound (protocol.md 15.6).
             if conn.output.len() > limit || conn.broken {
@@ -544,7 +549,7 @@ impl Server {
         }
         self.fanout.counters.events += u64::from(sent);
         self.fanout.scratch = targets;
-        sent
+        (sent, matched)
     }
 
     /// Parks `r` until `token`'s wait ends or `deadline`.
