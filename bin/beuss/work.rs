@@ -223,9 +223,10 @@ struct Link {
     parked: bool,
 }
 
-/// The process of one job, shared with the thread that waits for it.
+/// The process of one job, shared with the thread that waits for it (`SERVE`'s
+/// too).
 #[derive(Default)]
-struct Proc {
+pub struct Proc {
     /// Its pid (and process group) once spawned.
     pid: Option<i32>,
     /// It has exited (not yet reaped, or reaped): no more kills.
@@ -285,7 +286,7 @@ impl Runner {
         let (sender, events) = mpsc::channel();
         let (stream, server) = connect_stream(addr, REPLY_TIMEOUT)?;
         let lease = lease_length(addr, &server, options.lease)?;
-        watch_signals(sender.clone())?;
+        watch_signals(sender.clone(), || Event::Signal)?;
         let mut runner = Runner {
             addr: addr.to_owned(),
             queue,
@@ -574,7 +575,7 @@ impl Runner {
             .process_group(0);
         let events = self.sender.clone();
         std::thread::spawn(move || {
-            let result = run_command(command, payload, &proc);
+            let result = run_command(command, payload, &proc, |_| ()).map(|(status, ())| status);
             let _ = events.send(Event::Done { lease, result });
         });
     }
@@ -693,7 +694,7 @@ fn warn_unsettled(sent: &Sent, results: &[Option<SettleResult>]) {
 }
 
 /// Kills a job's process group, unless it has exited (its pid may then be reused).
-fn kill(proc: &Mutex<Proc>) {
+pub fn kill(proc: &Mutex<Proc>) {
     let mut proc = lock(proc);
     proc.kill = true;
     if let Some(pid) = proc.pid.filter(|_| !proc.exited) {
@@ -702,15 +703,17 @@ fn kill(proc: &Mutex<Proc>) {
     }
 }
 
-/// Runs one command to its end: spawns it, feeds it the payload from a thread of
-/// its own (a command that does not read its input must not block anything), and
-/// waits.
-fn run_command(
+/// Runs one command to its end: spawns it, hands the child to `with_child` (which
+/// may take its output pipes), feeds it the payload from a thread of its own (a
+/// command that does not read its input must not block anything), and waits.
+pub fn run_command<T>(
     mut command: std::process::Command,
     payload: Vec<u8>,
     proc: &Mutex<Proc>,
-) -> io::Result<ExitStatus> {
+    with_child: impl FnOnce(&mut std::process::Child) -> T,
+) -> io::Result<(ExitStatus, T)> {
     let mut child = command.spawn()?;
+    let taken = with_child(&mut child);
     let pid = child.id() as i32;
     {
         let mut state = lock(proc);
@@ -747,17 +750,21 @@ fn run_command(
         }
     }
     lock(proc).exited = true;
-    child.wait()
+    Ok((child.wait()?, taken))
 }
 
 /// Locks `m`, even if a thread panicked while holding it (the data is plain state).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sends an [`Event::Signal`] for every SIGTERM and SIGINT, from a thread reading
-/// the pipe the signal handler writes to (the handler itself does nothing else).
-fn watch_signals(events: Sender<Event>) -> Result<(), Failure> {
+/// Sends `signal()` (`Event::Signal`) for every SIGTERM and SIGINT, from a thread
+/// reading the pipe the signal handler writes to (the handler itself does nothing
+/// else).
+pub fn watch_signals<E: Send + 'static>(
+    events: Sender<E>,
+    signal: fn() -> E,
+) -> Result<(), Failure> {
     let cannot = |e: io::Error| Failure::new(EXIT_ERROR, format!("cannot watch signals: {e}"));
     let (mut read, write) = UnixStream::pair().map_err(cannot)?;
     for signal in [libc::SIGTERM, libc::SIGINT] {
@@ -771,7 +778,7 @@ fn watch_signals(events: Sender<Event>) -> Result<(), Failure> {
                 Ok(0) => return,
                 Ok(n) => {
                     for _ in 0..n {
-                        if events.send(Event::Signal).is_err() {
+                        if events.send(signal()).is_err() {
                             return;
                         }
                     }
