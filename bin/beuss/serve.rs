@@ -195,6 +195,9 @@ impl Server {
         command: Vec<OsString>,
         options: Serve,
     ) -> Result<Server, Failure> {
+        // Signals first: one that comes while starting stops SERVE at its first turn.
+        let (sender, heard) = mpsc::channel();
+        watch_signals(sender.clone(), || Heard::Signal)?;
         let (mut client, server) = connect(addr, reply_within())?;
         server.fanout(addr)?;
         let limits = server.leases(addr)?;
@@ -211,8 +214,6 @@ impl Server {
         client
             .bind(&subject, &queue)
             .map_err(|e| Failure::client(addr, &e))?;
-        let (sender, heard) = mpsc::channel();
-        watch_signals(sender.clone(), || Heard::Signal)?;
         eprintln!("beuss: serving {subject} from queue {queue}");
         Ok(Server {
             addr: addr.to_owned(),

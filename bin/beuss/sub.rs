@@ -154,12 +154,12 @@ fn sub(
     count: Option<u64>,
     reconnect: bool,
 ) -> Result<(), Failure> {
+    exit_on_signals()?;
     let reply_within = KEEPALIVE.saturating_add(REPLY_TIMEOUT);
     let (client, server) = connect(addr, reply_within)?;
     server.fanout(addr)?;
     let (mut client, mut sids) = subscribe_all(addr, client, patterns)?;
     exit_when_reader_leaves();
-    exit_on_signals()?;
     let mut printed = 0;
     loop {
         let next = match client.next_event(Some(KEEPALIVE)) {
