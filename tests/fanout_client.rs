@@ -300,12 +300,28 @@ fn shutdown_reaches_a_waiting_subscriber() {
     server.wait_for_stat("subscriptions", 1);
     server.stop_with(libc::SIGTERM);
     match waiter.join().unwrap() {
-        Err(e) => assert!(
-            e.code() == Some(ErrorCode::ShuttingDown) || matches!(e, Error::Closed),
-            "{e:?}"
-        ),
+        Err(e) => assert_eq!(e.code(), Some(ErrorCode::ShuttingDown), "{e:?}"),
         Ok(event) => panic!("expected an error, got {event:?}"),
     }
+}
+
+/// A connection that publishes to its own subscription gets the PUBLISHED reply
+/// and the event, whichever the server wrote first.
+#[test]
+fn publishing_to_ones_own_subscription() {
+    let server = TestServer::start();
+    let mut c = server.client();
+    let sid = c.subscribe("me").unwrap();
+    for i in 0..50u8 {
+        let p = c.publish("me", &[i]).unwrap();
+        assert_eq!(p.subscribers, 1);
+        c.ping().unwrap();
+    }
+    for i in 0..50u8 {
+        let event = c.next_event(Some(TIMEOUT)).unwrap().unwrap();
+        assert_eq!((event.sid(), event.payload()), (sid, &[i][..]));
+    }
+    assert_eq!(c.next_event(Some(Duration::ZERO)).unwrap(), None);
 }
 
 /// Request and reply through a subscription: the responder sees the reply
@@ -495,4 +511,142 @@ fn older_servers_are_refused_clearly() {
         drop(c);
         assert_eq!(fake.join().unwrap(), Vec::<u8>::new(), "version {version}");
     }
+}
+
+/// No event of a subscription comes after its UNSUBSCRIBED, even while another
+/// connection publishes to it as fast as it can.
+#[test]
+fn no_event_after_unsubscribed() {
+    let server = TestServer::start();
+    let mut c = server.client();
+    let busy = c.subscribe("t").unwrap();
+    let end = c.subscribe("end").unwrap();
+    let mut publisher = server.client();
+    let (stop_tx, stop_rx) = std::sync::mpsc::channel::<()>();
+    let flood = thread::spawn(move || {
+        let mut sent = 0u32;
+        while stop_rx.try_recv().is_err() {
+            publisher.publish("t", &sent.to_be_bytes()).unwrap();
+            sent += 1;
+        }
+        publisher.publish("end", b"").unwrap();
+        sent
+    });
+    // Let a few arrive, then unsubscribe in the middle of the flood.
+    for _ in 0..10 {
+        assert_eq!(c.next_event(Some(TIMEOUT)).unwrap().unwrap().sid(), busy);
+    }
+    assert!(c.unsubscribe(busy).unwrap());
+    stop_tx.send(()).unwrap();
+    let sent = flood.join().unwrap();
+    loop {
+        let event = c
+            .next_event(Some(TIMEOUT))
+            .unwrap()
+            .expect("the end marker");
+        assert_ne!(
+            event.sid(),
+            busy,
+            "an event of sid {busy} after UNSUBSCRIBED"
+        );
+        if event.sid() == end {
+            break;
+        }
+    }
+    assert!(sent >= 10);
+}
+
+/// A subscriber that does not read has events dropped by the server; every event
+/// is either delivered or counted in the `dropped` of a later one.
+#[test]
+fn slow_subscriber_drops_are_reported() {
+    let server = TestServer::start_with(&[("BSUBBUFFER", "64K")]);
+    let mut c = server.client();
+    c.subscribe("t").unwrap();
+    let mut publisher = server.client();
+    let payload = vec![b'x'; 16 * 1024];
+    let total = 400u32;
+    for _ in 0..total {
+        publisher.publish("t", &payload).unwrap();
+    }
+    assert!(stat_of(&mut publisher, "slow_consumer_drops") > 0);
+    // A PING's reply comes after every event queued before it: once it is read,
+    // the server holds nothing for c, so the next event cannot be dropped.
+    c.set_event_buffer(usize::MAX);
+    c.ping().unwrap();
+    publisher.publish("t", b"last").unwrap();
+    // The last one carries the count of every drop not yet reported.
+    let mut delivered = 0u32;
+    let mut dropped = 0u32;
+    loop {
+        let event = c
+            .next_event(Some(TIMEOUT))
+            .unwrap()
+            .expect("the last event");
+        dropped += event.dropped();
+        if event.payload() == b"last" {
+            break;
+        }
+        delivered += 1;
+    }
+    assert_eq!(c.events_dropped(), 0);
+    assert_eq!(
+        delivered + dropped,
+        total,
+        "delivered {delivered}, dropped {dropped}"
+    );
+    assert_eq!(
+        u64::from(dropped),
+        stat_of(&mut publisher, "slow_consumer_drops")
+    );
+}
+
+/// Receives parked before the publish are handed the copy with its metadata; a
+/// copy given back keeps it, with the attempt raised.
+#[test]
+fn parked_receives_and_returned_copies_keep_the_metadata() {
+    let server = TestServer::start();
+    let mut c = server.client();
+    c.bind("svc.>", "meta").unwrap();
+    let mut getter = server.client();
+    let parked = thread::spawn(move || getter.get_with_meta("meta", 1, TIMEOUT).unwrap());
+    server.wait_for_stat("waiters", 1);
+    c.publish("svc.a", b"one").unwrap();
+    let got = parked.join().unwrap();
+    assert_eq!(got.len(), 1);
+    assert_eq!(
+        (got[0].subject(), got[0].payload()),
+        (Some("svc.a"), &b"one"[..])
+    );
+
+    let mut worker = server.client();
+    let parked = thread::spawn(move || {
+        let got = worker
+            .lease_with_meta("meta", 1, TIMEOUT, LeaseOptions::default())
+            .unwrap();
+        (worker, got)
+    });
+    server.wait_for_stat("waiters", 1);
+    assert_eq!(
+        c.request("svc.b", b"two", Duration::from_millis(1))
+            .unwrap(),
+        None
+    );
+    let (mut worker, got) = parked.join().unwrap();
+    let first = &got[0];
+    assert_eq!((first.subject(), first.attempt()), (Some("svc.b"), 1));
+    let address = first.reply_to().expect("a request's copy has its address");
+    assert_eq!(
+        first.nack(&mut worker, Duration::ZERO).unwrap(),
+        SettleResult::Ok
+    );
+    let again = worker
+        .lease_with_meta("meta", 1, Duration::ZERO, LeaseOptions::default())
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].id(), first.id());
+    assert_eq!(again[0].attempt(), 2);
+    assert_eq!(again[0].subject(), Some("svc.b"));
+    assert_eq!(again[0].reply_to(), Some(address));
+    assert_eq!(again[0].ack(&mut worker).unwrap(), SettleResult::Ok);
 }
