@@ -25,6 +25,7 @@ mod put;
 mod req;
 mod serve;
 mod settle;
+mod signals;
 mod stats;
 mod sub;
 mod work;

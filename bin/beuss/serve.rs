@@ -12,15 +12,16 @@
 //! on one queue share the requests (each is answered once), and a request whose
 //! `SERVE` dies is delivered again to the next.
 //!
-//! One thread waits in `LEASE`; while a command runs, the main thread waits on a
-//! channel for its end or a signal, and `TOUCH`es the lease every half lease.
+//! The main thread waits in `LEASE`; while a command runs, it waits on a
+//! [`Mailbox`] for the command's end or a signal, and `TOUCH`es the lease every
+//! half lease. (A mutex and a condition variable rather than a channel: the
+//! channel's code would be instantiated again for this one type.)
 
 use std::ffi::OsString;
 use std::io::{self, Read};
 use std::os::unix::process::CommandExt;
 use std::process::{ExitStatus, Stdio};
-use std::sync::mpsc::{self, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
@@ -33,7 +34,8 @@ use crate::args::{Command, Opt, Verb, duration_value, number_value, pattern, que
 use crate::conn::{REPLY_TIMEOUT, connect};
 use crate::on::{breaks_connection, reconnect_with_backoff};
 use crate::output::{EXIT_ERROR, Failure, write_stdout};
-use crate::work::{Proc, kill, run_command, watch_signals};
+use crate::signals::on_signals;
+use crate::work::{Proc, kill, lock, run_command};
 
 /// The verb table's row for `SERVE`.
 pub const VERB: Verb = Verb {
@@ -153,16 +155,26 @@ impl Command for Serve {
     }
 }
 
-/// What the main loop hears about.
-enum Heard {
-    /// SIGTERM or SIGINT.
-    Signal,
-    /// The command ended, with its output (and how many bytes of it were cut).
-    Done {
-        result: io::Result<ExitStatus>,
-        output: Vec<u8>,
-        cut: u64,
-    },
+/// How a command ended: its exit status, its output, and how many bytes of output
+/// were cut.
+type Ended = (io::Result<ExitStatus>, Vec<u8>, u64);
+
+/// What the signal watcher and the command's thread tell the main loop.
+#[derive(Default)]
+struct Mailbox {
+    /// SIGTERM and SIGINT received so far.
+    signals: u32,
+    /// The running command's end, once it has ended.
+    ended: Option<Ended>,
+}
+
+/// The mailbox and the condition variable that announces each change to it.
+type Shared = Arc<(Mutex<Mailbox>, Condvar)>;
+
+/// Puts something in the mailbox and wakes the main loop.
+fn post(shared: &Shared, change: impl FnOnce(&mut Mailbox)) {
+    change(&mut lock(&shared.0));
+    shared.1.notify_all();
 }
 
 /// A running `SERVE`.
@@ -176,9 +188,9 @@ struct Server {
     /// Longest reply the server keeps: the command's output is cut to it.
     max_reply: usize,
     client: Client,
+    /// Signals seen by the main loop.
     signals: u32,
-    heard: Receiver<Heard>,
-    sender: mpsc::Sender<Heard>,
+    mailbox: Shared,
 }
 
 /// Reply timeout of `SERVE`'s connection: a `LEASE` waits on the server first.
@@ -196,8 +208,9 @@ impl Server {
         options: Serve,
     ) -> Result<Server, Failure> {
         // Signals first: one that comes while starting stops SERVE at its first turn.
-        let (sender, heard) = mpsc::channel();
-        watch_signals(sender.clone(), || Heard::Signal)?;
+        let mailbox = Shared::default();
+        let watched = Arc::clone(&mailbox);
+        on_signals(move || post(&watched, |m| m.signals += 1))?;
         let (mut client, server) = connect(addr, reply_within())?;
         server.fanout(addr)?;
         let limits = server.leases(addr)?;
@@ -225,8 +238,7 @@ impl Server {
             max_reply: server.max_message_size as usize,
             client,
             signals: 0,
-            heard,
-            sender,
+            mailbox,
         })
     }
 
@@ -264,11 +276,7 @@ impl Server {
 
     /// Counts the signals that came in meanwhile.
     fn note_signals(&mut self) {
-        while let Ok(heard) = self.heard.try_recv() {
-            if matches!(heard, Heard::Signal) {
-                self.signals += 1;
-            }
-        }
+        self.signals = lock(&self.mailbox.0).signals;
     }
 
     /// The connection broke: connect again (with a backoff) and bind again.
@@ -306,35 +314,31 @@ impl Server {
             let wake = deadline
                 .filter(|_| killed.is_none())
                 .map_or(next_touch, |d| d.min(next_touch));
-            match self.heard.recv_timeout(wake.saturating_duration_since(now)) {
-                Ok(Heard::Done {
-                    result,
-                    output,
-                    cut,
-                }) => break (result, output, cut),
-                Ok(Heard::Signal) => {
-                    self.signals += 1;
-                    if self.signals > 1 && killed.is_none() {
-                        kill(&proc);
-                        killed = Some("stopped");
-                    }
-                }
-                Err(RecvTimeoutError::Timeout) => {
-                    let now = Instant::now();
-                    if killed.is_none() && deadline.is_some_and(|d| d <= now) {
-                        kill(&proc);
-                        killed = Some("timed out and was killed");
-                    }
-                    if next_touch <= now {
-                        next_touch = now + self.lease / 2;
-                        // A broken connection shows at the next request.
-                        let _ = request.touch(&mut self.client);
-                    }
-                }
-                // Unreachable: this server holds a sender itself.
-                Err(RecvTimeoutError::Disconnected) => {
-                    return Err(Failure::new(EXIT_ERROR, "lost the command's thread"));
-                }
+            let (mailbox, changed) = &*self.mailbox;
+            let seen = self.signals;
+            let (mut inbox, _) = changed
+                .wait_timeout_while(lock(mailbox), wake.saturating_duration_since(now), |m| {
+                    m.ended.is_none() && m.signals == seen
+                })
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
+            if let Some(ended) = inbox.ended.take() {
+                break ended;
+            }
+            self.signals = inbox.signals;
+            drop(inbox);
+            if self.signals > 1 && killed.is_none() {
+                kill(&proc);
+                killed = Some("stopped");
+            }
+            let now = Instant::now();
+            if killed.is_none() && deadline.is_some_and(|d| d <= now) {
+                kill(&proc);
+                killed = Some("timed out and was killed");
+            }
+            if next_touch <= now {
+                next_touch = now + self.lease / 2;
+                // A broken connection shows at the next request.
+                let _ = request.touch(&mut self.client);
             }
         };
         if cut > 0 {
@@ -414,8 +418,8 @@ impl Server {
         Ok(())
     }
 
-    /// Starts the command for `request` on a thread of its own, which reports
-    /// [`Heard::Done`].
+    /// Starts the command for `request` on a thread of its own, which posts its end
+    /// to the mailbox.
     fn spawn(&self, request: &Envelope, proc: Arc<Mutex<Proc>>) {
         let mut command = std::process::Command::new(&self.command[0]);
         command
@@ -431,23 +435,14 @@ impl Server {
             .process_group(0);
         let payload = request.payload().to_vec();
         let max_reply = self.max_reply;
-        let heard = self.sender.clone();
+        let mailbox = Arc::clone(&self.mailbox);
         std::thread::spawn(move || {
-            let ran = run_command(command, payload, &proc, |child| {
-                child.stdout.take().map(|out| read_output(out, max_reply))
+            let mut reader = None;
+            let result = run_command(command, payload, &proc, &mut |child| {
+                reader = child.stdout.take().map(|out| read_output(out, max_reply));
             });
-            let (result, output, cut) = match ran {
-                Ok((status, reader)) => {
-                    let (output, cut) = reader.and_then(|r| r.join().ok()).unwrap_or_default();
-                    (Ok(status), output, cut)
-                }
-                Err(e) => (Err(e), Vec::new(), 0),
-            };
-            let _ = heard.send(Heard::Done {
-                result,
-                output,
-                cut,
-            });
+            let (output, cut) = reader.and_then(|r| r.join().ok()).unwrap_or_default();
+            post(&mailbox, |m| m.ended = Some((result, output, cut)));
         });
     }
 }

@@ -5,8 +5,7 @@
 //! [`KEEPALIVE`], a `PING` checks that the connection is still there.
 
 use std::ffi::OsString;
-use std::io::{self, Read};
-use std::os::unix::net::UnixStream;
+use std::io;
 use std::time::Duration;
 
 use beuss::Client;
@@ -19,7 +18,8 @@ use crate::on::{
     OnFormat, Sink, breaks_connection, exit_when_reader_leaves, format_option,
     reconnect_with_backoff,
 };
-use crate::output::{EXIT_ERROR, EXIT_OK, Failure, escape_line, write_stdout};
+use crate::output::{EXIT_OK, Failure, escape_line, write_stdout};
+use crate::signals::on_signals;
 use crate::stats::json_string;
 
 /// The verb table's row for `SUB`.
@@ -239,26 +239,10 @@ fn resubscribe(
 /// written is written whole. Nothing needs tidying: the server drops the
 /// subscriptions with the connection.
 fn exit_on_signals() -> Result<(), Failure> {
-    let cannot = |e: io::Error| Failure::new(EXIT_ERROR, format!("cannot watch signals: {e}"));
-    let (mut read, write) = UnixStream::pair().map_err(cannot)?;
-    for signal in [libc::SIGTERM, libc::SIGINT] {
-        let end = write.try_clone().map_err(cannot)?;
-        signal_hook::low_level::pipe::register(signal, end).map_err(cannot)?;
-    }
-    std::thread::spawn(move || {
-        let mut byte = [0; 1];
-        loop {
-            match read.read(&mut byte) {
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Ok(0) | Err(_) => return,
-                Ok(_) => {
-                    let _out = io::stdout().lock();
-                    std::process::exit(i32::from(EXIT_OK));
-                }
-            }
-        }
-    });
-    Ok(())
+    on_signals(|| {
+        let _out = io::stdout().lock();
+        std::process::exit(i32::from(EXIT_OK));
+    })
 }
 
 /// Writes each event in the chosen format.

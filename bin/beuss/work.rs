@@ -286,7 +286,7 @@ impl Runner {
         let (sender, events) = mpsc::channel();
         let (stream, server) = connect_stream(addr, REPLY_TIMEOUT)?;
         let lease = lease_length(addr, &server, options.lease)?;
-        watch_signals(sender.clone(), || Event::Signal)?;
+        watch_signals(sender.clone())?;
         let mut runner = Runner {
             addr: addr.to_owned(),
             queue,
@@ -575,7 +575,7 @@ impl Runner {
             .process_group(0);
         let events = self.sender.clone();
         std::thread::spawn(move || {
-            let result = run_command(command, payload, &proc, |_| ()).map(|(status, ())| status);
+            let result = run_command(command, payload, &proc, &mut |_| {});
             let _ = events.send(Event::Done { lease, result });
         });
     }
@@ -706,14 +706,15 @@ pub fn kill(proc: &Mutex<Proc>) {
 /// Runs one command to its end: spawns it, hands the child to `with_child` (which
 /// may take its output pipes), feeds it the payload from a thread of its own (a
 /// command that does not read its input must not block anything), and waits.
-pub fn run_command<T>(
+/// (`with_child` is a `dyn` so that WORK and SERVE share one copy of this.)
+pub fn run_command(
     mut command: std::process::Command,
     payload: Vec<u8>,
     proc: &Mutex<Proc>,
-    with_child: impl FnOnce(&mut std::process::Child) -> T,
-) -> io::Result<(ExitStatus, T)> {
+    with_child: &mut dyn FnMut(&mut std::process::Child),
+) -> io::Result<ExitStatus> {
     let mut child = command.spawn()?;
-    let taken = with_child(&mut child);
+    with_child(&mut child);
     let pid = child.id() as i32;
     {
         let mut state = lock(proc);
@@ -750,7 +751,7 @@ pub fn run_command<T>(
         }
     }
     lock(proc).exited = true;
-    Ok((child.wait()?, taken))
+    child.wait()
 }
 
 /// Locks `m`, even if a thread panicked while holding it (the data is plain state).
@@ -758,13 +759,9 @@ pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// Sends `signal()` (`Event::Signal`) for every SIGTERM and SIGINT, from a thread
-/// reading the pipe the signal handler writes to (the handler itself does nothing
-/// else).
-pub fn watch_signals<E: Send + 'static>(
-    events: Sender<E>,
-    signal: fn() -> E,
-) -> Result<(), Failure> {
+/// Sends an [`Event::Signal`] for every SIGTERM and SIGINT, from a thread reading
+/// the pipe the signal handler writes to (the handler itself does nothing else).
+fn watch_signals(events: Sender<Event>) -> Result<(), Failure> {
     let cannot = |e: io::Error| Failure::new(EXIT_ERROR, format!("cannot watch signals: {e}"));
     let (mut read, write) = UnixStream::pair().map_err(cannot)?;
     for signal in [libc::SIGTERM, libc::SIGINT] {
@@ -778,7 +775,7 @@ pub fn watch_signals<E: Send + 'static>(
                 Ok(0) => return,
                 Ok(n) => {
                     for _ in 0..n {
-                        if events.send(signal()).is_err() {
+                        if events.send(Event::Signal).is_err() {
                             return;
                         }
                     }
