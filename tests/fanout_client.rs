@@ -650,3 +650,63 @@ fn parked_receives_and_returned_copies_keep_the_metadata() {
     assert_eq!(again[0].reply_to(), Some(address));
     assert_eq!(again[0].ack(&mut worker).unwrap(), SettleResult::Ok);
 }
+
+/// A connection that used version-1 requests before its first fan-out call still
+/// gets fan-out: the HELLO the client sends then is answered like a first one.
+#[test]
+fn fanout_after_other_requests() {
+    let server = TestServer::start();
+    let mut c = server.client();
+    c.put("q", b"first").unwrap();
+    assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"first"[..]));
+    assert!(c.bind("late", "q").unwrap());
+    assert_eq!(c.publish("late", b"x").unwrap().queues, 1);
+    assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"x"[..]));
+}
+
+/// A copy that is dead-lettered counts as failed: a confirmation that can no
+/// longer be reached is answered at once with the counts. The dead letter keeps
+/// its subject.
+#[test]
+fn dead_lettered_copy_fails_the_confirmation() {
+    let server = TestServer::start();
+    let mut c = server.client();
+    c.bind("jobs.*", "jobs").unwrap();
+    let mut worker = server.client();
+    let failing = thread::spawn(move || {
+        let options = LeaseOptions {
+            max_deliveries: 1,
+            ..LeaseOptions::default()
+        };
+        let got = worker.lease_with_meta("jobs", 1, TIMEOUT, options).unwrap();
+        assert_eq!(
+            got[0].nack(&mut worker, Duration::ZERO).unwrap(),
+            SettleResult::Ok
+        );
+    });
+    let options = PublishOptions::default().confirm(1, TIMEOUT);
+    let p = c.publish_with("jobs.a", b"doomed", options).unwrap();
+    failing.join().unwrap();
+    assert_eq!((p.queues, p.acked, p.failed), (1, 0, 1));
+    let dead = c.peek_with_meta("jobs.dead", 10).unwrap();
+    assert_eq!(dead.len(), 1);
+    assert_eq!(
+        (dead[0].subject(), dead[0].payload()),
+        (Some("jobs.a"), &b"doomed"[..])
+    );
+}
+
+/// A payload over the server's message size is cut, for the copies and the
+/// events alike, and PUBLISHED gives both lengths.
+#[test]
+fn long_payloads_are_cut_for_copies_and_events() {
+    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10")]);
+    let mut c = server.client();
+    c.bind("t", "q").unwrap();
+    c.subscribe("t").unwrap();
+    let p = c.publish("t", b"0123456789abcdef").unwrap();
+    assert_eq!((p.original_len, p.stored_len), (16, 10));
+    assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"0123456789"[..]));
+    let event = c.next_event(Some(TIMEOUT)).unwrap().unwrap();
+    assert_eq!(event.payload(), b"0123456789");
+}
