@@ -16,7 +16,15 @@
 //!
 //! Many requests can share one round trip: [`Client::put_many`], or the low-level
 //! [`Client::send`] / [`Client::flush`] / [`Client::recv`] trio.
+//!
+//! Fan-out (protocol.md section 15: bindings, `PUB`, subscriptions, request/reply and
+//! receives with metadata) is in [`Client::publish`], [`Client::bind`],
+//! [`Client::subscribe`], [`Client::next_event`], [`Client::request`] and their
+//! neighbours. A connection that subscribes gets `EVENT` frames between its replies;
+//! every reply reader of this client sets them aside for [`Client::next_event`], so
+//! no method ever takes an event for a reply.
 
+use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
@@ -24,14 +32,16 @@ use std::time::Duration;
 
 use crate::protocol::{
     self, ErrorCode, PROTOCOL_VERSION, ProtocolError, QueueReport, Request, Response, StatsReport,
-    WAIT_FOREVER,
+    Status, WAIT_FOREVER,
 };
 use crate::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 
+mod fanout;
 mod lease;
 
+pub use fanout::{Envelope, Event, Events, PublishOptions};
 pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
-pub use protocol::{LeaseRef, Limits, SettleResult};
+pub use protocol::{LeaseRef, Limits, Published, SettleResult};
 
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
 const MAX_RESPONSE: u32 = (1 << 30) + 4096;
@@ -74,6 +84,27 @@ pub enum Error {
     },
     /// The server answered with a reply that does not fit the request.
     Unexpected(String),
+    /// A `REQ` matched no bound queue and no subscription: nobody could answer
+    /// (`ERROR NO_RESPONDERS`, not fatal; nothing was stored).
+    NoResponders {
+        /// The server's explanation.
+        message: String,
+    },
+    /// A `PUB` asked for more confirmations than queues are bound to its subject
+    /// (`ERROR TOO_FEW_COPIES`, not fatal; nothing was published).
+    TooFewCopies {
+        /// The server's explanation, with both numbers.
+        message: String,
+    },
+    /// The server does not have a feature this call needs (an older server).
+    Unsupported {
+        /// The feature, e.g. `"fan-out"`.
+        feature: &'static str,
+        /// The server's software and version, from its `HELLO` reply.
+        server: String,
+        /// The protocol version the server speaks.
+        version: u16,
+    },
 }
 
 impl Error {
@@ -81,6 +112,8 @@ impl Error {
     pub fn code(&self) -> Option<ErrorCode> {
         match self {
             Error::Server { code, .. } => ErrorCode::from_u16(*code),
+            Error::NoResponders { .. } => Some(ErrorCode::NoResponders),
+            Error::TooFewCopies { .. } => Some(ErrorCode::TooFewCopies),
             _ => None,
         }
     }
@@ -103,6 +136,17 @@ impl fmt::Display for Error {
                 None => write!(f, "server error {code}: {message}"),
             },
             Error::Unexpected(what) => write!(f, "unexpected reply: {what}"),
+            Error::NoResponders { message } => write!(f, "no responders: {message}"),
+            Error::TooFewCopies { message } => write!(f, "too few copies: {message}"),
+            Error::Unsupported {
+                feature,
+                server,
+                version,
+            } => write!(
+                f,
+                "the server ({server}, protocol version {version}) has no {feature}; \
+                 this needs a newer beuss-server"
+            ),
         }
     }
 }
@@ -160,6 +204,34 @@ pub struct ServerInfo {
     pub limits: Option<Limits>,
 }
 
+impl ServerInfo {
+    /// The figures of a `HELLO` reply, for a program that exchanged its `HELLO`
+    /// itself before handing the stream to [`Client::from_stream`] (then
+    /// [`Client::set_server_info`]); `None` for any other reply.
+    pub fn from_response(response: &Response<'_>) -> Option<ServerInfo> {
+        match response {
+            Response::Hello {
+                version,
+                max_message_size,
+                server,
+                limits,
+            } => Some(ServerInfo {
+                version: *version,
+                max_message_size: *max_message_size,
+                server: (*server).to_owned(),
+                limits: *limits,
+            }),
+            _ => None,
+        }
+    }
+
+    /// True if the server has every feature bit of `feature` (for example
+    /// [`protocol::FEATURE_FANOUT`]); a version-1 server has none.
+    pub fn has(&self, feature: u32) -> bool {
+        self.limits.is_some_and(|l| l.features & feature == feature)
+    }
+}
+
 /// A blocking connection to a beuss server.
 #[derive(Debug)]
 pub struct Client {
@@ -173,6 +245,28 @@ pub struct Client {
     last: usize,
     /// Encoded requests not yet written.
     wbuf: Vec<u8>,
+    /// Requests sent whose replies have not been read yet.
+    awaiting: usize,
+    /// The read and write timeout the caller chose (see [`Client::set_timeout`]);
+    /// calls that wait change the socket's for a while and put this back.
+    timeout: Option<Duration>,
+    /// The read timeout the socket has now, to skip setting it again.
+    applied: Option<Duration>,
+    /// What `HELLO` said, once it has been exchanged.
+    server: Option<ServerInfo>,
+    /// `server` showed fan-out, checked once.
+    fanout_ok: bool,
+    /// `EVENT`s read while looking for a reply, oldest first, for `next_event`.
+    events: VecDeque<Event>,
+    /// Payload and subject bytes held in `events`.
+    event_bytes: usize,
+    /// Most bytes `events` may hold before new events are dropped.
+    event_limit: usize,
+    /// Events this client dropped (its buffer was full), per subscription, not yet
+    /// reported: added to the `dropped` count of that subscription's next event.
+    unreported_drops: HashMap<u32, u32>,
+    /// Events this client dropped since it connected.
+    events_dropped: u64,
 }
 
 /// The address `BHOST`/`BPORT` point at (`localhost:6552` when unset).
@@ -239,6 +333,8 @@ impl Client {
     /// Setting `TCP_NODELAY` failed.
     pub fn from_stream(stream: TcpStream) -> Result<Client> {
         stream.set_nodelay(true)?;
+        // A stream may come with timeouts set (the beuss command sets its own).
+        let timeout = stream.read_timeout()?;
         Ok(Client {
             stream,
             rbuf: vec![0; READ_SIZE],
@@ -246,19 +342,48 @@ impl Client {
             rend: 0,
             last: 0,
             wbuf: Vec::new(),
+            awaiting: 0,
+            timeout,
+            applied: timeout,
+            server: None,
+            fanout_ok: false,
+            events: VecDeque::new(),
+            event_bytes: 0,
+            event_limit: fanout::EVENT_BUFFER,
+            unreported_drops: HashMap::new(),
+            events_dropped: 0,
         })
     }
 
     /// Sets how long a read or write may block before failing with
     /// [`io::ErrorKind::WouldBlock`]/`TimedOut` (`None`: forever, the default). A
-    /// waiting `GET` needs a timeout longer than its wait.
+    /// waiting `GET` needs a timeout longer than its wait; the fan-out calls that
+    /// wait on the server ([`Client::request`], a confirmed [`Client::publish_with`],
+    /// [`Client::get_with_meta`], [`Client::lease_with_meta`]) add their wait to it
+    /// themselves, and [`Client::next_event`] takes its own.
     ///
     /// # Errors
     /// The OS refused the setting.
     pub fn set_timeout(&mut self, timeout: Option<Duration>) -> Result<()> {
         self.stream.set_read_timeout(timeout)?;
         self.stream.set_write_timeout(timeout)?;
+        self.timeout = timeout;
+        self.applied = timeout;
         Ok(())
+    }
+
+    /// What the server's `HELLO` reply said, once [`Client::hello`] (or a fan-out
+    /// call, or [`Client::set_server_info`]) has exchanged it.
+    pub fn server_info(&self) -> Option<&ServerInfo> {
+        self.server.as_ref()
+    }
+
+    /// Tells the client what the server answered to a `HELLO` sent on this stream
+    /// before [`Client::from_stream`] (see [`ServerInfo::from_response`]), so that
+    /// fan-out calls do not send a second one.
+    pub fn set_server_info(&mut self, info: ServerInfo) {
+        self.fanout_ok = false;
+        self.server = Some(info);
     }
 
     /// Checks the server is alive.
@@ -272,27 +397,21 @@ impl Client {
         }
     }
 
-    /// Exchanges versions and limits with the server.
+    /// Exchanges versions and limits with the server. The protocol wants it as the
+    /// first request of a connection that uses anything newer than version 1; the
+    /// fan-out calls send it themselves if it was not.
     ///
     /// # Errors
     /// Any [`Error`].
     pub fn hello(&mut self) -> Result<ServerInfo> {
-        match self.call(&Request::Hello {
+        let response = self.call(&Request::Hello {
             version: PROTOCOL_VERSION,
-        })? {
-            Response::Hello {
-                version,
-                max_message_size,
-                server,
-                limits,
-            } => Ok(ServerInfo {
-                version,
-                max_message_size,
-                server: server.to_owned(),
-                limits,
-            }),
-            other => Err(unexpected("HELLO", &other)),
-        }
+        })?;
+        let Some(info) = ServerInfo::from_response(&response) else {
+            return Err(unexpected("HELLO", &response));
+        };
+        self.set_server_info(info.clone());
+        Ok(info)
     }
 
     /// Appends a message to `queue`.
@@ -455,6 +574,7 @@ impl Client {
     /// [`Error::Protocol`] if the request cannot be encoded (bad queue name).
     pub fn send(&mut self, request: &Request<'_>) -> Result<()> {
         request.encode(&mut self.wbuf)?;
+        self.awaiting += 1;
         Ok(())
     }
 
@@ -470,46 +590,80 @@ impl Client {
         Ok(())
     }
 
-    /// Reads the next reply. An `ERROR` reply is returned as [`Error::Server`].
+    /// Reads the next reply. An `ERROR` reply is returned as [`Error::Server`]
+    /// (`NO_RESPONDERS` and `TOO_FEW_COPIES` as [`Error::NoResponders`] and
+    /// [`Error::TooFewCopies`]). `EVENT` frames that come before it are not
+    /// replies: they are set aside for [`Client::next_event`], so this never returns
+    /// [`Response::Event`].
     ///
     /// # Errors
     /// [`Error::Closed`] if the server hung up, or any other [`Error`].
     pub fn recv(&mut self) -> Result<Response<'_>> {
+        self.fill_reply()?;
+        self.decode_reply()
+    }
+
+    /// Reads until a whole frame that is not an `EVENT` starts the buffer, setting
+    /// aside the events before it.
+    fn fill_reply(&mut self) -> Result<()> {
         self.rstart += std::mem::take(&mut self.last);
         loop {
-            let needed = self.frame_len_needed();
+            let needed = self.frame_len_needed(0);
             if let Some(needed) = needed
                 && self.rend - self.rstart >= needed
             {
-                break;
+                if !self.is_event_at(self.rstart, needed) {
+                    return Ok(());
+                }
+                let event = fanout::owned_event(&self.rbuf[self.rstart..self.rstart + needed])?;
+                self.rstart += needed;
+                self.stash_event(event);
+                continue;
             }
             self.fill(needed)?;
         }
+    }
+
+    /// Decodes the reply [`Client::fill_reply`] left at the front of the buffer.
+    fn decode_reply(&mut self) -> Result<Response<'_>> {
         let buf = &self.rbuf[self.rstart..self.rend];
         let Some((response, used)) = protocol::decode_response(buf, MAX_RESPONSE)? else {
             return Err(Error::Unexpected("incomplete frame".to_owned()));
         };
         self.last = used;
+        self.awaiting = self.awaiting.saturating_sub(1);
         if let Response::Error {
             code,
             fatal,
             message,
         } = response
         {
-            return Err(Error::Server {
-                code,
-                fatal,
-                message: message.to_owned(),
+            let message = message.to_owned();
+            return Err(match ErrorCode::from_u16(code) {
+                Some(ErrorCode::NoResponders) if !fatal => Error::NoResponders { message },
+                Some(ErrorCode::TooFewCopies) if !fatal => Error::TooFewCopies { message },
+                _ => Error::Server {
+                    code,
+                    fatal,
+                    message,
+                },
             });
         }
         Ok(response)
     }
 
-    /// Total bytes of the next frame, once its length prefix is buffered.
-    fn frame_len_needed(&self) -> Option<usize> {
-        let prefix = self.rbuf[..self.rend].get(self.rstart..self.rstart + 4)?;
+    /// Total bytes of the frame that starts `offset` bytes after `rstart`, once its
+    /// length prefix is buffered.
+    fn frame_len_needed(&self, offset: usize) -> Option<usize> {
+        let at = self.rstart + offset;
+        let prefix = self.rbuf[..self.rend].get(at..at + 4)?;
         let len = u32::from_be_bytes([prefix[0], prefix[1], prefix[2], prefix[3]]);
         Some(4 + len.min(MAX_RESPONSE) as usize)
+    }
+
+    /// True if the whole frame of `len` bytes at `at` is an `EVENT`.
+    fn is_event_at(&self, at: usize, len: usize) -> bool {
+        len > protocol::LEN_PREFIX && self.rbuf[at + protocol::LEN_PREFIX] == Status::Event as u8
     }
 
     /// Reads more bytes, making room for a frame of `needed` bytes if known.
@@ -540,6 +694,7 @@ impl Client {
         }
     }
 
+    /// Sends `request` and reads its reply.
     fn call(&mut self, request: &Request<'_>) -> Result<Response<'_>> {
         self.send(request)?;
         self.flush()?;

@@ -385,6 +385,50 @@ pub fn queue_name(arg: &OsStr) -> Result<&str, Failure> {
     Ok(name)
 }
 
+/// Checks a publish subject (`PUB`, `REQ`: no wildcards) the way the server will.
+///
+/// # Errors
+/// A usage failure saying what is wrong and where.
+pub fn subject(arg: &OsStr) -> Result<&str, Failure> {
+    subject_or_pattern(arg, false)
+}
+
+/// Checks a pattern (`BIND`, `UNBIND`, `SUB`, `SERVE`: `*` and `>` allowed) the way
+/// the server will.
+///
+/// # Errors
+/// A usage failure saying what is wrong and where.
+pub fn pattern(arg: &OsStr) -> Result<&str, Failure> {
+    subject_or_pattern(arg, true)
+}
+
+fn subject_or_pattern(arg: &OsStr, wildcards: bool) -> Result<&str, Failure> {
+    let word = if wildcards { "pattern" } else { "subject" };
+    let text = arg
+        .to_str()
+        .ok_or_else(|| Failure::usage(format!("a {word} must be UTF-8")))?;
+    let checked = if wildcards {
+        beuss::route::check_pattern(text)
+    } else {
+        beuss::route::check_subject(text)
+    };
+    checked.map_err(|why| {
+        let hint = if wildcards {
+            ""
+        } else {
+            " (wildcards * and > are for BIND, SUB and SERVE patterns)"
+        };
+        Failure::usage(format!("bad {word} {text:?}: {why}{hint}"))
+    })?;
+    if text.len() > protocol::MAX_QUEUE_NAME {
+        return Err(Failure::usage(format!(
+            "a {word} is at most 255 bytes long, {text:?} is {}",
+            text.len()
+        )));
+    }
+    Ok(text)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

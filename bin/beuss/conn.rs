@@ -13,6 +13,7 @@ use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
 use std::time::Duration;
 
 use beuss::Client;
+use beuss::client::ServerInfo;
 use beuss::protocol::{self, LEN_PREFIX, Limits, PROTOCOL_VERSION, Request, Response};
 
 use crate::output::{EXIT_CONNECT, Failure, describe_io, display_bytes};
@@ -39,6 +40,9 @@ pub struct Server {
     pub name: String,
     /// Version 2's features and lease limits; `None` from a version-1 server.
     pub limits: Option<Limits>,
+    /// The same, as the library client keeps it (handed to each [`Client`] made on
+    /// this connection, so that it does not send a second `HELLO`).
+    pub info: Option<ServerInfo>,
 }
 
 impl Server {
@@ -60,6 +64,39 @@ impl Server {
                 )
             })
     }
+
+    /// Checks the server has fan-out (subjects, PUB, SUB, REQ: protocol version 3).
+    ///
+    /// # Errors
+    /// Exit code 1 when it does not.
+    pub fn fanout(&self, addr: &str) -> Result<(), Failure> {
+        let has = self
+            .limits
+            .is_some_and(|l| l.features & protocol::FEATURE_FANOUT != 0);
+        if self.version >= 3 && has {
+            return Ok(());
+        }
+        Err(Failure::new(
+            crate::output::EXIT_ERROR,
+            format!(
+                "the server at {addr} ({}) has no fan-out (protocol version {}); subjects, \
+                 PUB, BIND, SUB, REQ and SERVE need a version-3 beuss-server",
+                self.name, self.version
+            ),
+        ))
+    }
+
+    /// A library client on `stream`, told what this server said to `HELLO`.
+    ///
+    /// # Errors
+    /// As [`Client::from_stream`].
+    pub fn client(&self, addr: &str, stream: TcpStream) -> Result<Client, Failure> {
+        let mut client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
+        if let Some(info) = &self.info {
+            client.set_server_info(info.clone());
+        }
+        Ok(client)
+    }
 }
 
 /// Connects to `addr`, says `HELLO`, and returns a client whose every read and write
@@ -70,7 +107,7 @@ impl Server {
 /// 1 when what answers is not a beuss protocol-1 server.
 pub fn connect(addr: &str, reply_within: Duration) -> Result<(Client, Server), Failure> {
     let (stream, server) = connect_stream(addr, reply_within)?;
-    let client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
+    let client = server.client(addr, stream)?;
     Ok((client, server))
 }
 
@@ -161,6 +198,7 @@ fn hello(stream: &mut TcpStream, addr: &str) -> Result<Server, Failure> {
 
 /// The server's reply to `HELLO`: its figures, or the error it sent instead.
 fn first_reply(addr: &str, response: Response<'_>, bytes: &[u8]) -> Result<Server, Failure> {
+    let info = ServerInfo::from_response(&response);
     match response {
         Response::Hello {
             version,
@@ -173,6 +211,7 @@ fn first_reply(addr: &str, response: Response<'_>, bytes: &[u8]) -> Result<Serve
             max_message_size,
             name: server.to_owned(),
             limits,
+            info,
         }),
         Response::Error { code, message, .. } => Err(Failure::server(addr, code, message)),
         _ => Err(not_beuss(addr, bytes)),

@@ -1,7 +1,8 @@
 //! `beuss`: the command-line client, with the Go original's verbs and argument order
 //! (`echo data | beuss PUT q`, `beuss GET q out.bin`, `beuss ON q`) plus `STATS`,
-//! `PURGE` and `PING`, and the work-queue verbs of protocol version 2: `ACK`, `NACK`,
-//! `TOUCH`, `DEAD` and the job runner `WORK`.
+//! `PURGE` and `PING`, the work-queue verbs of protocol version 2: `ACK`, `NACK`,
+//! `TOUCH`, `DEAD` and the job runner `WORK`, and the fan-out verbs of version 3:
+//! `PUB`, `BIND`, `UNBIND`, `SUB`, `REQ` and the responder `SERVE`.
 //!
 //! The flow is: parse the arguments ([`args`]), resolve the server address
 //! (`--host`/`--port`, else `BHOST`/`BPORT`, else `localhost:6552`), run one verb (one
@@ -9,17 +10,24 @@
 //! can act on plus a documented exit code ([`output`]).
 
 mod args;
+mod bind;
 mod conn;
 mod dead;
 mod files;
 mod get;
+mod input;
 mod on;
 mod output;
 mod ping;
+mod publish;
 mod purge;
 mod put;
+mod req;
+mod serve;
 mod settle;
+mod signals;
 mod stats;
+mod sub;
 mod work;
 
 use std::process::ExitCode;
@@ -37,6 +45,12 @@ const VERBS: &[Verb] = &[
     settle::TOUCH,
     dead::VERB,
     work::VERB,
+    publish::VERB,
+    bind::BIND,
+    bind::UNBIND,
+    sub::VERB,
+    req::VERB,
+    serve::VERB,
     stats::VERB,
     purge::VERB,
     ping::VERB,

@@ -93,9 +93,9 @@ job runner beuss WORK (see their --help).
 Example: beuss ON jobs | while IFS= read -r job; do echo \"doing $job\"; done
 ";
 
-/// How `ON` writes each message.
+/// How `ON` (and `SUB`) writes each message.
 #[derive(Debug, Clone, PartialEq, Eq)]
-enum OnFormat {
+pub enum OnFormat {
     /// One escaped message per line (the default).
     Line,
     /// Bytes as they are.
@@ -115,21 +115,32 @@ struct On {
     no_reconnect: bool,
 }
 
+/// The output format `option` chooses (`--raw`, `-0`/`--null`, `--dir DIR`), if it
+/// is one of them.
+///
+/// # Errors
+/// A usage failure for `--dir` without a directory.
+pub fn format_option(option: &Opt, parser: &mut Parser) -> Result<Option<OnFormat>, Failure> {
+    Ok(Some(match option.arg() {
+        Arg::Long("raw") => OnFormat::Raw,
+        Arg::Short('0') | Arg::Long("null") => OnFormat::Null,
+        Arg::Long("dir") => OnFormat::Dir(PathBuf::from(
+            parser
+                .value()
+                .map_err(|_| Failure::usage("--dir needs a directory"))?,
+        )),
+        _ => return Ok(None),
+    }))
+}
+
 impl Command for On {
     fn option(&mut self, option: &Opt, parser: &mut Parser) -> Result<bool, Failure> {
-        let format = match option.arg() {
-            Arg::Long("raw") => OnFormat::Raw,
-            Arg::Short('0') | Arg::Long("null") => OnFormat::Null,
-            Arg::Long("dir") => OnFormat::Dir(PathBuf::from(
-                parser
-                    .value()
-                    .map_err(|_| Failure::usage("--dir needs a directory"))?,
-            )),
-            Arg::Long("no-reconnect") => {
-                self.no_reconnect = true;
-                return Ok(true);
-            }
-            _ => return Ok(false),
+        if option.arg() == Arg::Long("no-reconnect") {
+            self.no_reconnect = true;
+            return Ok(true);
+        }
+        let Some(format) = format_option(option, parser)? else {
+            return Ok(false);
         };
         if self.format.replace(format).is_some() {
             return Err(Failure::usage("choose one of --raw, --null and --dir"));
@@ -178,7 +189,7 @@ pub fn breaks_connection(e: &ClientError) -> bool {
 /// saying so on stderr at each failed attempt. Never gives up: `ON` is meant to
 /// outlive server restarts (Ctrl-C or `--no-reconnect` stop it), except when what
 /// answers now is not a beuss protocol-1 server: waiting cannot fix that.
-fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Result<Client, Failure> {
+pub fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Result<Client, Failure> {
     let mut pause = BACKOFF_START;
     loop {
         std::thread::sleep(pause);
@@ -203,7 +214,7 @@ fn reconnect_with_backoff(addr: &str, reply_within: Duration) -> Result<Client, 
 /// exiting while the GET is parked leaves that message in the queue (the server
 /// cancels a parked GET when its connection closes). A thread blocked in `poll` costs
 /// nothing while it waits.
-fn exit_when_reader_leaves() {
+pub fn exit_when_reader_leaves() {
     // SAFETY: fstat on fd 1 into a zeroed stat buffer we own.
     let is_pipe = unsafe {
         let mut st: libc::stat = std::mem::zeroed();
@@ -233,8 +244,8 @@ fn exit_when_reader_leaves() {
     });
 }
 
-/// Where `ON` puts each message, per [`OnFormat`].
-struct Sink {
+/// Where `ON` (and `SUB`) puts each message, per [`OnFormat`].
+pub struct Sink {
     format: OnFormat,
     /// Number of the next file (`--dir`).
     next: u64,
@@ -243,7 +254,12 @@ struct Sink {
 }
 
 impl Sink {
-    fn new(format: OnFormat) -> Result<Sink, Failure> {
+    /// A sink for `format`; `--dir` creates its directory and numbers on after the
+    /// highest file in it.
+    ///
+    /// # Errors
+    /// The directory cannot be created or read.
+    pub fn new(format: OnFormat) -> Result<Sink, Failure> {
         let mut next = 1;
         if let OnFormat::Dir(dir) = &format {
             let cannot = |e: io::Error| {
@@ -270,7 +286,7 @@ impl Sink {
 
     /// Writes one message and flushes; a reader that went away ends the process
     /// quietly with code 0.
-    fn write(&mut self, message: &[u8]) -> Result<(), Failure> {
+    pub fn write(&mut self, message: &[u8]) -> Result<(), Failure> {
         self.buf.clear();
         match &self.format {
             OnFormat::Line => escape_line(message, &mut self.buf),

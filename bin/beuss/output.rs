@@ -22,6 +22,11 @@ pub const EXIT_EMPTY: u8 = 4;
 pub const EXIT_FULL: u8 = 5;
 /// `ACK`, `NACK` or `TOUCH`: at least one lease was `STALE` or `NOT_FOUND`.
 pub const EXIT_UNSETTLED: u8 = 6;
+/// `REQ`: nobody is bound or subscribed to the subject (`NO_RESPONDERS`); `PUB
+/// --confirm N`: fewer than N queues are bound (`TOO_FEW_COPIES`). Nothing was sent.
+pub const EXIT_NO_RESPONDERS: u8 = 7;
+/// `PUB --confirm N`: published, but fewer than N copies were confirmed in time.
+pub const EXIT_UNCONFIRMED: u8 = 8;
 
 /// The exit codes, as `beuss --help` lists them.
 pub const EXIT_CODES_HELP: &str = "\
@@ -30,9 +35,13 @@ Exit codes:
   1  error (I/O, protocol, a server error other than FULL)
   2  usage error (bad arguments)
   3  cannot connect to the server, or the connection broke
-  4  GET: the queue is empty; STATS <queue>: there is no such queue
-  5  PUT: the server is full (BMAXMEMORY, or its disk); nothing was stored
+  4  GET: the queue is empty; STATS <queue>: there is no such queue;
+     REQ: no reply within --timeout; UNBIND: there was no such binding
+  5  PUT, PUB, REQ, BIND: the server is full (BMAXMEMORY, or its disk)
   6  ACK, NACK, TOUCH: a lease was STALE or NOT_FOUND (see its line)
+  7  REQ: no responders; PUB --confirm N: fewer than N queues bound
+     (nothing was sent either way)
+  8  PUB --confirm N: fewer than N copies confirmed within --timeout
 ";
 
 /// Why the command failed: the message for stderr and the exit code.
@@ -86,6 +95,13 @@ impl Failure {
                 format!("{addr} closed the connection (server stopped?)"),
             ),
             ClientError::Server { code, message, .. } => Failure::server(addr, *code, message),
+            ClientError::NoResponders { message } => Failure::new(
+                EXIT_NO_RESPONDERS,
+                format!("no responders at {addr}: {message}"),
+            ),
+            ClientError::TooFewCopies { message } => {
+                Failure::new(EXIT_NO_RESPONDERS, format!("{addr}: {message}"))
+            }
             _ => Failure::new(EXIT_ERROR, format!("{addr}: {e}")),
         }
     }

@@ -216,7 +216,7 @@ fn json_fields(fields: &[(String, u64)], out: &mut String) {
 }
 
 /// A JSON string literal (RFC 8259): quote, backslash and control characters escaped.
-fn json_string(s: &str, out: &mut String) {
+pub fn json_string(s: &str, out: &mut String) {
     out.push('"');
     for c in s.chars() {
         match c {

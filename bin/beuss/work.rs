@@ -223,9 +223,10 @@ struct Link {
     parked: bool,
 }
 
-/// The process of one job, shared with the thread that waits for it.
+/// The process of one job, shared with the thread that waits for it (`SERVE`'s
+/// too).
 #[derive(Default)]
-struct Proc {
+pub struct Proc {
     /// Its pid (and process group) once spawned.
     pid: Option<i32>,
     /// It has exited (not yet reaped, or reaped): no more kills.
@@ -574,7 +575,7 @@ impl Runner {
             .process_group(0);
         let events = self.sender.clone();
         std::thread::spawn(move || {
-            let result = run_command(command, payload, &proc);
+            let result = run_command(command, payload, &proc, &mut |_| {});
             let _ = events.send(Event::Done { lease, result });
         });
     }
@@ -693,7 +694,7 @@ fn warn_unsettled(sent: &Sent, results: &[Option<SettleResult>]) {
 }
 
 /// Kills a job's process group, unless it has exited (its pid may then be reused).
-fn kill(proc: &Mutex<Proc>) {
+pub fn kill(proc: &Mutex<Proc>) {
     let mut proc = lock(proc);
     proc.kill = true;
     if let Some(pid) = proc.pid.filter(|_| !proc.exited) {
@@ -702,15 +703,18 @@ fn kill(proc: &Mutex<Proc>) {
     }
 }
 
-/// Runs one command to its end: spawns it, feeds it the payload from a thread of
-/// its own (a command that does not read its input must not block anything), and
-/// waits.
-fn run_command(
+/// Runs one command to its end: spawns it, hands the child to `with_child` (which
+/// may take its output pipes), feeds it the payload from a thread of its own (a
+/// command that does not read its input must not block anything), and waits.
+/// (`with_child` is a `dyn` so that WORK and SERVE share one copy of this.)
+pub fn run_command(
     mut command: std::process::Command,
     payload: Vec<u8>,
     proc: &Mutex<Proc>,
+    with_child: &mut dyn FnMut(&mut std::process::Child),
 ) -> io::Result<ExitStatus> {
     let mut child = command.spawn()?;
+    with_child(&mut child);
     let pid = child.id() as i32;
     {
         let mut state = lock(proc);
@@ -751,7 +755,7 @@ fn run_command(
 }
 
 /// Locks `m`, even if a thread panicked while holding it (the data is plain state).
-fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+pub fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
     m.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
