@@ -45,7 +45,8 @@
 #   LEASE_ONLY=1 bash bench/compare.sh    # only the leased-delivery rows
 #   DURABLE_ONLY=1 bash bench/compare.sh  # only the durability rows (CYCLES=1000000
 #                                         # unless set; the full run uses 10000000)
-#   FANOUT_ONLY=1 bash bench/compare.sh   # only the fan-out rows (AB_BASE=none: no A/B)
+#   FANOUT_ONLY=1 bash bench/compare.sh   # only the fan-out rows; AB_BASE=none skips
+#                                         # their A/B against an older server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 

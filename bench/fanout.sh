@@ -72,18 +72,20 @@ fan() {
 
 # build_base: beuss-server at AB_BASE, from `git archive` (the repository is not
 # touched), in a target directory of its own; kept for the next run.
+# Returns non-zero (every step checked: it runs where errexit is off) when AB_BASE
+# is not in this checkout's history or does not build.
 build_base() {
     local src=$CARGO_TARGET_DIR-base-src commit
-    commit=$(git rev-parse --verify "$AB_BASE^{commit}")
+    commit=$(git rev-parse --verify --quiet "$AB_BASE^{commit}") || return 1
     BASE_BIN=$CARGO_TARGET_DIR-base/release/beuss-server
     if [[ -x $BASE_BIN && $(cat "$src/.commit" 2>/dev/null) == "$commit" ]]; then
         return 0
     fi
     log "building beuss-server at $AB_BASE for the A/B (release)"
-    rm -rf "$src"
-    mkdir -p "$src"
-    git archive "$commit" | tar -x -C "$src"
-    (cd "$src" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR-base cargo build --release --quiet --bin beuss-server)
+    rm -rf "$src" && mkdir -p "$src" || return 1
+    git archive "$commit" | tar -x -C "$src" || return 1
+    (cd "$src" && CARGO_TARGET_DIR=$CARGO_TARGET_DIR-base cargo build --release --quiet \
+        --bin beuss-server) || return 1
     echo "$commit" >"$src/.commit"
 }
 
@@ -97,7 +99,10 @@ rotate() {
 
 fanout_measure() {
     local round order peer w c n p key build shape nab i t pin
-    if [[ $AB_BASE != none ]]; then build_base; fi
+    if [[ $AB_BASE != none ]] && ! build_base; then
+        log "cannot build beuss-server at $AB_BASE; no A/B"
+        AB_BASE=none
+    fi
     start beuss
     # shellcheck disable=SC2153 # start sets PORT and PID
     local beuss_port=$PORT beuss_pid=$PID
