@@ -28,6 +28,12 @@
 #     disk use after CYCLES put/take cycles with 1,000 live). A beuss build that
 #     ignores BDATADIR is detected (a message put, SIGTERM, restart, gone) and its
 #     durable rows are skipped.
+#   - fan-out (issue 9, bench/fanout.sh): live fan-out to 10 subscribers against
+#     NATS core and Redis PUBLISH, request/reply against NATS, publish into 10
+#     bound queues drained by GET or LEASE + ACK against Redis MULTI/LPUSH/EXEC
+#     with BLMPOP, the memory of one publish to 100 queues against 100 PUTs, and an
+#     A/B of plain PUT/GET against beuss-server at AB_BASE (230f9cc, before
+#     fan-out); installs nats-server with apt-get if missing.
 # Prints one table with each figure and the ratio beuss/peer, and keeps the raw
 # figures in $OUT. Every server it starts is stopped on exit (by pid).
 #
@@ -39,6 +45,8 @@
 #   LEASE_ONLY=1 bash bench/compare.sh    # only the leased-delivery rows
 #   DURABLE_ONLY=1 bash bench/compare.sh  # only the durability rows (CYCLES=1000000
 #                                         # unless set; the full run uses 10000000)
+#   FANOUT_ONLY=1 bash bench/compare.sh   # only the fan-out rows; AB_BASE=none skips
+#                                         # their A/B against an older server
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -66,6 +74,7 @@ DURABLE_SHAPES=("50 1 300000 20000 100000 10000" "8 64 2000000 100000 200000 100
 DURABLE_CONFIGS=(beuss-always beuss-1000 beuss-memory redis-always redis-everysec
     beanstalkd-f0 beanstalkd-default)
 DURABLE_ONLY=${DURABLE_ONLY:-}
+FANOUT_ONLY=${FANOUT_ONLY:-}
 
 mkdir -p "$OUT"
 log() { echo "compare: $*" >&2; }
@@ -92,14 +101,22 @@ trap 'log "failed (line $LINENO); last lines of $OUT/progress.log:"; tail -3 "$O
 source bench/ports.sh
 # shellcheck source=bench/durable-servers.sh
 source bench/durable-servers.sh
+# shellcheck source=bench/fanout.sh
+source bench/fanout.sh
 
-# start KIND: starts a fresh server, sets PORT and PID.
+# start KIND [BINARY]: starts a fresh server, sets PORT and PID. For beuss, BINARY
+# replaces this build's beuss-server, and BEUSS_ENV (words NAME=VALUE) adds to its
+# environment.
 start() {
     PORT=$(free_port)
     case $1 in
     beuss)
-        BHOST=127.0.0.1 BPORT=$PORT BQUEUEIDLE=0 BMAXCONNECTIONS=$((IDLE + 100)) \
-            RUST_LOG=warn "$BIN/beuss-server" >>"$OUT/beuss-server.log" 2>&1 &
+        # shellcheck disable=SC2086 # BEUSS_ENV is a list of words
+        env BHOST=127.0.0.1 BPORT="$PORT" BQUEUEIDLE=0 BMAXCONNECTIONS=$((IDLE + 100)) \
+            RUST_LOG=warn ${BEUSS_ENV:-} "${2:-$BIN/beuss-server}" >>"$OUT/beuss-server.log" 2>&1 &
+        ;;
+    nats)
+        nats-server -a 127.0.0.1 -p "$PORT" >>"$OUT/nats-server.log" 2>&1 &
         ;;
     redis)
         redis-server --bind 127.0.0.1 --port "$PORT" --save '' --appendonly no \
@@ -266,6 +283,7 @@ measure() {
     command -v redis-server >/dev/null || need+=(redis-server)
     command -v redis-benchmark >/dev/null || need+=(redis-tools)
     command -v beanstalkd >/dev/null || need+=(beanstalkd)
+    command -v nats-server >/dev/null || need+=(nats-server)
     if ((${#need[@]})); then
         log "installing ${need[*]}"
         export DEBIAN_FRONTEND=noninteractive
@@ -286,6 +304,11 @@ measure() {
     START=$(date +%s)
     if [[ -n $DURABLE_ONLY ]]; then
         durable "${CYCLES:-1000000}"
+        write_meta
+        return
+    fi
+    if [[ -n $FANOUT_ONLY ]]; then
+        fanout_measure
         write_meta
         return
     fi
@@ -375,14 +398,15 @@ measure() {
             awk -F, -v peer="$peer" 'NR > 1 { print peer ",idle," $16 "," $17 "," $18 }' >>"$MEM"
         stop_all
     done
+    fanout_measure
     durable "${CYCLES:-10000000}"
     write_meta
 }
 
 write_meta() {
     ELAPSED=$(($(date +%s) - START))
-    printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\nDURABLE_ONLY=%q\nBEUSS_DURABLE=%q\n' \
-        "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" "$DURABLE_ONLY" "${BEUSS_DURABLE:-}" >"$OUT/meta.env"
+    printf 'ELAPSED=%s\nIDLE=%s\nROUNDS=%s\nNOISY=%q\nDURABLE_ONLY=%q\nFANOUT_ONLY=%q\nBEUSS_DURABLE=%q\n' \
+        "$ELAPSED" "$IDLE" "$ROUNDS" "$NOISY" "$DURABLE_ONLY" "$FANOUT_ONLY" "${BEUSS_DURABLE:-}" >"$OUT/meta.env"
 }
 
 # durable CYCLES: the durability rows (see the top of this file), then
@@ -461,7 +485,8 @@ table() {
     # A LEASE_ONLY run leaves the other files out.
     touch "$RAW" "$LAT" "$MEM"
     rm -f "$OUT/table.md"
-    if [[ -z ${DURABLE_ONLY:-} ]]; then main_table; fi
+    if [[ -z ${DURABLE_ONLY:-} && -z ${FANOUT_ONLY:-} ]]; then main_table; fi
+    if awk -F, '$4 == "fan" { found = 1 } END { exit !found }' "$RAW"; then fanout_table; fi
     if [[ -s $FSYNC ]]; then durable_table; fi
 }
 

@@ -486,7 +486,7 @@ fn decimal(mut n: u64, buf: &mut [u8]) -> &[u8] {
 }
 
 /// Appends a RESP array of bulk strings.
-fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
+pub fn resp_command(out: &mut Vec<u8>, args: &[&[u8]]) {
     push_line(out, format_args!("*{}", args.len()));
     for arg in args {
         push_line(out, format_args!("${}", arg.len()));

@@ -10,11 +10,19 @@
 //! back makes the program exit non-zero.
 //!
 //! The engine is in `bench/engine.rs`, the three wire protocols in `bench/wire.rs`,
-//! the in-process subject-matching benchmark (`-t route`) in `bench/route.rs`,
+//! the in-process subject-matching benchmark (`-t route`) in `bench/route.rs`, the
+//! fan-out tests (beuss against NATS and Redis) in `bench/fanout.rs` with the NATS
+//! protocol in `bench/nats.rs` and the Redis replies they need in `bench/resp.rs`,
 //! and `bench/compare.sh` runs the side-by-side comparison behind `BENCHMARKS.md`.
 
 #[path = "../bench/engine.rs"]
 mod engine;
+#[path = "../bench/fanout.rs"]
+mod fanout;
+#[path = "../bench/nats.rs"]
+mod nats;
+#[path = "../bench/resp.rs"]
+mod resp;
 #[path = "../bench/route.rs"]
 mod route;
 #[path = "../bench/wire.rs"]
@@ -26,18 +34,31 @@ use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
 use engine::{Engine, MAX_CHECKED_CONNECTIONS, Measured, PAYLOAD_HEADER, Settings, Work};
+use fanout::Peer;
 use wire::Target;
+
+/// The fan-out tests (`bench/fanout.rs`), which also speak NATS.
+const FANOUT_TESTS: [&str; 7] = [
+    "fanout",
+    "fanqueue",
+    "fanlease",
+    "reqrep",
+    "reqqueue",
+    "fanmem",
+    "fanmemput",
+];
 
 const USAGE: &str = "\
 Usage: beuss-bench [options]
 
-Benchmarks a beuss server (or Redis, or beanstalkd) with pipelined requests from one
-event-loop thread, and checks every message that comes back.
+Benchmarks a beuss server (or Redis, beanstalkd or, for fan-out, NATS) with
+pipelined requests from one event-loop thread, and checks every message that comes
+back.
 
 Options:
   -h <host>        server host (default $BHOST or localhost)
   -p <port>        server port (default $BPORT or 6552; 6379 for redis, 11300 for
-                   beanstalkd)
+                   beanstalkd, 4222 for nats)
   -c <clients>     connections (default 50)
   -P <depth>       requests written per batch on each connection (default 1)
   -d <bytes>       payload bytes per message, at least 16 (default 32)
@@ -74,13 +95,37 @@ Options:
                               of 10 to 100,000 bindings (70% literal, 20% '*',
                               10% '>'), ns per match of a 4-token subject against
                               a linear scan; -n lookups per run, median of 7 runs
-  --target <kind>  beuss (default), redis (LPUSH/RPOP/BRPOP) or beanstalkd
-                   (put/reserve-with-timeout/delete)
+                   Fan-out (-c is the fan: subscribers, queues or requesters):
+                     fanout   one publisher, -c live subscribers of one subject,
+                              -n publishes in batches of -P; req/s = messages
+                              delivered, all subscribers together; latency =
+                              publish to receipt (beuss PUB/SUB/EVENT, nats
+                              PUB + PING per batch/SUB/MSG, redis PUBLISH/
+                              SUBSCRIBE)
+                     fanqueue one publisher into -c queues bound to one subject,
+                              one consumer per queue in a waiting GET of up to -P
+                              (redis: MULTI, LPUSH per list, EXEC; BLMPOP COUNT -P)
+                     fanlease the same, consumers LEASE + ACK (beuss only)
+                     reqrep   -c requesters, one request in flight each, one
+                              responder echoing it: beuss REQ, responder SUB ->
+                              EVENT with REPLY_TO -> REPLY; nats PUB with a reply
+                              subject in the requester's _INBOX.<conn>.*;
+                              req/s = round trips, latency = round trip
+                     reqqueue the same, the beuss responder leasing the requests
+                              from a bound queue WITH_META (REPLY, then ACK)
+                     fanmem   -n publishes of -d bytes to a subject bound to -c
+                              queues (beuss only): server RSS and STATS memory per
+                              publish (use a fresh server)
+                     fanmemput  the same copies as -n x -c plain PUTs
+  --target <kind>  beuss (default), redis (LPUSH/RPOP/BRPOP), beanstalkd
+                   (put/reserve-with-timeout/delete) or nats (fan-out tests only)
+  --window <n>     fan-out: most messages the publisher is ahead of its slowest
+                   receiver, and of the server's answers (default 10000)
   --rate <n>       messages per second in the latency test, all producers (default 5000)
   --delay-ms <ms>  beuss only: PUTs carry this delay (PUT_OPTIONS), for -t fill
   --server-pid <pid>  also report the server's CPU use and RSS (from /proc)
   --window <n>     cycle tests: messages put before they are taken back (default
-                   10000; k and M suffixes allowed)
+                   10000; k and M suffixes allowed); fan-out: see above
   --hold <secs>    idle test: keep the connections open this long after measuring
   --timeout <secs> fail a phase that gets no reply for this long (default 10)
   --csv            print CSV rows on stdout (progress goes to stderr)
@@ -108,7 +153,10 @@ struct Options {
     requests: u64,
     queues: usize,
     tests: Vec<String>,
-    target: Target,
+    /// The queue-test target; `None` for a fan-out-only one (NATS).
+    target: Option<Target>,
+    /// The fan-out target; `None` for a queue-only one (beanstalkd).
+    peer: Option<Peer>,
     rate: f64,
     server_pid: Option<u32>,
     delay_ms: u32,
@@ -152,6 +200,9 @@ struct Row {
     /// Route test: bindings in the trie, and nanoseconds per lookup.
     bindings: Option<usize>,
     ns_each: Option<f64>,
+    /// Fan-out memory tests: the server's `STATS` memory before and after.
+    stats_memory_before: Option<u64>,
+    stats_memory_after: Option<u64>,
 }
 
 fn main() -> ExitCode {
@@ -194,7 +245,8 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         requests: 100_000,
         queues: 1,
         tests: vec!["putget".to_owned(), "latency".to_owned()],
-        target: Target::Beuss,
+        target: Some(Target::Beuss),
+        peer: Some(Peer::Beuss),
         rate: 5000.0,
         server_pid: None,
         delay_ms: 0,
@@ -226,7 +278,11 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "-t" => o.tests = value()?.split(',').map(str::to_owned).collect(),
             "--target" => {
                 let name = value()?;
-                o.target = Target::parse(name).ok_or_else(|| format!("unknown target {name}"))?;
+                o.target = Target::parse(name);
+                o.peer = Peer::parse(name);
+                if o.target.is_none() && o.peer.is_none() {
+                    return Err(format!("unknown target {name}"));
+                }
             }
             "--rate" => o.rate = number(arg, value()?)? as f64,
             "--server-pid" => o.server_pid = Some(number(arg, value()?)? as u32),
@@ -247,7 +303,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
     }
     // BPORT names a beuss server; the other targets default to their own port.
     if o.port.is_none()
-        && o.target == Target::Beuss
+        && o.target == Some(Target::Beuss)
         && let Some(p) = bport
     {
         o.port = Some(
@@ -279,15 +335,30 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "leasecycle",
             "route",
         ];
-        if !known.contains(&test.as_str()) {
+        let fan = FANOUT_TESTS.contains(&test.as_str());
+        if !known.contains(&test.as_str()) && !fan {
             return Err(format!("unknown test {test}"));
+        }
+        if fan {
+            let supported = o
+                .peer
+                .is_some_and(|peer| fan_test(test).is_none_or(|(t, _)| t.supports(peer)))
+                && (!test.starts_with("fanmem") && test != "fanlease"
+                    || o.peer == Some(Peer::Beuss));
+            if !supported {
+                return Err(format!("test {test} is not one for this --target"));
+            }
+            continue;
+        }
+        if o.target.is_none() && test != "route" {
+            return Err(format!("test {test} is not one for --target nats"));
         }
         if test != "idle" && o.clients > MAX_CHECKED_CONNECTIONS {
             return Err(format!(
                 "test {test} checks order per connection pair; use -c {MAX_CHECKED_CONNECTIONS} or less"
             ));
         }
-        if (test == "inflight" || o.delay_ms > 0) && o.target != Target::Beuss {
+        if (test == "inflight" || o.delay_ms > 0) && o.target != Some(Target::Beuss) {
             return Err("-t inflight and --delay-ms are for beuss only".into());
         }
         if test == "latency" && o.clients < 2 {
@@ -312,8 +383,35 @@ fn number(option: &str, text: &str) -> Result<u64, String> {
         .map_err(|_| format!("{option} {text}: not a whole number"))
 }
 
+/// The fan-out test a `-t` name stands for, and whether its consumers lease.
+fn fan_test(name: &str) -> Option<(fanout::Test, bool)> {
+    match name {
+        "fanout" => Some((fanout::Test::Live, false)),
+        "fanqueue" => Some((fanout::Test::Queues, false)),
+        "fanlease" => Some((fanout::Test::Queues, true)),
+        "reqrep" => Some((fanout::Test::Request, false)),
+        "reqqueue" => Some((fanout::Test::RequestQueued, false)),
+        _ => None,
+    }
+}
+
+/// The name of the target in reports.
+fn target_name(o: &Options) -> &'static str {
+    match (o.target, o.peer) {
+        (Some(t), _) => t.name(),
+        (None, Some(p)) => p.name(),
+        (None, None) => "?",
+    }
+}
+
 fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
-    let port = o.port.unwrap_or_else(|| o.target.default_port());
+    let port = o.port.unwrap_or_else(|| match (o.target, o.peer) {
+        (Some(t), _) => t.default_port(),
+        (None, Some(p)) => p.default_port(),
+        (None, None) => beuss::DEFAULT_PORT,
+    });
+    // Queue tests need a queue target (checked by parse for every test named).
+    let target = o.target.unwrap_or(Target::Beuss);
     // The route test runs in this process and needs no server.
     let needs_server = o.tests.iter().any(|t| t != "route");
     let addrs: Vec<SocketAddr> = if needs_server {
@@ -325,7 +423,7 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
         Vec::new()
     };
     let settings = Settings {
-        target: o.target,
+        target,
         addrs,
         clients: o.clients,
         pipeline: o.pipeline,
@@ -343,7 +441,7 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
             &format!(
                 "beuss-bench: {} at {}:{port}, {} connections, pipeline {}, {}-byte payloads, \
                  {} requests, {} queue(s)",
-                o.target.name(),
+                target_name(o),
                 o.host,
                 o.clients,
                 o.pipeline,
@@ -356,6 +454,16 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
     for test in &o.tests {
         match test.as_str() {
             "idle" => rows.push(idle(o, &settings)?),
+            "fanmem" | "fanmemput" => {
+                let row = fan_memory(o, &settings.addrs, test == "fanmemput")?;
+                report(o, &row);
+                rows.push(row);
+            }
+            name if FANOUT_TESTS.contains(&name) => {
+                let row = fan_row(o, &settings.addrs, name)?;
+                report(o, &row);
+                rows.push(row);
+            }
             "route" => rows.extend(route_rows(o)?),
             "fill" => {
                 let mut engine = Engine::connect(settings.clone(), Work::Put)?;
@@ -488,7 +596,7 @@ fn row_of(
     let seconds = m.elapsed.as_secs_f64().max(1e-9);
     let us = |q: f64| m.hist.value_at_quantile(q) as f64 / 1000.0;
     Row {
-        target: o.target.name(),
+        target: target_name(o),
         test: name.to_owned(),
         clients: o.clients,
         pipeline: if matches!(work, Work::Latency | Work::Rtt) {
@@ -553,6 +661,98 @@ fn cycles(o: &Options, settings: &Settings, leased: bool) -> Result<Row, String>
     Ok(row_of(o, take, name, &total, o.requests, server))
 }
 
+/// Runs one fan-out test (`bench/fanout.rs`) and makes its row: req/s is messages
+/// delivered (all receivers together) or round trips per second.
+fn fan_row(o: &Options, addrs: &[SocketAddr], name: &str) -> Result<Row, String> {
+    let (test, leased) = fan_test(name).ok_or_else(|| format!("no fan-out test {name}"))?;
+    let peer = o.peer.ok_or("no fan-out target")?;
+    let plan = fanout::Plan {
+        peer,
+        addrs: addrs.to_vec(),
+        test,
+        fans: o.clients,
+        requesters: o.clients,
+        pipeline: o.pipeline,
+        data: o.data,
+        messages: o.requests,
+        window: o.window,
+        leased,
+        stall: o.stall,
+    };
+    let server_before = o.server_pid.and_then(server_cpu);
+    let m = fanout::run(&plan)?;
+    let server_after = o.server_pid.and_then(server_cpu);
+    let server = server_before
+        .zip(server_after)
+        .map(|(b, a)| a.saturating_sub(b));
+    let seconds = m.elapsed.as_secs_f64().max(1e-9);
+    let us = |q: f64| m.hist.value_at_quantile(q) as f64 / 1000.0;
+    let what = match test {
+        fanout::Test::Request | fanout::Test::RequestQueued => "round trips, each reply checked",
+        _ => "deliveries, each once and in order, bytes intact",
+    };
+    progress(o, &format!("  verified: {} {what}", m.deliveries));
+    Ok(Row {
+        target: peer.name(),
+        test: name.to_ascii_uppercase(),
+        clients: o.clients,
+        pipeline: o.pipeline,
+        data: o.data,
+        requests: m.deliveries,
+        seconds,
+        rps: m.deliveries as f64 / seconds,
+        p50: us(0.5),
+        p99: us(0.99),
+        p999: us(0.999),
+        max: m.hist.max() as f64 / 1000.0,
+        client_cpu: 100.0 * m.client_cpu.as_secs_f64() / seconds,
+        server_cpu: server.map(|s| 100.0 * s.as_secs_f64() / seconds),
+        ..Row::default()
+    })
+}
+
+/// `-t fanmem` / `fanmemput`: what `-n` publishes to `-c` bound queues (or as many
+/// plain `PUT`s) cost the server; `bytes_each` is RSS growth per publish (per `-c`
+/// `PUT`s), and the `STATS` memory figures come with it.
+fn fan_memory(o: &Options, addrs: &[SocketAddr], puts: bool) -> Result<Row, String> {
+    let before = o.server_pid.and_then(rss_kib);
+    let start = Instant::now();
+    let m = fanout::memory(addrs, o.clients, o.data, o.requests, o.pipeline, puts)?;
+    let seconds = start.elapsed().as_secs_f64();
+    std::thread::sleep(Duration::from_millis(200));
+    let after = o.server_pid.and_then(rss_kib);
+    let stats_each = m.stats_after.saturating_sub(m.stats_before) as f64 / o.requests.max(1) as f64;
+    progress(
+        o,
+        &format!(
+            "  STATS memory {} -> {} bytes: {stats_each:.0} per {} of {} bytes to {} queues",
+            m.stats_before,
+            m.stats_after,
+            if puts { "round of PUTs" } else { "publish" },
+            o.data,
+            o.clients
+        ),
+    );
+    Ok(Row {
+        target: "beuss",
+        test: if puts { "FANMEMPUT" } else { "FANMEM" }.to_owned(),
+        clients: o.clients,
+        pipeline: o.pipeline,
+        data: o.data,
+        requests: o.requests,
+        seconds,
+        rps: o.requests as f64 / seconds.max(1e-9),
+        rss_before_kib: before,
+        rss_after_kib: after,
+        bytes_each: before
+            .zip(after)
+            .map(|(b, a)| (a.saturating_sub(b) * 1024) as f64 / o.requests.max(1) as f64),
+        stats_memory_before: Some(m.stats_before),
+        stats_memory_after: Some(m.stats_after),
+        ..Row::default()
+    })
+}
+
 /// Opens `-c` connections, pings each so the server has surely accepted it, and
 /// measures what they cost the server.
 fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
@@ -563,11 +763,11 @@ fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
     let start = Instant::now();
     let mut streams = Vec::with_capacity(o.clients);
     let mut ping = Vec::new();
-    o.target.ping(&mut ping);
+    settings.target.ping(&mut ping);
     for i in 0..o.clients {
         let stream = engine::connect(&settings.addrs)
             .map_err(|e| format!("connection {i} of {}: {e}", o.clients))?;
-        engine::exchange(&stream, o.target, &ping, 1)
+        engine::exchange(&stream, settings.target, &ping, 1)
             .map_err(|e| format!("connection {i}: {e}"))?;
         streams.push(stream);
     }
@@ -575,7 +775,7 @@ fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
     std::thread::sleep(Duration::from_millis(200));
     let after = o.server_pid.and_then(rss_kib);
     let row = Row {
-        target: o.target.name(),
+        target: target_name(o),
         test: "IDLE".to_owned(),
         clients: o.clients,
         pipeline: 1,
@@ -661,6 +861,18 @@ fn report(o: &Options, r: &Row) {
             " {} connections opened in {:.2} s",
             r.requests, r.seconds
         );
+    } else if r.test.starts_with("FANMEM") {
+        let _ = write!(
+            line,
+            " {} {} in {:.2} s",
+            r.requests,
+            if r.test == "FANMEM" {
+                "publishes"
+            } else {
+                "rounds of PUTs"
+            },
+            r.seconds
+        );
     } else {
         let _ = write!(
             line,
@@ -695,10 +907,11 @@ fn report(o: &Options, r: &Row) {
             a as f64 / 1024.0
         );
         if let Some(each) = r.bytes_each {
-            let what = if r.test == "IDLE" {
-                "connection"
-            } else {
-                "message"
+            let what = match r.test.as_str() {
+                "IDLE" => "connection",
+                "FANMEM" => "publish",
+                "FANMEMPUT" => "round of PUTs",
+                _ => "message",
             };
             let _ = write!(line, " ({each:.0} bytes per {what})");
         }
@@ -708,7 +921,7 @@ fn report(o: &Options, r: &Row) {
 
 const COLUMNS: &str = "target,test,clients,pipeline,data,requests,seconds,rps,p50_us,p99_us,\
 p999_us,max_us,client_cpu_pct,server_cpu_pct,parked_pct,rss_before_kib,rss_after_kib,bytes_each,\
-bindings,ns_each";
+bindings,ns_each,stats_memory_before,stats_memory_after";
 
 fn fields(r: &Row) -> Vec<(&'static str, String)> {
     let opt = |v: Option<f64>| v.map_or(String::new(), |v| format!("{v:.1}"));
@@ -735,6 +948,8 @@ fn fields(r: &Row) -> Vec<(&'static str, String)> {
         opt(r.bytes_each),
         r.bindings.map_or(String::new(), |b| b.to_string()),
         opt(r.ns_each),
+        int(r.stats_memory_before),
+        int(r.stats_memory_after),
     ];
     names.into_iter().zip(values).collect()
 }
