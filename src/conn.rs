@@ -24,6 +24,10 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 /// Buffers that grew past this are dropped once empty, so that an idle connection
 /// holds no buffer memory and 10,000 idle clients cost a few MiB.
 const KEEP_BUFFER: usize = 8 * 1024;
+/// The output buffer a connection with subscriptions keeps once empty: events come
+/// in bursts every loop turn, and growing the buffer from nothing each time cost live
+/// fan-out a third of its speed (BENCHMARKS.md, "Fan-out").
+const KEEP_SUBSCRIBER_BUFFER: usize = 64 * 1024;
 
 /// During shutdown, a connection whose replies are all written and whose peer has sent
 /// nothing for this long is closed without waiting for the peer's EOF. The wait is
@@ -437,7 +441,12 @@ impl Connection {
                 }
             }
         }
-        if self.output.is_empty() && self.output.capacity() > KEEP_BUFFER {
+        let keep = if self.subs.is_empty() {
+            KEEP_BUFFER
+        } else {
+            KEEP_SUBSCRIBER_BUFFER
+        };
+        if self.output.is_empty() && self.output.capacity() > keep {
             self.output = BytesMut::new();
         }
     }

@@ -747,6 +747,17 @@ pub fn decode_request(
     if buf.len() < LEN_PREFIX + 1 {
         return Ok(None);
     }
+    if buf[LEN_PREFIX] == Opcode::Put as u8 {
+        // The most common request first, past the checks that cannot fail for it
+        // (its frame has no cap below u32::MAX).
+        let Some(&flags) = buf.get(LEN_PREFIX + 1) else {
+            return Ok(None);
+        };
+        if flags & !PUT_OPTIONS != 0 {
+            return Err(ProtocolError::BadFlags(flags));
+        }
+        return decode_put(buf, len as usize - 2, flags & PUT_OPTIONS != 0, max_payload);
+    }
     let opcode = Opcode::try_from(buf[LEN_PREFIX])?;
     let max = opcode.max_frame();
     if len > max {

@@ -1462,6 +1462,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
     }
 
+    /// Whether [`Store::take_handoff`] has anything.
+    pub fn has_handoffs(&self) -> bool {
+        !self.handoffs.is_empty()
+    }
+
     /// The next message given to a parked consumer outside of its own request.
     pub fn take_handoff(&mut self) -> Option<Handoff<W>> {
         self.handoffs.pop_front()

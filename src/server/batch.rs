@@ -20,6 +20,7 @@ pub(super) enum Batch {
 impl Batch {
     /// Starts a batch in `out`: `ENVELOPES` with `meta`, else the request's own
     /// layout (`status` `Messages`, `Leased` or `Peeked`).
+    #[inline]
     pub(super) fn begin(out: &mut BytesMut, status: Status, meta: bool) -> Batch {
         if meta {
             Batch::Envelopes(EnvelopesWriter::begin(out))
@@ -31,6 +32,7 @@ impl Batch {
     }
 
     /// Adds one message.
+    #[inline]
     pub(super) fn push(
         &mut self,
         out: &mut BytesMut,
@@ -50,6 +52,7 @@ impl Batch {
     }
 
     /// Ends the batch (at least one message was pushed).
+    #[inline]
     pub(super) fn finish(self, out: &mut BytesMut) {
         match self {
             Batch::Messages(w) => w.finish(out),

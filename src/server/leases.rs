@@ -175,7 +175,16 @@ impl Server {
     /// Writes the messages the store gave to parked consumers outside their own
     /// requests (a lease ended, a delay ran out, a `MOVE`, a `NACK`); one that cannot
     /// be written goes back to the store, which offers it to the next consumer.
+    #[inline]
     pub(super) fn drain_handoffs(&mut self, now: Instant) {
+        // After every request; nearly always there is nothing to do.
+        if self.store.has_handoffs() {
+            self.write_handoffs(now);
+        }
+        self.drain_confirms();
+    }
+
+    fn write_handoffs(&mut self, now: Instant) {
         while let Some(handoff) = self.store.take_handoff() {
             if !self.store.handoff_is_live(&handoff, now) {
                 // A later settle of the same request ended that lease: the consumer
@@ -211,6 +220,5 @@ impl Server {
                 self.store.give_back(handoff, now);
             }
         }
-        self.drain_confirms();
     }
 }

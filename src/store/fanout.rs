@@ -430,6 +430,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.outside = self.outside.saturating_sub(bytes);
     }
 
+    /// Whether [`Store::take_confirms`] has anything.
+    pub fn has_confirms(&self) -> bool {
+        !self.confirms.is_empty()
+    }
+
     /// Settled copies of confirmed publishes since the last call, as (confirmation,
     /// copy id, acknowledged rather than failed).
     pub fn take_confirms(&mut self) -> impl Iterator<Item = (u64, u64, bool)> + '_ {
