@@ -56,6 +56,8 @@ pub const TYPE_BIND: u8 = 9;
 pub const TYPE_UNBIND: u8 = 10;
 /// Type byte of [`Record::Subject`].
 pub const TYPE_SUBJECT: u8 = 11;
+/// Type byte of [`Record::Copy`].
+pub const TYPE_COPY: u8 = 12;
 
 /// Fixed bytes of a QUEUE body in front of the name.
 const QUEUE_FIXED: usize = 4;
@@ -71,6 +73,7 @@ const IDS_LEN: usize = 8;
 const BIND_FIXED: usize = 4;
 /// Fixed bytes of a SUBJECT body in front of the subject.
 const SUBJECT_FIXED: usize = 8;
+const COPY_LEN: usize = PUT_FIXED + 8;
 
 /// One change of state, as it is logged. Each is absolute ("the message now has this
 /// state"), never relative, so applying one twice changes nothing the second time.
@@ -170,6 +173,26 @@ pub enum Record<'a> {
         /// The subject it was published to: 1 to [`MAX_TEXT_LEN`] bytes.
         subject: &'a str,
     },
+    /// Message `id` exists in `queue` with this state, as a PUT would say, and its
+    /// payload and subject are those of message `of`, which an earlier record put
+    /// and which is still there: one copy of a publish, whose payload is written
+    /// once for all the copies.
+    Copy {
+        /// The queue's number (bound by an earlier QUEUE record).
+        queue: u32,
+        /// The message id.
+        id: u64,
+        /// Unix-epoch milliseconds at which the message becomes ready; 0 = ready now.
+        due_ms: u64,
+        /// The message's priority.
+        priority: u8,
+        /// Deliveries so far (the number of the last lease).
+        attempt: u32,
+        /// Deliveries counted against the dead-letter limit.
+        charged: u16,
+        /// The message whose payload and subject it shares.
+        of: u64,
+    },
 }
 
 impl Record<'_> {
@@ -187,6 +210,7 @@ impl Record<'_> {
             Record::Bind { .. } => TYPE_BIND,
             Record::Unbind { .. } => TYPE_UNBIND,
             Record::Subject { .. } => TYPE_SUBJECT,
+            Record::Copy { .. } => TYPE_COPY,
         }
     }
 
@@ -205,6 +229,7 @@ impl Record<'_> {
                 BIND_FIXED + pattern.len()
             }
             Record::Subject { subject, .. } => SUBJECT_FIXED + subject.len(),
+            Record::Copy { .. } => COPY_LEN,
         }
     }
 }
@@ -316,6 +341,23 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&attempt.to_le_bytes());
             out.extend_from_slice(&charged.to_le_bytes());
             out.extend_from_slice(payload);
+        }
+        Record::Copy {
+            queue,
+            id,
+            due_ms,
+            priority,
+            attempt,
+            charged,
+            of,
+        } => {
+            out.extend_from_slice(&queue.to_le_bytes());
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&due_ms.to_le_bytes());
+            out.push(priority);
+            out.extend_from_slice(&attempt.to_le_bytes());
+            out.extend_from_slice(&charged.to_le_bytes());
+            out.extend_from_slice(&of.to_le_bytes());
         }
         Record::Del { id } => out.extend_from_slice(&id.to_le_bytes()),
         Record::Leased {
@@ -446,6 +488,18 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
                 attempt: f.u32().ok_or(bad_len)?,
                 charged: f.u16().ok_or(bad_len)?,
                 payload: f.rest(),
+            }
+        }
+        TYPE_COPY => {
+            exact(COPY_LEN)?;
+            Record::Copy {
+                queue: f.u32().ok_or(bad_len)?,
+                id: f.u64().ok_or(bad_len)?,
+                due_ms: f.u64().ok_or(bad_len)?,
+                priority: f.u8().ok_or(bad_len)?,
+                attempt: f.u32().ok_or(bad_len)?,
+                charged: f.u16().ok_or(bad_len)?,
+                of: f.u64().ok_or(bad_len)?,
             }
         }
         TYPE_DEL => {

@@ -131,6 +131,45 @@ impl Replay {
                     },
                 );
             }
+            Record::Copy {
+                queue,
+                id,
+                due_ms,
+                priority,
+                attempt,
+                charged,
+                of,
+            } => {
+                self.saw_id(id);
+                let Some(source) = self.messages.get(&of) else {
+                    // The copy it shares with was not put (a damaged or skipped
+                    // record): nothing to take the payload from.
+                    self.ignored += 1;
+                    return;
+                };
+                let payload = source.payload.clone();
+                let subject = source.subject.clone();
+                let Some(&slot) = self.bound.get(&queue) else {
+                    self.ignored += 1;
+                    return;
+                };
+                self.purged.remove(&id);
+                let order = (attempt == 0).then_some(self.applied);
+                self.place(
+                    id,
+                    Message {
+                        slot,
+                        due_ms,
+                        priority,
+                        attempt,
+                        charged,
+                        in_flight: None,
+                        order,
+                        payload,
+                        subject,
+                    },
+                );
+            }
             Record::Del { id } => {
                 self.saw_id(id);
                 if self.take(id).is_none() && self.purged.remove(&id).is_none() {

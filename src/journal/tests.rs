@@ -151,6 +151,15 @@ fn samples() -> Vec<Record<'static>> {
             id: 0x0102_0304_0506_0708,
             subject: long_utf8,
         },
+        Record::Copy {
+            queue: u32::MAX,
+            id: 9,
+            due_ms: u64::MAX,
+            priority: 9,
+            attempt: 3,
+            charged: u16::MAX,
+            of: u64::MAX,
+        },
     ]
 }
 
@@ -410,7 +419,7 @@ fn bad_bodies_are_rejected() {
         decode(1, &[0, 0, 0, 0, b'a', 0xe2, 0x82]),
         Err(Damage::BadName)
     );
-    for kind in [0, 12, 100, 255] {
+    for kind in [0, 13, 100, 255] {
         assert_eq!(decode(kind, &[0; 8]), Err(Damage::UnknownType(kind)));
     }
 }
@@ -2359,4 +2368,44 @@ fn model_log_through_bytes() {
                 .any(|r| matches!(r, Record::Subject { .. })),
         "the model logs every new record type"
     );
+}
+
+/// COPY: a message with the state it says and the payload and subject of the one it
+/// points at, which may go later without taking the copy's payload with it; a COPY
+/// of a message that is not there is ignored and counted.
+#[test]
+fn copy_takes_payload_and_subject_from_its_source() {
+    let copy = |queue, id, of| Record::Copy {
+        queue,
+        id,
+        due_ms: 0,
+        priority: 3,
+        attempt: 0,
+        charged: 0,
+        of,
+    };
+    let r = replay(&[
+        Record::Queue {
+            queue: 0,
+            name: "a",
+        },
+        Record::Queue {
+            queue: 1,
+            name: "b",
+        },
+        put(0, 1, b"shared"),
+        Record::Subject {
+            id: 1,
+            subject: "orders.eu",
+        },
+        copy(1, 2, 1),
+        copy(1, 3, 99),
+        Record::Del { id: 1 },
+        copy(1, 4, 1),
+    ]);
+    assert_eq!(shape(&r), vec![("b", vec![2])]);
+    let m = &r.queues[0].messages[0];
+    assert_eq!((&*m.payload, m.priority), (&b"shared"[..], 3));
+    assert_eq!(m.subject.as_deref(), Some("orders.eu"));
+    assert_eq!(r.ignored, 2, "the copies of 99 and of the deleted 1");
 }

@@ -323,6 +323,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return;
         };
         let mut enc = |r: &Record<'_>| crate::journal::record::encode(r, out);
+        // The first message written of each shared body: the others are COPYs of it.
+        let mut written: IdMap<u64, u64> = IdMap::default();
         for (key, q) in self.queues.entries() {
             // Every queue, even an empty one: later records may name it by number.
             enc(&Record::Queue {
@@ -332,23 +334,25 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             // In queue order: replay places them in the order of their records.
             for priority in q.ready.priorities() {
                 for r in q.ready.iter_level(priority) {
-                    enc(&Record::Put {
-                        queue: key as u32,
-                        id: r.id,
-                        due_ms: 0,
-                        priority,
-                        attempt: r.attempt,
-                        charged: 0,
-                        payload: super::body_bytes(&self.bodies, r.body),
-                    });
-                    if let Body::Shared { key: body, .. } = r.body
-                        && let Some(b) = self.bodies.get(body)
-                    {
-                        enc(&Record::Subject {
+                    let body = match r.body {
+                        Body::Shared { key, .. } => Some(key),
+                        Body::Inline(_) => None,
+                    };
+                    put_or_copy(
+                        &mut enc,
+                        &self.bodies,
+                        &mut written,
+                        Record::Put {
+                            queue: key as u32,
                             id: r.id,
-                            subject: &b.subject,
-                        });
-                    }
+                            due_ms: 0,
+                            priority,
+                            attempt: r.attempt,
+                            charged: 0,
+                            payload: super::body_bytes(&self.bodies, r.body),
+                        },
+                        body,
+                    );
                     if r.attempt > 0 {
                         // Delivered before, but at the end of the queue (moved or
                         // dead-lettered): a PUT alone would put it with the returned.
@@ -367,23 +371,25 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 HeldState::Delayed => log.wall_ms(h.deadline),
                 HeldState::Ready | HeldState::InFlight => 0,
             };
-            enc(&Record::Put {
-                queue: h.queue,
-                id,
-                due_ms,
-                priority: h.priority,
-                attempt: h.attempt,
-                charged: h.charged,
-                payload: self.bodies.bytes(&h.payload),
-            });
-            if let Payload::Shared(body) = h.payload
-                && let Some(b) = self.bodies.get(body)
-            {
-                enc(&Record::Subject {
+            let body = match h.payload {
+                Payload::Shared(key) => Some(key),
+                Payload::Own(_) => None,
+            };
+            put_or_copy(
+                &mut enc,
+                &self.bodies,
+                &mut written,
+                Record::Put {
+                    queue: h.queue,
                     id,
-                    subject: &b.subject,
-                });
-            }
+                    due_ms,
+                    priority: h.priority,
+                    attempt: h.attempt,
+                    charged: h.charged,
+                    payload: self.bodies.bytes(&h.payload),
+                },
+                body,
+            );
             if h.state == HeldState::InFlight {
                 enc(&Record::Leased {
                     id,
@@ -415,4 +421,50 @@ fn fnv1a(subject: &[u8], payload: &[u8]) -> u64 {
         h = h.wrapping_mul(0x0100_0000_01b3);
     }
     h
+}
+
+/// Writes a message of a snapshot: `put` as it is, with its SUBJECT, for a message
+/// of its own or the first of a shared body; a COPY of that first one for the
+/// others, so that a shared payload is written once.
+fn put_or_copy(
+    enc: &mut impl FnMut(&Record<'_>),
+    bodies: &super::bodies::Bodies,
+    written: &mut IdMap<u64, u64>,
+    put: Record<'_>,
+    body: Option<u32>,
+) {
+    let Record::Put {
+        queue,
+        id,
+        due_ms,
+        priority,
+        attempt,
+        charged,
+        ..
+    } = put
+    else {
+        return;
+    };
+    let Some(body) = body else {
+        return enc(&put);
+    };
+    if let Some(&of) = written.get(&u64::from(body)) {
+        return enc(&Record::Copy {
+            queue,
+            id,
+            due_ms,
+            priority,
+            attempt,
+            charged,
+            of,
+        });
+    }
+    enc(&put);
+    if let Some(b) = bodies.get(body) {
+        enc(&Record::Subject {
+            id,
+            subject: &b.subject,
+        });
+    }
+    written.insert(u64::from(body), id);
 }

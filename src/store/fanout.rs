@@ -253,6 +253,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let due = delayed.then(|| now + Duration::from_millis(u64::from(options.delay_ms)));
         let mut copies = 0;
         let first_id = self.next_id + 1;
+        // Copies taken by plain GETs at once: their DELs go after every copy's
+        // record, so that the first copy is there for the others to point at.
+        let mut taken = Vec::new();
         for &key in targets {
             let key = key as usize;
             let Some(q) = self.queues.by_key_mut(key) else {
@@ -270,8 +273,22 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             if let Some(log) = &mut self.log {
                 log.reserve_id(id);
                 let due_ms = due.map_or(0, |at| log.wall_ms(at));
-                log.put_new(key, id, due_ms, options.priority, payload);
-                log.push(&LogRecord::Subject { id, subject });
+                if id == first_id {
+                    log.put_new(key, id, due_ms, options.priority, payload);
+                    log.push(&LogRecord::Subject { id, subject });
+                } else {
+                    // The payload is on disk once: the other copies point at the
+                    // first, which stays until every record of this publish is in.
+                    log.push(&LogRecord::Copy {
+                        queue: key as u32,
+                        id,
+                        due_ms,
+                        priority: options.priority,
+                        attempt: 0,
+                        charged: 0,
+                        of: first_id,
+                    });
+                }
             }
             match waiter {
                 Some(waiter) => {
@@ -294,8 +311,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                             now,
                         )),
                         _ => {
-                            if let Some(log) = &mut self.log {
-                                log.push(&LogRecord::Del { id });
+                            if self.log.is_some() {
+                                taken.push(id);
                             }
                             // A plain GET takes it: confirmed once the caller has
                             // written it (Store::confirm_taken).
@@ -353,6 +370,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         }
                     }
                 }
+            }
+        }
+        if let Some(log) = &mut self.log {
+            for id in taken {
+                log.push(&LogRecord::Del { id });
             }
         }
         self.totals.routed_copies += copies;

@@ -380,3 +380,50 @@ fn charges_count_against_the_cap() {
     assert_eq!(s.memory(), 0);
     assert!(matches!(s.put("q", b"x", 1, now), Ok(PutOutcome::Stored)));
 }
+
+/// With the journal on, a publish writes its payload once, whatever the number of
+/// copies, and so does a snapshot; replayed and restored, the copies share one body
+/// again.
+#[test]
+fn the_journal_holds_a_shared_payload_once() {
+    let now = Instant::now();
+    let mut s = store();
+    s.enable_log(now, 1_700_000_000_000);
+    for i in 0..100 {
+        s.bind(">", &format!("q{i:03}"), now).unwrap();
+    }
+    let mut log = Vec::new();
+    s.take_log(&mut log);
+    let before = log.len();
+    let payload = vec![5u8; 100 << 10];
+    for i in 0..10 {
+        let mut payload = payload.clone();
+        payload[0] = i;
+        publish(&mut s, "metrics.cpu", &payload, now);
+    }
+    s.take_log(&mut log);
+    let written = log.len() - before;
+    // Ten payloads, and about 40 bytes of record per copy.
+    assert!(
+        written < 10 * (payload.len() + 100) + 1000 * 60,
+        "{written}"
+    );
+    let mut snap = Vec::new();
+    s.snapshot(&mut snap);
+    assert!(
+        snap.len() < 10 * (payload.len() + 100) + 1000 * 60 + 100 * 300,
+        "{}",
+        snap.len()
+    );
+    // Replayed and restored: 1,000 copies, ten bodies.
+    let mut replay = crate::journal::replay::Replay::new();
+    for (_, r) in crate::journal::scan::Scanner::new(&snap, 0) {
+        replay.apply(&r);
+    }
+    let mut t: Store<u32> = store();
+    t.restore(replay.finish(), now, 1_700_000_000_000);
+    assert_eq!(t.message_count(), 1000);
+    assert_eq!(t.bodies.len(), 10);
+    assert!(t.memory() < 10 * payload.len() + 200_000, "{}", t.memory());
+    check(&t, now);
+}
