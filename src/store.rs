@@ -96,9 +96,9 @@ pub struct Handoff<W> {
     /// The payload, for a plain `GET` (the message has left the store); for a lease
     /// it stays in the store: see [`Store::payload`].
     pub payload: Option<Box<[u8]>>,
-    /// The subject and reply address of a published copy taken by a plain `GET`
-    /// (for a lease, see [`Store::published_meta`]).
-    pub meta: Option<(Box<str>, u64)>,
+    /// What a published copy taken by a plain `GET` carried (for a lease, see
+    /// [`Store::published_meta`]).
+    pub meta: Option<CopyMeta>,
     /// Its queue, by name: by the time a handoff comes back, the queue may have been
     /// removed and its slab key reused.
     queue: Box<str>,
@@ -123,7 +123,20 @@ pub struct Meta<'a> {
 
 /// A message leaving the store for a plain consumer: its payload, and the subject
 /// and reply address of a published copy.
-type Taken = (Box<[u8]>, Option<(Box<str>, u64)>);
+type Taken = (Box<[u8]>, Option<CopyMeta>);
+
+/// What a published copy carries besides its payload, owned: for one that left the
+/// store on its way to a plain consumer.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CopyMeta {
+    /// The subject it was published to.
+    pub subject: Box<str>,
+    /// The reply address of a request; 0 for none.
+    pub reply_to: u64,
+    /// The confirmation it counts toward (0 for none): the caller reports it with
+    /// [`Store::confirm_taken`] once the copy is written.
+    pub confirm: u64,
+}
 
 /// How a `NACK` ends a lease.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -1392,7 +1405,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 if let Some(log) = &mut self.log {
                     log.push(&LogRecord::Del { id });
                 }
-                let payload = self.take_payload(id, h.payload);
+                let payload = self.take_payload(h.payload);
                 Some((id, h.attempt, priority, payload))
             }
             Err(_) => {
@@ -1407,7 +1420,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 if let Some(log) = &mut self.log {
                     log.push(&LogRecord::Del { id });
                 }
-                let payload = self.take_payload(id, payload);
+                let payload = self.take_payload(payload);
                 Some((id, attempt, priority, payload))
             }
         }
@@ -1446,17 +1459,27 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         }
     }
 
-    /// A payload leaving for a plain consumer, as bytes of its own, with the
-    /// subject and reply address of a published copy.
-    fn take_payload(&mut self, id: u64, payload: Payload) -> Taken {
+    /// A payload leaving for a plain consumer, as bytes of its own, with what a
+    /// published copy carried. Its confirmation is left to the caller, who knows
+    /// when the copy is written ([`Store::confirm_taken`]).
+    fn take_payload(&mut self, payload: Payload) -> Taken {
         match payload {
             Payload::Own(p) => (p, None),
             Payload::Shared(key) => {
                 let taken = match self.bodies.get(key) {
-                    Some(b) => (b.payload.clone(), Some((b.subject.clone(), b.reply_to))),
+                    Some(b) => (
+                        b.payload.clone(),
+                        Some(CopyMeta {
+                            subject: b.subject.clone(),
+                            reply_to: b.reply_to,
+                            confirm: b.confirm,
+                        }),
+                    ),
                     None => (Box::default(), None),
                 };
-                self.discard(id, payload, true);
+                let freed = self.bodies.release(key);
+                self.memory -= freed;
+                self.outside -= freed;
                 taken
             }
         }
@@ -1498,10 +1521,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         charged: 0,
                         payload: &payload,
                     });
-                    if let Some((subject, _)) = &handoff.meta {
+                    if let Some(meta) = &handoff.meta {
                         log.push(&LogRecord::Subject {
                             id: handoff.id,
-                            subject,
+                            subject: &meta.subject,
                         });
                     }
                 }
@@ -1509,8 +1532,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 self.bytes += payload.len();
                 // A published copy goes back with its metadata, in a body of its own.
                 let payload = match &handoff.meta {
-                    Some((subject, reply_to)) if self.bodies.has_room() => {
-                        let (body, cost) = self.bodies.insert(&payload, subject, *reply_to, 0, 1);
+                    Some(m) if self.bodies.has_room() => {
+                        let (body, cost) = self
+                            .bodies
+                            .insert(&payload, &m.subject, m.reply_to, m.confirm, 1);
                         self.memory += cost;
                         self.outside += cost;
                         Payload::Shared(body)

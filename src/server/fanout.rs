@@ -329,7 +329,11 @@ impl Server {
             protocol::encode_error(&mut conn.output, ErrorCode::Limit, false, &text);
             return;
         }
-        let sid = conn.next_sid + 1;
+        let Some(sid) = conn.next_sid.checked_add(1) else {
+            let text = "this connection has used every subscription number; reconnect";
+            protocol::encode_error(&mut conn.output, ErrorCode::Limit, false, text);
+            return;
+        };
         let before = self.fanout.trie_memory();
         self.fanout.subs.insert(pattern, sub_key(r.key, sid));
         let cost = SUB_OVERHEAD + pattern.len() + self.fanout.trie_memory() - before;
@@ -352,14 +356,15 @@ impl Server {
         let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) else {
             return;
         };
-        let removed = match conn.subs.iter().position(|s| s.sid == sid) {
-            Some(at) => {
-                let sub = conn.subs.swap_remove(at);
+        // Sids only grow and are pushed in order, so the list stays sorted.
+        let removed = match conn.subs.binary_search_by_key(&sid, |s| s.sid) {
+            Ok(at) => {
+                let sub = conn.subs.remove(at);
                 let freed = self.fanout.remove_sub(r, &sub);
                 self.store.uncharge(freed);
                 true
             }
-            None => false,
+            Err(_) => false,
         };
         protocol::encode_unsubscribed(&mut conn.output, removed);
     }
@@ -529,7 +534,8 @@ impl Server {
             if matches!(conn.state, State::Closing) {
                 continue; // nothing after BYE or a fatal error
             }
-            let Some(sub) = conn.subs.iter_mut().find(|s| s.sid == sid) else {
+            let at = conn.subs.binary_search_by_key(&sid, |s| s.sid);
+            let Some(sub) = at.ok().and_then(|at| conn.subs.get_mut(at)) else {
                 continue;
             };
             matched += 1;

@@ -205,7 +205,10 @@ impl Server {
                     .store
                     .published_meta(lease.id)
                     .map(|m| (m.subject.to_owned(), m.reply_to)),
-                None => handoff.meta.as_ref().map(|(s, r)| (s.to_string(), *r)),
+                None => handoff
+                    .meta
+                    .as_ref()
+                    .map(|m| (m.subject.to_string(), m.reply_to)),
             };
             let m = Outgoing {
                 lease: handoff.lease,
@@ -218,6 +221,9 @@ impl Server {
             let delivered = self.deliver(handoff.waiter, m);
             if !delivered {
                 self.store.give_back(handoff, now);
+            } else if let Some(meta) = &handoff.meta {
+                // A copy taken by a plain GET counts once it is written.
+                self.store.confirm_taken(meta.confirm, handoff.id);
             }
         }
     }

@@ -35,10 +35,11 @@ pub fn trie_memory(bindings: usize, nodes: usize) -> usize {
 pub struct Delivery<W> {
     /// The consumer.
     pub waiter: W,
-    /// Its queue's key and the copy's priority, to put the copy back if it cannot
-    /// be written ([`Store::put_back_copy`]).
+    /// Its queue's key, the copy's priority and confirmation, to put the copy back
+    /// if it cannot be written ([`Store::put_back_copy`]).
     queue: u32,
     priority: u8,
+    confirm: u64,
     /// The copy's id.
     pub id: u64,
     /// The lease it is under, for a parked `LEASE`; `None` for a plain `GET` (the
@@ -323,6 +324,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         waiter: waiter.handle,
                         queue: key as u32,
                         priority: options.priority,
+                        confirm,
                         id,
                         lease,
                     });
@@ -408,7 +410,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             waiter: d.waiter,
             lease: None,
             payload: Some(payload.into()),
-            meta: Some((subject.into(), reply_to)),
+            meta: Some(super::CopyMeta {
+                subject: subject.into(),
+                reply_to,
+                confirm: d.confirm,
+            }),
             queue: name,
             spec: None,
             deadline: None,

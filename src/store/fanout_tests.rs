@@ -427,3 +427,30 @@ fn the_journal_holds_a_shared_payload_once() {
     assert!(t.memory() < 10 * payload.len() + 200_000, "{}", t.memory());
     check(&t, now);
 }
+
+/// A copy handed to a parked plain GET after its publish (here by a MOVE) counts for
+/// its confirmation only once the caller has written it; one given back keeps its
+/// confirmation, and counts when it is taken later.
+#[test]
+fn handed_copies_keep_their_confirmation() {
+    let now = Instant::now();
+    let mut s = store();
+    s.bind("c", "src", now).unwrap();
+    let mut handed = Vec::new();
+    let p = s
+        .publish("c", b"x", 1, PutOptions::default(), 0, 9, now, &mut handed)
+        .unwrap();
+    s.park("dst", 7, None, now);
+    assert_eq!(s.move_ready("src", "dst", 1, now), 1);
+    let h = s.take_handoff().expect("handed to the parked GET");
+    assert!(s.take_confirms().next().is_none(), "not written yet");
+    // The write failed: back in its queue, still a copy of a confirmed publish.
+    s.give_back(h, now);
+    assert!(s.take_confirms().next().is_none());
+    assert_eq!(get_all(&mut s, "dst", now), vec![b"x".to_vec()]);
+    assert_eq!(
+        s.take_confirms().collect::<Vec<_>>(),
+        vec![(9, p.first_id, true)]
+    );
+    check(&s, now);
+}
