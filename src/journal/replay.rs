@@ -109,27 +109,9 @@ impl Replay {
                 payload,
             } => {
                 self.saw_id(id);
-                let Some(&slot) = self.bound.get(&queue) else {
-                    self.ignored += 1;
-                    return;
-                };
-                self.purged.remove(&id);
-                let order = (attempt == 0).then_some(self.applied);
-                self.place(
-                    id,
-                    Message {
-                        slot,
-                        due_ms,
-                        priority,
-                        attempt,
-                        charged,
-                        in_flight: None,
-                        order,
-                        payload: payload.into(),
-                        // A published message's SUBJECT follows (module docs).
-                        subject: None,
-                    },
-                );
+                let state = (queue, due_ms, priority, attempt, charged);
+                // A published message's SUBJECT follows (module docs).
+                self.put(id, state, payload.into(), None);
             }
             Record::Copy {
                 queue,
@@ -147,27 +129,12 @@ impl Replay {
                     self.ignored += 1;
                     return;
                 };
-                let payload = source.payload.clone();
-                let subject = source.subject.clone();
-                let Some(&slot) = self.bound.get(&queue) else {
-                    self.ignored += 1;
-                    return;
-                };
-                self.purged.remove(&id);
-                let order = (attempt == 0).then_some(self.applied);
-                self.place(
+                let (payload, subject) = (source.payload.clone(), source.subject.clone());
+                self.put(
                     id,
-                    Message {
-                        slot,
-                        due_ms,
-                        priority,
-                        attempt,
-                        charged,
-                        in_flight: None,
-                        order,
-                        payload,
-                        subject,
-                    },
+                    (queue, due_ms, priority, attempt, charged),
+                    payload,
+                    subject,
                 );
             }
             Record::Del { id } => {
@@ -392,6 +359,37 @@ impl Replay {
             s.live = s.live.saturating_sub(1);
         }
         Some(m)
+    }
+
+    /// Message `id` now exists with this state (queue number, due_ms, priority,
+    /// attempt, charged), payload and subject: what a PUT or a COPY says.
+    fn put(
+        &mut self,
+        id: u64,
+        (queue, due_ms, priority, attempt, charged): (u32, u64, u8, u32, u16),
+        payload: Box<[u8]>,
+        subject: Option<Box<str>>,
+    ) {
+        let Some(&slot) = self.bound.get(&queue) else {
+            self.ignored += 1;
+            return;
+        };
+        self.purged.remove(&id);
+        let order = (attempt == 0).then_some(self.applied);
+        self.place(
+            id,
+            Message {
+                slot,
+                due_ms,
+                priority,
+                attempt,
+                charged,
+                in_flight: None,
+                order,
+                payload,
+                subject,
+            },
+        );
     }
 
     /// Makes `m` the live message `id` in its slot, replacing any earlier state of
