@@ -26,8 +26,10 @@ pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 const KEEP_BUFFER: usize = 8 * 1024;
 /// The output buffer a connection with subscriptions keeps once empty: events come
 /// in bursts every loop turn, and growing the buffer from nothing each time cost live
-/// fan-out a third of its speed (BENCHMARKS.md, "Fan-out").
-const KEEP_SUBSCRIBER_BUFFER: usize = 64 * 1024;
+/// fan-out a fifth of its speed (BENCHMARKS.md, "Fan-out"; 256 KiB was not enough at
+/// a window of 10,000 events). The default `BSUBBUFFER`: what a subscriber may have
+/// pending anyway.
+const KEEP_SUBSCRIBER_BUFFER: usize = 1 << 20;
 
 /// During shutdown, a connection whose replies are all written and whose peer has sent
 /// nothing for this long is closed without waiting for the peer's EOF. The wait is
