@@ -658,35 +658,8 @@ impl Server {
                 payload,
             },
         };
-        if self.refuse_change(r, &request) {
-            return;
-        }
-        match request {
-            Request::Put { queue, payload } => self.put(r, queue, payload, original, None, now),
-            Request::PutWith {
-                queue,
-                options,
-                payload,
-            } => self.put(r, queue, payload, original, Some(options), now),
-            Request::Publish {
-                subject,
-                delay_ms,
-                priority,
-                confirm,
-                timeout_ms,
-                payload,
-            } => {
-                let options = protocol::PutOptions { delay_ms, priority };
-                self.publish(
-                    r, subject, payload, original, options, confirm, timeout_ms, now,
-                );
-            }
-            Request::Req {
-                subject,
-                timeout_ms,
-                payload,
-            } => self.request(r, subject, payload, original, timeout_ms, now),
-            other => self.execute(r, other, now),
+        if !self.refuse_change(r, &request) {
+            self.execute_sized(r, request, Some(original), now);
         }
     }
 

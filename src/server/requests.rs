@@ -74,6 +74,20 @@ impl Server {
     }
 
     pub(super) fn execute(&mut self, r: ConnRef, request: Request<'_>, now: Instant) {
+        self.execute_sized(r, request, None, now);
+    }
+
+    /// [`Server::execute`] for a request whose payload may have been cut as it
+    /// streamed in: `original` is the length the client sent (`None`: the payload's
+    /// own length).
+    pub(super) fn execute_sized(
+        &mut self,
+        r: ConnRef,
+        request: Request<'_>,
+        original: Option<usize>,
+        now: Instant,
+    ) {
+        let sent = |payload: &[u8]| original.unwrap_or(payload.len());
         match request {
             Request::Hello { version } => self.hello(r, version),
             Request::Ping => self.reply_empty(r, Status::Pong),
@@ -84,13 +98,13 @@ impl Server {
                 }
             }
             Request::Put { queue, payload } => {
-                self.put(r, queue, payload, payload.len(), None, now);
+                self.put(r, queue, payload, sent(payload), None, now);
             }
             Request::PutWith {
                 queue,
                 options,
                 payload,
-            } => self.put(r, queue, payload, payload.len(), Some(options), now),
+            } => self.put(r, queue, payload, sent(payload), Some(options), now),
             Request::Get {
                 queue,
                 wait_ms,
@@ -140,7 +154,7 @@ impl Server {
                 payload,
             } => {
                 let options = PutOptions { delay_ms, priority };
-                let len = payload.len();
+                let len = sent(payload);
                 self.publish(r, subject, payload, len, options, confirm, timeout_ms, now);
             }
             Request::Subscribe { pattern } => self.subscribe(r, pattern),
@@ -149,7 +163,7 @@ impl Server {
                 subject,
                 timeout_ms,
                 payload,
-            } => self.request(r, subject, payload, payload.len(), timeout_ms, now),
+            } => self.request(r, subject, payload, sent(payload), timeout_ms, now),
             Request::Reply { reply_to, payload } => self.reply(r, reply_to, payload),
             Request::GetWithMeta {
                 queue,
