@@ -334,12 +334,7 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             charged,
             payload,
         } => {
-            out.extend_from_slice(&queue.to_le_bytes());
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&due_ms.to_le_bytes());
-            out.push(priority);
-            out.extend_from_slice(&attempt.to_le_bytes());
-            out.extend_from_slice(&charged.to_le_bytes());
+            put_state(out, queue, id, due_ms, priority, attempt, charged);
             out.extend_from_slice(payload);
         }
         Record::Copy {
@@ -351,12 +346,7 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             charged,
             of,
         } => {
-            out.extend_from_slice(&queue.to_le_bytes());
-            out.extend_from_slice(&id.to_le_bytes());
-            out.extend_from_slice(&due_ms.to_le_bytes());
-            out.push(priority);
-            out.extend_from_slice(&attempt.to_le_bytes());
-            out.extend_from_slice(&charged.to_le_bytes());
+            put_state(out, queue, id, due_ms, priority, attempt, charged);
             out.extend_from_slice(&of.to_le_bytes());
         }
         Record::Del { id } => out.extend_from_slice(&id.to_le_bytes()),
@@ -667,4 +657,22 @@ pub fn decode_header(buf: &[u8]) -> Result<SegmentHeader, HeaderError> {
         other => return Err(HeaderError::Kind(other)),
     };
     Ok(SegmentHeader { kind, seq })
+}
+
+/// The fields a PUT and a COPY share, in their order on disk.
+fn put_state(
+    out: &mut Vec<u8>,
+    queue: u32,
+    id: u64,
+    due_ms: u64,
+    priority: u8,
+    attempt: u32,
+    charged: u16,
+) {
+    out.extend_from_slice(&queue.to_le_bytes());
+    out.extend_from_slice(&id.to_le_bytes());
+    out.extend_from_slice(&due_ms.to_le_bytes());
+    out.push(priority);
+    out.extend_from_slice(&attempt.to_le_bytes());
+    out.extend_from_slice(&charged.to_le_bytes());
 }
