@@ -1,0 +1,62 @@
+"""beuss: a client for the beuss message-queue server.
+
+``Client`` is blocking, ``AsyncClient`` is its asyncio twin with the same methods.
+Both speak protocol version 3 (protocol.md): queues, leases, delays and priority,
+dead letters, publish/bind/subscribe, request/reply. No dependencies.
+"""
+
+from .aio import AsyncClient, AsyncPipeline, AsyncSubscription, connect_async
+from .client import Client, Pipeline, Subscription, connect, default_address
+from .consumer import AsyncConsumer, Consumer, exponential_backoff
+from .errors import (
+    BadArgument,
+    BadFlags,
+    BadQueueName,
+    BadSubject,
+    BeussError,
+    ClientTimeout,
+    ConnectionClosed,
+    FrameTooLarge,
+    Full,
+    Limit,
+    Malformed,
+    NoResponders,
+    ProtocolError,
+    RequestTimeout,
+    ServerError,
+    ShuttingDown,
+    Storage,
+    TooFewCopies,
+    TooManyConnections,
+    UnknownOpcode,
+    UnsupportedVersion,
+)
+from .message import AsyncMessage, Message
+from .models import (
+    FEATURE_DURABLE,
+    FEATURE_FANOUT,
+    FEATURE_LEASES,
+    FEATURE_PUT_OPTIONS,
+    FEATURE_SYNCED,
+    Envelope,
+    Event,
+    Published,
+    PutResult,
+    ServerInfo,
+    SettleResult,
+    Stats,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AsyncClient", "AsyncConsumer", "AsyncMessage", "AsyncPipeline", "AsyncSubscription",
+    "BadArgument", "BadFlags", "BadQueueName", "BadSubject", "BeussError", "Client",
+    "ClientTimeout", "ConnectionClosed", "Consumer", "Envelope", "Event", "FEATURE_DURABLE",
+    "FEATURE_FANOUT", "FEATURE_LEASES", "FEATURE_PUT_OPTIONS", "FEATURE_SYNCED",
+    "FrameTooLarge", "Full", "Limit", "Malformed", "Message", "NoResponders", "Pipeline",
+    "ProtocolError", "Published", "PutResult", "RequestTimeout", "ServerError", "ServerInfo",
+    "SettleResult", "ShuttingDown", "Stats", "Storage", "Subscription", "TooFewCopies",
+    "TooManyConnections", "UnknownOpcode", "UnsupportedVersion", "connect", "connect_async",
+    "default_address", "exponential_backoff",
+]

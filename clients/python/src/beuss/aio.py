@@ -1,0 +1,657 @@
+"""The asyncio client: the same methods as ``Client``, as coroutines.
+
+It is an ``asyncio.Protocol``, not a stream reader: bytes are split into frames and
+matched to waiting requests right in ``data_received``, with no task per reply, which is
+what lets one connection carry tens of thousands of requests a second. Requests in
+flight wait in a FIFO (replies come in request order, protocol.md 2.4); ``EVENT``
+frames are taken out of the stream first and handed to their subscription.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import functools
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
+
+from . import ops
+from . import protocol as p
+from .client import Address, max_frame, parse_address
+from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
+from .message import AsyncMessage
+from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
+
+if TYPE_CHECKING:  # pragma: no cover - names for the type checker
+    from .consumer import AsyncConsumer
+
+T = TypeVar("T")
+
+_CHUNK = 1024
+
+
+class _Entry:
+    """One request in flight: decodes its reply into its future."""
+
+    __slots__ = ("decode", "fut", "timeout")
+
+    def __init__(self, decode: Callable[[int, bytes], Any], fut: "asyncio.Future[Any]", timeout: Optional[float]) -> None:
+        self.decode = decode
+        self.fut = fut
+        self.timeout = timeout
+
+    def reply(self, status: int, body: bytes) -> bool:
+        """Takes one reply; returns True when the entry is complete."""
+        fut = self.fut
+        try:
+            result = self.decode(status, body)
+        except BeussError as err:
+            if not fut.done():
+                fut.set_exception(err)
+            raise
+        if not fut.done():
+            fut.set_result(result)
+        return True
+
+    def fail(self, err: BaseException) -> None:
+        """The reply will never come."""
+        if not self.fut.done():
+            self.fut.set_exception(err)
+
+
+class _PutBatch(_Entry):
+    """The replies of a ``put_many`` chunk: one entry (and one future) for many PUTs."""
+
+    __slots__ = ("left", "results", "first")
+
+    def __init__(self, count: int, fut: "asyncio.Future[Any]", timeout: Optional[float]) -> None:
+        super().__init__(ops.decode_put, fut, timeout)
+        self.left = count
+        self.results: List[Any] = []
+        self.first: Optional[BeussError] = None
+
+    def reply(self, status: int, body: bytes) -> bool:
+        if status == p.S_STORED or status == p.S_TRUNCATED:
+            self.results.append(p.decode_put(status, body))
+        else:
+            try:
+                self.results.append(ops.decode_put(status, body))
+            except ServerError as err:
+                self.results.append(err)
+                self.first = self.first or err
+                if err.fatal:
+                    self.fail(err)
+                    raise
+        self.left -= 1
+        if self.left:
+            return False
+        if not self.fut.done():
+            self.fut.set_result(self)
+        return True
+
+
+class AsyncSubscription:
+    """A live subscription on an ``AsyncClient``: ``async for event in sub`` or
+    ``await sub.next(timeout)``. Iteration ends when the subscription or the connection
+    ends."""
+
+    def __init__(self, client: "AsyncClient", sid: int, pattern: str) -> None:
+        self.client = client
+        self.sid = sid
+        self.pattern = pattern
+        self.active = True
+        self._events: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
+
+    async def next(self, timeout: Optional[float] = None) -> Optional[Event]:
+        """The next event, or ``None`` after ``timeout`` seconds or once it ended."""
+        if not self.active and self._events.empty():
+            return None
+        try:
+            return await asyncio.wait_for(self._events.get(), timeout)
+        except asyncio.TimeoutError:
+            return None
+
+    def __aiter__(self) -> "AsyncSubscription":
+        return self
+
+    async def __anext__(self) -> Event:
+        event = await self.next()
+        if event is None:
+            raise StopAsyncIteration
+        return event
+
+    async def unsubscribe(self) -> bool:
+        """End the subscription; True if the server still had it."""
+        return await self.client.unsubscribe(self.sid)
+
+    def _end(self) -> None:
+        self.active = False
+        self._events.put_nowait(None)
+
+
+class AsyncClient(asyncio.Protocol):
+    """An asyncio connection to a beuss server; see ``Client`` for every method.
+
+    Open it with ``await AsyncClient(address).connect()``, ``await connect_async()``
+    or ``async with AsyncClient(address) as client``. Requests from many tasks may be
+    in flight at once on the one connection (pipelining); a request that waits on the
+    server (``get(wait=...)``, ``lease(wait=...)``, ``request``, a confirmed
+    ``publish``) holds back the replies of everything sent after it."""
+
+    def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION) -> None:
+        self.host, self.port = parse_address(address)
+        self.timeout = timeout
+        self.version_offered = version
+        #: The server's ``HELLO`` answer (after ``connect``).
+        self.server = ServerInfo(0, 0, "")
+        self._transport: Optional[asyncio.Transport] = None
+        self._loop: Optional[asyncio.AbstractEventLoop] = None
+        self._buf = p.FrameBuffer()
+        self._pending: Deque[_Entry] = collections.deque()
+        self._subs: Dict[int, AsyncSubscription] = {}
+        self._closed: Optional[BaseException] = ConnectionClosed("not connected")
+        self._paused = False
+        self._drained: Optional["asyncio.Future[None]"] = None
+        self._deadline: Optional[float] = None
+        self._timer: Optional[asyncio.TimerHandle] = None
+        self._acks: Dict[str, List[Tuple[Tuple[int, int], "asyncio.Future[SettleResult]"]]] = {}
+        self._options = False
+
+    # -- connection ---------------------------------------------------------------
+
+    async def connect(self) -> "AsyncClient":
+        """Open the connection and say ``HELLO``; returns the client."""
+        loop = asyncio.get_running_loop()
+        self._loop = loop
+        self._buf = p.FrameBuffer()
+        self._closed = None
+        try:
+            await asyncio.wait_for(loop.create_connection(lambda: self, self.host, self.port), self.timeout)
+        except asyncio.TimeoutError:
+            self._closed = ConnectionClosed("connect timed out")
+            raise ClientTimeout(f"could not connect to {self.host}:{self.port} within {self.timeout} s") from None
+        except OSError as err:
+            self._closed = ConnectionClosed(str(err))
+            raise ConnectionClosed(f"could not connect to {self.host}:{self.port}: {err}") from err
+        self.server = await self._call(ops.hello(self.version_offered))
+        self._buf.max_frame = max_frame(self.server)
+        self._options = self.server.has(FEATURE_PUT_OPTIONS)
+        return self
+
+    async def reconnect(self) -> None:
+        """Close and open again; the same rules as ``Client.reconnect``: held messages
+        settle as ``STALE``, subscriptions end, nothing is replayed."""
+        self.close()
+        await self.connect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open (as far as this client knows)."""
+        return self._closed is None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        """asyncio callback: the socket is open."""
+        assert isinstance(transport, asyncio.Transport)
+        sock = transport.get_extra_info("socket")
+        if sock is not None:
+            import socket
+
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._transport = transport
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        """asyncio callback: the socket closed."""
+        self._shut(ConnectionClosed(f"connection lost: {exc}" if exc else "the server closed the connection"))
+
+    def eof_received(self) -> bool:
+        """asyncio callback: the server closed its side; close ours."""
+        return False
+
+    def pause_writing(self) -> None:
+        """asyncio callback: the send buffer is full."""
+        self._paused = True
+
+    def resume_writing(self) -> None:
+        """asyncio callback: the send buffer drained."""
+        self._paused = False
+        if self._drained is not None and not self._drained.done():
+            self._drained.set_result(None)
+        self._drained = None
+
+    def _shut(self, err: BaseException) -> None:
+        if self._closed is None:
+            self._closed = err
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            transport.close()
+        pending, self._pending = self._pending, collections.deque()
+        for entry in pending:
+            entry.fail(err)
+        for sub in self._subs.values():
+            sub._end()
+        self._subs.clear()
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self.resume_writing()
+
+    def close(self) -> None:
+        """Close the connection (without ``QUIT``); requests in flight fail."""
+        self._shut(ConnectionClosed("the connection is closed"))
+
+    async def quit(self) -> None:
+        """``QUIT``: wait for every earlier request to be done, then close."""
+        try:
+            await self._call(ops.quit())
+        finally:
+            self.close()
+
+    async def __aenter__(self) -> "AsyncClient":
+        if self._closed is not None:
+            await self.connect()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the wire -----------------------------------------------------------------
+
+    def data_received(self, data: bytes) -> None:
+        """asyncio callback: split frames, route events, answer requests in order."""
+        buf = self._buf
+        buf.feed(data)
+        pending = self._pending
+        try:
+            while True:
+                frame = buf.pop()
+                if frame is None:
+                    break
+                status, body = frame
+                if status == p.S_EVENT:
+                    self._route(body)
+                    continue
+                if not pending:
+                    self._unprompted(status, body)
+                    return
+                entry = pending[0]
+                try:
+                    done = entry.reply(status, body)
+                except ServerError as err:
+                    pending.popleft()
+                    if err.fatal:
+                        self._shut(ConnectionClosed(f"closed after a fatal error: {err}"))
+                        return
+                    self._new_head()
+                    continue
+                except BeussError:
+                    pending.popleft()
+                    self._new_head()
+                    continue
+                if done:
+                    pending.popleft()
+                    self._new_head()
+        except ProtocolError as err:
+            self._shut(err)
+
+    def _unprompted(self, status: int, body: bytes) -> None:
+        err: BaseException = ProtocolError(f"reply 0x{status:02x} with no request in flight")
+        if status == p.S_ERROR:
+            err = p.decode_error(body)
+        self._shut(err)
+
+    def _route(self, body: bytes) -> None:
+        event = p.decode_event(body)
+        sub = self._subs.get(event.sid)
+        if sub is not None:
+            sub._events.put_nowait(event)
+
+    def _new_head(self) -> None:
+        # The reply timeout of a request starts when it reaches the head of the FIFO:
+        # until then it legitimately waits behind the requests sent before it.
+        if self._pending:
+            timeout = self._pending[0].timeout
+            self._deadline = None if timeout is None else self._now() + timeout
+            if self._deadline is not None and self._timer is None:
+                self._arm(self._deadline)
+        else:
+            self._deadline = None
+
+    def _now(self) -> float:
+        assert self._loop is not None
+        return self._loop.time()
+
+    def _arm(self, when: float) -> None:
+        assert self._loop is not None
+        self._timer = self._loop.call_at(when, self._check_deadline)
+
+    def _check_deadline(self) -> None:
+        self._timer = None
+        if self._deadline is None:
+            return
+        if self._now() >= self._deadline:
+            self._shut(ClientTimeout("no reply within the timeout; connection closed"))
+        else:
+            self._arm(self._deadline)
+
+    def _reply_timeout(self, op: ops.Op[Any]) -> Optional[float]:
+        return None if op.wait is None else op.wait + self.timeout
+
+    def _write(self, data: bytes, entries: Iterable[_Entry]) -> None:
+        if self._closed is not None:
+            raise self._closed if isinstance(self._closed, BeussError) else ConnectionClosed(str(self._closed))
+        assert self._transport is not None
+        was_idle = not self._pending
+        self._pending.extend(entries)
+        self._transport.write(data)
+        if was_idle:
+            self._new_head()
+
+    def _submit(self, op: ops.Op[T]) -> "asyncio.Future[T]":
+        assert self._loop is not None
+        fut: "asyncio.Future[T]" = self._loop.create_future()
+        self._write(op.frame, (_Entry(op.decode, fut, self._reply_timeout(op)),))
+        return fut
+
+    async def _drain(self) -> None:
+        if self._paused and self._loop is not None:
+            if self._drained is None:
+                self._drained = self._loop.create_future()
+            await self._drained
+
+    async def _call(self, op: ops.Op[T]) -> T:
+        fut = self._submit(op)
+        if self._paused:
+            await self._drain()
+        return await fut
+
+    def _ack_soon(self, queue: str, pair: Tuple[int, int]) -> "asyncio.Future[SettleResult]":
+        """Queue an ACK for this event-loop turn: all acks of one turn and queue go out
+        in one frame (up to 4096 pairs), which is most of a consumer's throughput."""
+        assert self._loop is not None
+        fut: "asyncio.Future[SettleResult]" = self._loop.create_future()
+        if not self._acks:
+            self._loop.call_soon(self._flush_acks)
+        self._acks.setdefault(queue, []).append((pair, fut))
+        return fut
+
+    def _flush_acks(self) -> None:
+        batches, self._acks = self._acks, {}
+        for queue, items in batches.items():
+            for start in range(0, len(items), p.MAX_SETTLE_PAIRS):
+                chunk = items[start : start + p.MAX_SETTLE_PAIRS]
+                futs = [f for _, f in chunk]
+                try:
+                    fut = self._submit(ops.ack(queue, [pair for pair, _ in chunk]))
+                except BaseException as err:  # closed: every ack of the chunk fails
+                    for f in futs:
+                        if not f.done():
+                            f.set_exception(err)
+                    continue
+                fut.add_done_callback(functools.partial(_spread, futs=futs))
+
+    async def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
+        assert self._loop is not None
+        futs: List["asyncio.Future[Any]"] = []
+        for start in range(0, len(batch), _CHUNK):
+            chunk = batch[start : start + _CHUNK]
+            entries = []
+            for op in chunk:
+                fut: "asyncio.Future[Any]" = self._loop.create_future()
+                futs.append(fut)
+                entries.append(_Entry(op.decode, fut, self._reply_timeout(op)))
+            self._write(b"".join([op.frame for op in chunk]), entries)
+            await self._drain()
+        results = await asyncio.gather(*futs, return_exceptions=True)
+        if raise_first:
+            for r in results:
+                if isinstance(r, BaseException):
+                    raise r
+        return list(results)
+
+    # -- operations (documented on Client) ----------------------------------------
+
+    async def ping(self) -> None:
+        """``PING`` (see ``Client.ping``)."""
+        await self._call(ops.ping())
+
+    async def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> PutResult:
+        """Append a message (see ``Client.put``)."""
+        return await self._call(ops.put(queue, body, delay, priority, self._options))
+
+    async def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
+        """Put every body, pipelined (see ``Client.put_many``)."""
+        assert self._loop is not None
+        frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
+        batches: List["asyncio.Future[_PutBatch]"] = []
+        for start in range(0, len(frames), _CHUNK):
+            chunk = frames[start : start + _CHUNK]
+            fut: "asyncio.Future[_PutBatch]" = self._loop.create_future()
+            self._write(b"".join(chunk), (_PutBatch(len(chunk), fut, self.timeout),))
+            batches.append(fut)
+            await self._drain()
+        results: List[Any] = []
+        first: Optional[BeussError] = None
+        for fut in batches:
+            batch = await fut
+            results.extend(batch.results)
+            first = first or batch.first
+        if first is not None:
+            setattr(first, "results", results)
+            raise first
+        return results
+
+    async def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[bytes]:
+        """Take up to ``max`` payloads (see ``Client.get``)."""
+        return await self._call(ops.get(queue, wait, max))
+
+    async def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[Envelope]:
+        """``get`` with metadata (see ``Client.get_meta``)."""
+        return await self._call(ops.get_meta(queue, wait, max))
+
+    async def purge(self, queue: str) -> int:
+        """Drop every message of ``queue`` (see ``Client.purge``)."""
+        return await self._call(ops.purge(queue))
+
+    async def stats(self, queue: Optional[str] = None) -> Stats:
+        """Server and queue figures (see ``Client.stats``)."""
+        return await self._call(ops.stats(queue))
+
+    def _maker(self, queue: str) -> Callable[[p.RawDelivery], AsyncMessage]:
+        def make(d: p.RawDelivery) -> AsyncMessage:
+            meta = d[3]
+            if meta is None:
+                return AsyncMessage(self, queue, d[0], d[1], d[2])
+            return AsyncMessage(self, queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
+
+        return make
+
+    async def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
+                    max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> List[AsyncMessage]:
+        """Take messages under a lease (see ``Client.lease``)."""
+        return await self._call(ops.lease(queue, self._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+
+    async def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> List[SettleResult]:
+        """Acknowledge (id, attempt) pairs (see ``Client.ack``)."""
+        return await self._call(ops.ack(queue, pairs))
+
+    async def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> List[SettleResult]:
+        """Give leased messages back (see ``Client.nack``)."""
+        return await self._call(ops.nack(queue, pairs, delay, dead, count))
+
+    async def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> List[SettleResult]:
+        """Extend leases (see ``Client.touch``)."""
+        return await self._call(ops.touch(queue, pairs, lease))
+
+    async def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> List[Envelope]:
+        """Look at the front of a queue (see ``Client.peek``)."""
+        return await self._call(ops.peek(queue, max, meta))
+
+    async def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> int:
+        """Move ready messages between queues (see ``Client.move``)."""
+        return await self._call(ops.move(source, dest, max))
+
+    async def bind(self, pattern: str, queue: str) -> bool:
+        """Bind a pattern onto a queue (see ``Client.bind``)."""
+        return await self._call(ops.bind(pattern, queue))
+
+    async def unbind(self, pattern: str, queue: str) -> bool:
+        """Remove a binding (see ``Client.unbind``)."""
+        return await self._call(ops.unbind(pattern, queue))
+
+    async def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
+                      confirm: int = 0, timeout: float = 5.0) -> Published:
+        """Publish to a subject (see ``Client.publish``)."""
+        return await self._call(ops.publish(subject, body, delay, priority, confirm, timeout))
+
+    async def subscribe(self, pattern: str) -> AsyncSubscription:
+        """Subscribe this connection to ``pattern`` (see ``Client.subscribe``)."""
+
+        def register(sid: int) -> AsyncSubscription:
+            sub = AsyncSubscription(self, sid, pattern)
+            self._subs[sid] = sub
+            return sub
+
+        return await self._call(ops.subscribe(pattern, register))
+
+    async def unsubscribe(self, sid: int) -> bool:
+        """End subscription ``sid`` (see ``Client.unsubscribe``)."""
+        removed = await self._call(ops.unsubscribe(sid))
+        sub = self._subs.pop(sid, None)
+        if sub is not None:
+            sub._end()
+        return removed
+
+    async def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> bytes:
+        """Request/reply (see ``Client.request``)."""
+        return await self._call(ops.request(subject, body, timeout))
+
+    async def reply(self, reply_to: int, body: bytes) -> bool:
+        """Answer a request (see ``Client.reply``)."""
+        return await self._call(ops.reply(reply_to, body))
+
+    def pipeline(self) -> "AsyncPipeline":
+        """A batch of arbitrary requests sent together (see ``AsyncPipeline``)."""
+        return AsyncPipeline(self)
+
+    def consume(self, queue: str, **options: Any) -> "AsyncConsumer":
+        """A consumer on a connection of its own; see ``beuss.consumer.AsyncConsumer``."""
+        from .consumer import AsyncConsumer
+
+        return AsyncConsumer(self, queue, **options)
+
+
+def _spread(done: "asyncio.Future[List[SettleResult]]", futs: List["asyncio.Future[SettleResult]"]) -> None:
+    if done.cancelled():
+        err: BaseException = ConnectionClosed("cancelled")
+    else:
+        exc = done.exception()
+        if exc is None:
+            for f, r in zip(futs, done.result()):
+                if not f.done():
+                    f.set_result(r)
+            return
+        err = exc
+    for f in futs:
+        if not f.done():
+            f.set_exception(err)
+
+
+class AsyncPipeline:
+    """The asyncio form of ``Pipeline``: queue calls, then ``await pipe.execute()``."""
+
+    def __init__(self, client: AsyncClient) -> None:
+        self.client = client
+        self._ops: List[ops.Op[Any]] = []
+        #: What the last ``execute()`` returned.
+        self.results: List[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def _add(self, op: ops.Op[Any]) -> "AsyncPipeline":
+        self._ops.append(op)
+        return self
+
+    async def execute(self, raise_on_error: bool = True) -> List[Any]:
+        """Send everything queued; one result per request, in order (see
+        ``Pipeline.execute``)."""
+        batch, self._ops = self._ops, []
+        self.results = await self.client._run_many(batch, raise_on_error)
+        return self.results
+
+    async def __aenter__(self) -> "AsyncPipeline":
+        return self
+
+    async def __aexit__(self, exc_type: Optional[type], *exc: object) -> None:
+        if exc_type is None:
+            await self.execute()
+
+    def ping(self) -> "AsyncPipeline":
+        """Queue a ``ping``."""
+        return self._add(ops.ping())
+
+    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> "AsyncPipeline":
+        """Queue a ``put``."""
+        return self._add(ops.put(queue, body, delay, priority, self.client._options))
+
+    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "AsyncPipeline":
+        """Queue a ``get``."""
+        return self._add(ops.get(queue, wait, max))
+
+    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "AsyncPipeline":
+        """Queue a ``get_meta``."""
+        return self._add(ops.get_meta(queue, wait, max))
+
+    def purge(self, queue: str) -> "AsyncPipeline":
+        """Queue a ``purge``."""
+        return self._add(ops.purge(queue))
+
+    def stats(self, queue: Optional[str] = None) -> "AsyncPipeline":
+        """Queue a ``stats``."""
+        return self._add(ops.stats(queue))
+
+    def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
+              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> "AsyncPipeline":
+        """Queue a ``lease``."""
+        return self._add(ops.lease(queue, self.client._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+
+    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> "AsyncPipeline":
+        """Queue an ``ack``."""
+        return self._add(ops.ack(queue, pairs))
+
+    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> "AsyncPipeline":
+        """Queue a ``nack``."""
+        return self._add(ops.nack(queue, pairs, delay, dead, count))
+
+    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> "AsyncPipeline":
+        """Queue a ``touch``."""
+        return self._add(ops.touch(queue, pairs, lease))
+
+    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> "AsyncPipeline":
+        """Queue a ``peek``."""
+        return self._add(ops.peek(queue, max, meta))
+
+    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> "AsyncPipeline":
+        """Queue a ``move``."""
+        return self._add(ops.move(source, dest, max))
+
+    def bind(self, pattern: str, queue: str) -> "AsyncPipeline":
+        """Queue a ``bind``."""
+        return self._add(ops.bind(pattern, queue))
+
+    def unbind(self, pattern: str, queue: str) -> "AsyncPipeline":
+        """Queue an ``unbind``."""
+        return self._add(ops.unbind(pattern, queue))
+
+    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
+                confirm: int = 0, timeout: float = 5.0) -> "AsyncPipeline":
+        """Queue a ``publish``."""
+        return self._add(ops.publish(subject, body, delay, priority, confirm, timeout))
+
+    def reply(self, reply_to: int, body: bytes) -> "AsyncPipeline":
+        """Queue a ``reply``."""
+        return self._add(ops.reply(reply_to, body))
+
+
+async def connect_async(address: Address = None, **options: Any) -> AsyncClient:
+    """``await AsyncClient(address, **options).connect()``."""
+    return await AsyncClient(address, **options).connect()

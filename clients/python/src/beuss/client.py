@@ -1,0 +1,612 @@
+"""The blocking client: one TCP connection, requests sent and answered in order.
+
+Thread safety: every request (or pipeline) holds the connection's lock from the first
+byte written to the last reply read, so threads may share a ``Client`` (the consumer's
+auto-touch thread does); they simply take turns.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import select
+import socket
+import threading
+import time
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+
+from . import ops
+from . import protocol as p
+from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
+from .message import Message
+from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .consumer import Consumer
+
+T = TypeVar("T")
+Address = Union[str, Tuple[str, int], None]
+
+#: Port the server listens on unless ``BPORT`` says otherwise.
+DEFAULT_PORT = 6552
+_RECV = 256 * 1024
+# Writes above this interleave reads, so that a long pipeline never blocks on replies
+# we have not read (protocol.md 2.4: the server stops reading at 256 KiB unread).
+_BIG_WRITE = 64 * 1024
+# Pipelines and batches are written this many requests at a time.
+_CHUNK = 1024
+
+
+def default_address() -> Tuple[str, int]:
+    """``(BHOST or "localhost", BPORT or 6552)``, like the beuss CLI."""
+    host = os.environ.get("BHOST") or "localhost"
+    port = os.environ.get("BPORT") or str(DEFAULT_PORT)
+    return host, int(port)
+
+
+def parse_address(address: Address) -> Tuple[str, int]:
+    """``"host:port"``, ``"[v6]:port"``, ``"host"``, ``(host, port)`` or ``None`` (the
+    environment defaults) to ``(host, port)``."""
+    if address is None:
+        return default_address()
+    if isinstance(address, tuple):
+        return address[0], int(address[1])
+    if address.startswith("["):
+        host, _, rest = address[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    host, sep, port = address.rpartition(":")
+    if not sep:
+        return address, DEFAULT_PORT
+    return host or "localhost", int(port)
+
+
+def max_frame(info: Optional[ServerInfo]) -> int:
+    """Longest reply frame accepted: the largest ``ENVELOPES`` a server can send
+    (protocol.md 8) with a floor for big ``STATS``; anything longer is a broken peer."""
+    size = info.max_message_size if info else 1 << 20
+    return max(5 + 285 * 65535 + max(1 << 20, size), 256 << 20)
+
+
+class Subscription:
+    """A live subscription on a blocking ``Client`` (protocol.md 15.6).
+
+    Iterate for events for ever, or call ``next(timeout)``. Events of all the
+    connection's subscriptions are read from the one socket and sorted by sid here."""
+
+    def __init__(self, client: "Client", sid: int, pattern: str) -> None:
+        self.client = client
+        self.sid = sid
+        self.pattern = pattern
+        self.active = True
+        self._events: Deque[Event] = collections.deque()
+
+    def next(self, timeout: Optional[float] = None) -> Optional[Event]:
+        """The next event, waiting up to ``timeout`` seconds (``None`` = for ever);
+        ``None`` if none came in time."""
+        return self.client._next_event(self, timeout)
+
+    def __iter__(self) -> Iterator[Event]:
+        while self.active:
+            event = self.next()
+            if event is not None:
+                yield event
+
+    def unsubscribe(self) -> bool:
+        """End the subscription; True if the server still had it."""
+        return self.client.unsubscribe(self.sid)
+
+
+class Client:
+    """A blocking connection to a beuss server.
+
+    ``address`` is ``"host:port"`` or ``(host, port)``; by default ``BHOST``/``BPORT``
+    (localhost:6552). ``timeout`` is how long to wait for a reply beyond the wait the
+    request itself asked for (a ``get(wait=5)`` waits up to ``5 + timeout``). The
+    connection says ``HELLO`` at once, offering protocol ``version``; ``server`` holds
+    the answer. ``TCP_NODELAY`` is on: requests are small and latency matters."""
+
+    def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION) -> None:
+        self.host, self.port = parse_address(address)
+        self.timeout = timeout
+        self.version_offered = version
+        self._lock = threading.RLock()
+        self._subs: Dict[int, Subscription] = {}
+        self._sock: Optional[socket.socket] = None
+        self._buf = p.FrameBuffer()
+        self._sock_timeout: Optional[float] = -1.0
+        #: The server's ``HELLO`` answer.
+        self.server: ServerInfo = ServerInfo(0, 0, "")
+        self._options = False
+        self._connect()
+
+    # -- connection ---------------------------------------------------------------
+
+    def _connect(self) -> None:
+        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._sock = sock
+        self._sock_timeout = self.timeout
+        self._buf = p.FrameBuffer()
+        self.server = self._call(ops.hello(self.version_offered))
+        self._buf.max_frame = max_frame(self.server)
+        self._options = self.server.has(FEATURE_PUT_OPTIONS)
+
+    def reconnect(self) -> None:
+        """Close this connection (if open) and open a new one to the same address.
+
+        Messages leased before keep their (id, attempt) pairs: the server gave those
+        leases back when the old connection closed, so settling them now answers
+        ``STALE`` (``False``), never acks a newer delivery. Subscriptions end; subscribe
+        again. Nothing is replayed: a ``put`` whose reply was lost may or may not have
+        been stored (at-least-once is the caller's choice: retry it if duplicates are
+        acceptable)."""
+        with self._lock:
+            self._drop()
+            self._connect()
+
+    @property
+    def connected(self) -> bool:
+        """Whether the connection is open (as far as this client knows)."""
+        return self._sock is not None
+
+    def _drop(self) -> None:
+        sock, self._sock = self._sock, None
+        for sub in self._subs.values():
+            sub.active = False
+        self._subs.clear()
+        if sock is not None:
+            try:
+                sock.close()
+            except OSError:
+                pass
+
+    def close(self) -> None:
+        """Close the connection (without ``QUIT``); safe to call twice."""
+        with self._lock:
+            self._drop()
+
+    def quit(self) -> None:
+        """Send ``QUIT``, wait for ``BYE`` (every earlier request is done), close."""
+        with self._lock:
+            try:
+                self._call(ops.quit())
+            finally:
+                self._drop()
+
+    def __enter__(self) -> "Client":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- the wire -----------------------------------------------------------------
+
+    def _settimeout(self, sock: socket.socket, timeout: Optional[float]) -> None:
+        if timeout != self._sock_timeout:
+            sock.settimeout(timeout)
+            self._sock_timeout = timeout
+
+    def _live(self) -> socket.socket:
+        if self._sock is None:
+            raise ConnectionClosed("the connection is closed")
+        return self._sock
+
+    def _recv_some(self, sock: socket.socket) -> None:
+        try:
+            data = sock.recv(_RECV)
+        except socket.timeout:
+            self._drop()
+            raise ClientTimeout("no reply within the timeout; connection closed") from None
+        except OSError as err:
+            self._drop()
+            raise ConnectionClosed(f"connection lost: {err}") from err
+        if not data:
+            self._drop()
+            raise ConnectionClosed("the server closed the connection")
+        self._buf.feed(data)
+
+    def _send(self, data: bytes) -> None:
+        sock = self._live()
+        try:
+            if len(data) <= _BIG_WRITE:
+                self._settimeout(sock, self.timeout)
+                sock.sendall(data)
+                return
+            view = memoryview(data)
+            sent = 0
+            while sent < len(view):
+                readable, writable, _ = select.select([sock], [sock], [], self.timeout)
+                if not readable and not writable:
+                    self._drop()
+                    raise ClientTimeout("the server stopped reading; connection closed")
+                if readable:
+                    self._recv_some(sock)
+                if writable:
+                    sent += sock.send(view[sent : sent + _RECV])
+        except (BrokenPipeError, ConnectionResetError):
+            # The server closed on us; what it sent before says why (protocol.md 2.8),
+            # so leave the socket to the reader, which raises that error.
+            return
+        except socket.timeout:
+            self._drop()
+            raise ClientTimeout("could not write within the timeout; connection closed") from None
+
+    def _frame(self, timeout: Optional[float]) -> Tuple[int, bytes]:
+        """The next frame that is not an EVENT (events go to their subscription)."""
+        buf = self._buf
+        while True:
+            frame = buf.pop()
+            if frame is None:
+                sock = self._live()
+                self._settimeout(sock, timeout)
+                self._recv_some(sock)
+                continue
+            if frame[0] == p.S_EVENT:
+                self._route(frame[1])
+                continue
+            return frame
+
+    def _route(self, body: bytes) -> None:
+        event = p.decode_event(body)
+        sub = self._subs.get(event.sid)
+        if sub is not None:
+            sub._events.append(event)
+
+    def _reply_timeout(self, op: ops.Op[Any]) -> Optional[float]:
+        return None if op.wait is None else op.wait + self.timeout
+
+    def _read(self, op: ops.Op[T]) -> T:
+        status, body = self._frame(self._reply_timeout(op))
+        try:
+            return op.decode(status, body)
+        except ServerError as err:
+            if err.fatal:
+                self._drop()
+            raise
+        except ProtocolError:
+            self._drop()
+            raise
+
+    def _call(self, op: ops.Op[T]) -> T:
+        with self._lock:
+            self._send(op.frame)
+            return self._read(op)
+
+    def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
+        """Send every op pipelined, read every reply; errors become list entries
+        (or, with ``raise_first``, the first is raised once all replies are in)."""
+        results: List[Any] = []
+        first: Optional[BaseException] = None
+        with self._lock:
+            for start in range(0, len(batch), _CHUNK):
+                self._send(b"".join([op.frame for op in batch[start : start + _CHUNK]]))
+            for op in batch:
+                try:
+                    results.append(self._read(op))
+                except (ConnectionClosed, ClientTimeout) as err:
+                    results.extend([err] * (len(batch) - len(results)))
+                    first = first or err
+                    break
+                except BeussError as err:
+                    results.append(err)
+                    first = first or err
+        if raise_first and first is not None:
+            raise first
+        return results
+
+    # -- operations ---------------------------------------------------------------
+
+    def ping(self) -> None:
+        """``PING``: round trip to the server."""
+        self._call(ops.ping())
+
+    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> PutResult:
+        """Append ``body`` to ``queue``, ready after ``delay`` seconds, with ``priority``
+        0 (first) .. 9 (default 5). Returns the id and, if the server cut the payload
+        to its limit, both lengths (``result.truncated``). ``Full`` when over the
+        memory cap (not fatal: retry later)."""
+        return self._call(ops.put(queue, body, delay, priority, self._options))
+
+    def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
+        """Put every body, pipelined (all sent before the replies are read), in order.
+        If some were refused (``Full``), the first error is raised after every reply
+        was read; its ``results`` attribute holds a ``PutResult`` or the error for
+        each body."""
+        frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
+        results: List[Any] = []
+        first: Optional[BeussError] = None
+        decode = ops.decode_put
+        with self._lock:
+            for start in range(0, len(frames), _CHUNK):
+                self._send(b"".join(frames[start : start + _CHUNK]))
+            timeout = self.timeout
+            frame = self._frame
+            for _ in range(len(frames)):
+                status, body = frame(timeout)
+                if status == p.S_STORED or status == p.S_TRUNCATED:
+                    results.append(p.decode_put(status, body))
+                    continue
+                try:
+                    results.append(decode(status, body))
+                except ServerError as err:
+                    if err.fatal:
+                        self._drop()
+                        raise
+                    results.append(err)
+                    first = first or err
+        if first is not None:
+            setattr(first, "results", results)
+            raise first
+        return results
+
+    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[bytes]:
+        """Take (remove) up to ``max`` payloads, oldest first; if the queue is empty,
+        wait up to ``wait`` seconds (``None`` = for ever) for one. At-most-once: use
+        ``lease`` for work that must not be lost."""
+        return self._call(ops.get(queue, wait, max))
+
+    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[Envelope]:
+        """``get`` with metadata (``WITH_META``): ids, attempts, subject, reply_to."""
+        return self._call(ops.get_meta(queue, wait, max))
+
+    def purge(self, queue: str) -> int:
+        """Drop every message of ``queue``; returns how many."""
+        return self._call(ops.purge(queue))
+
+    def stats(self, queue: Optional[str] = None) -> Stats:
+        """Server figures and those of every queue (or of ``queue`` only)."""
+        return self._call(ops.stats(queue))
+
+    def _maker(self, queue: str) -> Callable[[p.RawDelivery], Message]:
+        def make(d: p.RawDelivery) -> Message:
+            meta = d[3]
+            if meta is None:
+                return Message(self, queue, d[0], d[1], d[2])
+            return Message(self, queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
+
+        return make
+
+    def lease(
+        self,
+        queue: str,
+        *,
+        wait: Optional[float] = 0.0,
+        max: int = 1,
+        lease: Optional[float] = None,
+        max_deliveries: int = 0,
+        detached: bool = False,
+        meta: bool = False,
+    ) -> List[Message]:
+        """Take up to ``max`` messages under a lease of ``lease`` seconds (``None`` =
+        the server's default, 30 s); each must be ``ack``ed, else it comes back. A
+        message delivered ``max_deliveries`` times (0 = server default 20) goes to
+        ``<queue>.dead``. ``detached`` leases survive this connection; ``meta`` adds
+        subject and reply_to."""
+        return self._call(ops.lease(queue, self._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+
+    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> List[SettleResult]:
+        """Acknowledge (id, attempt) pairs; one result per pair."""
+        return self._call(ops.ack(queue, pairs))
+
+    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> List[SettleResult]:
+        """Give leased messages back (after ``delay``), or dead-letter them; with
+        ``count=False`` the delivery is not charged."""
+        return self._call(ops.nack(queue, pairs, delay, dead, count))
+
+    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> List[SettleResult]:
+        """Extend leases to ``lease`` seconds from now (``None`` = their first length)."""
+        return self._call(ops.touch(queue, pairs, lease))
+
+    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> List[Envelope]:
+        """Copies of the ready messages at the front of ``queue``; changes nothing."""
+        return self._call(ops.peek(queue, max, meta))
+
+    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> int:
+        """Move up to ``max`` ready messages from ``source`` to ``dest`` (e.g. back from
+        ``jobs.dead``); returns how many moved."""
+        return self._call(ops.move(source, dest, max))
+
+    def bind(self, pattern: str, queue: str) -> bool:
+        """Copy every message published to a subject matching ``pattern`` into
+        ``queue``; True if the binding is new."""
+        return self._call(ops.bind(pattern, queue))
+
+    def unbind(self, pattern: str, queue: str) -> bool:
+        """Remove a binding; True if there was one."""
+        return self._call(ops.unbind(pattern, queue))
+
+    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
+                confirm: int = 0, timeout: float = 5.0) -> Published:
+        """Publish to ``subject``: a copy into every bound queue, an event to every
+        matching subscription. With ``confirm`` N, wait (up to ``timeout``) until N
+        copies are acked or taken (``TooFewCopies`` if fewer than N queues match)."""
+        return self._call(ops.publish(subject, body, delay, priority, confirm, timeout))
+
+    def subscribe(self, pattern: str) -> Subscription:
+        """Subscribe this connection to ``pattern``; read events from the result.
+        Events arrive only while the connection reads, so a subscriber usually keeps
+        a connection of its own."""
+
+        def register(sid: int) -> Subscription:
+            sub = Subscription(self, sid, pattern)
+            self._subs[sid] = sub
+            return sub
+
+        return self._call(ops.subscribe(pattern, register))
+
+    def unsubscribe(self, sid: int) -> bool:
+        """End subscription ``sid``; True if it existed."""
+        with self._lock:
+            removed = self._call(ops.unsubscribe(sid))
+            sub = self._subs.pop(sid, None)
+            if sub is not None:
+                sub.active = False
+            return removed
+
+    def _next_event(self, sub: Subscription, timeout: Optional[float]) -> Optional[Event]:
+        with self._lock:
+            deadline = None if timeout is None else time.monotonic() + timeout
+            while not sub._events:
+                if not sub.active:
+                    return None
+                while True:
+                    frame = self._buf.pop()
+                    if frame is not None:
+                        break
+                    left = None if deadline is None else deadline - time.monotonic()
+                    if left is not None and left <= 0:
+                        return None
+                    sock = self._live()
+                    self._settimeout(sock, left)
+                    try:
+                        data = sock.recv(_RECV)
+                    except socket.timeout:
+                        return None  # no request is in flight: the stream is still in step
+                    except OSError as err:
+                        self._drop()
+                        raise ConnectionClosed(f"connection lost: {err}") from err
+                    if not data:
+                        self._drop()
+                        raise ConnectionClosed("the server closed the connection")
+                    self._buf.feed(data)
+                if frame[0] == p.S_EVENT:
+                    self._route(frame[1])
+                elif frame[0] == p.S_ERROR:
+                    error = p.decode_error(frame[1])
+                    if error.fatal:
+                        self._drop()
+                    raise error
+                else:
+                    self._drop()
+                    raise ProtocolError(f"reply 0x{frame[0]:02x} with no request in flight")
+            return sub._events.popleft()
+
+    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> bytes:
+        """Send a request to ``subject`` and return the first reply's payload;
+        ``NoResponders`` if nothing listens, ``RequestTimeout`` if no reply came."""
+        return self._call(ops.request(subject, body, timeout))
+
+    def reply(self, reply_to: int, body: bytes) -> bool:
+        """Answer a request's ``reply_to`` address; True if the requester got it."""
+        return self._call(ops.reply(reply_to, body))
+
+    def pipeline(self) -> "Pipeline":
+        """A batch of arbitrary requests sent together (see ``Pipeline``)."""
+        return Pipeline(self)
+
+    def consume(self, queue: str, **options: Any) -> "Consumer":
+        """A consumer on this connection; see ``beuss.consumer.Consumer``."""
+        from .consumer import Consumer
+
+        return Consumer(self, queue, **options)
+
+
+class Pipeline:
+    """Requests queued up, then sent in one write by ``execute()``; replies come back
+    in order. Each method takes the ``Client`` method's arguments and returns the
+    pipeline, so calls chain::
+
+        with client.pipeline() as pipe:
+            pipe.put("jobs", b"a").put("jobs", b"b").get("jobs", max=2)
+        pipe.results  # [PutResult, PutResult, [b"a", b"b"]]
+
+    Leaving the ``with`` block executes it (unless an exception is leaving it)."""
+
+    def __init__(self, client: Client) -> None:
+        self.client = client
+        self._ops: List[ops.Op[Any]] = []
+        #: What the last ``execute()`` returned.
+        self.results: List[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def _add(self, op: ops.Op[Any]) -> "Pipeline":
+        self._ops.append(op)
+        return self
+
+    def execute(self, raise_on_error: bool = True) -> List[Any]:
+        """Send everything queued and return one result per request, in order. An
+        error is raised after every reply was read (``raise_on_error``), or stands in
+        its request's place in the list."""
+        batch, self._ops = self._ops, []
+        self.results = self.client._run_many(batch, raise_on_error)
+        return self.results
+
+    def __enter__(self) -> "Pipeline":
+        return self
+
+    def __exit__(self, exc_type: Optional[type], *exc: object) -> None:
+        if exc_type is None:
+            self.execute()
+
+    def ping(self) -> "Pipeline":
+        """Queue a ``ping``."""
+        return self._add(ops.ping())
+
+    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> "Pipeline":
+        """Queue a ``put``."""
+        return self._add(ops.put(queue, body, delay, priority, self.client._options))
+
+    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "Pipeline":
+        """Queue a ``get``."""
+        return self._add(ops.get(queue, wait, max))
+
+    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "Pipeline":
+        """Queue a ``get_meta``."""
+        return self._add(ops.get_meta(queue, wait, max))
+
+    def purge(self, queue: str) -> "Pipeline":
+        """Queue a ``purge``."""
+        return self._add(ops.purge(queue))
+
+    def stats(self, queue: Optional[str] = None) -> "Pipeline":
+        """Queue a ``stats``."""
+        return self._add(ops.stats(queue))
+
+    def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
+              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> "Pipeline":
+        """Queue a ``lease``."""
+        return self._add(ops.lease(queue, self.client._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+
+    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> "Pipeline":
+        """Queue an ``ack``."""
+        return self._add(ops.ack(queue, pairs))
+
+    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> "Pipeline":
+        """Queue a ``nack``."""
+        return self._add(ops.nack(queue, pairs, delay, dead, count))
+
+    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> "Pipeline":
+        """Queue a ``touch``."""
+        return self._add(ops.touch(queue, pairs, lease))
+
+    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> "Pipeline":
+        """Queue a ``peek``."""
+        return self._add(ops.peek(queue, max, meta))
+
+    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> "Pipeline":
+        """Queue a ``move``."""
+        return self._add(ops.move(source, dest, max))
+
+    def bind(self, pattern: str, queue: str) -> "Pipeline":
+        """Queue a ``bind``."""
+        return self._add(ops.bind(pattern, queue))
+
+    def unbind(self, pattern: str, queue: str) -> "Pipeline":
+        """Queue an ``unbind``."""
+        return self._add(ops.unbind(pattern, queue))
+
+    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
+                confirm: int = 0, timeout: float = 5.0) -> "Pipeline":
+        """Queue a ``publish``."""
+        return self._add(ops.publish(subject, body, delay, priority, confirm, timeout))
+
+    def reply(self, reply_to: int, body: bytes) -> "Pipeline":
+        """Queue a ``reply``."""
+        return self._add(ops.reply(reply_to, body))
+
+
+def connect(address: Address = None, **options: Any) -> Client:
+    """``Client(address, **options)``: open a blocking connection."""
+    return Client(address, **options)

@@ -1,0 +1,292 @@
+"""Requests as values: each operation is an ``Op`` (the frame to send, how to decode its
+reply, how long the server may legitimately hold that reply).
+
+``Client``, ``AsyncClient`` and the pipelines only differ in how they move bytes; they
+all build their requests here, so the three cannot disagree about the protocol.
+Durations are seconds (``float``), ``None`` meaning "for ever" where the protocol has
+one; they become the protocol's milliseconds here.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, Generic, List, Optional, Sequence, TypeVar
+
+from . import protocol as p
+from .errors import ProtocolError, RequestTimeout
+from .models import Envelope, Published, PutResult, ServerInfo, SettleResult, Stats
+
+T = TypeVar("T")
+M = TypeVar("M")
+
+#: Builds the caller's message object from one decoded delivery.
+Maker = Callable[[p.RawDelivery], M]
+
+
+class Op(Generic[T]):
+    """One request: ``frame`` to send, ``decode(status, body)`` for its reply (raises
+    the ``ServerError`` an ``ERROR`` reply stands for), and ``wait``: seconds the server
+    may hold the reply on purpose (a parked ``GET``), ``None`` = possibly for ever. A
+    client's read timeout is ``wait`` plus its own margin."""
+
+    __slots__ = ("frame", "decode", "wait")
+
+    def __init__(self, frame: bytes, decode: Callable[[int, bytes], T], wait: Optional[float] = 0.0) -> None:
+        self.frame = frame
+        self.decode = decode
+        self.wait = wait
+
+
+def _unexpected(status: int, body: bytes) -> Exception:
+    if status == p.S_ERROR:
+        return p.decode_error(body)
+    return ProtocolError(f"unexpected reply status 0x{status:02x}")
+
+
+def _none(expected: int) -> Callable[[int, bytes], None]:
+    def decode(status: int, body: bytes) -> None:
+        if status != expected:
+            raise _unexpected(status, body)
+
+    return decode
+
+
+def hello(version: int = p.PROTOCOL_VERSION) -> Op[ServerInfo]:
+    """``HELLO``: negotiate ``version`` (protocol.md 9.1)."""
+
+    def decode(status: int, body: bytes) -> ServerInfo:
+        if status != p.S_HELLO:
+            raise _unexpected(status, body)
+        return p.decode_hello(body)
+
+    return Op(p.encode_hello(version), decode)
+
+
+def ping() -> Op[None]:
+    """``PING``."""
+    return Op(p.encode_ping(), _none(p.S_PONG))
+
+
+def quit() -> Op[None]:
+    """``QUIT``: the server answers ``BYE`` and closes."""
+    return Op(p.encode_quit(), _none(p.S_BYE))
+
+
+def _decode_put(status: int, body: bytes) -> PutResult:
+    if status == p.S_STORED or status == p.S_TRUNCATED:
+        return p.decode_put(status, body)
+    raise _unexpected(status, body)
+
+
+def put(queue: str, body: bytes, delay: float = 0.0, priority: Optional[int] = None, options: bool = True) -> Op[PutResult]:
+    """``PUT``; with ``options`` (a version-2 server) the reply carries the id."""
+    if options or delay or priority is not None:
+        frame = p.encode_put(queue, body, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
+    else:
+        frame = p.encode_put(queue, body)
+    return Op(frame, _decode_put)
+
+
+def put_frames(queue: str, bodies: Sequence[bytes], delay: float = 0.0, priority: Optional[int] = None, options: bool = True) -> List[bytes]:
+    """The ``PUT`` frames of a batch, the queue's head encoded once (the hot path)."""
+    if options or delay or priority is not None:
+        head, n = p.put_prefix(queue, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
+    else:
+        head, n = p.put_prefix(queue)
+    pack = p._U32.pack
+    return [pack(n + len(b)) + head + b for b in bodies]
+
+
+#: Decoder of one ``PUT`` reply, for batches.
+decode_put = _decode_put
+
+
+def _decode_messages(status: int, body: bytes) -> List[bytes]:
+    if status == p.S_MESSAGES:
+        return p.decode_messages(body)
+    if status == p.S_EMPTY:
+        return []
+    raise _unexpected(status, body)
+
+
+def get(queue: str, wait: Optional[float] = 0.0, max: int = 1) -> Op[List[bytes]]:
+    """``GET``: take (remove) up to ``max`` payloads, waiting up to ``wait`` for one."""
+    return Op(p.encode_get(queue, p.ms(wait), max), _decode_messages, wait)
+
+
+def _decode_envelopes(status: int, body: bytes) -> List[Envelope]:
+    if status == p.S_ENVELOPES:
+        return p.to_envelopes(p.decode_envelopes(body))
+    if status == p.S_PEEKED:
+        return p.to_envelopes(p.decode_leased(body))
+    if status == p.S_EMPTY:
+        return []
+    raise _unexpected(status, body)
+
+
+def get_meta(queue: str, wait: Optional[float] = 0.0, max: int = 1) -> Op[List[Envelope]]:
+    """``GET`` with ``WITH_META``: like ``get`` but with ids, attempts and metadata."""
+    return Op(p.encode_get(queue, p.ms(wait), max, meta=True), _decode_envelopes, wait)
+
+
+def purge(queue: str) -> Op[int]:
+    """``PURGE``: drop every message of ``queue``; returns how many."""
+
+    def decode(status: int, body: bytes) -> int:
+        if status != p.S_PURGED:
+            raise _unexpected(status, body)
+        return p.decode_u64(body)
+
+    return Op(p.encode_purge(queue), decode)
+
+
+def stats(queue: Optional[str] = None) -> Op[Stats]:
+    """``STATS`` of every queue, or of ``queue`` only."""
+
+    def decode(status: int, body: bytes) -> Stats:
+        if status != p.S_STATS:
+            raise _unexpected(status, body)
+        return p.decode_stats(body)
+
+    return Op(p.encode_stats(queue), decode)
+
+
+def lease(
+    queue: str,
+    make: Maker[M],
+    wait: Optional[float] = 0.0,
+    max: int = 1,
+    lease: Optional[float] = None,
+    max_deliveries: int = 0,
+    detached: bool = False,
+    meta: bool = False,
+) -> Op[List[M]]:
+    """``LEASE``: take up to ``max`` messages under a lease of ``lease`` seconds
+    (``None`` = the server's default); ``make`` turns each into the caller's message."""
+    lease_ms = 0 if lease is None else p.ms(lease, "lease")
+    frame = p.encode_lease(queue, p.ms(wait), max, lease_ms, max_deliveries, p.LEASE_DETACHED if detached else 0, meta)
+
+    def decode(status: int, body: bytes) -> List[M]:
+        if status == p.S_LEASED:
+            return [make(d) for d in p.decode_leased(body)]
+        if status == p.S_ENVELOPES:
+            return [make(d) for d in p.decode_envelopes(body)]
+        if status == p.S_EMPTY:
+            return []
+        raise _unexpected(status, body)
+
+    return Op(frame, decode, wait)
+
+
+def _decode_settled(status: int, body: bytes) -> List[SettleResult]:
+    if status != p.S_SETTLED:
+        raise _unexpected(status, body)
+    # An unknown result code (a later server) counts as "not done".
+    return [SettleResult(r) if r <= 2 else SettleResult.NOT_FOUND for r in p.decode_settled(body)]
+
+
+def ack(queue: str, pairs: Sequence[p.Pair]) -> Op[List[SettleResult]]:
+    """``ACK`` the (id, attempt) pairs: one result per pair."""
+    return Op(p.encode_ack(queue, pairs), _decode_settled)
+
+
+def nack(queue: str, pairs: Sequence[p.Pair], delay: float = 0.0, dead: bool = False, count: bool = True) -> Op[List[SettleResult]]:
+    """``NACK``: give the messages back (after ``delay``), or to ``<queue>.dead`` with
+    ``dead``; ``count=False`` does not charge the delivery (graceful shutdown)."""
+    options = (p.NACK_DEAD if dead else 0) | (0 if count else p.NACK_NO_CHARGE)
+    return Op(p.encode_nack(queue, pairs, p.ms(delay, "delay"), options), _decode_settled)
+
+
+def touch(queue: str, pairs: Sequence[p.Pair], lease: Optional[float] = None) -> Op[List[SettleResult]]:
+    """``TOUCH``: extend the leases to ``lease`` seconds from now (``None`` = as given)."""
+    return Op(p.encode_touch(queue, pairs, 0 if lease is None else p.ms(lease, "lease")), _decode_settled)
+
+
+def peek(queue: str, max: int = 1, meta: bool = False) -> Op[List[Envelope]]:
+    """``PEEK``: copies of the ready messages at the front, changing nothing."""
+    return Op(p.encode_peek(queue, max, meta), _decode_envelopes)
+
+
+def move(source: str, dest: str, max: int = 0xFFFFFFFF) -> Op[int]:
+    """``MOVE`` up to ``max`` ready messages from ``source`` to ``dest``."""
+
+    def decode(status: int, body: bytes) -> int:
+        if status != p.S_MOVED:
+            raise _unexpected(status, body)
+        return p.decode_u64(body)
+
+    return Op(p.encode_move(source, dest, max), decode)
+
+
+def _flag(expected: int) -> Callable[[int, bytes], bool]:
+    def decode(status: int, body: bytes) -> bool:
+        if status != expected:
+            raise _unexpected(status, body)
+        return p.decode_flag(body)
+
+    return decode
+
+
+def bind(pattern: str, queue: str) -> Op[bool]:
+    """``BIND``: True if the binding is new."""
+    return Op(p.encode_bind(pattern, queue), _flag(p.S_BOUND))
+
+
+def unbind(pattern: str, queue: str) -> Op[bool]:
+    """``UNBIND``: True if a binding was removed."""
+    return Op(p.encode_unbind(pattern, queue), _flag(p.S_UNBOUND))
+
+
+def publish(
+    subject: str,
+    body: bytes,
+    delay: float = 0.0,
+    priority: int = p.DEFAULT_PRIORITY,
+    confirm: int = 0,
+    timeout: float = 5.0,
+) -> Op[Published]:
+    """``PUB``; with ``confirm`` N the reply waits (up to ``timeout``) for N copies to
+    be acknowledged or taken."""
+    timeout_ms = p.ms(timeout, "timeout") if confirm else 0
+
+    def decode(status: int, body: bytes) -> Published:
+        if status != p.S_PUBLISHED:
+            raise _unexpected(status, body)
+        return p.decode_published(body)
+
+    frame = p.encode_pub(subject, body, p.ms(delay, "delay"), priority, confirm, timeout_ms)
+    return Op(frame, decode, timeout if confirm else 0.0)
+
+
+def subscribe(pattern: str, register: Callable[[int], M]) -> Op[M]:
+    """``SUB``; ``register(sid)`` runs as the reply is read, before any later frame, so
+    no event of the new subscription can arrive before it exists."""
+
+    def decode(status: int, body: bytes) -> M:
+        if status != p.S_SUBSCRIBED:
+            raise _unexpected(status, body)
+        return register(p.decode_u32(body))
+
+    return Op(p.encode_sub(pattern), decode)
+
+
+def unsubscribe(sid: int) -> Op[bool]:
+    """``UNSUB``: True if the subscription was ended."""
+    return Op(p.encode_unsub(sid), _flag(p.S_UNSUBSCRIBED))
+
+
+def request(subject: str, body: bytes, timeout: float = 5.0) -> Op[bytes]:
+    """``REQ``: the payload of the first reply; ``RequestTimeout`` when none comes."""
+
+    def decode(status: int, body: bytes) -> bytes:
+        if status == p.S_REPLY:
+            return body
+        if status == p.S_EMPTY:
+            raise RequestTimeout(f"no reply to {subject!r} within {timeout} s")
+        raise _unexpected(status, body)
+
+    return Op(p.encode_req(subject, p.ms(timeout, "timeout"), body), decode, timeout)
+
+
+def reply(reply_to: int, body: bytes) -> Op[bool]:
+    """``REPLY`` to a request's address: True if the requester got it."""
+    return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED))
