@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import socket
 from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
 
 from . import ops
@@ -128,7 +129,32 @@ class AsyncSubscription:
         self._events.put_nowait(None)
 
 
-class AsyncClient(asyncio.Protocol):
+class _Link(asyncio.Protocol):
+    """The asyncio protocol of one socket. A new one per connection, so that the late
+    callbacks of a closed socket (after ``reconnect``) are recognised and ignored."""
+
+    def __init__(self, client: "AsyncClient") -> None:
+        self.client = client
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        assert isinstance(transport, asyncio.Transport)
+        self.client._made(self, transport)
+
+    def data_received(self, data: bytes) -> None:
+        self.client._data(self, data)
+
+    def connection_lost(self, exc: Optional[Exception]) -> None:
+        self.client._lost(self, exc)
+
+    def pause_writing(self) -> None:
+        self.client._pause(self)
+
+    def resume_writing(self) -> None:
+        if self is self.client._link:
+            self.client._resume()
+
+
+class AsyncClient:
     """An asyncio connection to a beuss server; see ``Client`` for every method.
 
     Open it with ``await AsyncClient(address).connect()``, ``await connect_async()``
@@ -144,6 +170,7 @@ class AsyncClient(asyncio.Protocol):
         #: The server's ``HELLO`` answer (after ``connect``).
         self.server = ServerInfo(0, 0, "")
         self._transport: Optional[asyncio.Transport] = None
+        self._link: Optional[_Link] = None
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._buf = p.FrameBuffer()
         self._pending: Deque[_Entry] = collections.deque()
@@ -165,7 +192,7 @@ class AsyncClient(asyncio.Protocol):
         self._buf = p.FrameBuffer()
         self._closed = None
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: self, self.host, self.port), self.timeout)
+            await asyncio.wait_for(loop.create_connection(lambda: _Link(self), self.host, self.port), self.timeout)
         except asyncio.TimeoutError:
             self._closed = ConnectionClosed("connect timed out")
             raise ClientTimeout(f"could not connect to {self.host}:{self.port} within {self.timeout} s") from None
@@ -188,30 +215,22 @@ class AsyncClient(asyncio.Protocol):
         """Whether the connection is open (as far as this client knows)."""
         return self._closed is None
 
-    def connection_made(self, transport: asyncio.BaseTransport) -> None:
-        """asyncio callback: the socket is open."""
-        assert isinstance(transport, asyncio.Transport)
+    def _made(self, link: "_Link", transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")
         if sock is not None:
-            import socket
-
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self._link = link
         self._transport = transport
 
-    def connection_lost(self, exc: Optional[Exception]) -> None:
-        """asyncio callback: the socket closed."""
-        self._shut(ConnectionClosed(f"connection lost: {exc}" if exc else "the server closed the connection"))
+    def _lost(self, link: "_Link", exc: Optional[Exception]) -> None:
+        if link is self._link:
+            self._shut(ConnectionClosed(f"connection lost: {exc}" if exc else "the server closed the connection"))
 
-    def eof_received(self) -> bool:
-        """asyncio callback: the server closed its side; close ours."""
-        return False
+    def _pause(self, link: "_Link") -> None:
+        if link is self._link:
+            self._paused = True
 
-    def pause_writing(self) -> None:
-        """asyncio callback: the send buffer is full."""
-        self._paused = True
-
-    def resume_writing(self) -> None:
-        """asyncio callback: the send buffer drained."""
+    def _resume(self) -> None:
         self._paused = False
         if self._drained is not None and not self._drained.done():
             self._drained.set_result(None)
@@ -221,6 +240,7 @@ class AsyncClient(asyncio.Protocol):
         if self._closed is None:
             self._closed = err
         transport, self._transport = self._transport, None
+        self._link = None  # callbacks of the old socket must not touch a new one
         if transport is not None:
             transport.close()
         pending, self._pending = self._pending, collections.deque()
@@ -232,7 +252,7 @@ class AsyncClient(asyncio.Protocol):
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
-        self.resume_writing()
+        self._resume()
 
     def close(self) -> None:
         """Close the connection (without ``QUIT``); requests in flight fail."""
@@ -255,8 +275,10 @@ class AsyncClient(asyncio.Protocol):
 
     # -- the wire -----------------------------------------------------------------
 
-    def data_received(self, data: bytes) -> None:
-        """asyncio callback: split frames, route events, answer requests in order."""
+    def _data(self, link: "_Link", data: bytes) -> None:
+        """Split frames, route events, answer requests in order."""
+        if link is not self._link:
+            return
         buf = self._buf
         buf.feed(data)
         pending = self._pending

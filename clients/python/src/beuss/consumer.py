@@ -500,7 +500,8 @@ class AsyncConsumer:
         await self.start()
         self._workers = [asyncio.ensure_future(self._worker(handler)) for _ in range(self.concurrency)]
         try:
-            await asyncio.gather(*self._workers)
+            # Workers cancelled by close() after ``grace`` are not an error of run().
+            await asyncio.gather(*self._workers, return_exceptions=True)
         except asyncio.CancelledError:
             self.stop()
             for task in self._workers:
