@@ -302,3 +302,50 @@ def test_consumer_iterator_and_touch(server: Server) -> None:
             assert back.body == b"c"
 
     run(main())
+
+
+def test_consumer_reconnects_and_settles_stale(server: Server) -> None:
+    """After the consumer's connection drops, the message it was handling settles as
+    STALE (the server gave it back), is delivered again, and is acked exactly once."""
+
+    async def main() -> None:
+        async with beuss.AsyncClient(server.address) as c:
+            await c.put_many("rc", [b"first", b"second"])
+            release = asyncio.Event()
+            handled: List[Any] = []
+            done = asyncio.Event()
+
+            async def handle(m: beuss.AsyncMessage) -> None:
+                handled.append((m.body, m.attempt))
+                if m.body == b"first" and m.attempt == 1:
+                    await release.wait()
+                if (b"first", 2) in handled and any(b == b"second" for b, _ in handled):
+                    done.set()
+
+            cons = c.consume("rc", concurrency=1, prefetch=1, wait=0.05, backoff=lambda a: 0.0)
+            task = asyncio.ensure_future(cons.run(handle))
+            await until(lambda: _handled(handled))
+            first = cons._held[next(iter(cons._held))]
+            conn = cons._conn
+            assert conn is not None and conn._transport is not None
+            old = conn._link
+            conn._transport.abort()  # the connection drops under the consumer
+            await until(lambda: _reconnected(conn, old))
+            release.set()
+            await asyncio.wait_for(done.wait(), 20)
+            cons.stop()
+            await task
+            await cons.close()
+            assert first.result is SettleResult.STALE
+            await until(lambda: _acked(c, "rc", 2))
+            assert (await c.stats("rc")).queues["rc"]["messages"] == 0
+
+    run(main())
+
+
+async def _handled(handled: List[Any]) -> bool:
+    return bool(handled)
+
+
+async def _reconnected(conn: beuss.AsyncClient, old: Any) -> bool:
+    return conn.connected and conn._link is not None and conn._link is not old

@@ -367,3 +367,29 @@ def test_consumer_touches_long_work(server: Server) -> None:
                 break
         st = admin.stats()
         assert st.server["expired_leases"] == 0 and st.server["acks"] == 1
+
+
+def test_client_timeout_closes_the_connection() -> None:
+    # A peer that accepts and never answers: HELLO gets no reply.
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+        with pytest.raises(beuss.ClientTimeout):
+            beuss.Client(("127.0.0.1", port), timeout=0.1)
+
+
+def test_too_many_connections_and_limit(make_server: Callable[..., Server]) -> None:
+    s = make_server(BMAXCONNECTIONS="1")
+    with beuss.Client(s.address) as c:
+        with pytest.raises(beuss.TooManyConnections) as info:
+            beuss.Client(s.address)
+        assert info.value.fatal
+        for _ in range(1024):
+            c.subscribe("a.>")
+        with pytest.raises(beuss.Limit) as limit:
+            c.subscribe("a.>")
+        assert not limit.value.fatal
+        c.ping()

@@ -182,6 +182,9 @@ class AsyncClient:
         self._timer: Optional[asyncio.TimerHandle] = None
         self._acks: Dict[str, List[Tuple[Tuple[int, int], "asyncio.Future[SettleResult]"]]] = {}
         self._options = False
+        #: Called (with no argument) whenever the connection ends, e.g. so a consumer
+        #: waiting for room notices a drop at once and reconnects.
+        self.on_close: List[Callable[[], None]] = []
 
     # -- connection ---------------------------------------------------------------
 
@@ -253,6 +256,9 @@ class AsyncClient:
             self._timer.cancel()
             self._timer = None
         self._resume()
+        if transport is not None:
+            for hook in self.on_close:
+                hook()
 
     def close(self) -> None:
         """Close the connection (without ``QUIT``); requests in flight fail."""

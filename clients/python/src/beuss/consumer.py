@@ -315,6 +315,7 @@ class AsyncConsumer:
 
             self._conn = await AsyncClient((self.client.host, self.client.port), timeout=self.client.timeout,
                                            version=self.client.version_offered).connect()
+            self._conn.on_close.append(self._space.set)
             self._feeder = asyncio.ensure_future(self._feed())
             if self.auto_touch:
                 self._toucher = asyncio.ensure_future(self._touch_loop())
@@ -380,6 +381,9 @@ class AsyncConsumer:
         conn = self._conn
         assert conn is not None
         while not self._stopping:
+            if not conn.connected:
+                await self._reopen(conn)
+                continue
             limit = self._pace.limit()
             room = limit - len(self._held)
             # Lease in batches: wait for half the room unless nothing is held.
@@ -393,11 +397,7 @@ class AsyncConsumer:
             except (ConnectionClosed, ClientTimeout) as err:
                 if self._stopping:
                     return
-                if not self.reconnect:
-                    log.error("beuss consumer: connection lost: %s", err)
-                    self.stop()
-                    return
-                await self._reopen(conn)
+                log.warning("beuss consumer: connection lost: %s", err)
                 continue
             if self._stopping:
                 if got:
@@ -411,6 +411,10 @@ class AsyncConsumer:
             self._notify()
 
     async def _reopen(self, conn: "AsyncClient") -> None:
+        if not self.reconnect:
+            log.error("beuss consumer: connection lost; stopping (reconnect=False)")
+            self.stop()
+            return
         # The server gave back everything this connection held; those pairs are stale.
         for m in self._ready:
             self._held.pop(m.pair, None)
@@ -459,12 +463,18 @@ class AsyncConsumer:
 
     def _ack(self, m: AsyncMessage) -> None:
         conn = self._conn
-        if m._claim() and conn is not None and conn.connected:
+        if m._claim():
+            if conn is None or not conn.connected:
+                _lost(m)
+                return
             conn._ack_soon(self.queue, m.pair).add_done_callback(lambda f: _settled(m, f))
 
     def _nack(self, m: AsyncMessage, delay: float, count: bool) -> None:
         conn = self._conn
-        if m._claim() and conn is not None and conn.connected:
+        if m._claim():
+            if conn is None or not conn.connected:
+                _lost(m)
+                return
             op = ops.nack(self.queue, [m.pair], delay=delay, count=count)
             conn._submit(op).add_done_callback(lambda f: _settled(m, f, first=True))
 
@@ -534,8 +544,14 @@ def _quiet(fut: "asyncio.Future[Any]") -> None:
         fut.exception()  # retrieved, so asyncio does not log it as lost
 
 
+def _lost(m: AsyncMessage) -> None:
+    log.warning("beuss consumer: message %d not settled: no connection (the server gives it back)", m.id)
+
+
 def _settled(m: AsyncMessage, fut: "asyncio.Future[Any]", first: bool = False) -> None:
     if fut.cancelled() or fut.exception() is not None:
+        if not fut.cancelled():
+            _lost(m)
         return
     result = fut.result()
     m.result = result[0] if first else result
