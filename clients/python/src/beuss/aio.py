@@ -1,6 +1,6 @@
 """The asyncio client: the same methods as ``Client``, as coroutines.
 
-It is an ``asyncio.Protocol``, not a stream reader: bytes are split into frames and
+It uses an ``asyncio.Protocol``, not a stream reader: bytes are split into frames and
 matched to waiting requests right in ``data_received``, with no task per reply, which is
 what lets one connection carry tens of thousands of requests a second. Requests in
 flight wait in a FIFO (replies come in request order, protocol.md 2.4); ``EVENT``
@@ -365,7 +365,7 @@ class AsyncClient:
 
     def _write(self, data: bytes, entries: Iterable[_Entry]) -> None:
         if self._closed is not None:
-            raise self._closed if isinstance(self._closed, BeussError) else ConnectionClosed(str(self._closed))
+            raise ConnectionClosed(f"the connection is closed ({self._closed})")
         assert self._transport is not None
         was_idle = not self._pending
         self._pending.extend(entries)

@@ -334,6 +334,9 @@ class Client:
                         raise
                     results.append(err)
                     first = first or err
+                except ProtocolError:
+                    self._drop()
+                    raise
         if first is not None:
             setattr(first, "results", results)
             raise first

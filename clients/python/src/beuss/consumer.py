@@ -195,13 +195,16 @@ class Consumer:
 
     def run(self, handler: Callable[[Message], Any]) -> None:
         """Call ``handler`` for every message until ``stop()``: ack on return, nack with
-        backoff on an exception (logged, then the next message)."""
-        for m in self:
-            try:
-                handler(m)
-            except Exception as err:  # a failing job must not stop the worker
-                log.warning("beuss consumer: handler failed on message %d: %r", m.id, err)
-                self._finish(err)
+        backoff on an exception (logged, then the next message). Ends by ``close()``."""
+        try:
+            for m in self:
+                try:
+                    handler(m)
+                except Exception as err:  # a failing job must not stop the worker
+                    log.warning("beuss consumer: handler failed on message %d: %r", m.id, err)
+                    self._finish(err)
+        finally:
+            self.close()
 
     def stop(self) -> None:
         """End the iteration after the current message (thread- and signal-safe)."""
@@ -301,6 +304,7 @@ class AsyncConsumer:
         self._space = asyncio.Event()
         self._stopping = False
         self._feeder: Optional["asyncio.Task[None]"] = None
+        self._closing: Optional["asyncio.Future[None]"] = None
         self._toucher: Optional["asyncio.Task[None]"] = None
         self._workers: List["asyncio.Task[None]"] = []
         self._current: Optional[AsyncMessage] = None
@@ -330,7 +334,13 @@ class AsyncConsumer:
 
     async def close(self, failed: Optional[BaseException] = None) -> None:
         """Stop, give every unfinished message back (``count=False``; the current one of
-        an iteration nacked with backoff if ``failed``), close the connection."""
+        an iteration nacked with backoff if ``failed``), close the connection. Calls
+        after the first wait for it."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close(failed))
+        await asyncio.shield(self._closing)
+
+    async def _close(self, failed: Optional[BaseException]) -> None:
         self.stop()
         if self._workers:
             _, running = await asyncio.wait(self._workers, timeout=self.grace)
@@ -391,8 +401,11 @@ class AsyncConsumer:
                 self._space.clear()
                 await self._space.wait()
                 continue
+            # Park (wait) only while nothing is held: a parked LEASE holds back the
+            # replies of the settles sent behind it, which a handler may be awaiting.
+            wait = 0.0 if self._held else self.wait
             try:
-                got = await conn.lease(self.queue, wait=self.wait, max=room, lease=self.lease,
+                got = await conn.lease(self.queue, wait=wait, max=room, lease=self.lease,
                                        max_deliveries=self.max_deliveries, meta=self.meta)
             except (ConnectionClosed, ClientTimeout) as err:
                 if self._stopping:
@@ -405,6 +418,12 @@ class AsyncConsumer:
                         m._claim()
                     conn._submit(ops.nack(self.queue, [m.pair for m in got], count=False))
                 return
+            if not got and self._held:
+                # Nothing ready: lease again once a handler finishes (or park then).
+                self._space.clear()
+                if self._held:
+                    await self._space.wait()
+                continue
             for m in got:
                 self._held[m.pair] = m
             self._ready.extend(got)
@@ -506,7 +525,8 @@ class AsyncConsumer:
 
     async def run(self, handler: Handler) -> None:
         """Run ``handler`` on every message, ``concurrency`` at a time, until
-        ``stop()``; cancelling ``run`` stops too."""
+        ``stop()``; cancelling ``run`` stops too. It ends by ``close()``: unfinished
+        messages are given back and the consumer's connection is closed."""
         await self.start()
         self._workers = [asyncio.ensure_future(self._worker(handler)) for _ in range(self.concurrency)]
         try:
@@ -517,6 +537,8 @@ class AsyncConsumer:
             for task in self._workers:
                 task.cancel()
             raise
+        finally:
+            await self.close()
 
     # -- iteration ----------------------------------------------------------------
 
