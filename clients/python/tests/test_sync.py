@@ -393,3 +393,15 @@ def test_too_many_connections_and_limit(make_server: Callable[..., Server]) -> N
             c.subscribe("a.>")
         assert not limit.value.fatal
         c.ping()
+
+
+def test_pipeline_subscribe_and_request(server: Server) -> None:
+    with beuss.Client(server.address) as c, beuss.Client(server.address) as other:
+        sub, sub2, pub = c.pipeline().subscribe("p.*").subscribe("p.x").publish("p.x", b"e").execute()
+        assert isinstance(sub, beuss.Subscription) and (sub.sid, sub2.sid) == (1, 2) and pub.subscribers == 2
+        ev = sub.next(5)
+        assert ev is not None and ev.body == b"e"
+        with pytest.raises(beuss.NoResponders):
+            other.pipeline().ping().request("nobody.home", b"?").execute()
+        ping, err = other.pipeline().ping().request("nobody.home", b"?").execute(raise_on_error=False)
+        assert ping is None and isinstance(err, beuss.NoResponders)

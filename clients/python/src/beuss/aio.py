@@ -679,6 +679,21 @@ class AsyncPipeline:
         """Queue a ``reply``."""
         return self._add(ops.reply(reply_to, body))
 
+    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> "AsyncPipeline":
+        """Queue a ``request`` (it holds back the replies behind it until answered)."""
+        return self._add(ops.request(subject, body, timeout))
+
+    def subscribe(self, pattern: str) -> "AsyncPipeline":
+        """Queue a ``subscribe``; its result is the ``AsyncSubscription``."""
+        client = self.client
+
+        def register(sid: int) -> AsyncSubscription:
+            made = AsyncSubscription(client, sid, pattern)
+            client._subs[sid] = made
+            return made
+
+        return self._add(ops.subscribe(pattern, register))
+
 
 async def connect_async(address: Address = None, **options: Any) -> AsyncClient:
     """``await AsyncClient(address, **options).connect()``."""

@@ -609,6 +609,21 @@ class Pipeline:
         """Queue a ``reply``."""
         return self._add(ops.reply(reply_to, body))
 
+    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> "Pipeline":
+        """Queue a ``request`` (it holds back the replies behind it until answered)."""
+        return self._add(ops.request(subject, body, timeout))
+
+    def subscribe(self, pattern: str) -> "Pipeline":
+        """Queue a ``subscribe``; its result is the ``Subscription``."""
+        client = self.client
+
+        def register(sid: int) -> Subscription:
+            made = Subscription(client, sid, pattern)
+            client._subs[sid] = made
+            return made
+
+        return self._add(ops.subscribe(pattern, register))
+
 
 def connect(address: Address = None, **options: Any) -> Client:
     """``Client(address, **options)``: open a blocking connection."""

@@ -317,6 +317,8 @@ class AsyncConsumer:
         if self._conn is None:
             from .aio import AsyncClient
 
+            # Made here, in the running loop: Python 3.9's Event binds to a loop when made.
+            self._space = asyncio.Event()
             self._conn = await AsyncClient((self.client.host, self.client.port), timeout=self.client.timeout,
                                            version=self.client.version_offered).connect()
             self._conn.on_close.append(self._space.set)
