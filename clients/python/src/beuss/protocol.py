@@ -8,6 +8,7 @@ the encoders sit on the hot path of pipelined ``put_many``/``get``.
 
 from __future__ import annotations
 
+import functools
 import struct
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
@@ -107,6 +108,7 @@ Pair = Tuple[int, int]
 RawDelivery = Tuple[int, int, bytes, Optional[Meta]]
 
 
+@functools.lru_cache(maxsize=4096)
 def name(text: str, what: str = "queue name") -> bytes:
     """Encodes a ``name`` field (u8 length + UTF-8), refusing what the server would
     refuse with a fatal error, so a typo costs an exception instead of the connection."""
@@ -321,6 +323,12 @@ def decode_messages(body: bytes) -> List[bytes]:
     if len(mv) < 4:
         raise _short("MESSAGES")
     (count,) = _U32.unpack_from(mv)
+    if count == 1 and len(mv) >= 8:
+        # The common reply of a pipelined one-message GET: skip the loop.
+        (n,) = _U32.unpack_from(mv, 4)
+        if 8 + n > len(mv):
+            raise _short("MESSAGES")
+        return [bytes(mv[8 : 8 + n])]
     out: List[bytes] = []
     pos = 4
     unpack = _U32.unpack_from
