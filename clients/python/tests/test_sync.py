@@ -405,3 +405,15 @@ def test_pipeline_subscribe_and_request(server: Server) -> None:
             other.pipeline().ping().request("nobody.home", b"?").execute()
         ping, err = other.pipeline().ping().request("nobody.home", b"?").execute(raise_on_error=False)
         assert ping is None and isinstance(err, beuss.NoResponders)
+
+
+def test_event_buffer_is_bounded(server: Server) -> None:
+    with beuss.Client(server.address) as c, beuss.Client(server.address) as pub:
+        sub = c.subscribe("b")
+        sub.max_buffered = 3
+        pub.put_many("unused", [b""])  # nothing to do with the subscription
+        for i in range(5):
+            pub.publish("b", b"%d" % i)
+        c.ping()  # reads every event the server sent before the PONG
+        assert [sub.next(1).body for _ in range(3)] == [b"0", b"1", b"2"]  # type: ignore[union-attr]
+        assert sub.dropped == 2 and sub.next(0.01) is None

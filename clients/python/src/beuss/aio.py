@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Op
 
 from . import ops
 from . import protocol as p
-from .client import Address, max_frame, parse_address
+from .client import EVENT_BUFFER, Address, max_frame, parse_address
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import AsyncMessage
 from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
@@ -100,6 +100,11 @@ class AsyncSubscription:
         self.sid = sid
         self.pattern = pattern
         self.active = True
+        #: Events kept unread at most; past it new ones are dropped and counted in
+        #: ``dropped`` (see ``Subscription.max_buffered``).
+        self.max_buffered = EVENT_BUFFER
+        #: Events this client dropped because ``max_buffered`` were waiting.
+        self.dropped = 0
         self._events: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
 
     async def next(self, timeout: Optional[float] = None) -> Optional[Event]:
@@ -330,7 +335,10 @@ class AsyncClient:
         event = p.decode_event(body)
         sub = self._subs.get(event.sid)
         if sub is not None:
-            sub._events.put_nowait(event)
+            if sub._events.qsize() >= sub.max_buffered:
+                sub.dropped += 1
+            else:
+                sub._events.put_nowait(event)
 
     def _new_head(self) -> None:
         # The reply timeout of a request starts when it reaches the head of the FIFO:

@@ -35,6 +35,8 @@ _RECV = 256 * 1024
 _BIG_WRITE = 64 * 1024
 # Pipelines and batches are written this many requests at a time.
 _CHUNK = 1024
+#: Unread events a subscription keeps by default (``Subscription.max_buffered``).
+EVENT_BUFFER = 10_000
 
 
 def default_address() -> Tuple[str, int]:
@@ -78,6 +80,12 @@ class Subscription:
         self.sid = sid
         self.pattern = pattern
         self.active = True
+        #: Events kept unread at most; past it new ones are dropped and counted in
+        #: ``dropped`` (the server's own limit, BSUBBUFFER, only bounds unread bytes on
+        #: the socket, and this client reads the socket eagerly).
+        self.max_buffered = EVENT_BUFFER
+        #: Events this client dropped because ``max_buffered`` were waiting.
+        self.dropped = 0
         self._events: Deque[Event] = collections.deque()
 
     def next(self, timeout: Optional[float] = None) -> Optional[Event]:
@@ -250,7 +258,10 @@ class Client:
         event = p.decode_event(body)
         sub = self._subs.get(event.sid)
         if sub is not None:
-            sub._events.append(event)
+            if len(sub._events) >= sub.max_buffered:
+                sub.dropped += 1
+            else:
+                sub._events.append(event)
 
     def _reply_timeout(self, op: ops.Op[Any]) -> Optional[float]:
         return None if op.wait is None else op.wait + self.timeout
