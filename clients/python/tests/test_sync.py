@@ -417,3 +417,21 @@ def test_event_buffer_is_bounded(server: Server) -> None:
         c.ping()  # reads every event the server sent before the PONG
         assert [sub.next(1).body for _ in range(3)] == [b"0", b"1", b"2"]  # type: ignore[union-attr]
         assert sub.dropped == 2 and sub.next(0.01) is None
+
+
+def test_refused_connection_is_a_beuss_error() -> None:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # bound, not listening: connections are refused
+        with pytest.raises(beuss.ConnectionClosed):
+            beuss.Client(("127.0.0.1", port))
+
+        async def main() -> None:
+            with pytest.raises(beuss.ConnectionClosed):
+                await beuss.connect_async(("127.0.0.1", port))
+
+        import asyncio
+
+        asyncio.run(main())

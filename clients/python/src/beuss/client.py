@@ -130,7 +130,12 @@ class Client:
     # -- connection ---------------------------------------------------------------
 
     def _connect(self) -> None:
-        sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        try:
+            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+        except socket.timeout:
+            raise ClientTimeout(f"could not connect to {self.host}:{self.port} within {self.timeout} s") from None
+        except OSError as err:
+            raise ConnectionClosed(f"could not connect to {self.host}:{self.port}: {err}") from err
         sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._sock = sock
         self._sock_timeout = self.timeout
