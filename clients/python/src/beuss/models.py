@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import enum
+import json
 from dataclasses import dataclass, field
-from typing import Dict, Optional
+from typing import Any, Dict, Optional
 
 #: Feature bits of the ``HELLO`` reply (protocol.md 13.1).
 FEATURE_LEASES = 0x01
@@ -104,6 +105,14 @@ class Envelope:
     subject: Optional[str] = None
     reply_to: Optional[int] = None
 
+    def text(self, encoding: str = "utf-8") -> str:
+        """The body decoded as text."""
+        return self.body.decode(encoding)
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
+
 
 @dataclass(frozen=True)
 class Event:
@@ -117,3 +126,11 @@ class Event:
     subject: str
     reply_to: Optional[int] = None
     dropped: int = 0
+
+    def text(self, encoding: str = "utf-8") -> str:
+        """The body decoded as text."""
+        return self.body.decode(encoding)
+
+    def json(self) -> Any:
+        """The body parsed as JSON."""
+        return json.loads(self.body)
