@@ -72,6 +72,7 @@ def quit() -> Op[None]:
 
 
 def _decode_put(status: int, body: bytes) -> PutResult:
+    """One ``PUT`` reply: ``STORED``/``TRUNCATED``, or the error it stands for."""
     if status == p.S_STORED or status == p.S_TRUNCATED:
         return p.decode_put(status, body)
     raise _unexpected(status, body)
