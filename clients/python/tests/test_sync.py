@@ -435,3 +435,23 @@ def test_refused_connection_is_a_beuss_error() -> None:
         import asyncio
 
         asyncio.run(main())
+
+
+def test_consumer_stop_from_a_signal_handler(server: Server) -> None:
+    import os
+    import signal
+
+    with beuss.Client(server.address) as c, beuss.Client(server.address) as admin:
+        admin.put_many("sig", [b"%d" % i for i in range(5)])
+        seen: List[bytes] = []
+        with c.consume("sig", prefetch=10, wait=0.05) as jobs:
+            old = signal.signal(signal.SIGUSR1, lambda *_: jobs.stop())
+            try:
+                for m in jobs:
+                    seen.append(m.body)
+                    os.kill(os.getpid(), signal.SIGUSR1)  # handled before the next bytecode
+            finally:
+                signal.signal(signal.SIGUSR1, old)
+        assert seen == [b"0"]
+        st = admin.stats("sig").queues["sig"]
+        assert (st["acks"], st["ready"], st["in_flight"]) == (1, 4, 0)

@@ -120,14 +120,14 @@ class Consumer:
     def __next__(self) -> Message:
         self._finish(None)
         while True:
+            if self._stop.is_set():
+                raise StopIteration  # what is still buffered, close() gives back
             with self._state:
                 if self._buffer:
                     m = self._buffer.popleft()
                     self._current = m
                     self._started = time.monotonic()
                     return m
-            if self._stop.is_set():
-                raise StopIteration
             self._fill()
 
     def _fill(self) -> None:
