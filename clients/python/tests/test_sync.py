@@ -455,3 +455,35 @@ def test_consumer_stop_from_a_signal_handler(server: Server) -> None:
         assert seen == [b"0"]
         st = admin.stats("sig").queues["sig"]
         assert (st["acks"], st["ready"], st["in_flight"]) == (1, 4, 0)
+
+
+def test_with_reconnect(server: Server) -> None:
+    import socket
+
+    with beuss.Client(server.address) as c, beuss.Client(server.address) as admin:
+        c.put("rq", b"x")
+        [m] = c.lease("rq")
+        assert c._sock is not None
+        c._sock.shutdown(socket.SHUT_RDWR)  # the connection breaks under the client
+        # Without replay: reconnected, but the put is not run again.
+        with pytest.raises(beuss.ConnectionClosed):
+            beuss.with_reconnect(c, lambda cl: cl.put("rq", b"lost?"))
+        assert c.connected
+        assert not m.ack() and m.result is SettleResult.STALE  # never acks a newer delivery
+        assert c._sock is not None
+        c._sock.shutdown(socket.SHUT_RDWR)
+        r = beuss.with_reconnect(c, lambda cl: cl.put("rq", b"again"), replay=True)
+        assert r.id
+        assert [b for b in admin.get("rq", max=10)] == [b"x", b"again"]
+
+        async def main() -> None:
+            async with beuss.AsyncClient(server.address) as ac:
+                assert ac._transport is not None
+                ac._transport.abort()
+                got = await beuss.with_reconnect_async(ac, lambda a: a.put("rq", b"async"), replay=True)
+                assert got.id
+
+        import asyncio
+
+        asyncio.run(main())
+        assert admin.get("rq") == [b"async"]

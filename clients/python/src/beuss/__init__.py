@@ -32,6 +32,7 @@ from .errors import (
     UnsupportedVersion,
 )
 from .message import AsyncMessage, Message
+from .reconnect import with_reconnect, with_reconnect_async
 from .models import (
     FEATURE_DURABLE,
     FEATURE_FANOUT,
@@ -58,5 +59,5 @@ __all__ = [
     "ProtocolError", "Published", "PutResult", "RequestTimeout", "ServerError", "ServerInfo",
     "SettleResult", "ShuttingDown", "Stats", "Storage", "Subscription", "TooFewCopies",
     "TooManyConnections", "UnknownOpcode", "UnsupportedVersion", "connect", "connect_async",
-    "default_address", "exponential_backoff",
+    "default_address", "exponential_backoff", "with_reconnect", "with_reconnect_async",
 ]
