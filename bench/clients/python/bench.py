@@ -6,7 +6,8 @@ Figures (messages of --size bytes, --messages per round, --batch requests in fli
   beuss Client, against redis-py ``pipeline()`` LPUSH then RPOP;
 * async_put: the same PUTs from AsyncClient.put_many;
 * consume: AsyncConsumer leasing and acking (trivial handler), messages/s from the
-  first lease to the last ack confirmed.
+  first lease to the last ack confirmed; with --concurrency/--prefetch (64/1000), and
+  as consume_c16 with concurrency 16 and the default prefetch (32).
 
 Several rounds; prints median and spread, and one machine-readable line per figure:
 ``client=python server=beuss op=put msgs_per_s=... min=... max=... rounds=N``.
@@ -229,12 +230,19 @@ def main() -> None:
                 beuss_async_put(address, args.messages, args.batch, body))
             results.setdefault("beuss consume", []).append(
                 beuss_consume(address, args.consume_messages, body, args.concurrency, args.prefetch))
+            # The consumer's defaults apart from concurrency: prefetch = 2 x concurrency.
+            results.setdefault("beuss consume_c16", []).append(
+                beuss_consume(address, args.consume_messages, body, 16, 32))
         print(f"python {sys.version.split()[0]}, {args.messages} messages of {args.size} B, "
               f"batches of {args.batch}, {args.rounds} rounds")
         for key, rates in results.items():
             server, op = key.split()
-            extra = f" size={args.size} batch={args.batch}" if op != "consume" else \
-                f" size={args.size} concurrency={args.concurrency} prefetch={args.prefetch}"
+            if op == "consume":
+                extra = f" size={args.size} concurrency={args.concurrency} prefetch={args.prefetch}"
+            elif op == "consume_c16":
+                extra = f" size={args.size} concurrency=16 prefetch=32"
+            else:
+                extra = f" size={args.size} batch={args.batch}"
             report(op, server, rates, extra)
         if rproc is not None:
             for op in ("put", "get"):
