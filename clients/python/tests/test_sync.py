@@ -487,3 +487,27 @@ def test_with_reconnect(server: Server) -> None:
 
         asyncio.run(main())
         assert admin.get("rq") == [b"async"]
+
+
+def test_large_messages(make_server: Callable[..., Server]) -> None:
+    s = make_server(BMAXMESSAGESIZE="8M")
+    big = bytes(range(256)) * (5 * 4096)  # 5 MiB
+    with beuss.Client(s.address) as c:
+        assert not c.put("big", big).truncated
+        assert c.get("big") == [big]
+        # A pipeline far larger than the socket buffers: written while replies are read.
+        c.put_many("big", [big[: 1 << 20]] * 12)
+        got = c.pipeline()
+        for _ in range(12):
+            got.get("big")
+        assert all(r == [big[: 1 << 20]] for r in got.execute())
+
+        async def main() -> None:
+            async with beuss.AsyncClient(s.address) as ac:
+                await ac.put_many("abig", [big] * 3)
+                assert await ac.get("abig", max=3) == [big]  # over 1 MiB: one per reply
+                assert await ac.get("abig", max=3) == [big]
+
+        import asyncio
+
+        asyncio.run(main())
