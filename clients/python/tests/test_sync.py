@@ -511,3 +511,16 @@ def test_large_messages(make_server: Callable[..., Server]) -> None:
         import asyncio
 
         asyncio.run(main())
+
+
+def test_long_pipeline_of_big_replies_does_not_deadlock(make_server: Callable[..., Server]) -> None:
+    s = make_server(BMAXMESSAGESIZE="1M")
+    with beuss.Client(s.address) as c:
+        body = b"r" * 200_000
+        c.put_many("deep", [body] * 30)
+        # 200,000 GETs (2.6 MB of requests) while 6 MB of replies come back.
+        pipe = c.pipeline()
+        for _ in range(200_000):
+            pipe.get("deep")
+        results = pipe.execute()
+        assert sum(len(r) for r in results) == 30 and results[0] == [body]

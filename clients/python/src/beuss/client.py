@@ -33,8 +33,6 @@ _RECV = 256 * 1024
 # Writes above this interleave reads, so that a long pipeline never blocks on replies
 # we have not read (protocol.md 2.4: the server stops reading at 256 KiB unread).
 _BIG_WRITE = 64 * 1024
-# Pipelines and batches are written this many requests at a time.
-_CHUNK = 1024
 #: Unread events a subscription keeps by default (``Subscription.max_buffered``).
 EVENT_BUFFER = 10_000
 
@@ -294,8 +292,8 @@ class Client:
         results: List[Any] = []
         first: Optional[BaseException] = None
         with self._lock:
-            for start in range(0, len(batch), _CHUNK):
-                self._send(b"".join([op.frame for op in batch[start : start + _CHUNK]]))
+            # One write: past 64 KiB it reads replies as it goes, so it cannot deadlock.
+            self._send(b"".join([op.frame for op in batch]))
             for op in batch:
                 try:
                     results.append(self._read(op))
@@ -333,8 +331,7 @@ class Client:
         first: Optional[BeussError] = None
         decode = ops.decode_put
         with self._lock:
-            for start in range(0, len(frames), _CHUNK):
-                self._send(b"".join(frames[start : start + _CHUNK]))
+            self._send(b"".join(frames))  # one write, as in _run_many
             timeout = self.timeout
             frame = self._frame
             for _ in range(len(frames)):
