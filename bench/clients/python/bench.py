@@ -14,7 +14,8 @@ Several rounds; prints median and spread, and one machine-readable line per figu
 
 It starts its own beuss-server ($BEUSS_SERVER, default target/release/beuss-server)
 and redis-server on free loopback ports and ends them by pid. Needs redis-py (run.sh
-installs it into a venv of its own). Numbers on a shared 2-core machine are noisy.
+and hiredis, its C parser, into a venv of its own). Numbers on a shared 2-core machine
+are noisy.
 """
 
 from __future__ import annotations
@@ -233,8 +234,14 @@ def main() -> None:
             # The consumer's defaults apart from concurrency: prefetch = 2 x concurrency.
             results.setdefault("beuss consume_c16", []).append(
                 beuss_consume(address, args.consume_messages, body, 16, 32))
+        try:
+            import hiredis  # noqa: F401  (redis-py uses it as its parser when present)
+
+            parser = "hiredis"
+        except ImportError:
+            parser = "pure-python parser"
         print(f"python {sys.version.split()[0]}, {args.messages} messages of {args.size} B, "
-              f"batches of {args.batch}, {args.rounds} rounds")
+              f"batches of {args.batch}, {args.rounds} rounds; redis-py with {parser}")
         for key, rates in results.items():
             server, op = key.split()
             if op == "consume":
