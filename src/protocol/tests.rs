@@ -1741,6 +1741,88 @@ pub(super) fn documented_frames(heading: &str) -> Vec<(char, Vec<u8>, bool)> {
     frames
 }
 
+/// Checks every frame of the examples subsection of a section (the heading that starts
+/// with `prefix` and names "Examples") against the codec: a `>` frame decodes as a
+/// whole request and re-encodes the same; a `<` frame decodes as a response and
+/// re-encodes the same. Returns how many frames it checked.
+pub(super) fn check_documented_examples(prefix: &str) -> usize {
+    const DOC: &str = include_str!("../../protocol.md");
+    let heading = DOC
+        .lines()
+        .find(|l| l.starts_with(prefix) && l.contains("Examples"))
+        .unwrap_or_else(|| panic!("no examples subsection {prefix}"));
+    let frames = documented_frames(heading);
+    for (dir, bytes, elided) in &frames {
+        let what = format!("{heading}: {dir} {bytes:02x?}");
+        assert!(!elided, "{what}");
+        match dir {
+            '>' => {
+                let Ok(Some((Decoded::Request(req), used))) = decode(bytes) else {
+                    panic!("{what}: {:?}", decode(bytes));
+                };
+                assert_eq!(used, bytes.len(), "{what}");
+                assert_eq!(&encode(&req), bytes, "{what}");
+            }
+            _ => assert_eq!(&encode_response(&decode_one(bytes)), bytes, "{what}"),
+        }
+    }
+    frames.len()
+}
+
+/// Every frame protocol.md section 13's examples show is what the codec writes.
+#[test]
+fn every_frame_in_section_13_is_what_the_codec_writes() {
+    let checked = check_documented_examples("### 13.");
+    assert!(
+        checked >= 20,
+        "only {checked} frames in section 13's examples"
+    );
+}
+
+/// The examples file the Python, TypeScript and Go clients test their codecs against
+/// (`clients/testdata/protocol-examples.json`) holds exactly the frames protocol.md
+/// shows in sections 10, 13 and 15, so that the four codecs check the same bytes and
+/// the document stays their one source. `BEUSS_BLESS=1 cargo test` rewrites the file
+/// after the document changed.
+#[test]
+fn client_examples_file_is_the_documents_frames() {
+    const DOC: &str = include_str!("../../protocol.md");
+    const PATH: &str = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/clients/testdata/protocol-examples.json"
+    );
+    let mut json = String::from("{\"frames\": [\n");
+    let mut first = true;
+    let headings = DOC.lines().filter(|l| {
+        l.starts_with("### 10.") || (l.starts_with("### 1") && l.contains("Examples (hex dumps)"))
+    });
+    for heading in headings {
+        let section = heading[4..].split(' ').next().unwrap_or_default();
+        let title = heading.replace('\\', "\\\\").replace('"', "\\\"");
+        for (index, (dir, bytes, elided)) in documented_frames(heading).into_iter().enumerate() {
+            let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
+            if !first {
+                json.push_str(",\n");
+            }
+            first = false;
+            json.push_str(&format!(
+                "  {{\"section\": \"{section}\", \"heading\": \"{title}\", \"index\": {index}, \
+                 \"dir\": \"{dir}\", \"hex\": \"{hex}\", \"elided\": {elided}}}"
+            ));
+        }
+    }
+    json.push_str("\n]}\n");
+    if std::env::var_os("BEUSS_BLESS").is_some() {
+        std::fs::write(PATH, &json).expect("write the examples file");
+    }
+    let file = std::fs::read_to_string(PATH).unwrap_or_default();
+    assert!(
+        file == json,
+        "{PATH} is not the frames of protocol.md: run `BEUSS_BLESS=1 cargo test \
+         client_examples_file` and commit the file"
+    );
+}
+
 /// Writes `resp` with the server's encoders.
 pub(super) fn encode_response(resp: &Response<'_>) -> Vec<u8> {
     let mut buf = Vec::new();
