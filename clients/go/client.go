@@ -182,6 +182,15 @@ func (c *Client) need(version uint16, feature uint32) error {
 	return nil
 }
 
+// checkMax refuses a duration over the server's limit (from HELLO), which the
+// server would answer with a fatal BAD_ARGUMENT.
+func (c *Client) checkMax(d, max time.Duration, what string) error {
+	if max > 0 && d > max {
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("%s %v is over the server's %v", what, d, max), Local: true}
+	}
+	return nil
+}
+
 // do sends one request and returns its reply frame.
 func (c *Client) do(ctx context.Context, b []byte, wait time.Duration) (frame, error) {
 	return c.c.roundTrip(ctx, b, c.timeout(wait))
@@ -226,10 +235,20 @@ func (c *Client) putFrame(b []byte, queue string, n int64, opts []PutOption) ([]
 	if !withOpts && (o.delay != 0 || o.prio != DefaultPriority) {
 		return b, ErrUnsupported
 	}
-	if o.prio > MaxPriority {
-		return b, &Error{Code: CodeBadArgument, Text: fmt.Sprintf("priority %d is over %d", o.prio, MaxPriority), Local: true}
+	if err := checkPriority(o.prio); err != nil {
+		return b, err
+	}
+	if err := c.checkMax(o.delay, c.info.MaxDelay, "delay"); err != nil {
+		return b, err
 	}
 	return putHead(b, queue, n, withOpts, ms(o.delay), o.prio)
+}
+
+func checkPriority(p uint8) error {
+	if p > MaxPriority {
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("priority %d is over %d", p, MaxPriority), Local: true}
+	}
+	return nil
 }
 
 // Put stores one message on queue.

@@ -103,11 +103,10 @@ func (c *Client) Consume(ctx context.Context, queue string, opts ConsumerOptions
 
 	k := &consumer{c: c, queue: queue, opts: opts, h: h, run: runCtx}
 	err := k.loop()
+	// After a failure the handlers' work can no longer be settled: stop them too.
+	stop()
 	k.handlers.Wait()
 	k.flush()
-	if runCtx.Err() != nil && !errors.Is(err, ErrClosed) {
-		return nil
-	}
 	return err
 }
 

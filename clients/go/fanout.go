@@ -98,11 +98,20 @@ func (c *Client) Publish(ctx context.Context, subject string, payload []byte, op
 	if opts.Priority != nil {
 		prio = *opts.Priority
 	}
+	if err := checkPriority(prio); err != nil {
+		return Published{}, err
+	}
+	if err := c.checkMax(opts.Delay, c.info.MaxDelay, "delay"); err != nil {
+		return Published{}, err
+	}
 	var timeout time.Duration
 	if opts.Confirm > 0 {
 		timeout = opts.ConfirmTimeout
 		if timeout <= 0 {
 			timeout = 30 * time.Second
+		}
+		if err := c.checkMax(timeout, c.info.MaxLease, "confirm timeout"); err != nil {
+			return Published{}, err
 		}
 	}
 	b := encodePub(make([]byte, 0, 22+len(subject)+len(payload)), subject, ms(opts.Delay), prio, opts.Confirm, ms(timeout), payload)
@@ -230,6 +239,9 @@ func (c *Client) Request(ctx context.Context, subject string, payload []byte, ti
 	}
 	if timeout <= 0 {
 		return nil, &Error{Code: CodeBadArgument, Text: fmt.Sprintf("request timeout %v must be positive", timeout), Local: true}
+	}
+	if err := c.checkMax(timeout, c.info.MaxLease, "request timeout"); err != nil {
+		return nil, err
 	}
 	f, err := c.do(ctx, encodeReq(make([]byte, 0, 12+len(subject)+len(payload)), subject, ms(timeout), payload), timeout)
 	if err != nil {

@@ -705,3 +705,59 @@ func TestTenConsumersExactlyOnce(t *testing.T) {
 		t.Fatalf("messages %d redeliveries %d handled %d", st.Server["messages"], st.Server["redeliveries"], count)
 	}
 }
+
+func TestLimitsCheckedByTheClient(t *testing.T) {
+	s := startServer(t)
+	c := s.dial(t)
+	checks := []error{
+		func() error { _, err := c.Lease(ctx(t), "q", LeaseOptions{Lease: 13 * time.Hour}); return err }(),
+		func() error { _, err := c.Put(ctx(t), "q", nil, WithDelay(31*24*time.Hour)); return err }(),
+		func() error { _, err := c.Get(ctx(t), "q", 0, 0); return err }(),
+		func() error {
+			_, err := c.Publish(ctx(t), "s", nil, PublishOptions{Confirm: 1, ConfirmTimeout: 13 * time.Hour})
+			return err
+		}(),
+	}
+	for i, err := range checks {
+		var e *Error
+		if !errors.As(err, &e) || e.Code != CodeBadArgument || !e.Local {
+			t.Errorf("check %d: %v", i, err)
+		}
+	}
+	if err := c.Ping(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestTooManyConnections(t *testing.T) {
+	s := startServer(t, "BMAXCONNECTIONS=1")
+	s.dial(t)
+	_, err := Dial(ctx(t), s.addr)
+	if !errors.Is(err, ErrTooManyConnections) {
+		t.Fatalf("%v", err)
+	}
+}
+
+func TestEventsWhileARequestIsParked(t *testing.T) {
+	s := startServer(t)
+	c, responder := s.dial(t), s.dial(t)
+	sub, _ := c.Subscribe(ctx(t), "watch")
+	rsub, _ := responder.Subscribe(ctx(t), "ask")
+	go func() {
+		ev, ok := <-rsub.C
+		if !ok {
+			return
+		}
+		// Publish to c's subscription while c's REQ is parked, then answer.
+		responder.Publish(context.Background(), "watch", []byte("meanwhile"), PublishOptions{})
+		responder.Reply(context.Background(), ev.ReplyTo, []byte("answer"))
+	}()
+	got, err := c.Request(ctx(t), "ask", nil, 5*time.Second)
+	if err != nil || string(got) != "answer" {
+		t.Fatalf("%q %v", got, err)
+	}
+	ev, err := sub.Next(ctx(t))
+	if err != nil || string(ev.Payload) != "meanwhile" {
+		t.Fatalf("%+v %v", ev, err)
+	}
+}

@@ -201,6 +201,9 @@ func (c *Client) lease(ctx context.Context, queue string, opts LeaseOptions, fla
 	if _, err := getFrame(nil, opLease, flags, queue, opts.Max); err != nil {
 		return nil, err
 	}
+	if err := c.checkMax(opts.Lease, c.info.MaxLease, "lease"); err != nil {
+		return nil, err
+	}
 	var options byte
 	if opts.Detached {
 		options = 1
@@ -318,12 +321,18 @@ func (c *Client) Ack(ctx context.Context, queue string, refs ...LeaseRef) ([]Set
 
 // Nack ends leases of queue now (see NackOptions).
 func (c *Client) Nack(ctx context.Context, queue string, opts NackOptions, refs ...LeaseRef) ([]SettleResult, error) {
+	if err := c.checkMax(opts.Delay, c.info.MaxDelay, "delay"); err != nil {
+		return nil, err
+	}
 	return c.settle(ctx, opNack, queue, nackExtra(opts), refs)
 }
 
 // Touch extends leases of queue to lease from now (0: the length their LEASE
 // asked for).
 func (c *Client) Touch(ctx context.Context, queue string, lease time.Duration, refs ...LeaseRef) ([]SettleResult, error) {
+	if err := c.checkMax(lease, c.info.MaxLease, "lease"); err != nil {
+		return nil, err
+	}
 	return c.settle(ctx, opTouch, queue, binary.BigEndian.AppendUint32(nil, ms(lease)), refs)
 }
 
