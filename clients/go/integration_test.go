@@ -761,3 +761,36 @@ func TestEventsWhileARequestIsParked(t *testing.T) {
 		t.Fatalf("%+v %v", ev, err)
 	}
 }
+
+func TestReconnectorConsumeAcrossRestart(t *testing.T) {
+	port := fmt.Sprintf("BPORT=%d", freePort(t))
+	first := startServer(t, port)
+	r := NewReconnector(first.addr, Options{})
+	r.MinBackoff = 10 * time.Millisecond
+	defer r.Close()
+	got := make(chan string, 10)
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go r.Consume(cctx, "rq", ConsumerOptions{Wait: 100 * time.Millisecond}, func(_ context.Context, m *Message) error {
+		got <- string(m.Payload)
+		return nil
+	})
+	first.dial(t).Put(ctx(t), "rq", []byte("one"))
+	if m := <-got; m != "one" {
+		t.Fatal(m)
+	}
+	first.stop(t)
+	if err := first.cmd.Wait(); err != nil {
+		t.Logf("first server: %v", err)
+	}
+	second := startServer(t, port)
+	second.dial(t).Put(ctx(t), "rq", []byte("two"))
+	select {
+	case m := <-got:
+		if m != "two" {
+			t.Fatal(m)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("the consumer did not come back after the restart")
+	}
+}

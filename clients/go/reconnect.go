@@ -64,7 +64,8 @@ func (r *Reconnector) Client(ctx context.Context) (*Client, error) {
 }
 
 // Do runs fn with the live client and runs it again on a new connection each
-// time it fails with a *ConnError, until it succeeds, fails otherwise, or ctx
+// time it fails because the connection is gone (a *ConnError, SHUTTING_DOWN,
+// TOO_MANY_CONNECTIONS), until it succeeds, fails otherwise, or ctx
 // ends. Only use it for work that may be repeated: a PUT whose reply was lost
 // may have been stored, and then is stored twice.
 func (r *Reconnector) Do(ctx context.Context, fn func(*Client) error) error {
@@ -74,8 +75,7 @@ func (r *Reconnector) Do(ctx context.Context, fn func(*Client) error) error {
 			return err
 		}
 		err = fn(c)
-		var ce *ConnError
-		if err == nil || !errors.As(err, &ce) || ctx.Err() != nil {
+		if !reconnectable(err) || ctx.Err() != nil {
 			return err
 		}
 		r.mu.Lock()
@@ -101,14 +101,22 @@ func (r *Reconnector) Consume(ctx context.Context, queue string, opts ConsumerOp
 			return err
 		}
 		err = c.Consume(ctx, queue, opts, h)
-		var ce *ConnError
 		if ctx.Err() != nil {
 			return nil
 		}
-		if err == nil || !errors.As(err, &ce) {
+		if !reconnectable(err) {
 			return err
 		}
 	}
+}
+
+// reconnectable says whether err means the connection is gone through no
+// fault of the request: broken, or closed by the server for a reason another
+// connection may not have (stopping, full). A fatal error the request caused
+// (BAD_SUBJECT, ...) would only happen again.
+func reconnectable(err error) bool {
+	var ce *ConnError
+	return errors.As(err, &ce) || errors.Is(err, ErrShuttingDown) || errors.Is(err, ErrTooManyConnections)
 }
 
 // Close closes the current client and makes later calls fail.
