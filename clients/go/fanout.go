@@ -164,6 +164,8 @@ func (c *Client) Subscribe(ctx context.Context, pattern string) (*Subscription, 
 			c.c.pmu.Lock()
 			if c.c.err == nil {
 				c.c.subs[sid] = s
+			} else {
+				close(s.ch) // the connection ended first: nothing will come
 			}
 			c.c.pmu.Unlock()
 		}
