@@ -125,6 +125,11 @@ func (k *consumer) loop() error {
 	slots := make(chan struct{}, k.opts.Concurrency)
 	release := func() { <-slots }
 	for {
+		// Checked first: a select with a free slot too would pick at random,
+		// and a shutdown could wait out several more LEASEs.
+		if k.run.Err() != nil {
+			return nil
+		}
 		// Take at least one free handler slot, then every other free one.
 		select {
 		case slots <- struct{}{}:
