@@ -1503,23 +1503,28 @@ fn run(ops: &[Op], cov: &mut Coverage) -> Result<(), (usize, String)> {
 }
 
 /// The failing prefix of `ops`, with every operation whose removal keeps it
-/// failing removed (greedy, one at a time).
+/// failing removed (greedy, one at a time, until no removal does).
 fn shrink(ops: &[Op], fail_at: usize) -> Vec<Op> {
     let mut ops = ops[..=fail_at].to_vec();
     let mut cov = Coverage::default();
-    let mut i = 0;
-    while i < ops.len() {
-        let mut fewer = ops.clone();
-        fewer.remove(i);
-        match run(&fewer, &mut cov) {
-            Err((at, _)) => {
-                fewer.truncate(at + 1);
-                ops = fewer;
+    loop {
+        let before = ops.len();
+        let mut i = 0;
+        while i < ops.len() {
+            let mut fewer = ops.clone();
+            fewer.remove(i);
+            match run(&fewer, &mut cov) {
+                Err((at, _)) => {
+                    fewer.truncate(at + 1);
+                    ops = fewer;
+                }
+                Ok(()) => i += 1,
             }
-            Ok(()) => i += 1,
+        }
+        if ops.len() == before {
+            return ops;
         }
     }
-    ops
 }
 
 fn env_u64(name: &str, default: u64) -> u64 {
