@@ -6,13 +6,23 @@
 //! waiter each goes to, timed-out waiters, peeks of every queue, queue figures and
 //! the server totals.
 //!
+//! Where protocol.md leaves a choice, the model makes the store's, and says so:
+//! timers run only when the test calls `expire` (the protocol allows "within a few
+//! milliseconds"; settles are `STALE` from the deadline on either way); a waiter's
+//! timeout due at the same instant as a lease or delay runs first; a disconnect
+//! returns leases in the order they were given; a `MOVE` that finds nothing ready
+//! does not create `to`, and counts each moved message in `to`'s `puts`; a dead
+//! letter waits with the returned ones of `q.dead`; a dead letter dropped for its
+//! name counts in `dead_lettered` as well as `dead_dropped`.
+//!
 //! Not modelled: the memory cap (the cap is out of reach, so `FULL` never
 //! happens), idle-queue expiry (off), memory and idle figures, fan-out (15), the
 //! journal.
 //!
-//! `BEUSS_MODEL_SEED=N` changes the first seed and `BEUSS_MODEL_RUNS=K` the number
-//! of sequences (`BEUSS_MODEL_OPS` their length), to search harder locally; a failure prints the seed to replay
-//! with `BEUSS_MODEL_RUNS=1`, the failing operation and a shrunk sequence.
+//! `BEUSS_MODEL_SEED=N` changes the first seed, `BEUSS_MODEL_RUNS=K` the number of
+//! sequences and `BEUSS_MODEL_OPS=L` their length, to search harder locally; a
+//! failure prints the seed to replay with `BEUSS_MODEL_RUNS=1`, the failing
+//! operation and a shrunk sequence.
 
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 use std::panic::{AssertUnwindSafe, catch_unwind};
