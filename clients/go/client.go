@@ -316,11 +316,10 @@ func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, o
 // 2.4). Delivery is at-most-once; use Lease for at-least-once. nil, nil means
 // the queue stayed empty.
 func (c *Client) Get(ctx context.Context, queue string, wait time.Duration, max int) ([][]byte, error) {
-	b, err := getFrame(nil, opGet, 0, queue, max)
-	if err != nil {
+	if err := checkReceive(queue, max); err != nil {
 		return nil, err
 	}
-	b = encodeGet(b, opGet, 0, queue, waitMs(wait), uint16(max))
+	b := encodeGet(nil, opGet, 0, queue, waitMs(wait), uint16(max))
 	f, err := c.do(ctx, b, wait)
 	if err != nil {
 		return nil, err
@@ -328,15 +327,15 @@ func (c *Client) Get(ctx context.Context, queue string, wait time.Duration, max 
 	return decodeGet(f)
 }
 
-// getFrame checks what GET, LEASE and PEEK share.
-func getFrame(b []byte, op byte, flags byte, queue string, max int) ([]byte, error) {
+// checkReceive checks what GET, LEASE and PEEK share: the queue name and max.
+func checkReceive(queue string, max int) error {
 	if err := checkQueue(queue); err != nil {
-		return b, err
+		return err
 	}
 	if max < 1 || max > 65535 {
-		return b, &Error{Code: CodeBadArgument, Text: fmt.Sprintf("max %d is not in 1..65535", max), Local: true}
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("max %d is not in 1..65535", max), Local: true}
 	}
-	return b, nil
+	return nil
 }
 
 func decodeGet(f frame) ([][]byte, error) {
@@ -481,7 +480,7 @@ func (p *Pipeline) Put(queue string, payload []byte, opts ...PutOption) *Pending
 // Get queues a GET (see Client.Get).
 func (p *Pipeline) Get(queue string, wait time.Duration, max int) *Pending[[][]byte] {
 	r := &Pending[[][]byte]{}
-	if _, err := getFrame(nil, opGet, 0, queue, max); err != nil {
+	if err := checkReceive(queue, max); err != nil {
 		r.err = err
 		return r
 	}

@@ -198,7 +198,7 @@ func (c *Client) lease(ctx context.Context, queue string, opts LeaseOptions, fla
 	if opts.Max == 0 {
 		opts.Max = 1
 	}
-	if _, err := getFrame(nil, opLease, flags, queue, opts.Max); err != nil {
+	if err := checkReceive(queue, opts.Max); err != nil {
 		return nil, err
 	}
 	if err := c.checkMax(opts.Lease, c.info.MaxLease, "lease"); err != nil {
@@ -254,7 +254,7 @@ func (c *Client) GetMeta(ctx context.Context, queue string, wait time.Duration, 
 	if err := c.needMeta(flagWithMeta, 0); err != nil {
 		return nil, err
 	}
-	if _, err := getFrame(nil, opGet, flagWithMeta, queue, max); err != nil {
+	if err := checkReceive(queue, max); err != nil {
 		return nil, err
 	}
 	f, err := c.do(ctx, encodeGet(nil, opGet, flagWithMeta, queue, waitMs(wait), uint16(max)), wait)
@@ -279,7 +279,7 @@ func (c *Client) peek(ctx context.Context, queue string, max int, flags byte) ([
 	if err := c.needMeta(flags, FeatureLeases); err != nil {
 		return nil, err
 	}
-	if _, err := getFrame(nil, opPeek, flags, queue, max); err != nil {
+	if err := checkReceive(queue, max); err != nil {
 		return nil, err
 	}
 	f, err := c.do(ctx, encodePeek(nil, flags, queue, uint16(max)), 0)
