@@ -24,6 +24,7 @@ fi
 export GOFLAGS=-mod=mod GOPROXY=off GOTOOLCHAIN=local GOTELEMETRY=off
 if [ -z "${GOCACHE:-}" ] && ! { [ -n "${HOME:-}" ] && [ -w "${HOME:-/nonexistent}" ]; }; then
     export GOCACHE="$repo/target/go-cache"
+    export GOPATH="${GOPATH:-$repo/target/go-path}"
 fi
 
 server="${BEUSS_SERVER:-$repo/target/debug/beuss-server}"
