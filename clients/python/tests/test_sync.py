@@ -524,3 +524,31 @@ def test_long_pipeline_of_big_replies_does_not_deadlock(make_server: Callable[..
             pipe.get("deep")
         results = pipe.execute()
         assert sum(len(r) for r in results) == 30 and results[0] == [body]
+
+
+def test_event_poll_with_zero_timeout(server: Server) -> None:
+    with beuss.Client(server.address) as c, beuss.Client(server.address) as pub:
+        sub = c.subscribe("z")
+        assert sub.next(0) is None
+        pub.publish("z", b"now")
+        deadline = time.monotonic() + 10
+        ev = None
+        while ev is None and time.monotonic() < deadline:
+            ev = sub.next(0)  # a poll: reads what has arrived, never blocks
+        assert ev is not None and ev.body == b"now"
+
+        async def main() -> None:
+            async with beuss.AsyncClient(server.address) as ac:
+                asub = await ac.subscribe("z")
+                await pub_async(server.address)
+                await ac.ping()  # the event came before the PONG
+                got = await asub.next(0)
+                assert got is not None and got.body == b"async"
+
+        async def pub_async(address: str) -> None:
+            async with beuss.AsyncClient(address) as p2:
+                await p2.publish("z", b"async")
+
+        import asyncio
+
+        asyncio.run(main())

@@ -109,7 +109,9 @@ class AsyncSubscription:
 
     async def next(self, timeout: Optional[float] = None) -> Optional[Event]:
         """The next event, or ``None`` after ``timeout`` seconds or once it ended."""
-        if not self.active and self._events.empty():
+        if not self._events.empty():
+            return self._events.get_nowait()
+        if not self.active:
             return None
         try:
             return await asyncio.wait_for(self._events.get(), timeout)

@@ -469,14 +469,13 @@ class Client:
                     frame = self._buf.pop()
                     if frame is not None:
                         break
-                    left = None if deadline is None else deadline - time.monotonic()
-                    if left is not None and left <= 0:
-                        return None
+                    # timeout 0 (or a deadline passed) still reads what has arrived.
+                    left = None if deadline is None else max(0.0, deadline - time.monotonic())
                     sock = self._live()
                     self._settimeout(sock, left)
                     try:
                         data = sock.recv(_RECV)
-                    except socket.timeout:
+                    except (socket.timeout, BlockingIOError):
                         return None  # no request is in flight: the stream is still in step
                     except OSError as err:
                         self._drop()
