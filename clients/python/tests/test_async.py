@@ -349,3 +349,20 @@ async def _handled(handled: List[Any]) -> bool:
 
 async def _reconnected(conn: beuss.AsyncClient, old: Any) -> bool:
     return conn.connected and conn._link is not None and conn._link is not old
+
+
+def test_client_timeout_on_a_silent_peer() -> None:
+    import socket
+
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(1)
+        port = silent.getsockname()[1]
+
+        async def main() -> None:
+            c = beuss.AsyncClient(("127.0.0.1", port), timeout=0.1)
+            with pytest.raises(beuss.ClientTimeout):
+                await c.connect()
+            assert not c.connected
+
+        run(main())

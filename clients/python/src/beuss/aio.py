@@ -200,7 +200,6 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._buf = p.FrameBuffer()
-        self._closed = None
         try:
             await asyncio.wait_for(loop.create_connection(lambda: _Link(self), self.host, self.port), self.timeout)
         except asyncio.TimeoutError:
@@ -231,6 +230,7 @@ class AsyncClient:
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._link = link
         self._transport = transport
+        self._closed = None  # open from here on, not before: requests need the transport
 
     def _lost(self, link: "_Link", exc: Optional[Exception]) -> None:
         if link is self._link:
@@ -348,8 +348,14 @@ class AsyncClient:
         if self._pending:
             timeout = self._pending[0].timeout
             self._deadline = None if timeout is None else self._now() + timeout
-            if self._deadline is not None and self._timer is None:
-                self._arm(self._deadline)
+            if self._deadline is not None:
+                # Usually a timer is armed already for an earlier deadline, and fires
+                # then to look again; re-arm only if this deadline comes sooner.
+                if self._timer is None:
+                    self._arm(self._deadline)
+                elif self._deadline < self._timer.when():
+                    self._timer.cancel()
+                    self._arm(self._deadline)
         else:
             self._deadline = None
 
