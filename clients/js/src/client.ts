@@ -221,6 +221,14 @@ export class Client implements Settler {
     return this.conn.request(frame, decode, waitMs);
   }
 
+  /**
+   * Sends a frame the caller encoded (see the `codec` export) and resolves with its
+   * reply frame, status byte first; an ERROR reply rejects as usual. For tools and tests.
+   */
+  raw(frame: Buffer, waitMs = 0): Promise<Buffer> {
+    return this.req(frame, (b) => Buffer.from(b), waitMs);
+  }
+
   /** PING: resolves when the server answers PONG. */
   ping(): Promise<void> {
     return this.req(codec.encodePing(), expect(Status.PONG, () => undefined));

@@ -241,7 +241,7 @@ export class Connection {
       if (err.fatal) {
         // 2.8: the error answers the oldest request; every later one was not carried out.
         p?.reject(err);
-        this.fail(new ConnectionError(`connection closed after ${err.message}; request not carried out`, { cause: err, notCarriedOut: true }), err);
+        this.fail(new ConnectionError(`connection closed after ${err.message}; request not carried out`, { cause: err, notCarriedOut: true }));
       } else if (p) {
         p.reject(err);
       }
@@ -285,13 +285,10 @@ export class Connection {
     }
   }
 
-  /**
-   * Closes the connection and rejects every request in flight with `e` (the oldest with
-   * `first` when given). Safe to call more than once.
-   */
-  fail(e: Error, first?: Error): void {
+  /** Closes the connection and rejects every request in flight with `e`. Safe to call more than once. */
+  fail(e: Error): void {
     if (this.closedError) return;
-    this.closedError = first ?? e;
+    this.closedError = e;
     if (this.timer) clearTimeout(this.timer);
     this.timer = undefined;
     const pend = this.pending.slice(this.head);

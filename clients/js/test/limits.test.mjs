@@ -1,0 +1,59 @@
+// Server limits: truncation warning (BMAXMESSAGESIZE) and FULL (BMAXMEMORY), each on a
+// server started with a small limit.
+import { test } from "node:test";
+import assert from "node:assert/strict";
+import * as beuss from "beuss";
+import { startServer } from "./helpers/server.mjs";
+
+test("a PUT over BMAXMESSAGESIZE is truncated, and says so", async () => {
+  const srv = await startServer({ BMAXMESSAGESIZE: "1K" });
+  const c = await srv.connect();
+  try {
+    assert.equal(c.server.maxMessageSize, 1024);
+    const r = await c.put("q", Buffer.alloc(3000, 1));
+    assert.deepEqual([r.truncated, r.originalLength, r.storedLength], [true, 3000, 1024]);
+    assert.equal(typeof r.id, "bigint");
+    const [m] = await c.get("q");
+    assert.equal(m.data.length, 1024);
+    const p = await c.publish("s", Buffer.alloc(2000));
+    assert.deepEqual([p.truncated, p.storedLength], [true, 1024]);
+  } finally {
+    await c.close();
+    await srv.stop();
+  }
+});
+
+test("FULL is not fatal: the connection goes on", async () => {
+  const srv = await startServer({ BMAXMEMORY: "64K", BMAXMESSAGESIZE: "8K" });
+  const c = await srv.connect();
+  try {
+    let full;
+    for (let i = 0; i < 100 && !full; i++) {
+      full = await c.put("q", Buffer.alloc(8000)).then(() => undefined, (e) => e);
+    }
+    assert.ok(full instanceof beuss.FullError, String(full));
+    assert.equal(full.fatal, false);
+    await c.ping();
+    await assert.rejects(c.putMany("q", [Buffer.alloc(8000), Buffer.alloc(8000)]), beuss.FullError);
+    assert.ok((await c.purge("q")) > 0n);
+    await c.put("q", "fits again");
+  } finally {
+    await c.close();
+    await srv.stop();
+  }
+});
+
+test("SHUTTING_DOWN answers a parked GET when the server stops", async () => {
+  const srv = await startServer();
+  const c = await srv.connect();
+  // Caught at once: the error may come before the assertion below looks at it.
+  const parked = c.get("q", { waitMs: 60_000 }).catch((e) => e);
+  // Wait until the server counts the waiter (readiness, not a sleep).
+  const probe = await srv.connect();
+  while ((await probe.stats("q")).queues.get("q")?.get("waiters") !== 1n);
+  await srv.stop("SIGTERM");
+  const e = await parked;
+  assert.ok(e instanceof beuss.ShuttingDownError, String(e));
+  assert.equal(e.fatal, true);
+  probe.destroy();
+});
