@@ -29,7 +29,7 @@ export class Reconnector {
   private connecting: Promise<Client> | undefined;
   private closed = false;
 
-  /** @param connect opens a client; @param options retry policy */
+  /** @param connectFn opens a client; @param options retry policy */
   constructor(
     private readonly connectFn: () => Promise<Client>,
     private readonly options: ReconnectOptions = {},

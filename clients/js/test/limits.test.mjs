@@ -57,3 +57,36 @@ test("SHUTTING_DOWN answers a parked GET when the server stops", async () => {
   assert.equal(e.fatal, true);
   probe.destroy();
 });
+
+test("after a server restart, the Reconnector and the consumer connect again by themselves", async () => {
+  const srv1 = await startServer();
+  const port = srv1.port;
+  const r = beuss.reconnecting({ host: srv1.host, port }, { minDelayMs: 20, maxDelayMs: 200 });
+  const c1 = await r.client();
+  await c1.put("q", "before");
+  const seen = [];
+  let wake;
+  const handled = () => new Promise((res) => (wake = res));
+  let next = handled();
+  const cons = c1.consume("q", { waitMs: 200, onError: () => undefined });
+  void cons.run((m) => {
+    seen.push(m.text());
+    wake();
+  });
+  await next;
+  next = handled();
+  await srv1.stop();
+  await assert.rejects(c1.ping(), beuss.ConnectionError);
+  const srv2 = await startServer({ BPORT: String(port) });
+  try {
+    const c2 = await r.client();
+    assert.notEqual(c2, c1);
+    await c2.put("q", "after");
+    await next;
+    assert.deepEqual(seen, ["before", "after"]);
+    await cons.close();
+    await r.close();
+  } finally {
+    await srv2.stop();
+  }
+});
