@@ -112,12 +112,19 @@ export function toBytes(payload: Payload): Uint8Array {
  * also cost every other request in flight.
  */
 export function nameBytes(name: string, what = "queue name"): Buffer {
-  const b = Buffer.from(name, "utf8");
+  // A client uses a handful of names over and over: encoding each once saves a UTF-8
+  // pass per request on the hot path. The buffers are only ever read.
+  let b = NAME_CACHE.get(name);
+  if (b) return b;
+  b = Buffer.from(name, "utf8");
   if (b.length < 1 || b.length > 255) {
     throw new RangeError(`${what} must be 1..255 bytes of UTF-8, got ${b.length} bytes`);
   }
+  if (NAME_CACHE.size >= 1024) NAME_CACHE.clear();
+  NAME_CACHE.set(name, b);
   return b;
 }
+const NAME_CACHE = new Map<string, Buffer>();
 
 function checkU32(v: number, what: string): number {
   if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${what} must be a u32, got ${v}`);

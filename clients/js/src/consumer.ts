@@ -16,6 +16,7 @@
  * returns its messages at once.
  */
 import type { Client } from "./client.js";
+import { nameBytes } from "./codec.js";
 import { ConnectionError } from "./errors.js";
 import type { LeasedMessage, NackOptions } from "./message.js";
 
@@ -80,10 +81,11 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
   private current: LeasedMessage | undefined;
   private handler: Handler | undefined;
   private capacity = 1;
-  private fatal: unknown;
 
   /** @internal */
   constructor(open: () => Promise<Client>, queue: string, options: ConsumeOptions) {
+    // A bad name would otherwise fail every LEASE of the loop: refuse it here.
+    nameBytes(queue);
     this.open = open;
     this.queue = queue;
     this.o = {
@@ -288,7 +290,6 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
       if (!prev.isSettled) this.track(prev.ack());
       this.release(prev);
     }
-    if (this.fatal) throw this.fatal;
     let m = this.buffer.shift();
     if (!m && !this.closing) m = await new Promise<LeasedMessage | undefined>((r) => (this.waiter = r));
     if (!m) return { value: undefined, done: true };
