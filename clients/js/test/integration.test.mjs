@@ -346,3 +346,33 @@ test("bad names: client-side RangeError; server BadQueueNameError / BadSubjectEr
   await assert.rejects(b.subscribe("a..b"), beuss.BadSubjectError);
   await assert.rejects(b.ping(), beuss.ConnectionError);
 });
+
+test("a subscription that is not read drops past maxPendingEvents and says how many", async () => {
+  const s = await srv.connect({ maxPendingEvents: 2 });
+  const sub = await s.subscribe("drops.*");
+  for (let i = 1; i <= 5; i++) await c.publish("drops.x", String(i));
+  // The PONG comes after every EVENT the server queued before it on this connection.
+  await s.ping();
+  const got = [];
+  const read = async () => {
+    const e = await sub.next();
+    got.push([e.text(), e.dropped]);
+  };
+  await read();
+  await read();
+  // Room again: the next event comes, counting the three dropped before it.
+  await c.publish("drops.x", "6");
+  await read();
+  assert.deepEqual(got, [["1", 0], ["2", 0], ["6", 3]]);
+  await s.close();
+});
+
+test("a detached lease outlives its connection and can be settled from another", async () => {
+  const q = uniq();
+  await c.put(q, "d");
+  const a = await srv.connect();
+  const [m] = await a.lease(q, { detached: true, leaseMs: 30_000 });
+  a.destroy();
+  assert.deepEqual(await c.ack(q, [m]), ["ok"]);
+  assert.deepEqual(await c.get(q), []);
+});
