@@ -6,7 +6,7 @@ set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 client="$here/../../../clients/js"
 if ! command -v redis-server >/dev/null 2>&1 && [ -z "${REDIS_SERVER:-}" ]; then
-  apt-get install -y -q redis-server >/dev/null
+  apt-get update -q >/dev/null && apt-get install -y -q redis-server >/dev/null
 fi
 (cd "$client" && npm ci --no-audit --no-fund --loglevel=error && npm run --silent build) </dev/null
 cd "$here"
