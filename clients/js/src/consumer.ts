@@ -17,7 +17,6 @@
  */
 import type { Client } from "./client.js";
 import { nameBytes } from "./codec.js";
-import { ConnectionError } from "./errors.js";
 import type { LeasedMessage, NackOptions } from "./message.js";
 
 /** Runs the work for one message; may settle it itself. The signal aborts on timeout or close. */
@@ -127,14 +126,19 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
 
   /** Opens (or reopens after a failure) the two connections. */
   private async ensure(): Promise<[Client, Client]> {
-    if (!this.leaser || this.leaser.closed) {
-      this.leaser?.close().catch(() => undefined);
-      this.leaser = await this.open();
-    }
-    if (!this.settler || this.settler.closed) {
-      this.settler = await this.open();
-    }
+    if (!this.leaser || this.leaser.closed) this.leaser = await this.dial();
+    if (!this.settler || this.settler.closed) this.settler = await this.dial();
     return [this.leaser, this.settler];
+  }
+
+  /** Opens a connection, unless close() began meanwhile: then nothing is left open. */
+  private async dial(): Promise<Client> {
+    const c = await this.open();
+    if (this.closing) {
+      c.destroy();
+      throw new Error("consumer closed");
+    }
+    return c;
   }
 
   private async fetchLoop(): Promise<void> {
@@ -156,6 +160,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         retry = Math.min(5000, retry * 2);
         continue;
       }
+      if (this.closing) break;
       let got: LeasedMessage[];
       try {
         got = await leaser.lease(this.queue, {
@@ -168,18 +173,10 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         retry = 100;
       } catch (e) {
         if (this.closing) break;
-        if (!(e instanceof ConnectionError)) {
-          // FULL (twice the memory cap) or a fatal error of our own making: back off.
-          this.o.onError?.(e);
-          if (!leaser.closed) {
-            await sleep(retry);
-            retry = Math.min(5000, retry * 2);
-            continue;
-          }
-        } else {
-          this.o.onError?.(e);
-        }
-        // The server returned everything leased on that connection: what we hold is stale.
+        // FULL (leasing past twice the memory cap) or a lost connection, after which the
+        // server has returned what we held (our copies are stale): back off; ensure()
+        // reconnects.
+        this.o.onError?.(e);
         await sleep(retry);
         retry = Math.min(5000, retry * 2);
         continue;
@@ -351,6 +348,8 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
     // by the loop, so wait for the loop and then for those settles too.
     this.leaser?.destroy();
     await this.loop?.catch(() => undefined);
+    // One the loop was opening while close() began.
+    this.leaser?.destroy();
     this.settler?.flushSettles();
     await Promise.allSettled([...this.settles]);
     await this.settler?.close().catch(() => undefined);
