@@ -106,6 +106,9 @@ function waitBudget(field: number): number {
 
 /** A settle request being gathered during the current tick. */
 interface SettleBatch {
+  kind: "ack" | "nack" | "touch";
+  queue: string;
+  arg: NackOptions | number;
   pairs: LeasePair[];
   done: { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }[];
 }
@@ -351,7 +354,7 @@ export class Client implements Settler {
     }
     let b = this.batches.get(key);
     if (!b) {
-      b = { pairs: [], done: [] };
+      b = { kind, queue, arg, pairs: [], done: [] };
       this.batches.set(key, b);
     }
     b.pairs.push({ id: pair.id, attempt: pair.attempt });
@@ -370,13 +373,11 @@ export class Client implements Settler {
     const batches = this.batches;
     if (batches.size === 0) return;
     this.batches = new Map();
-    for (const [key, b] of batches) {
-      const parts = key.split("\0");
-      const queue = parts[parts.length - 1]!;
+    for (const b of batches.values()) {
       let p: Promise<SettleResult[]>;
-      if (parts[0] === "ack") p = this.ack(queue, b.pairs);
-      else if (parts[0] === "touch") p = this.touch(queue, b.pairs, Number(parts[1]));
-      else p = this.nack(queue, b.pairs, { delayMs: Number(parts[1]), dead: parts[2] === "1", count: parts[3] === "1" });
+      if (b.kind === "ack") p = this.ack(b.queue, b.pairs);
+      else if (b.kind === "touch") p = this.touch(b.queue, b.pairs, b.arg as number);
+      else p = this.nack(b.queue, b.pairs, b.arg as NackOptions);
       p.then(
         (rs) => b.done.forEach((d, i) => d.resolve(rs[i] ?? "not_found")),
         (e) => b.done.forEach((d) => d.reject(e)),
@@ -495,7 +496,7 @@ export class Client implements Settler {
     return new Consumer(() => Client.open(this.connectOptions()), queue, options);
   }
 
-  /** Shorthand for `consume(queue, options).run(handler)`: resolves the running consumer. */
+  /** Shorthand for `consume(queue, options)` then run(handler): returns the running consumer. */
   process(queue: string, handler: Handler, options: ConsumeOptions = {}): Consumer {
     const c = this.consume(queue, options);
     c.run(handler);

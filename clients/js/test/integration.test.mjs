@@ -376,3 +376,11 @@ test("a detached lease outlives its connection and can be settled from another",
   assert.deepEqual(await c.ack(q, [m]), ["ok"]);
   assert.deepEqual(await c.get(q), []);
 });
+
+test("queue names are any 1..255 bytes of UTF-8: spaces, NUL, non-ASCII", async () => {
+  const q = `a b\u0000ç-${uniq()}`;
+  await c.putMany(q, ["x", "y"]);
+  const ms = await c.lease(q, { max: 2 });
+  assert.deepEqual(await Promise.all(ms.map((m) => m.ack())), [true, true]);
+  assert.ok((await c.stats()).queues.has(q));
+});
