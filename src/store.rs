@@ -2087,4 +2087,6 @@ mod journal_tests;
 #[cfg(test)]
 mod lease_tests;
 #[cfg(test)]
+mod model_tests;
+#[cfg(test)]
 mod tests;

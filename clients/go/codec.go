@@ -1,0 +1,597 @@
+package beuss
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"time"
+	"unicode/utf8"
+)
+
+// Opcodes (protocol.md sections 3, 13.12 and 15.13).
+const (
+	opHello  = 0x01
+	opPing   = 0x02
+	opQuit   = 0x03
+	opPut    = 0x10
+	opGet    = 0x11
+	opPurge  = 0x12
+	opLease  = 0x13
+	opAck    = 0x14
+	opNack   = 0x15
+	opTouch  = 0x16
+	opPeek   = 0x17
+	opMove   = 0x18
+	opStats  = 0x20
+	opBind   = 0x30
+	opUnbind = 0x31
+	opPub    = 0x32
+	opSub    = 0x33
+	opUnsub  = 0x34
+	opReq    = 0x35
+	opReply  = 0x36
+)
+
+// Response statuses (protocol.md section 4, 13.12 and 15.13).
+const (
+	stPong         = 0x01
+	stHello        = 0x02
+	stBye          = 0x03
+	stStored       = 0x10
+	stTruncated    = 0x11
+	stMessages     = 0x12
+	stEmpty        = 0x13
+	stPurged       = 0x14
+	stLeased       = 0x15
+	stSettled      = 0x16
+	stPeeked       = 0x17
+	stMoved        = 0x18
+	stStats        = 0x20
+	stBound        = 0x30
+	stUnbound      = 0x31
+	stPublished    = 0x32
+	stSubscribed   = 0x33
+	stUnsubscribed = 0x34
+	stReply        = 0x35
+	stReplied      = 0x36
+	stEnvelopes    = 0x37
+	stEvent        = 0x3F
+	stError        = 0x7F
+)
+
+// Flag bits (protocol.md 9.3).
+const (
+	flagPutOptions = 0x01
+	flagWithMeta   = 0x02
+)
+
+// Metadata tags (protocol.md 15.7).
+const (
+	tagSubject = 1
+	tagReplyTo = 2
+	tagDropped = 3
+)
+
+// ProtocolVersion is the highest protocol version this client speaks; Dial
+// asks the server for it in HELLO.
+const ProtocolVersion = 3
+
+// Limits of the protocol the encoder checks before anything is sent, so that a
+// mistake of the caller is an error of its call and not a fatal server error
+// that kills every other request on the connection.
+const (
+	maxControlFrame = 1024
+	maxSettleFrame  = 65536
+	// MaxSettlePairs is the most (id, attempt) pairs one ACK, NACK or TOUCH
+	// frame carries; longer lists are split over several pipelined frames.
+	MaxSettlePairs = 4096
+	// DefaultPriority is the priority a PUT without options gives (0 is
+	// delivered first, 9 last).
+	DefaultPriority = 5
+	// MaxPriority is the last priority.
+	MaxPriority = 9
+	// NeverDead as MaxDeliveries never dead-letters a message.
+	NeverDead = 0xFFFF
+	// waitForever is the wait_ms that never times out.
+	waitForever = math.MaxUint32
+)
+
+// Feature bits of the HELLO reply (protocol.md 13.1).
+const (
+	FeatureLeases     = 1 << 0
+	FeaturePutOptions = 1 << 1
+	FeatureDurable    = 1 << 2
+	FeatureSynced     = 1 << 3
+	FeatureFanout     = 1 << 4
+)
+
+// errShort marks a response body that ends before its fields do: the peer is
+// broken, so the connection is dropped.
+var errShort = errors.New("beuss: response shorter than its fields")
+
+// --- encoding ---------------------------------------------------------------
+
+// head appends a request header; length counts opcode, flags and body.
+func head(b []byte, length int, op, flags byte) []byte {
+	b = binary.BigEndian.AppendUint32(b, uint32(length))
+	return append(b, op, flags)
+}
+
+// appendName appends a u8-length-prefixed name; the caller checked its length.
+func appendName(b []byte, s string) []byte {
+	b = append(b, byte(len(s)))
+	return append(b, s...)
+}
+
+// checkQueue refuses what the server would answer with a fatal BAD_QUEUE_NAME.
+func checkQueue(q string) error {
+	if len(q) == 0 || len(q) > 255 || !utf8.ValidString(q) {
+		return &Error{Code: CodeBadQueueName, Text: fmt.Sprintf("bad queue name %q (1..255 bytes of UTF-8)", q), Local: true}
+	}
+	return nil
+}
+
+// checkSubject refuses a subject or pattern that cannot travel; the finer rules
+// (tokens, wildcards) are the server's to check (protocol.md 15.1).
+func checkSubject(s string) error {
+	if len(s) == 0 || len(s) > 255 || !utf8.ValidString(s) {
+		return &Error{Code: CodeBadSubject, Text: fmt.Sprintf("bad subject %q (1..255 bytes of UTF-8)", s), Local: true}
+	}
+	return nil
+}
+
+// ms converts a duration to whole milliseconds, rounding up so that a wait is
+// never shorter than asked, clamped to the largest finite u32 value.
+func ms(d time.Duration) uint32 {
+	if d <= 0 {
+		return 0
+	}
+	m := (d + time.Millisecond - 1) / time.Millisecond
+	if m >= waitForever {
+		return waitForever - 1
+	}
+	return uint32(m)
+}
+
+// waitMs converts a receive wait: Forever (or any negative duration) is
+// 0xFFFFFFFF, the wait that never times out.
+func waitMs(d time.Duration) uint32 {
+	if d < 0 {
+		return waitForever
+	}
+	return ms(d)
+}
+
+func encodeHello(b []byte, version uint16) []byte {
+	b = head(b, 4, opHello, 0)
+	return binary.BigEndian.AppendUint16(b, version)
+}
+
+func encodeEmpty(b []byte, op byte) []byte { return head(b, 2, op, 0) }
+
+// putHead appends the head of a PUT whose payload (payloadLen bytes) follows;
+// withOpts selects the version-2 layout with delay and priority.
+func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint32, prio uint8) ([]byte, error) {
+	n := int64(2 + 1 + len(queue))
+	if withOpts {
+		n += 5
+	}
+	n += payloadLen
+	if n > math.MaxUint32 {
+		return b, fmt.Errorf("beuss: PUT of %d bytes does not fit in a frame", payloadLen)
+	}
+	if !withOpts {
+		b = head(b, int(n), opPut, 0)
+		return appendName(b, queue), nil
+	}
+	b = head(b, int(n), opPut, flagPutOptions)
+	b = appendName(b, queue)
+	b = binary.BigEndian.AppendUint32(b, delay)
+	return append(b, prio), nil
+}
+
+func encodeGet(b []byte, op byte, flags byte, queue string, wait uint32, max uint16) []byte {
+	b = head(b, 2+1+len(queue)+6, op, flags)
+	b = appendName(b, queue)
+	b = binary.BigEndian.AppendUint32(b, wait)
+	return binary.BigEndian.AppendUint16(b, max)
+}
+
+func encodeQueueOnly(b []byte, op byte, queue string) []byte {
+	b = head(b, 2+1+len(queue), op, 0)
+	return appendName(b, queue)
+}
+
+// encodeStats appends STATS; an empty queue asks for every queue.
+func encodeStats(b []byte, queue string) []byte {
+	b = head(b, 2+1+len(queue), opStats, 0)
+	return appendName(b, queue)
+}
+
+func encodeLease(b []byte, flags byte, queue string, wait uint32, max uint16, lease uint32, maxDeliveries uint16, options byte) []byte {
+	b = head(b, 2+1+len(queue)+13, opLease, flags)
+	b = appendName(b, queue)
+	b = binary.BigEndian.AppendUint32(b, wait)
+	b = binary.BigEndian.AppendUint16(b, max)
+	b = binary.BigEndian.AppendUint32(b, lease)
+	b = binary.BigEndian.AppendUint16(b, maxDeliveries)
+	return append(b, options)
+}
+
+// encodeSettle appends one ACK, NACK or TOUCH; extra is the body between the
+// queue name and the pairs (NACK: delay and options; TOUCH: lease_ms).
+func encodeSettle(b []byte, op byte, queue string, extra []byte, refs []LeaseRef) []byte {
+	b = head(b, 2+1+len(queue)+len(extra)+2+12*len(refs), op, 0)
+	b = appendName(b, queue)
+	b = append(b, extra...)
+	b = binary.BigEndian.AppendUint16(b, uint16(len(refs)))
+	for _, r := range refs {
+		b = binary.BigEndian.AppendUint64(b, r.ID)
+		b = binary.BigEndian.AppendUint32(b, r.Attempt)
+	}
+	return b
+}
+
+func encodePeek(b []byte, flags byte, queue string, max uint16) []byte {
+	b = head(b, 2+1+len(queue)+2, opPeek, flags)
+	b = appendName(b, queue)
+	return binary.BigEndian.AppendUint16(b, max)
+}
+
+func encodeMove(b []byte, from, to string, max uint32) []byte {
+	b = head(b, 2+1+len(from)+1+len(to)+4, opMove, 0)
+	b = appendName(b, from)
+	b = appendName(b, to)
+	return binary.BigEndian.AppendUint32(b, max)
+}
+
+func encodeBind(b []byte, op byte, pattern, queue string) []byte {
+	b = head(b, 2+1+len(pattern)+1+len(queue), op, 0)
+	b = appendName(b, pattern)
+	return appendName(b, queue)
+}
+
+func encodePub(b []byte, subject string, delay uint32, prio uint8, confirm, timeout uint32, payload []byte) []byte {
+	b = head(b, 2+1+len(subject)+13+len(payload), opPub, 0)
+	b = appendName(b, subject)
+	b = binary.BigEndian.AppendUint32(b, delay)
+	b = append(b, prio)
+	b = binary.BigEndian.AppendUint32(b, confirm)
+	b = binary.BigEndian.AppendUint32(b, timeout)
+	return append(b, payload...)
+}
+
+func encodeSub(b []byte, pattern string) []byte {
+	b = head(b, 2+1+len(pattern), opSub, 0)
+	return appendName(b, pattern)
+}
+
+func encodeUnsub(b []byte, sid uint32) []byte {
+	b = head(b, 6, opUnsub, 0)
+	return binary.BigEndian.AppendUint32(b, sid)
+}
+
+func encodeReq(b []byte, subject string, timeout uint32, payload []byte) []byte {
+	b = head(b, 2+1+len(subject)+4+len(payload), opReq, 0)
+	b = appendName(b, subject)
+	b = binary.BigEndian.AppendUint32(b, timeout)
+	return append(b, payload...)
+}
+
+func encodeReply(b []byte, replyTo uint64, payload []byte) []byte {
+	b = head(b, 2+8+len(payload), opReply, 0)
+	b = binary.BigEndian.AppendUint64(b, replyTo)
+	return append(b, payload...)
+}
+
+// --- decoding ---------------------------------------------------------------
+
+// frame is one response: its status and its body (the bytes after the status).
+type frame struct {
+	status byte
+	body   []byte
+}
+
+// readFrame reads one whole response frame. maxLen caps the length a broken
+// peer could make us allocate (protocol.md 12, "check length before allocating").
+func readFrame(r *bufio.Reader, maxLen uint32) (frame, error) {
+	var hdr [5]byte
+	if _, err := io.ReadFull(r, hdr[:]); err != nil {
+		return frame{}, err
+	}
+	n := binary.BigEndian.Uint32(hdr[:4])
+	if n < 1 {
+		return frame{}, errors.New("beuss: response frame of length 0")
+	}
+	if n > maxLen {
+		return frame{}, fmt.Errorf("beuss: response frame of %d bytes is over the client's cap of %d", n, maxLen)
+	}
+	f := frame{status: hdr[4]}
+	if n > 1 {
+		f.body = make([]byte, n-1)
+		if _, err := io.ReadFull(r, f.body); err != nil {
+			return frame{}, err
+		}
+	}
+	return f, nil
+}
+
+// cursor reads big-endian fields off a body; a read past the end sets bad, and
+// every later read returns zero, so a parser checks bad once at the end.
+type cursor struct {
+	b   []byte
+	bad bool
+}
+
+func (c *cursor) take(n int) []byte {
+	if c.bad || n > len(c.b) {
+		c.bad = true
+		return nil
+	}
+	v := c.b[:n:n]
+	c.b = c.b[n:]
+	return v
+}
+func (c *cursor) u8() uint8 {
+	if v := c.take(1); v != nil {
+		return v[0]
+	}
+	return 0
+}
+func (c *cursor) u16() uint16 {
+	if v := c.take(2); v != nil {
+		return binary.BigEndian.Uint16(v)
+	}
+	return 0
+}
+func (c *cursor) u32() uint32 {
+	if v := c.take(4); v != nil {
+		return binary.BigEndian.Uint32(v)
+	}
+	return 0
+}
+func (c *cursor) u64() uint64 {
+	if v := c.take(8); v != nil {
+		return binary.BigEndian.Uint64(v)
+	}
+	return 0
+}
+func (c *cursor) str() string { return string(c.take(int(c.u8()))) }
+
+// parseError decodes an ERROR body (protocol.md 4.7).
+func parseError(body []byte) *Error {
+	c := cursor{b: body}
+	code := c.u16()
+	fatal := c.u8()
+	if c.bad {
+		return &Error{Code: CodeMalformed, Fatal: true, Text: "ERROR frame too short", Local: true}
+	}
+	return &Error{Code: Code(code), Fatal: fatal != 0, Text: string(c.b)}
+}
+
+// parseHello decodes a HELLO reply, with the version-2 fields when present.
+func parseHello(body []byte) (ServerInfo, error) {
+	c := cursor{b: body}
+	info := ServerInfo{Version: c.u16(), MaxMessageSize: c.u32(), Server: c.str()}
+	if c.bad {
+		return info, errShort
+	}
+	if info.Version >= 2 {
+		info.Features = c.u32()
+		info.DefaultLease = time.Duration(c.u32()) * time.Millisecond
+		info.MaxLease = time.Duration(c.u32()) * time.Millisecond
+		info.MaxDelay = time.Duration(c.u32()) * time.Millisecond
+		info.MaxDeliveries = c.u16()
+		if c.bad {
+			return info, errShort
+		}
+	}
+	return info, nil
+}
+
+// parsePut decodes STORED or TRUNCATED, with the id a PUT with options gets.
+func parsePut(f frame, payloadLen int) (PutResult, error) {
+	c := cursor{b: f.body}
+	var r PutResult
+	switch f.status {
+	case stStored:
+		r.StoredLen, r.OriginalLen = payloadLen, payloadLen
+	case stTruncated:
+		r.Truncated = true
+		r.OriginalLen = int(c.u32())
+		r.StoredLen = int(c.u32())
+	default:
+		return r, unexpected(f)
+	}
+	if len(c.b) >= 8 {
+		r.ID = c.u64()
+	}
+	if c.bad {
+		return r, errShort
+	}
+	return r, nil
+}
+
+// parseMessages decodes MESSAGES into payloads that share the frame's memory.
+func parseMessages(body []byte) ([][]byte, error) {
+	c := cursor{b: body}
+	n := c.u32()
+	if c.bad || uint64(n)*4 > uint64(len(c.b)) {
+		return nil, errShort
+	}
+	out := make([][]byte, n)
+	for i := range out {
+		out[i] = c.take(int(c.u32()))
+	}
+	if c.bad {
+		return nil, errShort
+	}
+	return out, nil
+}
+
+// parseDeliveries decodes LEASED or PEEKED (withMeta false) or ENVELOPES.
+func parseDeliveries(body []byte, withMeta bool) ([]*Message, error) {
+	c := cursor{b: body}
+	n := c.u32()
+	if c.bad || uint64(n)*16 > uint64(len(c.b)) {
+		return nil, errShort
+	}
+	out := make([]*Message, n)
+	for i := range out {
+		m := &Message{ID: c.u64(), Attempt: c.u32()}
+		if withMeta {
+			md, err := parseMeta(c.take(int(c.u16())))
+			if err != nil {
+				return nil, err
+			}
+			m.Subject, m.ReplyTo = md.subject, md.replyTo
+		}
+		m.Payload = c.take(int(c.u32()))
+		if c.bad {
+			return nil, errShort
+		}
+		out[i] = m
+	}
+	return out, nil
+}
+
+// meta is what a metadata block says (protocol.md 15.7).
+type meta struct {
+	subject string
+	replyTo uint64
+	dropped uint32
+}
+
+// parseMeta reads a metadata block; unknown tags are skipped, a repeated tag
+// keeps its first value (15.7).
+func parseMeta(block []byte) (meta, error) {
+	c := cursor{b: block}
+	var m meta
+	var seen [4]bool
+	for len(c.b) > 0 {
+		tag := c.u8()
+		v := c.take(int(c.u8()))
+		if c.bad {
+			return m, errors.New("beuss: metadata entry runs past its block")
+		}
+		if int(tag) < len(seen) {
+			if seen[tag] {
+				continue
+			}
+			seen[tag] = true
+		}
+		switch {
+		case tag == tagSubject:
+			m.subject = string(v)
+		case tag == tagReplyTo && len(v) == 8:
+			m.replyTo = binary.BigEndian.Uint64(v)
+		case tag == tagDropped && len(v) == 4:
+			m.dropped = binary.BigEndian.Uint32(v)
+		}
+	}
+	return m, nil
+}
+
+// parseEvent decodes an EVENT (15.6).
+func parseEvent(body []byte) (*Event, error) {
+	c := cursor{b: body}
+	sid := c.u32()
+	block := c.take(int(c.u16()))
+	if c.bad {
+		return nil, errShort
+	}
+	md, err := parseMeta(block)
+	if err != nil {
+		return nil, err
+	}
+	return &Event{Sid: sid, Subject: md.subject, ReplyTo: md.replyTo, Dropped: md.dropped, Payload: c.b}, nil
+}
+
+// parseSettled decodes SETTLED.
+func parseSettled(body []byte) ([]SettleResult, error) {
+	c := cursor{b: body}
+	n := int(c.u16())
+	raw := c.take(n)
+	if c.bad {
+		return nil, errShort
+	}
+	out := make([]SettleResult, n)
+	for i, r := range raw {
+		out[i] = SettleResult(r)
+	}
+	return out, nil
+}
+
+// parseStats decodes a STATS reply (section 6) into maps, so figures are
+// looked up by name and unknown ones simply carried along.
+func parseStats(body []byte) (*Stats, error) {
+	c := cursor{b: body}
+	s := &Stats{Server: map[string]uint64{}, Queues: map[string]map[string]uint64{}}
+	for n := c.u16(); n > 0 && !c.bad; n-- {
+		name := c.str()
+		s.Server[name] = c.u64()
+	}
+	for n := c.u32(); n > 0 && !c.bad; n-- {
+		q := c.str()
+		figs := map[string]uint64{}
+		for k := c.u16(); k > 0 && !c.bad; k-- {
+			name := c.str()
+			figs[name] = c.u64()
+		}
+		s.Queues[q] = figs
+	}
+	if c.bad {
+		return nil, errShort
+	}
+	return s, nil
+}
+
+// parsePublished decodes PUBLISHED (15.4).
+func parsePublished(body []byte) (Published, error) {
+	c := cursor{b: body}
+	p := Published{Queues: c.u32(), Subscribers: c.u32(), OriginalLen: c.u32(), StoredLen: c.u32(), Acked: c.u32(), Failed: c.u32()}
+	if c.bad {
+		return p, errShort
+	}
+	return p, nil
+}
+
+// parseU64 decodes PURGED and MOVED.
+func parseU64(body []byte) (uint64, error) {
+	c := cursor{b: body}
+	v := c.u64()
+	if c.bad {
+		return 0, errShort
+	}
+	return v, nil
+}
+
+// parseU32 decodes SUBSCRIBED.
+func parseU32(body []byte) (uint32, error) {
+	c := cursor{b: body}
+	v := c.u32()
+	if c.bad {
+		return 0, errShort
+	}
+	return v, nil
+}
+
+// parseFlag decodes BOUND, UNBOUND, UNSUBSCRIBED and REPLIED: one byte, 1 = yes.
+func parseFlag(body []byte) (bool, error) {
+	if len(body) < 1 {
+		return false, errShort
+	}
+	return body[0] == 1, nil
+}
+
+// unexpected turns a frame that does not answer the request into an error: the
+// server's ERROR, or a protocol violation.
+func unexpected(f frame) error {
+	if f.status == stError {
+		return parseError(f.body)
+	}
+	return fmt.Errorf("beuss: unexpected response status 0x%02x", f.status)
+}

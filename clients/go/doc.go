@@ -1,0 +1,13 @@
+// Package beuss is a client for the beuss message-queue server (protocol.md,
+// versions 1 to 3): queues with PUT/GET, leases with ACK/NACK/TOUCH, delays,
+// priority, dead letters, fan-out (bindings, publish with confirm,
+// subscriptions) and request/reply.
+//
+// A Client is one TCP connection, safe for concurrent use: requests from many
+// goroutines are pipelined on it and their replies matched in order. Every
+// call takes a context.Context; cancelling it while a reply is awaited closes
+// the connection, because the protocol has no other way to abandon a request
+// (protocol.md 2.4 and 12), so give long waits a Client of their own.
+//
+// The package has no dependencies outside the standard library.
+package beuss

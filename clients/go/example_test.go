@@ -1,0 +1,74 @@
+package beuss_test
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log"
+	"time"
+
+	"beuss"
+)
+
+// A worker: leases from "jobs", acknowledges what the handler finishes.
+func ExampleClient_Consume() {
+	ctx, stop := context.WithCancel(context.Background())
+	defer stop()
+	c, err := beuss.Dial(ctx, "") // $BHOST:$BPORT, default localhost:6552
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	err = c.Consume(ctx, "jobs", beuss.ConsumerOptions{Concurrency: 8, HandlerTimeout: time.Minute},
+		func(ctx context.Context, m *beuss.Message) error {
+			fmt.Printf("job %d (attempt %d): %s\n", m.ID, m.Attempt, m.Payload)
+			return nil // ack; an error would NACK with a backoff
+		})
+	if err != nil {
+		log.Fatal(err)
+	}
+}
+
+// A producer that treats FULL as back-pressure.
+func ExampleClient_Put() {
+	ctx := context.Background()
+	c, err := beuss.Dial(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Put(ctx, "jobs", []byte("resize img-42"), beuss.WithPriority(2))
+	if errors.Is(err, beuss.ErrFull) {
+		log.Print("server full, try later")
+		return
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("stored as", res.ID)
+}
+
+// Fan-out: bind a queue to a pattern, publish, and ask a service.
+func ExampleClient_Publish() {
+	ctx := context.Background()
+	c, err := beuss.Dial(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	if _, err := c.Bind(ctx, "orders.>", "audit"); err != nil {
+		log.Fatal(err)
+	}
+	p, err := c.Publish(ctx, "orders.eu.created", []byte(`{"id":7}`), beuss.PublishOptions{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("copies:", p.Queues, "events:", p.Subscribers)
+	answer, err := c.Request(ctx, "svc.time", []byte("now?"), time.Second)
+	switch {
+	case errors.Is(err, beuss.ErrNoResponders):
+		fmt.Println("nobody serves svc.time")
+	case err == nil:
+		fmt.Printf("%s\n", answer)
+	}
+}

@@ -1,0 +1,3 @@
+module beuss
+
+go 1.19
