@@ -11,7 +11,15 @@
  * never an ack of the new delivery.
  */
 import { Client, type ConnectOptions } from "./client.js";
-import { ConnectionError } from "./errors.js";
+import { ConnectionError, ShuttingDownError, TooManyConnectionsError } from "./errors.js";
+
+/**
+ * The connection was lost under a request: a ConnectionError, or the two fatal errors
+ * that are about the server, not the request (it stopped, or it is full).
+ */
+function lostConnection(e: unknown): boolean {
+  return e instanceof ConnectionError || e instanceof ShuttingDownError || e instanceof TooManyConnectionsError;
+}
 
 /** How a {@link Reconnector} retries. */
 export interface ReconnectOptions {
@@ -60,9 +68,10 @@ export class Reconnector {
   }
 
   /**
-   * Runs `fn` with a live client. When the connection fails under it, the error is
-   * passed on (the outcome is unknown), unless `retry` is true: then it reconnects
-   * and runs `fn` again, up to `maxAttempts` times.
+   * Runs `fn` with a live client. When the connection fails under it (ConnectionError,
+   * or the server stopping or being full), the error is passed on (the outcome may be
+   * unknown), unless `retry` is true: then it reconnects and runs `fn` again, up to
+   * `maxAttempts` times.
    */
   async run<T>(fn: (c: Client) => Promise<T>, opts: { retry?: boolean } = {}): Promise<T> {
     const attempts = this.options.maxAttempts ?? Infinity;
@@ -71,7 +80,7 @@ export class Reconnector {
       try {
         return await fn(c);
       } catch (e) {
-        if (!opts.retry || !(e instanceof ConnectionError) || i >= attempts || this.closed) throw e;
+        if (!opts.retry || !lostConnection(e) || i >= attempts || this.closed) throw e;
       }
     }
   }

@@ -90,3 +90,34 @@ test("after a server restart, the Reconnector and the consumer connect again by 
     await srv2.stop();
   }
 });
+
+test("Reconnector.run with retry repeats a request the server stopped under (SHUTTING_DOWN)", async () => {
+  const srv1 = await startServer();
+  const port = srv1.port;
+  const r = beuss.reconnecting({ host: srv1.host, port }, { minDelayMs: 20, maxDelayMs: 200 });
+  let tries = 0;
+  const got = r.run(
+    (cl) => {
+      tries++;
+      return cl.get("q", { waitMs: 60_000 });
+    },
+    { retry: true },
+  );
+  const probe = await srv1.connect();
+  while ((await probe.stats("q")).queues.get("q")?.get("waiters") !== 1n);
+  probe.destroy();
+  await srv1.stop("SIGTERM");
+  const srv2 = await startServer({ BPORT: String(port) });
+  try {
+    const p = await srv2.connect();
+    while ((await p.stats("q")).queues.get("q")?.get("waiters") !== 1n);
+    await p.put("q", "again");
+    const [m] = await got;
+    assert.equal(m.text(), "again");
+    assert.equal(tries, 2);
+    await p.close();
+    await r.close();
+  } finally {
+    await srv2.stop();
+  }
+});
