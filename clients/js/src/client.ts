@@ -529,14 +529,20 @@ export class Client implements Settler {
 
   /**
    * Closes the connection: sends what is queued, half-closes, and waits for the server
-   * to answer what was sent and close (protocol.md 2.8). Safe to call twice.
+   * to answer what was sent and close (protocol.md 2.8), at most `timeoutMs`. Safe to
+   * call twice.
    */
   async close(): Promise<void> {
     if (this.conn.closed) return;
     this.flushSettles();
     const conn = this.conn;
     await new Promise<void>((resolve) => {
-      conn.onClose(() => resolve());
+      // A server that does not close its side within the margin is not waited for.
+      const t = setTimeout(() => conn.destroy("closed by close() after the timeout"), this.opts.timeoutMs);
+      conn.onClose(() => {
+        clearTimeout(t);
+        resolve();
+      });
       conn.end();
     });
   }
