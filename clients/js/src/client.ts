@@ -1,0 +1,597 @@
+/**
+ * The client: one method per protocol operation, promises everywhere, pipelined on one
+ * connection (call many methods without awaiting; replies are matched in order).
+ */
+import * as codec from "./codec.js";
+import {
+  Feature,
+  MAX_SETTLE_PAIRS,
+  NackOption,
+  NEVER_DEAD,
+  PROTOCOL_VERSION,
+  Status,
+  WAIT_FOREVER,
+  nameBytes,
+  toBytes,
+  type HelloReply,
+  type LeasePair,
+  type Payload,
+  type PublishResult,
+  type SettleResult,
+  type Stats,
+} from "./codec.js";
+import { Connection, type ConnectionOptions } from "./connection.js";
+import { ConnectionError, RequestTimeoutError } from "./errors.js";
+import { LeasedMessage, Message, type NackOptions, type Settler } from "./message.js";
+import { Subscription } from "./subscription.js";
+import { Consumer, type ConsumeOptions, type Handler } from "./consumer.js";
+
+/** How {@link connect} finds and talks to the server. */
+export interface ConnectOptions {
+  /** Host; default `BHOST`, else `localhost`. */
+  host?: string;
+  /** Port; default `BPORT`, else 6552. */
+  port?: number;
+  /**
+   * Longest connect time, and the margin allowed beyond the wait a request asks for
+   * before the connection is given up (ms, default 10000). A GET waiting 5 s may take
+   * 5 s + this margin; one waiting forever is never timed out.
+   */
+  timeoutMs?: number;
+  /** Highest protocol version to ask for in HELLO (default 3, the newest this client knows). */
+  version?: number;
+  /** Largest reply frame accepted, in bytes (default: derived from the server's max_message_size). */
+  maxFrameBytes?: number;
+  /** Events kept in memory per subscription before newer ones are dropped (default 10000). */
+  maxPendingEvents?: number;
+}
+
+/** What the server said in its HELLO reply (protocol.md 4.2, 13.1). */
+export interface ServerInfo extends HelloReply {
+  /** True if the server sets every bit of `feature` (a {@link Feature} value). */
+  has(feature: number): boolean;
+}
+
+/** Result of a PUT. */
+export interface PutResult extends codec.PutReply {}
+
+/** Options of a GET (protocol.md 3.5). */
+export interface GetOptions {
+  /** How long to wait for a message when the queue is empty (ms; Infinity = for ever). Default 0. */
+  waitMs?: number;
+  /** Most messages wanted, 1..65535 (default 1). A parked GET is woken with exactly one. */
+  max?: number;
+  /** Ask for metadata (WITH_META): id, attempt, subject, replyTo. */
+  withMeta?: boolean;
+}
+
+/** Options of a LEASE (protocol.md 13.5). */
+export interface LeaseOptions extends GetOptions {
+  /** Lease length (ms); 0 or absent = the server's default (30 s). */
+  leaseMs?: number;
+  /** Dead-letter after this many charged deliveries; 0 = the server's default (20); Infinity = never. */
+  maxDeliveries?: number;
+  /** The lease does not end with the connection (any connection may settle it). */
+  detached?: boolean;
+}
+
+/** Options of a PUB (protocol.md 15.4, 15.5). */
+export interface PublishOptions extends codec.PutOptions {
+  /** Wait until this many queue copies are confirmed (ACKed or taken by GET). Default 0. */
+  confirm?: number;
+  /** With `confirm`: the longest wait (ms, default 5000). */
+  timeoutMs?: number;
+}
+
+/** Which address BHOST/BPORT name, like the CLI (default localhost:6552). */
+export function addressFromEnv(): { host: string; port: number } {
+  const host = process.env["BHOST"] || "localhost";
+  const p = process.env["BPORT"];
+  const port = p ? Number.parseInt(p, 10) : 6552;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`BPORT is not a port: ${p}`);
+  return { host, port };
+}
+
+function waitField(waitMs: number | undefined): number {
+  const w = waitMs ?? 0;
+  if (w === Infinity) return WAIT_FOREVER;
+  if (!Number.isFinite(w) || w < 0) throw new RangeError(`waitMs must be >= 0 or Infinity, got ${w}`);
+  // The longest finite wait is 0xFFFFFFFE (protocol.md 3.5); round up so we never wait less.
+  return Math.min(Math.ceil(w), WAIT_FOREVER - 1);
+}
+
+function waitBudget(field: number): number {
+  return field === WAIT_FOREVER ? Infinity : field;
+}
+
+/** A settle request being gathered during the current tick. */
+interface SettleBatch {
+  kind: "ack" | "nack" | "touch";
+  queue: string;
+  arg: NackOptions | number;
+  pairs: LeasePair[];
+  done: { resolve: (r: SettleResult) => void; reject: (e: unknown) => void }[];
+}
+
+/**
+ * A connection to a beuss server. Create one with {@link connect}. Every method sends
+ * one request (putMany several) and may be called without awaiting the previous one:
+ * the requests are pipelined on the connection and answered in order.
+ *
+ * A request that waits (GET or LEASE with waitMs, request(), publish with confirm)
+ * holds back the requests behind it on this connection (protocol.md 2.4); give
+ * waiting consumers their own client, as {@link Client.consume} does.
+ */
+export class Client implements Settler {
+  /** What the server announced in HELLO. */
+  server: ServerInfo;
+  private conn: Connection;
+  private readonly opts: Required<Omit<ConnectOptions, "maxFrameBytes">> & { maxFrameBytes?: number };
+  private readonly subs = new Map<number, Subscription>();
+  private batches = new Map<string, SettleBatch>();
+  private batchQueued = false;
+  private putWithId: boolean;
+
+  private constructor(conn: Connection, server: ServerInfo, opts: Client["opts"]) {
+    this.conn = conn;
+    this.server = server;
+    this.opts = opts;
+    this.putWithId = server.has(Feature.PUT_OPTIONS);
+    this.attach();
+  }
+
+  /** @internal Opens the connection and says HELLO; use {@link connect}. */
+  static async open(options: ConnectOptions = {}): Promise<Client> {
+    const env = addressFromEnv();
+    const opts = {
+      host: options.host ?? env.host,
+      port: options.port ?? env.port,
+      timeoutMs: options.timeoutMs ?? 10_000,
+      version: options.version ?? PROTOCOL_VERSION,
+      maxPendingEvents: options.maxPendingEvents ?? 10_000,
+      ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
+    };
+    const [conn, server] = await Client.handshake(opts);
+    return new Client(conn, server, opts);
+  }
+
+  private static async handshake(opts: Client["opts"]): Promise<[Connection, ServerInfo]> {
+    const copts: ConnectionOptions = {
+      host: opts.host,
+      port: opts.port,
+      timeoutMs: opts.timeoutMs,
+      // Until HELLO says max_message_size, accept what a HELLO or an ERROR can be.
+      maxFrameBytes: 64 * 1024,
+    };
+    const conn = await Connection.open(copts);
+    let hello: HelloReply;
+    try {
+      hello = await conn.request(codec.encodeHello(opts.version), expect(Status.HELLO, codec.decodeHello));
+    } catch (e) {
+      conn.destroy();
+      throw e;
+    }
+    // Section 8: the largest reply is an ENVELOPES of 65535 messages, or a STATS of
+    // many queues; allow that plus room, unless the caller capped it.
+    copts.maxFrameBytes =
+      opts.maxFrameBytes ?? Math.min(0xffffffff, 5 + 285 * 65535 + Math.max(1 << 20, hello.maxMessageSize) + (64 << 20));
+    const server: ServerInfo = { ...hello, has: (f: number) => (hello.features & f) === f };
+    return [conn, server];
+  }
+
+  private attach(): void {
+    const conn = this.conn;
+    conn.onEvent = (ev) => this.subs.get(ev.sid)?.push(ev);
+    conn.onClose((e) => {
+      // Subscriptions live on the connection (15.6): they end with it.
+      if (this.conn !== conn) return;
+      for (const s of this.subs.values()) s.end(e);
+      this.subs.clear();
+    });
+  }
+
+  /** The error that closed the connection, or undefined while it is open. */
+  get closed(): Error | undefined {
+    return this.conn.closed;
+  }
+
+  /** Requests sent and not yet answered. */
+  get inFlight(): number {
+    return this.conn.inFlight;
+  }
+
+  /**
+   * Replaces a lost (or any) connection with a new one to the same server, with a new
+   * HELLO. Nothing is replayed: requests that were in flight have already failed with
+   * ConnectionError (their outcome is unknown: a PUT may have been stored).
+   * Subscriptions end with the old connection; messages leased on it are stale, and
+   * settling them answers false with `result` "stale" (or "not_found"), never an ack of
+   * another delivery (the server requeued them with a new attempt number).
+   */
+  async reconnect(): Promise<void> {
+    const old = this.conn;
+    const [conn, server] = await Client.handshake(this.opts);
+    this.conn = conn;
+    this.server = server;
+    this.putWithId = server.has(Feature.PUT_OPTIONS);
+    this.attach();
+    for (const s of this.subs.values()) s.end(new ConnectionError("reconnected: subscription ended"));
+    this.subs.clear();
+    old.destroy("replaced by reconnect()");
+  }
+
+  private req<T>(frame: Buffer, decode: (b: Buffer) => T, waitMs = 0): Promise<T> {
+    return this.conn.request(frame, decode, waitMs);
+  }
+
+  /**
+   * Sends a frame the caller encoded (see the `codec` export) and resolves with its
+   * reply frame, status byte first; an ERROR reply rejects as usual. For tools and tests.
+   */
+  raw(frame: Buffer, waitMs = 0): Promise<Buffer> {
+    return this.req(frame, (b) => Buffer.from(b), waitMs);
+  }
+
+  /** PING: resolves when the server answers PONG. */
+  ping(): Promise<void> {
+    return this.req(codec.encodePing(), expect(Status.PONG, () => undefined));
+  }
+
+  /**
+   * Appends a message to `queue`. Against a version-2+ server the reply carries the new
+   * message's `id`; `truncated` says the server kept only `storedLength` bytes.
+   * Rejects with FullError (not fatal) when the server is over its memory cap.
+   */
+  put(queue: string, payload: Payload, options?: codec.PutOptions): Promise<PutResult> {
+    const withId = this.putWithId || options !== undefined;
+    const frame = codec.encodePut(nameBytes(queue), toBytes(payload), withId ? (options ?? {}) : undefined);
+    return this.req(frame, expect2(Status.STORED, Status.TRUNCATED, (b) => codec.decodePut(b, withId)));
+  }
+
+  /**
+   * Puts every payload, pipelined (all sent before the first reply is awaited).
+   * Resolves with the results in order; if any PUT failed, rejects with the first
+   * error once all have been answered (the others may have been stored).
+   */
+  async putMany(queue: string, payloads: Iterable<Payload>, options?: codec.PutOptions): Promise<PutResult[]> {
+    const ps: Promise<PutResult>[] = [];
+    for (const p of payloads) ps.push(this.put(queue, p, options));
+    const rs = await Promise.allSettled(ps);
+    const bad = rs.find((r) => r.status === "rejected");
+    if (bad) throw (bad as PromiseRejectedResult).reason;
+    return rs.map((r) => (r as PromiseFulfilledResult<PutResult>).value);
+  }
+
+  /**
+   * Takes (removes) up to `max` messages from `queue`, waiting up to `waitMs` if it is
+   * empty. Resolves [] when nothing came. At-most-once: use lease() for at-least-once.
+   */
+  get(queue: string, options: GetOptions = {}): Promise<Message[]> {
+    const w = waitField(options.waitMs);
+    const meta = options.withMeta ?? false;
+    const frame = codec.encodeGet(nameBytes(queue), w, options.max ?? 1, meta);
+    const decode = receive(meta, codec.decodeMessages, Status.MESSAGES);
+    return this.req(frame, (b) => decode(b).map((m) => new Message(m)), waitBudget(w));
+  }
+
+  /** get() of one message: resolves it, or null when none came within `waitMs`. */
+  async getOne(queue: string, options: Omit<GetOptions, "max"> = {}): Promise<Message | null> {
+    const ms = await this.get(queue, { ...options, max: 1 });
+    return ms[0] ?? null;
+  }
+
+  /** Drops every message of `queue`; resolves how many. */
+  purge(queue: string): Promise<bigint> {
+    return this.req(codec.encodePurge(nameBytes(queue)), expect(Status.PURGED, codec.decodeCount64));
+  }
+
+  /** Server figures and those of every queue, or of `queue` only. */
+  stats(queue?: string): Promise<Stats> {
+    const q = queue === undefined || queue === "" ? undefined : nameBytes(queue);
+    return this.req(codec.encodeStats(q), expect(Status.STATS, codec.decodeStats));
+  }
+
+  /**
+   * Takes up to `max` messages under a lease (protocol.md 13.5): they stay on the
+   * server until acked, and come back (attempt + 1) if the lease ends first.
+   */
+  lease(queue: string, options: LeaseOptions = {}): Promise<LeasedMessage[]> {
+    const w = waitField(options.waitMs);
+    const meta = options.withMeta ?? false;
+    const md = options.maxDeliveries ?? 0;
+    const frame = codec.encodeLease(
+      nameBytes(queue),
+      {
+        waitMs: w,
+        max: options.max ?? 1,
+        leaseMs: options.leaseMs ?? 0,
+        maxDeliveries: md === Infinity ? NEVER_DEAD : md,
+        detached: options.detached ?? false,
+      },
+      meta,
+    );
+    const decode = receive(meta, codec.decodeLeased, Status.LEASED);
+    return this.req(frame, (b) => decode(b).map((m) => new LeasedMessage(m, queue, this)), waitBudget(w));
+  }
+
+  /** Acknowledges leases by `(id, attempt)`; one result per pair, in order. */
+  ack(queue: string, pairs: readonly LeasePair[]): Promise<SettleResult[]> {
+    return this.settleMany(pairs, (ch) => codec.encodeAck(nameBytes(queue), ch));
+  }
+
+  /** Ends leases now (returning or dead-lettering the messages); one result per pair. */
+  nack(queue: string, pairs: readonly LeasePair[], options: NackOptions = {}): Promise<SettleResult[]> {
+    const opt = (options.dead ? NackOption.DEAD : 0) | (options.count === false ? NackOption.NO_CHARGE : 0);
+    const delay = Math.ceil(options.delayMs ?? 0);
+    return this.settleMany(pairs, (ch) => codec.encodeNack(nameBytes(queue), delay, opt, ch));
+  }
+
+  /** Extends leases to `leaseMs` from now (0 = their original length); one result per pair. */
+  touch(queue: string, pairs: readonly LeasePair[], leaseMs = 0): Promise<SettleResult[]> {
+    return this.settleMany(pairs, (ch) => codec.encodeTouch(nameBytes(queue), Math.ceil(leaseMs), ch));
+  }
+
+  private async settleMany(pairs: readonly LeasePair[], enc: (ch: readonly LeasePair[]) => Buffer): Promise<SettleResult[]> {
+    if (pairs.length === 0) return [];
+    const ps: Promise<SettleResult[]>[] = [];
+    for (let i = 0; i < pairs.length; i += MAX_SETTLE_PAIRS) {
+      ps.push(this.req(enc(pairs.slice(i, i + MAX_SETTLE_PAIRS)), expect(Status.SETTLED, codec.decodeSettled)));
+    }
+    return (await Promise.all(ps)).flat();
+  }
+
+  /**
+   * @internal The settle of one leased message. Settles of the same kind and queue
+   * made in one tick go out as one request (a consumer acking 100 messages sends one ACK).
+   */
+  settle(kind: "ack" | "nack" | "touch", queue: string, pair: LeasePair, arg: NackOptions | number): Promise<SettleResult> {
+    let key: string;
+    if (kind === "nack") {
+      const o = arg as NackOptions;
+      key = `nack\0${o.delayMs ?? 0}\0${o.dead ? 1 : 0}\0${o.count === false ? 0 : 1}\0${queue}`;
+    } else {
+      key = `${kind}\0${kind === "touch" ? (arg as number) : 0}\0${queue}`;
+    }
+    let b = this.batches.get(key);
+    if (!b) {
+      b = { kind, queue, arg, pairs: [], done: [] };
+      this.batches.set(key, b);
+    }
+    b.pairs.push({ id: pair.id, attempt: pair.attempt });
+    const p = new Promise<SettleResult>((resolve, reject) => b.done.push({ resolve, reject }));
+    if (!this.batchQueued) {
+      this.batchQueued = true;
+      queueMicrotask(() => this.flushSettles());
+    }
+    if (b.pairs.length >= MAX_SETTLE_PAIRS) this.flushSettles();
+    return p;
+  }
+
+  /** @internal Sends the settles gathered so far. */
+  flushSettles(): void {
+    this.batchQueued = false;
+    const batches = this.batches;
+    if (batches.size === 0) return;
+    this.batches = new Map();
+    for (const b of batches.values()) {
+      let p: Promise<SettleResult[]>;
+      if (b.kind === "ack") p = this.ack(b.queue, b.pairs);
+      else if (b.kind === "touch") p = this.touch(b.queue, b.pairs, b.arg as number);
+      else p = this.nack(b.queue, b.pairs, b.arg as NackOptions);
+      p.then(
+        (rs) => b.done.forEach((d, i) => d.resolve(rs[i] ?? "not_found")),
+        (e) => b.done.forEach((d) => d.reject(e)),
+      );
+    }
+  }
+
+  /** Copies of the ready messages at the front of `queue`, without changing anything. */
+  peek(queue: string, options: { max?: number; withMeta?: boolean } = {}): Promise<Message[]> {
+    const meta = options.withMeta ?? false;
+    const frame = codec.encodePeek(nameBytes(queue), options.max ?? 1, meta);
+    const decode = receive(meta, codec.decodeLeased, Status.PEEKED);
+    return this.req(frame, (b) => decode(b).map((m) => new Message(m)));
+  }
+
+  /** Moves up to `max` ready messages from `from` to the end of `to`; resolves how many. */
+  move(from: string, to: string, max = 0xffffffff): Promise<bigint> {
+    return this.req(codec.encodeMove(nameBytes(from), nameBytes(to), max), expect(Status.MOVED, codec.decodeCount64));
+  }
+
+  /** Binds `pattern` onto `queue` (15.3); resolves true if the binding is new. */
+  bind(pattern: string, queue: string): Promise<boolean> {
+    return this.req(codec.encodeBind(nameBytes(pattern, "pattern"), nameBytes(queue)), expect(Status.BOUND, codec.decodeFlag));
+  }
+
+  /** Removes the binding of `pattern` onto `queue`; resolves true if there was one. */
+  unbind(pattern: string, queue: string): Promise<boolean> {
+    return this.req(codec.encodeBind(nameBytes(pattern, "pattern"), nameBytes(queue), true), expect(Status.UNBOUND, codec.decodeFlag));
+  }
+
+  /**
+   * Publishes to `subject` (15.4): a copy into every bound queue, an event to every
+   * matching subscription. With `confirm` N, resolves once N copies are confirmed or
+   * `timeoutMs` passed (check `acked`); rejects with TooFewCopiesError when fewer than N
+   * queues match.
+   */
+  publish(subject: string, payload: Payload, options: PublishOptions = {}): Promise<PublishResult> {
+    const confirm = options.confirm ?? 0;
+    const timeoutMs = confirm > 0 ? Math.ceil(options.timeoutMs ?? 5000) : 0;
+    const frame = codec.encodePub(
+      nameBytes(subject, "subject"),
+      { delayMs: Math.ceil(options.delayMs ?? 0), priority: options.priority ?? 5, confirm, timeoutMs },
+      toBytes(payload),
+    );
+    return this.req(frame, expect(Status.PUBLISHED, codec.decodePublished), timeoutMs);
+  }
+
+  /**
+   * Subscribes this connection to `pattern` (15.6). Iterate the result with
+   * `for await`; leaving the loop (or unsubscribe()) ends it.
+   */
+  subscribe(pattern: string): Promise<Subscription> {
+    const frame = codec.encodeSub(nameBytes(pattern, "pattern"));
+    // The subscription is registered while the SUBSCRIBED frame is decoded, before the
+    // next frame is read, so that an EVENT right behind it finds it.
+    return this.req(
+      frame,
+      expect(Status.SUBSCRIBED, (b) => {
+        const sid = codec.decodeSubscribed(b);
+        const s = new Subscription(
+          sid,
+          pattern,
+          this.opts.maxPendingEvents,
+          (sub) => this.unsubscribe(sub.sid),
+          (to, p) => this.reply(to, p),
+        );
+        this.subs.set(sid, s);
+        return s;
+      }),
+    );
+  }
+
+  /** Ends subscription `sid` (15.6); resolves true if it existed. */
+  unsubscribe(sid: number): Promise<boolean> {
+    return this.req(
+      codec.encodeUnsub(sid),
+      expect(Status.UNSUBSCRIBED, (b) => {
+        // No EVENT of this sid comes after UNSUBSCRIBED: end the iteration here.
+        this.subs.get(sid)?.end();
+        this.subs.delete(sid);
+        return codec.decodeFlag(b);
+      }),
+    );
+  }
+
+  /**
+   * Sends a request to `subject` and resolves with the first reply (15.8). Rejects with
+   * NoRespondersError when nothing listens, RequestTimeoutError after `timeoutMs`
+   * (default 5000).
+   */
+  request(subject: string, payload: Payload, options: { timeoutMs?: number } = {}): Promise<Message> {
+    const t = Math.ceil(options.timeoutMs ?? 5000);
+    const frame = codec.encodeReq(nameBytes(subject, "subject"), t, toBytes(payload));
+    return this.req(
+      frame,
+      (b) => {
+        if (b[0] === Status.REPLY) return new Message({ data: codec.decodeReplyPayload(b) });
+        if (b[0] === Status.EMPTY) throw new RequestTimeoutError(`no reply to ${subject} within ${t} ms`);
+        throw unexpected(b);
+      },
+      t,
+    );
+  }
+
+  /** Answers a request by its reply address; resolves true if the requester got it. */
+  reply(replyTo: bigint, payload: Payload): Promise<boolean> {
+    return this.req(codec.encodeReply(replyTo, toBytes(payload)), expect(Status.REPLIED, codec.decodeFlag));
+  }
+
+  /**
+   * A consumer of `queue` on a connection of its own (so its waiting LEASE holds back
+   * nothing of this client): iterate it with `for await`, or give it a handler with
+   * run(). See {@link ConsumeOptions}.
+   */
+  consume(queue: string, options: ConsumeOptions = {}): Consumer {
+    return new Consumer(() => Client.open(this.connectOptions()), queue, options);
+  }
+
+  /** Shorthand for `consume(queue, options)` then run(handler): returns the running consumer. */
+  process(queue: string, handler: Handler, options: ConsumeOptions = {}): Consumer {
+    const c = this.consume(queue, options);
+    c.run(handler);
+    return c;
+  }
+
+  /** The options that connect another client to the same server. */
+  connectOptions(): ConnectOptions {
+    const { maxFrameBytes, ...rest } = this.opts;
+    return maxFrameBytes === undefined ? rest : { ...rest, maxFrameBytes };
+  }
+
+  /**
+   * Says QUIT and waits for BYE, so every earlier request is known to be processed,
+   * then closes.
+   */
+  async quit(): Promise<void> {
+    this.flushSettles();
+    try {
+      await this.req(codec.encodeQuit(), expect(Status.BYE, () => undefined));
+    } finally {
+      this.conn.destroy("closed by quit()");
+    }
+  }
+
+  /** Closes the connection at once; requests in flight fail with ConnectionError. */
+  destroy(): void {
+    this.conn.destroy();
+  }
+
+  /**
+   * Closes the connection: sends what is queued, half-closes, and waits for the server
+   * to answer what was sent and close (protocol.md 2.8), at most `timeoutMs`. Safe to
+   * call twice.
+   */
+  async close(): Promise<void> {
+    if (this.conn.closed) return;
+    this.flushSettles();
+    const conn = this.conn;
+    await new Promise<void>((resolve) => {
+      // A server that does not close its side within the margin is not waited for.
+      const t = setTimeout(() => conn.destroy("closed by close() after the timeout"), this.opts.timeoutMs);
+      conn.onClose(() => {
+        clearTimeout(t);
+        resolve();
+      });
+      conn.end();
+    });
+  }
+}
+
+/** A decoder that accepts one status. */
+function expect<T>(status: number, f: (b: Buffer) => T): (b: Buffer) => T {
+  return (b) => {
+    if (b[0] !== status) throw unexpected(b);
+    return f(b);
+  };
+}
+
+/** A decoder that accepts either of two statuses. */
+function expect2<T>(s1: number, s2: number, f: (b: Buffer) => T): (b: Buffer) => T {
+  return (b) => {
+    if (b[0] !== s1 && b[0] !== s2) throw unexpected(b);
+    return f(b);
+  };
+}
+
+function unexpected(b: Buffer): codec.CodecError {
+  return new codec.CodecError(`unexpected status 0x${(b[0] ?? 0).toString(16)}`);
+}
+
+/** Decoder of a receive: EMPTY, the plain status, or ENVELOPES with WITH_META. */
+function receive(withMeta: boolean, plain: (b: Buffer) => codec.RawMessage[], status: number): (b: Buffer) => codec.RawMessage[] {
+  return (b) => {
+    if (b[0] === Status.EMPTY) return [];
+    if (withMeta) {
+      if (b[0] !== Status.ENVELOPES) throw unexpected(b);
+      return codec.decodeEnvelopes(b);
+    }
+    if (b[0] !== status) throw unexpected(b);
+    return plain(b);
+  };
+}
+
+/**
+ * Connects to a beuss server and says HELLO (asking for version 3). With no options,
+ * the address comes from BHOST and BPORT (default localhost:6552), as for the CLI.
+ * A string is taken as "host:port".
+ */
+export function connect(options?: ConnectOptions | string): Promise<Client> {
+  if (typeof options === "string") {
+    const i = options.lastIndexOf(":");
+    if (i < 0) return Client.open({ host: options });
+    const host = options.slice(0, i).replace(/^\[|\]$/g, "");
+    return Client.open({ host, port: Number.parseInt(options.slice(i + 1), 10) });
+  }
+  return Client.open(options);
+}

@@ -1,0 +1,762 @@
+/**
+ * The beuss wire codec (protocol.md sections 2-6, 13 and 15): request encoders and
+ * response decoders. Pure functions over Buffers, no I/O, so the unit tests can check
+ * every documented frame byte for byte.
+ *
+ * Encoders return one Buffer per frame, sized exactly, so that the connection can
+ * gather a batch of them into a single socket write.
+ */
+
+/** Request opcodes (protocol.md 3, 13.12, 15.13). */
+export const Op = {
+  HELLO: 0x01,
+  PING: 0x02,
+  QUIT: 0x03,
+  PUT: 0x10,
+  GET: 0x11,
+  PURGE: 0x12,
+  LEASE: 0x13,
+  ACK: 0x14,
+  NACK: 0x15,
+  TOUCH: 0x16,
+  PEEK: 0x17,
+  MOVE: 0x18,
+  STATS: 0x20,
+  BIND: 0x30,
+  UNBIND: 0x31,
+  PUB: 0x32,
+  SUB: 0x33,
+  UNSUB: 0x34,
+  REQ: 0x35,
+  REPLY: 0x36,
+} as const;
+
+/** Response statuses (protocol.md 4, 13.12, 15.13). */
+export const Status = {
+  PONG: 0x01,
+  HELLO: 0x02,
+  BYE: 0x03,
+  STORED: 0x10,
+  TRUNCATED: 0x11,
+  MESSAGES: 0x12,
+  EMPTY: 0x13,
+  PURGED: 0x14,
+  LEASED: 0x15,
+  SETTLED: 0x16,
+  PEEKED: 0x17,
+  MOVED: 0x18,
+  STATS: 0x20,
+  BOUND: 0x30,
+  UNBOUND: 0x31,
+  PUBLISHED: 0x32,
+  SUBSCRIBED: 0x33,
+  UNSUBSCRIBED: 0x34,
+  REPLY: 0x35,
+  REPLIED: 0x36,
+  ENVELOPES: 0x37,
+  EVENT: 0x3f,
+  ERROR: 0x7f,
+} as const;
+
+/** Flag bits (protocol.md 9.3). */
+export const Flag = { PUT_OPTIONS: 0x01, WITH_META: 0x02 } as const;
+
+/** `features` bits of a version-2+ HELLO reply (protocol.md 13.1). */
+export const Feature = {
+  LEASES: 0x01,
+  PUT_OPTIONS: 0x02,
+  DURABLE: 0x04,
+  SYNCED: 0x08,
+  FANOUT: 0x10,
+} as const;
+
+/** Highest protocol version this client speaks. */
+export const PROTOCOL_VERSION = 3;
+/** `wait_ms` meaning "wait forever" (protocol.md 3.5). */
+export const WAIT_FOREVER = 0xffffffff;
+/** `max_deliveries` meaning "never dead-letter" (protocol.md 13.5). */
+export const NEVER_DEAD = 0xffff;
+/** Most `(id, attempt)` pairs one settle request may carry (protocol.md 13.6). */
+export const MAX_SETTLE_PAIRS = 4096;
+/** Priority a plain PUT gets (protocol.md 13.3). */
+export const DEFAULT_PRIORITY = 5;
+/** NACK option bits (protocol.md 13.6). */
+export const NackOption = { DEAD: 0x01, NO_CHARGE: 0x02 } as const;
+/** Metadata tags (protocol.md 15.7). */
+export const MetaTag = { SUBJECT: 1, REPLY_TO: 2, DROPPED: 3 } as const;
+
+/** Bytes accepted wherever the protocol carries a payload. */
+export type Payload = Uint8Array | string;
+
+/** Thrown by the decoders for a frame that breaks the protocol: the peer cannot be trusted. */
+export class CodecError extends Error {
+  override name = "CodecError";
+}
+
+/** One `(id, attempt)` pair naming a lease (protocol.md 13.6). */
+export interface LeasePair {
+  /** The message id. */
+  readonly id: bigint;
+  /** The attempt number of the lease. */
+  readonly attempt: number;
+}
+
+/** UTF-8 bytes of a string, or the bytes themselves. */
+export function toBytes(payload: Payload): Uint8Array {
+  return typeof payload === "string" ? Buffer.from(payload, "utf8") : payload;
+}
+
+/**
+ * A queue name, subject or pattern as its UTF-8 bytes, checked for the 1..255 byte
+ * range here, because the server answers a bad one with a fatal error that would
+ * also cost every other request in flight.
+ */
+export function nameBytes(name: string, what = "queue name"): Buffer {
+  // A client uses a handful of names over and over: encoding each once saves a UTF-8
+  // pass per request on the hot path. The buffers are only ever read.
+  let b = NAME_CACHE.get(name);
+  if (b) return b;
+  b = Buffer.from(name, "utf8");
+  if (b.length < 1 || b.length > 255) {
+    throw new RangeError(`${what} must be 1..255 bytes of UTF-8, got ${b.length} bytes`);
+  }
+  if (NAME_CACHE.size >= 1024) NAME_CACHE.clear();
+  NAME_CACHE.set(name, b);
+  return b;
+}
+const NAME_CACHE = new Map<string, Buffer>();
+
+function checkU32(v: number, what: string): number {
+  if (!Number.isInteger(v) || v < 0 || v > 0xffffffff) throw new RangeError(`${what} must be a u32, got ${v}`);
+  return v;
+}
+
+function checkU16(v: number, what: string, min = 0): number {
+  if (!Number.isInteger(v) || v < min || v > 0xffff) throw new RangeError(`${what} must be ${min}..65535, got ${v}`);
+  return v;
+}
+
+/** A header-only request: length 2, opcode, flags 0. */
+function bare(op: number): Buffer {
+  const b = Buffer.allocUnsafe(6);
+  b.writeUInt32BE(2, 0);
+  b[4] = op;
+  b[5] = 0;
+  return b;
+}
+
+/**
+ * Starts a frame: allocates `6 + bodyLen` bytes and writes length, opcode and flags.
+ * Returns the buffer; the body starts at offset 6.
+ */
+function frame(op: number, flags: number, bodyLen: number): Buffer {
+  if (bodyLen + 2 > 0xffffffff) throw new RangeError("frame longer than 2^32 - 1 bytes");
+  const b = Buffer.allocUnsafe(6 + bodyLen);
+  b.writeUInt32BE(2 + bodyLen, 0);
+  b[4] = op;
+  b[5] = flags;
+  return b;
+}
+
+/** HELLO (3.1). */
+export function encodeHello(version: number): Buffer {
+  const b = frame(Op.HELLO, 0, 2);
+  b.writeUInt16BE(checkU16(version, "version", 1), 6);
+  return b;
+}
+
+/** PING (3.2). */
+export function encodePing(): Buffer {
+  return bare(Op.PING);
+}
+
+/** QUIT (3.3). */
+export function encodeQuit(): Buffer {
+  return bare(Op.QUIT);
+}
+
+/** Options of a PUT with the PUT_OPTIONS flag (13.4). */
+export interface PutOptions {
+  /** Milliseconds before the message becomes ready; 0 = now. */
+  delayMs?: number;
+  /** 0 (first) .. 9 (last); 5 is a plain PUT's. */
+  priority?: number;
+}
+
+/**
+ * PUT (3.4; with `options`, the PUT_OPTIONS form of 13.4 whose reply carries the id).
+ * Passing `options` (even `{}`) selects the flagged form.
+ */
+export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutOptions): Buffer {
+  const extra = options ? 5 : 0;
+  const b = frame(Op.PUT, options ? Flag.PUT_OPTIONS : 0, 1 + queue.length + extra + payload.length);
+  b[6] = queue.length;
+  b.set(queue, 7);
+  let o = 7 + queue.length;
+  if (options) {
+    b.writeUInt32BE(checkU32(options.delayMs ?? 0, "delayMs"), o);
+    const p = options.priority ?? DEFAULT_PRIORITY;
+    if (!Number.isInteger(p) || p < 0 || p > 9) throw new RangeError(`priority must be 0..9, got ${p}`);
+    b[o + 4] = p;
+    o += 5;
+  }
+  b.set(payload, o);
+  return b;
+}
+
+/** GET (3.5); `withMeta` sets WITH_META (15.9). */
+export function encodeGet(queue: Uint8Array, waitMs: number, max: number, withMeta = false): Buffer {
+  const b = frame(Op.GET, withMeta ? Flag.WITH_META : 0, 1 + queue.length + 6);
+  b[6] = queue.length;
+  b.set(queue, 7);
+  const o = 7 + queue.length;
+  b.writeUInt32BE(checkU32(waitMs, "waitMs"), o);
+  b.writeUInt16BE(checkU16(max, "max", 1), o + 4);
+  return b;
+}
+
+/** A request whose body is one name: PURGE (3.6), SUB (15.6). */
+function oneName(op: number, name: Uint8Array): Buffer {
+  const b = frame(op, 0, 1 + name.length);
+  b[6] = name.length;
+  b.set(name, 7);
+  return b;
+}
+
+/** PURGE (3.6). */
+export function encodePurge(queue: Uint8Array): Buffer {
+  return oneName(Op.PURGE, queue);
+}
+
+/** STATS (3.7); no queue (or an empty one) asks for every queue. */
+export function encodeStats(queue?: Uint8Array): Buffer {
+  const q = queue ?? new Uint8Array(0);
+  const b = frame(Op.STATS, 0, 1 + q.length);
+  b[6] = q.length;
+  b.set(q, 7);
+  return b;
+}
+
+/** Fields of a LEASE (13.5). */
+export interface LeaseRequest {
+  /** Milliseconds to wait for a message; WAIT_FOREVER for ever. */
+  waitMs: number;
+  /** Most messages wanted, 1..65535. */
+  max: number;
+  /** Lease length; 0 = the server's default. */
+  leaseMs: number;
+  /** Dead-letter after this many charged deliveries; 0 = default, NEVER_DEAD = never. */
+  maxDeliveries: number;
+  /** The lease does not end with the connection. */
+  detached: boolean;
+}
+
+/** LEASE (13.5); `withMeta` sets WITH_META (15.9). */
+export function encodeLease(queue: Uint8Array, r: LeaseRequest, withMeta = false): Buffer {
+  const b = frame(Op.LEASE, withMeta ? Flag.WITH_META : 0, 1 + queue.length + 13);
+  b[6] = queue.length;
+  b.set(queue, 7);
+  const o = 7 + queue.length;
+  b.writeUInt32BE(checkU32(r.waitMs, "waitMs"), o);
+  b.writeUInt16BE(checkU16(r.max, "max", 1), o + 4);
+  b.writeUInt32BE(checkU32(r.leaseMs, "leaseMs"), o + 6);
+  b.writeUInt16BE(checkU16(r.maxDeliveries, "maxDeliveries"), o + 10);
+  b[o + 12] = r.detached ? 1 : 0;
+  return b;
+}
+
+/**
+ * ACK, NACK or TOUCH (13.6): `fixed` is the bytes between the queue and the count
+ * (NACK: delay_ms and options; TOUCH: lease_ms; ACK: none).
+ */
+function settle(op: number, queue: Uint8Array, fixed: Buffer | null, pairs: readonly LeasePair[]): Buffer {
+  if (pairs.length < 1 || pairs.length > MAX_SETTLE_PAIRS) {
+    throw new RangeError(`a settle request carries 1..${MAX_SETTLE_PAIRS} pairs, got ${pairs.length}`);
+  }
+  const fl = fixed ? fixed.length : 0;
+  const b = frame(op, 0, 1 + queue.length + fl + 2 + 12 * pairs.length);
+  b[6] = queue.length;
+  b.set(queue, 7);
+  let o = 7 + queue.length;
+  if (fixed) {
+    b.set(fixed, o);
+    o += fl;
+  }
+  b.writeUInt16BE(pairs.length, o);
+  o += 2;
+  for (const p of pairs) {
+    b.writeBigUInt64BE(p.id, o);
+    b.writeUInt32BE(checkU32(p.attempt, "attempt"), o + 8);
+    o += 12;
+  }
+  return b;
+}
+
+/** ACK (13.6). */
+export function encodeAck(queue: Uint8Array, pairs: readonly LeasePair[]): Buffer {
+  return settle(Op.ACK, queue, null, pairs);
+}
+
+/** NACK (13.6); `options` holds NackOption bits. */
+export function encodeNack(queue: Uint8Array, delayMs: number, options: number, pairs: readonly LeasePair[]): Buffer {
+  const f = Buffer.allocUnsafe(5);
+  f.writeUInt32BE(checkU32(delayMs, "delayMs"), 0);
+  f[4] = options;
+  return settle(Op.NACK, queue, f, pairs);
+}
+
+/** TOUCH (13.6); `leaseMs` 0 = the length the LEASE asked for. */
+export function encodeTouch(queue: Uint8Array, leaseMs: number, pairs: readonly LeasePair[]): Buffer {
+  const f = Buffer.allocUnsafe(4);
+  f.writeUInt32BE(checkU32(leaseMs, "leaseMs"), 0);
+  return settle(Op.TOUCH, queue, f, pairs);
+}
+
+/** PEEK (13.8); `withMeta` sets WITH_META (15.9). */
+export function encodePeek(queue: Uint8Array, max: number, withMeta = false): Buffer {
+  const b = frame(Op.PEEK, withMeta ? Flag.WITH_META : 0, 1 + queue.length + 2);
+  b[6] = queue.length;
+  b.set(queue, 7);
+  b.writeUInt16BE(checkU16(max, "max", 1), 7 + queue.length);
+  return b;
+}
+
+/** MOVE (13.9). */
+export function encodeMove(from: Uint8Array, to: Uint8Array, max: number): Buffer {
+  const b = frame(Op.MOVE, 0, 2 + from.length + to.length + 4);
+  b[6] = from.length;
+  b.set(from, 7);
+  let o = 7 + from.length;
+  b[o] = to.length;
+  b.set(to, o + 1);
+  o += 1 + to.length;
+  b.writeUInt32BE(checkU32(max, "max"), o);
+  return b;
+}
+
+/** BIND or UNBIND (15.3). */
+export function encodeBind(pattern: Uint8Array, queue: Uint8Array, unbind = false): Buffer {
+  const b = frame(unbind ? Op.UNBIND : Op.BIND, 0, 2 + pattern.length + queue.length);
+  b[6] = pattern.length;
+  b.set(pattern, 7);
+  const o = 7 + pattern.length;
+  b[o] = queue.length;
+  b.set(queue, o + 1);
+  return b;
+}
+
+/** Fields of a PUB (15.4). */
+export interface PubRequest {
+  /** Delay of the queue copies. */
+  delayMs: number;
+  /** Priority of the queue copies, 0..9. */
+  priority: number;
+  /** Copies to be confirmed before the reply; 0 = answer at once. */
+  confirm: number;
+  /** With confirm > 0: longest wait for the confirmations. */
+  timeoutMs: number;
+}
+
+/** PUB (15.4). */
+export function encodePub(subject: Uint8Array, r: PubRequest, payload: Uint8Array): Buffer {
+  const b = frame(Op.PUB, 0, 1 + subject.length + 13 + payload.length);
+  b[6] = subject.length;
+  b.set(subject, 7);
+  const o = 7 + subject.length;
+  b.writeUInt32BE(checkU32(r.delayMs, "delayMs"), o);
+  if (!Number.isInteger(r.priority) || r.priority < 0 || r.priority > 9) {
+    throw new RangeError(`priority must be 0..9, got ${r.priority}`);
+  }
+  b[o + 4] = r.priority;
+  b.writeUInt32BE(checkU32(r.confirm, "confirm"), o + 5);
+  b.writeUInt32BE(checkU32(r.timeoutMs, "timeoutMs"), o + 9);
+  b.set(payload, o + 13);
+  return b;
+}
+
+/** SUB (15.6). */
+export function encodeSub(pattern: Uint8Array): Buffer {
+  return oneName(Op.SUB, pattern);
+}
+
+/** UNSUB (15.6). */
+export function encodeUnsub(sid: number): Buffer {
+  const b = frame(Op.UNSUB, 0, 4);
+  b.writeUInt32BE(checkU32(sid, "sid"), 6);
+  return b;
+}
+
+/** REQ (15.8). */
+export function encodeReq(subject: Uint8Array, timeoutMs: number, payload: Uint8Array): Buffer {
+  const b = frame(Op.REQ, 0, 1 + subject.length + 4 + payload.length);
+  b[6] = subject.length;
+  b.set(subject, 7);
+  b.writeUInt32BE(checkU32(timeoutMs, "timeoutMs"), 7 + subject.length);
+  b.set(payload, 11 + subject.length);
+  return b;
+}
+
+/** REPLY, the request a responder sends (15.8). */
+export function encodeReply(replyTo: bigint, payload: Uint8Array): Buffer {
+  const b = frame(Op.REPLY, 0, 8 + payload.length);
+  b.writeBigUInt64BE(replyTo, 6);
+  b.set(payload, 14);
+  return b;
+}
+
+// ---------------------------------------------------------------------------
+// Decoding. `body` is a response frame without its 4-byte length: status first.
+
+/**
+ * A bounds-checked reader over one frame, so that a short or lying frame from a
+ * broken peer raises CodecError instead of reading garbage.
+ */
+export class Reader {
+  /** Offset of the next byte to read. */
+  pos: number;
+  /** @param buf the frame; @param pos where reading starts */
+  constructor(
+    readonly buf: Buffer,
+    pos = 0,
+  ) {
+    this.pos = pos;
+  }
+  private need(n: number): void {
+    if (this.pos + n > this.buf.length) {
+      throw new CodecError(`frame too short: need ${n} bytes at offset ${this.pos}, frame has ${this.buf.length}`);
+    }
+  }
+  /** Reads a u8. */
+  u8(): number {
+    this.need(1);
+    return this.buf[this.pos++]!;
+  }
+  /** Reads a big-endian u16. */
+  u16(): number {
+    this.need(2);
+    const v = this.buf.readUInt16BE(this.pos);
+    this.pos += 2;
+    return v;
+  }
+  /** Reads a big-endian u32. */
+  u32(): number {
+    this.need(4);
+    const v = this.buf.readUInt32BE(this.pos);
+    this.pos += 4;
+    return v;
+  }
+  /** Reads a big-endian u64. */
+  u64(): bigint {
+    this.need(8);
+    const v = this.buf.readBigUInt64BE(this.pos);
+    this.pos += 8;
+    return v;
+  }
+  /** Reads `n` bytes as a copy, so that the result does not pin the receive buffer. */
+  bytes(n: number): Buffer {
+    this.need(n);
+    const v = Buffer.from(this.buf.subarray(this.pos, this.pos + n));
+    this.pos += n;
+    return v;
+  }
+  /** Reads `n` bytes as UTF-8 text. */
+  text(n: number): string {
+    this.need(n);
+    const v = this.buf.toString("utf8", this.pos, this.pos + n);
+    this.pos += n;
+    return v;
+  }
+  /** Reads a u8-prefixed string (2.1). */
+  str8(): string {
+    return this.text(this.u8());
+  }
+  /** The rest of the frame, copied. */
+  rest(): Buffer {
+    const v = Buffer.from(this.buf.subarray(this.pos));
+    this.pos = this.buf.length;
+    return v;
+  }
+}
+
+/** The decoded HELLO reply (4.2, 13.1). Version-2 fields are undefined in a version-1 reply. */
+export interface HelloReply {
+  /** Protocol version the server speaks on this connection. */
+  version: number;
+  /** The server's BMAXMESSAGESIZE. */
+  maxMessageSize: number;
+  /** Software name and version, for logs. */
+  server: string;
+  /** Feature bits (13.1); 0 in a version-1 reply. */
+  features: number;
+  /** Lease given when a LEASE asks for 0. */
+  defaultLeaseMs?: number;
+  /** Longest lease. */
+  maxLeaseMs?: number;
+  /** Longest delay. */
+  maxDelayMs?: number;
+  /** Default max deliveries. */
+  maxDeliveries?: number;
+}
+
+/** Decodes a HELLO reply; trailing bytes beyond the known fields are ignored (9.2). */
+export function decodeHello(body: Buffer): HelloReply {
+  const r = new Reader(body, 1);
+  const h: HelloReply = { version: r.u16(), maxMessageSize: r.u32(), server: r.str8(), features: 0 };
+  if (h.version >= 2) {
+    h.features = r.u32();
+    h.defaultLeaseMs = r.u32();
+    h.maxLeaseMs = r.u32();
+    h.maxDelayMs = r.u32();
+    h.maxDeliveries = r.u16();
+  }
+  return h;
+}
+
+/** The decoded STORED or TRUNCATED reply (4.3, 13.4). */
+export interface PutReply {
+  /** The payload was cut to `storedLength` bytes. */
+  truncated: boolean;
+  /** Payload length sent (only in a TRUNCATED reply). */
+  originalLength?: number;
+  /** Payload length kept (only in a TRUNCATED reply). */
+  storedLength?: number;
+  /** The message id (only for a PUT with options). */
+  id?: bigint;
+}
+
+/** Decodes STORED or TRUNCATED; `withId` for the reply to a PUT with options. */
+export function decodePut(body: Buffer, withId: boolean): PutReply {
+  const r = new Reader(body, 1);
+  const out: PutReply = { truncated: body[0] === Status.TRUNCATED };
+  if (out.truncated) {
+    out.originalLength = r.u32();
+    out.storedLength = r.u32();
+  }
+  if (withId) out.id = r.u64();
+  return out;
+}
+
+/** A message as decoded from MESSAGES, LEASED, PEEKED or ENVELOPES. */
+export interface RawMessage {
+  /** The payload. */
+  data: Buffer;
+  /** The id (LEASED, PEEKED, ENVELOPES). */
+  id?: bigint;
+  /** The attempt number (LEASED, PEEKED, ENVELOPES). */
+  attempt?: number;
+  /** SUBJECT metadata (ENVELOPES). */
+  subject?: string;
+  /** REPLY_TO metadata (ENVELOPES). */
+  replyTo?: bigint;
+}
+
+/** Decodes MESSAGES (4.4); EMPTY gives []. */
+export function decodeMessages(body: Buffer): RawMessage[] {
+  if (body[0] === Status.EMPTY) return [];
+  const r = new Reader(body, 1);
+  const n = r.u32();
+  const out: RawMessage[] = new Array(n);
+  for (let i = 0; i < n; i++) out[i] = { data: r.bytes(r.u32()) };
+  return out;
+}
+
+/** Decodes LEASED or PEEKED (13.5, 13.8); EMPTY gives []. */
+export function decodeLeased(body: Buffer): RawMessage[] {
+  if (body[0] === Status.EMPTY) return [];
+  const r = new Reader(body, 1);
+  const n = r.u32();
+  const out: RawMessage[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const id = r.u64();
+    const attempt = r.u32();
+    out[i] = { id, attempt, data: r.bytes(r.u32()) };
+  }
+  return out;
+}
+
+/** Decoded metadata block (15.7). */
+export interface Meta {
+  /** SUBJECT. */
+  subject?: string;
+  /** REPLY_TO. */
+  replyTo?: bigint;
+  /** DROPPED. */
+  dropped?: number;
+}
+
+/**
+ * Decodes a metadata block of `len` bytes at the reader's position (15.7): unknown tags
+ * are skipped, the first of a repeated tag wins, an entry past the block is an error.
+ */
+export function decodeMeta(r: Reader, len: number): Meta {
+  const end = r.pos + len;
+  if (end > r.buf.length) throw new CodecError("meta_len runs past the frame");
+  const m: Meta = {};
+  while (r.pos < end) {
+    if (r.pos + 2 > end) throw new CodecError("metadata entry runs past meta_len");
+    const tag = r.buf[r.pos]!;
+    const n = r.buf[r.pos + 1]!;
+    r.pos += 2;
+    if (r.pos + n > end) throw new CodecError("metadata entry runs past meta_len");
+    if (tag === MetaTag.SUBJECT && m.subject === undefined) {
+      m.subject = r.buf.toString("utf8", r.pos, r.pos + n);
+    } else if (tag === MetaTag.REPLY_TO && m.replyTo === undefined && n === 8) {
+      m.replyTo = r.buf.readBigUInt64BE(r.pos);
+    } else if (tag === MetaTag.DROPPED && m.dropped === undefined && n === 4) {
+      m.dropped = r.buf.readUInt32BE(r.pos);
+    }
+    r.pos += n;
+  }
+  return m;
+}
+
+/** Decodes ENVELOPES (15.9); EMPTY gives []. */
+export function decodeEnvelopes(body: Buffer): RawMessage[] {
+  if (body[0] === Status.EMPTY) return [];
+  const r = new Reader(body, 1);
+  const n = r.u32();
+  const out: RawMessage[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const id = r.u64();
+    const attempt = r.u32();
+    const meta = decodeMeta(r, r.u16());
+    const m: RawMessage = { id, attempt, data: r.bytes(r.u32()) };
+    if (meta.subject !== undefined) m.subject = meta.subject;
+    if (meta.replyTo !== undefined) m.replyTo = meta.replyTo;
+    out[i] = m;
+  }
+  return out;
+}
+
+/** Decodes a reply whose body is one u64: PURGED (4.5), MOVED (13.9). */
+export function decodeCount64(body: Buffer): bigint {
+  return new Reader(body, 1).u64();
+}
+
+/** Decodes a reply whose body is one u8 flag: BOUND, UNBOUND, UNSUBSCRIBED, REPLIED. */
+export function decodeFlag(body: Buffer): boolean {
+  return new Reader(body, 1).u8() !== 0;
+}
+
+/** Decodes SUBSCRIBED (15.6): the sid. */
+export function decodeSubscribed(body: Buffer): number {
+  return new Reader(body, 1).u32();
+}
+
+/** Result of one `(id, attempt)` pair in a SETTLED reply (13.6). */
+export type SettleResult = "ok" | "stale" | "not_found";
+const SETTLE_RESULTS: readonly SettleResult[] = ["ok", "stale", "not_found"];
+
+/** Decodes SETTLED (13.6). An unknown result byte is kept as "not_found"'s neighbour: an error. */
+export function decodeSettled(body: Buffer): SettleResult[] {
+  const r = new Reader(body, 1);
+  const n = r.u16();
+  const out: SettleResult[] = new Array(n);
+  for (let i = 0; i < n; i++) {
+    const v = r.u8();
+    const res = SETTLE_RESULTS[v];
+    if (res === undefined) throw new CodecError(`unknown settle result ${v}`);
+    out[i] = res;
+  }
+  return out;
+}
+
+/** The STATS reply (6): u64 figures by name, for the server and per queue. */
+export interface Stats {
+  /** Server-wide figures (6.1, 13.11, 14.3, 15.11). */
+  server: Map<string, bigint>;
+  /** Figures of each queue (6.2, 13.11, 15.11), by queue name. */
+  queues: Map<string, Map<string, bigint>>;
+}
+
+function figures(r: Reader, n: number): Map<string, bigint> {
+  const m = new Map<string, bigint>();
+  for (let i = 0; i < n; i++) {
+    const name = r.str8();
+    const v = r.u64();
+    if (!m.has(name)) m.set(name, v);
+  }
+  return m;
+}
+
+/** Decodes STATS (6). */
+export function decodeStats(body: Buffer): Stats {
+  const r = new Reader(body, 1);
+  const server = figures(r, r.u16());
+  const nq = r.u32();
+  const queues = new Map<string, Map<string, bigint>>();
+  for (let i = 0; i < nq; i++) {
+    const name = r.str8();
+    queues.set(name, figures(r, r.u16()));
+  }
+  return { server, queues };
+}
+
+/** The PUBLISHED reply (15.4). */
+export interface PublishResult {
+  /** Copies stored: the number of queues that got one. */
+  queues: number;
+  /** EVENTs queued to subscriptions. */
+  subscribers: number;
+  /** Payload length sent. */
+  originalLength: number;
+  /** Payload length kept. */
+  storedLength: number;
+  /** The payload was cut. */
+  truncated: boolean;
+  /** Copies confirmed (with confirm). */
+  acked: number;
+  /** Copies dead-lettered or purged before they were confirmed. */
+  failed: number;
+}
+
+/** Decodes PUBLISHED (15.4). */
+export function decodePublished(body: Buffer): PublishResult {
+  const r = new Reader(body, 1);
+  const queues = r.u32();
+  const subscribers = r.u32();
+  const originalLength = r.u32();
+  const storedLength = r.u32();
+  const acked = r.u32();
+  const failed = r.u32();
+  return { queues, subscribers, originalLength, storedLength, truncated: storedLength < originalLength, acked, failed };
+}
+
+/** A decoded EVENT frame (15.6). */
+export interface RawEvent extends Meta {
+  /** The subscription it matched. */
+  sid: number;
+  /** The payload. */
+  data: Buffer;
+}
+
+/** Decodes EVENT (15.6). */
+export function decodeEvent(body: Buffer): RawEvent {
+  const r = new Reader(body, 1);
+  const sid = r.u32();
+  const meta = decodeMeta(r, r.u16());
+  return { sid, ...meta, data: r.rest() };
+}
+
+/** A decoded ERROR frame (4.7). */
+export interface ErrorReply {
+  /** Error code (5). */
+  code: number;
+  /** The server closes the connection after it. */
+  fatal: boolean;
+  /** Human-readable text; never to be parsed. */
+  text: string;
+}
+
+/** Decodes ERROR (4.7). */
+export function decodeError(body: Buffer): ErrorReply {
+  const r = new Reader(body, 1);
+  const code = r.u16();
+  const fatal = r.u8() !== 0;
+  return { code, fatal, text: body.toString("utf8", r.pos) };
+}
+
+/** Decodes the status REPLY (15.8): the responder's payload. */
+export function decodeReplyPayload(body: Buffer): Buffer {
+  return new Reader(body, 1).rest();
+}

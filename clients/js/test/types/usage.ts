@@ -1,0 +1,35 @@
+// Compiled (not run) by `npm test`: the shipped declarations resolve through the
+// package's "exports" and give the types the README promises.
+import { connect, FullError, type LeasedMessage, type Message, type Stats, type Subscription } from "beuss";
+
+export async function usage(): Promise<void> {
+  const c = await connect({ host: "127.0.0.1", port: 6552, timeoutMs: 5000 });
+  const put = await c.put("jobs", new Uint8Array([1, 2]), { delayMs: 0, priority: 2 });
+  const id: bigint | undefined = put.id;
+  const ms: Message[] = await c.get("jobs", { waitMs: 1000, max: 10 });
+  const text: string | undefined = ms[0]?.text();
+  const obj = ms[0]?.json<{ n: number }>();
+  const leased: LeasedMessage[] = await c.lease("jobs", { leaseMs: 30_000 });
+  const ok: boolean | undefined = await leased[0]?.ack();
+  const stats: Stats = await c.stats("jobs");
+  const ready: bigint | undefined = stats.queues.get("jobs")?.get("ready");
+  const sub: Subscription = await c.subscribe("orders.>");
+  for await (const ev of sub) {
+    const s: string = ev.subject;
+    const to: bigint | undefined = ev.replyTo;
+    void [s, to];
+    break;
+  }
+  const worker = c.consume("jobs", { concurrency: 4, handlerTimeoutMs: 1000 });
+  void worker.run(async (m: LeasedMessage, signal: AbortSignal) => {
+    void [m.attempt satisfies number, signal.aborted];
+  });
+  await worker.close();
+  try {
+    await c.publish("orders.x", "hi", { confirm: 1, timeoutMs: 100 });
+  } catch (e) {
+    if (e instanceof FullError) void e.code;
+  }
+  void [id, text, obj, ok, ready];
+  await c.close();
+}
