@@ -125,21 +125,32 @@ func (c *conn) wait(ctx context.Context, cl *call, timeout time.Duration) error 
 	case <-cl.done:
 		return cl.err
 	case <-ctx.Done():
-		c.abandon(cl, ctx.Err())
+		if c.abandon(cl, ctx.Err()) {
+			return nil
+		}
 		return ctx.Err()
 	case <-tc:
-		c.abandon(cl, ErrTimeout)
+		if c.abandon(cl, ErrTimeout) {
+			return nil
+		}
 		return &ConnError{Err: ErrTimeout}
 	}
 }
 
 // abandon closes the connection for a call given up on, unless its reply
-// came in the meantime.
-func (c *conn) abandon(cl *call, why error) {
+// came in the meantime: then it reports true and the caller takes the reply,
+// since select picks at random among ready cases and a GET's messages are
+// gone from the server once answered.
+func (c *conn) abandon(cl *call, why error) bool {
 	select {
 	case <-cl.done:
+		return cl.err == nil
 	default:
 		c.fail(why)
+		// Now cl is done either way, soon: fail finished it, or the reader
+		// matched its reply between the check above and fail.
+		<-cl.done
+		return cl.err == nil
 	}
 }
 
