@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -84,13 +85,18 @@ type Client struct {
 
 // DefaultAddr is the address the CLI uses: $BHOST (default localhost) and
 // $BPORT (default 6552).
+// Values are trimmed, blank ones count as unset, and an IPv6 address may be
+// given bare (::1) or in brackets ([::1]), as the CLI takes them.
 func DefaultAddr() string {
-	host, port := os.Getenv("BHOST"), os.Getenv("BPORT")
+	host, port := strings.TrimSpace(os.Getenv("BHOST")), strings.TrimSpace(os.Getenv("BPORT"))
 	if host == "" {
 		host = "localhost"
 	}
 	if port == "" {
 		port = "6552"
+	}
+	if strings.HasPrefix(host, "[") {
+		return host + ":" + port
 	}
 	return net.JoinHostPort(host, port)
 }

@@ -144,4 +144,17 @@ func TestDefaultAddr(t *testing.T) {
 	if DefaultAddr() != "[::1]:7000" {
 		t.Fatal(DefaultAddr())
 	}
+	// As the CLI reads them (src/lib.rs join_host_port, address_from_env).
+	for _, c := range []struct{ host, port, want string }{
+		{"[::1]", "6552", "[::1]:6552"},
+		{" 127.0.0.1 ", " 7001\t", "127.0.0.1:7001"},
+		{"  ", "\t", "localhost:6552"},
+		{"fe80::1%eth0", "1", "[fe80::1%eth0]:1"},
+	} {
+		t.Setenv("BHOST", c.host)
+		t.Setenv("BPORT", c.port)
+		if got := DefaultAddr(); got != c.want {
+			t.Errorf("BHOST=%q BPORT=%q: %q, want %q", c.host, c.port, got, c.want)
+		}
+	}
 }

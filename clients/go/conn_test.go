@@ -4,7 +4,7 @@ import (
 	"bufio"
 	"context"
 	"encoding/binary"
-	"errors" // used below
+	"errors"
 	"io"
 	"net"
 	"runtime"
@@ -140,5 +140,132 @@ func TestReplyWinsOverAnEndedContext(t *testing.T) {
 	}
 }
 
-var _ = errors.Is
-var _ = runtime.NumGoroutine
+// Replies written one byte at a time, with EVENTs, a TRUNCATED reply and a
+// fatal ERROR among them, each reach the right caller, in order; the calls
+// behind the fatal error fail, none hangs.
+func TestPipelinedRepliesSplitAtEveryByte(t *testing.T) {
+	c, s := dialFake(t)
+	subDone := make(chan *Subscription, 1)
+	go func() {
+		sub, err := c.Subscribe(ctx(t), "s")
+		if err != nil {
+			t.Error(err)
+		}
+		subDone <- sub
+	}()
+	if op, _ := s.request(); op != opSub {
+		t.Fatalf("want SUB, got 0x%02x", op)
+	}
+	var out []byte
+	out = append(out, frameBytes(stSubscribed, []byte{0, 0, 0, 7})...)
+	out = append(out, frameBytes(stEvent, eventBody(7, "early"))...)
+	for _, b := range out {
+		if _, err := s.nc.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	sub := <-subDone
+	if ev, err := sub.Next(ctx(t)); err != nil || string(ev.Payload) != "early" {
+		t.Fatalf("%v %v", ev, err)
+	}
+
+	p := c.Pipeline()
+	put := p.Put("q", []byte("0123456789"))
+	get := p.Get("q", 0, 1)
+	put2 := p.Put("q", []byte("x"))
+	put3 := p.Put("q", []byte("y"))
+	execErr := make(chan error, 1)
+	go func() { execErr <- p.Exec(ctx(t)) }()
+	for i := 0; i < 4; i++ {
+		s.request()
+	}
+	out = out[:0]
+	out = append(out, frameBytes(stEvent, eventBody(7, "a"))...)
+	out = append(out, frameBytes(stTruncated, []byte{0, 0, 0, 10, 0, 0, 0, 4})...)
+	out = append(out, frameBytes(stEvent, eventBody(7, "b"))...)
+	out = append(out, frameBytes(stMessages, []byte{0, 0, 0, 1, 0, 0, 0, 4, '0', '1', '2', '3'})...)
+	out = append(out, frameBytes(stError, errorBody(CodeBadQueueName, true))...)
+	for _, b := range out {
+		if _, err := s.nc.Write([]byte{b}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	err := <-execErr
+	if !errors.Is(err, ErrBadQueueName) {
+		t.Fatalf("Exec: %v", err)
+	}
+	if r, err := put.Result(); err != nil || !r.Truncated || r.OriginalLen != 10 || r.StoredLen != 4 {
+		t.Fatalf("put: %+v %v", r, err)
+	}
+	if m, err := get.Result(); err != nil || len(m) != 1 || string(m[0]) != "0123" {
+		t.Fatalf("get: %q %v", m, err)
+	}
+	if _, err := put2.Result(); !errors.Is(err, ErrBadQueueName) {
+		t.Fatalf("put2 is answered by the fatal error: %v", err)
+	}
+	var ce *ConnError
+	if _, err := put3.Result(); !errors.As(err, &ce) || !errors.Is(err, ErrBadQueueName) {
+		t.Fatalf("put3 was not carried out: %v", err)
+	}
+	for _, want := range []string{"a", "b"} {
+		if ev, err := sub.Next(ctx(t)); err != nil || string(ev.Payload) != want {
+			t.Fatalf("event %q: %v %v", want, ev, err)
+		}
+	}
+	if _, err := sub.Next(ctx(t)); err == nil {
+		t.Fatal("the subscription outlived its connection")
+	}
+	if err := c.Ping(ctx(t)); !errors.As(err, &ce) {
+		t.Fatalf("a dead client must say so: %v", err)
+	}
+}
+
+// Cancelling one of many pipelined callers closes the connection: every
+// other caller gets an error, none hangs, none gets another's reply.
+func TestCancelFailsEveryPendingCaller(t *testing.T) {
+	c, s := dialFake(t)
+	const n = 8
+	errs := make(chan error, n)
+	cctx, cancel := context.WithCancel(context.Background())
+	go func() {
+		_, err := c.Get(cctx, "q", Forever, 1)
+		errs <- err
+	}()
+	s.request()
+	for i := 1; i < n; i++ {
+		go func() { errs <- c.Ping(ctx(t)) }()
+		s.request()
+	}
+	cancel()
+	for i := 0; i < n; i++ {
+		err := <-errs
+		if err == nil {
+			t.Fatal("a caller got a reply the server never sent")
+		}
+	}
+	<-c.Done()
+}
+
+// After Close every goroutine of the client has ended.
+func TestNoGoroutineLeftAfterClose(t *testing.T) {
+	before := runtime.NumGoroutine()
+	for i := 0; i < 3; i++ {
+		c, s := dialFake(t)
+		go func() {
+			_, _ = c.Subscribe(context.Background(), "s")
+		}()
+		s.request()
+		s.reply(stSubscribed, []byte{0, 0, 0, 1})
+		_ = c.Close()
+		_ = s.nc.Close()
+	}
+	deadline := time.Now().Add(testTimeout)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		runtime.Gosched()
+		time.Sleep(time.Millisecond)
+	}
+}
