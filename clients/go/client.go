@@ -272,8 +272,10 @@ func (c *Client) Put(ctx context.Context, queue string, payload []byte, opts ...
 
 // PutReader stores one message of exactly size bytes read from r, streamed to
 // the socket without holding the payload in memory (for large messages).
-// Other requests of the connection wait while it streams. If r ends early the
-// frame cannot be finished: the connection is closed and nothing is stored.
+// Other requests of the connection wait while it streams; bytes of r past
+// size are left unread. If r ends early (io.ErrUnexpectedEOF) or fails, or
+// ctx ends while the payload streams, the frame cannot be finished: the
+// connection is closed, nothing is stored, and that error is returned.
 func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size int64, opts ...PutOption) (PutResult, error) {
 	if size < 0 {
 		return PutResult{}, fmt.Errorf("beuss: negative payload size %d", size)
@@ -283,7 +285,7 @@ func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size 
 		return PutResult{}, err
 	}
 	cl := &call{want: 1, done: make(chan struct{})}
-	if err := c.c.sendStream(cl, b, r, size); err != nil {
+	if err := c.c.sendCtx(ctx, cl, b, r, size); err != nil {
 		return PutResult{}, err
 	}
 	if err := c.c.wait(ctx, cl, c.timeout(0)); err != nil {
@@ -519,7 +521,7 @@ func (p *Pipeline) Exec(ctx context.Context) error {
 		return nil
 	}
 	cl := &call{want: len(decs), frames: make([]frame, 0, len(decs)), done: make(chan struct{})}
-	err := p.c.c.send(cl, buf)
+	err := p.c.c.sendCtx(ctx, cl, buf, nil, 0)
 	if err == nil {
 		err = p.c.c.wait(ctx, cl, p.c.timeout(wait))
 	}

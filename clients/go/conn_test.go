@@ -269,3 +269,110 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// zeros is an endless reader of zero bytes.
+type zeros struct{}
+
+func (zeros) Read(p []byte) (int, error) {
+	for i := range p {
+		p[i] = 0
+	}
+	return len(p), nil
+}
+
+// A PutReader stuck writing to a server that reads nothing more still ends
+// with its context, closing the connection (the frame is half-written).
+func TestPutReaderHonoursContextWhileStreaming(t *testing.T) {
+	for _, streamed := range []bool{true, false} {
+		putHonoursContext(t, streamed)
+	}
+}
+
+func putHonoursContext(t *testing.T, streamed bool) {
+	c, s := dialFake(t)
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		var err error
+		if streamed {
+			_, err = c.PutReader(cctx, "q", zeros{}, 1<<30)
+		} else {
+			_, err = c.Put(cctx, "q", make([]byte, 32<<20))
+		}
+		done <- err
+	}()
+	// The PUT has started; the server now stops reading, so the socket
+	// buffers fill and the client's write blocks.
+	var hdr [6]byte
+	if _, err := io.ReadFull(s.r, hdr[:]); err != nil || hdr[4] != opPut {
+		t.Fatalf("%v %x", err, hdr)
+	}
+	cancel()
+	select {
+	case err := <-done:
+		if !errors.Is(err, context.Canceled) {
+			t.Fatalf("want the context's error, got %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatalf("a PUT (streamed %v) ignored its context while writing", streamed)
+	}
+	<-c.Done()
+}
+
+// errReader fails after n bytes.
+type errReader struct{ n int }
+
+var errDisk = errors.New("disk on fire")
+
+func (r *errReader) Read(p []byte) (int, error) {
+	if r.n == 0 {
+		return 0, errDisk
+	}
+	if len(p) > r.n {
+		p = p[:r.n]
+	}
+	for i := range p {
+		p[i] = 'a'
+	}
+	r.n -= len(p)
+	return len(p), nil
+}
+
+// oneByte returns one byte per Read (short reads are fine).
+type oneByte struct{ r io.Reader }
+
+func (o oneByte) Read(p []byte) (int, error) { return o.r.Read(p[:1]) }
+
+// Short reads make a whole frame; a reader failing midway leaves the frame
+// half-written, so the connection is closed and the reader's error returned.
+func TestPutReaderShortReadsAndFailures(t *testing.T) {
+	c, s := dialFake(t)
+	done := make(chan error, 1)
+	go func() {
+		r, err := c.PutReader(ctx(t), "q", oneByte{io.LimitReader(zeros{}, 1000)}, 1000)
+		if err == nil && r.StoredLen != 1000 {
+			err = errors.New("wrong length")
+		}
+		done <- err
+	}()
+	op, body := s.request()
+	if op != opPut || len(body) != 1+1+5+1000 {
+		t.Fatalf("0x%02x %d", op, len(body))
+	}
+	s.reply(stStored, make([]byte, 8))
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		_, err := c.PutReader(ctx(t), "q", &errReader{n: 100 << 10}, 1<<20)
+		done <- err
+	}()
+	if _, err := io.Copy(io.Discard, s.r); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-done; !errors.Is(err, errDisk) {
+		t.Fatalf("want the reader's error, got %v", err)
+	}
+	<-c.Done()
+}
