@@ -376,3 +376,54 @@ func TestPutReaderShortReadsAndFailures(t *testing.T) {
 	}
 	<-c.Done()
 }
+
+// Close ends a Reconnector that is still dialling a server that is down:
+// neither Close nor the dialling Client call hangs.
+func TestReconnectorCloseWhileDialling(t *testing.T) {
+	// A server that hangs up on every connection: each dial fails its HELLO.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	accepted := make(chan struct{}, 1)
+	go func() {
+		for {
+			nc, err := l.Accept()
+			if err != nil {
+				return
+			}
+			_ = nc.Close()
+			select {
+			case accepted <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	r := NewReconnector(l.Addr().String(), Options{})
+	r.MinBackoff, r.MaxBackoff = time.Millisecond, time.Millisecond
+	got := make(chan error, 1)
+	go func() {
+		_, err := r.Client(context.Background())
+		got <- err
+	}()
+	<-accepted // Client is dialling now
+	closed := make(chan struct{})
+	go func() {
+		_ = r.Close()
+		close(closed)
+	}()
+	select {
+	case <-closed:
+	case <-time.After(testTimeout):
+		t.Fatal("Close hung behind a dialling Client")
+	}
+	select {
+	case err := <-got:
+		if !errors.Is(err, ErrClosed) {
+			t.Fatalf("want ErrClosed, got %v", err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("Client went on dialling after Close")
+	}
+}
