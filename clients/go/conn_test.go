@@ -427,3 +427,30 @@ func TestReconnectorCloseWhileDialling(t *testing.T) {
 		t.Fatal("Client went on dialling after Close")
 	}
 }
+
+// A lease shorter than the server's millisecond still runs the handler (the
+// touch period is at least half a millisecond, never a zero ticker).
+func TestConsumerTinyLease(t *testing.T) {
+	s := startServer(t)
+	prod, cons := s.dial(t), s.dial(t)
+	if _, err := prod.Put(ctx(t), "tiny", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	ran := make(chan struct{}, 1)
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- cons.Consume(cctx, "tiny", ConsumerOptions{Lease: time.Nanosecond, Wait: 10 * time.Millisecond}, func(context.Context, *Message) error {
+			select {
+			case ran <- struct{}{}:
+			default:
+			}
+			return nil
+		})
+	}()
+	<-ran
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

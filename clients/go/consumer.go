@@ -191,10 +191,16 @@ func (k *consumer) handle(m *Message) {
 		hctx, cancelT = context.WithTimeout(hctx, k.opts.HandlerTimeout)
 		defer cancelT()
 	}
-	stopTouch := make(chan struct{})
-	go k.touch(m, cancel, stopTouch)
+	stopTouch, touched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(touched)
+		k.touch(m, cancel, stopTouch)
+	}()
 	err := k.call(hctx, m)
+	// The toucher is done before the settle goes out, so no TOUCH follows
+	// the ACK and no goroutine outlives Consume.
 	close(stopTouch)
+	<-touched
 	switch {
 	case err == nil:
 		k.settle(m, opAck, nil)
@@ -223,13 +229,20 @@ func (k *consumer) call(ctx context.Context, m *Message) (err error) {
 // touch extends m's lease every Lease/2 until stop is closed; a lease found
 // lost (not OK) cancels the handler, whose work can no longer be acknowledged.
 func (k *consumer) touch(m *Message, cancel context.CancelFunc, stop chan struct{}) {
-	t := time.NewTicker(k.opts.Lease / 2)
+	// Half the lease the server gives: it counts whole milliseconds (ms
+	// rounds up), so this is never zero.
+	t := time.NewTicker(time.Duration(ms(k.opts.Lease)) * time.Millisecond / 2)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+			select {
+			case <-stop: // the handler is done: its settle follows
+				return
+			default:
+			}
 			err := k.c.settleAsync(opTouch, k.queue, leaseExtra(k.opts.Lease), []LeaseRef{m.Ref()}, func(rs []SettleResult) {
 				if len(rs) != 1 || !rs[0].OK() {
 					cancel()
