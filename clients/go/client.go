@@ -322,7 +322,8 @@ func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, o
 // up to wait for one when it is empty (0: answer at once; Forever). A
 // parked Get holds back every later request of the connection (protocol.md
 // 2.4). Delivery is at-most-once; use Lease for at-least-once. nil, nil means
-// the queue stayed empty.
+// the queue stayed empty, or that settles behind the wait ended it early
+// (protocol.md 13.7, as for Lease).
 func (c *Client) Get(ctx context.Context, queue string, wait time.Duration, max int) ([][]byte, error) {
 	if err := checkReceive(queue, max); err != nil {
 		return nil, err

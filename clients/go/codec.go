@@ -2,6 +2,7 @@ package beuss
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -306,16 +307,33 @@ func readFrame(r *bufio.Reader, maxLen uint32) (frame, error) {
 	if n < 1 {
 		return frame{}, errors.New("beuss: response frame of length 0")
 	}
-	if n > maxLen {
+	// STATS grows with the number of queues (up to 568 bytes each, protocol.md
+	// 8), which no cap of ours can know: it is read as it arrives instead, so
+	// a lying length costs only the bytes actually sent.
+	if n > maxLen && hdr[4] != stStats {
 		return frame{}, fmt.Errorf("beuss: response frame of %d bytes is over the client's cap of %d", n, maxLen)
 	}
 	f := frame{status: hdr[4]}
-	if n > 1 {
+	if n <= 1 {
+		return f, nil
+	}
+	if n-1 <= 1<<20 {
 		f.body = make([]byte, n-1)
 		if _, err := io.ReadFull(r, f.body); err != nil {
 			return frame{}, err
 		}
+		return f, nil
 	}
+	var buf bytes.Buffer
+	buf.Grow(1 << 20)
+	got, err := io.CopyN(&buf, r, int64(n-1))
+	if err != nil {
+		if err == io.EOF && got > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return frame{}, err
+	}
+	f.body = buf.Bytes()
 	return f, nil
 }
 

@@ -5,9 +5,11 @@ import (
 	"context"
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"io"
 	"net"
 	"runtime"
+	"sync/atomic"
 	"testing"
 	"time"
 )
@@ -452,5 +454,85 @@ func TestConsumerTinyLease(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Settles behind a parked LEASE are carried out at once; once 256 KiB of
+// their replies wait, the LEASE is answered EMPTY (protocol.md 13.7) and
+// every reply still reaches its caller, in order.
+func TestSettleRepliesEndAParkedLease(t *testing.T) {
+	s := startServer(t)
+	c, other := s.dial(t), s.dial(t)
+	leased := make(chan error, 1)
+	go func() {
+		ms, err := c.Lease(ctx(t), "parked", LeaseOptions{Wait: Forever})
+		if err == nil && ms != nil {
+			err = fmt.Errorf("leased %d messages of an empty queue", len(ms))
+		}
+		leased <- err
+	}()
+	waitFor(t, other, func(st *Stats) bool { return st.Server["waiters"] == 1 })
+	refs := make([]LeaseRef, 70*MaxSettlePairs) // ~287 KiB of replies
+	for i := range refs {
+		refs[i] = LeaseRef{ID: uint64(i + 1), Attempt: 1}
+	}
+	rs, err := c.Ack(ctx(t), "parked", refs...)
+	if err != nil || len(rs) != len(refs) {
+		t.Fatalf("%d results, %v", len(rs), err)
+	}
+	for _, r := range rs {
+		if r != SettleNotFound {
+			t.Fatalf("result %v", r)
+		}
+	}
+	if err := <-leased; err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Ping(ctx(t)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// STATS of many queues may pass the cap on reply lengths (which is sized
+// from max_message_size): it is still read, not taken for a broken peer.
+func TestStatsLargerThanTheFrameCap(t *testing.T) {
+	c, s := dialFake(t)
+	atomic.StoreUint32(&c.c.maxFrame, 4096)
+	// The reader took the old cap for the frame it waits for: let one pass.
+	pinged := make(chan error, 1)
+	go func() { pinged <- c.Ping(ctx(t)) }()
+	s.request()
+	s.reply(stPong, nil)
+	if err := <-pinged; err != nil {
+		t.Fatal(err)
+	}
+	const queues = 4000 // 60 figures each: about 3.4 MB, over the cap and over 1 MiB
+	body := binary.BigEndian.AppendUint16(nil, 0)
+	body = binary.BigEndian.AppendUint32(body, queues)
+	for q := 0; q < queues; q++ {
+		name := fmt.Sprintf("q%04d", q)
+		body = append(body, byte(len(name)))
+		body = append(body, name...)
+		body = binary.BigEndian.AppendUint16(body, 60)
+		for f := 0; f < 60; f++ {
+			body = append(body, 5, 'f', 'i', 'g', byte('0'+f/10), byte('0'+f%10))
+			body = binary.BigEndian.AppendUint64(body, uint64(q))
+		}
+	}
+	got := make(chan error, 1)
+	go func() {
+		st, err := c.Stats(ctx(t))
+		if err == nil && (len(st.Queues) != queues || st.Queues["q3999"]["fig59"] != 3999) {
+			err = fmt.Errorf("%d queues", len(st.Queues))
+		}
+		got <- err
+	}()
+	s.request()
+	s.reply(stStats, body)
+	if err := <-got; err != nil {
+		t.Fatal(err)
+	}
+	if len(body) <= 1<<20 {
+		t.Fatalf("the test needs a STATS reply over 1 MiB, it has %d bytes", len(body))
 	}
 }
