@@ -181,7 +181,9 @@ func (c *conn) wait(ctx context.Context, cl *call, timeout time.Duration) error 
 		if c.abandon(cl, ctx.Err()) {
 			return nil
 		}
-		return ctx.Err()
+		// A *ConnError, as for every caller the close failed: the request
+		// was sent, so its outcome is unknown (a PUT may have been stored).
+		return &ConnError{Err: ctx.Err()}
 	case <-tc:
 		if c.abandon(cl, ErrTimeout) {
 			return nil

@@ -239,11 +239,19 @@ func TestCancelFailsEveryPendingCaller(t *testing.T) {
 		s.request()
 	}
 	cancel()
+	var ce *ConnError
+	cancelled := 0
 	for i := 0; i < n; i++ {
 		err := <-errs
-		if err == nil {
-			t.Fatal("a caller got a reply the server never sent")
+		if !errors.As(err, &ce) {
+			t.Fatalf("every request sent has an unknown outcome, a *ConnError: %v", err)
 		}
+		if errors.Is(err, context.Canceled) {
+			cancelled++
+		}
+	}
+	if cancelled != n {
+		t.Fatalf("%d of %d errors name the cancel as the cause", cancelled, n)
 	}
 	<-c.Done()
 }
