@@ -166,6 +166,16 @@ func waitMs(d time.Duration) uint32 {
 	return ms(d)
 }
 
+// checkStreamed refuses a PUB, REQ or REPLY whose length (head bytes plus
+// payload) does not fit the u32 length field: it would wrap, and the server
+// would read the rest of the payload as further requests.
+func checkStreamed(what string, head, payload int) error {
+	if int64(head)+int64(payload) > math.MaxUint32 {
+		return fmt.Errorf("beuss: %s of %d bytes does not fit in a frame", what, payload)
+	}
+	return nil
+}
+
 func encodeHello(b []byte, version uint16) []byte {
 	b = head(b, 4, opHello, 0)
 	return binary.BigEndian.AppendUint16(b, version)

@@ -42,6 +42,10 @@ func TestPutTooLargeForAFrame(t *testing.T) {
 	if _, err := putHead(nil, "q", 1<<32, false, 0, 0); err == nil {
 		t.Fatal("a PUT over 4 GiB must be refused")
 	}
+	// PUB, REQ and REPLY too: a wrapped length would desynchronise the stream.
+	if checkStreamed("PUB", 16, 1<<32-17) != nil || checkStreamed("PUB", 16, 1<<32-16) == nil {
+		t.Fatal("the u32 length limit of a streamed frame is wrong")
+	}
 }
 
 func TestResponsesIgnoreTrailingBytes(t *testing.T) {
