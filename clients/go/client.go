@@ -426,7 +426,9 @@ func (c *Client) Quit(ctx context.Context) error {
 
 // Close stops the client's consumers (they give their unfinished messages
 // back with NACK without a charge) and closes the connection. Requests still
-// in flight fail with a *ConnError.
+// in flight fail with a *ConnError. Close waits for the consumers' handlers
+// to return, so a handler must not call it (that would wait for itself):
+// cancel Consume's ctx instead.
 func (c *Client) Close() error {
 	c.stopConsumers()
 	c.c.fail(ErrClosed)

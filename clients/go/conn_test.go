@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"runtime"
+	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -542,5 +543,48 @@ func TestStatsLargerThanTheFrameCap(t *testing.T) {
 	}
 	if len(body) <= 1<<20 {
 		t.Fatalf("the test needs a STATS reply over 1 MiB, it has %d bytes", len(body))
+	}
+}
+
+// A handler that panics does not bring the consumer down: its message is
+// NACKed with the backoff (a charged attempt) and delivered again, and the
+// panic is reported to OnError.
+func TestConsumerHandlerPanic(t *testing.T) {
+	s := startServer(t)
+	prod, cons := s.dial(t), s.dial(t)
+	if _, err := prod.Put(ctx(t), "panics", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	attempts := make(chan uint32, 4)
+	reported := make(chan error, 4)
+	cctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() {
+		done <- cons.Consume(cctx, "panics", ConsumerOptions{
+			Wait:    10 * time.Millisecond,
+			Backoff: func(uint32) time.Duration { return 0 },
+			OnError: func(_ *Message, err error) { reported <- err },
+		}, func(_ context.Context, m *Message) error {
+			attempts <- m.Attempt
+			if m.Attempt == 1 {
+				panic("boom")
+			}
+			return nil
+		})
+	}()
+	if a, b := <-attempts, <-attempts; a != 1 || b != 2 {
+		t.Fatalf("attempts %d, %d", a, b)
+	}
+	if err := <-reported; err == nil || !strings.Contains(err.Error(), "boom") {
+		t.Fatalf("OnError heard %v", err)
+	}
+	waitFor(t, prod, func(st *Stats) bool { return st.Server["acks"] == 1 })
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	st, _, _ := prod.QueueStats(ctx(t), "panics")
+	if st["nacks"] != 1 || st["messages"] != 0 {
+		t.Fatalf("%v", st)
 	}
 }
