@@ -588,3 +588,40 @@ func TestConsumerHandlerPanic(t *testing.T) {
 		t.Fatalf("%v", st)
 	}
 }
+
+// OnError may use the consumer's own Client: it never runs on the reader
+// goroutine, which would then wait for its own reply.
+func TestConsumerOnErrorMayUseTheClient(t *testing.T) {
+	s := startServer(t)
+	prod, cons := s.dial(t), s.dial(t)
+	if _, err := prod.Put(ctx(t), "onerr", []byte("x")); err != nil {
+		t.Fatal(err)
+	}
+	pinged := make(chan error, 1)
+	cctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	done := make(chan error, 1)
+	go func() {
+		done <- cons.Consume(cctx, "onerr", ConsumerOptions{
+			Wait:    10 * time.Millisecond,
+			OnError: func(_ *Message, err error) { pinged <- cons.Ping(ctx(t)) },
+		}, func(_ context.Context, m *Message) error {
+			// Settled elsewhere first, so the consumer's own ACK finds
+			// nothing and is reported.
+			_, err := prod.Ack(ctx(t), m.Queue, m.Ref())
+			return err
+		})
+	}()
+	select {
+	case err := <-pinged:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(testTimeout):
+		t.Fatal("OnError could not use the client: it ran on the reader goroutine")
+	}
+	cancel()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}

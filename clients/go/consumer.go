@@ -36,7 +36,8 @@ type ConsumerOptions struct {
 	// Backoff is the NACK delay after a handler's error, by attempt number
 	// (default: 100 ms doubling per attempt, at most 1 min).
 	Backoff func(attempt uint32) time.Duration
-	// OnError, if set, hears of handler errors and failed settles.
+	// OnError, if set, hears of handler errors and failed settles. It may
+	// be called from several goroutines at once, and may use the Client.
 	OnError func(m *Message, err error)
 }
 
@@ -268,10 +269,16 @@ func (k *consumer) settle(m *Message, op byte, extra []byte) {
 	}
 	k.settles.Add(1)
 	err := k.c.settleAsync(op, k.queue, extra, []LeaseRef{m.Ref()}, func(rs []SettleResult) {
-		defer k.settles.Done()
 		if (len(rs) != 1 || !rs[0].OK()) && k.opts.OnError != nil {
-			k.opts.OnError(m, fmt.Errorf("beuss: settle of message %d: %v", m.ID, rs))
+			// Not on the reader goroutine that runs this: OnError may
+			// use the Client, whose replies that goroutine must read.
+			go func() {
+				defer k.settles.Done()
+				k.opts.OnError(m, fmt.Errorf("beuss: settle of message %d: %v", m.ID, rs))
+			}()
+			return
 		}
+		k.settles.Done()
 	})
 	if err != nil {
 		k.settles.Done()
