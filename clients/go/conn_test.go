@@ -2,6 +2,7 @@ package beuss
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/binary"
 	"errors"
@@ -623,5 +624,26 @@ func TestConsumerOnErrorMayUseTheClient(t *testing.T) {
 	cancel()
 	if err := <-done; err != nil {
 		t.Fatal(err)
+	}
+}
+
+// Payloads at and just over the default max_message_size (1 MiB): the first
+// is kept whole, the second cut to 1 MiB and reported TRUNCATED; both come
+// back whole through GET, one per reply (the 1 MiB batch rule).
+func TestPayloadsAroundTheMessageSizeLimit(t *testing.T) {
+	s := startServer(t)
+	c := s.dial(t)
+	limit := int(c.Info().MaxMessageSize)
+	exact := bytes.Repeat([]byte{'e'}, limit)
+	over := bytes.Repeat([]byte{'o'}, limit+1)
+	rs, err := c.PutMany(ctx(t), "edge", [][]byte{exact, over})
+	if err != nil || rs[0].Truncated || !rs[1].Truncated || rs[1].OriginalLen != limit+1 || rs[1].StoredLen != limit {
+		t.Fatalf("%+v %v", rs, err)
+	}
+	for i, want := range [][]byte{exact, over[:limit]} {
+		m, err := c.Get(ctx(t), "edge", 0, 2)
+		if err != nil || len(m) != 1 || !bytes.Equal(m[0], want) {
+			t.Fatalf("GET %d: %d messages, %v", i, len(m), err)
+		}
 	}
 }
