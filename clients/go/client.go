@@ -296,16 +296,16 @@ func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size 
 
 // PutMany stores every payload on queue, pipelined in one write. It returns
 // a result per payload and the first error (a FULL leaves the later PUTs
-// carried out; their results are still filled in).
+// carried out; their results are still filled in). When the connection
+// fails midway, the results of the PUTs answered before are filled in and
+// the rest are zero: those were perhaps stored, perhaps not.
 func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, opts ...PutOption) ([]PutResult, error) {
 	p := c.Pipeline()
 	pend := make([]*Pending[PutResult], len(payloads))
 	for i, pl := range payloads {
 		pend[i] = p.Put(queue, pl, opts...)
 	}
-	if err := p.Exec(ctx); err != nil {
-		return nil, err
-	}
+	execErr := p.Exec(ctx)
 	out := make([]PutResult, len(payloads))
 	var first error
 	for i, pr := range pend {
@@ -314,6 +314,9 @@ func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, o
 		if err != nil && first == nil {
 			first = err
 		}
+	}
+	if execErr != nil {
+		return out, execErr
 	}
 	return out, first
 }

@@ -647,3 +647,30 @@ func TestPayloadsAroundTheMessageSizeLimit(t *testing.T) {
 		}
 	}
 }
+
+// PutMany cut off by a broken connection still says which PUTs were stored.
+func TestPutManyKeepsResultsBeforeAFailure(t *testing.T) {
+	c, s := dialFake(t)
+	type result struct {
+		rs  []PutResult
+		err error
+	}
+	got := make(chan result, 1)
+	go func() {
+		rs, err := c.PutMany(ctx(t), "q", [][]byte{[]byte("a"), []byte("b"), []byte("c")})
+		got <- result{rs, err}
+	}()
+	for i := 0; i < 3; i++ {
+		s.request()
+	}
+	s.reply(stStored, []byte{0, 0, 0, 0, 0, 0, 0, 42})
+	_ = s.nc.Close()
+	r := <-got
+	var ce *ConnError
+	if !errors.As(r.err, &ce) {
+		t.Fatalf("want a *ConnError, got %v", r.err)
+	}
+	if len(r.rs) != 3 || r.rs[0].ID != 42 || r.rs[1].ID != 0 {
+		t.Fatalf("results %+v", r.rs)
+	}
+}
