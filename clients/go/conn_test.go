@@ -40,6 +40,12 @@ func helloV3() []byte {
 // dialFake connects a Client to a fake server and completes its HELLO.
 func dialFake(t *testing.T) (*Client, *fakeServer) {
 	t.Helper()
+	return dialFakeHello(t, helloV3())
+}
+
+// dialFakeHello is dialFake with the HELLO reply body given.
+func dialFakeHello(t *testing.T, hello []byte) (*Client, *fakeServer) {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -69,10 +75,10 @@ func dialFake(t *testing.T) (*Client, *fakeServer) {
 	}
 	s := &fakeServer{t: t, nc: nc, r: bufio.NewReader(nc)}
 	t.Cleanup(func() { _ = nc.Close() })
-	if op, _ := s.request(); op != opHello {
-		t.Fatalf("first request 0x%02x, want HELLO", op)
+	if op, body := s.request(); op != opHello || binary.BigEndian.Uint16(body) != ProtocolVersion {
+		t.Fatalf("first request 0x%02x %x, want HELLO %d", op, body, ProtocolVersion)
 	}
-	s.reply(stHello, helloV3())
+	s.reply(stHello, hello)
 	d := <-dc
 	if d.err != nil {
 		t.Fatal(d.err)
@@ -672,5 +678,42 @@ func TestPutManyKeepsResultsBeforeAFailure(t *testing.T) {
 	}
 	if len(r.rs) != 3 || r.rs[0].ID != 42 || r.rs[1].ID != 0 {
 		t.Fatalf("results %+v", r.rs)
+	}
+}
+
+// Against a server that answers HELLO with version 1, the client uses only
+// version-1 requests: plain PUTs (no flag, no id), and no LEASE or SUB at all.
+func TestHelloNegotiatesVersion1(t *testing.T) {
+	c, s := dialFakeHello(t, []byte{0, 1, 0, 0, 4, 0, 5, 'o', 'l', 'd', 'e', 'r'})
+	if c.Info().Version != 1 || c.Info().MaxMessageSize != 1024 || c.Info().Features != 0 {
+		t.Fatalf("%+v", c.Info())
+	}
+	if _, err := c.Lease(ctx(t), "q", LeaseOptions{}); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("LEASE: %v", err)
+	}
+	if _, err := c.Subscribe(ctx(t), "s"); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("SUB: %v", err)
+	}
+	if _, err := c.Put(ctx(t), "q", []byte("x"), WithPriority(1)); !errors.Is(err, ErrUnsupported) {
+		t.Fatalf("PUT with a priority: %v", err)
+	}
+	got := make(chan error, 1)
+	go func() {
+		r, err := c.Put(ctx(t), "q", []byte("x"))
+		if err == nil && r.ID != 0 {
+			err = fmt.Errorf("id %d from a version-1 STORED", r.ID)
+		}
+		got <- err
+	}()
+	var hdr [6]byte
+	if _, err := io.ReadFull(s.r, hdr[:]); err != nil || hdr[4] != opPut || hdr[5] != 0 {
+		t.Fatalf("%v %x: a version-1 PUT has no flags", err, hdr)
+	}
+	if _, err := io.ReadFull(s.r, make([]byte, binary.BigEndian.Uint32(hdr[:4])-2)); err != nil {
+		t.Fatal(err)
+	}
+	s.reply(stStored, nil)
+	if err := <-got; err != nil {
+		t.Fatal(err)
 	}
 }
