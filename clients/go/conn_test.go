@@ -717,3 +717,60 @@ func TestHelloNegotiatesVersion1(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// Consume, Subscribe and a parked GET leave no goroutine behind once their
+// clients are closed.
+func TestNoGoroutineLeftAfterConsume(t *testing.T) {
+	s := startServer(t)
+	prod := s.dial(t)
+	if _, err := prod.PutMany(ctx(t), "leak", [][]byte{[]byte("a"), []byte("b"), []byte("c")}); err != nil {
+		t.Fatal(err)
+	}
+	before := runtime.NumGoroutine()
+	cons, err := Dial(ctx(t), s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	handled := make(chan struct{}, 3)
+	done := make(chan error, 1)
+	go func() {
+		done <- cons.Consume(context.Background(), "leak", ConsumerOptions{Concurrency: 3, Lease: 200 * time.Millisecond, Wait: 10 * time.Millisecond},
+			func(hctx context.Context, m *Message) error {
+				select {
+				case handled <- struct{}{}:
+				default: // a redelivery, should a slow run let a lease expire
+				}
+				return nil
+			})
+	}()
+	for i := 0; i < 3; i++ {
+		<-handled
+	}
+	sub, err := Dial(ctx(t), s.addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sub.Subscribe(ctx(t), "x.>"); err != nil {
+		t.Fatal(err)
+	}
+	parked := make(chan error, 1)
+	go func() {
+		_, err := sub.Get(context.Background(), "nothing", Forever, 1)
+		parked <- err
+	}()
+	waitFor(t, prod, func(st *Stats) bool { return st.Server["waiters"] == 1 })
+	_ = cons.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	_ = sub.Close()
+	<-parked
+	deadline := time.Now().Add(testTimeout)
+	for runtime.NumGoroutine() > before {
+		if time.Now().After(deadline) {
+			buf := make([]byte, 1<<16)
+			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
