@@ -327,7 +327,7 @@ func readFrame(r *bufio.Reader, maxLen uint32) (frame, error) {
 	if n <= 1 {
 		return f, nil
 	}
-	if n-1 <= 1<<20 {
+	if n <= maxLen {
 		f.body = make([]byte, n-1)
 		if _, err := io.ReadFull(r, f.body); err != nil {
 			return frame{}, err

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -93,6 +94,12 @@ func TestReadFrameCapsLength(t *testing.T) {
 	r := bufio.NewReader(bytes.NewReader([]byte{0, 0, 1, 0, 0x12}))
 	if _, err := readFrame(r, 100); err == nil {
 		t.Fatal("a frame over the cap must be refused")
+	}
+	// STATS passes the cap but is read as it comes: a lying length ends in
+	// an early EOF, not a 1 GiB allocation.
+	r = bufio.NewReader(bytes.NewReader([]byte{0x40, 0, 0, 0, 0x20, 0, 0}))
+	if _, err := readFrame(r, 100); err != io.ErrUnexpectedEOF {
+		t.Fatalf("a cut STATS frame: %v", err)
 	}
 	r = bufio.NewReader(bytes.NewReader([]byte{0, 0, 0, 0}))
 	if _, err := readFrame(r, 100); err == nil {
