@@ -81,6 +81,7 @@ type Client struct {
 	consumers sync.WaitGroup
 	cmu       sync.Mutex
 	stops     map[*int]context.CancelFunc
+	stopping  bool // set by Close and Quit: no Consume starts after (WaitGroup rule)
 }
 
 // DefaultAddr is the address the CLI uses: $BHOST (default localhost) and
@@ -442,6 +443,7 @@ func (c *Client) Close() error {
 // give their messages back, while the connection is still open.
 func (c *Client) stopConsumers() {
 	c.cmu.Lock()
+	c.stopping = true
 	for _, stop := range c.stops {
 		stop()
 	}

@@ -774,3 +774,15 @@ func TestNoGoroutineLeftAfterConsume(t *testing.T) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// Consume on a closed Client fails at once, without joining the consumers
+// Close waited for.
+func TestConsumeAfterClose(t *testing.T) {
+	c, _ := dialFake(t)
+	_ = c.Close()
+	err := c.Consume(ctx(t), "q", ConsumerOptions{}, func(context.Context, *Message) error { return nil })
+	var ce *ConnError
+	if !errors.As(err, &ce) {
+		t.Fatalf("want a *ConnError, got %v", err)
+	}
+}

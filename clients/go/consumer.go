@@ -92,6 +92,12 @@ func (c *Client) Consume(ctx context.Context, queue string, opts ConsumerOptions
 	defer stop()
 	key := new(int)
 	c.cmu.Lock()
+	if c.stopping {
+		// Close or Quit is waiting for the consumers: adding one now
+		// would race with that Wait.
+		c.cmu.Unlock()
+		return &ConnError{Err: ErrClosed}
+	}
 	c.stops[key] = stop
 	c.consumers.Add(1)
 	c.cmu.Unlock()
