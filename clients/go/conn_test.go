@@ -277,13 +277,19 @@ func TestNoGoroutineLeftAfterClose(t *testing.T) {
 		_ = c.Close()
 		_ = s.nc.Close()
 	}
+	waitGoroutines(t, before)
+}
+
+// waitGoroutines waits (bounded) until no more goroutines run than before:
+// the ones that end with a closed client may take a moment to return.
+func waitGoroutines(t *testing.T, before int) {
+	t.Helper()
 	deadline := time.Now().Add(testTimeout)
 	for runtime.NumGoroutine() > before {
 		if time.Now().After(deadline) {
 			buf := make([]byte, 1<<16)
 			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
 		}
-		runtime.Gosched()
 		time.Sleep(time.Millisecond)
 	}
 }
@@ -765,14 +771,7 @@ func TestNoGoroutineLeftAfterConsume(t *testing.T) {
 	}
 	_ = sub.Close()
 	<-parked
-	deadline := time.Now().Add(testTimeout)
-	for runtime.NumGoroutine() > before {
-		if time.Now().After(deadline) {
-			buf := make([]byte, 1<<16)
-			t.Fatalf("%d goroutines before, %d after:\n%s", before, runtime.NumGoroutine(), buf[:runtime.Stack(buf, true)])
-		}
-		time.Sleep(time.Millisecond)
-	}
+	waitGoroutines(t, before)
 }
 
 // Consume on a closed Client fails at once, without joining the consumers
