@@ -6,6 +6,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -80,17 +81,23 @@ type Client struct {
 	consumers sync.WaitGroup
 	cmu       sync.Mutex
 	stops     map[*int]context.CancelFunc
+	stopping  bool // set by Close and Quit: no Consume starts after (WaitGroup rule)
 }
 
 // DefaultAddr is the address the CLI uses: $BHOST (default localhost) and
 // $BPORT (default 6552).
+// Values are trimmed, blank ones count as unset, and an IPv6 address may be
+// given bare (::1) or in brackets ([::1]), as the CLI takes them.
 func DefaultAddr() string {
-	host, port := os.Getenv("BHOST"), os.Getenv("BPORT")
+	host, port := strings.TrimSpace(os.Getenv("BHOST")), strings.TrimSpace(os.Getenv("BPORT"))
 	if host == "" {
 		host = "localhost"
 	}
 	if port == "" {
 		port = "6552"
+	}
+	if strings.HasPrefix(host, "[") {
+		return host + ":" + port
 	}
 	return net.JoinHostPort(host, port)
 }
@@ -266,8 +273,10 @@ func (c *Client) Put(ctx context.Context, queue string, payload []byte, opts ...
 
 // PutReader stores one message of exactly size bytes read from r, streamed to
 // the socket without holding the payload in memory (for large messages).
-// Other requests of the connection wait while it streams. If r ends early the
-// frame cannot be finished: the connection is closed and nothing is stored.
+// Other requests of the connection wait while it streams; bytes of r past
+// size are left unread. If r ends early (io.ErrUnexpectedEOF) or fails, or
+// ctx ends while the payload streams, the frame cannot be finished: the
+// connection is closed, nothing is stored, and that error is returned.
 func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size int64, opts ...PutOption) (PutResult, error) {
 	if size < 0 {
 		return PutResult{}, fmt.Errorf("beuss: negative payload size %d", size)
@@ -277,7 +286,7 @@ func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size 
 		return PutResult{}, err
 	}
 	cl := &call{want: 1, done: make(chan struct{})}
-	if err := c.c.sendStream(cl, b, r, size); err != nil {
+	if err := c.c.sendCtx(ctx, cl, b, r, size); err != nil {
 		return PutResult{}, err
 	}
 	if err := c.c.wait(ctx, cl, c.timeout(0)); err != nil {
@@ -288,16 +297,16 @@ func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size 
 
 // PutMany stores every payload on queue, pipelined in one write. It returns
 // a result per payload and the first error (a FULL leaves the later PUTs
-// carried out; their results are still filled in).
+// carried out; their results are still filled in). When the connection
+// fails midway, the results of the PUTs answered before are filled in and
+// the rest are zero: those were perhaps stored, perhaps not.
 func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, opts ...PutOption) ([]PutResult, error) {
 	p := c.Pipeline()
 	pend := make([]*Pending[PutResult], len(payloads))
 	for i, pl := range payloads {
 		pend[i] = p.Put(queue, pl, opts...)
 	}
-	if err := p.Exec(ctx); err != nil {
-		return nil, err
-	}
+	execErr := p.Exec(ctx)
 	out := make([]PutResult, len(payloads))
 	var first error
 	for i, pr := range pend {
@@ -307,6 +316,9 @@ func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, o
 			first = err
 		}
 	}
+	if execErr != nil {
+		return out, execErr
+	}
 	return out, first
 }
 
@@ -314,7 +326,8 @@ func (c *Client) PutMany(ctx context.Context, queue string, payloads [][]byte, o
 // up to wait for one when it is empty (0: answer at once; Forever). A
 // parked Get holds back every later request of the connection (protocol.md
 // 2.4). Delivery is at-most-once; use Lease for at-least-once. nil, nil means
-// the queue stayed empty.
+// the queue stayed empty, or that settles behind the wait ended it early
+// (protocol.md 13.7, as for Lease).
 func (c *Client) Get(ctx context.Context, queue string, wait time.Duration, max int) ([][]byte, error) {
 	if err := checkReceive(queue, max); err != nil {
 		return nil, err
@@ -417,7 +430,9 @@ func (c *Client) Quit(ctx context.Context) error {
 
 // Close stops the client's consumers (they give their unfinished messages
 // back with NACK without a charge) and closes the connection. Requests still
-// in flight fail with a *ConnError.
+// in flight fail with a *ConnError. Close waits for the consumers' handlers
+// to return, so a handler must not call it (that would wait for itself):
+// cancel Consume's ctx instead.
 func (c *Client) Close() error {
 	c.stopConsumers()
 	c.c.fail(ErrClosed)
@@ -428,6 +443,7 @@ func (c *Client) Close() error {
 // give their messages back, while the connection is still open.
 func (c *Client) stopConsumers() {
 	c.cmu.Lock()
+	c.stopping = true
 	for _, stop := range c.stops {
 		stop()
 	}
@@ -513,7 +529,7 @@ func (p *Pipeline) Exec(ctx context.Context) error {
 		return nil
 	}
 	cl := &call{want: len(decs), frames: make([]frame, 0, len(decs)), done: make(chan struct{})}
-	err := p.c.c.send(cl, buf)
+	err := p.c.c.sendCtx(ctx, cl, buf, nil, 0)
 	if err == nil {
 		err = p.c.c.wait(ctx, cl, p.c.timeout(wait))
 	}

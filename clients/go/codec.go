@@ -2,6 +2,7 @@ package beuss
 
 import (
 	"bufio"
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -165,6 +166,16 @@ func waitMs(d time.Duration) uint32 {
 	return ms(d)
 }
 
+// checkStreamed refuses a PUB, REQ or REPLY whose length (head bytes plus
+// payload) does not fit the u32 length field: it would wrap, and the server
+// would read the rest of the payload as further requests.
+func checkStreamed(what string, head, payload int) error {
+	if int64(head)+int64(payload) > math.MaxUint32 {
+		return fmt.Errorf("beuss: %s of %d bytes does not fit in a frame", what, payload)
+	}
+	return nil
+}
+
 func encodeHello(b []byte, version uint16) []byte {
 	b = head(b, 4, opHello, 0)
 	return binary.BigEndian.AppendUint16(b, version)
@@ -306,16 +317,33 @@ func readFrame(r *bufio.Reader, maxLen uint32) (frame, error) {
 	if n < 1 {
 		return frame{}, errors.New("beuss: response frame of length 0")
 	}
-	if n > maxLen {
+	// STATS grows with the number of queues (up to 568 bytes each, protocol.md
+	// 8), which no cap of ours can know: it is read as it arrives instead, so
+	// a lying length costs only the bytes actually sent.
+	if n > maxLen && hdr[4] != stStats {
 		return frame{}, fmt.Errorf("beuss: response frame of %d bytes is over the client's cap of %d", n, maxLen)
 	}
 	f := frame{status: hdr[4]}
-	if n > 1 {
+	if n <= 1 {
+		return f, nil
+	}
+	if n <= maxLen {
 		f.body = make([]byte, n-1)
 		if _, err := io.ReadFull(r, f.body); err != nil {
 			return frame{}, err
 		}
+		return f, nil
 	}
+	var buf bytes.Buffer
+	buf.Grow(1 << 20)
+	got, err := io.CopyN(&buf, r, int64(n-1))
+	if err != nil {
+		if err == io.EOF && got > 0 {
+			err = io.ErrUnexpectedEOF
+		}
+		return frame{}, err
+	}
+	f.body = buf.Bytes()
 	return f, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"bufio"
 	"bytes"
 	"errors"
+	"io"
 	"strings"
 	"testing"
 	"time"
@@ -41,6 +42,10 @@ func TestNamesAreCheckedBeforeSending(t *testing.T) {
 func TestPutTooLargeForAFrame(t *testing.T) {
 	if _, err := putHead(nil, "q", 1<<32, false, 0, 0); err == nil {
 		t.Fatal("a PUT over 4 GiB must be refused")
+	}
+	// PUB, REQ and REPLY too: a wrapped length would desynchronise the stream.
+	if checkStreamed("PUB", 16, 1<<32-17) != nil || checkStreamed("PUB", 16, 1<<32-16) == nil {
+		t.Fatal("the u32 length limit of a streamed frame is wrong")
 	}
 }
 
@@ -89,6 +94,12 @@ func TestReadFrameCapsLength(t *testing.T) {
 	r := bufio.NewReader(bytes.NewReader([]byte{0, 0, 1, 0, 0x12}))
 	if _, err := readFrame(r, 100); err == nil {
 		t.Fatal("a frame over the cap must be refused")
+	}
+	// STATS passes the cap but is read as it comes: a lying length ends in
+	// an early EOF, not a 1 GiB allocation.
+	r = bufio.NewReader(bytes.NewReader([]byte{0x40, 0, 0, 0, 0x20, 0, 0}))
+	if _, err := readFrame(r, 100); err != io.ErrUnexpectedEOF {
+		t.Fatalf("a cut STATS frame: %v", err)
 	}
 	r = bufio.NewReader(bytes.NewReader([]byte{0, 0, 0, 0}))
 	if _, err := readFrame(r, 100); err == nil {
@@ -143,5 +154,18 @@ func TestDefaultAddr(t *testing.T) {
 	t.Setenv("BPORT", "7000")
 	if DefaultAddr() != "[::1]:7000" {
 		t.Fatal(DefaultAddr())
+	}
+	// As the CLI reads them (src/lib.rs join_host_port, address_from_env).
+	for _, c := range []struct{ host, port, want string }{
+		{"[::1]", "6552", "[::1]:6552"},
+		{" 127.0.0.1 ", " 7001\t", "127.0.0.1:7001"},
+		{"  ", "\t", "localhost:6552"},
+		{"fe80::1%eth0", "1", "[fe80::1%eth0]:1"},
+	} {
+		t.Setenv("BHOST", c.host)
+		t.Setenv("BPORT", c.port)
+		if got := DefaultAddr(); got != c.want {
+			t.Errorf("BHOST=%q BPORT=%q: %q, want %q", c.host, c.port, got, c.want)
+		}
 	}
 }

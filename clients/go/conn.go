@@ -80,14 +80,18 @@ func (c *conn) sendStream(cl *call, b []byte, r io.Reader, n int64) error {
 	c.pmu.Unlock()
 	_, err := c.bw.Write(b)
 	if err == nil && r != nil {
+		rr := &recordingReader{r: r}
 		var got int64
-		got, err = io.CopyN(c.bw, r, n)
-		if err == io.EOF {
-			err = io.ErrUnexpectedEOF
-		}
+		got, err = io.CopyN(c.bw, rr, n)
 		if err != nil && got < n {
 			// The frame cannot be completed: nothing but closing tells the
-			// server, which then stores nothing (protocol.md 3.4).
+			// server, which then stores nothing (protocol.md 2.8).
+			if rr.err == io.EOF {
+				err = io.ErrUnexpectedEOF
+			} else if rr.err == nil {
+				// The socket failed, not the reader.
+				err = &ConnError{Err: err}
+			}
 			c.fail(err)
 			atomic.AddInt32(&c.writers, -1)
 			return err
@@ -105,6 +109,55 @@ func (c *conn) sendStream(cl *call, b []byte, r io.Reader, n int64) error {
 		c.fail(err)
 	}
 	return nil
+}
+
+// watchedWrite is the frame size from which a send watches its context: a
+// write that big can block on a server that reads slowly, and only closing
+// the connection unblocks it.
+const watchedWrite = 64 << 10
+
+// sendCtx is sendStream that gives up when ctx ends: before anything is
+// sent it just returns ctx's error; while a big frame or a streamed payload is
+// being written it closes the connection (the frame is then half-written, and
+// the connection unusable anyway).
+func (c *conn) sendCtx(ctx context.Context, cl *call, b []byte, r io.Reader, n int64) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if ctx.Done() == nil || (r == nil && len(b) < watchedWrite) {
+		return c.sendStream(cl, b, r, n)
+	}
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-ctx.Done():
+			c.fail(ctx.Err())
+		case <-stop:
+		}
+	}()
+	err := c.sendStream(cl, b, r, n)
+	close(stop)
+	<-watched
+	if err != nil && ctx.Err() != nil {
+		return ctx.Err()
+	}
+	return err
+}
+
+// recordingReader keeps the error of the reader it wraps, so that a failed
+// copy can tell the payload's reader from the socket.
+type recordingReader struct {
+	r   io.Reader
+	err error
+}
+
+func (r *recordingReader) Read(p []byte) (int, error) {
+	n, err := r.r.Read(p)
+	if err != nil {
+		r.err = err
+	}
+	return n, err
 }
 
 // wait blocks until cl is answered, ctx ends or timeout passes (0 = none).
@@ -125,28 +178,41 @@ func (c *conn) wait(ctx context.Context, cl *call, timeout time.Duration) error 
 	case <-cl.done:
 		return cl.err
 	case <-ctx.Done():
-		c.abandon(cl, ctx.Err())
-		return ctx.Err()
+		if c.abandon(cl, ctx.Err()) {
+			return nil
+		}
+		// A *ConnError, as for every caller the close failed: the request
+		// was sent, so its outcome is unknown (a PUT may have been stored).
+		return &ConnError{Err: ctx.Err()}
 	case <-tc:
-		c.abandon(cl, ErrTimeout)
+		if c.abandon(cl, ErrTimeout) {
+			return nil
+		}
 		return &ConnError{Err: ErrTimeout}
 	}
 }
 
 // abandon closes the connection for a call given up on, unless its reply
-// came in the meantime.
-func (c *conn) abandon(cl *call, why error) {
+// came in the meantime: then it reports true and the caller takes the reply,
+// since select picks at random among ready cases and a GET's messages are
+// gone from the server once answered.
+func (c *conn) abandon(cl *call, why error) bool {
 	select {
 	case <-cl.done:
+		return cl.err == nil
 	default:
 		c.fail(why)
+		// Now cl is done either way, soon: fail finished it, or the reader
+		// matched its reply between the check above and fail.
+		<-cl.done
+		return cl.err == nil
 	}
 }
 
 // roundTrip sends one request and returns its reply frame.
 func (c *conn) roundTrip(ctx context.Context, b []byte, timeout time.Duration) (frame, error) {
 	cl := &call{want: 1, done: make(chan struct{})}
-	if err := c.send(cl, b); err != nil {
+	if err := c.sendCtx(ctx, cl, b, nil, 0); err != nil {
 		return frame{}, err
 	}
 	if err := c.wait(ctx, cl, timeout); err != nil {

@@ -36,7 +36,8 @@ type ConsumerOptions struct {
 	// Backoff is the NACK delay after a handler's error, by attempt number
 	// (default: 100 ms doubling per attempt, at most 1 min).
 	Backoff func(attempt uint32) time.Duration
-	// OnError, if set, hears of handler errors and failed settles.
+	// OnError, if set, hears of handler errors and failed settles. It may
+	// be called from several goroutines at once, and may use the Client.
 	OnError func(m *Message, err error)
 }
 
@@ -91,6 +92,12 @@ func (c *Client) Consume(ctx context.Context, queue string, opts ConsumerOptions
 	defer stop()
 	key := new(int)
 	c.cmu.Lock()
+	if c.stopping {
+		// Close or Quit is waiting for the consumers: adding one now
+		// would race with that Wait.
+		c.cmu.Unlock()
+		return &ConnError{Err: ErrClosed}
+	}
 	c.stops[key] = stop
 	c.consumers.Add(1)
 	c.cmu.Unlock()
@@ -191,10 +198,16 @@ func (k *consumer) handle(m *Message) {
 		hctx, cancelT = context.WithTimeout(hctx, k.opts.HandlerTimeout)
 		defer cancelT()
 	}
-	stopTouch := make(chan struct{})
-	go k.touch(m, cancel, stopTouch)
+	stopTouch, touched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(touched)
+		k.touch(m, cancel, stopTouch)
+	}()
 	err := k.call(hctx, m)
+	// The toucher is done before the settle goes out, so no TOUCH follows
+	// the ACK and no goroutine outlives Consume.
 	close(stopTouch)
+	<-touched
 	switch {
 	case err == nil:
 		k.settle(m, opAck, nil)
@@ -223,13 +236,20 @@ func (k *consumer) call(ctx context.Context, m *Message) (err error) {
 // touch extends m's lease every Lease/2 until stop is closed; a lease found
 // lost (not OK) cancels the handler, whose work can no longer be acknowledged.
 func (k *consumer) touch(m *Message, cancel context.CancelFunc, stop chan struct{}) {
-	t := time.NewTicker(k.opts.Lease / 2)
+	// Half the lease the server gives: it counts whole milliseconds (ms
+	// rounds up), so this is never zero.
+	t := time.NewTicker(time.Duration(ms(k.opts.Lease)) * time.Millisecond / 2)
 	defer t.Stop()
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
+			select {
+			case <-stop: // the handler is done: its settle follows
+				return
+			default:
+			}
 			err := k.c.settleAsync(opTouch, k.queue, leaseExtra(k.opts.Lease), []LeaseRef{m.Ref()}, func(rs []SettleResult) {
 				if len(rs) != 1 || !rs[0].OK() {
 					cancel()
@@ -255,10 +275,16 @@ func (k *consumer) settle(m *Message, op byte, extra []byte) {
 	}
 	k.settles.Add(1)
 	err := k.c.settleAsync(op, k.queue, extra, []LeaseRef{m.Ref()}, func(rs []SettleResult) {
-		defer k.settles.Done()
 		if (len(rs) != 1 || !rs[0].OK()) && k.opts.OnError != nil {
-			k.opts.OnError(m, fmt.Errorf("beuss: settle of message %d: %v", m.ID, rs))
+			// Not on the reader goroutine that runs this: OnError may
+			// use the Client, whose replies that goroutine must read.
+			go func() {
+				defer k.settles.Done()
+				k.opts.OnError(m, fmt.Errorf("beuss: settle of message %d: %v", m.ID, rs))
+			}()
+			return
 		}
+		k.settles.Done()
 	})
 	if err != nil {
 		k.settles.Done()

@@ -7,7 +7,11 @@
 // goroutines are pipelined on it and their replies matched in order. Every
 // call takes a context.Context; cancelling it while a reply is awaited closes
 // the connection, because the protocol has no other way to abandon a request
-// (protocol.md 2.4 and 12), so give long waits a Client of their own.
+// (protocol.md 2.4 and 12), so give long waits a Client of their own. The
+// call, and every other in flight, then fails with a *ConnError wrapping
+// ctx's error (errors.Is(err, context.Canceled) holds): the request was sent,
+// so its outcome is unknown. A ctx that ended before anything was sent gives
+// ctx.Err() itself and leaves the connection open.
 //
 // The package has no dependencies outside the standard library.
 package beuss

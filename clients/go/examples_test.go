@@ -298,6 +298,8 @@ func TestProtocolExamples(t *testing.T) {
 					t.Fatal(err)
 				}
 				c(t, f)
+			default:
+				t.Fatalf("check %s is neither a req nor a resp", key)
 			}
 		})
 	}

@@ -114,6 +114,9 @@ func (c *Client) Publish(ctx context.Context, subject string, payload []byte, op
 			return Published{}, err
 		}
 	}
+	if err := checkStreamed("PUB", 2+1+len(subject)+13, len(payload)); err != nil {
+		return Published{}, err
+	}
 	b := encodePub(make([]byte, 0, 22+len(subject)+len(payload)), subject, ms(opts.Delay), prio, opts.Confirm, ms(timeout), payload)
 	f, err := c.do(ctx, b, timeout)
 	if err != nil {
@@ -245,6 +248,9 @@ func (c *Client) Request(ctx context.Context, subject string, payload []byte, ti
 	if err := c.checkMax(timeout, c.info.MaxLease, "request timeout"); err != nil {
 		return nil, err
 	}
+	if err := checkStreamed("REQ", 2+1+len(subject)+4, len(payload)); err != nil {
+		return nil, err
+	}
 	f, err := c.do(ctx, encodeReq(make([]byte, 0, 12+len(subject)+len(payload)), subject, ms(timeout), payload), timeout)
 	if err != nil {
 		return nil, err
@@ -265,6 +271,9 @@ func (c *Client) Request(ctx context.Context, subject string, payload []byte, ti
 // Message.ReplyTo). delivered is false when nobody waits on it any more.
 func (c *Client) Reply(ctx context.Context, replyTo uint64, payload []byte) (delivered bool, err error) {
 	if err := c.need(3, FeatureFanout); err != nil {
+		return false, err
+	}
+	if err := checkStreamed("REPLY", 2+8, len(payload)); err != nil {
 		return false, err
 	}
 	f, err := c.do(ctx, encodeReply(make([]byte, 0, 14+len(payload)), replyTo, payload), 0)

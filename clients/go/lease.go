@@ -181,7 +181,9 @@ type NackOptions struct {
 
 // Lease takes up to opts.Max ready messages from queue under a lease
 // (at-least-once delivery): each must be acknowledged, or it comes back once
-// the lease ends. nil, nil means the queue stayed empty.
+// the lease ends. nil, nil means the queue stayed empty, or, even with a wait
+// of Forever, that the server ended the wait early because 256 KiB of settle
+// replies were held behind it (protocol.md 13.7): just call again.
 func (c *Client) Lease(ctx context.Context, queue string, opts LeaseOptions) ([]*Message, error) {
 	return c.lease(ctx, queue, opts, 0)
 }

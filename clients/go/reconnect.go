@@ -25,9 +25,13 @@ type Reconnector struct {
 	// (defaults 50 ms and 5 s); set them before first use.
 	MinBackoff, MaxBackoff time.Duration
 
+	// dialMu makes one caller dial at a time; mu guards the fields below
+	// and is never held across a dial, so Close does not wait for one.
+	dialMu sync.Mutex
 	mu     sync.Mutex
 	cur    *Client
 	closed bool
+	done   chan struct{} // closed by Close: stops a dial and its backoff
 }
 
 // NewReconnector makes a Reconnector for addr ("" = DefaultAddr()).
@@ -35,32 +39,77 @@ func NewReconnector(addr string, opts Options) *Reconnector {
 	return &Reconnector{addr: addr, opts: opts, MinBackoff: 50 * time.Millisecond, MaxBackoff: 5 * time.Second}
 }
 
-// Client returns the live client, dialling until it succeeds or ctx ends.
-func (r *Reconnector) Client(ctx context.Context) (*Client, error) {
+// state is the live client, if any, and the channel Close closes.
+func (r *Reconnector) state() (cur *Client, closed bool, done chan struct{}) {
 	r.mu.Lock()
 	defer r.mu.Unlock()
+	if r.done == nil {
+		r.done = make(chan struct{})
+	}
+	return r.cur, r.closed, r.done
+}
+
+// Client returns the live client, dialling until it succeeds, ctx ends or
+// the Reconnector is closed.
+func (r *Reconnector) Client(ctx context.Context) (*Client, error) {
+	r.dialMu.Lock()
+	defer r.dialMu.Unlock()
 	pause := r.MinBackoff
 	for {
-		if r.closed {
+		cur, closed, done := r.state()
+		if closed {
 			return nil, &ConnError{Err: ErrClosed}
 		}
-		if r.cur != nil && !r.cur.c.isClosed() {
-			return r.cur, nil
+		if cur != nil && !cur.c.isClosed() {
+			return cur, nil
 		}
-		c, err := DialWith(ctx, r.addr, r.opts)
+		c, err := r.dial(ctx, done)
 		if err == nil {
-			r.cur = c
+			r.mu.Lock()
+			closed = r.closed
+			if !closed {
+				r.cur = c
+			}
+			r.mu.Unlock()
+			if closed {
+				_ = c.Close()
+				return nil, &ConnError{Err: ErrClosed}
+			}
 			return c, nil
 		}
+		t := time.NewTimer(pause)
 		select {
 		case <-ctx.Done():
+			t.Stop()
 			return nil, ctx.Err()
-		case <-time.After(pause):
+		case <-done:
+			t.Stop()
+			return nil, &ConnError{Err: ErrClosed}
+		case <-t.C:
 		}
 		if pause *= 2; pause > r.MaxBackoff {
 			pause = r.MaxBackoff
 		}
 	}
+}
+
+// dial is DialWith that Close interrupts.
+func (r *Reconnector) dial(ctx context.Context, done chan struct{}) (*Client, error) {
+	dctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	stop, watched := make(chan struct{}), make(chan struct{})
+	go func() {
+		defer close(watched)
+		select {
+		case <-done:
+			cancel()
+		case <-stop:
+		}
+	}()
+	c, err := DialWith(dctx, r.addr, r.opts)
+	close(stop)
+	<-watched
+	return c, err
 }
 
 // Do runs fn with the live client and runs it again on a new connection each
@@ -78,10 +127,7 @@ func (r *Reconnector) Do(ctx context.Context, fn func(*Client) error) error {
 		if !reconnectable(err) || ctx.Err() != nil {
 			return err
 		}
-		r.mu.Lock()
-		closed := r.closed
-		r.mu.Unlock()
-		if closed {
+		if _, closed, _ := r.state(); closed {
 			return err
 		}
 	}
@@ -119,13 +165,19 @@ func reconnectable(err error) bool {
 	return errors.As(err, &ce) || errors.Is(err, ErrShuttingDown) || errors.Is(err, ErrTooManyConnections)
 }
 
-// Close closes the current client and makes later calls fail.
+// Close closes the current client and makes later calls fail; a Client
+// call still dialling gives up.
 func (r *Reconnector) Close() error {
+	_, _, done := r.state()
 	r.mu.Lock()
-	defer r.mu.Unlock()
-	r.closed = true
-	if r.cur != nil {
-		return r.cur.Close()
+	cur := r.cur
+	if !r.closed {
+		r.closed = true
+		close(done)
+	}
+	r.mu.Unlock()
+	if cur != nil {
+		return cur.Close()
 	}
 	return nil
 }

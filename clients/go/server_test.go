@@ -82,6 +82,8 @@ func startServer(t *testing.T, env ...string) *testServer {
 	select {
 	case s.addr = <-addr:
 	case <-time.After(testTimeout):
+		s.mu.Lock()
+		defer s.mu.Unlock()
 		t.Fatalf("server did not say where it listens; logs: %v", s.logs)
 	}
 	return s

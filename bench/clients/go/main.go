@@ -223,6 +223,7 @@ func startRedis() (string, func()) {
 	cmd := exec.Command(*redisBin, "--port", fmt.Sprint(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no")
 	check(cmd.Start())
 	addr := fmt.Sprintf("127.0.0.1:%d", port)
+	stop := onFail(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	rc := redis.NewClient(&redis.Options{Addr: addr})
 	defer rc.Close()
 	for i := 0; rc.Ping().Err() != nil; i++ {
@@ -231,7 +232,7 @@ func startRedis() (string, func()) {
 		}
 		time.Sleep(10 * time.Millisecond)
 	}
-	return addr, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+	return addr, stop
 }
 
 func startBeuss() (string, func()) {
@@ -251,12 +252,22 @@ func startBeuss() (string, func()) {
 	}()
 	select {
 	case a := <-addr:
-		return a, func() { _ = cmd.Process.Kill(); _ = cmd.Wait() }
+		return a, onFail(func() { _ = cmd.Process.Kill(); _ = cmd.Wait() })
 	case <-time.After(10 * time.Second):
 		_ = cmd.Process.Kill()
 		fail("beuss-server did not start")
 	}
 	return "", nil
+}
+
+// cleanups end the servers when fail exits, which skips main's defers and
+// would leave them running.
+var cleanups []func()
+
+// onFail registers stop with fail and returns it, for main to defer.
+func onFail(stop func()) func() {
+	cleanups = append(cleanups, stop)
+	return stop
 }
 
 func check(err error) {
@@ -267,5 +278,8 @@ func check(err error) {
 
 func fail(f string, args ...interface{}) {
 	fmt.Fprintf(os.Stderr, "beuss-go-bench: "+f+"\n", args...)
+	for i := len(cleanups) - 1; i >= 0; i-- {
+		cleanups[i]()
+	}
 	os.Exit(1)
 }
