@@ -19,22 +19,24 @@
 # Needs the nightly toolchain (`rustup toolchain install nightly --profile minimal`)
 # and cargo-fuzz (`cargo install cargo-fuzz --locked`); --ci installs both.
 set -euo pipefail
+CALLER_DIR=$PWD
 cd "$(dirname "$0")/../fuzz"
 
 TARGETS_ALL=(decode_request decode_response store_ops)
-MODE=time
+MODE="time"
 AMOUNT=60
 CI=false
 TARGETS=()
 while [ $# -gt 0 ]; do
     case "$1" in
-        --time) MODE=time AMOUNT=$2; shift 2 ;;
+        --time) MODE="time" AMOUNT=$2; shift 2 ;;
         --runs) MODE=runs AMOUNT=$2; shift 2 ;;
-        --ci) CI=true MODE=time AMOUNT=30; shift ;;
+        --ci) CI=true MODE="time" AMOUNT=30; shift ;;
         --replay)
             [ $# -eq 3 ] || { echo "usage: $0 --replay TARGET FILE" >&2; exit 2; }
             # Under the same build as the runs (no sanitizer), so it reproduces.
-            RUST_BACKTRACE=1 exec cargo +nightly fuzz run --sanitizer none "$2" "$3"
+            case "$3" in /*) input=$3 ;; *) input=$CALLER_DIR/$3 ;; esac
+            RUST_BACKTRACE=1 exec cargo +nightly fuzz run --sanitizer none "$2" "$input"
             ;;
         -h|--help) sed -n '2,21p' "$0"; exit 0 ;;
         -*) echo "unknown option $1" >&2; exit 2 ;;
@@ -83,6 +85,7 @@ for t in "${TARGETS[@]}"; do
         "$FUZZ_DIR/corpus/$t" >/dev/null 2>&1) || status=$?
     secs=$(($(date +%s) - start))
     log=$LOG_ROOT/$t/fuzz-0.log
+    [ -f "$log" ] || : >"$log"
     execs=$(sed -n 's/^stat::number_of_executed_units: *//p' "$log" | tail -1)
     rate=$(sed -n 's/^stat::average_exec_per_sec: *//p' "$log" | tail -1)
     peak=$(sed -n 's/^stat::peak_rss_mb: *//p' "$log" | tail -1)
