@@ -38,22 +38,29 @@ EVENT_BUFFER = 10_000
 
 
 def default_address() -> Tuple[str, int]:
-    """``(BHOST or "localhost", BPORT or 6552)``, like the beuss CLI."""
-    host = os.environ.get("BHOST") or "localhost"
-    port = os.environ.get("BPORT") or str(DEFAULT_PORT)
+    """``(BHOST or "localhost", BPORT or 6552)``, read as the server and the CLI read
+    them: trimmed, blank meaning unset, an IPv6 host with or without brackets."""
+    host = (os.environ.get("BHOST") or "").strip() or "localhost"
+    port = (os.environ.get("BPORT") or "").strip() or str(DEFAULT_PORT)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host, int(port)
 
 
 def parse_address(address: Address) -> Tuple[str, int]:
-    """``"host:port"``, ``"[v6]:port"``, ``"host"``, ``(host, port)`` or ``None`` (the
-    environment defaults) to ``(host, port)``."""
+    """``"host:port"``, ``"[v6]:port"``, ``"host"`` (a bare IPv6 literal such as
+    ``"::1"`` included), ``(host, port)`` or ``None`` (the environment defaults) to
+    ``(host, port)``."""
     if address is None:
         return default_address()
     if isinstance(address, tuple):
         return address[0], int(address[1])
+    address = address.strip()
     if address.startswith("["):
         host, _, rest = address[1:].partition("]")
         return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    if address.count(":") > 1:
+        return address, DEFAULT_PORT  # IPv6 without brackets: no port can follow
     host, sep, port = address.rpartition(":")
     if not sep:
         return address, DEFAULT_PORT
@@ -231,7 +238,12 @@ class Client:
                     self._drop()
                     raise ClientTimeout("the server stopped reading; connection closed")
                 if readable:
-                    self._recv_some(sock)
+                    try:
+                        self._recv_some(sock)
+                    except ConnectionClosed:
+                        # The server closed after answering (a fatal error): the
+                        # frames it sent before are buffered; the reader raises them.
+                        return
                 if writable:
                     sent += sock.send(view[sent : sent + _RECV])
         except (BrokenPipeError, ConnectionResetError):
@@ -241,6 +253,11 @@ class Client:
         except socket.timeout:
             self._drop()
             raise ClientTimeout("could not write within the timeout; connection closed") from None
+        except BaseException:
+            # Interrupted mid-frame (KeyboardInterrupt, ...): the server would read the
+            # next request as the rest of this one.
+            self._drop()
+            raise
 
     def _frame(self, timeout: Optional[float]) -> Tuple[int, bytes]:
         """The next frame that is not an EVENT (events go to their subscription)."""
@@ -269,8 +286,18 @@ class Client:
     def _reply_timeout(self, op: ops.Op[Any]) -> Optional[float]:
         return None if op.wait is None else op.wait + self.timeout
 
+    def _next_reply(self, timeout: Optional[float]) -> Tuple[int, bytes]:
+        """``_frame``, closing the connection if it fails for any reason: a reply still
+        to come would otherwise answer the next request (a KeyboardInterrupt here is
+        as bad as a timeout)."""
+        try:
+            return self._frame(timeout)
+        except BaseException:
+            self._drop()
+            raise
+
     def _read(self, op: ops.Op[T]) -> T:
-        status, body = self._frame(self._reply_timeout(op))
+        status, body = self._next_reply(self._reply_timeout(op))
         try:
             return op.decode(status, body)
         except ServerError as err:
@@ -333,7 +360,7 @@ class Client:
         with self._lock:
             self._send(b"".join(frames))  # one write, as in _run_many
             timeout = self.timeout
-            frame = self._frame
+            frame = self._next_reply
             for _ in range(len(frames)):
                 status, body = frame(timeout)
                 if status == p.S_STORED or status == p.S_TRUNCATED:
