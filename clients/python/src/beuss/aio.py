@@ -208,7 +208,11 @@ class AsyncClient:
         except OSError as err:
             self._closed = ConnectionClosed(str(err))
             raise ConnectionClosed(f"could not connect to {self.host}:{self.port}: {err}") from err
-        self.server = await self._call(ops.hello(self.version_offered))
+        try:
+            self.server = await self._call(ops.hello(self.version_offered))
+        except BaseException:
+            self.close()  # cancelled or refused: the socket must not outlive this call
+            raise
         self._buf.max_frame = max_frame(self.server)
         self._options = self.server.has(FEATURE_PUT_OPTIONS)
         return self
@@ -317,7 +321,9 @@ class AsyncClient:
                         return
                     self._new_head()
                     continue
-                except BeussError:
+                except ProtocolError:
+                    raise  # the stream cannot be trusted: below, everything fails
+                except BeussError:  # RequestTimeout: answered, the stream is in step
                     pending.popleft()
                     self._new_head()
                     continue
