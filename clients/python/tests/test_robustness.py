@@ -1,0 +1,351 @@
+"""Failure paths: interrupted reads, cancelled awaits, broken peers, server restarts.
+
+Some tests use a scripted fake peer (``FakePeer``) where the real server cannot be
+made to misbehave; the rest use the real server.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+import threading
+import time
+from typing import Any, Callable, Coroutine, List
+
+import pytest
+
+import beuss
+from beuss.client import default_address, parse_address
+
+from .conftest import Server
+
+HELLO_V3 = struct.pack(">IBHIB", 1 + 2 + 4 + 1 + 18, 0x02, 3, 1 << 20, 0) + struct.pack(">IIIIH", 0x1F, 30000, 43200000, 2592000000, 20)
+
+
+def run(coro: Coroutine[Any, Any, None]) -> None:
+    asyncio.run(asyncio.wait_for(coro, 60))
+
+
+def read_frame(conn: socket.socket) -> bytes:
+    """One request frame (length prefix included) from the client."""
+    head = _read_exact(conn, 4)
+    return head + _read_exact(conn, int.from_bytes(head, "big"))
+
+
+def _read_exact(conn: socket.socket, n: int) -> bytes:
+    out = b""
+    while len(out) < n:
+        chunk = conn.recv(n - len(out))
+        if not chunk:
+            raise EOFError
+        out += chunk
+    return out
+
+
+class FakePeer:
+    """A one-connection server running ``script(conn)`` in a thread."""
+
+    def __init__(self, script: Callable[[socket.socket], None]) -> None:
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(1)
+        self.address = ("127.0.0.1", self.sock.getsockname()[1])
+        self.accepted = threading.Event()
+        self.finished = threading.Event()
+        self._script = script
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+
+    def _serve(self) -> None:
+        try:
+            conn, _ = self.sock.accept()
+        except OSError:
+            return
+        self.accepted.set()
+        with conn:
+            try:
+                self._script(conn)
+            except (EOFError, OSError):
+                pass
+            finally:
+                self.finished.set()
+
+    def close(self) -> None:
+        self.sock.close()
+        self._thread.join(10)
+
+
+def hello_then(reply: bytes) -> Callable[[socket.socket], None]:
+    """Answer HELLO, then answer the next request with ``reply``, then wait for EOF."""
+
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(HELLO_V3)
+        read_frame(conn)
+        conn.sendall(reply)
+        while conn.recv(65536):
+            pass
+
+    return script
+
+
+# -- addresses ---------------------------------------------------------------------
+
+
+def test_address_parsing(monkeypatch: pytest.MonkeyPatch) -> None:
+    assert parse_address("[::1]:6553") == ("::1", 6553)
+    assert parse_address("[::1]") == ("::1", 6552)
+    assert parse_address("::1") == ("::1", 6552)  # a bare IPv6 literal is a host
+    assert parse_address("example.org:7") == ("example.org", 7)
+    assert parse_address("example.org") == ("example.org", 6552)
+    assert parse_address(("h", "8")) == ("h", 8)
+    # BHOST/BPORT as the server and the CLI read them: trimmed, blank = unset, and an
+    # IPv6 host with or without brackets.
+    monkeypatch.setenv("BHOST", "[::1]")
+    monkeypatch.setenv("BPORT", " 7000 ")
+    assert default_address() == ("::1", 7000)
+    monkeypatch.setenv("BHOST", " ::1 ")
+    monkeypatch.setenv("BPORT", "  ")
+    assert default_address() == ("::1", 6552)
+    monkeypatch.setenv("BHOST", "   ")
+    assert default_address() == ("localhost", 6552)
+
+
+# -- the sync client ---------------------------------------------------------------
+
+
+def test_sync_interrupted_read_closes_the_connection(server: Server, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A KeyboardInterrupt (or any exception) after a request went out and before its
+    reply was read must close the connection: else the next call reads that reply."""
+    with beuss.Client(server.address) as c:
+        c.put("ir", b"x")
+        real = beuss.Client._recv_some
+        calls: List[int] = []
+
+        def interrupted(self: beuss.Client, sock: socket.socket) -> None:
+            if not calls:
+                calls.append(1)
+                raise KeyboardInterrupt
+            real(self, sock)
+
+        monkeypatch.setattr(beuss.Client, "_recv_some", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            c.stats("ir")
+        assert not c.connected
+        with pytest.raises(beuss.ConnectionClosed):
+            c.ping()
+        c.reconnect()
+        assert c.get("ir") == [b"x"]
+
+
+def test_sync_fatal_error_behind_a_big_write_is_reported(server: Server) -> None:
+    """The server answers a fatal error and closes while a long pipeline is still being
+    written: the caller gets that error, not a bare ConnectionClosed (protocol.md 2.8)."""
+    with beuss.Client(server.address) as c:
+        big = b"z" * (8 << 20)
+        for _ in range(5):
+            c.reconnect()
+            pipe = c.pipeline().lease("fw", max=0).put("fw", big)
+            with pytest.raises(beuss.BadArgument):
+                pipe.execute()
+            assert not c.connected
+
+
+def test_sync_protocol_error_closes_the_connection() -> None:
+    peer = FakePeer(hello_then(bytes.fromhex("0000000101")))  # PONG to a PUT
+    try:
+        c = beuss.Client(peer.address, timeout=5)
+        with pytest.raises(beuss.ProtocolError):
+            c.put("q", b"x")
+        assert not c.connected
+    finally:
+        peer.close()
+
+
+def test_sync_consumer_reconnects_after_shutdown(make_server: Callable[..., Server]) -> None:
+    """SIGTERM answers the consumer's parked LEASE with SHUTTING_DOWN; with reconnect on,
+    the consumer reopens (once a server is back) instead of raising."""
+    first = make_server()
+    port = first.port
+    with beuss.Client(first.address) as c:
+        cons = c.consume("sd", wait=None, lease=30)
+        got: List[bytes] = []
+        errors: List[BaseException] = []
+
+        def work() -> None:
+            try:
+                for m in cons:
+                    got.append(m.body)
+                    cons.stop()
+            except BaseException as err:  # noqa: B902 - the test reports it
+                errors.append(err)
+
+        t = threading.Thread(target=work)
+        t.start()
+        with beuss.Client(first.address) as watcher:
+            deadline = time.monotonic() + 10
+            while watcher.stats().server["waiters"] != 1:
+                assert time.monotonic() < deadline
+                time.sleep(0.005)
+        first.terminate()
+        first.proc.wait(10)
+        second = make_server(BPORT=str(port))
+        with beuss.Client(second.address) as producer:
+            producer.put("sd", b"after restart")
+        t.join(30)
+        assert not t.is_alive()
+        assert errors == [] and got == [b"after restart"]
+
+
+# -- the asyncio client --------------------------------------------------------------
+
+
+def test_async_protocol_error_closes_the_connection() -> None:
+    async def main() -> None:
+        for call in ("put", "put_many"):
+            peer = FakePeer(hello_then(bytes.fromhex("0000000101")))  # PONG to a PUT
+            try:
+                c = await beuss.connect_async(peer.address, timeout=30)
+                with pytest.raises(beuss.ProtocolError):
+                    if call == "put":
+                        await asyncio.wait_for(c.put("q", b"x"), 10)
+                    else:
+                        await asyncio.wait_for(c.put_many("q", [b"x", b"y"]), 10)
+                assert not c.connected
+                c.close()
+            finally:
+                peer.close()
+
+    run(main())
+
+
+def test_async_replies_split_at_every_byte() -> None:
+    """Replies (and an EVENT between them) arriving one byte per read."""
+    event = bytes.fromhex("0000000f3f00000001000301" "0161") + b"hello"
+
+    def script(conn: socket.socket) -> None:
+        conn.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        read_frame(conn)
+        conn.sendall(HELLO_V3)
+        read_frame(conn)  # SUB
+        read_frame(conn)  # PUT
+        read_frame(conn)  # PING
+        out = bytes.fromhex("000000053300000001") + event + bytes.fromhex("00000011110000000a0000000400000000000000070000000101")
+        for i in range(len(out)):
+            conn.sendall(out[i : i + 1])
+        while conn.recv(65536):
+            pass
+
+    peer = FakePeer(script)
+
+    async def main() -> None:
+        c = await beuss.connect_async(peer.address, timeout=30)
+        sub_f = asyncio.ensure_future(c.subscribe("a"))
+        put_f = asyncio.ensure_future(c.put("q", b"0123456789"))
+        ping_f = asyncio.ensure_future(c.ping())
+        sub = await sub_f
+        result = await put_f
+        assert result.truncated and result.stored_len == 4 and result.id == 7
+        assert await ping_f is None
+        ev = await sub.next(10)
+        assert ev is not None and ev.body == b"hello" and ev.subject == "a"
+        c.close()
+
+    try:
+        run(main())
+    finally:
+        peer.close()
+
+
+def test_async_cancelled_get_keeps_replies_in_step(server: Server) -> None:
+    """A cancelled await leaves its request in the FIFO: the reply that comes for it is
+    dropped, and the replies after it still reach the right callers."""
+
+    async def main() -> None:
+        async with beuss.AsyncClient(server.address) as c, beuss.AsyncClient(server.address) as other:
+            parked = asyncio.ensure_future(c.get("cg", wait=None))
+            behind = asyncio.ensure_future(c.stats("cg"))
+            await asyncio.sleep(0)  # both requests are written
+            parked.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await parked
+            await other.put("cg", b"taken by the cancelled get")
+            stats = await behind
+            assert isinstance(stats, beuss.Stats)
+            assert await c.ping() is None
+            await c.put("cg", b"second")
+            assert await c.get("cg") == [b"second"]
+
+    run(main())
+
+
+def test_async_cancelled_connect_leaves_no_socket() -> None:
+    hello = threading.Event()
+
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)  # HELLO, never answered
+        hello.set()
+        while conn.recv(65536):
+            pass
+
+    peer = FakePeer(script)
+
+    async def main() -> None:
+        c = beuss.AsyncClient(peer.address, timeout=30)
+        task = asyncio.ensure_future(c.connect())
+        loop = asyncio.get_running_loop()
+        # Cancel once connect() waits for the HELLO reply (the socket is open).
+        assert await loop.run_in_executor(None, hello.wait, 10)
+        assert c._transport is not None
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert not c.connected and c._transport is None
+        # The peer sees the connection end.
+        assert await loop.run_in_executor(None, peer.finished.wait, 10)
+
+    try:
+        run(main())
+    finally:
+        peer.close()
+
+
+def test_async_consumer_reconnects_after_shutdown(make_server: Callable[..., Server]) -> None:
+    """SIGTERM answers the parked LEASE with SHUTTING_DOWN (a ServerError): the consumer
+    must reconnect, not die with its feeder task and hang."""
+    first = make_server()
+    port = first.port
+
+    async def main() -> None:
+        async with beuss.AsyncClient(first.address) as c:
+            got: List[bytes] = []
+            done = asyncio.Event()
+
+            async def handle(m: beuss.AsyncMessage) -> None:
+                got.append(m.body)
+                done.set()
+
+            cons = c.consume("asd", wait=30)
+            task = asyncio.ensure_future(cons.run(handle))
+
+            async def parked() -> bool:
+                return (await c.stats()).server["waiters"] == 1
+
+            deadline = time.monotonic() + 10
+            while not await parked():
+                assert time.monotonic() < deadline
+                await asyncio.sleep(0.005)
+            first.terminate()
+            loop = asyncio.get_running_loop()
+            await loop.run_in_executor(None, first.proc.wait, 10)
+            second = await loop.run_in_executor(None, lambda: make_server(BPORT=str(port)))
+            async with beuss.AsyncClient(second.address) as producer:
+                await producer.put("asd", b"after restart")
+                await asyncio.wait_for(done.wait(), 20)
+                cons.stop()
+                await asyncio.wait_for(task, 20)
+                assert got == [b"after restart"]
+                assert (await producer.stats("asd")).queues["asd"]["acks"] == 1
+
+    run(main())
