@@ -326,7 +326,8 @@ def test_async_consumer_reconnects_after_shutdown(make_server: Callable[..., Ser
                 got.append(m.body)
                 done.set()
 
-            cons = c.consume("asd", wait=30)
+            # A short wait: stop() waits for the parked LEASE to come back.
+            cons = c.consume("asd", wait=0.2)
             task = asyncio.ensure_future(cons.run(handle))
 
             async def parked() -> bool:

@@ -62,31 +62,24 @@ class _Entry:
 class _PutBatch(_Entry):
     """The replies of a ``put_many`` chunk: one entry (and one future) for many PUTs."""
 
-    __slots__ = ("left", "results", "first")
+    __slots__ = ("left", "replies")
 
     def __init__(self, count: int, fut: "asyncio.Future[Any]", timeout: Optional[float]) -> None:
         super().__init__(ops.decode_put, fut, timeout)
         self.left = count
-        self.results: List[Any] = []
-        self.first: Optional[BeussError] = None
+        self.replies = ops.PutReplies()
 
     def reply(self, status: int, body: bytes) -> bool:
-        if status == p.S_STORED or status == p.S_TRUNCATED:
-            self.results.append(p.decode_put(status, body))
-        else:
-            try:
-                self.results.append(ops.decode_put(status, body))
-            except ServerError as err:
-                self.results.append(err)
-                self.first = self.first or err
-                if err.fatal:
-                    self.fail(err)
-                    raise
+        try:
+            self.replies.add(status, body)
+        except BeussError as err:  # fatal: the connection closes
+            self.fail(err)
+            raise
         self.left -= 1
         if self.left:
             return False
         if not self.fut.done():
-            self.fut.set_result(self)
+            self.fut.set_result(self.replies)
         return True
 
 
@@ -471,23 +464,19 @@ class AsyncClient:
         """Put every body, pipelined (see ``Client.put_many``)."""
         assert self._loop is not None
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
-        batches: List["asyncio.Future[_PutBatch]"] = []
+        batches: List["asyncio.Future[ops.PutReplies]"] = []
         for start in range(0, len(frames), _CHUNK):
             chunk = frames[start : start + _CHUNK]
-            fut: "asyncio.Future[_PutBatch]" = self._loop.create_future()
+            fut: "asyncio.Future[ops.PutReplies]" = self._loop.create_future()
             self._write(b"".join(chunk), (_PutBatch(len(chunk), fut, self.timeout),))
             batches.append(fut)
             await self._drain()
-        results: List[Any] = []
-        first: Optional[BeussError] = None
+        replies = ops.PutReplies()
         for fut in batches:
-            batch = await fut
-            results.extend(batch.results)
-            first = first or batch.first
-        if first is not None:
-            setattr(first, "results", results)
-            raise first
-        return results
+            part = await fut
+            replies.results.extend(part.results)
+            replies.first = replies.first or part.first
+        return replies.outcome()
 
     async def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[bytes]:
         """Take up to ``max`` payloads (see ``Client.get``)."""
@@ -505,14 +494,8 @@ class AsyncClient:
         """Server and queue figures (see ``Client.stats``)."""
         return await self._call(ops.stats(queue))
 
-    def _maker(self, queue: str) -> Callable[[p.RawDelivery], AsyncMessage]:
-        def make(d: p.RawDelivery) -> AsyncMessage:
-            meta = d[3]
-            if meta is None:
-                return AsyncMessage(self, queue, d[0], d[1], d[2])
-            return AsyncMessage(self, queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
-
-        return make
+    def _maker(self, queue: str) -> ops.Maker[AsyncMessage]:
+        return ops.maker(functools.partial(AsyncMessage, self), queue)
 
     async def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
                     max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> List[AsyncMessage]:
@@ -555,12 +538,17 @@ class AsyncClient:
     async def subscribe(self, pattern: str) -> AsyncSubscription:
         """Subscribe this connection to ``pattern`` (see ``Client.subscribe``)."""
 
+        return await self._call(ops.subscribe(pattern, self._register(pattern)))
+
+    def _register(self, pattern: str) -> Callable[[int], AsyncSubscription]:
+        """What ``SUBSCRIBED`` runs (see ``Client._register``)."""
+
         def register(sid: int) -> AsyncSubscription:
             sub = AsyncSubscription(self, sid, pattern)
             self._subs[sid] = sub
             return sub
 
-        return await self._call(ops.subscribe(pattern, register))
+        return register
 
     async def unsubscribe(self, sid: int) -> bool:
         """End subscription ``sid`` (see ``Client.unsubscribe``)."""
@@ -605,21 +593,12 @@ def _spread(done: "asyncio.Future[List[SettleResult]]", futs: List["asyncio.Futu
             f.set_exception(err)
 
 
-class AsyncPipeline:
+class AsyncPipeline(ops.Batch):
     """The asyncio form of ``Pipeline``: queue calls, then ``await pipe.execute()``."""
 
     def __init__(self, client: AsyncClient) -> None:
+        super().__init__(client)
         self.client = client
-        self._ops: List[ops.Op[Any]] = []
-        #: What the last ``execute()`` returned.
-        self.results: List[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._ops)
-
-    def _add(self, op: ops.Op[Any]) -> "AsyncPipeline":
-        self._ops.append(op)
-        return self
 
     async def execute(self, raise_on_error: bool = True) -> List[Any]:
         """Send everything queued; one result per request, in order (see
@@ -634,87 +613,6 @@ class AsyncPipeline:
     async def __aexit__(self, exc_type: Optional[type], *exc: object) -> None:
         if exc_type is None:
             await self.execute()
-
-    def ping(self) -> "AsyncPipeline":
-        """Queue a ``ping``."""
-        return self._add(ops.ping())
-
-    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> "AsyncPipeline":
-        """Queue a ``put``."""
-        return self._add(ops.put(queue, body, delay, priority, self.client._options))
-
-    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "AsyncPipeline":
-        """Queue a ``get``."""
-        return self._add(ops.get(queue, wait, max))
-
-    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "AsyncPipeline":
-        """Queue a ``get_meta``."""
-        return self._add(ops.get_meta(queue, wait, max))
-
-    def purge(self, queue: str) -> "AsyncPipeline":
-        """Queue a ``purge``."""
-        return self._add(ops.purge(queue))
-
-    def stats(self, queue: Optional[str] = None) -> "AsyncPipeline":
-        """Queue a ``stats``."""
-        return self._add(ops.stats(queue))
-
-    def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
-              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> "AsyncPipeline":
-        """Queue a ``lease``."""
-        return self._add(ops.lease(queue, self.client._maker(queue), wait, max, lease, max_deliveries, detached, meta))
-
-    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> "AsyncPipeline":
-        """Queue an ``ack``."""
-        return self._add(ops.ack(queue, pairs))
-
-    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> "AsyncPipeline":
-        """Queue a ``nack``."""
-        return self._add(ops.nack(queue, pairs, delay, dead, count))
-
-    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> "AsyncPipeline":
-        """Queue a ``touch``."""
-        return self._add(ops.touch(queue, pairs, lease))
-
-    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> "AsyncPipeline":
-        """Queue a ``peek``."""
-        return self._add(ops.peek(queue, max, meta))
-
-    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> "AsyncPipeline":
-        """Queue a ``move``."""
-        return self._add(ops.move(source, dest, max))
-
-    def bind(self, pattern: str, queue: str) -> "AsyncPipeline":
-        """Queue a ``bind``."""
-        return self._add(ops.bind(pattern, queue))
-
-    def unbind(self, pattern: str, queue: str) -> "AsyncPipeline":
-        """Queue an ``unbind``."""
-        return self._add(ops.unbind(pattern, queue))
-
-    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
-                confirm: int = 0, timeout: float = 5.0) -> "AsyncPipeline":
-        """Queue a ``publish``."""
-        return self._add(ops.publish(subject, body, delay, priority, confirm, timeout))
-
-    def reply(self, reply_to: int, body: bytes) -> "AsyncPipeline":
-        """Queue a ``reply``."""
-        return self._add(ops.reply(reply_to, body))
-
-    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> "AsyncPipeline":
-        """Queue a ``request`` (it holds back the replies behind it until answered)."""
-        return self._add(ops.request(subject, body, timeout))
-
-    def subscribe(self, pattern: str) -> "AsyncPipeline":
-        """Queue a ``subscribe``; its result is the ``AsyncSubscription``."""
-        client = self.client
-
-        def register(sid: int) -> AsyncSubscription:
-            made = AsyncSubscription(client, sid, pattern)
-            client._subs[sid] = made
-            return made
-
-        return self._add(ops.subscribe(pattern, register))
 
 
 async def connect_async(address: Address = None, **options: Any) -> AsyncClient:

@@ -8,6 +8,7 @@ auto-touch thread does); they simply take turns.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import select
 import socket
@@ -209,10 +210,15 @@ class Client:
             raise ConnectionClosed("the connection is closed")
         return self._sock
 
-    def _recv_some(self, sock: socket.socket) -> None:
+    def _recv_some(self, sock: socket.socket, poll: bool = False) -> bool:
+        """Reads what has come into the frame buffer. A timeout closes the connection,
+        unless ``poll`` (no request in flight: the stream is still in step), when it
+        returns False."""
         try:
             data = sock.recv(_RECV)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):
+            if poll:
+                return False
             self._drop()
             raise ClientTimeout("no reply within the timeout; connection closed") from None
         except OSError as err:
@@ -222,6 +228,7 @@ class Client:
             self._drop()
             raise ConnectionClosed("the server closed the connection")
         self._buf.feed(data)
+        return True
 
     def _send(self, data: bytes) -> None:
         sock = self._live()
@@ -354,33 +361,20 @@ class Client:
         was read; its ``results`` attribute holds a ``PutResult`` or the error for
         each body."""
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
-        results: List[Any] = []
-        first: Optional[BeussError] = None
-        decode = ops.decode_put
+        replies = ops.PutReplies()
         with self._lock:
             self._send(b"".join(frames))  # one write, as in _run_many
             timeout = self.timeout
             frame = self._next_reply
+            add = replies.add
             for _ in range(len(frames)):
                 status, body = frame(timeout)
-                if status == p.S_STORED or status == p.S_TRUNCATED:
-                    results.append(p.decode_put(status, body))
-                    continue
                 try:
-                    results.append(decode(status, body))
-                except ServerError as err:
-                    if err.fatal:
-                        self._drop()
-                        raise
-                    results.append(err)
-                    first = first or err
-                except ProtocolError:
-                    self._drop()
+                    add(status, body)
+                except (ServerError, ProtocolError):
+                    self._drop()  # fatal: the server closes; nothing after is sure
                     raise
-        if first is not None:
-            setattr(first, "results", results)
-            raise first
-        return results
+        return replies.outcome()
 
     def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[bytes]:
         """Take (remove) up to ``max`` payloads, oldest first; if the queue is empty,
@@ -400,14 +394,8 @@ class Client:
         """Server figures and those of every queue (or of ``queue`` only)."""
         return self._call(ops.stats(queue))
 
-    def _maker(self, queue: str) -> Callable[[p.RawDelivery], Message]:
-        def make(d: p.RawDelivery) -> Message:
-            meta = d[3]
-            if meta is None:
-                return Message(self, queue, d[0], d[1], d[2])
-            return Message(self, queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
-
-        return make
+    def _maker(self, queue: str) -> ops.Maker[Message]:
+        return ops.maker(functools.partial(Message, self), queue)
 
     def lease(
         self,
@@ -470,12 +458,18 @@ class Client:
         Events arrive only while the connection reads, so a subscriber usually keeps
         a connection of its own."""
 
+        return self._call(ops.subscribe(pattern, self._register(pattern)))
+
+    def _register(self, pattern: str) -> Callable[[int], Subscription]:
+        """What ``SUBSCRIBED`` runs: the subscription exists before any later frame is
+        read, so none of its events can be missed."""
+
         def register(sid: int) -> Subscription:
             sub = Subscription(self, sid, pattern)
             self._subs[sid] = sub
             return sub
 
-        return self._call(ops.subscribe(pattern, register))
+        return register
 
     def unsubscribe(self, sid: int) -> bool:
         """End subscription ``sid``; True if it existed."""
@@ -500,17 +494,8 @@ class Client:
                     left = None if deadline is None else max(0.0, deadline - time.monotonic())
                     sock = self._live()
                     self._settimeout(sock, left)
-                    try:
-                        data = sock.recv(_RECV)
-                    except (socket.timeout, BlockingIOError):
-                        return None  # no request is in flight: the stream is still in step
-                    except OSError as err:
-                        self._drop()
-                        raise ConnectionClosed(f"connection lost: {err}") from err
-                    if not data:
-                        self._drop()
-                        raise ConnectionClosed("the server closed the connection")
-                    self._buf.feed(data)
+                    if not self._recv_some(sock, poll=True):
+                        return None
                 if frame[0] == p.S_EVENT:
                     self._route(frame[1])
                 elif frame[0] == p.S_ERROR:
@@ -543,7 +528,7 @@ class Client:
         return Consumer(self, queue, **options)
 
 
-class Pipeline:
+class Pipeline(ops.Batch):
     """Requests queued up, then sent in one write by ``execute()``; replies come back
     in order. Each method takes the ``Client`` method's arguments and returns the
     pipeline, so calls chain::
@@ -555,17 +540,8 @@ class Pipeline:
     Leaving the ``with`` block executes it (unless an exception is leaving it)."""
 
     def __init__(self, client: Client) -> None:
+        super().__init__(client)
         self.client = client
-        self._ops: List[ops.Op[Any]] = []
-        #: What the last ``execute()`` returned.
-        self.results: List[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._ops)
-
-    def _add(self, op: ops.Op[Any]) -> "Pipeline":
-        self._ops.append(op)
-        return self
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
         """Send everything queued and return one result per request, in order. An
@@ -581,87 +557,6 @@ class Pipeline:
     def __exit__(self, exc_type: Optional[type], *exc: object) -> None:
         if exc_type is None:
             self.execute()
-
-    def ping(self) -> "Pipeline":
-        """Queue a ``ping``."""
-        return self._add(ops.ping())
-
-    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> "Pipeline":
-        """Queue a ``put``."""
-        return self._add(ops.put(queue, body, delay, priority, self.client._options))
-
-    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "Pipeline":
-        """Queue a ``get``."""
-        return self._add(ops.get(queue, wait, max))
-
-    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "Pipeline":
-        """Queue a ``get_meta``."""
-        return self._add(ops.get_meta(queue, wait, max))
-
-    def purge(self, queue: str) -> "Pipeline":
-        """Queue a ``purge``."""
-        return self._add(ops.purge(queue))
-
-    def stats(self, queue: Optional[str] = None) -> "Pipeline":
-        """Queue a ``stats``."""
-        return self._add(ops.stats(queue))
-
-    def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
-              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> "Pipeline":
-        """Queue a ``lease``."""
-        return self._add(ops.lease(queue, self.client._maker(queue), wait, max, lease, max_deliveries, detached, meta))
-
-    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> "Pipeline":
-        """Queue an ``ack``."""
-        return self._add(ops.ack(queue, pairs))
-
-    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> "Pipeline":
-        """Queue a ``nack``."""
-        return self._add(ops.nack(queue, pairs, delay, dead, count))
-
-    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> "Pipeline":
-        """Queue a ``touch``."""
-        return self._add(ops.touch(queue, pairs, lease))
-
-    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> "Pipeline":
-        """Queue a ``peek``."""
-        return self._add(ops.peek(queue, max, meta))
-
-    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> "Pipeline":
-        """Queue a ``move``."""
-        return self._add(ops.move(source, dest, max))
-
-    def bind(self, pattern: str, queue: str) -> "Pipeline":
-        """Queue a ``bind``."""
-        return self._add(ops.bind(pattern, queue))
-
-    def unbind(self, pattern: str, queue: str) -> "Pipeline":
-        """Queue an ``unbind``."""
-        return self._add(ops.unbind(pattern, queue))
-
-    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
-                confirm: int = 0, timeout: float = 5.0) -> "Pipeline":
-        """Queue a ``publish``."""
-        return self._add(ops.publish(subject, body, delay, priority, confirm, timeout))
-
-    def reply(self, reply_to: int, body: bytes) -> "Pipeline":
-        """Queue a ``reply``."""
-        return self._add(ops.reply(reply_to, body))
-
-    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> "Pipeline":
-        """Queue a ``request`` (it holds back the replies behind it until answered)."""
-        return self._add(ops.request(subject, body, timeout))
-
-    def subscribe(self, pattern: str) -> "Pipeline":
-        """Queue a ``subscribe``; its result is the ``Subscription``."""
-        client = self.client
-
-        def register(sid: int) -> Subscription:
-            made = Subscription(client, sid, pattern)
-            client._subs[sid] = made
-            return made
-
-        return self._add(ops.subscribe(pattern, register))
 
 
 def connect(address: Address = None, **options: Any) -> Client:

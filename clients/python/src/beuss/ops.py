@@ -9,10 +9,9 @@ one; they become the protocol's milliseconds here.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, List, Optional, Sequence, TypeVar
-
+from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
 from . import protocol as p
-from .errors import ProtocolError, RequestTimeout
+from .errors import BeussError, ProtocolError, RequestTimeout, ServerError
 from .models import Envelope, Published, PutResult, ServerInfo, SettleResult, Stats
 
 T = TypeVar("T")
@@ -101,6 +100,38 @@ def put_frames(queue: str, bodies: Sequence[bytes], delay: float = 0.0, priority
 decode_put = _decode_put
 
 
+class PutReplies:
+    """The replies of a ``put_many``, in order: a ``PutResult`` or the non-fatal error
+    (``Full``) for each body. ``add`` raises a fatal ``ServerError`` or a
+    ``ProtocolError``, after which the caller closes the connection."""
+
+    __slots__ = ("results", "first")
+
+    def __init__(self) -> None:
+        self.results: List[Any] = []
+        self.first: Optional[BeussError] = None
+
+    def add(self, status: int, body: bytes) -> None:
+        """Takes one reply."""
+        if status == p.S_STORED or status == p.S_TRUNCATED:
+            self.results.append(p.decode_put(status, body))
+            return
+        try:
+            self.results.append(_decode_put(status, body))
+        except ServerError as err:
+            if err.fatal:
+                raise
+            self.results.append(err)
+            self.first = self.first or err
+
+    def outcome(self) -> List[PutResult]:
+        """The results, or the first error with every result in its ``results``."""
+        if self.first is not None:
+            setattr(self.first, "results", self.results)
+            raise self.first
+        return self.results
+
+
 def _decode_messages(status: int, body: bytes) -> List[bytes]:
     if status == p.S_MESSAGES:
         return p.decode_messages(body)
@@ -149,6 +180,18 @@ def stats(queue: Optional[str] = None) -> Op[Stats]:
         return p.decode_stats(body)
 
     return Op(p.encode_stats(queue), decode)
+
+
+def maker(build: Callable[[str, int, int, bytes, Optional[str], Optional[int]], M], queue: str) -> Maker[M]:
+    """A ``Maker`` calling ``build(queue, id, attempt, body, subject, reply_to)``."""
+
+    def make(d: p.RawDelivery) -> M:
+        meta = d[3]
+        if meta is None:
+            return build(queue, d[0], d[1], d[2], None, None)
+        return build(queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
+
+    return make
 
 
 def lease(
@@ -291,3 +334,124 @@ def request(subject: str, body: bytes, timeout: float = 5.0) -> Op[bytes]:
 def reply(reply_to: int, body: bytes) -> Op[bool]:
     """``REPLY`` to a request's address: True if the requester got it."""
     return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED))
+
+
+B = TypeVar("B", bound="Batch")
+
+
+class _Source(Protocol):
+    """What a ``Batch`` needs of its client to build requests."""
+
+    _options: bool
+
+    def _maker(self, queue: str) -> Maker[Any]: ...
+
+    def _register(self, pattern: str) -> Callable[[int], Any]: ...
+
+
+class Batch:
+    """The request-queueing methods of ``Pipeline`` and ``AsyncPipeline``: each takes
+    the client method's arguments, queues the ``Op`` and returns the pipeline, so calls
+    chain. A subclass supplies ``_ops`` and how its client makes messages and
+    subscriptions; sending is its own business."""
+
+    def __init__(self, client: "_Source") -> None:
+        self._source = client
+        self._ops: List[Op[Any]] = []
+        #: What the last ``execute()`` returned.
+        self.results: List[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def _add(self: B, op: Op[Any]) -> B:
+        self._ops.append(op)
+        return self
+
+    def _put_options(self) -> bool:
+        return self._source._options
+
+    def _maker(self, queue: str) -> Maker[Any]:
+        return self._source._maker(queue)
+
+    def _register(self, pattern: str) -> Callable[[int], Any]:
+        return self._source._register(pattern)
+
+    def ping(self: B) -> B:
+        """Queue a ``ping``."""
+        return self._add(ping())
+
+    def put(self: B, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> B:
+        """Queue a ``put``."""
+        return self._add(put(queue, body, delay, priority, self._put_options()))
+
+    def get(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> B:
+        """Queue a ``get``."""
+        return self._add(get(queue, wait, max))
+
+    def get_meta(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> B:
+        """Queue a ``get_meta``."""
+        return self._add(get_meta(queue, wait, max))
+
+    def purge(self: B, queue: str) -> B:
+        """Queue a ``purge``."""
+        return self._add(purge(queue))
+
+    def stats(self: B, queue: Optional[str] = None) -> B:
+        """Queue a ``stats``."""
+        return self._add(stats(queue))
+
+    def lease(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
+              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> B:
+        """Queue a ``lease``."""
+        return self._add(_lease(queue, self._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+
+    def ack(self: B, queue: str, pairs: Sequence[Tuple[int, int]]) -> B:
+        """Queue an ``ack``."""
+        return self._add(ack(queue, pairs))
+
+    def nack(self: B, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False,
+             count: bool = True) -> B:
+        """Queue a ``nack``."""
+        return self._add(nack(queue, pairs, delay, dead, count))
+
+    def touch(self: B, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> B:
+        """Queue a ``touch``."""
+        return self._add(touch(queue, pairs, lease))
+
+    def peek(self: B, queue: str, *, max: int = 1, meta: bool = False) -> B:
+        """Queue a ``peek``."""
+        return self._add(peek(queue, max, meta))
+
+    def move(self: B, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> B:
+        """Queue a ``move``."""
+        return self._add(move(source, dest, max))
+
+    def bind(self: B, pattern: str, queue: str) -> B:
+        """Queue a ``bind``."""
+        return self._add(bind(pattern, queue))
+
+    def unbind(self: B, pattern: str, queue: str) -> B:
+        """Queue an ``unbind``."""
+        return self._add(unbind(pattern, queue))
+
+    def publish(self: B, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
+                confirm: int = 0, timeout: float = 5.0) -> B:
+        """Queue a ``publish``."""
+        return self._add(publish(subject, body, delay, priority, confirm, timeout))
+
+    def reply(self: B, reply_to: int, body: bytes) -> B:
+        """Queue a ``reply``."""
+        return self._add(reply(reply_to, body))
+
+    def request(self: B, subject: str, body: bytes, *, timeout: float = 5.0) -> B:
+        """Queue a ``request`` (it holds back the replies behind it until answered)."""
+        return self._add(request(subject, body, timeout))
+
+    def subscribe(self: B, pattern: str) -> B:
+        """Queue a ``subscribe``; its result is the subscription."""
+        return self._add(subscribe(pattern, self._register(pattern)))
+
+
+#: ``lease`` under a name the ``Batch.lease`` method does not hide.
+_lease = lease
