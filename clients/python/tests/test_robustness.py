@@ -201,6 +201,46 @@ def test_sync_consumer_reconnects_after_shutdown(make_server: Callable[..., Serv
 # -- the asyncio client --------------------------------------------------------------
 
 
+def slow_put_replies(count: int, gap: float) -> Callable[[socket.socket], None]:
+    """Answer HELLO, read ``count`` PUTs, then answer them ``gap`` seconds apart: a
+    server that is slow but alive (this pacing is the peer's, not a synchronisation)."""
+
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(HELLO_V3)
+        for _ in range(count):
+            read_frame(conn)
+        for _ in range(count):
+            time.sleep(gap)
+            conn.sendall(bytes.fromhex("000000091000000000000000") + b"\x01")
+        while conn.recv(65536):
+            pass
+
+    return script
+
+
+def test_reply_timeout_counts_from_the_last_progress() -> None:
+    """The client timeout is "no progress for that long", as in the sync client: a
+    put_many whose replies keep coming is not cut off by a deadline from its start."""
+    peer = FakePeer(slow_put_replies(4, 0.4))
+    try:
+        with beuss.Client(peer.address, timeout=1.0) as c:
+            assert [r.id for r in c.put_many("q", [b"a", b"b", b"c", b"d"])] == [1, 1, 1, 1]
+    finally:
+        peer.close()
+    peer = FakePeer(slow_put_replies(4, 0.4))
+
+    async def main() -> None:
+        c = await beuss.connect_async(peer.address, timeout=1.0)
+        assert [r.id for r in await c.put_many("q", [b"a", b"b", b"c", b"d"])] == [1, 1, 1, 1]
+        c.close()
+
+    try:
+        run(main())
+    finally:
+        peer.close()
+
+
 def test_async_protocol_error_closes_the_connection() -> None:
     async def main() -> None:
         for call in ("put", "put_many"):

@@ -292,6 +292,11 @@ class AsyncClient:
         buf = self._buf
         buf.feed(data)
         pending = self._pending
+        if self._deadline is not None:
+            # The reply timeout means "no progress for that long" (as the sync client's
+            # socket timeout): bytes coming in, even replies of a long put_many batch
+            # or one big frame, push the head's deadline on.
+            self._deadline = max(self._deadline, self._now() + self.timeout)
         try:
             while True:
                 frame = buf.pop()
