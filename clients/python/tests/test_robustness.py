@@ -198,6 +198,34 @@ def test_sync_consumer_reconnects_after_shutdown(make_server: Callable[..., Serv
         assert errors == [] and got == [b"after restart"]
 
 
+def test_with_reconnect_replays_after_shutting_down(make_server: Callable[..., Server]) -> None:
+    """SHUTTING_DOWN says the request was not carried out and the connection is gone:
+    with replay the helper reconnects and runs the operation again, like after a reset;
+    without replay it reconnects and raises."""
+    first = make_server()
+    port = first.port
+    c = beuss.Client(first.address, timeout=5)
+    first.terminate()
+    first.proc.wait(10)  # c's socket now holds the unprompted SHUTTING_DOWN
+    second = make_server(BPORT=str(port))
+    try:
+        result = beuss.with_reconnect(c, lambda cl: cl.put("wr", b"once"), replay=True)
+        assert result.id is not None
+        with beuss.Client(second.address) as check:
+            assert check.get("wr", max=10) == [b"once"]
+        c.close()
+        c = beuss.Client(second.address, timeout=5)
+        second.terminate()
+        second.proc.wait(10)
+        make_server(BPORT=str(port))
+        with pytest.raises(beuss.ShuttingDown):
+            beuss.with_reconnect(c, lambda cl: cl.put("wr", b"not replayed"))
+        assert c.connected  # reopened for the next operation
+        assert c.get("wr") == []
+    finally:
+        c.close()
+
+
 # -- the asyncio client --------------------------------------------------------------
 
 
