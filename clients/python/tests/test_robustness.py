@@ -156,6 +156,27 @@ def test_sync_fatal_error_behind_a_big_write_is_reported(server: Server) -> None
             assert not c.connected
 
 
+def test_sync_big_write_with_a_high_file_descriptor(server: Server) -> None:
+    """A process with over 1024 open files: select() cannot watch such a socket, and a
+    write over 64 KiB (which reads replies as it goes) must still work."""
+    import os
+    import resource
+
+    soft, _ = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < 1200:
+        pytest.skip("needs 1200 open files")
+    pipes = [os.pipe() for _ in range(560)]
+    try:
+        with beuss.Client(server.address) as c:
+            assert c._sock is not None and c._sock.fileno() > 1024
+            assert len(c.put_many("hf", [b"y" * 1000] * 200)) == 200
+            assert len(c.get("hf", max=1000)) == 200
+    finally:
+        for r, w in pipes:
+            os.close(r)
+            os.close(w)
+
+
 def test_sync_protocol_error_closes_the_connection() -> None:
     peer = FakePeer(hello_then(bytes.fromhex("0000000101")))  # PONG to a PUT
     try:

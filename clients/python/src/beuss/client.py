@@ -38,6 +38,22 @@ _BIG_WRITE = 64 * 1024
 EVENT_BUFFER = 10_000
 
 
+def _wait_io(sock: socket.socket, timeout: Optional[float]) -> Tuple[bool, bool]:
+    """Whether ``sock`` can be read, written, within ``timeout`` seconds. ``poll`` where
+    there is one: ``select`` fails on descriptors past 1023, which a busy process has."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLOUT)
+        events = poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+        mask = 0
+        for _, ev in events:
+            mask |= ev
+        # An error or hang-up shows as readable: the read then says what happened.
+        return bool(mask & (select.POLLIN | select.POLLERR | select.POLLHUP)), bool(mask & select.POLLOUT)
+    readable, writable, _ = select.select([sock], [sock], [], timeout)
+    return bool(readable), bool(writable)
+
+
 def default_address() -> Tuple[str, int]:
     """``(BHOST or "localhost", BPORT or 6552)``, read as the server and the CLI read
     them: trimmed, blank meaning unset, an IPv6 host with or without brackets."""
@@ -240,7 +256,7 @@ class Client:
             view = memoryview(data)
             sent = 0
             while sent < len(view):
-                readable, writable, _ = select.select([sock], [sock], [], self.timeout)
+                readable, writable = _wait_io(sock, self.timeout)
                 if not readable and not writable:
                     self._drop()
                     raise ClientTimeout("the server stopped reading; connection closed")
