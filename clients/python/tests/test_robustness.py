@@ -404,6 +404,18 @@ def test_async_cancelled_connect_leaves_no_socket() -> None:
         peer.close()
 
 
+def test_async_connect_twice_opens_one_socket(server: Server) -> None:
+    async def main() -> None:
+        c = await beuss.connect_async(server.address)
+        first = c._transport
+        assert await c.connect() is c  # already open: nothing new
+        assert c._transport is first
+        assert (await c.stats()).server["connections_total"] == 1
+        c.close()
+
+    run(main())
+
+
 def test_async_consumer_reconnects_after_shutdown(make_server: Callable[..., Server]) -> None:
     """SIGTERM answers the parked LEASE with SHUTTING_DOWN (a ServerError): the consumer
     must reconnect, not die with its feeder task and hang."""

@@ -189,7 +189,10 @@ class AsyncClient:
     # -- connection ---------------------------------------------------------------
 
     async def connect(self) -> "AsyncClient":
-        """Open the connection and say ``HELLO``; returns the client."""
+        """Open the connection and say ``HELLO``; returns the client. A client that is
+        open already stays as it is (``reconnect`` opens a new connection)."""
+        if self._closed is None:
+            return self
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._buf = p.FrameBuffer()

@@ -377,6 +377,7 @@ class AsyncConsumer:
                 await asyncio.wait(running)
         if self._toucher is not None:
             self._toucher.cancel()
+            await asyncio.gather(self._toucher, return_exceptions=True)  # no task left behind
         if self._feeder is not None and not self._feeder.done():
             # Its parked LEASE comes back within ``wait``; what it brings is given back.
             try:
