@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Op
 
 from . import ops
 from . import protocol as p
-from .client import EVENT_BUFFER, Address, max_frame, parse_address
+from .client import Address, SubscriptionBase, max_frame, parse_address, route
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import AsyncMessage
 from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
@@ -83,22 +83,21 @@ class _PutBatch(_Entry):
         return True
 
 
-class AsyncSubscription:
+class AsyncSubscription(SubscriptionBase):
     """A live subscription on an ``AsyncClient``: ``async for event in sub`` or
     ``await sub.next(timeout)``. Iteration ends when the subscription or the connection
     ends."""
 
     def __init__(self, client: "AsyncClient", sid: int, pattern: str) -> None:
+        super().__init__(sid, pattern)
         self.client = client
-        self.sid = sid
-        self.pattern = pattern
-        self.active = True
-        #: Events kept unread at most; past it new ones are dropped and counted in
-        #: ``dropped`` (see ``Subscription.max_buffered``).
-        self.max_buffered = EVENT_BUFFER
-        #: Events this client dropped because ``max_buffered`` were waiting.
-        self.dropped = 0
         self._events: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
+
+    def _buffered(self) -> int:
+        return self._events.qsize()
+
+    def _push(self, event: Event) -> None:
+        self._events.put_nowait(event)
 
     async def next(self, timeout: Optional[float] = None) -> Optional[Event]:
         """The next event, or ``None`` after ``timeout`` seconds or once it ended."""
@@ -341,13 +340,7 @@ class AsyncClient:
         self._shut(err)
 
     def _route(self, body: bytes) -> None:
-        event = p.decode_event(body)
-        sub = self._subs.get(event.sid)
-        if sub is not None:
-            if sub._events.qsize() >= sub.max_buffered:
-                sub.dropped += 1
-            else:
-                sub._events.put_nowait(event)
+        route(self._subs, body)
 
     def _new_head(self) -> None:
         # The reply timeout of a request starts when it reaches the head of the FIFO:

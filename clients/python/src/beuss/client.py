@@ -14,7 +14,7 @@ import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import ops
 from . import protocol as p
@@ -91,14 +91,11 @@ def max_frame(info: Optional[ServerInfo]) -> int:
     return max(5 + 285 * 65535 + max(1 << 20, size), 256 << 20)
 
 
-class Subscription:
-    """A live subscription on a blocking ``Client`` (protocol.md 15.6).
+class SubscriptionBase:
+    """What the blocking and the asyncio subscriptions share: identity, state and the
+    bounded buffer events are routed into."""
 
-    Iterate for events for ever, or call ``next(timeout)``. Events of all the
-    connection's subscriptions are read from the one socket and sorted by sid here."""
-
-    def __init__(self, client: "Client", sid: int, pattern: str) -> None:
-        self.client = client
+    def __init__(self, sid: int, pattern: str) -> None:
         self.sid = sid
         self.pattern = pattern
         self.active = True
@@ -108,7 +105,41 @@ class Subscription:
         self.max_buffered = EVENT_BUFFER
         #: Events this client dropped because ``max_buffered`` were waiting.
         self.dropped = 0
+
+    def _buffered(self) -> int:
+        raise NotImplementedError
+
+    def _push(self, event: Event) -> None:
+        raise NotImplementedError
+
+
+def route(subs: Mapping[int, SubscriptionBase], body: bytes) -> None:
+    """Hands an ``EVENT`` frame's body to its subscription (none: it just ended)."""
+    event = p.decode_event(body)
+    sub = subs.get(event.sid)
+    if sub is not None:
+        if sub._buffered() >= sub.max_buffered:
+            sub.dropped += 1
+        else:
+            sub._push(event)
+
+
+class Subscription(SubscriptionBase):
+    """A live subscription on a blocking ``Client`` (protocol.md 15.6).
+
+    Iterate for events for ever, or call ``next(timeout)``. Events of all the
+    connection's subscriptions are read from the one socket and sorted by sid here."""
+
+    def __init__(self, client: "Client", sid: int, pattern: str) -> None:
+        super().__init__(sid, pattern)
+        self.client = client
         self._events: Deque[Event] = collections.deque()
+
+    def _buffered(self) -> int:
+        return len(self._events)
+
+    def _push(self, event: Event) -> None:
+        self._events.append(event)
 
     def next(self, timeout: Optional[float] = None) -> Optional[Event]:
         """The next event, waiting up to ``timeout`` seconds (``None`` = for ever);
@@ -298,13 +329,7 @@ class Client:
             return frame
 
     def _route(self, body: bytes) -> None:
-        event = p.decode_event(body)
-        sub = self._subs.get(event.sid)
-        if sub is not None:
-            if len(sub._events) >= sub.max_buffered:
-                sub.dropped += 1
-            else:
-                sub._events.append(event)
+        route(self._subs, body)
 
     def _reply_timeout(self, op: ops.Op[Any]) -> Optional[float]:
         return None if op.wait is None else op.wait + self.timeout
