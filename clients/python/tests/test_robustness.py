@@ -251,6 +251,34 @@ def test_with_reconnect_replays_after_shutting_down(make_server: Callable[..., S
         c.close()
 
 
+def test_settles_behind_a_parked_lease_end_it_early(server: Server) -> None:
+    """protocol.md 13.7: once 256 KiB of settle replies wait behind a parked LEASE, the
+    server answers it EMPTY so they can go out. Both clients take that EMPTY as the
+    lease's own answer and every settle reply as its own, in order."""
+    n = 40_000  # SETTLED with one result is 8 bytes on the wire: 320,000 bytes
+
+    with beuss.Client(server.address, timeout=30) as c:
+        pipe = c.pipeline().lease("pk", wait=None)
+        for i in range(n):
+            pipe.ack("pk", [(i + 1, 1)])
+        results = pipe.execute()
+        assert results[0] == []
+        assert all(r == [beuss.SettleResult.NOT_FOUND] for r in results[1:]) and len(results) == n + 1
+        c.ping()
+
+    async def main() -> None:
+        async with beuss.AsyncClient(server.address, timeout=30) as a:
+            parked = asyncio.ensure_future(a.lease("pk", wait=None))
+            await asyncio.sleep(0)  # the LEASE goes out first
+            settles = [a.ack("pk", [(i + 1, 1)]) for i in range(n)]
+            got = await asyncio.gather(*settles)
+            assert await parked == []
+            assert all(r == [beuss.SettleResult.NOT_FOUND] for r in got)
+            assert await a.ping() is None
+
+    run(main())
+
+
 # -- the asyncio client --------------------------------------------------------------
 
 
