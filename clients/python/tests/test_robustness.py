@@ -177,6 +177,35 @@ def test_sync_big_write_with_a_high_file_descriptor(server: Server) -> None:
             os.close(w)
 
 
+def test_sync_close_from_another_thread_ends_a_parked_get(server: Server) -> None:
+    """protocol.md 12: to give up a parked GET early, close the connection. close() from
+    another thread must not wait for the lock the parked GET holds (for ever)."""
+    with beuss.Client(server.address) as c, beuss.Client(server.address) as watcher:
+        errors: List[BaseException] = []
+
+        def park() -> None:
+            try:
+                c.get("cl", wait=None)
+            except beuss.BeussError as err:
+                errors.append(err)
+
+        t = threading.Thread(target=park)
+        t.start()
+        deadline = time.monotonic() + 10
+        while watcher.stats().server["waiters"] != 1:
+            assert time.monotonic() < deadline
+            time.sleep(0.005)
+        closer = threading.Thread(target=c.close)
+        closer.start()
+        closer.join(10)
+        t.join(10)
+        assert not closer.is_alive() and not t.is_alive()
+        assert len(errors) == 1 and isinstance(errors[0], beuss.ConnectionClosed)
+        assert not c.connected
+        watcher.put("cl", b"kept")  # the cancelled GET took nothing
+        assert watcher.get("cl") == [b"kept"]
+
+
 def test_sync_protocol_error_closes_the_connection() -> None:
     peer = FakePeer(hello_then(bytes.fromhex("0000000101")))  # PONG to a PUT
     try:

@@ -227,7 +227,17 @@ class Client:
                 pass
 
     def close(self) -> None:
-        """Close the connection (without ``QUIT``); safe to call twice."""
+        """Close the connection (without ``QUIT``); safe to call twice, and from another
+        thread: a request waiting there (a parked ``get``) ends with
+        ``ConnectionClosed``, which is how a parked GET is abandoned (protocol.md 12)."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                # Without the lock, which the waiting request holds: the shutdown wakes
+                # its recv with end-of-stream.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         with self._lock:
             self._drop()
 
