@@ -308,6 +308,29 @@ def test_settles_behind_a_parked_lease_end_it_early(server: Server) -> None:
     run(main())
 
 
+def test_sync_consumer_goes_on_when_the_ack_meets_a_shutdown(make_server: Callable[..., Server]) -> None:
+    """The server stops while the loop body runs: the ack gets SHUTTING_DOWN. That is
+    logged like a lost connection, and the consumer reconnects for the next message."""
+    first = make_server()
+    port = first.port
+    servers = [first]
+    with beuss.Client(first.address, timeout=5) as c:
+        c.put("sf", b"x")
+        seen: List[bytes] = []
+        with c.consume("sf", wait=0.2) as cons:
+            for m in cons:
+                seen.append(m.body)
+                if m.body == b"x":
+                    first.terminate()
+                    first.proc.wait(10)
+                    servers.append(make_server(BPORT=str(port)))
+                    with beuss.Client(servers[1].address) as producer:
+                        producer.put("sf", b"y")
+                else:
+                    cons.stop()
+        assert seen == [b"x", b"y"]
+
+
 # -- the asyncio client --------------------------------------------------------------
 
 

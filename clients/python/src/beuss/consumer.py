@@ -187,7 +187,9 @@ class Consumer:
                 m.ack()
             else:
                 m.nack(delay=self.backoff(m.attempt))
-        except (ConnectionClosed, ClientTimeout) as err:
+        except BeussError as err:
+            # The connection is gone (reset, timeout, SHUTTING_DOWN): the server gave
+            # the message back; the next lease reconnects.
             log.warning("beuss consumer: could not settle message %d: %s", m.id, err)
         if m.result is not None and m.result is not SettleResult.OK:
             log.warning("beuss consumer: message %d settled too late (%s)", m.id, m.result.name)
@@ -246,8 +248,9 @@ class Consumer:
                 for x in chunk:
                     x._claim()
                 self.client.nack(self.queue, [x.pair for x in chunk], count=False)
-        except (ConnectionClosed, ClientTimeout):
-            pass  # a closed connection gave them back already
+        except BeussError as err:
+            # A closed connection (or one the server ended) gave them back already.
+            log.info("beuss consumer: give-back on close not sent: %s", err)
         if self._toucher is not None:
             self._toucher.join()
             self._toucher = None
