@@ -453,6 +453,22 @@ def test_async_cancelled_get_keeps_replies_in_step(server: Server) -> None:
     run(main())
 
 
+def test_async_cancelled_subscribe_leaves_no_subscription(server: Server) -> None:
+    async def main() -> None:
+        async with beuss.AsyncClient(server.address) as c:
+            task = asyncio.ensure_future(c.subscribe("cs.>"))
+            await asyncio.sleep(0)  # the SUB is written
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await c.ping()  # SUBSCRIBED came before PONG: the UNSUB is out
+            await c.ping()  # ... and answered
+            assert c._subs == {}
+            assert (await c.stats()).server["subscriptions"] == 0
+
+    run(main())
+
+
 def test_async_cancelled_connect_leaves_no_socket() -> None:
     hello = threading.Event()
 

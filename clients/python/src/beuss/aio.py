@@ -537,9 +537,33 @@ class AsyncClient:
         return await self._call(ops.publish(subject, body, delay, priority, confirm, timeout))
 
     async def subscribe(self, pattern: str) -> AsyncSubscription:
-        """Subscribe this connection to ``pattern`` (see ``Client.subscribe``)."""
+        """Subscribe this connection to ``pattern`` (see ``Client.subscribe``). If the
+        await is cancelled, the subscription is ended once it exists: nobody could read
+        its events."""
+        wanted = [True]
+        made: List[AsyncSubscription] = []
+        register = self._register(pattern)
 
-        return await self._call(ops.subscribe(pattern, self._register(pattern)))
+        def keep(sid: int) -> AsyncSubscription:
+            sub = register(sid)
+            made.append(sub)
+            if not wanted[0]:
+                self._drop_sub(sub)
+            return sub
+
+        try:
+            return await self._call(ops.subscribe(pattern, keep))
+        except asyncio.CancelledError:
+            wanted[0] = False
+            for sub in made:  # SUBSCRIBED came already
+                self._drop_sub(sub)
+            raise
+
+    def _drop_sub(self, sub: AsyncSubscription) -> None:
+        if self._subs.pop(sub.sid, None) is not None:
+            sub._end()
+            if self._closed is None:
+                self._submit(ops.unsubscribe(sub.sid)).add_done_callback(_retrieved)
 
     def _register(self, pattern: str) -> Callable[[int], AsyncSubscription]:
         """What ``SUBSCRIBED`` runs (see ``Client._register``)."""
@@ -576,6 +600,11 @@ class AsyncClient:
         from .consumer import AsyncConsumer
 
         return AsyncConsumer(self, queue, **options)
+
+
+def _retrieved(fut: "asyncio.Future[Any]") -> None:
+    if not fut.cancelled():
+        fut.exception()  # looked at, so asyncio does not report it as never retrieved
 
 
 def _spread(done: "asyncio.Future[List[SettleResult]]", futs: List["asyncio.Future[SettleResult]"]) -> None:
