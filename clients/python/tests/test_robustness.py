@@ -469,6 +469,23 @@ def test_async_cancelled_subscribe_leaves_no_subscription(server: Server) -> Non
     run(main())
 
 
+def test_async_cancelled_lease_gives_back_what_it_took(server: Server) -> None:
+    async def main() -> None:
+        async with beuss.AsyncClient(server.address) as c, beuss.AsyncClient(server.address) as other:
+            task = asyncio.ensure_future(c.lease("cl", wait=None, lease=600))
+            await asyncio.sleep(0)  # the LEASE is written
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+            await other.put("cl", b"back at once")  # handed to the cancelled lease
+            await c.ping()  # LEASED came before PONG: the NACK is out
+            [m] = await c.lease("cl")  # not after the 600 s lease
+            assert m.body == b"back at once" and m.attempt == 2
+            assert await m.ack()
+
+    run(main())
+
+
 def test_async_cancelled_connect_leaves_no_socket() -> None:
     hello = threading.Event()
 

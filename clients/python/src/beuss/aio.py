@@ -500,8 +500,32 @@ class AsyncClient:
 
     async def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
                     max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> List[AsyncMessage]:
-        """Take messages under a lease (see ``Client.lease``)."""
-        return await self._call(ops.lease(queue, self._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+        """Take messages under a lease (see ``Client.lease``). If the await is
+        cancelled, what the reply brings is given back at once (``NACK``,
+        ``count=False``) instead of waiting out its lease."""
+        wanted = [True]
+        taken: List[AsyncMessage] = []
+        make = self._maker(queue)
+
+        def keep(d: p.RawDelivery) -> AsyncMessage:
+            m = make(d)
+            if wanted[0]:
+                taken.append(m)
+            else:
+                self._give_back(queue, [m])
+            return m
+
+        try:
+            return await self._call(ops.lease(queue, keep, wait, max, lease, max_deliveries, detached, meta))
+        except asyncio.CancelledError:
+            wanted[0] = False
+            self._give_back(queue, taken)  # LEASED came already
+            raise
+
+    def _give_back(self, queue: str, held: List[AsyncMessage]) -> None:
+        mine = [m for m in held if m._claim()]
+        if mine and self._closed is None:
+            self._submit(ops.nack(queue, [m.pair for m in mine], count=False)).add_done_callback(_retrieved)
 
     async def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> List[SettleResult]:
         """Acknowledge (id, attempt) pairs (see ``Client.ack``)."""
