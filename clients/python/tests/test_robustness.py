@@ -568,3 +568,30 @@ def test_async_consumer_reconnects_after_shutdown(make_server: Callable[..., Ser
                 assert (await producer.stats("asd")).queues["asd"]["acks"] == 1
 
     run(main())
+
+
+def test_hello_negotiates_older_versions(server: Server) -> None:
+    """Offering version 1 or 2 gets that version (min of both, protocol.md 9.1): a
+    version-1 reply has no features, so put() sends the version-1 PUT (no id back);
+    version 2 has the features and the lease limits."""
+    with beuss.Client(server.address, version=1) as v1:
+        assert v1.server.version == 1 and v1.server.features == 0 and v1.server.max_lease_ms == 0
+        assert v1.server.max_message_size == 1 << 20
+        assert v1.put("nv", b"a").id is None
+        assert v1.get("nv") == [b"a"]
+    with beuss.Client(server.address, version=2) as v2:
+        assert v2.server.version == 2
+        assert v2.server.has(beuss.FEATURE_LEASES | beuss.FEATURE_PUT_OPTIONS)
+        assert v2.server.default_lease_ms == 30000 and v2.server.max_deliveries == 20
+        assert v2.put("nv", b"b").id is not None
+
+    async def main() -> None:
+        async with beuss.AsyncClient(server.address, version=1) as a1:
+            assert a1.server.version == 1
+            assert (await a1.put("nv", b"c")).id is None
+        with pytest.raises(beuss.UnsupportedVersion):
+            await beuss.AsyncClient(server.address, version=0).connect()
+
+    run(main())
+    with pytest.raises(beuss.UnsupportedVersion):
+        beuss.Client(server.address, version=0)
