@@ -579,16 +579,35 @@ def test_hello_negotiates_older_versions(server: Server) -> None:
         assert v1.server.max_message_size == 1 << 20
         assert v1.put("nv", b"a").id is None
         assert v1.get("nv") == [b"a"]
+        # Newer requests are refused here, before a byte is sent (9.1, 9.2).
+        for call in (lambda: v1.lease("nv"), lambda: v1.put("nv", b"x", priority=1),
+                     lambda: v1.put_many("nv", [b"x"], delay=1), lambda: v1.subscribe("a"),
+                     lambda: v1.pipeline().ping().publish("s", b"").execute()):
+            with pytest.raises(beuss.Unsupported):
+                call()
+        assert v1.connected and v1.get("nv") == []
     with beuss.Client(server.address, version=2) as v2:
         assert v2.server.version == 2
         assert v2.server.has(beuss.FEATURE_LEASES | beuss.FEATURE_PUT_OPTIONS)
         assert v2.server.default_lease_ms == 30000 and v2.server.max_deliveries == 20
         assert v2.put("nv", b"b").id is not None
+        [m] = v2.lease("nv")
+        assert m.body == b"b" and m.ack()
+        for call in (lambda: v2.lease("nv", meta=True), lambda: v2.get_meta("nv"),
+                     lambda: v2.bind("a", "nv"), lambda: v2.request("s", b"")):
+            with pytest.raises(beuss.Unsupported):
+                call()
+        assert v2.connected
 
     async def main() -> None:
         async with beuss.AsyncClient(server.address, version=1) as a1:
             assert a1.server.version == 1
             assert (await a1.put("nv", b"c")).id is None
+            with pytest.raises(beuss.Unsupported):
+                await a1.lease("nv")
+            with pytest.raises(beuss.Unsupported):
+                await a1.pipeline().publish("s", b"").execute()
+            assert await a1.get("nv") == [b"c"]
         with pytest.raises(beuss.UnsupportedVersion):
             await beuss.AsyncClient(server.address, version=0).connect()
 

@@ -391,6 +391,8 @@ class AsyncClient:
 
     def _submit(self, op: ops.Op[T]) -> "asyncio.Future[T]":
         assert self._loop is not None
+        if op.version > self.server.version:
+            ops.check_version((op,), self.server.version)
         fut: "asyncio.Future[T]" = self._loop.create_future()
         self._write(op.frame, (_Entry(op.decode, fut, self._reply_timeout(op)),))
         return fut
@@ -434,6 +436,7 @@ class AsyncClient:
 
     async def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
         assert self._loop is not None
+        ops.check_version(batch, self.server.version)
         futs: List["asyncio.Future[Any]"] = []
         for start in range(0, len(batch), _CHUNK):
             chunk = batch[start : start + _CHUNK]
@@ -464,6 +467,7 @@ class AsyncClient:
     async def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
         """Put every body, pipelined (see ``Client.put_many``)."""
         assert self._loop is not None
+        ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
         batches: List["asyncio.Future[ops.PutReplies]"] = []
         for start in range(0, len(frames), _CHUNK):

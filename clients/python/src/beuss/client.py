@@ -367,6 +367,8 @@ class Client:
             raise
 
     def _call(self, op: ops.Op[T]) -> T:
+        if op.version > self.server.version:
+            ops.check_version((op,), self.server.version)
         with self._lock:
             self._send(op.frame)
             return self._read(op)
@@ -374,6 +376,7 @@ class Client:
     def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
         """Send every op pipelined, read every reply; errors become list entries
         (or, with ``raise_first``, the first is raised once all replies are in)."""
+        ops.check_version(batch, self.server.version)
         results: List[Any] = []
         first: Optional[BaseException] = None
         with self._lock:
@@ -411,6 +414,7 @@ class Client:
         If some were refused (``Full``), the first error is raised after every reply
         was read; its ``results`` attribute holds a ``PutResult`` or the error for
         each body."""
+        ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
         replies = ops.PutReplies()
         with self._lock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
 from . import protocol as p
-from .errors import BeussError, ProtocolError, RequestTimeout, ServerError
+from .errors import BeussError, ProtocolError, RequestTimeout, ServerError, Unsupported
 from .models import Envelope, Published, PutResult, ServerInfo, SettleResult, Stats
 
 T = TypeVar("T")
@@ -27,12 +27,23 @@ class Op(Generic[T]):
     may hold the reply on purpose (a parked ``GET``), ``None`` = possibly for ever. A
     client's read timeout is ``wait`` plus its own margin."""
 
-    __slots__ = ("frame", "decode", "wait")
+    __slots__ = ("frame", "decode", "wait", "version")
 
-    def __init__(self, frame: bytes, decode: Callable[[int, bytes], T], wait: Optional[float] = 0.0) -> None:
+    def __init__(self, frame: bytes, decode: Callable[[int, bytes], T], wait: Optional[float] = 0.0,
+                 version: int = 1) -> None:
         self.frame = frame
         self.decode = decode
         self.wait = wait
+        #: The protocol version that defines this request (its opcode or flag).
+        self.version = version
+
+
+def check_version(ops: Sequence["Op[Any]"], negotiated: int) -> None:
+    """``Unsupported`` if a request needs a newer version than ``HELLO`` gave: a
+    version-1 or -2 server would answer it with a fatal error (protocol.md 9.2)."""
+    for op in ops:
+        if op.version > negotiated:
+            raise Unsupported(f"this request needs protocol version {op.version}; the connection speaks {negotiated}")
 
 
 def _unexpected(status: int, body: bytes) -> Exception:
@@ -57,7 +68,7 @@ def hello(version: int = p.PROTOCOL_VERSION) -> Op[ServerInfo]:
             raise _unexpected(status, body)
         return p.decode_hello(body)
 
-    return Op(p.encode_hello(version), decode)
+    return Op(p.encode_hello(version), decode, 0.0, 0)
 
 
 def ping() -> Op[None]:
@@ -81,9 +92,8 @@ def put(queue: str, body: bytes, delay: float = 0.0, priority: Optional[int] = N
     """``PUT``; with ``options`` (a version-2 server) the reply carries the id."""
     if options or delay or priority is not None:
         frame = p.encode_put(queue, body, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
-    else:
-        frame = p.encode_put(queue, body)
-    return Op(frame, _decode_put)
+        return Op(frame, _decode_put, 0.0, 2)
+    return Op(p.encode_put(queue, body), _decode_put)
 
 
 def put_frames(queue: str, bodies: Sequence[bytes], delay: float = 0.0, priority: Optional[int] = None, options: bool = True) -> List[bytes]:
@@ -157,7 +167,7 @@ def _decode_envelopes(status: int, body: bytes) -> List[Envelope]:
 
 def get_meta(queue: str, wait: Optional[float] = 0.0, max: int = 1) -> Op[List[Envelope]]:
     """``GET`` with ``WITH_META``: like ``get`` but with ids, attempts and metadata."""
-    return Op(p.encode_get(queue, p.ms(wait), max, meta=True), _decode_envelopes, wait)
+    return Op(p.encode_get(queue, p.ms(wait), max, meta=True), _decode_envelopes, wait, 3)
 
 
 def purge(queue: str) -> Op[int]:
@@ -218,7 +228,7 @@ def lease(
             return []
         raise _unexpected(status, body)
 
-    return Op(frame, decode, wait)
+    return Op(frame, decode, wait, 3 if meta else 2)
 
 
 def _decode_settled(status: int, body: bytes) -> List[SettleResult]:
@@ -230,24 +240,24 @@ def _decode_settled(status: int, body: bytes) -> List[SettleResult]:
 
 def ack(queue: str, pairs: Sequence[p.Pair]) -> Op[List[SettleResult]]:
     """``ACK`` the (id, attempt) pairs: one result per pair."""
-    return Op(p.encode_ack(queue, pairs), _decode_settled)
+    return Op(p.encode_ack(queue, pairs), _decode_settled, 0.0, 2)
 
 
 def nack(queue: str, pairs: Sequence[p.Pair], delay: float = 0.0, dead: bool = False, count: bool = True) -> Op[List[SettleResult]]:
     """``NACK``: give the messages back (after ``delay``), or to ``<queue>.dead`` with
     ``dead``; ``count=False`` does not charge the delivery (graceful shutdown)."""
     options = (p.NACK_DEAD if dead else 0) | (0 if count else p.NACK_NO_CHARGE)
-    return Op(p.encode_nack(queue, pairs, p.ms(delay, "delay"), options), _decode_settled)
+    return Op(p.encode_nack(queue, pairs, p.ms(delay, "delay"), options), _decode_settled, 0.0, 2)
 
 
 def touch(queue: str, pairs: Sequence[p.Pair], lease: Optional[float] = None) -> Op[List[SettleResult]]:
     """``TOUCH``: extend the leases to ``lease`` seconds from now (``None`` = as given)."""
-    return Op(p.encode_touch(queue, pairs, 0 if lease is None else p.ms(lease, "lease")), _decode_settled)
+    return Op(p.encode_touch(queue, pairs, 0 if lease is None else p.ms(lease, "lease")), _decode_settled, 0.0, 2)
 
 
 def peek(queue: str, max: int = 1, meta: bool = False) -> Op[List[Envelope]]:
     """``PEEK``: copies of the ready messages at the front, changing nothing."""
-    return Op(p.encode_peek(queue, max, meta), _decode_envelopes)
+    return Op(p.encode_peek(queue, max, meta), _decode_envelopes, 0.0, 3 if meta else 2)
 
 
 def move(source: str, dest: str, max: int = 0xFFFFFFFF) -> Op[int]:
@@ -258,7 +268,7 @@ def move(source: str, dest: str, max: int = 0xFFFFFFFF) -> Op[int]:
             raise _unexpected(status, body)
         return p.decode_u64(body)
 
-    return Op(p.encode_move(source, dest, max), decode)
+    return Op(p.encode_move(source, dest, max), decode, 0.0, 2)
 
 
 def _flag(expected: int) -> Callable[[int, bytes], bool]:
@@ -272,12 +282,12 @@ def _flag(expected: int) -> Callable[[int, bytes], bool]:
 
 def bind(pattern: str, queue: str) -> Op[bool]:
     """``BIND``: True if the binding is new."""
-    return Op(p.encode_bind(pattern, queue), _flag(p.S_BOUND))
+    return Op(p.encode_bind(pattern, queue), _flag(p.S_BOUND), 0.0, 3)
 
 
 def unbind(pattern: str, queue: str) -> Op[bool]:
     """``UNBIND``: True if a binding was removed."""
-    return Op(p.encode_unbind(pattern, queue), _flag(p.S_UNBOUND))
+    return Op(p.encode_unbind(pattern, queue), _flag(p.S_UNBOUND), 0.0, 3)
 
 
 def publish(
@@ -298,7 +308,7 @@ def publish(
         return p.decode_published(body)
 
     frame = p.encode_pub(subject, body, p.ms(delay, "delay"), priority, confirm, timeout_ms)
-    return Op(frame, decode, timeout if confirm else 0.0)
+    return Op(frame, decode, timeout if confirm else 0.0, 3)
 
 
 def subscribe(pattern: str, register: Callable[[int], M]) -> Op[M]:
@@ -310,12 +320,12 @@ def subscribe(pattern: str, register: Callable[[int], M]) -> Op[M]:
             raise _unexpected(status, body)
         return register(p.decode_u32(body))
 
-    return Op(p.encode_sub(pattern), decode)
+    return Op(p.encode_sub(pattern), decode, 0.0, 3)
 
 
 def unsubscribe(sid: int) -> Op[bool]:
     """``UNSUB``: True if the subscription was ended."""
-    return Op(p.encode_unsub(sid), _flag(p.S_UNSUBSCRIBED))
+    return Op(p.encode_unsub(sid), _flag(p.S_UNSUBSCRIBED), 0.0, 3)
 
 
 def request(subject: str, body: bytes, timeout: float = 5.0) -> Op[bytes]:
@@ -328,12 +338,12 @@ def request(subject: str, body: bytes, timeout: float = 5.0) -> Op[bytes]:
             raise RequestTimeout(f"no reply to {subject!r} within {timeout} s")
         raise _unexpected(status, body)
 
-    return Op(p.encode_req(subject, p.ms(timeout, "timeout"), body), decode, timeout)
+    return Op(p.encode_req(subject, p.ms(timeout, "timeout"), body), decode, timeout, 3)
 
 
 def reply(reply_to: int, body: bytes) -> Op[bool]:
     """``REPLY`` to a request's address: True if the requester got it."""
-    return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED))
+    return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED), 0.0, 3)
 
 
 B = TypeVar("B", bound="Batch")
