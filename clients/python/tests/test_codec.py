@@ -158,3 +158,30 @@ def test_envelopes_and_events() -> None:
     assert ops.get_meta("q").decode(p.S_ENVELOPES, env) == [beuss.Envelope(7, 2, b"hi", "s")]
     ev = p.decode_event(struct.pack(">IH", 3, len(meta)) + meta + b"payload")
     assert ev == beuss.Event(3, b"payload", "s")
+
+
+def test_values_the_server_refuses_fatally_are_refused_here() -> None:
+    """A bad count, priority or timeout raises ValueError before anything is sent, as a
+    bad name does: a typo must not cost the connection (BAD_ARGUMENT is fatal)."""
+    bad = [
+        lambda: ops.get("q", max=0),
+        lambda: ops.get("q", max=65536),
+        lambda: ops.get_meta("q", max=0),
+        lambda: ops.lease("q", lambda d: d, max=0),
+        lambda: ops.lease("q", lambda d: d, max_deliveries=65536),
+        lambda: ops.peek("q", max=0),
+        lambda: ops.move("a", "b", max=0),
+        lambda: ops.move("a", "a"),
+        lambda: ops.publish("s", b"", priority=10),
+        lambda: ops.publish("s", b"", confirm=1, timeout=0.0001),
+        lambda: ops.request("s", b"", timeout=0),
+        lambda: ops.put("q", b"", priority=-1),
+    ]
+    for make in bad:
+        with pytest.raises(ValueError):
+            make()
+    # The edges that are allowed.
+    ops.get("q", max=65535)
+    ops.move("a", "b", max=0xFFFFFFFF)
+    ops.publish("s", b"", priority=9, confirm=0, timeout=0)
+    ops.request("s", b"", timeout=0.001)

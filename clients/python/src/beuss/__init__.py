@@ -29,6 +29,7 @@ from .errors import (
     TooFewCopies,
     TooManyConnections,
     UnknownOpcode,
+    Unsupported,
     UnsupportedVersion,
 )
 from .message import AsyncMessage, Message
@@ -58,6 +59,6 @@ __all__ = [
     "FrameTooLarge", "Full", "Limit", "Malformed", "Message", "NoResponders", "Pipeline",
     "ProtocolError", "Published", "PutResult", "RequestTimeout", "ServerError", "ServerInfo",
     "SettleResult", "ShuttingDown", "Stats", "Storage", "Subscription", "TooFewCopies",
-    "TooManyConnections", "UnknownOpcode", "UnsupportedVersion", "connect", "connect_async",
+    "TooManyConnections", "UnknownOpcode", "Unsupported", "UnsupportedVersion", "connect", "connect_async",
     "default_address", "exponential_backoff", "with_reconnect", "with_reconnect_async",
 ]

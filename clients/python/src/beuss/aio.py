@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Op
 
 from . import ops
 from . import protocol as p
-from .client import EVENT_BUFFER, Address, max_frame, parse_address
+from .client import Address, SubscriptionBase, max_frame, parse_address, route
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import AsyncMessage
 from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
@@ -62,50 +62,42 @@ class _Entry:
 class _PutBatch(_Entry):
     """The replies of a ``put_many`` chunk: one entry (and one future) for many PUTs."""
 
-    __slots__ = ("left", "results", "first")
+    __slots__ = ("left", "replies")
 
     def __init__(self, count: int, fut: "asyncio.Future[Any]", timeout: Optional[float]) -> None:
         super().__init__(ops.decode_put, fut, timeout)
         self.left = count
-        self.results: List[Any] = []
-        self.first: Optional[BeussError] = None
+        self.replies = ops.PutReplies()
 
     def reply(self, status: int, body: bytes) -> bool:
-        if status == p.S_STORED or status == p.S_TRUNCATED:
-            self.results.append(p.decode_put(status, body))
-        else:
-            try:
-                self.results.append(ops.decode_put(status, body))
-            except ServerError as err:
-                self.results.append(err)
-                self.first = self.first or err
-                if err.fatal:
-                    self.fail(err)
-                    raise
+        try:
+            self.replies.add(status, body)
+        except BeussError as err:  # fatal: the connection closes
+            self.fail(err)
+            raise
         self.left -= 1
         if self.left:
             return False
         if not self.fut.done():
-            self.fut.set_result(self)
+            self.fut.set_result(self.replies)
         return True
 
 
-class AsyncSubscription:
+class AsyncSubscription(SubscriptionBase):
     """A live subscription on an ``AsyncClient``: ``async for event in sub`` or
     ``await sub.next(timeout)``. Iteration ends when the subscription or the connection
     ends."""
 
     def __init__(self, client: "AsyncClient", sid: int, pattern: str) -> None:
+        super().__init__(sid, pattern)
         self.client = client
-        self.sid = sid
-        self.pattern = pattern
-        self.active = True
-        #: Events kept unread at most; past it new ones are dropped and counted in
-        #: ``dropped`` (see ``Subscription.max_buffered``).
-        self.max_buffered = EVENT_BUFFER
-        #: Events this client dropped because ``max_buffered`` were waiting.
-        self.dropped = 0
         self._events: "asyncio.Queue[Optional[Event]]" = asyncio.Queue()
+
+    def _buffered(self) -> int:
+        return self._events.qsize()
+
+    def _push(self, event: Event) -> None:
+        self._events.put_nowait(event)
 
     async def next(self, timeout: Optional[float] = None) -> Optional[Event]:
         """The next event, or ``None`` after ``timeout`` seconds or once it ended."""
@@ -196,7 +188,10 @@ class AsyncClient:
     # -- connection ---------------------------------------------------------------
 
     async def connect(self) -> "AsyncClient":
-        """Open the connection and say ``HELLO``; returns the client."""
+        """Open the connection and say ``HELLO``; returns the client. A client that is
+        open already stays as it is (``reconnect`` opens a new connection)."""
+        if self._closed is None:
+            return self
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._buf = p.FrameBuffer()
@@ -208,7 +203,11 @@ class AsyncClient:
         except OSError as err:
             self._closed = ConnectionClosed(str(err))
             raise ConnectionClosed(f"could not connect to {self.host}:{self.port}: {err}") from err
-        self.server = await self._call(ops.hello(self.version_offered))
+        try:
+            self.server = await self._call(ops.hello(self.version_offered))
+        except BaseException:
+            self.close()  # cancelled or refused: the socket must not outlive this call
+            raise
         self._buf.max_frame = max_frame(self.server)
         self._options = self.server.has(FEATURE_PUT_OPTIONS)
         return self
@@ -295,6 +294,11 @@ class AsyncClient:
         buf = self._buf
         buf.feed(data)
         pending = self._pending
+        if self._deadline is not None:
+            # The reply timeout means "no progress for that long" (as the sync client's
+            # socket timeout): bytes coming in, even replies of a long put_many batch
+            # or one big frame, push the head's deadline on.
+            self._deadline = max(self._deadline, self._now() + self.timeout)
         try:
             while True:
                 frame = buf.pop()
@@ -317,7 +321,9 @@ class AsyncClient:
                         return
                     self._new_head()
                     continue
-                except BeussError:
+                except ProtocolError:
+                    raise  # the stream cannot be trusted: below, everything fails
+                except BeussError:  # RequestTimeout: answered, the stream is in step
                     pending.popleft()
                     self._new_head()
                     continue
@@ -334,13 +340,7 @@ class AsyncClient:
         self._shut(err)
 
     def _route(self, body: bytes) -> None:
-        event = p.decode_event(body)
-        sub = self._subs.get(event.sid)
-        if sub is not None:
-            if sub._events.qsize() >= sub.max_buffered:
-                sub.dropped += 1
-            else:
-                sub._events.put_nowait(event)
+        route(self._subs, body)
 
     def _new_head(self) -> None:
         # The reply timeout of a request starts when it reaches the head of the FIFO:
@@ -391,6 +391,8 @@ class AsyncClient:
 
     def _submit(self, op: ops.Op[T]) -> "asyncio.Future[T]":
         assert self._loop is not None
+        if op.version > self.server.version:
+            ops.check_version((op,), self.server.version)
         fut: "asyncio.Future[T]" = self._loop.create_future()
         self._write(op.frame, (_Entry(op.decode, fut, self._reply_timeout(op)),))
         return fut
@@ -434,6 +436,7 @@ class AsyncClient:
 
     async def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
         assert self._loop is not None
+        ops.check_version(batch, self.server.version)
         futs: List["asyncio.Future[Any]"] = []
         for start in range(0, len(batch), _CHUNK):
             chunk = batch[start : start + _CHUNK]
@@ -464,24 +467,21 @@ class AsyncClient:
     async def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
         """Put every body, pipelined (see ``Client.put_many``)."""
         assert self._loop is not None
+        ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
-        batches: List["asyncio.Future[_PutBatch]"] = []
+        batches: List["asyncio.Future[ops.PutReplies]"] = []
         for start in range(0, len(frames), _CHUNK):
             chunk = frames[start : start + _CHUNK]
-            fut: "asyncio.Future[_PutBatch]" = self._loop.create_future()
+            fut: "asyncio.Future[ops.PutReplies]" = self._loop.create_future()
             self._write(b"".join(chunk), (_PutBatch(len(chunk), fut, self.timeout),))
             batches.append(fut)
             await self._drain()
-        results: List[Any] = []
-        first: Optional[BeussError] = None
+        replies = ops.PutReplies()
         for fut in batches:
-            batch = await fut
-            results.extend(batch.results)
-            first = first or batch.first
-        if first is not None:
-            setattr(first, "results", results)
-            raise first
-        return results
+            part = await fut
+            replies.results.extend(part.results)
+            replies.first = replies.first or part.first
+        return replies.outcome()
 
     async def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[bytes]:
         """Take up to ``max`` payloads (see ``Client.get``)."""
@@ -499,19 +499,37 @@ class AsyncClient:
         """Server and queue figures (see ``Client.stats``)."""
         return await self._call(ops.stats(queue))
 
-    def _maker(self, queue: str) -> Callable[[p.RawDelivery], AsyncMessage]:
-        def make(d: p.RawDelivery) -> AsyncMessage:
-            meta = d[3]
-            if meta is None:
-                return AsyncMessage(self, queue, d[0], d[1], d[2])
-            return AsyncMessage(self, queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
-
-        return make
+    def _maker(self, queue: str) -> ops.Maker[AsyncMessage]:
+        return ops.maker(functools.partial(AsyncMessage, self), queue)
 
     async def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
                     max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> List[AsyncMessage]:
-        """Take messages under a lease (see ``Client.lease``)."""
-        return await self._call(ops.lease(queue, self._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+        """Take messages under a lease (see ``Client.lease``). If the await is
+        cancelled, what the reply brings is given back at once (``NACK``,
+        ``count=False``) instead of waiting out its lease."""
+        wanted = [True]
+        taken: List[AsyncMessage] = []
+        make = self._maker(queue)
+
+        def keep(d: p.RawDelivery) -> AsyncMessage:
+            m = make(d)
+            if wanted[0]:
+                taken.append(m)
+            else:
+                self._give_back(queue, [m])
+            return m
+
+        try:
+            return await self._call(ops.lease(queue, keep, wait, max, lease, max_deliveries, detached, meta))
+        except asyncio.CancelledError:
+            wanted[0] = False
+            self._give_back(queue, taken)  # LEASED came already
+            raise
+
+    def _give_back(self, queue: str, held: List[AsyncMessage]) -> None:
+        mine = [m for m in held if m._claim()]
+        if mine and self._closed is None:
+            self._submit(ops.nack(queue, [m.pair for m in mine], count=False)).add_done_callback(_retrieved)
 
     async def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> List[SettleResult]:
         """Acknowledge (id, attempt) pairs (see ``Client.ack``)."""
@@ -547,14 +565,43 @@ class AsyncClient:
         return await self._call(ops.publish(subject, body, delay, priority, confirm, timeout))
 
     async def subscribe(self, pattern: str) -> AsyncSubscription:
-        """Subscribe this connection to ``pattern`` (see ``Client.subscribe``)."""
+        """Subscribe this connection to ``pattern`` (see ``Client.subscribe``). If the
+        await is cancelled, the subscription is ended once it exists: nobody could read
+        its events."""
+        wanted = [True]
+        made: List[AsyncSubscription] = []
+        register = self._register(pattern)
+
+        def keep(sid: int) -> AsyncSubscription:
+            sub = register(sid)
+            made.append(sub)
+            if not wanted[0]:
+                self._drop_sub(sub)
+            return sub
+
+        try:
+            return await self._call(ops.subscribe(pattern, keep))
+        except asyncio.CancelledError:
+            wanted[0] = False
+            for sub in made:  # SUBSCRIBED came already
+                self._drop_sub(sub)
+            raise
+
+    def _drop_sub(self, sub: AsyncSubscription) -> None:
+        if self._subs.pop(sub.sid, None) is not None:
+            sub._end()
+            if self._closed is None:
+                self._submit(ops.unsubscribe(sub.sid)).add_done_callback(_retrieved)
+
+    def _register(self, pattern: str) -> Callable[[int], AsyncSubscription]:
+        """What ``SUBSCRIBED`` runs (see ``Client._register``)."""
 
         def register(sid: int) -> AsyncSubscription:
             sub = AsyncSubscription(self, sid, pattern)
             self._subs[sid] = sub
             return sub
 
-        return await self._call(ops.subscribe(pattern, register))
+        return register
 
     async def unsubscribe(self, sid: int) -> bool:
         """End subscription ``sid`` (see ``Client.unsubscribe``)."""
@@ -583,6 +630,11 @@ class AsyncClient:
         return AsyncConsumer(self, queue, **options)
 
 
+def _retrieved(fut: "asyncio.Future[Any]") -> None:
+    if not fut.cancelled():
+        fut.exception()  # looked at, so asyncio does not report it as never retrieved
+
+
 def _spread(done: "asyncio.Future[List[SettleResult]]", futs: List["asyncio.Future[SettleResult]"]) -> None:
     if done.cancelled():
         err: BaseException = ConnectionClosed("cancelled")
@@ -599,21 +651,12 @@ def _spread(done: "asyncio.Future[List[SettleResult]]", futs: List["asyncio.Futu
             f.set_exception(err)
 
 
-class AsyncPipeline:
+class AsyncPipeline(ops.Batch):
     """The asyncio form of ``Pipeline``: queue calls, then ``await pipe.execute()``."""
 
     def __init__(self, client: AsyncClient) -> None:
+        super().__init__(client)
         self.client = client
-        self._ops: List[ops.Op[Any]] = []
-        #: What the last ``execute()`` returned.
-        self.results: List[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._ops)
-
-    def _add(self, op: ops.Op[Any]) -> "AsyncPipeline":
-        self._ops.append(op)
-        return self
 
     async def execute(self, raise_on_error: bool = True) -> List[Any]:
         """Send everything queued; one result per request, in order (see
@@ -628,87 +671,6 @@ class AsyncPipeline:
     async def __aexit__(self, exc_type: Optional[type], *exc: object) -> None:
         if exc_type is None:
             await self.execute()
-
-    def ping(self) -> "AsyncPipeline":
-        """Queue a ``ping``."""
-        return self._add(ops.ping())
-
-    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> "AsyncPipeline":
-        """Queue a ``put``."""
-        return self._add(ops.put(queue, body, delay, priority, self.client._options))
-
-    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "AsyncPipeline":
-        """Queue a ``get``."""
-        return self._add(ops.get(queue, wait, max))
-
-    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "AsyncPipeline":
-        """Queue a ``get_meta``."""
-        return self._add(ops.get_meta(queue, wait, max))
-
-    def purge(self, queue: str) -> "AsyncPipeline":
-        """Queue a ``purge``."""
-        return self._add(ops.purge(queue))
-
-    def stats(self, queue: Optional[str] = None) -> "AsyncPipeline":
-        """Queue a ``stats``."""
-        return self._add(ops.stats(queue))
-
-    def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
-              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> "AsyncPipeline":
-        """Queue a ``lease``."""
-        return self._add(ops.lease(queue, self.client._maker(queue), wait, max, lease, max_deliveries, detached, meta))
-
-    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> "AsyncPipeline":
-        """Queue an ``ack``."""
-        return self._add(ops.ack(queue, pairs))
-
-    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> "AsyncPipeline":
-        """Queue a ``nack``."""
-        return self._add(ops.nack(queue, pairs, delay, dead, count))
-
-    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> "AsyncPipeline":
-        """Queue a ``touch``."""
-        return self._add(ops.touch(queue, pairs, lease))
-
-    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> "AsyncPipeline":
-        """Queue a ``peek``."""
-        return self._add(ops.peek(queue, max, meta))
-
-    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> "AsyncPipeline":
-        """Queue a ``move``."""
-        return self._add(ops.move(source, dest, max))
-
-    def bind(self, pattern: str, queue: str) -> "AsyncPipeline":
-        """Queue a ``bind``."""
-        return self._add(ops.bind(pattern, queue))
-
-    def unbind(self, pattern: str, queue: str) -> "AsyncPipeline":
-        """Queue an ``unbind``."""
-        return self._add(ops.unbind(pattern, queue))
-
-    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
-                confirm: int = 0, timeout: float = 5.0) -> "AsyncPipeline":
-        """Queue a ``publish``."""
-        return self._add(ops.publish(subject, body, delay, priority, confirm, timeout))
-
-    def reply(self, reply_to: int, body: bytes) -> "AsyncPipeline":
-        """Queue a ``reply``."""
-        return self._add(ops.reply(reply_to, body))
-
-    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> "AsyncPipeline":
-        """Queue a ``request`` (it holds back the replies behind it until answered)."""
-        return self._add(ops.request(subject, body, timeout))
-
-    def subscribe(self, pattern: str) -> "AsyncPipeline":
-        """Queue a ``subscribe``; its result is the ``AsyncSubscription``."""
-        client = self.client
-
-        def register(sid: int) -> AsyncSubscription:
-            made = AsyncSubscription(client, sid, pattern)
-            client._subs[sid] = made
-            return made
-
-        return self._add(ops.subscribe(pattern, register))
 
 
 async def connect_async(address: Address = None, **options: Any) -> AsyncClient:

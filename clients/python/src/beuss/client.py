@@ -8,12 +8,13 @@ auto-touch thread does); they simply take turns.
 from __future__ import annotations
 
 import collections
+import functools
 import os
 import select
 import socket
 import threading
 import time
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Mapping, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import ops
 from . import protocol as p
@@ -37,23 +38,46 @@ _BIG_WRITE = 64 * 1024
 EVENT_BUFFER = 10_000
 
 
+def _wait_io(sock: socket.socket, timeout: Optional[float]) -> Tuple[bool, bool]:
+    """Whether ``sock`` can be read, written, within ``timeout`` seconds. ``poll`` where
+    there is one: ``select`` fails on descriptors past 1023, which a busy process has."""
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(sock, select.POLLIN | select.POLLOUT)
+        events = poller.poll(None if timeout is None else max(0, int(timeout * 1000)))
+        mask = 0
+        for _, ev in events:
+            mask |= ev
+        # An error or hang-up shows as readable: the read then says what happened.
+        return bool(mask & (select.POLLIN | select.POLLERR | select.POLLHUP)), bool(mask & select.POLLOUT)
+    readable, writable, _ = select.select([sock], [sock], [], timeout)
+    return bool(readable), bool(writable)
+
+
 def default_address() -> Tuple[str, int]:
-    """``(BHOST or "localhost", BPORT or 6552)``, like the beuss CLI."""
-    host = os.environ.get("BHOST") or "localhost"
-    port = os.environ.get("BPORT") or str(DEFAULT_PORT)
+    """``(BHOST or "localhost", BPORT or 6552)``, read as the server and the CLI read
+    them: trimmed, blank meaning unset, an IPv6 host with or without brackets."""
+    host = (os.environ.get("BHOST") or "").strip() or "localhost"
+    port = (os.environ.get("BPORT") or "").strip() or str(DEFAULT_PORT)
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
     return host, int(port)
 
 
 def parse_address(address: Address) -> Tuple[str, int]:
-    """``"host:port"``, ``"[v6]:port"``, ``"host"``, ``(host, port)`` or ``None`` (the
-    environment defaults) to ``(host, port)``."""
+    """``"host:port"``, ``"[v6]:port"``, ``"host"`` (a bare IPv6 literal such as
+    ``"::1"`` included), ``(host, port)`` or ``None`` (the environment defaults) to
+    ``(host, port)``."""
     if address is None:
         return default_address()
     if isinstance(address, tuple):
         return address[0], int(address[1])
+    address = address.strip()
     if address.startswith("["):
         host, _, rest = address[1:].partition("]")
         return host, int(rest[1:]) if rest.startswith(":") else DEFAULT_PORT
+    if address.count(":") > 1:
+        return address, DEFAULT_PORT  # IPv6 without brackets: no port can follow
     host, sep, port = address.rpartition(":")
     if not sep:
         return address, DEFAULT_PORT
@@ -67,14 +91,11 @@ def max_frame(info: Optional[ServerInfo]) -> int:
     return max(5 + 285 * 65535 + max(1 << 20, size), 256 << 20)
 
 
-class Subscription:
-    """A live subscription on a blocking ``Client`` (protocol.md 15.6).
+class SubscriptionBase:
+    """What the blocking and the asyncio subscriptions share: identity, state and the
+    bounded buffer events are routed into."""
 
-    Iterate for events for ever, or call ``next(timeout)``. Events of all the
-    connection's subscriptions are read from the one socket and sorted by sid here."""
-
-    def __init__(self, client: "Client", sid: int, pattern: str) -> None:
-        self.client = client
+    def __init__(self, sid: int, pattern: str) -> None:
         self.sid = sid
         self.pattern = pattern
         self.active = True
@@ -84,7 +105,41 @@ class Subscription:
         self.max_buffered = EVENT_BUFFER
         #: Events this client dropped because ``max_buffered`` were waiting.
         self.dropped = 0
+
+    def _buffered(self) -> int:
+        raise NotImplementedError
+
+    def _push(self, event: Event) -> None:
+        raise NotImplementedError
+
+
+def route(subs: Mapping[int, SubscriptionBase], body: bytes) -> None:
+    """Hands an ``EVENT`` frame's body to its subscription (none: it just ended)."""
+    event = p.decode_event(body)
+    sub = subs.get(event.sid)
+    if sub is not None:
+        if sub._buffered() >= sub.max_buffered:
+            sub.dropped += 1
+        else:
+            sub._push(event)
+
+
+class Subscription(SubscriptionBase):
+    """A live subscription on a blocking ``Client`` (protocol.md 15.6).
+
+    Iterate for events for ever, or call ``next(timeout)``. Events of all the
+    connection's subscriptions are read from the one socket and sorted by sid here."""
+
+    def __init__(self, client: "Client", sid: int, pattern: str) -> None:
+        super().__init__(sid, pattern)
+        self.client = client
         self._events: Deque[Event] = collections.deque()
+
+    def _buffered(self) -> int:
+        return len(self._events)
+
+    def _push(self, event: Event) -> None:
+        self._events.append(event)
 
     def next(self, timeout: Optional[float] = None) -> Optional[Event]:
         """The next event, waiting up to ``timeout`` seconds (``None`` = for ever);
@@ -172,7 +227,17 @@ class Client:
                 pass
 
     def close(self) -> None:
-        """Close the connection (without ``QUIT``); safe to call twice."""
+        """Close the connection (without ``QUIT``); safe to call twice, and from another
+        thread: a request waiting there (a parked ``get``) ends with
+        ``ConnectionClosed``, which is how a parked GET is abandoned (protocol.md 12)."""
+        sock = self._sock
+        if sock is not None:
+            try:
+                # Without the lock, which the waiting request holds: the shutdown wakes
+                # its recv with end-of-stream.
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
         with self._lock:
             self._drop()
 
@@ -202,10 +267,15 @@ class Client:
             raise ConnectionClosed("the connection is closed")
         return self._sock
 
-    def _recv_some(self, sock: socket.socket) -> None:
+    def _recv_some(self, sock: socket.socket, poll: bool = False) -> bool:
+        """Reads what has come into the frame buffer. A timeout closes the connection,
+        unless ``poll`` (no request in flight: the stream is still in step), when it
+        returns False."""
         try:
             data = sock.recv(_RECV)
-        except socket.timeout:
+        except (socket.timeout, BlockingIOError):
+            if poll:
+                return False
             self._drop()
             raise ClientTimeout("no reply within the timeout; connection closed") from None
         except OSError as err:
@@ -215,6 +285,7 @@ class Client:
             self._drop()
             raise ConnectionClosed("the server closed the connection")
         self._buf.feed(data)
+        return True
 
     def _send(self, data: bytes) -> None:
         sock = self._live()
@@ -226,12 +297,17 @@ class Client:
             view = memoryview(data)
             sent = 0
             while sent < len(view):
-                readable, writable, _ = select.select([sock], [sock], [], self.timeout)
+                readable, writable = _wait_io(sock, self.timeout)
                 if not readable and not writable:
                     self._drop()
                     raise ClientTimeout("the server stopped reading; connection closed")
                 if readable:
-                    self._recv_some(sock)
+                    try:
+                        self._recv_some(sock)
+                    except ConnectionClosed:
+                        # The server closed after answering (a fatal error): the
+                        # frames it sent before are buffered; the reader raises them.
+                        return
                 if writable:
                     sent += sock.send(view[sent : sent + _RECV])
         except (BrokenPipeError, ConnectionResetError):
@@ -241,6 +317,11 @@ class Client:
         except socket.timeout:
             self._drop()
             raise ClientTimeout("could not write within the timeout; connection closed") from None
+        except BaseException:
+            # Interrupted mid-frame (KeyboardInterrupt, ...): the server would read the
+            # next request as the rest of this one.
+            self._drop()
+            raise
 
     def _frame(self, timeout: Optional[float]) -> Tuple[int, bytes]:
         """The next frame that is not an EVENT (events go to their subscription)."""
@@ -258,19 +339,23 @@ class Client:
             return frame
 
     def _route(self, body: bytes) -> None:
-        event = p.decode_event(body)
-        sub = self._subs.get(event.sid)
-        if sub is not None:
-            if len(sub._events) >= sub.max_buffered:
-                sub.dropped += 1
-            else:
-                sub._events.append(event)
+        route(self._subs, body)
 
     def _reply_timeout(self, op: ops.Op[Any]) -> Optional[float]:
         return None if op.wait is None else op.wait + self.timeout
 
+    def _next_reply(self, timeout: Optional[float]) -> Tuple[int, bytes]:
+        """``_frame``, closing the connection if it fails for any reason: a reply still
+        to come would otherwise answer the next request (a KeyboardInterrupt here is
+        as bad as a timeout)."""
+        try:
+            return self._frame(timeout)
+        except BaseException:
+            self._drop()
+            raise
+
     def _read(self, op: ops.Op[T]) -> T:
-        status, body = self._frame(self._reply_timeout(op))
+        status, body = self._next_reply(self._reply_timeout(op))
         try:
             return op.decode(status, body)
         except ServerError as err:
@@ -282,6 +367,8 @@ class Client:
             raise
 
     def _call(self, op: ops.Op[T]) -> T:
+        if op.version > self.server.version:
+            ops.check_version((op,), self.server.version)
         with self._lock:
             self._send(op.frame)
             return self._read(op)
@@ -289,6 +376,7 @@ class Client:
     def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
         """Send every op pipelined, read every reply; errors become list entries
         (or, with ``raise_first``, the first is raised once all replies are in)."""
+        ops.check_version(batch, self.server.version)
         results: List[Any] = []
         first: Optional[BaseException] = None
         with self._lock:
@@ -326,34 +414,22 @@ class Client:
         If some were refused (``Full``), the first error is raised after every reply
         was read; its ``results`` attribute holds a ``PutResult`` or the error for
         each body."""
+        ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
-        results: List[Any] = []
-        first: Optional[BeussError] = None
-        decode = ops.decode_put
+        replies = ops.PutReplies()
         with self._lock:
             self._send(b"".join(frames))  # one write, as in _run_many
             timeout = self.timeout
-            frame = self._frame
+            frame = self._next_reply
+            add = replies.add
             for _ in range(len(frames)):
                 status, body = frame(timeout)
-                if status == p.S_STORED or status == p.S_TRUNCATED:
-                    results.append(p.decode_put(status, body))
-                    continue
                 try:
-                    results.append(decode(status, body))
-                except ServerError as err:
-                    if err.fatal:
-                        self._drop()
-                        raise
-                    results.append(err)
-                    first = first or err
-                except ProtocolError:
-                    self._drop()
+                    add(status, body)
+                except (ServerError, ProtocolError):
+                    self._drop()  # fatal: the server closes; nothing after is sure
                     raise
-        if first is not None:
-            setattr(first, "results", results)
-            raise first
-        return results
+        return replies.outcome()
 
     def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> List[bytes]:
         """Take (remove) up to ``max`` payloads, oldest first; if the queue is empty,
@@ -373,14 +449,8 @@ class Client:
         """Server figures and those of every queue (or of ``queue`` only)."""
         return self._call(ops.stats(queue))
 
-    def _maker(self, queue: str) -> Callable[[p.RawDelivery], Message]:
-        def make(d: p.RawDelivery) -> Message:
-            meta = d[3]
-            if meta is None:
-                return Message(self, queue, d[0], d[1], d[2])
-            return Message(self, queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
-
-        return make
+    def _maker(self, queue: str) -> ops.Maker[Message]:
+        return ops.maker(functools.partial(Message, self), queue)
 
     def lease(
         self,
@@ -443,12 +513,18 @@ class Client:
         Events arrive only while the connection reads, so a subscriber usually keeps
         a connection of its own."""
 
+        return self._call(ops.subscribe(pattern, self._register(pattern)))
+
+    def _register(self, pattern: str) -> Callable[[int], Subscription]:
+        """What ``SUBSCRIBED`` runs: the subscription exists before any later frame is
+        read, so none of its events can be missed."""
+
         def register(sid: int) -> Subscription:
             sub = Subscription(self, sid, pattern)
             self._subs[sid] = sub
             return sub
 
-        return self._call(ops.subscribe(pattern, register))
+        return register
 
     def unsubscribe(self, sid: int) -> bool:
         """End subscription ``sid``; True if it existed."""
@@ -473,17 +549,8 @@ class Client:
                     left = None if deadline is None else max(0.0, deadline - time.monotonic())
                     sock = self._live()
                     self._settimeout(sock, left)
-                    try:
-                        data = sock.recv(_RECV)
-                    except (socket.timeout, BlockingIOError):
-                        return None  # no request is in flight: the stream is still in step
-                    except OSError as err:
-                        self._drop()
-                        raise ConnectionClosed(f"connection lost: {err}") from err
-                    if not data:
-                        self._drop()
-                        raise ConnectionClosed("the server closed the connection")
-                    self._buf.feed(data)
+                    if not self._recv_some(sock, poll=True):
+                        return None
                 if frame[0] == p.S_EVENT:
                     self._route(frame[1])
                 elif frame[0] == p.S_ERROR:
@@ -516,7 +583,7 @@ class Client:
         return Consumer(self, queue, **options)
 
 
-class Pipeline:
+class Pipeline(ops.Batch):
     """Requests queued up, then sent in one write by ``execute()``; replies come back
     in order. Each method takes the ``Client`` method's arguments and returns the
     pipeline, so calls chain::
@@ -528,17 +595,8 @@ class Pipeline:
     Leaving the ``with`` block executes it (unless an exception is leaving it)."""
 
     def __init__(self, client: Client) -> None:
+        super().__init__(client)
         self.client = client
-        self._ops: List[ops.Op[Any]] = []
-        #: What the last ``execute()`` returned.
-        self.results: List[Any] = []
-
-    def __len__(self) -> int:
-        return len(self._ops)
-
-    def _add(self, op: ops.Op[Any]) -> "Pipeline":
-        self._ops.append(op)
-        return self
 
     def execute(self, raise_on_error: bool = True) -> List[Any]:
         """Send everything queued and return one result per request, in order. An
@@ -554,87 +612,6 @@ class Pipeline:
     def __exit__(self, exc_type: Optional[type], *exc: object) -> None:
         if exc_type is None:
             self.execute()
-
-    def ping(self) -> "Pipeline":
-        """Queue a ``ping``."""
-        return self._add(ops.ping())
-
-    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> "Pipeline":
-        """Queue a ``put``."""
-        return self._add(ops.put(queue, body, delay, priority, self.client._options))
-
-    def get(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "Pipeline":
-        """Queue a ``get``."""
-        return self._add(ops.get(queue, wait, max))
-
-    def get_meta(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> "Pipeline":
-        """Queue a ``get_meta``."""
-        return self._add(ops.get_meta(queue, wait, max))
-
-    def purge(self, queue: str) -> "Pipeline":
-        """Queue a ``purge``."""
-        return self._add(ops.purge(queue))
-
-    def stats(self, queue: Optional[str] = None) -> "Pipeline":
-        """Queue a ``stats``."""
-        return self._add(ops.stats(queue))
-
-    def lease(self, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
-              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> "Pipeline":
-        """Queue a ``lease``."""
-        return self._add(ops.lease(queue, self.client._maker(queue), wait, max, lease, max_deliveries, detached, meta))
-
-    def ack(self, queue: str, pairs: Sequence[Tuple[int, int]]) -> "Pipeline":
-        """Queue an ``ack``."""
-        return self._add(ops.ack(queue, pairs))
-
-    def nack(self, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False, count: bool = True) -> "Pipeline":
-        """Queue a ``nack``."""
-        return self._add(ops.nack(queue, pairs, delay, dead, count))
-
-    def touch(self, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> "Pipeline":
-        """Queue a ``touch``."""
-        return self._add(ops.touch(queue, pairs, lease))
-
-    def peek(self, queue: str, *, max: int = 1, meta: bool = False) -> "Pipeline":
-        """Queue a ``peek``."""
-        return self._add(ops.peek(queue, max, meta))
-
-    def move(self, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> "Pipeline":
-        """Queue a ``move``."""
-        return self._add(ops.move(source, dest, max))
-
-    def bind(self, pattern: str, queue: str) -> "Pipeline":
-        """Queue a ``bind``."""
-        return self._add(ops.bind(pattern, queue))
-
-    def unbind(self, pattern: str, queue: str) -> "Pipeline":
-        """Queue an ``unbind``."""
-        return self._add(ops.unbind(pattern, queue))
-
-    def publish(self, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
-                confirm: int = 0, timeout: float = 5.0) -> "Pipeline":
-        """Queue a ``publish``."""
-        return self._add(ops.publish(subject, body, delay, priority, confirm, timeout))
-
-    def reply(self, reply_to: int, body: bytes) -> "Pipeline":
-        """Queue a ``reply``."""
-        return self._add(ops.reply(reply_to, body))
-
-    def request(self, subject: str, body: bytes, *, timeout: float = 5.0) -> "Pipeline":
-        """Queue a ``request`` (it holds back the replies behind it until answered)."""
-        return self._add(ops.request(subject, body, timeout))
-
-    def subscribe(self, pattern: str) -> "Pipeline":
-        """Queue a ``subscribe``; its result is the ``Subscription``."""
-        client = self.client
-
-        def register(sid: int) -> Subscription:
-            made = Subscription(client, sid, pattern)
-            client._subs[sid] = made
-            return made
-
-        return self._add(ops.subscribe(pattern, register))
 
 
 def connect(address: Address = None, **options: Any) -> Client:

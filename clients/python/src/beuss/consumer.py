@@ -24,7 +24,7 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Deque, Dict, List, Optional, Tuple
 
 from . import ops
-from .errors import BeussError, ClientTimeout, ConnectionClosed
+from .errors import BeussError, ClientTimeout, ConnectionClosed, ServerError
 from .message import AsyncMessage, Message, _Delivery
 from .models import SettleResult
 
@@ -35,6 +35,9 @@ if TYPE_CHECKING:  # pragma: no cover
 log = logging.getLogger("beuss")
 
 Backoff = Callable[[int], float]
+
+# Seconds before leasing again after a non-fatal refusal (FULL).
+_RETRY = 0.5
 
 
 def exponential_backoff(attempt: int) -> float:
@@ -139,6 +142,20 @@ class Consumer:
                 raise
             self._reopen()
             return
+        except ServerError as err:
+            if self._stop.is_set() or (not self.reconnect and (err.fatal or not self.client.connected)):
+                raise
+            if err.fatal or not self.client.connected:
+                # SHUTTING_DOWN (a restart) or another fatal error: the connection is
+                # gone as surely as after a reset.
+                log.warning("beuss consumer: connection ended by the server: %s", err)
+                self._reopen()
+            else:
+                # FULL: leasing would pass twice the memory cap (protocol.md 13.11);
+                # the messages held elsewhere must be acked first.
+                log.warning("beuss consumer: lease refused (%s); retrying", err)
+                self._stop.wait(_RETRY)
+            return
         with self._state:
             self._buffer.extend(got)
         if got and self.auto_touch and self._toucher is None:
@@ -170,7 +187,9 @@ class Consumer:
                 m.ack()
             else:
                 m.nack(delay=self.backoff(m.attempt))
-        except (ConnectionClosed, ClientTimeout) as err:
+        except BeussError as err:
+            # The connection is gone (reset, timeout, SHUTTING_DOWN): the server gave
+            # the message back; the next lease reconnects.
             log.warning("beuss consumer: could not settle message %d: %s", m.id, err)
         if m.result is not None and m.result is not SettleResult.OK:
             log.warning("beuss consumer: message %d settled too late (%s)", m.id, m.result.name)
@@ -229,8 +248,9 @@ class Consumer:
                 for x in chunk:
                     x._claim()
                 self.client.nack(self.queue, [x.pair for x in chunk], count=False)
-        except (ConnectionClosed, ClientTimeout):
-            pass  # a closed connection gave them back already
+        except BeussError as err:
+            # A closed connection (or one the server ended) gave them back already.
+            log.info("beuss consumer: give-back on close not sent: %s", err)
         if self._toucher is not None:
             self._toucher.join()
             self._toucher = None
@@ -323,9 +343,17 @@ class AsyncConsumer:
                                            version=self.client.version_offered).connect()
             self._conn.on_close.append(self._space.set)
             self._feeder = asyncio.ensure_future(self._feed())
+            self._feeder.add_done_callback(self._fed)
             if self.auto_touch:
                 self._toucher = asyncio.ensure_future(self._touch_loop())
         return self
+
+    def _fed(self, task: "asyncio.Task[None]") -> None:
+        # The feeder only ends on stop(); if a bug ends it early, stop rather than
+        # leave the workers waiting for messages that will never come.
+        if not task.cancelled() and task.exception() is not None:
+            log.error("beuss consumer: leasing failed: %r", task.exception())
+            self.stop()
 
     def stop(self) -> None:
         """Stop leasing; ``run`` returns once running handlers are done (or cancelled
@@ -352,6 +380,7 @@ class AsyncConsumer:
                 await asyncio.wait(running)
         if self._toucher is not None:
             self._toucher.cancel()
+            await asyncio.gather(self._toucher, return_exceptions=True)  # no task left behind
         if self._feeder is not None and not self._feeder.done():
             # Its parked LEASE comes back within ``wait``; what it brings is given back.
             try:
@@ -413,6 +442,18 @@ class AsyncConsumer:
                 if self._stopping:
                     return
                 log.warning("beuss consumer: connection lost: %s", err)
+                continue
+            except ServerError as err:
+                if self._stopping:
+                    return
+                if err.fatal or not conn.connected:
+                    # SHUTTING_DOWN (a restart) or another fatal error: the loop's
+                    # top reconnects, as after a reset.
+                    log.warning("beuss consumer: connection ended by the server: %s", err)
+                else:
+                    # FULL: leasing would pass twice the memory cap (13.11).
+                    log.warning("beuss consumer: lease refused (%s); retrying", err)
+                    await asyncio.sleep(_RETRY)
                 continue
             if self._stopping:
                 if got:

@@ -32,6 +32,12 @@ class ProtocolError(BeussError):
     closed, since nothing after it can be trusted."""
 
 
+class Unsupported(BeussError):
+    """The protocol version negotiated by ``HELLO`` lacks this request (protocol.md
+    9.1: a client uses only the features of the version in the reply); nothing was
+    sent and the connection is fine."""
+
+
 class ServerError(BeussError):
     """An ``ERROR`` frame from the server.
 

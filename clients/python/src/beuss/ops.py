@@ -9,10 +9,9 @@ one; they become the protocol's milliseconds here.
 
 from __future__ import annotations
 
-from typing import Callable, Generic, List, Optional, Sequence, TypeVar
-
+from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
 from . import protocol as p
-from .errors import ProtocolError, RequestTimeout
+from .errors import BeussError, ProtocolError, RequestTimeout, ServerError, Unsupported
 from .models import Envelope, Published, PutResult, ServerInfo, SettleResult, Stats
 
 T = TypeVar("T")
@@ -28,12 +27,23 @@ class Op(Generic[T]):
     may hold the reply on purpose (a parked ``GET``), ``None`` = possibly for ever. A
     client's read timeout is ``wait`` plus its own margin."""
 
-    __slots__ = ("frame", "decode", "wait")
+    __slots__ = ("frame", "decode", "wait", "version")
 
-    def __init__(self, frame: bytes, decode: Callable[[int, bytes], T], wait: Optional[float] = 0.0) -> None:
+    def __init__(self, frame: bytes, decode: Callable[[int, bytes], T], wait: Optional[float] = 0.0,
+                 version: int = 1) -> None:
         self.frame = frame
         self.decode = decode
         self.wait = wait
+        #: The protocol version that defines this request (its opcode or flag).
+        self.version = version
+
+
+def check_version(ops: Sequence["Op[Any]"], negotiated: int) -> None:
+    """``Unsupported`` if a request needs a newer version than ``HELLO`` gave: a
+    version-1 or -2 server would answer it with a fatal error (protocol.md 9.2)."""
+    for op in ops:
+        if op.version > negotiated:
+            raise Unsupported(f"this request needs protocol version {op.version}; the connection speaks {negotiated}")
 
 
 def _unexpected(status: int, body: bytes) -> Exception:
@@ -58,7 +68,7 @@ def hello(version: int = p.PROTOCOL_VERSION) -> Op[ServerInfo]:
             raise _unexpected(status, body)
         return p.decode_hello(body)
 
-    return Op(p.encode_hello(version), decode)
+    return Op(p.encode_hello(version), decode, 0.0, 0)
 
 
 def ping() -> Op[None]:
@@ -82,9 +92,8 @@ def put(queue: str, body: bytes, delay: float = 0.0, priority: Optional[int] = N
     """``PUT``; with ``options`` (a version-2 server) the reply carries the id."""
     if options or delay or priority is not None:
         frame = p.encode_put(queue, body, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
-    else:
-        frame = p.encode_put(queue, body)
-    return Op(frame, _decode_put)
+        return Op(frame, _decode_put, 0.0, 2)
+    return Op(p.encode_put(queue, body), _decode_put)
 
 
 def put_frames(queue: str, bodies: Sequence[bytes], delay: float = 0.0, priority: Optional[int] = None, options: bool = True) -> List[bytes]:
@@ -99,6 +108,38 @@ def put_frames(queue: str, bodies: Sequence[bytes], delay: float = 0.0, priority
 
 #: Decoder of one ``PUT`` reply, for batches.
 decode_put = _decode_put
+
+
+class PutReplies:
+    """The replies of a ``put_many``, in order: a ``PutResult`` or the non-fatal error
+    (``Full``) for each body. ``add`` raises a fatal ``ServerError`` or a
+    ``ProtocolError``, after which the caller closes the connection."""
+
+    __slots__ = ("results", "first")
+
+    def __init__(self) -> None:
+        self.results: List[Any] = []
+        self.first: Optional[BeussError] = None
+
+    def add(self, status: int, body: bytes) -> None:
+        """Takes one reply."""
+        if status == p.S_STORED or status == p.S_TRUNCATED:
+            self.results.append(p.decode_put(status, body))
+            return
+        try:
+            self.results.append(_decode_put(status, body))
+        except ServerError as err:
+            if err.fatal:
+                raise
+            self.results.append(err)
+            self.first = self.first or err
+
+    def outcome(self) -> List[PutResult]:
+        """The results, or the first error with every result in its ``results``."""
+        if self.first is not None:
+            setattr(self.first, "results", self.results)
+            raise self.first
+        return self.results
 
 
 def _decode_messages(status: int, body: bytes) -> List[bytes]:
@@ -126,7 +167,7 @@ def _decode_envelopes(status: int, body: bytes) -> List[Envelope]:
 
 def get_meta(queue: str, wait: Optional[float] = 0.0, max: int = 1) -> Op[List[Envelope]]:
     """``GET`` with ``WITH_META``: like ``get`` but with ids, attempts and metadata."""
-    return Op(p.encode_get(queue, p.ms(wait), max, meta=True), _decode_envelopes, wait)
+    return Op(p.encode_get(queue, p.ms(wait), max, meta=True), _decode_envelopes, wait, 3)
 
 
 def purge(queue: str) -> Op[int]:
@@ -149,6 +190,18 @@ def stats(queue: Optional[str] = None) -> Op[Stats]:
         return p.decode_stats(body)
 
     return Op(p.encode_stats(queue), decode)
+
+
+def maker(build: Callable[[str, int, int, bytes, Optional[str], Optional[int]], M], queue: str) -> Maker[M]:
+    """A ``Maker`` calling ``build(queue, id, attempt, body, subject, reply_to)``."""
+
+    def make(d: p.RawDelivery) -> M:
+        meta = d[3]
+        if meta is None:
+            return build(queue, d[0], d[1], d[2], None, None)
+        return build(queue, d[0], d[1], d[2], meta.subject, meta.reply_to)
+
+    return make
 
 
 def lease(
@@ -175,7 +228,7 @@ def lease(
             return []
         raise _unexpected(status, body)
 
-    return Op(frame, decode, wait)
+    return Op(frame, decode, wait, 3 if meta else 2)
 
 
 def _decode_settled(status: int, body: bytes) -> List[SettleResult]:
@@ -187,24 +240,24 @@ def _decode_settled(status: int, body: bytes) -> List[SettleResult]:
 
 def ack(queue: str, pairs: Sequence[p.Pair]) -> Op[List[SettleResult]]:
     """``ACK`` the (id, attempt) pairs: one result per pair."""
-    return Op(p.encode_ack(queue, pairs), _decode_settled)
+    return Op(p.encode_ack(queue, pairs), _decode_settled, 0.0, 2)
 
 
 def nack(queue: str, pairs: Sequence[p.Pair], delay: float = 0.0, dead: bool = False, count: bool = True) -> Op[List[SettleResult]]:
     """``NACK``: give the messages back (after ``delay``), or to ``<queue>.dead`` with
     ``dead``; ``count=False`` does not charge the delivery (graceful shutdown)."""
     options = (p.NACK_DEAD if dead else 0) | (0 if count else p.NACK_NO_CHARGE)
-    return Op(p.encode_nack(queue, pairs, p.ms(delay, "delay"), options), _decode_settled)
+    return Op(p.encode_nack(queue, pairs, p.ms(delay, "delay"), options), _decode_settled, 0.0, 2)
 
 
 def touch(queue: str, pairs: Sequence[p.Pair], lease: Optional[float] = None) -> Op[List[SettleResult]]:
     """``TOUCH``: extend the leases to ``lease`` seconds from now (``None`` = as given)."""
-    return Op(p.encode_touch(queue, pairs, 0 if lease is None else p.ms(lease, "lease")), _decode_settled)
+    return Op(p.encode_touch(queue, pairs, 0 if lease is None else p.ms(lease, "lease")), _decode_settled, 0.0, 2)
 
 
 def peek(queue: str, max: int = 1, meta: bool = False) -> Op[List[Envelope]]:
     """``PEEK``: copies of the ready messages at the front, changing nothing."""
-    return Op(p.encode_peek(queue, max, meta), _decode_envelopes)
+    return Op(p.encode_peek(queue, max, meta), _decode_envelopes, 0.0, 3 if meta else 2)
 
 
 def move(source: str, dest: str, max: int = 0xFFFFFFFF) -> Op[int]:
@@ -215,7 +268,7 @@ def move(source: str, dest: str, max: int = 0xFFFFFFFF) -> Op[int]:
             raise _unexpected(status, body)
         return p.decode_u64(body)
 
-    return Op(p.encode_move(source, dest, max), decode)
+    return Op(p.encode_move(source, dest, max), decode, 0.0, 2)
 
 
 def _flag(expected: int) -> Callable[[int, bytes], bool]:
@@ -229,12 +282,12 @@ def _flag(expected: int) -> Callable[[int, bytes], bool]:
 
 def bind(pattern: str, queue: str) -> Op[bool]:
     """``BIND``: True if the binding is new."""
-    return Op(p.encode_bind(pattern, queue), _flag(p.S_BOUND))
+    return Op(p.encode_bind(pattern, queue), _flag(p.S_BOUND), 0.0, 3)
 
 
 def unbind(pattern: str, queue: str) -> Op[bool]:
     """``UNBIND``: True if a binding was removed."""
-    return Op(p.encode_unbind(pattern, queue), _flag(p.S_UNBOUND))
+    return Op(p.encode_unbind(pattern, queue), _flag(p.S_UNBOUND), 0.0, 3)
 
 
 def publish(
@@ -255,7 +308,7 @@ def publish(
         return p.decode_published(body)
 
     frame = p.encode_pub(subject, body, p.ms(delay, "delay"), priority, confirm, timeout_ms)
-    return Op(frame, decode, timeout if confirm else 0.0)
+    return Op(frame, decode, timeout if confirm else 0.0, 3)
 
 
 def subscribe(pattern: str, register: Callable[[int], M]) -> Op[M]:
@@ -267,12 +320,12 @@ def subscribe(pattern: str, register: Callable[[int], M]) -> Op[M]:
             raise _unexpected(status, body)
         return register(p.decode_u32(body))
 
-    return Op(p.encode_sub(pattern), decode)
+    return Op(p.encode_sub(pattern), decode, 0.0, 3)
 
 
 def unsubscribe(sid: int) -> Op[bool]:
     """``UNSUB``: True if the subscription was ended."""
-    return Op(p.encode_unsub(sid), _flag(p.S_UNSUBSCRIBED))
+    return Op(p.encode_unsub(sid), _flag(p.S_UNSUBSCRIBED), 0.0, 3)
 
 
 def request(subject: str, body: bytes, timeout: float = 5.0) -> Op[bytes]:
@@ -285,9 +338,130 @@ def request(subject: str, body: bytes, timeout: float = 5.0) -> Op[bytes]:
             raise RequestTimeout(f"no reply to {subject!r} within {timeout} s")
         raise _unexpected(status, body)
 
-    return Op(p.encode_req(subject, p.ms(timeout, "timeout"), body), decode, timeout)
+    return Op(p.encode_req(subject, p.ms(timeout, "timeout"), body), decode, timeout, 3)
 
 
 def reply(reply_to: int, body: bytes) -> Op[bool]:
     """``REPLY`` to a request's address: True if the requester got it."""
-    return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED))
+    return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED), 0.0, 3)
+
+
+B = TypeVar("B", bound="Batch")
+
+
+class _Source(Protocol):
+    """What a ``Batch`` needs of its client to build requests."""
+
+    _options: bool
+
+    def _maker(self, queue: str) -> Maker[Any]: ...
+
+    def _register(self, pattern: str) -> Callable[[int], Any]: ...
+
+
+class Batch:
+    """The request-queueing methods of ``Pipeline`` and ``AsyncPipeline``: each takes
+    the client method's arguments, queues the ``Op`` and returns the pipeline, so calls
+    chain. A subclass supplies ``_ops`` and how its client makes messages and
+    subscriptions; sending is its own business."""
+
+    def __init__(self, client: "_Source") -> None:
+        self._source = client
+        self._ops: List[Op[Any]] = []
+        #: What the last ``execute()`` returned.
+        self.results: List[Any] = []
+
+    def __len__(self) -> int:
+        return len(self._ops)
+
+    def _add(self: B, op: Op[Any]) -> B:
+        self._ops.append(op)
+        return self
+
+    def _put_options(self) -> bool:
+        return self._source._options
+
+    def _maker(self, queue: str) -> Maker[Any]:
+        return self._source._maker(queue)
+
+    def _register(self, pattern: str) -> Callable[[int], Any]:
+        return self._source._register(pattern)
+
+    def ping(self: B) -> B:
+        """Queue a ``ping``."""
+        return self._add(ping())
+
+    def put(self: B, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> B:
+        """Queue a ``put``."""
+        return self._add(put(queue, body, delay, priority, self._put_options()))
+
+    def get(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> B:
+        """Queue a ``get``."""
+        return self._add(get(queue, wait, max))
+
+    def get_meta(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> B:
+        """Queue a ``get_meta``."""
+        return self._add(get_meta(queue, wait, max))
+
+    def purge(self: B, queue: str) -> B:
+        """Queue a ``purge``."""
+        return self._add(purge(queue))
+
+    def stats(self: B, queue: Optional[str] = None) -> B:
+        """Queue a ``stats``."""
+        return self._add(stats(queue))
+
+    def lease(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1, lease: Optional[float] = None,
+              max_deliveries: int = 0, detached: bool = False, meta: bool = False) -> B:
+        """Queue a ``lease``."""
+        return self._add(_lease(queue, self._maker(queue), wait, max, lease, max_deliveries, detached, meta))
+
+    def ack(self: B, queue: str, pairs: Sequence[Tuple[int, int]]) -> B:
+        """Queue an ``ack``."""
+        return self._add(ack(queue, pairs))
+
+    def nack(self: B, queue: str, pairs: Sequence[Tuple[int, int]], *, delay: float = 0.0, dead: bool = False,
+             count: bool = True) -> B:
+        """Queue a ``nack``."""
+        return self._add(nack(queue, pairs, delay, dead, count))
+
+    def touch(self: B, queue: str, pairs: Sequence[Tuple[int, int]], *, lease: Optional[float] = None) -> B:
+        """Queue a ``touch``."""
+        return self._add(touch(queue, pairs, lease))
+
+    def peek(self: B, queue: str, *, max: int = 1, meta: bool = False) -> B:
+        """Queue a ``peek``."""
+        return self._add(peek(queue, max, meta))
+
+    def move(self: B, source: str, dest: str, *, max: int = 0xFFFFFFFF) -> B:
+        """Queue a ``move``."""
+        return self._add(move(source, dest, max))
+
+    def bind(self: B, pattern: str, queue: str) -> B:
+        """Queue a ``bind``."""
+        return self._add(bind(pattern, queue))
+
+    def unbind(self: B, pattern: str, queue: str) -> B:
+        """Queue an ``unbind``."""
+        return self._add(unbind(pattern, queue))
+
+    def publish(self: B, subject: str, body: bytes, *, delay: float = 0.0, priority: int = p.DEFAULT_PRIORITY,
+                confirm: int = 0, timeout: float = 5.0) -> B:
+        """Queue a ``publish``."""
+        return self._add(publish(subject, body, delay, priority, confirm, timeout))
+
+    def reply(self: B, reply_to: int, body: bytes) -> B:
+        """Queue a ``reply``."""
+        return self._add(reply(reply_to, body))
+
+    def request(self: B, subject: str, body: bytes, *, timeout: float = 5.0) -> B:
+        """Queue a ``request`` (it holds back the replies behind it until answered)."""
+        return self._add(request(subject, body, timeout))
+
+    def subscribe(self: B, pattern: str) -> B:
+        """Queue a ``subscribe``; its result is the subscription."""
+        return self._add(subscribe(pattern, self._register(pattern)))
+
+
+#: ``lease`` under a name the ``Batch.lease`` method does not hide.
+_lease = lease

@@ -130,6 +130,15 @@ def ms(seconds: Optional[float], what: str = "wait") -> int:
     return value
 
 
+def _count(value: int, low: int, high: int, what: str) -> int:
+    """``value`` if ``low <= value <= high``; else ``ValueError``: the values the server
+    answers with a fatal ``BAD_ARGUMENT`` (or that do not fit their field) are refused
+    here, like bad names."""
+    if not low <= value <= high:
+        raise ValueError(f"{what} must be {low}..{high}, got {value}")
+    return value
+
+
 def _control(opcode: int, body: bytes, flags: int = 0) -> bytes:
     return _HEAD.pack(2 + len(body), opcode, flags) + body
 
@@ -171,6 +180,7 @@ def encode_put(queue: str, payload: bytes, delay_ms: Optional[int] = None, prior
 
 def encode_get(queue: str, wait_ms: int, max_count: int, meta: bool = False) -> bytes:
     """``GET`` (3.5), with ``WITH_META`` (15.9) when ``meta``."""
+    _count(max_count, 1, 0xFFFF, "max")
     return _control(GET, name(queue) + _WAIT_MAX.pack(wait_ms, max_count), FLAG_WITH_META if meta else 0)
 
 
@@ -194,6 +204,8 @@ def encode_lease(
     meta: bool = False,
 ) -> bytes:
     """``LEASE`` (13.5)."""
+    _count(max_count, 1, 0xFFFF, "max")
+    _count(max_deliveries, 0, 0xFFFF, "max_deliveries")
     tail = _LEASE_TAIL.pack(wait_ms, max_count, lease_ms, max_deliveries, options)
     return _control(LEASE, name(queue) + tail, FLAG_WITH_META if meta else 0)
 
@@ -222,11 +234,15 @@ def encode_touch(queue: str, pairs: Sequence[Pair], lease_ms: int = 0) -> bytes:
 
 def encode_peek(queue: str, max_count: int, meta: bool = False) -> bytes:
     """``PEEK`` (13.8)."""
+    _count(max_count, 1, 0xFFFF, "max")
     return _control(PEEK, name(queue) + _U16.pack(max_count), FLAG_WITH_META if meta else 0)
 
 
 def encode_move(source: str, dest: str, max_count: int) -> bytes:
     """``MOVE`` (13.9)."""
+    _count(max_count, 1, 0xFFFFFFFF, "max")
+    if source == dest:
+        raise ValueError("MOVE needs two different queues")
     return _control(MOVE, name(source) + name(dest) + _U32.pack(max_count))
 
 
@@ -249,6 +265,10 @@ def encode_pub(
     timeout_ms: int = 0,
 ) -> bytes:
     """``PUB`` (15.4)."""
+    _count(priority, 0, 9, "priority")
+    _count(confirm, 0, 0xFFFFFFFF, "confirm")
+    if confirm:
+        _count(timeout_ms, 1, 0xFFFFFFFF, "a confirmed publish's timeout in ms")
     head = bytes((PUB, 0)) + name(subject, "subject") + _PUB_TAIL.pack(delay_ms, priority, confirm, timeout_ms)
     return _U32.pack(len(head) + len(payload)) + head + payload
 
@@ -265,6 +285,7 @@ def encode_unsub(sid: int) -> bytes:
 
 def encode_req(subject: str, timeout_ms: int, payload: bytes) -> bytes:
     """``REQ`` (15.8)."""
+    _count(timeout_ms, 1, 0xFFFFFFFF, "a request's timeout in ms")
     head = bytes((REQ, 0)) + name(subject, "subject") + _U32.pack(timeout_ms)
     return _U32.pack(len(head) + len(payload)) + head + payload
 

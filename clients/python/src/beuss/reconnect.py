@@ -17,13 +17,17 @@ import asyncio
 import time
 from typing import TYPE_CHECKING, Awaitable, Callable, TypeVar
 
-from .errors import BeussError, ClientTimeout, ConnectionClosed
+from .errors import BeussError, ClientTimeout, ConnectionClosed, ShuttingDown, TooManyConnections
 
 if TYPE_CHECKING:  # pragma: no cover
     from .aio import AsyncClient
     from .client import Client
 
 T = TypeVar("T")
+
+#: What ends a connection: a reset or timeout, and the two errors the server sends of
+#: its own accord (protocol.md 2.8), after which the request was not carried out.
+_BROKEN = (ConnectionClosed, ClientTimeout, ShuttingDown, TooManyConnections)
 
 
 def with_reconnect(
@@ -34,8 +38,8 @@ def with_reconnect(
     attempts: int = 5,
     delay: float = 0.1,
 ) -> T:
-    """Run ``operation(client)``; if the connection breaks (``ConnectionClosed`` or
-    ``ClientTimeout``), reconnect (up to ``attempts`` tries, ``delay`` doubling) and,
+    """Run ``operation(client)``; if the connection breaks (``ConnectionClosed``,
+    ``ClientTimeout``, or the server's ``ShuttingDown``/``TooManyConnections``), reconnect (up to ``attempts`` tries, ``delay`` doubling) and,
     only with ``replay``, run it again. Without ``replay`` the error is raised once the
     client is connected again."""
     tries = 0
@@ -44,7 +48,7 @@ def with_reconnect(
             _reopen(client, attempts, delay)
         try:
             return operation(client)
-        except (ConnectionClosed, ClientTimeout):
+        except _BROKEN:
             tries += 1
             _reopen(client, attempts, delay)
             if not replay or tries >= attempts:
@@ -77,7 +81,7 @@ async def with_reconnect_async(
             await _reopen_async(client, attempts, delay)
         try:
             return await operation(client)
-        except (ConnectionClosed, ClientTimeout):
+        except _BROKEN:
             tries += 1
             await _reopen_async(client, attempts, delay)
             if not replay or tries >= attempts:
