@@ -2019,10 +2019,17 @@ pub(super) fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
                 // A decoder-accepted request re-encodes to exactly its bytes.
                 Decoded::Request(req) => assert_eq!(encode(&req), &buf[..n], "{buf:?}"),
                 Decoded::PutHead {
-                    queue, payload_len, ..
+                    queue,
+                    options,
+                    payload_len,
                 } => {
                     assert!(payload_len as usize > max_payload);
-                    assert_eq!(n, REQUEST_HEADER + 1 + queue.len());
+                    let fields = if options.is_some() {
+                        PUT_OPTIONS_LEN
+                    } else {
+                        0
+                    };
+                    assert_eq!(n, REQUEST_HEADER + 1 + queue.len() + fields);
                 }
                 // A head is the frame without its payload: the same bytes but for the
                 // length prefix.
