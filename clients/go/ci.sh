@@ -5,7 +5,7 @@
 # the client module has no dependencies.
 #
 # Environment: BEUSS_SERVER (server binary; default <repo>/target/debug/beuss-server,
-# built with cargo when missing), BEUSS_GO_RACE=1 (also run the tests with -race).
+# which ci.sh first brings up to date with cargo), BEUSS_GO_RACE=1 (also run the tests with -race).
 set -euo pipefail
 here="$(cd "$(dirname "$0")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -27,13 +27,12 @@ if [ -z "${GOCACHE:-}" ] && ! { [ -n "${HOME:-}" ] && [ -w "${HOME:-/nonexistent
     export GOPATH="${GOPATH:-$repo/target/go-path}"
 fi
 
-server="${BEUSS_SERVER:-$repo/target/debug/beuss-server}"
-if [ ! -x "$server" ]; then
-    echo "ci.sh: no server at $server, building it" >&2
-    (cd "$repo" && cargo build --bin beuss-server)
-    server="$repo/target/debug/beuss-server"
+# Without $BEUSS_SERVER, the checkout's own debug build, brought up to date (a no-op
+# when it is), so that a stale binary from an older checkout is never tested.
+if [ -z "${BEUSS_SERVER:-}" ]; then
+    (cd "$repo" && cargo build --quiet --bin beuss-server)
+    export BEUSS_SERVER="$repo/target/debug/beuss-server"
 fi
-export BEUSS_SERVER="$server"
 
 go version
 cd "$here"

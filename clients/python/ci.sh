@@ -20,13 +20,12 @@ for cand in "${PYTHON_OLD:-}" python3.9 "$HOME"/.pyenv/versions/3.9*/bin/python;
   fi
 done
 
-server="${BEUSS_SERVER:-$repo/target/debug/beuss-server}"
-if [ ! -x "$server" ]; then
-  echo "python client: building $server"
+# Without $BEUSS_SERVER, the checkout's own debug build, brought up to date (a no-op
+# when it is), so that a stale binary from an older checkout is never tested.
+if [ -z "${BEUSS_SERVER:-}" ]; then
   (cd "$repo" && cargo build --quiet --bin beuss-server)
-  server="$repo/target/debug/beuss-server"
+  export BEUSS_SERVER="$repo/target/debug/beuss-server"
 fi
-export BEUSS_SERVER="$server"
 
 pip_quiet=(--quiet --disable-pip-version-check --no-input)
 

@@ -185,3 +185,15 @@ def test_values_the_server_refuses_fatally_are_refused_here() -> None:
     ops.move("a", "b", max=0xFFFFFFFF)
     ops.publish("s", b"", priority=9, confirm=0, timeout=0)
     ops.request("s", b"", timeout=0.001)
+
+
+def test_async_batches_are_cut_by_count_and_by_bytes() -> None:
+    from beuss.aio import _CHUNK, _CHUNK_BYTES, _chunks
+
+    assert list(_chunks([])) == []
+    assert list(_chunks([10] * (_CHUNK + 1))) == [(0, _CHUNK), (_CHUNK, _CHUNK + 1)]
+    big = _CHUNK_BYTES // 2 + 1
+    # Two frames over the byte budget go out apart; one frame over it goes alone.
+    assert list(_chunks([big, big, big])) == [(0, 1), (1, 2), (2, 3)]
+    assert list(_chunks([1, 3 * _CHUNK_BYTES, 1])) == [(0, 1), (1, 2), (2, 3)]
+    assert list(_chunks([_CHUNK_BYTES // 4] * 4)) == [(0, 4)]

@@ -13,7 +13,7 @@ import asyncio
 import collections
 import functools
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, List, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
 
 from . import ops
 from . import protocol as p
@@ -28,6 +28,22 @@ if TYPE_CHECKING:  # pragma: no cover - names for the type checker
 T = TypeVar("T")
 
 _CHUNK = 1024
+# ...and at most about this many bytes, so that a batch of large payloads is not
+# copied into one huge buffer before the first byte goes out.
+_CHUNK_BYTES = 1 << 20
+
+
+def _chunks(sizes: Sequence[int]) -> Iterator[Tuple[int, int]]:
+    """(start, end) slices of a batch, each at most ``_CHUNK`` frames and, unless
+    a single frame is bigger, ``_CHUNK_BYTES`` bytes."""
+    start = total = 0
+    for i, size in enumerate(sizes):
+        if i > start and (i - start >= _CHUNK or total + size > _CHUNK_BYTES):
+            yield start, i
+            start, total = i, 0
+        total += size
+    if start < len(sizes):
+        yield start, len(sizes)
 
 
 class _Entry:
@@ -438,8 +454,8 @@ class AsyncClient:
         assert self._loop is not None
         ops.check_version(batch, self.server.version)
         futs: List["asyncio.Future[Any]"] = []
-        for start in range(0, len(batch), _CHUNK):
-            chunk = batch[start : start + _CHUNK]
+        for start, end in _chunks([len(op.frame) for op in batch]):
+            chunk = batch[start:end]
             entries = []
             for op in chunk:
                 fut: "asyncio.Future[Any]" = self._loop.create_future()
@@ -470,8 +486,8 @@ class AsyncClient:
         ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
         batches: List["asyncio.Future[ops.PutReplies]"] = []
-        for start in range(0, len(frames), _CHUNK):
-            chunk = frames[start : start + _CHUNK]
+        for start, end in _chunks([len(f) for f in frames]):
+            chunk = frames[start:end]
             fut: "asyncio.Future[ops.PutReplies]" = self._loop.create_future()
             self._write(b"".join(chunk), (_PutBatch(len(chunk), fut, self.timeout),))
             batches.append(fut)
