@@ -83,13 +83,47 @@ export interface PublishOptions extends codec.PutOptions {
   timeoutMs?: number;
 }
 
-/** Which address BHOST/BPORT name, like the CLI (default localhost:6552). */
+/** Port the server and the CLI use when none is given. */
+const DEFAULT_PORT = 6552;
+
+function parsePort(p: string, what: string): number {
+  const t = p.trim();
+  const port = /^[0-9]{1,5}$/.test(t) ? Number(t) : NaN;
+  if (!(port >= 0 && port <= 65535)) throw new RangeError(`${what} is not a port number (0-65535): ${p}`);
+  return port;
+}
+
+/** A host as net.connect takes it: an IPv6 address without its brackets. */
+function bareHost(h: string): string {
+  const t = h.trim();
+  return t.startsWith("[") && t.endsWith("]") ? t.slice(1, -1) : t;
+}
+
+/** Which address BHOST/BPORT name, like the CLI (default localhost:6552; blank = unset). */
 export function addressFromEnv(): { host: string; port: number } {
-  const host = process.env["BHOST"] || "localhost";
-  const p = process.env["BPORT"];
-  const port = p ? Number.parseInt(p, 10) : 6552;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`BPORT is not a port: ${p}`);
-  return { host, port };
+  const h = process.env["BHOST"]?.trim();
+  const p = process.env["BPORT"]?.trim();
+  return { host: h ? bareHost(h) : "localhost", port: p ? parsePort(p, "BPORT") : DEFAULT_PORT };
+}
+
+/**
+ * Splits "host:port", "[v6]:port", "[v6]", a bare IPv6 address or a host name (the
+ * port defaults to 6552). A string with more than one ":" and no brackets is an IPv6
+ * address without a port, as the CLI's BHOST=::1 is.
+ */
+export function parseAddress(address: string): { host: string; port: number } {
+  const a = address.trim();
+  const close = a.startsWith("[") ? a.indexOf("]") : -1;
+  if (close > 0) {
+    const host = a.slice(1, close);
+    const rest = a.slice(close + 1);
+    if (rest === "") return { host, port: DEFAULT_PORT };
+    if (!rest.startsWith(":")) throw new RangeError(`not an address: ${address}`);
+    return { host, port: parsePort(rest.slice(1), `the port of ${address}`) };
+  }
+  const i = a.indexOf(":");
+  if (i < 0 || a.indexOf(":", i + 1) >= 0) return { host: a, port: DEFAULT_PORT };
+  return { host: a.slice(0, i), port: parsePort(a.slice(i + 1), `the port of ${address}`) };
 }
 
 function waitField(waitMs: number | undefined): number {
@@ -221,6 +255,9 @@ export class Client implements Settler {
   }
 
   private req<T>(frame: Buffer, decode: (b: Buffer) => T, waitMs = 0): Promise<T> {
+    // Settles gathered this tick were asked for first: they go out first, so that a
+    // request made after msg.nack() sees the message back.
+    if (this.batches.size > 0) this.flushSettles();
     return this.conn.request(frame, decode, waitMs);
   }
 
@@ -584,14 +621,17 @@ function receive(withMeta: boolean, plain: (b: Buffer) => codec.RawMessage[], st
 /**
  * Connects to a beuss server and says HELLO (asking for version 3). With no options,
  * the address comes from BHOST and BPORT (default localhost:6552), as for the CLI.
- * A string is taken as "host:port".
+ * A string is an address as {@link parseAddress} reads it: "host:port", "[::1]:6552", "::1".
  */
 export function connect(options?: ConnectOptions | string): Promise<Client> {
   if (typeof options === "string") {
-    const i = options.lastIndexOf(":");
-    if (i < 0) return Client.open({ host: options });
-    const host = options.slice(0, i).replace(/^\[|\]$/g, "");
-    return Client.open({ host, port: Number.parseInt(options.slice(i + 1), 10) });
+    let addr: { host: string; port: number };
+    try {
+      addr = parseAddress(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Client.open(addr);
   }
   return Client.open(options);
 }

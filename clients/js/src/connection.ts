@@ -57,6 +57,8 @@ export class Connection {
   // The oldest request's deadline (performance.now() ms) and the timer that checks it.
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
+  // When `timer` fires (performance.now() ms).
+  private timerAt = Infinity;
   private closedError: Error | undefined;
   private readonly closeListeners: ((e: Error) => void)[] = [];
   /** Receives every EVENT frame. */
@@ -159,11 +161,20 @@ export class Connection {
 
   private arm(budget: number): void {
     this.deadline = budget === Infinity ? Infinity : performance.now() + budget;
-    if (this.deadline !== Infinity && this.timer === undefined) this.schedule(budget);
+    if (this.deadline === Infinity) return;
+    // A timer set for a longer wait (a parked GET answered early) would fire too late
+    // for this request: move it forward.
+    if (this.timer !== undefined && this.timerAt > this.deadline) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.timer === undefined) this.schedule(budget);
   }
 
   private schedule(ms: number): void {
-    this.timer = setTimeout(() => this.check(), Math.max(1, Math.ceil(ms)));
+    const wait = Math.max(1, Math.ceil(ms));
+    this.timerAt = performance.now() + wait;
+    this.timer = setTimeout(() => this.check(), wait);
     this.timer.unref?.();
   }
 
@@ -235,6 +246,11 @@ export class Connection {
         err = serverError(d.code, d.fatal, d.text);
       } catch (e) {
         this.fail(new ProtocolError(`bad ERROR frame: ${(e as Error).message}`, { cause: e }));
+        return;
+      }
+      if (!p && !err.fatal) {
+        // Only fatal errors come unprompted (2.8): the peer and this client disagree.
+        this.fail(new ProtocolError(`server sent a non-fatal ${err.message} with no request in flight`, { cause: err }));
         return;
       }
       if (p) this.shift();
