@@ -16,8 +16,9 @@
  * returns its messages at once.
  */
 import type { Client } from "./client.js";
-import { nameBytes } from "./codec.js";
-import type { LeasedMessage, NackOptions } from "./message.js";
+import { nameBytes, type LeasePair, type SettleResult } from "./codec.js";
+import { ConnectionError } from "./errors.js";
+import type { LeasedMessage, NackOptions, Settler } from "./message.js";
 
 /** Runs the work for one message; may settle it itself. The signal aborts on timeout or close. */
 export type Handler = (message: LeasedMessage, signal: AbortSignal) => unknown;
@@ -70,6 +71,12 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
   private readonly settles = new Set<Promise<unknown>>();
   private readonly running = new Set<Promise<void>>();
   private closing = false;
+  // Set once close() is done: nothing may open a connection after that.
+  private finished = false;
+  private settlerOpening: Promise<Client> | undefined;
+  // What every leased message settles through: the settle connection of the moment,
+  // reopened if it was lost, so a message leased before a loss can still be acked.
+  private readonly via: Settler = { settle: (k, q, p, a) => this.settleOn(k, q, p, a) };
   private started = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
@@ -127,8 +134,32 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
   /** Opens (or reopens after a failure) the two connections. */
   private async ensure(): Promise<[Client, Client]> {
     if (!this.leaser || this.leaser.closed) this.leaser = await this.dial();
-    if (!this.settler || this.settler.closed) this.settler = await this.dial();
-    return [this.leaser, this.settler];
+    const settler = await this.settleClient();
+    return [this.leaser, settler];
+  }
+
+  /** The open settle connection, or a new one (one at a time), unless close() is done. */
+  private settleClient(): Promise<Client> {
+    if (this.settler && !this.settler.closed) return Promise.resolve(this.settler);
+    if (this.finished) return Promise.reject(new ConnectionError("consumer closed"));
+    this.settlerOpening ??= this.open()
+      .then((c) => {
+        if (this.finished) {
+          c.destroy();
+          throw new ConnectionError("consumer closed");
+        }
+        this.settler = c;
+        return c;
+      })
+      .finally(() => (this.settlerOpening = undefined));
+    return this.settlerOpening;
+  }
+
+  private async settleOn(kind: "ack" | "nack" | "touch", queue: string, pair: LeasePair, arg: NackOptions | number): Promise<SettleResult> {
+    // With the connection open, settle() is called before the first await, so the
+    // settles of one tick still go out as one request.
+    const s = this.settler && !this.settler.closed ? this.settler : await this.settleClient();
+    return s.settle(kind, queue, pair, arg);
   }
 
   /** Opens a connection, unless close() began meanwhile: then nothing is left open. */
@@ -150,9 +181,8 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         continue;
       }
       let leaser: Client;
-      let settler: Client;
       try {
-        [leaser, settler] = await this.ensure();
+        [leaser] = await this.ensure();
       } catch (e) {
         if (this.closing) break;
         this.o.onError?.(e);
@@ -184,7 +214,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
       const now = Date.now();
       for (const m of got) {
         // Settle through the connection that never parks.
-        rebind(m, settler);
+        m.settler = this.via;
         this.held.set(m, { touchedAt: now, started: false });
         if (this.closing) continue;
         if (this.handler) this.startHandler(m, this.handler);
@@ -352,6 +382,8 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
     this.leaser?.destroy();
     this.settler?.flushSettles();
     await Promise.allSettled([...this.settles]);
+    this.finished = true;
+    await this.settlerOpening?.catch(() => undefined);
     await this.settler?.close().catch(() => undefined);
   }
 }
@@ -363,9 +395,4 @@ export class HandlerTimeoutError extends Error {
 
 function sleep(ms: number): Promise<void> {
   return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Points a leased message's settles at another client (the consumer's settle connection). */
-function rebind(m: LeasedMessage, c: Client): void {
-  m.settler = c;
 }

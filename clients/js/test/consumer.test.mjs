@@ -168,3 +168,28 @@ test("close() waits for running handlers and gives back what was not started", a
   const [b] = await c.get(q, { max: 10 });
   assert.equal(b.text(), "b");
 });
+
+test("the settle connection lost while a handler runs: its ack goes through a new one", { timeout: 20_000 }, async () => {
+  const q = uniq();
+  await c.put(q, "x");
+  const started = deferred();
+  const release = deferred();
+  const errors = [];
+  const cons = c.consume(q, { leaseMs: 60_000, onError: (e) => errors.push(e) });
+  const done = deferred();
+  void cons.run(async () => {
+    started.resolve();
+    await release.promise;
+    done.resolve();
+  });
+  await started.promise;
+  // Reaching into the consumer: its settle connection drops (the leases live on the other).
+  cons.settler.destroy();
+  release.resolve();
+  await done.promise;
+  // Without a new settle connection the ack fails and the message stays leased a minute.
+  while ((await queueFigures(q)).get("acks") !== 1n);
+  await cons.close();
+  assert.deepEqual(errors, []);
+  assert.equal((await queueFigures(q)).get("redeliveries"), 0n);
+});
