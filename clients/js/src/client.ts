@@ -21,7 +21,7 @@ import {
   type Stats,
 } from "./codec.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
-import { ConnectionError, RequestTimeoutError } from "./errors.js";
+import { ConnectionError, RequestTimeoutError, UnsupportedError } from "./errors.js";
 import { LeasedMessage, Message, type NackOptions, type Settler } from "./message.js";
 import { Subscription } from "./subscription.js";
 import { Consumer, type ConsumeOptions, type Handler } from "./consumer.js";
@@ -254,6 +254,13 @@ export class Client implements Settler {
     old.destroy("replaced by reconnect()");
   }
 
+  /** Throws UnsupportedError unless the negotiated version is at least `version` (9.1). */
+  private need(version: number, what: string): void {
+    if (this.server.version < version) {
+      throw new UnsupportedError(`${what} needs protocol version ${version}; this connection speaks ${this.server.version}`);
+    }
+  }
+
   private req<T>(frame: Buffer, decode: (b: Buffer) => T, waitMs = 0): Promise<T> {
     // Settles gathered this tick were asked for first: they go out first, so that a
     // request made after msg.nack() sees the message back.
@@ -280,6 +287,7 @@ export class Client implements Settler {
    * Rejects with FullError (not fatal) when the server is over its memory cap.
    */
   put(queue: string, payload: Payload, options?: codec.PutOptions): Promise<PutResult> {
+    if (options !== undefined) this.need(2, "PUT with options");
     const withId = this.putWithId || options !== undefined;
     const frame = codec.encodePut(nameBytes(queue), toBytes(payload), withId ? (options ?? {}) : undefined);
     return this.req(frame, expect2(Status.STORED, Status.TRUNCATED, (b) => codec.decodePut(b, withId)));
@@ -304,6 +312,7 @@ export class Client implements Settler {
    * empty. Resolves [] when nothing came. At-most-once: use lease() for at-least-once.
    */
   get(queue: string, options: GetOptions = {}): Promise<Message[]> {
+    if (options.withMeta) this.need(3, "withMeta");
     const w = waitField(options.waitMs);
     const meta = options.withMeta ?? false;
     const frame = codec.encodeGet(nameBytes(queue), w, options.max ?? 1, meta);
@@ -333,6 +342,7 @@ export class Client implements Settler {
    * server until acked, and come back (attempt + 1) if the lease ends first.
    */
   lease(queue: string, options: LeaseOptions = {}): Promise<LeasedMessage[]> {
+    this.need(options.withMeta ? 3 : 2, options.withMeta ? "LEASE withMeta" : "LEASE");
     const w = waitField(options.waitMs);
     const meta = options.withMeta ?? false;
     const md = options.maxDeliveries ?? 0;
@@ -369,6 +379,7 @@ export class Client implements Settler {
   }
 
   private async settleMany(pairs: readonly LeasePair[], enc: (ch: readonly LeasePair[]) => Buffer): Promise<SettleResult[]> {
+    this.need(2, "ACK, NACK and TOUCH");
     if (pairs.length === 0) return [];
     const ps: Promise<SettleResult[]>[] = [];
     for (let i = 0; i < pairs.length; i += MAX_SETTLE_PAIRS) {
@@ -424,6 +435,7 @@ export class Client implements Settler {
 
   /** Copies of the ready messages at the front of `queue`, without changing anything. */
   peek(queue: string, options: { max?: number; withMeta?: boolean } = {}): Promise<Message[]> {
+    this.need(options.withMeta ? 3 : 2, options.withMeta ? "PEEK withMeta" : "PEEK");
     const meta = options.withMeta ?? false;
     const frame = codec.encodePeek(nameBytes(queue), options.max ?? 1, meta);
     const decode = receive(meta, codec.decodeLeased, Status.PEEKED);
@@ -432,16 +444,19 @@ export class Client implements Settler {
 
   /** Moves up to `max` ready messages from `from` to the end of `to`; resolves how many. */
   move(from: string, to: string, max = 0xffffffff): Promise<bigint> {
+    this.need(2, "MOVE");
     return this.req(codec.encodeMove(nameBytes(from), nameBytes(to), max), expect(Status.MOVED, codec.decodeCount64));
   }
 
   /** Binds `pattern` onto `queue` (15.3); resolves true if the binding is new. */
   bind(pattern: string, queue: string): Promise<boolean> {
+    this.need(3, "BIND");
     return this.req(codec.encodeBind(nameBytes(pattern, "pattern"), nameBytes(queue)), expect(Status.BOUND, codec.decodeFlag));
   }
 
   /** Removes the binding of `pattern` onto `queue`; resolves true if there was one. */
   unbind(pattern: string, queue: string): Promise<boolean> {
+    this.need(3, "UNBIND");
     return this.req(codec.encodeBind(nameBytes(pattern, "pattern"), nameBytes(queue), true), expect(Status.UNBOUND, codec.decodeFlag));
   }
 
@@ -452,6 +467,7 @@ export class Client implements Settler {
    * queues match.
    */
   publish(subject: string, payload: Payload, options: PublishOptions = {}): Promise<PublishResult> {
+    this.need(3, "PUB");
     const confirm = options.confirm ?? 0;
     const timeoutMs = confirm > 0 ? Math.ceil(options.timeoutMs ?? 5000) : 0;
     const frame = codec.encodePub(
@@ -467,6 +483,7 @@ export class Client implements Settler {
    * `for await`; leaving the loop (or unsubscribe()) ends it.
    */
   subscribe(pattern: string): Promise<Subscription> {
+    this.need(3, "SUB");
     const frame = codec.encodeSub(nameBytes(pattern, "pattern"));
     // The subscription is registered while the SUBSCRIBED frame is decoded, before the
     // next frame is read, so that an EVENT right behind it finds it.
@@ -489,6 +506,7 @@ export class Client implements Settler {
 
   /** Ends subscription `sid` (15.6); resolves true if it existed. */
   unsubscribe(sid: number): Promise<boolean> {
+    this.need(3, "UNSUB");
     return this.req(
       codec.encodeUnsub(sid),
       expect(Status.UNSUBSCRIBED, (b) => {
@@ -506,6 +524,7 @@ export class Client implements Settler {
    * (default 5000).
    */
   request(subject: string, payload: Payload, options: { timeoutMs?: number } = {}): Promise<Message> {
+    this.need(3, "REQ");
     const t = Math.ceil(options.timeoutMs ?? 5000);
     const frame = codec.encodeReq(nameBytes(subject, "subject"), t, toBytes(payload));
     return this.req(
@@ -521,6 +540,7 @@ export class Client implements Settler {
 
   /** Answers a request by its reply address; resolves true if the requester got it. */
   reply(replyTo: bigint, payload: Payload): Promise<boolean> {
+    this.need(3, "REPLY");
     return this.req(codec.encodeReply(replyTo, toBytes(payload)), expect(Status.REPLIED, codec.decodeFlag));
   }
 

@@ -276,3 +276,46 @@ test("Reconnector.close() while it is dialling leaves no connection open", { tim
   for (const c of made) assert.ok(c.closed, "a client made after close() was left open");
   await srv.stop();
 });
+
+test("a process exits by itself once its clients, consumer and reconnector are closed", { timeout: 30_000 }, async () => {
+  const { spawn } = await import("node:child_process");
+  const srv = await startServer();
+  try {
+    const child = spawn(process.execPath, [new URL("./helpers/exit-after-close.mjs", import.meta.url).pathname, srv.host, String(srv.port)], {
+      stdio: ["ignore", "pipe", "inherit"],
+    });
+    let out = "";
+    child.stdout.on("data", (d) => (out += d));
+    const [code] = await new Promise((r) => child.once("exit", (...a) => r(a)));
+    assert.equal(code, 0);
+    assert.match(out, /closed/);
+  } finally {
+    await srv.stop();
+  }
+});
+
+test("HELLO negotiation: newer requests are refused client-side on an older version, the connection goes on", async () => {
+  const srv = await startServer();
+  try {
+    const v1 = await srv.connect({ version: 1 });
+    assert.equal(v1.server.version, 1);
+    assert.throws(() => v1.lease("q"), beuss.UnsupportedError);
+    assert.throws(() => v1.put("q", "x", { priority: 1 }), beuss.UnsupportedError);
+    assert.throws(() => v1.subscribe("a.b"), beuss.UnsupportedError);
+    assert.throws(() => v1.get("q", { withMeta: true }), beuss.UnsupportedError);
+    assert.deepEqual(await v1.put("q", "x"), { truncated: false });
+    await v1.ping();
+    await v1.close();
+    const v2 = await srv.connect({ version: 2 });
+    assert.equal(v2.server.version, 2);
+    assert.equal(typeof (await v2.put("q", "y")).id, "bigint");
+    assert.equal((await v2.lease("q", { max: 5 })).length, 2);
+    assert.throws(() => v2.publish("a.b", "x"), beuss.UnsupportedError);
+    await v2.close();
+    const v9 = await srv.connect({ version: 9 });
+    assert.equal(v9.server.version, 3);
+    await v9.close();
+  } finally {
+    await srv.stop();
+  }
+});
