@@ -80,6 +80,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
   private started = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  private wakeBackOff: (() => void) | undefined;
   private touchTimer: NodeJS.Timeout | undefined;
   // Iteration mode: leased messages not yet handed out, and a waiting next().
   private readonly buffer: LeasedMessage[] = [];
@@ -180,19 +181,10 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
-      let leaser: Client;
-      try {
-        [leaser] = await this.ensure();
-      } catch (e) {
-        if (this.closing) break;
-        this.o.onError?.(e);
-        await sleep(retry);
-        retry = Math.min(5000, retry * 2);
-        continue;
-      }
-      if (this.closing) break;
       let got: LeasedMessage[];
       try {
+        const [leaser] = await this.ensure();
+        if (this.closing) break;
         got = await leaser.lease(this.queue, {
           waitMs: this.o.waitMs,
           max: Math.min(free, 65535),
@@ -203,11 +195,11 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         retry = 100;
       } catch (e) {
         if (this.closing) break;
-        // FULL (leasing past twice the memory cap) or a lost connection, after which the
-        // server has returned what we held (our copies are stale): back off; ensure()
-        // reconnects.
+        // No connection, FULL (leasing past twice the memory cap) or a lost connection,
+        // after which the server has returned what we held (our copies are stale): back
+        // off; ensure() reconnects.
         this.o.onError?.(e);
-        await sleep(retry);
+        await this.backOff(retry);
         retry = Math.min(5000, retry * 2);
         continue;
       }
@@ -222,6 +214,17 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
       }
       if (this.closing) this.giveBack();
     }
+  }
+
+  /** Waits `ms` before the next try, or less if close() begins meanwhile. */
+  private backOff(ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      this.wakeBackOff = () => {
+        clearTimeout(t);
+        r();
+      };
+    }).finally(() => (this.wakeBackOff = undefined));
   }
 
   private startHandler(m: LeasedMessage, handler: Handler): void {
@@ -366,6 +369,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
     this.waiter?.(undefined);
     this.waiter = undefined;
     this.wake?.();
+    this.wakeBackOff?.();
     if (this.touchTimer) clearInterval(this.touchTimer);
     // Running handlers keep their leases alive until they finish.
     const keepTouching = setInterval(() => this.touchDue(), Math.max(50, this.o.leaseMs / 4));
@@ -391,8 +395,4 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
 /** A handler ran past `handlerTimeoutMs`. */
 export class HandlerTimeoutError extends Error {
   override name = "HandlerTimeoutError";
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
 }
