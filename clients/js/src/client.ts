@@ -340,6 +340,9 @@ export class Client implements Settler {
   /**
    * Takes up to `max` messages under a lease (protocol.md 13.5): they stay on the
    * server until acked, and come back (attempt + 1) if the lease ends first.
+   * Resolves [] when nothing came within `waitMs`, and also early, even when waiting
+   * for ever, once 256 KiB of settle replies wait behind it on this connection (13.7):
+   * lease again.
    */
   lease(queue: string, options: LeaseOptions = {}): Promise<LeasedMessage[]> {
     this.need(options.withMeta ? 3 : 2, options.withMeta ? "LEASE withMeta" : "LEASE");

@@ -319,3 +319,23 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     await srv.stop();
   }
 });
+
+test("256 KiB of settle replies behind a parked LEASE end it with EMPTY; every reply still matches (13.7)", { timeout: 60_000 }, async () => {
+  const srv = await startServer();
+  const c = await srv.connect();
+  try {
+    const q = uniq();
+    const parked = c.lease(q, { waitMs: Infinity });
+    // One ACK request each (not batched): SETTLED of one pair is 8 bytes, so 33,000 of
+    // them pass 256 KiB while the LEASE is parked.
+    const acks = [];
+    for (let i = 0; i < 33_000; i++) acks.push(c.ack(q, [{ id: BigInt(i + 1) << 40n, attempt: 1 }]));
+    assert.deepEqual(await parked, []);
+    const rs = await Promise.all(acks);
+    assert.ok(rs.every((r) => r.length === 1 && r[0] === "not_found"));
+    await c.ping();
+  } finally {
+    await c.close();
+    await srv.stop();
+  }
+});
