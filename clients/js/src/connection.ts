@@ -59,6 +59,8 @@ export class Connection {
   private timer: NodeJS.Timeout | undefined;
   // When `timer` fires (performance.now() ms).
   private timerAt = Infinity;
+  // Bytes the socket had handed to the OS when the timer last found the deadline passed.
+  private sentMark = 0;
   private closedError: Error | undefined;
   private readonly closeListeners: ((e: Error) => void)[] = [];
   /** Receives every EVENT frame. */
@@ -186,6 +188,14 @@ export class Connection {
     const left = this.deadline - performance.now();
     if (left > 0) {
       this.schedule(left);
+      return;
+    }
+    // Bytes of ours still going out (a large PUT to a slow reader) are a live peer: the
+    // reply cannot come before the request is in. Only a budget without progress fails.
+    const sent = this.socket.bytesWritten - this.socket.writableLength;
+    if (this.socket.writableLength > 0 && sent > this.sentMark) {
+      this.sentMark = sent;
+      this.arm(this.pending[this.head]!.budget);
       return;
     }
     this.fail(new TimeoutError(`no reply within the wait asked for plus ${this.opts.timeoutMs} ms; connection closed`));

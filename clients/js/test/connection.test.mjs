@@ -339,3 +339,42 @@ test("256 KiB of settle replies behind a parked LEASE end it with EMPTY; every r
     await srv.stop();
   }
 });
+
+test("a large PUT to a peer that reads slowly but steadily is not timed out while its bytes still go out", { timeout: 60_000 }, async () => {
+  // The peer stops 25 ms after every MiB, so 64 MiB take well over the 1 s margin; the
+  // bytes queued in the client keep going out, which must count as life: only a
+  // budget without any progress times out.
+  const size = 64 << 20;
+  const srv = net.createServer((s) => {
+    s.on("error", () => undefined);
+    let buf = Buffer.alloc(0);
+    let helloDone = false;
+    let got = 0;
+    let nextPause = 1 << 20;
+    s.on("data", (d) => {
+      if (!helloDone) {
+        buf = Buffer.concat([buf, d]);
+        if (buf.length < 8) return;
+        helloDone = true;
+        s.write(HELLO);
+        d = buf.subarray(8);
+      }
+      got += d.length;
+      if (got >= 6 + 1 + 1 + size) {
+        s.write(reply(0x10, Buffer.alloc(8)));
+        return;
+      }
+      if (got >= nextPause) {
+        nextPause += 1 << 20;
+        s.pause();
+        setTimeout(() => s.resume(), 25);
+      }
+    });
+  });
+  await new Promise((r) => srv.listen(0, "127.0.0.1", r));
+  const c = await beuss.connect({ host: "127.0.0.1", port: srv.address().port, timeoutMs: 1000 });
+  const r = await c.put("q", Buffer.alloc(size, 1));
+  assert.equal(r.truncated, false);
+  c.destroy();
+  await new Promise((res) => srv.close(res));
+});
