@@ -178,7 +178,7 @@ export class Client implements Settler {
   static async open(options: ConnectOptions = {}): Promise<Client> {
     const env = addressFromEnv();
     const opts = {
-      host: options.host ?? env.host,
+      host: options.host !== undefined ? bareHost(options.host) : env.host,
       port: options.port ?? env.port,
       timeoutMs: options.timeoutMs ?? 10_000,
       version: options.version ?? PROTOCOL_VERSION,

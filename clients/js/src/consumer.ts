@@ -15,6 +15,7 @@
  * (protocol.md 13.7). Leases are not detached, so if the consumer dies the server
  * returns its messages at once.
  */
+import { performance } from "node:perf_hooks";
 import type { Client } from "./client.js";
 import { nameBytes, type LeasePair, type SettleResult } from "./codec.js";
 import { ConnectionError } from "./errors.js";
@@ -203,7 +204,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         retry = Math.min(5000, retry * 2);
         continue;
       }
-      const now = Date.now();
+      const now = performance.now();
       for (const m of got) {
         // Settle through the connection that never parks.
         m.settler = this.via;
@@ -277,7 +278,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
 
   /** Touches every held message whose lease is half gone. */
   private touchDue(): void {
-    const now = Date.now();
+    const now = performance.now();
     const half = this.o.leaseMs / 2;
     for (const [m, h] of this.held) {
       if (m.isSettled || now - h.touchedAt < half) continue;

@@ -218,6 +218,8 @@ test("connect() reaches an IPv6 loopback server as '[::1]:port' and through BHOS
   const port = srv.address().port;
   const a = await beuss.connect(`[::1]:${port}`);
   a.destroy();
+  const a2 = await beuss.connect({ host: "[::1]", port });
+  a2.destroy();
   const saved = { h: process.env.BHOST, p: process.env.BPORT };
   process.env.BHOST = "[::1]";
   process.env.BPORT = String(port);
