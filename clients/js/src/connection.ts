@@ -59,8 +59,10 @@ export class Connection {
   private timer: NodeJS.Timeout | undefined;
   // When `timer` fires (performance.now() ms).
   private timerAt = Infinity;
-  // Bytes the socket had handed to the OS when the timer last found the deadline passed.
+  // Bytes the socket had handed to the OS when the timer last found the deadline passed,
+  // and whether some were still queued then.
   private sentMark = 0;
+  private sending = false;
   private closedError: Error | undefined;
   private readonly closeListeners: ((e: Error) => void)[] = [];
   /** Receives every EVENT frame. */
@@ -191,11 +193,16 @@ export class Connection {
       return;
     }
     // Bytes of ours still going out (a large PUT to a slow reader) are a live peer: the
-    // reply cannot come before the request is in. Only a budget without progress fails.
+    // reply cannot come before the request is in. While they are queued here and for one
+    // budget after the last of them left (the OS buffers still have to drain), only a
+    // budget without progress fails.
     const sent = this.socket.bytesWritten - this.socket.writableLength;
-    if (this.socket.writableLength > 0 && sent > this.sentMark) {
+    const queued = this.socket.writableLength > 0;
+    if ((queued || this.sending) && sent > this.sentMark) {
       this.sentMark = sent;
-      this.arm(this.pending[this.head]!.budget);
+      this.sending = queued;
+      this.deadline = performance.now() + this.pending[this.head]!.budget;
+      this.schedule(this.pending[this.head]!.budget);
       return;
     }
     this.fail(new TimeoutError(`no reply within the wait asked for plus ${this.opts.timeoutMs} ms; connection closed`));
@@ -307,6 +314,7 @@ export class Connection {
         this.pending = this.pending.slice(this.head);
         this.head = 0;
       }
+      this.sending = false;
       this.arm(this.pending[this.head]!.budget);
     }
   }

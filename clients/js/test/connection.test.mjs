@@ -63,7 +63,7 @@ async function fakeServer(answer) {
   };
 }
 
-test("after a client-side timeout, a late reply is never matched to the next request", async () => {
+test("after a client-side timeout, a late reply is never matched to the next request", async (t) => {
   // The server answers the first PING late (after the client gave up) and the second at
   // once: without closing, the second PING would take the first one's PONG.
   let pings = 0;
@@ -74,18 +74,20 @@ test("after a client-side timeout, a late reply is never matched to the next req
     if (pings === 1) late = () => s.write(reply(0x01));
     else s.write(reply(0x01));
   });
+  t.after(() => srv.close());
   const c = await beuss.connect({ host: "127.0.0.1", port: srv.port, timeoutMs: 100 });
   await assert.rejects(c.ping(), beuss.TimeoutError);
   late?.();
   await assert.rejects(c.ping(), beuss.ConnectionError);
-  await srv.close();
 });
 
-test("a non-fatal ERROR with no request in flight is a protocol error, not silently dropped", { timeout: 10_000 }, async () => {
+test("a non-fatal ERROR with no request in flight is a protocol error, not silently dropped", { timeout: 10_000 }, async (t) => {
   const srv = await fakeServer((op, f, s) => {
     if (op === 0x02) s.write(Buffer.concat([reply(0x01), errorFrame(7, false, "full")]));
   });
+  t.after(() => srv.close());
   const c = await beuss.connect({ host: "127.0.0.1", port: srv.port });
+  t.after(() => c.destroy());
   await c.ping();
   const closed = new Promise((r) => {
     const t = setInterval(() => {
@@ -96,7 +98,6 @@ test("a non-fatal ERROR with no request in flight is a protocol error, not silen
     }, 5);
   });
   assert.ok((await closed) instanceof beuss.ProtocolError);
-  await srv.close();
 });
 
 /** A stand-in for net.Socket, so that a test can hand the connection any chunking. */
@@ -342,7 +343,7 @@ test("256 KiB of settle replies behind a parked LEASE end it with EMPTY; every r
   }
 });
 
-test("a large PUT to a peer that reads slowly but steadily is not timed out while its bytes still go out", { timeout: 60_000 }, async () => {
+test("a large PUT to a peer that reads slowly but steadily is not timed out while its bytes still go out", { timeout: 60_000 }, async (t) => {
   // The peer stops 25 ms after every MiB, so 64 MiB take well over the 1 s margin; the
   // bytes queued in the client keep going out, which must count as life: only a
   // budget without any progress times out.
@@ -374,9 +375,13 @@ test("a large PUT to a peer that reads slowly but steadily is not timed out whil
     });
   });
   await new Promise((r) => srv.listen(0, "127.0.0.1", r));
-  const c = await beuss.connect({ host: "127.0.0.1", port: srv.address().port, timeoutMs: 1000 });
+  let c;
+  t.after(() => {
+    c?.destroy();
+    srv.closeAllConnections?.();
+    return new Promise((res) => srv.close(res));
+  });
+  c = await beuss.connect({ host: "127.0.0.1", port: srv.address().port, timeoutMs: 1000 });
   const r = await c.put("q", Buffer.alloc(size, 1));
   assert.equal(r.truncated, false);
-  c.destroy();
-  await new Promise((res) => srv.close(res));
 });
