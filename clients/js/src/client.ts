@@ -165,6 +165,8 @@ export class Client implements Settler {
   private batches = new Map<string, SettleBatch>();
   private batchQueued = false;
   private putWithId: boolean;
+  // close(), quit() or destroy() was called: subscriptions end cleanly, not with an error.
+  private closing = false;
 
   private constructor(conn: Connection, server: ServerInfo, opts: Client["opts"]) {
     this.conn = conn;
@@ -219,7 +221,7 @@ export class Client implements Settler {
     conn.onClose((e) => {
       // Subscriptions live on the connection (15.6): they end with it.
       if (this.conn !== conn) return;
-      for (const s of this.subs.values()) s.end(e);
+      for (const s of this.subs.values()) s.end(this.closing ? undefined : e);
       this.subs.clear();
     });
   }
@@ -245,6 +247,7 @@ export class Client implements Settler {
   async reconnect(): Promise<void> {
     const old = this.conn;
     const [conn, server] = await Client.handshake(this.opts);
+    this.closing = false;
     this.conn = conn;
     this.server = server;
     this.putWithId = server.has(Feature.PUT_OPTIONS);
@@ -574,6 +577,7 @@ export class Client implements Settler {
    * then closes.
    */
   async quit(): Promise<void> {
+    this.closing = true;
     this.flushSettles();
     try {
       await this.req(codec.encodeQuit(), expect(Status.BYE, () => undefined));
@@ -584,6 +588,7 @@ export class Client implements Settler {
 
   /** Closes the connection at once; requests in flight fail with ConnectionError. */
   destroy(): void {
+    this.closing = true;
     this.conn.destroy();
   }
 
@@ -594,6 +599,7 @@ export class Client implements Settler {
    */
   async close(): Promise<void> {
     if (this.conn.closed) return;
+    this.closing = true;
     this.flushSettles();
     const conn = this.conn;
     await new Promise<void>((resolve) => {

@@ -385,3 +385,29 @@ test("a large PUT to a peer that reads slowly but steadily is not timed out whil
   const r = await c.put("q", Buffer.alloc(size, 1));
   assert.equal(r.truncated, false);
 });
+
+test("close(), quit() and destroy() end subscription loops cleanly; a lost connection ends them with its error", async () => {
+  const srv = await startServer();
+  try {
+    for (const how of ["close", "quit", "destroy"]) {
+      const c = await srv.connect();
+      const sub = await c.subscribe("s.>");
+      const loop = (async () => {
+        const got = [];
+        for await (const e of sub) got.push(e.text());
+        return got;
+      })();
+      await c.publish("s.a", "one");
+      await c.ping();
+      await c[how]();
+      assert.deepEqual(await loop, ["one"], how);
+    }
+    const c = await srv.connect();
+    const sub = await c.subscribe("s.>");
+    const next = sub.next();
+    await srv.stop();
+    await assert.rejects(next, beuss.ConnectionError);
+  } finally {
+    await srv.stop();
+  }
+});
