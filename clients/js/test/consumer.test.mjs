@@ -1,20 +1,16 @@
 // The consumer against the real server: ack on return, nack with backoff on throw or
 // timeout, touch while work runs long, uncharged give-back on close, and 10 async
 // consumers sharing 10,000 messages exactly once.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as beuss from "beuss";
-import { startServer, uniq } from "./helpers/server.mjs";
+import { serverForFile, uniq } from "./helpers/server.mjs";
 
 let srv;
 let c;
-before(async () => {
-  srv = await startServer();
-  c = await srv.connect();
-});
-after(async () => {
-  await c?.close();
-  await srv?.stop();
+serverForFile((s, client) => {
+  srv = s;
+  c = client;
 });
 
 /** A promise and its resolver. */
