@@ -34,6 +34,8 @@ export interface ConnectionOptions {
 
 /** Writes smaller than this are copied into the tick's batch; larger ones go out as they are. */
 const COPY_LIMIT = 64 * 1024;
+/** Large frames are handed to the socket in slices of this size. */
+const SLICE = 256 * 1024;
 
 /**
  * A pipelined connection. Not exported from the package: {@link Client} wraps it.
@@ -137,9 +139,11 @@ export class Connection {
   /** Queues bytes for this tick's write. */
   private write(frame: Buffer): void {
     if (frame.length >= COPY_LIMIT) {
-      // A big payload: send what is gathered, then the payload itself, without copying it.
+      // A big payload: send what is gathered, then the payload itself, without copying
+      // it, in slices, so that the socket's count of bytes written moves as they go out
+      // (the reply timer takes that as life, see check()).
       this.flush();
-      this.socket.write(frame);
+      for (let i = 0; i < frame.length; i += SLICE) this.socket.write(frame.subarray(i, i + SLICE));
       return;
     }
     this.out.push(frame);
@@ -165,6 +169,7 @@ export class Connection {
 
   private arm(budget: number): void {
     this.deadline = budget === Infinity ? Infinity : performance.now() + budget;
+    this.sentMark = this.socket.bytesWritten - this.socket.writableLength;
     if (this.deadline === Infinity) return;
     // A timer set for a longer wait (a parked GET answered early) would fire too late
     // for this request: move it forward.

@@ -344,7 +344,7 @@ test("256 KiB of settle replies behind a parked LEASE end it with EMPTY; every r
 });
 
 test("a large PUT to a peer that reads slowly but steadily is not timed out while its bytes still go out", { timeout: 60_000 }, async (t) => {
-  // The peer stops 25 ms after every MiB, so 64 MiB take well over the 1 s margin; the
+  // The peer stops 40 ms after every MiB, so 64 MiB take well over the 1.5 s margin; the
   // bytes queued in the client keep going out, which must count as life: only a
   // budget without any progress times out.
   const size = 64 << 20;
@@ -370,7 +370,7 @@ test("a large PUT to a peer that reads slowly but steadily is not timed out whil
       if (got >= nextPause) {
         nextPause += 1 << 20;
         s.pause();
-        setTimeout(() => s.resume(), 25);
+        setTimeout(() => s.resume(), 40);
       }
     });
   });
@@ -381,7 +381,7 @@ test("a large PUT to a peer that reads slowly but steadily is not timed out whil
     srv.closeAllConnections?.();
     return new Promise((res) => srv.close(res));
   });
-  c = await beuss.connect({ host: "127.0.0.1", port: srv.address().port, timeoutMs: 1000 });
+  c = await beuss.connect({ host: "127.0.0.1", port: srv.address().port, timeoutMs: 1500 });
   const r = await c.put("q", Buffer.alloc(size, 1));
   assert.equal(r.truncated, false);
 });
@@ -410,4 +410,16 @@ test("close(), quit() and destroy() end subscription loops cleanly; a lost conne
   } finally {
     await srv.stop();
   }
+});
+
+test("a large PUT to a peer that stops reading still times out once nothing moves", { timeout: 30_000 }, async (t) => {
+  const srv = await fakeServer(() => undefined);
+  let c;
+  t.after(() => {
+    c?.destroy();
+    return srv.close();
+  });
+  c = await beuss.connect({ host: "127.0.0.1", port: srv.port, timeoutMs: 300 });
+  for (const s of srv.sockets) s.pause();
+  await assert.rejects(c.put("q", Buffer.alloc(64 << 20)), beuss.TimeoutError);
 });
