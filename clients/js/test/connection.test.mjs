@@ -404,9 +404,9 @@ test("close(), quit() and destroy() end subscription loops cleanly; a lost conne
     }
     const c = await srv.connect();
     const sub = await c.subscribe("s.>");
-    const next = sub.next();
+    const next = assert.rejects(sub.next(), beuss.ConnectionError);
     await srv.stop();
-    await assert.rejects(next, beuss.ConnectionError);
+    await next;
   } finally {
     await srv.stop();
   }
