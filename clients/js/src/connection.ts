@@ -169,7 +169,9 @@ export class Connection {
 
   private arm(budget: number): void {
     this.deadline = budget === Infinity ? Infinity : performance.now() + budget;
+    // A new oldest request: write progress counts from here (see check()).
     this.sentMark = this.socket.bytesWritten - this.socket.writableLength;
+    this.sending = false;
     if (this.deadline === Infinity) return;
     // A timer set for a longer wait (a parked GET answered early) would fire too late
     // for this request: move it forward.
@@ -319,7 +321,6 @@ export class Connection {
         this.pending = this.pending.slice(this.head);
         this.head = 0;
       }
-      this.sending = false;
       this.arm(this.pending[this.head]!.budget);
     }
   }
