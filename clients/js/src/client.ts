@@ -21,7 +21,7 @@ import {
   type Stats,
 } from "./codec.js";
 import { Connection, type ConnectionOptions } from "./connection.js";
-import { ConnectionError, RequestTimeoutError } from "./errors.js";
+import { ConnectionError, RequestTimeoutError, UnsupportedError } from "./errors.js";
 import { LeasedMessage, Message, type NackOptions, type Settler } from "./message.js";
 import { Subscription } from "./subscription.js";
 import { Consumer, type ConsumeOptions, type Handler } from "./consumer.js";
@@ -83,13 +83,47 @@ export interface PublishOptions extends codec.PutOptions {
   timeoutMs?: number;
 }
 
-/** Which address BHOST/BPORT name, like the CLI (default localhost:6552). */
+/** Port the server and the CLI use when none is given. */
+const DEFAULT_PORT = 6552;
+
+function parsePort(p: string, what: string): number {
+  const t = p.trim();
+  const port = /^[0-9]{1,5}$/.test(t) ? Number(t) : NaN;
+  if (!(port >= 0 && port <= 65535)) throw new RangeError(`${what} is not a port number (0-65535): ${p}`);
+  return port;
+}
+
+/** A host as net.connect takes it: an IPv6 address without its brackets. */
+function bareHost(h: string): string {
+  const t = h.trim();
+  return t.startsWith("[") && t.endsWith("]") ? t.slice(1, -1) : t;
+}
+
+/** Which address BHOST/BPORT name, like the CLI (default localhost:6552; blank = unset). */
 export function addressFromEnv(): { host: string; port: number } {
-  const host = process.env["BHOST"] || "localhost";
-  const p = process.env["BPORT"];
-  const port = p ? Number.parseInt(p, 10) : 6552;
-  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new RangeError(`BPORT is not a port: ${p}`);
-  return { host, port };
+  const h = process.env["BHOST"]?.trim();
+  const p = process.env["BPORT"]?.trim();
+  return { host: h ? bareHost(h) : "localhost", port: p ? parsePort(p, "BPORT") : DEFAULT_PORT };
+}
+
+/**
+ * Splits "host:port", "[v6]:port", "[v6]", a bare IPv6 address or a host name (the
+ * port defaults to 6552). A string with more than one ":" and no brackets is an IPv6
+ * address without a port, as the CLI's BHOST=::1 is.
+ */
+export function parseAddress(address: string): { host: string; port: number } {
+  const a = address.trim();
+  const close = a.startsWith("[") ? a.indexOf("]") : -1;
+  if (close > 0) {
+    const host = a.slice(1, close);
+    const rest = a.slice(close + 1);
+    if (rest === "") return { host, port: DEFAULT_PORT };
+    if (!rest.startsWith(":")) throw new RangeError(`not an address: ${address}`);
+    return { host, port: parsePort(rest.slice(1), `the port of ${address}`) };
+  }
+  const i = a.indexOf(":");
+  if (i < 0 || a.indexOf(":", i + 1) >= 0) return { host: a, port: DEFAULT_PORT };
+  return { host: a.slice(0, i), port: parsePort(a.slice(i + 1), `the port of ${address}`) };
 }
 
 function waitField(waitMs: number | undefined): number {
@@ -131,6 +165,8 @@ export class Client implements Settler {
   private batches = new Map<string, SettleBatch>();
   private batchQueued = false;
   private putWithId: boolean;
+  // close(), quit() or destroy() was called: subscriptions end cleanly, not with an error.
+  private closing = false;
 
   private constructor(conn: Connection, server: ServerInfo, opts: Client["opts"]) {
     this.conn = conn;
@@ -144,7 +180,7 @@ export class Client implements Settler {
   static async open(options: ConnectOptions = {}): Promise<Client> {
     const env = addressFromEnv();
     const opts = {
-      host: options.host ?? env.host,
+      host: options.host !== undefined ? bareHost(options.host) : env.host,
       port: options.port ?? env.port,
       timeoutMs: options.timeoutMs ?? 10_000,
       version: options.version ?? PROTOCOL_VERSION,
@@ -185,7 +221,7 @@ export class Client implements Settler {
     conn.onClose((e) => {
       // Subscriptions live on the connection (15.6): they end with it.
       if (this.conn !== conn) return;
-      for (const s of this.subs.values()) s.end(e);
+      for (const s of this.subs.values()) s.end(this.closing ? undefined : e);
       this.subs.clear();
     });
   }
@@ -211,6 +247,7 @@ export class Client implements Settler {
   async reconnect(): Promise<void> {
     const old = this.conn;
     const [conn, server] = await Client.handshake(this.opts);
+    this.closing = false;
     this.conn = conn;
     this.server = server;
     this.putWithId = server.has(Feature.PUT_OPTIONS);
@@ -220,7 +257,17 @@ export class Client implements Settler {
     old.destroy("replaced by reconnect()");
   }
 
+  /** Throws UnsupportedError unless the negotiated version is at least `version` (9.1). */
+  private need(version: number, what: string): void {
+    if (this.server.version < version) {
+      throw new UnsupportedError(`${what} needs protocol version ${version}; this connection speaks ${this.server.version}`);
+    }
+  }
+
   private req<T>(frame: Buffer, decode: (b: Buffer) => T, waitMs = 0): Promise<T> {
+    // Settles gathered this tick were asked for first: they go out first, so that a
+    // request made after msg.nack() sees the message back.
+    if (this.batches.size > 0) this.flushSettles();
     return this.conn.request(frame, decode, waitMs);
   }
 
@@ -243,6 +290,7 @@ export class Client implements Settler {
    * Rejects with FullError (not fatal) when the server is over its memory cap.
    */
   put(queue: string, payload: Payload, options?: codec.PutOptions): Promise<PutResult> {
+    if (options !== undefined) this.need(2, "PUT with options");
     const withId = this.putWithId || options !== undefined;
     const frame = codec.encodePut(nameBytes(queue), toBytes(payload), withId ? (options ?? {}) : undefined);
     return this.req(frame, expect2(Status.STORED, Status.TRUNCATED, (b) => codec.decodePut(b, withId)));
@@ -267,6 +315,7 @@ export class Client implements Settler {
    * empty. Resolves [] when nothing came. At-most-once: use lease() for at-least-once.
    */
   get(queue: string, options: GetOptions = {}): Promise<Message[]> {
+    if (options.withMeta) this.need(3, "withMeta");
     const w = waitField(options.waitMs);
     const meta = options.withMeta ?? false;
     const frame = codec.encodeGet(nameBytes(queue), w, options.max ?? 1, meta);
@@ -294,8 +343,12 @@ export class Client implements Settler {
   /**
    * Takes up to `max` messages under a lease (protocol.md 13.5): they stay on the
    * server until acked, and come back (attempt + 1) if the lease ends first.
+   * Resolves [] when nothing came within `waitMs`, and also early, even when waiting
+   * for ever, once 256 KiB of settle replies wait behind it on this connection (13.7):
+   * lease again.
    */
   lease(queue: string, options: LeaseOptions = {}): Promise<LeasedMessage[]> {
+    this.need(options.withMeta ? 3 : 2, options.withMeta ? "LEASE withMeta" : "LEASE");
     const w = waitField(options.waitMs);
     const meta = options.withMeta ?? false;
     const md = options.maxDeliveries ?? 0;
@@ -332,6 +385,7 @@ export class Client implements Settler {
   }
 
   private async settleMany(pairs: readonly LeasePair[], enc: (ch: readonly LeasePair[]) => Buffer): Promise<SettleResult[]> {
+    this.need(2, "ACK, NACK and TOUCH");
     if (pairs.length === 0) return [];
     const ps: Promise<SettleResult[]>[] = [];
     for (let i = 0; i < pairs.length; i += MAX_SETTLE_PAIRS) {
@@ -387,6 +441,7 @@ export class Client implements Settler {
 
   /** Copies of the ready messages at the front of `queue`, without changing anything. */
   peek(queue: string, options: { max?: number; withMeta?: boolean } = {}): Promise<Message[]> {
+    this.need(options.withMeta ? 3 : 2, options.withMeta ? "PEEK withMeta" : "PEEK");
     const meta = options.withMeta ?? false;
     const frame = codec.encodePeek(nameBytes(queue), options.max ?? 1, meta);
     const decode = receive(meta, codec.decodeLeased, Status.PEEKED);
@@ -395,16 +450,19 @@ export class Client implements Settler {
 
   /** Moves up to `max` ready messages from `from` to the end of `to`; resolves how many. */
   move(from: string, to: string, max = 0xffffffff): Promise<bigint> {
+    this.need(2, "MOVE");
     return this.req(codec.encodeMove(nameBytes(from), nameBytes(to), max), expect(Status.MOVED, codec.decodeCount64));
   }
 
   /** Binds `pattern` onto `queue` (15.3); resolves true if the binding is new. */
   bind(pattern: string, queue: string): Promise<boolean> {
+    this.need(3, "BIND");
     return this.req(codec.encodeBind(nameBytes(pattern, "pattern"), nameBytes(queue)), expect(Status.BOUND, codec.decodeFlag));
   }
 
   /** Removes the binding of `pattern` onto `queue`; resolves true if there was one. */
   unbind(pattern: string, queue: string): Promise<boolean> {
+    this.need(3, "UNBIND");
     return this.req(codec.encodeBind(nameBytes(pattern, "pattern"), nameBytes(queue), true), expect(Status.UNBOUND, codec.decodeFlag));
   }
 
@@ -415,6 +473,7 @@ export class Client implements Settler {
    * queues match.
    */
   publish(subject: string, payload: Payload, options: PublishOptions = {}): Promise<PublishResult> {
+    this.need(3, "PUB");
     const confirm = options.confirm ?? 0;
     const timeoutMs = confirm > 0 ? Math.ceil(options.timeoutMs ?? 5000) : 0;
     const frame = codec.encodePub(
@@ -430,6 +489,7 @@ export class Client implements Settler {
    * `for await`; leaving the loop (or unsubscribe()) ends it.
    */
   subscribe(pattern: string): Promise<Subscription> {
+    this.need(3, "SUB");
     const frame = codec.encodeSub(nameBytes(pattern, "pattern"));
     // The subscription is registered while the SUBSCRIBED frame is decoded, before the
     // next frame is read, so that an EVENT right behind it finds it.
@@ -452,6 +512,7 @@ export class Client implements Settler {
 
   /** Ends subscription `sid` (15.6); resolves true if it existed. */
   unsubscribe(sid: number): Promise<boolean> {
+    this.need(3, "UNSUB");
     return this.req(
       codec.encodeUnsub(sid),
       expect(Status.UNSUBSCRIBED, (b) => {
@@ -469,6 +530,7 @@ export class Client implements Settler {
    * (default 5000).
    */
   request(subject: string, payload: Payload, options: { timeoutMs?: number } = {}): Promise<Message> {
+    this.need(3, "REQ");
     const t = Math.ceil(options.timeoutMs ?? 5000);
     const frame = codec.encodeReq(nameBytes(subject, "subject"), t, toBytes(payload));
     return this.req(
@@ -484,6 +546,7 @@ export class Client implements Settler {
 
   /** Answers a request by its reply address; resolves true if the requester got it. */
   reply(replyTo: bigint, payload: Payload): Promise<boolean> {
+    this.need(3, "REPLY");
     return this.req(codec.encodeReply(replyTo, toBytes(payload)), expect(Status.REPLIED, codec.decodeFlag));
   }
 
@@ -514,6 +577,7 @@ export class Client implements Settler {
    * then closes.
    */
   async quit(): Promise<void> {
+    this.closing = true;
     this.flushSettles();
     try {
       await this.req(codec.encodeQuit(), expect(Status.BYE, () => undefined));
@@ -524,6 +588,7 @@ export class Client implements Settler {
 
   /** Closes the connection at once; requests in flight fail with ConnectionError. */
   destroy(): void {
+    this.closing = true;
     this.conn.destroy();
   }
 
@@ -534,6 +599,7 @@ export class Client implements Settler {
    */
   async close(): Promise<void> {
     if (this.conn.closed) return;
+    this.closing = true;
     this.flushSettles();
     const conn = this.conn;
     await new Promise<void>((resolve) => {
@@ -584,14 +650,17 @@ function receive(withMeta: boolean, plain: (b: Buffer) => codec.RawMessage[], st
 /**
  * Connects to a beuss server and says HELLO (asking for version 3). With no options,
  * the address comes from BHOST and BPORT (default localhost:6552), as for the CLI.
- * A string is taken as "host:port".
+ * A string is an address as {@link parseAddress} reads it: "host:port", "[::1]:6552", "::1".
  */
 export function connect(options?: ConnectOptions | string): Promise<Client> {
   if (typeof options === "string") {
-    const i = options.lastIndexOf(":");
-    if (i < 0) return Client.open({ host: options });
-    const host = options.slice(0, i).replace(/^\[|\]$/g, "");
-    return Client.open({ host, port: Number.parseInt(options.slice(i + 1), 10) });
+    let addr: { host: string; port: number };
+    try {
+      addr = parseAddress(options);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    return Client.open(addr);
   }
   return Client.open(options);
 }

@@ -550,28 +550,28 @@ export interface RawMessage {
   replyTo?: bigint;
 }
 
-/** Decodes MESSAGES (4.4); EMPTY gives []. */
-export function decodeMessages(body: Buffer): RawMessage[] {
+/** A list reply (MESSAGES, LEASED, PEEKED, ENVELOPES): EMPTY gives [], else u32 count then `one` each. */
+function decodeList(body: Buffer, one: (r: Reader) => RawMessage): RawMessage[] {
   if (body[0] === Status.EMPTY) return [];
   const r = new Reader(body, 1);
   const n = r.u32();
   const out: RawMessage[] = new Array(n);
-  for (let i = 0; i < n; i++) out[i] = { data: r.bytes(r.u32()) };
+  for (let i = 0; i < n; i++) out[i] = one(r);
   return out;
+}
+
+/** Decodes MESSAGES (4.4); EMPTY gives []. */
+export function decodeMessages(body: Buffer): RawMessage[] {
+  return decodeList(body, (r) => ({ data: r.bytes(r.u32()) }));
 }
 
 /** Decodes LEASED or PEEKED (13.5, 13.8); EMPTY gives []. */
 export function decodeLeased(body: Buffer): RawMessage[] {
-  if (body[0] === Status.EMPTY) return [];
-  const r = new Reader(body, 1);
-  const n = r.u32();
-  const out: RawMessage[] = new Array(n);
-  for (let i = 0; i < n; i++) {
+  return decodeList(body, (r) => {
     const id = r.u64();
     const attempt = r.u32();
-    out[i] = { id, attempt, data: r.bytes(r.u32()) };
-  }
-  return out;
+    return { id, attempt, data: r.bytes(r.u32()) };
+  });
 }
 
 /** Decoded metadata block (15.7). */
@@ -612,20 +612,15 @@ export function decodeMeta(r: Reader, len: number): Meta {
 
 /** Decodes ENVELOPES (15.9); EMPTY gives []. */
 export function decodeEnvelopes(body: Buffer): RawMessage[] {
-  if (body[0] === Status.EMPTY) return [];
-  const r = new Reader(body, 1);
-  const n = r.u32();
-  const out: RawMessage[] = new Array(n);
-  for (let i = 0; i < n; i++) {
+  return decodeList(body, (r) => {
     const id = r.u64();
     const attempt = r.u32();
     const meta = decodeMeta(r, r.u16());
     const m: RawMessage = { id, attempt, data: r.bytes(r.u32()) };
     if (meta.subject !== undefined) m.subject = meta.subject;
     if (meta.replyTo !== undefined) m.replyTo = meta.replyTo;
-    out[i] = m;
-  }
-  return out;
+    return m;
+  });
 }
 
 /** Decodes a reply whose body is one u64: PURGED (4.5), MOVED (13.9). */

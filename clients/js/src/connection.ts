@@ -34,6 +34,8 @@ export interface ConnectionOptions {
 
 /** Writes smaller than this are copied into the tick's batch; larger ones go out as they are. */
 const COPY_LIMIT = 64 * 1024;
+/** Large frames are handed to the socket in slices of this size. */
+const SLICE = 256 * 1024;
 
 /**
  * A pipelined connection. Not exported from the package: {@link Client} wraps it.
@@ -57,6 +59,12 @@ export class Connection {
   // The oldest request's deadline (performance.now() ms) and the timer that checks it.
   private deadline = Infinity;
   private timer: NodeJS.Timeout | undefined;
+  // When `timer` fires (performance.now() ms).
+  private timerAt = Infinity;
+  // Bytes the socket had handed to the OS when the timer last found the deadline passed,
+  // and whether some were still queued then.
+  private sentMark = 0;
+  private sending = false;
   private closedError: Error | undefined;
   private readonly closeListeners: ((e: Error) => void)[] = [];
   /** Receives every EVENT frame. */
@@ -131,9 +139,11 @@ export class Connection {
   /** Queues bytes for this tick's write. */
   private write(frame: Buffer): void {
     if (frame.length >= COPY_LIMIT) {
-      // A big payload: send what is gathered, then the payload itself, without copying it.
+      // A big payload: send what is gathered, then the payload itself, without copying
+      // it, in slices, so that the socket's count of bytes written moves as they go out
+      // (the reply timer takes that as life, see check()).
       this.flush();
-      this.socket.write(frame);
+      for (let i = 0; i < frame.length; i += SLICE) this.socket.write(frame.subarray(i, i + SLICE));
       return;
     }
     this.out.push(frame);
@@ -159,11 +169,23 @@ export class Connection {
 
   private arm(budget: number): void {
     this.deadline = budget === Infinity ? Infinity : performance.now() + budget;
-    if (this.deadline !== Infinity && this.timer === undefined) this.schedule(budget);
+    // A new oldest request: write progress counts from here (see check()).
+    this.sentMark = this.socket.bytesWritten - this.socket.writableLength;
+    this.sending = false;
+    if (this.deadline === Infinity) return;
+    // A timer set for a longer wait (a parked GET answered early) would fire too late
+    // for this request: move it forward.
+    if (this.timer !== undefined && this.timerAt > this.deadline) {
+      clearTimeout(this.timer);
+      this.timer = undefined;
+    }
+    if (this.timer === undefined) this.schedule(budget);
   }
 
   private schedule(ms: number): void {
-    this.timer = setTimeout(() => this.check(), Math.max(1, Math.ceil(ms)));
+    const wait = Math.max(1, Math.ceil(ms));
+    this.timerAt = performance.now() + wait;
+    this.timer = setTimeout(() => this.check(), wait);
     this.timer.unref?.();
   }
 
@@ -175,6 +197,19 @@ export class Connection {
     const left = this.deadline - performance.now();
     if (left > 0) {
       this.schedule(left);
+      return;
+    }
+    // Bytes of ours still going out (a large PUT to a slow reader) are a live peer: the
+    // reply cannot come before the request is in. While they are queued here and for one
+    // budget after the last of them left (the OS buffers still have to drain), only a
+    // budget without progress fails.
+    const sent = this.socket.bytesWritten - this.socket.writableLength;
+    const queued = this.socket.writableLength > 0;
+    if ((queued || this.sending) && sent > this.sentMark) {
+      this.sentMark = sent;
+      this.sending = queued;
+      this.deadline = performance.now() + this.pending[this.head]!.budget;
+      this.schedule(this.pending[this.head]!.budget);
       return;
     }
     this.fail(new TimeoutError(`no reply within the wait asked for plus ${this.opts.timeoutMs} ms; connection closed`));
@@ -235,6 +270,11 @@ export class Connection {
         err = serverError(d.code, d.fatal, d.text);
       } catch (e) {
         this.fail(new ProtocolError(`bad ERROR frame: ${(e as Error).message}`, { cause: e }));
+        return;
+      }
+      if (!p && !err.fatal) {
+        // Only fatal errors come unprompted (2.8): the peer and this client disagree.
+        this.fail(new ProtocolError(`server sent a non-fatal ${err.message} with no request in flight`, { cause: err }));
         return;
       }
       if (p) this.shift();

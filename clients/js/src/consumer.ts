@@ -15,9 +15,11 @@
  * (protocol.md 13.7). Leases are not detached, so if the consumer dies the server
  * returns its messages at once.
  */
+import { performance } from "node:perf_hooks";
 import type { Client } from "./client.js";
-import { nameBytes } from "./codec.js";
-import type { LeasedMessage, NackOptions } from "./message.js";
+import { nameBytes, type LeasePair, type SettleResult } from "./codec.js";
+import { ConnectionError } from "./errors.js";
+import type { LeasedMessage, NackOptions, Settler } from "./message.js";
 
 /** Runs the work for one message; may settle it itself. The signal aborts on timeout or close. */
 export type Handler = (message: LeasedMessage, signal: AbortSignal) => unknown;
@@ -70,9 +72,16 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
   private readonly settles = new Set<Promise<unknown>>();
   private readonly running = new Set<Promise<void>>();
   private closing = false;
+  // Set once close() is done: nothing may open a connection after that.
+  private finished = false;
+  private settlerOpening: Promise<Client> | undefined;
+  // What every leased message settles through: the settle connection of the moment,
+  // reopened if it was lost, so a message leased before a loss can still be acked.
+  private readonly via: Settler = { settle: (k, q, p, a) => this.settleOn(k, q, p, a) };
   private started = false;
   private loop: Promise<void> | undefined;
   private wake: (() => void) | undefined;
+  private wakeBackOff: (() => void) | undefined;
   private touchTimer: NodeJS.Timeout | undefined;
   // Iteration mode: leased messages not yet handed out, and a waiting next().
   private readonly buffer: LeasedMessage[] = [];
@@ -127,8 +136,32 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
   /** Opens (or reopens after a failure) the two connections. */
   private async ensure(): Promise<[Client, Client]> {
     if (!this.leaser || this.leaser.closed) this.leaser = await this.dial();
-    if (!this.settler || this.settler.closed) this.settler = await this.dial();
-    return [this.leaser, this.settler];
+    const settler = await this.settleClient();
+    return [this.leaser, settler];
+  }
+
+  /** The open settle connection, or a new one (one at a time), unless close() is done. */
+  private settleClient(): Promise<Client> {
+    if (this.settler && !this.settler.closed) return Promise.resolve(this.settler);
+    if (this.finished) return Promise.reject(new ConnectionError("consumer closed"));
+    this.settlerOpening ??= this.open()
+      .then((c) => {
+        if (this.finished) {
+          c.destroy();
+          throw new ConnectionError("consumer closed");
+        }
+        this.settler = c;
+        return c;
+      })
+      .finally(() => (this.settlerOpening = undefined));
+    return this.settlerOpening;
+  }
+
+  private async settleOn(kind: "ack" | "nack" | "touch", queue: string, pair: LeasePair, arg: NackOptions | number): Promise<SettleResult> {
+    // With the connection open, settle() is called before the first await, so the
+    // settles of one tick still go out as one request.
+    const s = this.settler && !this.settler.closed ? this.settler : await this.settleClient();
+    return s.settle(kind, queue, pair, arg);
   }
 
   /** Opens a connection, unless close() began meanwhile: then nothing is left open. */
@@ -149,20 +182,10 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         await new Promise<void>((r) => (this.wake = r));
         continue;
       }
-      let leaser: Client;
-      let settler: Client;
-      try {
-        [leaser, settler] = await this.ensure();
-      } catch (e) {
-        if (this.closing) break;
-        this.o.onError?.(e);
-        await sleep(retry);
-        retry = Math.min(5000, retry * 2);
-        continue;
-      }
-      if (this.closing) break;
       let got: LeasedMessage[];
       try {
+        const [leaser] = await this.ensure();
+        if (this.closing) break;
         got = await leaser.lease(this.queue, {
           waitMs: this.o.waitMs,
           max: Math.min(free, 65535),
@@ -173,18 +196,18 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
         retry = 100;
       } catch (e) {
         if (this.closing) break;
-        // FULL (leasing past twice the memory cap) or a lost connection, after which the
-        // server has returned what we held (our copies are stale): back off; ensure()
-        // reconnects.
+        // No connection, FULL (leasing past twice the memory cap) or a lost connection,
+        // after which the server has returned what we held (our copies are stale): back
+        // off; ensure() reconnects.
         this.o.onError?.(e);
-        await sleep(retry);
+        await this.backOff(retry);
         retry = Math.min(5000, retry * 2);
         continue;
       }
-      const now = Date.now();
+      const now = performance.now();
       for (const m of got) {
         // Settle through the connection that never parks.
-        rebind(m, settler);
+        m.settler = this.via;
         this.held.set(m, { touchedAt: now, started: false });
         if (this.closing) continue;
         if (this.handler) this.startHandler(m, this.handler);
@@ -192,6 +215,17 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
       }
       if (this.closing) this.giveBack();
     }
+  }
+
+  /** Waits `ms` before the next try, or less if close() begins meanwhile. */
+  private backOff(ms: number): Promise<void> {
+    return new Promise<void>((r) => {
+      const t = setTimeout(r, ms);
+      this.wakeBackOff = () => {
+        clearTimeout(t);
+        r();
+      };
+    }).finally(() => (this.wakeBackOff = undefined));
   }
 
   private startHandler(m: LeasedMessage, handler: Handler): void {
@@ -244,7 +278,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
 
   /** Touches every held message whose lease is half gone. */
   private touchDue(): void {
-    const now = Date.now();
+    const now = performance.now();
     const half = this.o.leaseMs / 2;
     for (const [m, h] of this.held) {
       if (m.isSettled || now - h.touchedAt < half) continue;
@@ -336,6 +370,7 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
     this.waiter?.(undefined);
     this.waiter = undefined;
     this.wake?.();
+    this.wakeBackOff?.();
     if (this.touchTimer) clearInterval(this.touchTimer);
     // Running handlers keep their leases alive until they finish.
     const keepTouching = setInterval(() => this.touchDue(), Math.max(50, this.o.leaseMs / 4));
@@ -352,6 +387,8 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
     this.leaser?.destroy();
     this.settler?.flushSettles();
     await Promise.allSettled([...this.settles]);
+    this.finished = true;
+    await this.settlerOpening?.catch(() => undefined);
     await this.settler?.close().catch(() => undefined);
   }
 }
@@ -359,13 +396,4 @@ export class Consumer implements AsyncIterable<LeasedMessage> {
 /** A handler ran past `handlerTimeoutMs`. */
 export class HandlerTimeoutError extends Error {
   override name = "HandlerTimeoutError";
-}
-
-function sleep(ms: number): Promise<void> {
-  return new Promise((r) => setTimeout(r, ms));
-}
-
-/** Points a leased message's settles at another client (the consumer's settle connection). */
-function rebind(m: LeasedMessage, c: Client): void {
-  m.settler = c;
 }

@@ -174,3 +174,12 @@ export class ProtocolError extends ConnectionError {
 export class RequestTimeoutError extends BeussError {
   override name = "RequestTimeoutError";
 }
+
+/**
+ * The request needs a protocol version the connection did not negotiate (protocol.md
+ * 9.1): refused before anything is sent, since an older server would answer it with a
+ * fatal error that costs every other request in flight.
+ */
+export class UnsupportedError extends BeussError {
+  override name = "UnsupportedError";
+}

@@ -10,7 +10,7 @@
  * await c.close();
  * ```
  */
-export { connect, addressFromEnv, Client } from "./client.js";
+export { connect, addressFromEnv, parseAddress, Client } from "./client.js";
 export type { ConnectOptions, ServerInfo, PutResult, GetOptions, LeaseOptions, PublishOptions } from "./client.js";
 export { Message, LeasedMessage } from "./message.js";
 export type { NackOptions } from "./message.js";

@@ -36,6 +36,8 @@ export class Reconnector {
   private current: Client | undefined;
   private connecting: Promise<Client> | undefined;
   private closed = false;
+  // Ends the back-off wait between attempts early when close() is called.
+  private wakeDial: (() => void) | undefined;
 
   /** @param connectFn opens a client; @param options retry policy */
   constructor(
@@ -56,14 +58,30 @@ export class Reconnector {
     const max = this.options.maxDelayMs ?? 5000;
     const attempts = this.options.maxAttempts ?? Infinity;
     for (let i = 1; ; i++) {
+      let c: Client;
       try {
-        this.current = await this.connectFn();
-        return this.current;
+        c = await this.connectFn();
       } catch (e) {
         if (i >= attempts || this.closed) throw e;
-        await new Promise((r) => setTimeout(r, delay));
+        await new Promise<void>((r) => {
+          const t = setTimeout(r, delay);
+          this.wakeDial = () => {
+            clearTimeout(t);
+            r();
+          };
+        });
+        this.wakeDial = undefined;
         delay = Math.min(max, delay * 2);
+        if (this.closed) throw new ConnectionError("reconnector closed");
+        continue;
       }
+      // close() was called while this connection was being opened: nobody will close it.
+      if (this.closed) {
+        c.destroy();
+        throw new ConnectionError("reconnector closed");
+      }
+      this.current = c;
+      return c;
     }
   }
 
@@ -88,6 +106,9 @@ export class Reconnector {
   /** Closes the current client and stops reconnecting. */
   async close(): Promise<void> {
     this.closed = true;
+    this.wakeDial?.();
+    // A dial under way gives up (and closes what it opened) once it sees `closed`.
+    await this.connecting?.catch(() => undefined);
     await this.current?.close();
   }
 }

@@ -1,20 +1,16 @@
 // The consumer against the real server: ack on return, nack with backoff on throw or
 // timeout, touch while work runs long, uncharged give-back on close, and 10 async
 // consumers sharing 10,000 messages exactly once.
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as beuss from "beuss";
-import { startServer, uniq } from "./helpers/server.mjs";
+import { serverForFile, uniq } from "./helpers/server.mjs";
 
 let srv;
 let c;
-before(async () => {
-  srv = await startServer();
-  c = await srv.connect();
-});
-after(async () => {
-  await c?.close();
-  await srv?.stop();
+serverForFile((s, client) => {
+  srv = s;
+  c = client;
 });
 
 /** A promise and its resolver. */
@@ -167,4 +163,29 @@ test("close() waits for running handlers and gives back what was not started", a
   assert.equal(f.get("acks"), 1n);
   const [b] = await c.get(q, { max: 10 });
   assert.equal(b.text(), "b");
+});
+
+test("the settle connection lost while a handler runs: its ack goes through a new one", { timeout: 20_000 }, async () => {
+  const q = uniq();
+  await c.put(q, "x");
+  const started = deferred();
+  const release = deferred();
+  const errors = [];
+  const cons = c.consume(q, { leaseMs: 60_000, onError: (e) => errors.push(e) });
+  const done = deferred();
+  void cons.run(async () => {
+    started.resolve();
+    await release.promise;
+    done.resolve();
+  });
+  await started.promise;
+  // Reaching into the consumer: its settle connection drops (the leases live on the other).
+  cons.settler.destroy();
+  release.resolve();
+  await done.promise;
+  // Without a new settle connection the ack fails and the message stays leased a minute.
+  while ((await queueFigures(q)).get("acks") !== 1n);
+  await cons.close();
+  assert.deepEqual(errors, []);
+  assert.equal((await queueFigures(q)).get("redeliveries"), 0n);
 });

@@ -1,19 +1,15 @@
 // Every operation against the real beuss-server (started per file on a free port).
-import { test, before, after } from "node:test";
+import { test } from "node:test";
 import assert from "node:assert/strict";
 import * as beuss from "beuss";
-import { startServer, uniq } from "./helpers/server.mjs";
+import { serverForFile, uniq } from "./helpers/server.mjs";
 
 const { codec } = beuss;
 let srv;
 let c;
-before(async () => {
-  srv = await startServer();
-  c = await srv.connect();
-});
-after(async () => {
-  await c?.close();
-  await srv?.stop();
+serverForFile((s, client) => {
+  srv = s;
+  c = client;
 });
 
 test("HELLO negotiates version 3 and announces the features", () => {

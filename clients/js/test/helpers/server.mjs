@@ -4,6 +4,7 @@ import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
 import { fileURLToPath } from "node:url";
+import { before, after } from "node:test";
 import { connect } from "beuss";
 
 /** The server binary: $BEUSS_SERVER, else <repo>/target/debug/beuss-server. */
@@ -54,4 +55,22 @@ export async function startServer(env = {}) {
 let n = 0;
 export function uniq(prefix = "q") {
   return `${prefix}-${process.pid}-${++n}`;
+}
+
+/**
+ * One server and one client for a whole test file: started before its first test and
+ * ended after its last; `use(server, client)` receives them once they are up.
+ */
+export function serverForFile(use, env = {}) {
+  let srv;
+  let c;
+  before(async () => {
+    srv = await startServer(env);
+    c = await srv.connect();
+    use(srv, c);
+  });
+  after(async () => {
+    await c?.close();
+    await srv?.stop();
+  });
 }
