@@ -3,7 +3,7 @@
 # and builds with tsc (ESM + CJS), then runs the unit and integration tests with
 # node --test on the built output. Run from anywhere: `bash clients/js/ci.sh`.
 # The integration tests use $BEUSS_SERVER, default <repo>/target/debug/beuss-server,
-# which is built with cargo if missing.
+# which this script first brings up to date with cargo.
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
 repo="$(cd "$here/../.." && pwd)"
@@ -18,13 +18,12 @@ if [ "$major" -lt 18 ]; then
   exit 1
 fi
 
-server="${BEUSS_SERVER:-$repo/target/debug/beuss-server}"
-if [ ! -x "$server" ]; then
-  echo "clients/js: building beuss-server ($server missing)"
+# Without $BEUSS_SERVER, the checkout's own debug build, brought up to date (a no-op
+# when it is), so that a stale binary from an older checkout is never tested.
+if [ -z "${BEUSS_SERVER:-}" ]; then
   (cd "$repo" && cargo build --quiet --bin beuss-server)
-  server="$repo/target/debug/beuss-server"
+  export BEUSS_SERVER="$repo/target/debug/beuss-server"
 fi
-export BEUSS_SERVER="$server"
 
 cd "$here"
 npm ci --no-audit --no-fund --loglevel=error </dev/null
