@@ -19,6 +19,10 @@ use beuss::protocol::{
 };
 use libfuzzer_sys::fuzz_target;
 
+#[path = "shared/pieces.rs"]
+mod pieces;
+use pieces::split_input;
+
 /// Payload limits: small ones so that heads over the limit are reached with
 /// short inputs, and the server's default (1 MiB).
 const LIMITS: [usize; 8] = [0, 1, 3, 8, 64, 1024, 65_536, 1 << 20];
@@ -145,13 +149,9 @@ fn check_frame(buf: &[u8], decoded: Decoded<'_>, used: usize, max_payload: usize
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [limit, k, rest @ ..] = data else {
+    let Some((max_payload, pieces, stream)) = split_input(data, &LIMITS) else {
         return;
     };
-    let max_payload = LIMITS[usize::from(*limit) % LIMITS.len()];
-    let k = usize::from(*k % 16).min(rest.len());
-    let (sizes, stream) = rest.split_at(k);
-    let pieces: Vec<usize> = sizes.iter().map(|&s| usize::from(s) + 1).collect();
     let whole = run(stream, &[stream.len().max(1)], max_payload);
     let split = run(stream, &pieces, max_payload);
     assert_eq!(whole, split, "pieces {pieces:?}, limit {max_payload}");

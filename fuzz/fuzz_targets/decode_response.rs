@@ -16,6 +16,10 @@
 use beuss::protocol::{LEN_PREFIX, ProtocolError, Response, decode_response};
 use libfuzzer_sys::fuzz_target;
 
+#[path = "shared/pieces.rs"]
+mod pieces;
+use pieces::split_input;
+
 /// Length caps: the client's (`MAX_RESPONSE` in src/client.rs), and small ones.
 const CAPS: [u32; 4] = [(1 << 30) + 4096, 0, 16, 1024];
 
@@ -98,13 +102,9 @@ fn check_frame(buf: &[u8], response: Response<'_>, used: usize, max_len: u32) {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let [cap, k, rest @ ..] = data else {
+    let Some((max_len, pieces, stream)) = split_input(data, &CAPS) else {
         return;
     };
-    let max_len = CAPS[usize::from(*cap) % CAPS.len()];
-    let k = usize::from(*k % 16).min(rest.len());
-    let (sizes, stream) = rest.split_at(k);
-    let pieces: Vec<usize> = sizes.iter().map(|&s| usize::from(s) + 1).collect();
     let whole = run(stream, &[stream.len().max(1)], max_len);
     let split = run(stream, &pieces, max_len);
     assert_eq!(whole, split, "pieces {pieces:?}, cap {max_len}");
