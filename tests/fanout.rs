@@ -1359,9 +1359,16 @@ fn request_to_a_slow_subscriber_only_times_out() {
 
 /// No `EVENT` comes after `BYE` (15.6), even when the subscriber's output still holds
 /// earlier events when its `QUIT` is carried out.
+///
+/// `BSUBBUFFER` is kept under the server's read-pause mark (256 KiB) so that the
+/// `QUIT` is read at once, never waiting for the output to drain. The kernel may let
+/// a socket's send buffer grow to megabytes behind the server's back, taking all of
+/// the output at the next write; so a `PING` from the subscriber first makes the
+/// server write until the kernel takes no more, and the buffers are filled again
+/// past `BSUBBUFFER` before the `QUIT`.
 #[test]
 fn no_event_after_bye() {
-    let server = TestServer::start();
+    let server = TestServer::start_with(&[("BSUBBUFFER", "64K")]);
     let mut s = Conn {
         s: small_buffer_socket(&server),
         events: VecDeque::new(),
@@ -1373,16 +1380,14 @@ fn no_event_after_bye() {
     while server.stat("slow_consumer_drops") == 0 {
         p.publish("bye.fill", &payload);
     }
-    s.send(&Request::Quit);
-    // Read events until the server has read the QUIT: its BYE is then queued behind
-    // what is left of the events (up to 256 KiB: it reads no more while its output
-    // is over that).
-    let mut before_bye = 0;
-    while server_unread(server.port, &s.s) > 0 {
-        let frame = read_frame(&mut s.s);
-        assert_eq!(event_of(&frame).map(|e| e.sid), Some(sid));
-        before_bye += 1;
+    s.send(&Request::Ping);
+    wait_until_read(&server, &s.s);
+    let drops = server.stat("slow_consumer_drops");
+    while server.stat("slow_consumer_drops") == drops {
+        p.publish("bye.fill", &payload);
     }
+    s.send(&Request::Quit);
+    wait_until_read(&server, &s.s);
     assert_eq!(
         server.stat("subscriptions"),
         1,
@@ -1409,17 +1414,37 @@ fn no_event_after_bye() {
         .iter()
         .position(|f| f[..] == BYE)
         .unwrap_or_else(|| panic!("no BYE among {} frames", frames.len()));
+    assert!(bye > 0, "events were waiting in its output");
+    let pongs = frames[..bye].iter().filter(|f| f[..] == PONG).count();
+    assert_eq!(pongs, 1, "the PING's reply comes before the BYE");
+    for frame in frames[..bye].iter().filter(|f| f[..] != PONG) {
+        assert_eq!(
+            event_of(frame).map(|e| e.sid),
+            Some(sid),
+            "only events before BYE"
+        );
+    }
     let after: Vec<_> = frames[bye + 1..]
         .iter()
         .filter_map(|f| event_of(f))
         .collect();
     assert!(
         after.is_empty(),
-        "{} events after BYE ({} read before the QUIT was, {late} counted late)",
+        "{} events after BYE ({bye} before it, {late} counted late)",
         after.len(),
-        before_bye
     );
     assert_eq!(late, 0, "a closing connection gets no events");
+}
+
+/// Waits (bounded) until the server has read everything `client` sent, without
+/// reading anything from `client`.
+fn wait_until_read(server: &TestServer, client: &TcpStream) {
+    let mut polls = 0;
+    while server_unread(server.port, client) > 0 {
+        polls += 1;
+        assert!(polls < 10_000, "the server never read the request");
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
 }
 
 /// Like `common::server_unread_bytes`, but finds its line by the two ports' text
