@@ -94,8 +94,12 @@ check_target() {
     # port, read back from the server's log, so two checks can never race for one.
     local server="" port="" i
     start_server() {
+        # The log is emptied here, before the fork: a redirection in the background
+        # child may happen after the loop below first reads the file, which then
+        # finds no file at all, or the port of the server before.
+        : >"$work/server.log"
         env BHOST=127.0.0.1 BPORT=0 RUST_LOG=info "$@" "${run[@]}" "$bin/beuss-server" \
-            </dev/null >/dev/null 2>"$work/server.log" &
+            </dev/null >/dev/null 2>>"$work/server.log" &
         server=$!
         PIDS+=("$server")
         port=""
