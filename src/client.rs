@@ -28,6 +28,7 @@ use std::collections::{HashMap, VecDeque};
 use std::fmt;
 use std::io::{self, Read, Write};
 use std::net::{Shutdown, SocketAddr, TcpStream, ToSocketAddrs};
+use std::path::Path;
 use std::time::Duration;
 
 use crate::protocol::{
@@ -38,10 +39,12 @@ use crate::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 
 mod fanout;
 mod lease;
+mod stream;
 
 pub use fanout::{Envelope, Event, Events, PublishOptions};
 pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
 pub use protocol::{LeaseRef, Limits, Published, SettleResult};
+pub use stream::{Stream, UNIX_PREFIX, read_token_file};
 
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
 const MAX_RESPONSE: u32 = (1 << 30) + 4096;
@@ -235,7 +238,7 @@ impl ServerInfo {
 /// A blocking connection to a beuss server.
 #[derive(Debug)]
 pub struct Client {
-    stream: TcpStream,
+    stream: Stream,
     /// Received bytes live in `rbuf[rstart..rend]`.
     rbuf: Vec<u8>,
     rstart: usize,
@@ -269,8 +272,12 @@ pub struct Client {
     events_dropped: u64,
 }
 
-/// The address `BHOST`/`BPORT` point at (`localhost:6552` when unset).
+/// The address the environment points at: `unix:PATH` when `BUNIX` is set (protocol.md
+/// 16.6), else `BHOST`/`BPORT` (`localhost:6552` when unset).
 pub fn address_from_env() -> String {
+    if let Some(path) = std::env::var_os("BUNIX").filter(|p| !p.is_empty()) {
+        return format!("{UNIX_PREFIX}{}", path.to_string_lossy());
+    }
     let host = std::env::var("BHOST")
         .ok()
         .filter(|h| !h.trim().is_empty())
@@ -310,7 +317,7 @@ impl Client {
         let mut last_error = None;
         for candidate in &addrs {
             match TcpStream::connect_timeout(candidate, timeout) {
-                Ok(stream) => return Client::from_stream(stream),
+                Ok(stream) => return Client::from_stream(Stream::Tcp(stream)),
                 Err(e) => last_error = Some(e),
             }
         }
@@ -319,20 +326,67 @@ impl Client {
         })))
     }
 
-    /// Connects to the server `BHOST`/`BPORT` name (`localhost:6552` by default).
+    /// Connects to `addr` given as text: `unix:PATH` for a Unix socket (protocol.md
+    /// 16.6), else `host:port` as for [`Client::connect`].
     ///
     /// # Errors
-    /// As [`Client::connect`].
-    pub fn connect_env() -> Result<Client> {
-        Client::connect(address_from_env())
+    /// [`Error::Connect`] naming the address and the reason.
+    pub fn connect_to(addr: &str) -> Result<Client> {
+        let stream = Stream::connect(addr, CONNECT_TIMEOUT).map_err(|source| Error::Connect {
+            addr: addr.to_owned(),
+            source,
+        })?;
+        Client::from_stream(stream)
     }
 
-    /// Wraps a connected stream.
+    /// Connects to the server the environment names ([`address_from_env`]: `BUNIX`,
+    /// else `BHOST`/`BPORT`, else `localhost:6552`) and, when `BAUTHFILE` names a
+    /// token file, authenticates with its first token ([`read_token_file`]).
+    ///
+    /// # Errors
+    /// As [`Client::connect_to`] and [`Client::auth`]; [`Error::Io`] if the token file
+    /// cannot be read.
+    pub fn connect_env() -> Result<Client> {
+        let mut client = Client::connect_to(&address_from_env())?;
+        if let Some(path) = std::env::var_os("BAUTHFILE").filter(|p| !p.is_empty()) {
+            client.auth_file(Path::new(&path))?;
+        }
+        Ok(client)
+    }
+
+    /// Authenticates with `token` (protocol.md 16.2). Returns true when the token is
+    /// read-only. A server that requires no authentication accepts any token.
+    ///
+    /// # Errors
+    /// [`Error::Server`] with code `AUTH_FAILED` (fatal: the connection is closed)
+    /// for a token the server does not have, `UNKNOWN_OPCODE` from a server older
+    /// than version 4; [`Error::Protocol`] for an empty token or one over 1022 bytes.
+    pub fn auth(&mut self, token: &[u8]) -> Result<bool> {
+        match self.call(&Request::Auth { token })? {
+            Response::Authed { read_only } => Ok(read_only),
+            other => Err(unexpected("AUTHED", &other)),
+        }
+    }
+
+    /// [`Client::auth`] with the first token of the file at `path` (the format the
+    /// server's `BAUTHFILE` has; [`read_token_file`]).
+    ///
+    /// # Errors
+    /// [`Error::Io`] if the file cannot be read or holds no token; else as
+    /// [`Client::auth`].
+    pub fn auth_file(&mut self, path: &Path) -> Result<bool> {
+        let token = read_token_file(path)?;
+        self.auth(&token)
+    }
+
+    /// Wraps a connected stream: a [`TcpStream`], a Unix socket's stream, or a
+    /// [`Stream`].
     ///
     /// # Errors
     /// Setting `TCP_NODELAY` failed.
-    pub fn from_stream(stream: TcpStream) -> Result<Client> {
-        stream.set_nodelay(true)?;
+    pub fn from_stream(stream: impl Into<Stream>) -> Result<Client> {
+        let stream = stream.into();
+        stream.set_nodelay()?;
         // A stream may come with timeouts set (the beuss command sets its own).
         let timeout = stream.read_timeout()?;
         Ok(Client {

@@ -61,6 +61,24 @@ pub struct Config {
     pub recover_skip: bool,
     /// Unread output past which a subscriber's events are dropped (`BSUBBUFFER`).
     pub sub_buffer: usize,
+    /// Listen on TCP at all (`BPORT=off` turns it off, leaving the Unix socket).
+    pub tcp: bool,
+    /// Path of the Unix socket to listen on as well (`BUNIX`).
+    pub unix_path: Option<PathBuf>,
+    /// Permission bits of the Unix socket file (`BUNIXMODE`).
+    pub unix_mode: u32,
+    /// File of the tokens clients must present (`BAUTHFILE`); `None`: no
+    /// authentication.
+    pub auth_file: Option<PathBuf>,
+    /// Time a partial frame (or a connection yet to authenticate) may take
+    /// (`BFRAMETIMEOUT`); `None`: no limit.
+    pub frame_timeout: Option<Duration>,
+    /// Time a connection may send nothing while it waits for nothing (`BIDLETIMEOUT`);
+    /// `None`: no limit.
+    pub idle_timeout: Option<Duration>,
+    /// Most connections open at once from one client IP address (`BMAXPERADDRESS`);
+    /// 0: no cap.
+    pub max_per_address: usize,
 }
 
 /// How often the journal is synced to the disk (`BFSYNC`), which says how much a
@@ -84,6 +102,11 @@ pub const DEFAULT_SEGMENT_SIZE: u64 = 8 << 20;
 /// Default `BSUBBUFFER`: a subscriber may fall this far behind before its events
 /// are dropped (protocol.md 15.6).
 pub const DEFAULT_SUB_BUFFER: usize = 1 << 20;
+/// Default `BUNIXMODE`: the server's user and group may connect, nobody else.
+pub const DEFAULT_UNIX_MODE: u32 = 0o660;
+/// Default `BFRAMETIMEOUT`: generous for a slow link, short enough that a client
+/// sending half a frame cannot hold its slot for long (protocol.md 16.5).
+pub const DEFAULT_FRAME_TIMEOUT: Duration = Duration::from_secs(60);
 
 impl Default for Config {
     fn default() -> Self {
@@ -99,6 +122,13 @@ impl Default for Config {
             segment_size: DEFAULT_SEGMENT_SIZE,
             recover_skip: false,
             sub_buffer: DEFAULT_SUB_BUFFER,
+            tcp: true,
+            unix_path: None,
+            unix_mode: DEFAULT_UNIX_MODE,
+            auth_file: None,
+            frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
+            idle_timeout: None,
+            max_per_address: 0,
         }
     }
 }
@@ -173,6 +203,37 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "unread output past which a subscriber's events are dropped and counted (K/M/G)",
     ),
     (
+        "BUNIX",
+        "(unset)",
+        "also listen on a Unix socket at this path (clients: unix:PATH)",
+    ),
+    (
+        "BUNIXMODE",
+        "0660",
+        "permission bits (octal) of the BUNIX socket file",
+    ),
+    (
+        "BAUTHFILE",
+        "(unset)",
+        "file of tokens clients must present with AUTH (one per line, optionally ro); \
+         re-read on SIGHUP; unset = no authentication",
+    ),
+    (
+        "BFRAMETIMEOUT",
+        "60",
+        "seconds a partial request, or a connection yet to AUTH, may take; 0 = no limit",
+    ),
+    (
+        "BIDLETIMEOUT",
+        "0",
+        "seconds a connection that waits for nothing may stay silent; 0 = no limit",
+    ),
+    (
+        "BMAXPERADDRESS",
+        "0",
+        "cap on connections open at once from one client IP address; 0 = no cap",
+    ),
+    (
         "RUST_LOG",
         "info",
         "log level: error, warn, info, debug or trace",
@@ -201,6 +262,7 @@ impl Config {
             }
             match key.as_ref() {
                 "BHOST" => config.host = value.trim().to_owned(),
+                "BPORT" if value.trim() == "off" => config.tcp = false,
                 "BPORT" => {
                     config.port = value
                         .trim()
@@ -264,8 +326,38 @@ impl Config {
                         _ => return Err(error("BRECOVER", value, "must be skip or refuse")),
                     };
                 }
+                "BUNIX" => config.unix_path = Some(PathBuf::from(value)),
+                "BUNIXMODE" => {
+                    config.unix_mode = u32::from_str_radix(value.trim(), 8)
+                        .ok()
+                        .filter(|m| *m <= 0o777)
+                        .ok_or_else(|| {
+                            error("BUNIXMODE", value, "not an octal mode such as 0660")
+                        })?;
+                }
+                "BAUTHFILE" => config.auth_file = Some(PathBuf::from(value)),
+                "BFRAMETIMEOUT" => {
+                    let t = parse_duration("BFRAMETIMEOUT", value)?;
+                    config.frame_timeout = (!t.is_zero()).then_some(t);
+                }
+                "BIDLETIMEOUT" => {
+                    let t = parse_duration("BIDLETIMEOUT", value)?;
+                    config.idle_timeout = (!t.is_zero()).then_some(t);
+                }
+                "BMAXPERADDRESS" => {
+                    config.max_per_address = value.trim().parse().map_err(|_| {
+                        error("BMAXPERADDRESS", value, "not a whole number (0 = no cap)")
+                    })?;
+                }
                 _ => {}
             }
+        }
+        if !config.tcp && config.unix_path.is_none() {
+            return Err(error(
+                "BPORT",
+                "off",
+                "turns TCP off, so BUNIX must name a Unix socket to listen on",
+            ));
         }
         if config.max_message_size > config.max_memory {
             return Err(size_above_memory(&config, size_given, memory_given));

@@ -5,14 +5,14 @@
 use std::cell::Cell;
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr};
+use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, BytesMut};
-use mio::net::TcpStream;
-
+use crate::auth::Access;
 use crate::protocol::{self, ErrorCode};
+use crate::transport::{Peer, Stream};
 
 /// Bytes read per `read` call, into the server's one shared scratch buffer.
 pub const READ_CHUNK: usize = 64 * 1024;
@@ -47,6 +47,11 @@ pub const CLOSE_DISCARD: usize = 4 * READ_CHUNK;
 /// Most bytes one [`Connection::linger`] step reads and drops, so that a client that
 /// keeps sending cannot hold the shutdown loop on itself.
 const LINGER_STEP: usize = 16 * READ_CHUNK;
+
+/// A partial frame that brings this many more bytes restarts its `BFRAMETIMEOUT`
+/// clock, so that a large payload on a slow link is not cut off while one trickled a
+/// byte at a time is (protocol.md 16.5).
+pub const FRAME_PROGRESS: usize = 64 * 1024;
 
 /// The bytes a client of the Go beuss sends on their own to open a connection, before
 /// it waits for the server's `OK` (protocol.md section 9.4).
@@ -84,6 +89,9 @@ pub enum State {
     Streaming(Box<Oversize>),
     /// A `BYE` or fatal `ERROR` was queued; close once the output is written.
     Closing,
+    /// A failed `AUTH` waits before its `AUTH_FAILED` goes out (protocol.md 16.2);
+    /// nothing more is read meanwhile.
+    Penalized,
 }
 
 /// An oversized `PUT` (or `PUB`, `REQ`, `REPLY`) in flight.
@@ -222,11 +230,23 @@ pub struct Sub {
 #[derive(Debug)]
 pub struct Connection {
     /// The socket.
-    pub stream: TcpStream,
+    pub stream: Stream,
     /// Unique for the server's lifetime (tokens are reused, ids never).
     pub id: u64,
-    /// Peer address, for logs.
-    pub peer: SocketAddr,
+    /// Who it is, for logs and the per-address cap.
+    pub peer: Peer,
+    /// What its `AUTH` allows; `None` until it authenticates on a server that
+    /// requires it (protocol.md 16.1).
+    pub access: Option<Access>,
+    /// When it was accepted.
+    pub accepted: Instant,
+    /// When its last request arrived whole (or it was accepted), for `BIDLETIMEOUT`.
+    pub last_request: Instant,
+    /// Since when a partial frame has waited to be completed, for `BFRAMETIMEOUT`.
+    pub frame_since: Option<Instant>,
+    /// Bytes read since `frame_since` was last set: a long payload that keeps coming
+    /// restarts the clock every [`FRAME_PROGRESS`] bytes.
+    pub frame_bytes: usize,
     /// Received bytes not yet handled: a partial frame, or requests held back while
     /// a `GET` is parked or output is over the high-water mark.
     pub input: BytesMut,
@@ -268,11 +288,23 @@ pub struct Connection {
 
 impl Connection {
     /// A new connection in the `Ready` state, with no buffer allocated.
-    pub fn new(stream: TcpStream, id: u64, peer: SocketAddr, durable: Rc<Cell<u64>>) -> Self {
+    pub fn new(
+        stream: Stream,
+        id: u64,
+        peer: Peer,
+        access: Option<Access>,
+        now: Instant,
+        durable: Rc<Cell<u64>>,
+    ) -> Self {
         Connection {
             stream,
             id,
             peer,
+            access,
+            accepted: now,
+            last_request: now,
+            frame_since: None,
+            frame_bytes: 0,
             input: BytesMut::new(),
             output: BytesMut::new(),
             held_replies: BytesMut::new(),
@@ -387,7 +419,7 @@ impl Connection {
     pub fn wants_read(&self, input_cap: usize) -> bool {
         !self.read_closed
             && !self.broken
-            && !matches!(self.state, State::Closing)
+            && !matches!(self.state, State::Closing | State::Penalized)
             && self.output.len() < OUTPUT_HIGH_WATER
             && self.input.len() < input_cap
     }
@@ -401,6 +433,7 @@ impl Connection {
                     return ReadOutcome::Eof;
                 }
                 Ok(len) => {
+                    self.frame_bytes = self.frame_bytes.saturating_add(len);
                     return ReadOutcome::Data {
                         len,
                         drained: len < scratch.len(),
@@ -516,6 +549,32 @@ impl Connection {
         self.quiet_since
             .filter(|_| self.write_shut)
             .map(|since| since + LINGER_QUIET)
+    }
+
+    /// A request arrived whole: the idle and partial-frame clocks start again.
+    pub fn note_request(&mut self, now: Instant) {
+        self.last_request = now;
+        self.frame_since = None;
+        self.frame_bytes = 0;
+    }
+
+    /// After a turn of reading: starts the partial-frame clock if a frame is left
+    /// incomplete, restarts it if enough of one came since, stops it if none is
+    /// waiting. Bytes held while the server does not read (replies backed up) are not
+    /// a partial frame of the client's making.
+    pub fn note_partial(&mut self, now: Instant) {
+        let partial = match self.state {
+            State::Streaming(_) => true,
+            State::Ready => !self.input.is_empty() && self.output.len() < OUTPUT_HIGH_WATER,
+            _ => false,
+        };
+        if !partial {
+            self.frame_since = None;
+            self.frame_bytes = 0;
+        } else if self.frame_since.is_none() || self.frame_bytes >= FRAME_PROGRESS {
+            self.frame_since = Some(now);
+            self.frame_bytes = 0;
+        }
     }
 
     /// Drops the input buffer's memory if it is empty and large.

@@ -41,6 +41,8 @@ pub mod protocol;
 // The server side, behind the `server` feature; gated per module here so that files
 // added under src/server/ or src/store/ need no attribute of their own. The
 // configuration parsers (sizes, durations) are std-only and shared with the CLI.
+#[cfg(feature = "server")]
+pub mod auth;
 #[cfg(any(feature = "server", feature = "cli"))]
 pub mod config;
 #[cfg(feature = "server")]
@@ -52,6 +54,8 @@ mod net;
 pub mod route;
 #[cfg(feature = "server")]
 pub mod server;
+#[cfg(feature = "server")]
+mod transport;
 // Hidden rather than private: the store's API is wider than what the server uses
 // today (its tests and features in progress use the rest), and private items would be
 // flagged as dead code. It is not part of the crate's supported API.

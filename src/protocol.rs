@@ -11,14 +11,15 @@
 //! flags, reserved for later versions and zero in version 1.
 //!
 //! Each version's additions live in a file of their own, hooked into the decoders and
-//! `Request::encode` here: `leases` (version 2) and `fanout` (version 3).
+//! `Request::encode` here: `leases` (version 2), `fanout` (version 3) and `auth`
+//! (version 4).
 
 use std::fmt;
 
 use bytes::BufMut;
 
 /// The protocol version this crate speaks (sent and checked by `HELLO`).
-pub const PROTOCOL_VERSION: u16 = 3;
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// Longest queue name in bytes. The name's length travels in one byte, so a longer
 /// name cannot even be expressed.
@@ -91,6 +92,8 @@ pub enum Opcode {
     Req = 0x35,
     /// Answer a request by its reply address (version 3).
     Reply = 0x36,
+    /// Present a token (version 4).
+    Auth = 0x40,
 }
 
 impl Opcode {
@@ -130,6 +133,7 @@ impl TryFrom<u8> for Opcode {
             0x34 => Opcode::Unsubscribe,
             0x35 => Opcode::Req,
             0x36 => Opcode::Reply,
+            0x40 => Opcode::Auth,
             other => return Err(ProtocolError::UnknownOpcode(other)),
         })
     }
@@ -146,6 +150,8 @@ pub enum Status {
     Hello = 0x02,
     /// Reply to `QUIT`; the server closes the connection after it.
     Bye = 0x03,
+    /// `AUTH` accepted, with the access it gives (version 4).
+    Authed = 0x04,
     /// `PUT` stored the whole payload.
     Stored = 0x10,
     /// `PUT` stored the payload cut to the message size limit.
@@ -198,6 +204,7 @@ impl TryFrom<u8> for Status {
             0x01 => Status::Pong,
             0x02 => Status::Hello,
             0x03 => Status::Bye,
+            0x04 => Status::Authed,
             0x10 => Status::Stored,
             0x11 => Status::Truncated,
             0x12 => Status::Messages,
@@ -262,6 +269,15 @@ pub enum ErrorCode {
     TooFewCopies = 14,
     /// A per-connection limit was reached, such as 1024 subscriptions (not fatal).
     Limit = 15,
+    /// The server requires `AUTH` before this request (fatal; version 4).
+    AuthRequired = 16,
+    /// `AUTH` with a token the server does not have (fatal; version 4).
+    AuthFailed = 17,
+    /// The connection's token is read-only (not fatal; version 4).
+    Forbidden = 18,
+    /// The connection ran out of time: a partial frame, no `AUTH`, or idle (fatal,
+    /// unprompted; version 4).
+    Timeout = 19,
 }
 
 impl ErrorCode {
@@ -283,6 +299,10 @@ impl ErrorCode {
             13 => ErrorCode::NoResponders,
             14 => ErrorCode::TooFewCopies,
             15 => ErrorCode::Limit,
+            16 => ErrorCode::AuthRequired,
+            17 => ErrorCode::AuthFailed,
+            18 => ErrorCode::Forbidden,
+            19 => ErrorCode::Timeout,
             _ => return None,
         })
     }
@@ -305,6 +325,10 @@ impl ErrorCode {
             ErrorCode::NoResponders => "NO_RESPONDERS",
             ErrorCode::TooFewCopies => "TOO_FEW_COPIES",
             ErrorCode::Limit => "LIMIT",
+            ErrorCode::AuthRequired => "AUTH_REQUIRED",
+            ErrorCode::AuthFailed => "AUTH_FAILED",
+            ErrorCode::Forbidden => "FORBIDDEN",
+            ErrorCode::Timeout => "TIMEOUT",
         }
     }
 }
@@ -596,6 +620,11 @@ pub enum Request<'a> {
         /// Reply bytes (already cut to the limit when decoded by the server).
         payload: &'a [u8],
     },
+    /// Present a token to a server that requires one (version 4).
+    Auth {
+        /// The secret, 1 to 1022 bytes.
+        token: &'a [u8],
+    },
 }
 
 impl Request<'_> {
@@ -626,6 +655,7 @@ impl Request<'_> {
             Request::Unsubscribe { .. } => Opcode::Unsubscribe,
             Request::Req { .. } => Opcode::Req,
             Request::Reply { .. } => Opcode::Reply,
+            Request::Auth { .. } => Opcode::Auth,
         }
     }
 
@@ -642,6 +672,9 @@ impl Request<'_> {
             return result;
         }
         if let Some(result) = fanout::encode_request(self, dst) {
+            return result;
+        }
+        if let Some(result) = auth::encode_request(self, dst) {
             return result;
         }
         let queue = match self {
@@ -860,6 +893,7 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
         Opcode::Bind | Opcode::Unbind | Opcode::Subscribe | Opcode::Unsubscribe => {
             fanout::decode_control(opcode, &mut r)?
         }
+        Opcode::Auth => auth::decode_auth(&mut r),
         // These stream their payload and never reach here (see decode_put and
         // fanout::decode_streamed); a plain error keeps this total without a panic path.
         Opcode::Put | Opcode::Publish | Opcode::Req | Opcode::Reply => {
@@ -1056,6 +1090,11 @@ pub enum Response<'a> {
     },
     /// Reply to `QUIT`.
     Bye,
+    /// `AUTH` accepted (version 4).
+    Authed {
+        /// The token is read-only: only requests that look are allowed (16.4).
+        read_only: bool,
+    },
     /// `PUT` stored the whole payload.
     Stored,
     /// `PUT` stored the first `stored_len` of `original_len` bytes.
@@ -1437,6 +1476,7 @@ pub fn decode_response(
     let response = match status {
         Status::Pong => Response::Pong,
         Status::Bye => Response::Bye,
+        Status::Authed => auth::decode_authed(&mut r)?,
         Status::Stored if r.buf.len() >= 8 => Response::StoredId { id: r.u64("id")? },
         Status::Stored => Response::Stored,
         Status::Empty => Response::Empty,
@@ -1545,6 +1585,12 @@ pub use fanout::{
     MAX_SUBSCRIPTIONS, META_DROPPED, META_REPLY_TO, META_SUBJECT, Meta, MetaIter, Published,
     WITH_META, encode_bound, encode_event, encode_meta, encode_published, encode_replied,
     encode_reply, encode_subscribed, encode_unbound, encode_unsubscribed, encoded_meta_len,
+};
+
+mod auth;
+
+pub use auth::{
+    FEATURE_AUTH_REQUIRED, MAX_TOKEN, allowed_before_auth, allowed_read_only, encode_authed,
 };
 
 #[cfg(test)]

@@ -7,28 +7,30 @@
 //! only a partial frame is copied into a connection's own buffer. Replies to all the
 //! requests found in one read go out in one `write`.
 
+mod auth;
 mod batch;
 mod durable;
 mod fanout;
+mod hygiene;
 mod leases;
 mod requests;
 
 use std::cell::Cell;
-use std::collections::VecDeque;
+use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
+use std::net::{IpAddr, SocketAddr};
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
 use bytes::BytesMut;
 use log::{debug, info, warn};
 use mio::event::Event;
-use mio::net::{TcpListener, TcpStream};
 use mio::{Events, Interest, Poll, Token};
-use signal_hook::consts::signal::{SIGINT, SIGTERM};
+use signal_hook::consts::signal::{SIGHUP, SIGINT, SIGTERM};
 use signal_hook_mio::v1_0::Signals;
 use slab::Slab;
 
+use crate::auth::{Access, LogLimit, Penalties, Tokens};
 use crate::config::Config;
 use crate::conn::{
     self, CLOSE_DISCARD, Connection, Linger, Oversize, READ_CHUNK, ReadOutcome, State, Streamed,
@@ -37,6 +39,7 @@ use crate::journal::Journal;
 use crate::net;
 use crate::protocol::{self, Decoded, ErrorCode, MAX_CONTROL_FRAME, Request};
 use crate::store::Store;
+use crate::transport::{self, Listener, Peer, Stream};
 
 /// Token of the signal pipe; the journal's waker and the listeners sit just below
 /// it, connections use slab keys.
@@ -66,12 +69,18 @@ struct Counters {
     connections_total: u64,
     connections_rejected: u64,
     protocol_errors: u64,
+    auth_failures: u64,
+    auth_required: u64,
+    forbidden: u64,
+    idle_timeouts: u64,
+    frame_timeouts: u64,
+    connections_rejected_address: u64,
 }
 
 /// The beuss server: bound listeners, connections, queues.
 pub struct Server {
     poll: Poll,
-    listeners: Vec<TcpListener>,
+    listeners: Vec<Listener>,
     signals: Option<Signals>,
     /// O(1) lookup by token; freed slots are reused.
     conns: Slab<Connection>,
@@ -102,6 +111,18 @@ pub struct Server {
     log_buf: Vec<u8>,
     /// Subscriptions, and the requests and publishes waiting for answers.
     fanout: fanout::Fanout,
+    /// The tokens of `BAUTHFILE`; `None`: no authentication.
+    tokens: Option<Tokens>,
+    /// Failed `AUTH`s per client address, for the wait before the next answer.
+    penalties: Penalties,
+    /// Connections whose `AUTH_FAILED` waits, with when it goes out.
+    penalized: Vec<(Instant, ConnRef)>,
+    /// Keeps failed attempts from flooding the log.
+    auth_log: LogLimit,
+    /// Open TCP connections per client address, with `BMAXPERADDRESS`.
+    per_address: HashMap<IpAddr, u32>,
+    /// When the connections are next checked against their timeouts.
+    next_sweep: Option<Instant>,
 }
 
 impl std::fmt::Debug for Server {
@@ -122,8 +143,22 @@ impl Server {
     /// The poller could not be created or no address could be bound.
     pub fn bind(config: Config) -> io::Result<Server> {
         let poll = Poll::new()?;
-        let mut listeners = net::bind_all(&config.address())?;
-        listeners.truncate(MAX_LISTENERS);
+        let tokens = match &config.auth_file {
+            Some(path) => Some(auth::load_tokens(path).map_err(io::Error::other)?),
+            None => None,
+        };
+        let mut listeners = Vec::new();
+        if config.tcp {
+            listeners.extend(
+                net::bind_all(&config.address())?
+                    .into_iter()
+                    .map(Listener::Tcp),
+            );
+        }
+        listeners.truncate(MAX_LISTENERS - 1);
+        if let Some(path) = &config.unix_path {
+            listeners.push(transport::bind_unix(path, config.unix_mode)?);
+        }
         for (i, listener) in listeners.iter_mut().enumerate() {
             poll.registry()
                 .register(listener, Token(LISTENER_BASE + i), Interest::READABLE)?;
@@ -162,15 +197,18 @@ impl Server {
             holding: Vec::new(),
             log_buf: Vec::new(),
             fanout: fanout::Fanout::default(),
+            tokens,
+            penalties: Penalties::default(),
+            penalized: Vec::new(),
+            auth_log: LogLimit::new(Duration::from_secs(1)),
+            per_address: HashMap::new(),
+            next_sweep: None,
         })
     }
 
-    /// The addresses actually bound (useful with port 0).
+    /// The TCP addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners
-            .iter()
-            .filter_map(|l| l.local_addr().ok())
-            .collect()
+        self.listeners.iter().filter_map(Listener::tcp_addr).collect()
     }
 
     /// Makes SIGINT and SIGTERM stop the server cleanly: stop accepting, write what
@@ -179,7 +217,7 @@ impl Server {
     /// # Errors
     /// The signal handlers could not be installed.
     pub fn handle_signals(&mut self) -> io::Result<()> {
-        let mut signals = Signals::new([SIGINT, SIGTERM])?;
+        let mut signals = Signals::new([SIGINT, SIGTERM, SIGHUP])?;
         self.poll
             .registry()
             .register(&mut signals, SIGNAL, Interest::READABLE)?;
@@ -227,23 +265,25 @@ impl Server {
     /// expect the default to be loopback only.
     fn log_startup(&self) {
         let bound = self.local_addrs();
+        let everywhere: Vec<String> = self.listeners.iter().map(Listener::describe).collect();
         let exposed: Vec<String> = bound
             .iter()
             .filter(|a| !net::is_loopback(a.ip()))
             .map(|a| a.to_string())
             .collect();
-        let reach = if exposed.is_empty() {
+        let reach = if bound.is_empty() {
+            "the Unix socket only: TCP is off (BPORT=off)"
+        } else if exposed.is_empty() {
             "loopback only: other machines cannot connect; set BHOST=0.0.0.0 to accept them"
         } else if bound.iter().any(|a| a.ip().is_unspecified()) {
             "every network interface"
         } else {
             "reachable from other machines"
         };
-        let addrs: Vec<String> = bound.iter().map(|a| a.to_string()).collect();
         info!(
             "listening on {} ({reach}); max message {} bytes, max memory {} bytes, \
              max connections {}, queue idle {}",
-            addrs.join(", "),
+            everywhere.join(", "),
             self.config.max_message_size,
             self.config.max_memory,
             self.config.max_connections,
@@ -251,15 +291,7 @@ impl Server {
                 .queue_idle
                 .map_or("never".to_owned(), |d| format!("{d:?}")),
         );
-        if !exposed.is_empty() {
-            warn!(
-                "{} can be reached from other machines and beuss has no authentication: \
-                 anyone who can connect can read, add and delete every message. Unless \
-                 this network is trusted or the port is firewalled, listen on loopback \
-                 only (BHOST=localhost, the default)",
-                exposed.join(", ")
-            );
-        }
+        self.log_security(&exposed);
     }
 
     fn poll_timeout(&self, now: Instant) -> Option<Duration> {
@@ -271,6 +303,8 @@ impl Server {
             self.fanout.next_deadline(),
             self.accept_paused_until,
             self.journal_deadline(now),
+            self.penalized.iter().map(|(at, _)| *at).min(),
+            self.next_sweep,
         ]
         .into_iter()
         .flatten()
@@ -301,7 +335,12 @@ impl Server {
         let Some(signals) = self.signals.as_mut() else {
             return;
         };
+        let mut reload = false;
         for signal in signals.pending() {
+            if signal == SIGHUP {
+                reload = true;
+                continue;
+            }
             let name = if signal == SIGINT {
                 "SIGINT"
             } else {
@@ -309,6 +348,9 @@ impl Server {
             };
             info!("{name} received: shutting down");
             self.stop = true;
+        }
+        if reload {
+            self.reload_tokens();
         }
     }
 
@@ -332,6 +374,8 @@ impl Server {
         }
         self.drain_handoffs(now);
         self.expire_waits(now);
+        self.release_penalized(now);
+        self.sweep(now);
         self.drain_ready(now);
     }
 
@@ -347,7 +391,7 @@ impl Server {
                 return;
             };
             match listener.accept() {
-                Ok((stream, peer)) => self.admit(stream, peer),
+                Ok((stream, peer)) => self.admit(stream, peer, now),
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return,
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                 Err(e)
@@ -368,7 +412,7 @@ impl Server {
         }
     }
 
-    fn admit(&mut self, mut stream: TcpStream, peer: SocketAddr) {
+    fn admit(&mut self, mut stream: Stream, peer: Peer, now: Instant) {
         if self.conns.len() >= self.config.max_connections {
             self.counters.connections_rejected += 1;
             let n = self.counters.connections_rejected;
@@ -378,25 +422,18 @@ impl Server {
                     self.config.max_connections
                 );
             }
-            let mut reply = BytesMut::new();
-            protocol::encode_error(
-                &mut reply,
-                ErrorCode::TooManyConnections,
-                true,
-                &format!(
-                    "server is at its limit of {} connections (BMAXCONNECTIONS); try again later",
-                    self.config.max_connections
-                ),
+            let text = format!(
+                "server is at its limit of {} connections (BMAXCONNECTIONS); try again later",
+                self.config.max_connections
             );
-            // Best effort: a fresh socket's buffer takes a few bytes without blocking.
-            // The client's first request may already be in; reading it keeps the close
-            // a FIN rather than a reset that could destroy the error before it is read.
-            let _ = stream.write(&reply);
-            let _ = stream.shutdown(std::net::Shutdown::Write);
-            let _ = stream.read(&mut self.scratch);
+            self.refuse(&mut stream, &text);
             return;
         }
-        if let Err(e) = stream.set_nodelay(true) {
+        if let Some(text) = self.over_address_cap(peer) {
+            self.refuse(&mut stream, &text);
+            return;
+        }
+        if let Err(e) = stream.set_nodelay() {
             debug!("{peer}: setsockopt TCP_NODELAY: {e}");
         }
         let entry = self.conns.vacant_entry();
@@ -413,14 +450,34 @@ impl Server {
             return;
         }
         self.next_id += 1;
+        // Without BAUTHFILE every connection may do everything from the start.
+        let access = self.tokens.is_none().then_some(Access::ReadWrite);
         entry.insert(Connection::new(
             stream,
             self.next_id,
             peer,
+            access,
+            now,
             Rc::clone(&self.durable),
         ));
+        if let Some(ip) = peer.ip() {
+            *self.per_address.entry(ip).or_insert(0) += 1;
+        }
         self.counters.connections_total += 1;
+        self.schedule_sweep(now);
         debug!("{peer}: connected");
+    }
+
+    /// Sends a fatal `TOO_MANY_CONNECTIONS` on a socket just accepted and drops it.
+    fn refuse(&mut self, stream: &mut Stream, text: &str) {
+        let mut reply = BytesMut::new();
+        protocol::encode_error(&mut reply, ErrorCode::TooManyConnections, true, text);
+        // Best effort: a fresh socket's buffer takes a few bytes without blocking.
+        // The client's first request may already be in; reading it keeps the close
+        // a FIN rather than a reset that could destroy the error before it is read.
+        let _ = stream.write(&reply);
+        let _ = stream.shutdown(std::net::Shutdown::Write);
+        let _ = stream.read(&mut self.scratch);
     }
 
     fn conn_mut(&mut self, r: ConnRef) -> Option<&mut Connection> {
@@ -469,6 +526,9 @@ impl Server {
         self.scratch = scratch;
         if !finished {
             self.deferred.push(r);
+        }
+        if let Some(conn) = self.conn_mut(r) {
+            conn.note_partial(now);
         }
         self.close_if_done(r, now);
     }
@@ -574,10 +634,18 @@ impl Server {
                 }
                 continue;
             }
+            if conn.access.is_none()
+                && let Some(&opcode) = data.get(pos + protocol::LEN_PREFIX)
+                && !protocol::allowed_before_auth(opcode)
+            {
+                self.auth_required(r);
+                return data.len();
+            }
             match protocol::decode_request(&data[pos..], max_payload) {
                 Ok(None) => break,
                 Ok(Some((Decoded::Request(request), used))) => {
                     pos += used;
+                    conn.note_request(now);
                     self.execute_held(r, request, now);
                 }
                 Ok(Some((
@@ -589,6 +657,7 @@ impl Server {
                     used,
                 ))) => {
                     pos += used;
+                    conn.note_request(now);
                     conn.state = State::Streaming(Box::new(Oversize {
                         head: Streamed::Put {
                             queue: queue.into(),
@@ -602,6 +671,7 @@ impl Server {
                 }
                 Ok(Some((Decoded::BodyHead { head, payload_len }, used))) => {
                     pos += used;
+                    conn.note_request(now);
                     conn.state = State::Streaming(Box::new(Oversize {
                         head: Streamed::from_head(head),
                         kept: Vec::with_capacity(max_payload),
@@ -663,13 +733,21 @@ impl Server {
         }
     }
 
-    /// Queues a fatal `ERROR` and marks the connection to close once it is written.
+    /// Queues a fatal `ERROR` for a request the server cannot carry out (counted in
+    /// `protocol_errors`) and marks the connection to close once it is written.
     fn fail(&mut self, r: ConnRef, code: ErrorCode, message: &str) {
         self.counters.protocol_errors += 1;
+        if let Some(conn) = self.conn_mut(r) {
+            warn!("{}: {code}: {message}; closing the connection", conn.peer);
+        }
+        self.close_with(r, code, message);
+    }
+
+    /// Queues a fatal `ERROR` and marks the connection to close once it is written.
+    fn close_with(&mut self, r: ConnRef, code: ErrorCode, message: &str) {
         let Some(conn) = self.conn_mut(r) else {
             return;
         };
-        warn!("{}: {code}: {message}; closing the connection", conn.peer);
         protocol::encode_error(&mut conn.output, code, true, message);
         conn.state = State::Closing;
         conn.input.clear();
@@ -698,6 +776,8 @@ impl Server {
                 State::Parked { .. } | State::Awaiting { .. } => conn.read_closed,
                 // Half a PUT then EOF: nothing is stored.
                 State::Streaming(_) => conn.read_closed,
+                // Gone before its AUTH_FAILED: nobody to answer.
+                State::Penalized => conn.read_closed,
                 State::Ready => conn.read_closed && conn.output.is_empty(),
             };
         if done {
@@ -718,11 +798,12 @@ impl Server {
             State::Awaiting { .. } => {}
             // After BYE or a fatal ERROR: what the client pipelined behind would make
             // the close a reset, which can destroy that last reply before it is read.
-            State::Closing => {
+            State::Closing | State::Penalized => {
                 conn.discard_input(&mut self.scratch, CLOSE_DISCARD);
             }
             State::Ready | State::Streaming(_) => {}
         }
+        self.forget_peer(conn.peer);
         // Its leases (not detached ones) go back to their queues at once.
         self.store.disconnect(r, now);
         self.drain_handoffs(now);
@@ -881,6 +962,7 @@ impl Server {
             return;
         }
         let mut conn = self.conns.remove(key);
+        self.forget_peer(conn.peer);
         if let Err(e) = self.poll.registry().deregister(&mut conn.stream) {
             debug!("{}: deregister: {e}", conn.peer);
         }

@@ -11,10 +11,10 @@ use beuss::client::{Error, PutStatus};
 use beuss::protocol::ErrorCode;
 use common::*;
 
+on_both_transports! {
 /// Put two messages, get them back in order, then the queue is empty.
-#[test]
-fn put_two_get_two_then_empty() {
-    let server = TestServer::start();
+fn put_two_get_two_then_empty(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     assert_eq!(c.put("q", b"first").unwrap(), PutStatus::Stored);
     assert_eq!(c.put("q", b"second").unwrap(), PutStatus::Stored);
@@ -22,11 +22,12 @@ fn put_two_get_two_then_empty() {
     assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"second"[..]));
     assert_eq!(c.get("q").unwrap(), None);
 }
+}
 
+on_both_transports! {
 /// Messages on one queue never show up on another.
-#[test]
-fn two_queues_are_independent() {
-    let server = TestServer::start();
+fn two_queues_are_independent(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.put("a", b"for a").unwrap();
     c.put("b", b"for b 1").unwrap();
@@ -38,11 +39,12 @@ fn two_queues_are_independent() {
     assert_eq!(c.get("b").unwrap(), None);
     assert_eq!(c.get("A").unwrap(), None, "names are case-sensitive");
 }
+}
 
+on_both_transports! {
 /// 10,000 sequential puts, then 10,000 gets return them in order.
-#[test]
-fn ten_thousand_puts_then_ten_thousand_gets_in_order() {
-    let server = TestServer::start();
+fn ten_thousand_puts_then_ten_thousand_gets_in_order(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     for i in 0..10_000u32 {
         assert_eq!(
@@ -57,11 +59,12 @@ fn ten_thousand_puts_then_ten_thousand_gets_in_order() {
     }
     assert_eq!(c.get("q").unwrap(), None);
 }
+}
 
+on_both_transports! {
 /// A consumer waiting in another thread receives 3 messages put from this one, in order.
-#[test]
-fn waiting_consumer_receives_three_messages_in_order() {
-    let server = TestServer::start();
+fn waiting_consumer_receives_three_messages_in_order(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut consumer = server.client();
     let receiver = thread::spawn(move || {
         (0..3)
@@ -85,13 +88,14 @@ fn waiting_consumer_receives_three_messages_in_order() {
     assert_eq!(got, [&b"one"[..], b"two", b"three"]);
     assert_eq!(stat_of(&mut producer, "messages"), 0);
 }
+}
 
+on_both_transports! {
 /// 10,000 messages put from another connection while a consumer loops on get_wait
 /// are all received, exactly once, in order.
-#[test]
-fn ten_thousand_messages_to_a_looping_waiting_consumer() {
+fn ten_thousand_messages_to_a_looping_waiting_consumer(t: Transport) {
     const N: u32 = 10_000;
-    let server = TestServer::start();
+    let server = TestServer::start_on(t);
     let mut consumer = server.client();
     let receiver = thread::spawn(move || {
         let mut got = Vec::with_capacity(N as usize);
@@ -117,11 +121,12 @@ fn ten_thousand_messages_to_a_looping_waiting_consumer() {
     assert_eq!(stats.get("gets"), Some(u64::from(N)));
     assert_eq!(stats.get("messages"), Some(0));
 }
+}
 
+on_both_transports! {
 /// get_batch returns up to max messages, oldest first, and EMPTY gives an empty batch.
-#[test]
-fn get_batch_returns_up_to_max_in_order() {
-    let server = TestServer::start();
+fn get_batch_returns_up_to_max_in_order(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     let payloads: Vec<Vec<u8>> = (0..25u8).map(|i| vec![i; usize::from(i)]).collect();
     c.put_many("q", &payloads).unwrap();
@@ -133,12 +138,13 @@ fn get_batch_returns_up_to_max_in_order() {
     assert_eq!(rest, payloads[20..]);
     assert!(c.get_batch("q", 10, Duration::ZERO).unwrap().is_empty());
 }
+}
 
+on_both_transports! {
 /// A batch stops before its payloads pass 1 MiB: ten 300 KiB messages come out
 /// three at a time (900 KiB), and the last one alone.
-#[test]
-fn get_batch_respects_the_one_mib_cap() {
-    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "300K")]);
+fn get_batch_respects_the_one_mib_cap(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "300K")]);
     let mut c = server.client();
     let payloads: Vec<Vec<u8>> = (0..10u8).map(|i| vec![i; 300 * 1024]).collect();
     for p in &payloads {
@@ -164,11 +170,12 @@ fn get_batch_respects_the_one_mib_cap() {
     assert_eq!(sizes, [3, 3, 3, 1], "batch sizes");
     assert_eq!(received, payloads, "every message once, in order");
 }
+}
 
+on_both_transports! {
 /// A message larger than 1 MiB still comes out, alone, in a batch.
-#[test]
-fn get_batch_returns_a_message_over_one_mib_alone() {
-    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "2M")]);
+fn get_batch_returns_a_message_over_one_mib_alone(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "2M")]);
     let mut c = server.client();
     let big = vec![0xab; 1_500_000];
     c.put("q", &big).unwrap();
@@ -181,11 +188,12 @@ fn get_batch_returns_a_message_over_one_mib_alone() {
         [b"small".to_vec()]
     );
 }
+}
 
+on_both_transports! {
 /// get_wait on an empty queue returns None once its wait runs out.
-#[test]
-fn get_wait_times_out_with_none() {
-    let server = TestServer::start();
+fn get_wait_times_out_with_none(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     assert_eq!(
         c.get_wait("nothing", Duration::from_millis(50)).unwrap(),
@@ -205,11 +213,12 @@ fn get_wait_times_out_with_none() {
         Some(&b"now"[..])
     );
 }
+}
 
+on_both_transports! {
 /// PURGE reports how many messages it dropped; a missing queue reports 0.
-#[test]
-fn purge_reports_how_many_were_dropped() {
-    let server = TestServer::start();
+fn purge_reports_how_many_were_dropped(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     for i in 0..7u8 {
         c.put("q", &[i]).unwrap();
@@ -225,12 +234,13 @@ fn purge_reports_how_many_were_dropped() {
     assert_eq!(stats.get("messages"), Some(1));
     assert_eq!(c.get("other").unwrap().as_deref(), Some(&b"stays"[..]));
 }
+}
 
+on_both_transports! {
 /// STATS counts puts, gets, held messages and bytes, queues and truncations, overall
 /// and per queue.
-#[test]
-fn stats_count_puts_gets_messages_queues_and_truncations() {
-    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
+fn stats_count_puts_gets_messages_queues_and_truncations(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "10240")]);
     let mut c = server.client();
     let fresh = c.stats().unwrap();
     for name in ["puts", "gets", "messages", "queues", "truncations", "bytes"] {
@@ -270,26 +280,28 @@ fn stats_count_puts_gets_messages_queues_and_truncations() {
     assert_eq!(b.get("gets"), Some(0));
     assert_eq!(b.get("truncations"), Some(0));
 }
+}
 
-/// HELLO says version 3 and the server's message size limit.
-#[test]
-fn hello_reports_version_and_max_message_size() {
-    let server = TestServer::start();
+on_both_transports! {
+/// HELLO says version 4 and the server's message size limit.
+fn hello_reports_version_and_max_message_size(t: Transport) {
+    let server = TestServer::start_on(t);
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 3);
+    assert_eq!(info.version, 4);
     assert_eq!(info.max_message_size, 1 << 20);
     assert!(info.server.starts_with("beuss"), "{}", info.server);
 
-    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "300K")]);
+    let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "300K")]);
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 3);
+    assert_eq!(info.version, 4);
     assert_eq!(info.max_message_size, 300 * 1024);
 }
+}
 
+on_both_transports! {
 /// put_many pipelines its PUTs and returns one status per message, in order.
-#[test]
-fn put_many_returns_pipelined_statuses_in_order() {
-    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10240")]);
+fn put_many_returns_pipelined_statuses_in_order(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "10240")]);
     let mut c = server.client();
     // Past the client's pipeline window, with every 500th message over the limit.
     let payloads: Vec<Vec<u8>> = (0..3000u32)
@@ -321,12 +333,13 @@ fn put_many_returns_pipelined_statuses_in_order() {
     assert_eq!(first, payloads[..499]);
     assert_eq!(stat_of(&mut c, "truncations"), 6);
 }
+}
 
+on_both_transports! {
 /// A full server's FULL error is recognised by is_full, is not fatal, and the same
 /// connection carries on.
-#[test]
-fn full_server_error_is_full() {
-    let server = TestServer::start_with(&[("BMAXMEMORY", "64K"), ("BMAXMESSAGESIZE", "4K")]);
+fn full_server_error_is_full(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BMAXMEMORY", "64K"), ("BMAXMESSAGESIZE", "4K")]);
     let mut c = server.client();
     let mut stored = 0;
     let err = loop {
@@ -355,11 +368,12 @@ fn full_server_error_is_full() {
     let other = Error::Closed;
     assert!(!other.is_full());
 }
+}
 
+on_both_transports! {
 /// GET max 0 is refused with a fatal BAD_ARGUMENT, and the connection ends.
-#[test]
-fn get_batch_of_zero_is_a_fatal_bad_argument() {
-    let server = TestServer::start();
+fn get_batch_of_zero_is_a_fatal_bad_argument(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     let err = c.get_batch("q", 0, Duration::ZERO).unwrap_err();
     assert_eq!(err.code(), Some(ErrorCode::BadArgument));
@@ -367,21 +381,23 @@ fn get_batch_of_zero_is_a_fatal_bad_argument() {
     assert!(c.ping().is_err(), "the connection should be closed");
     server.client().ping().unwrap();
 }
+}
 
+on_both_transports! {
 /// An empty payload round-trips as an empty message, distinct from "no message".
-#[test]
-fn empty_payload_round_trips() {
-    let server = TestServer::start();
+fn empty_payload_round_trips(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.put("q", b"").unwrap();
     assert_eq!(c.get("q").unwrap(), Some(Vec::new()));
     assert_eq!(c.get("q").unwrap(), None);
 }
+}
 
+on_both_transports! {
 /// QUIT is answered and the connection ends cleanly.
-#[test]
-fn quit_says_goodbye() {
-    let server = TestServer::start();
+fn quit_says_goodbye(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.put("q", b"kept").unwrap();
     c.quit().unwrap();
@@ -391,12 +407,13 @@ fn quit_says_goodbye() {
         Some(&b"kept"[..])
     );
 }
+}
 
+on_both_transports! {
 /// The low-level send/flush/recv trio pipelines mixed requests and replies in order.
-#[test]
-fn send_flush_recv_pipeline_mixed_requests() {
+fn send_flush_recv_pipeline_mixed_requests(t: Transport) {
     use beuss::protocol::{Request, Response};
-    let server = TestServer::start();
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.send(&Request::Put {
         queue: "q",
@@ -420,11 +437,12 @@ fn send_flush_recv_pipeline_mixed_requests() {
     }
     assert_eq!(c.recv().unwrap(), Response::Purged { count: 0 });
 }
+}
 
+on_both_transports! {
 /// A consumer waiting forever (Duration::MAX) is woken by a PUT.
-#[test]
-fn get_wait_forever_is_woken_by_a_put() {
-    let server = TestServer::start();
+fn get_wait_forever_is_woken_by_a_put(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut consumer = server.client();
     let (tx, rx) = mpsc::channel();
     let handle = thread::spawn(move || {
@@ -436,4 +454,5 @@ fn get_wait_forever_is_woken_by_a_put() {
     let got = rx.recv_timeout(TIMEOUT).expect("consumer woken");
     assert_eq!(got.as_deref(), Some(&b"wake up"[..]));
     handle.join().unwrap();
+}
 }

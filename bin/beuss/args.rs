@@ -89,8 +89,10 @@ pub enum Parsed {
         command: Box<dyn Command>,
         /// Positional arguments after the verb.
         args: Vec<OsString>,
-        /// The server address, `host:port`.
+        /// The server address, `host:port` or `unix:PATH`.
         addr: String,
+        /// The token file `--auth-file` named.
+        auth_file: Option<std::path::PathBuf>,
     },
 }
 
@@ -103,7 +105,8 @@ pub fn parse(
     verbs: &'static [Verb],
 ) -> Result<Parsed, Failure> {
     let mut parser = Parser::from_args(raw);
-    let (mut host, mut port) = (None, None);
+    let (mut host, mut port, mut unix) = (None, None, None);
+    let mut auth_file = None;
     let (mut help, mut version) = (false, false);
     let mut chosen: Option<(&'static Verb, Box<dyn Command>)> = None;
     let mut args = Vec::new();
@@ -128,6 +131,12 @@ pub fn parse(
             Arg::Short('V') | Arg::Long("version") => version = true,
             Arg::Long("host") => host = Some(string_value(&mut parser, &option)?),
             Arg::Long("port") => port = Some(string_value(&mut parser, &option)?),
+            Arg::Long("unix") => unix = Some(string_value(&mut parser, &option)?),
+            Arg::Long("auth-file") => {
+                auth_file = Some(std::path::PathBuf::from(
+                    parser.value().map_err(lexopt_failure)?,
+                ));
+            }
             _ => match &mut chosen {
                 Some((verb, command)) => {
                     if !command.option(&option, &mut parser)? {
@@ -166,11 +175,12 @@ pub fn parse(
             verb.name, verb.takes, verb.name
         )));
     }
-    let addr = server_addr(host, port)?;
+    let addr = server_addr(host, port, unix)?;
     Ok(Parsed::Run {
         command,
         args,
         addr,
+        auth_file,
     })
 }
 
@@ -199,10 +209,13 @@ Verbs are case-insensitive: put, get, on... work too.
 Options (any verb, anywhere on the line; a verb's own options come after it):
   --host HOST      server host (default: $BHOST, else localhost)
   --port PORT      server port (default: $BPORT, else 6552)
+  --unix PATH      the server's Unix socket instead (default: $BUNIX, if set)
+  --auth-file FILE authenticate with FILE's first token (default: $BAUTHFILE)
   -h, --help       show help;   -V, --version   show the version
   --opt VALUE, --opt=VALUE, -o VALUE and -oVALUE all work; -- ends the options.
 
-Environment: BHOST and BPORT select the server, as for beuss-server.
+Environment: BUNIX, else BHOST and BPORT, select the server, as for beuss-server;
+BAUTHFILE names the token file (the server's own file will do).
 
 ",
     );
@@ -342,14 +355,23 @@ pub fn lease_refs(args: &[OsString]) -> Result<Vec<LeaseRef>, Failure> {
         .collect()
 }
 
-/// The server address: flags first, then `BHOST`/`BPORT`, then the defaults.
-fn server_addr(host: Option<String>, port: Option<String>) -> Result<String, Failure> {
+/// The server address: flags first (`--unix`, else `--host`/`--port`), then `BUNIX`,
+/// then `BHOST`/`BPORT`, then the defaults.
+fn server_addr(
+    host: Option<String>,
+    port: Option<String>,
+    unix: Option<String>,
+) -> Result<String, Failure> {
     let from_env = |name: &str| {
         std::env::var(name)
             .ok()
             .map(|v| v.trim().to_owned())
             .filter(|v| !v.is_empty())
     };
+    let explicit_tcp = host.is_some() || port.is_some();
+    if let Some(path) = unix.or_else(|| from_env("BUNIX").filter(|_| !explicit_tcp)) {
+        return Ok(format!("{}{path}", beuss::client::UNIX_PREFIX));
+    }
     let host = host
         .or_else(|| from_env("BHOST"))
         .unwrap_or_else(|| DEFAULT_HOST.to_owned());
@@ -478,6 +500,7 @@ mod tests {
                 command,
                 args,
                 addr,
+                ..
             }) => Ok(command.run(&addr, &args).unwrap_err().message),
             Ok(_) => Ok("not run".to_owned()),
             Err(failure) => Err(failure.code),

@@ -1,5 +1,6 @@
-//! Connecting to the server: the TCP connection, its timeouts, and a first `HELLO`
-//! exchanged here by hand before the stream is handed to [`beuss::Client`].
+//! Connecting to the server: the TCP or Unix-socket connection, its timeouts, a first
+//! `HELLO` exchanged here by hand, and `AUTH` when a token file is given, before the
+//! stream is handed to [`beuss::Client`].
 //!
 //! Doing the first exchange with a small, bounded buffer lets every verb tell a beuss
 //! protocol-1 server from something else listening on the port: the old Go beuss
@@ -9,11 +10,13 @@
 //! `HELLO` also gives `PUT` the server's message size limit.
 
 use std::io::{self, Read, Write};
-use std::net::{SocketAddr, TcpStream, ToSocketAddrs};
+use std::net::{SocketAddr, TcpStream};
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use beuss::Client;
-use beuss::client::ServerInfo;
+use beuss::client::{ServerInfo, Stream, read_token_file};
 use beuss::protocol::{self, LEN_PREFIX, Limits, PROTOCOL_VERSION, Request, Response};
 
 use crate::output::{EXIT_CONNECT, Failure, describe_io, display_bytes};
@@ -28,6 +31,24 @@ const FIRST_REPLY_MAX: usize = 4096;
 
 /// How long the old-protocol probe waits for the Go server's `OK`.
 const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// The token file `--auth-file` named, for every connection of this run.
+static AUTH_FILE: OnceLock<PathBuf> = OnceLock::new();
+
+/// Makes every connection of this run authenticate with the first token of `path`
+/// (`--auth-file`; without it, `BAUTHFILE` is read).
+pub fn set_auth_file(path: PathBuf) {
+    let _ = AUTH_FILE.set(path);
+}
+
+/// The token file to use: `--auth-file`, else `BAUTHFILE`, else none.
+fn auth_file() -> Option<PathBuf> {
+    AUTH_FILE.get().cloned().or_else(|| {
+        std::env::var_os("BAUTHFILE")
+            .filter(|p| !p.is_empty())
+            .map(PathBuf::from)
+    })
+}
 
 /// What the server said about itself in its `HELLO` reply.
 #[derive(Debug)]
@@ -90,7 +111,7 @@ impl Server {
     ///
     /// # Errors
     /// As [`Client::from_stream`].
-    pub fn client(&self, addr: &str, stream: TcpStream) -> Result<Client, Failure> {
+    pub fn client(&self, addr: &str, stream: Stream) -> Result<Client, Failure> {
         let mut client = Client::from_stream(stream).map_err(|e| Failure::client(addr, &e))?;
         if let Some(info) = &self.info {
             client.set_server_info(info.clone());
@@ -116,31 +137,74 @@ pub fn connect(addr: &str, reply_within: Duration) -> Result<(Client, Server), F
 ///
 /// # Errors
 /// As [`connect`].
-pub fn connect_stream(addr: &str, reply_within: Duration) -> Result<(TcpStream, Server), Failure> {
+pub fn connect_stream(addr: &str, reply_within: Duration) -> Result<(Stream, Server), Failure> {
     let mut stream = open(addr)?;
     let lost = |e: io::Error| lost(addr, &e);
     stream.set_read_timeout(Some(reply_within)).map_err(lost)?;
     stream.set_write_timeout(Some(reply_within)).map_err(lost)?;
     let server = hello(&mut stream, addr)?;
+    match auth_file() {
+        Some(path) => authenticate(&mut stream, addr, &path)?,
+        None if server
+            .limits
+            .is_some_and(|l| l.features & protocol::FEATURE_AUTH_REQUIRED != 0) =>
+        {
+            return Err(Failure::new(
+                crate::output::EXIT_ERROR,
+                format!(
+                    "the server at {addr} requires authentication: give --auth-file FILE \
+                     (a file whose first line is a token) or set BAUTHFILE"
+                ),
+            ));
+        }
+        None => {}
+    }
     Ok((stream, server))
 }
 
-/// The first address `addr` resolves to that accepts a connection.
-fn open(addr: &str) -> Result<TcpStream, Failure> {
-    let cannot = |e: &io::Error| {
+/// The first address `addr` resolves to that accepts a connection (`unix:PATH`: that
+/// Unix socket).
+fn open(addr: &str) -> Result<Stream, Failure> {
+    Stream::connect(addr, REPLY_TIMEOUT).map_err(|e| {
         Failure::new(
             EXIT_CONNECT,
-            format!("cannot connect to {addr}: {}", describe_io(e)),
+            format!("cannot connect to {addr}: {}", describe_io(&e)),
         )
-    };
-    let mut last = io::Error::new(io::ErrorKind::NotFound, "the name has no address");
-    for target in addr.to_socket_addrs().map_err(|e| cannot(&e))? {
-        match TcpStream::connect_timeout(&target, REPLY_TIMEOUT) {
-            Ok(stream) => return Ok(stream),
-            Err(e) => last = e,
+    })
+}
+
+/// Sends `AUTH` with the first token of `path` and reads `AUTHED`.
+fn authenticate(stream: &mut Stream, addr: &str, path: &std::path::Path) -> Result<(), Failure> {
+    let token = read_token_file(path).map_err(|e| Failure::usage(e.to_string()))?;
+    let mut request = Vec::new();
+    Request::Auth { token: &token }
+        .encode(&mut request)
+        .map_err(|e| Failure::usage(format!("the token in {}: {e}", path.display())))?;
+    stream.write_all(&request).map_err(|e| lost(addr, &e))?;
+    let mut buf = vec![0; FIRST_REPLY_MAX];
+    let mut have = 0;
+    loop {
+        match protocol::decode_response(&buf[..have], (FIRST_REPLY_MAX - LEN_PREFIX) as u32) {
+            Ok(Some((Response::Authed { .. }, _))) => return Ok(()),
+            Ok(Some((Response::Error { code, message, .. }, _))) => {
+                return Err(Failure::server(addr, code, message));
+            }
+            Ok(Some(_)) | Err(_) => return Err(not_beuss(addr, &buf[..have])),
+            Ok(None) => {}
         }
+        let n = match stream.read(&mut buf[have..]) {
+            Ok(n) => n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(lost(addr, &e)),
+        };
+        if n == 0 {
+            return Err(Failure::new(
+                EXIT_CONNECT,
+                format!("{addr} closed the connection before answering AUTH"),
+            ));
+        }
+        have += n;
     }
-    Err(cannot(&last))
 }
 
 /// The connection to `addr` broke.
@@ -152,7 +216,7 @@ fn lost(addr: &str, e: &io::Error) -> Failure {
 }
 
 /// Sends `HELLO` and reads its reply, at most [`FIRST_REPLY_MAX`] bytes.
-fn hello(stream: &mut TcpStream, addr: &str) -> Result<Server, Failure> {
+fn hello(stream: &mut Stream, addr: &str) -> Result<Server, Failure> {
     let mut request = Vec::new();
     Request::Hello {
         version: PROTOCOL_VERSION,
@@ -178,7 +242,7 @@ fn hello(stream: &mut TcpStream, addr: &str) -> Result<Server, Failure> {
         };
         if n == 0 {
             return Err(match stream.peer_addr() {
-                Ok(peer) if have == 0 && speaks_old_go_protocol(peer) => {
+                Some(peer) if have == 0 && speaks_old_go_protocol(peer) => {
                     Failure::not_beuss(format!(
                         "{addr} is not a beuss protocol-1 server: it speaks the old Go beuss \
                          protocol (ASCII PUT/GET). Run this beuss-server there, or use the \

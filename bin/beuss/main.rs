@@ -72,10 +72,16 @@ fn main() -> ExitCode {
             command,
             args,
             addr,
-        }) => match command.run(&addr, &args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(failure) => report(&failure),
-        },
+            auth_file,
+        }) => {
+            if let Some(path) = auth_file {
+                conn::set_auth_file(path);
+            }
+            match command.run(&addr, &args) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(failure) => report(&failure),
+            }
+        }
         Err(failure) => report(&failure),
     }
 }

@@ -20,7 +20,7 @@
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use std::net::TcpStream;
+use beuss::client::Stream;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{ExitStatus, Stdio};
@@ -217,7 +217,7 @@ type Pending = Arc<Mutex<VecDeque<(Sent, Instant)>>>;
 struct Link {
     /// Tells its events from a previous connection's.
     number: u64,
-    stream: TcpStream,
+    stream: Stream,
     pending: Pending,
     /// A `LEASE` is outstanding.
     parked: bool,
@@ -307,7 +307,7 @@ impl Runner {
     }
 
     /// Makes `stream` the connection, with its reader thread.
-    fn attach(&mut self, stream: TcpStream) -> Result<(), Failure> {
+    fn attach(&mut self, stream: Stream) -> Result<(), Failure> {
         let lost = |e: io::Error| Failure::new(EXIT_ERROR, format!("{}: {e}", self.addr));
         let read_half = stream.try_clone().map_err(lost)?;
         read_half.set_read_timeout(Some(READ_TICK)).map_err(lost)?;

@@ -120,7 +120,7 @@ fn opcode_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownOpcode(byte)),
         }
     }
-    assert_eq!(known, 20);
+    assert_eq!(known, 21);
 }
 
 /// Every byte that `Status::try_from` accepts maps back to itself, and every other
@@ -137,14 +137,14 @@ fn status_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownStatus(byte)),
         }
     }
-    assert_eq!(known, 23);
+    assert_eq!(known, 24);
 }
 
-/// `ErrorCode::from_u16` inverts `as u16` for codes 1..=15, rejects 0 and newer codes,
+/// `ErrorCode::from_u16` inverts `as u16` for codes 1..=19, rejects 0 and newer codes,
 /// and `name`/`Display` give the upper-case protocol names.
 #[test]
 fn error_code_wire_values_and_names() {
-    for value in 1..=15u16 {
+    for value in 1..=19u16 {
         let code = ErrorCode::from_u16(value).expect("known code");
         assert_eq!(code as u16, value);
         assert_eq!(code.to_string(), code.name());
@@ -157,7 +157,7 @@ fn error_code_wire_values_and_names() {
         );
     }
     assert_eq!(ErrorCode::from_u16(0), None);
-    assert_eq!(ErrorCode::from_u16(16), None);
+    assert_eq!(ErrorCode::from_u16(20), None);
     assert_eq!(ErrorCode::from_u16(u16::MAX), None);
     assert_eq!(ErrorCode::Malformed.name(), "MALFORMED");
     assert_eq!(ErrorCode::Full.to_string(), "FULL");
@@ -1317,7 +1317,7 @@ fn response_of_length_zero_is_too_short() {
 /// An unknown status byte is `UnknownStatus` (code UNKNOWN_OPCODE).
 #[test]
 fn unknown_response_status_is_an_error() {
-    for status in [0x00u8, 0x04, 0x19, 0x21, 0x7E, 0x80, 0xFF] {
+    for status in [0x00u8, 0x05, 0x19, 0x21, 0x7E, 0x80, 0xFF] {
         let err = decode_resp(&raw_response(status, &[])).unwrap_err();
         assert_eq!(err, ProtocolError::UnknownStatus(status));
         assert_eq!(err.code(), ErrorCode::UnknownOpcode);
@@ -1829,6 +1829,7 @@ pub(super) fn encode_response(resp: &Response<'_>) -> Vec<u8> {
     match resp {
         Response::Pong => encode_empty(&mut buf, Status::Pong),
         Response::Bye => encode_empty(&mut buf, Status::Bye),
+        Response::Authed { read_only } => encode_authed(&mut buf, *read_only),
         Response::Stored => encode_empty(&mut buf, Status::Stored),
         Response::Empty => encode_empty(&mut buf, Status::Empty),
         Response::Hello {

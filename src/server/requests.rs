@@ -59,6 +59,9 @@ impl Server {
     /// Runs one request, refused first if it would change state the journal can
     /// no longer record; a reply that depends on new records waits for them.
     pub(super) fn execute_held(&mut self, r: ConnRef, request: Request<'_>, now: Instant) {
+        if self.forbidden(r, &request) {
+            return;
+        }
         if self.journal.is_none() {
             return self.execute(r, request, now);
         }
@@ -88,6 +91,9 @@ impl Server {
         now: Instant,
     ) {
         let sent = |payload: &[u8]| original.unwrap_or(payload.len());
+        if self.forbidden(r, &request) {
+            return;
+        }
         match request {
             Request::Hello { version } => self.hello(r, version),
             Request::Ping => self.reply_empty(r, Status::Pong),
@@ -182,6 +188,7 @@ impl Server {
                 self.lease(r, queue, wait_ms, max, spec, true, now);
             }
             Request::PeekWithMeta { queue, max } => self.peek(r, queue, max, true),
+            Request::Auth { token } => self.authenticate(r, token, now),
         }
         self.drain_handoffs(now);
     }
@@ -204,6 +211,9 @@ impl Server {
         let max_message_size = self.config.max_message_size as u32;
         let version = version.min(PROTOCOL_VERSION);
         let mut limits = super::leases::LIMITS;
+        if self.tokens.is_some() {
+            limits.features |= protocol::FEATURE_AUTH_REQUIRED;
+        }
         if self.journal.is_some() {
             limits.features |= protocol::FEATURE_DURABLE;
             if self.config.fsync == crate::config::Fsync::Always {
@@ -437,6 +447,15 @@ impl Server {
             ("no_responders", f.no_responders),
             ("confirmed", f.confirmed),
             ("waiting", self.fanout.waiting_count() as u64),
+            ("auth_failures", self.counters.auth_failures),
+            ("auth_required", self.counters.auth_required),
+            ("forbidden", self.counters.forbidden),
+            ("idle_timeouts", self.counters.idle_timeouts),
+            ("frame_timeouts", self.counters.frame_timeouts),
+            (
+                "connections_rejected_address",
+                self.counters.connections_rejected_address,
+            ),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self

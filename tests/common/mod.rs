@@ -21,15 +21,81 @@ pub struct TestServer {
     child: Child,
     /// `127.0.0.1:port` it listens on.
     pub addr: String,
-    /// Its port.
+    /// Its port (0 when it listens on no TCP port).
     pub port: u16,
+    /// Its Unix socket, when the test asked for one: [`TestServer::client`] then
+    /// connects there.
+    pub unix: Option<std::path::PathBuf>,
     logs: Arc<Mutex<Vec<String>>>,
+}
+
+/// Which transport a test's clients use (protocol.md 16.6); tests written once run
+/// on both through [`on_both_transports!`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Transport {
+    /// Loopback TCP.
+    Tcp,
+    /// A Unix socket in the temporary directory.
+    Unix,
+}
+
+/// A fresh socket path in the temporary directory, unique to this process and call.
+pub fn temp_socket_path() -> std::path::PathBuf {
+    use std::sync::atomic::{AtomicU32, Ordering};
+    static NEXT: AtomicU32 = AtomicU32::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    std::env::temp_dir().join(format!("beuss-test-{}-{n}.sock", std::process::id()))
+}
+
+/// Writes `test_name(transport: Transport) { body }` once and gets two tests,
+/// `test_name::tcp` and `test_name::unix`, so that every client scenario runs on both
+/// transports without being written twice.
+#[macro_export]
+macro_rules! on_both_transports {
+    ($(#[doc = $doc:literal])* fn $name:ident($t:ident: Transport) $body:block) => {
+        $(#[doc = $doc])*
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+            fn run($t: Transport) $body
+            #[test]
+            fn tcp() {
+                run(Transport::Tcp)
+            }
+            #[test]
+            fn unix() {
+                run(Transport::Unix)
+            }
+        }
+    };
 }
 
 impl TestServer {
     /// Starts a server with default settings on a free port.
     pub fn start() -> TestServer {
         TestServer::start_with(&[])
+    }
+
+    /// Starts a server whose [`TestServer::client`]s use `transport`.
+    pub fn start_on(transport: Transport) -> TestServer {
+        TestServer::start_with_on(transport, &[])
+    }
+
+    /// [`TestServer::start_with`], with clients on `transport`: for the Unix socket the
+    /// server also listens on a fresh path (`BUNIX`).
+    pub fn start_with_on(transport: Transport, env: &[(&str, &str)]) -> TestServer {
+        match transport {
+            Transport::Tcp => TestServer::start_with(env),
+            Transport::Unix => {
+                let path = temp_socket_path();
+                let path_text = path.to_str().expect("a UTF-8 temporary path").to_owned();
+                let mut env = env.to_vec();
+                env.push(("BUNIX", &path_text));
+                let mut server = TestServer::start_with(&env);
+                server.unix = Some(path);
+                server
+            }
+        }
     }
 
     /// Starts a server with extra environment variables (e.g. `("BQUEUEIDLE", "1")`).
@@ -100,11 +166,13 @@ impl TestServer {
                 );
             }
         };
-        let port = addr.rsplit(':').next().unwrap().parse().unwrap();
+        // "unix:PATH" when TCP is off: no port.
+        let port = addr.rsplit(':').next().unwrap().parse().unwrap_or(0);
         TestServer {
             child,
             addr,
             port,
+            unix: None,
             logs,
         }
     }
@@ -112,7 +180,11 @@ impl TestServer {
     /// A library client connected to this server, with a read timeout so that a
     /// missing reply fails the test instead of hanging it.
     pub fn client(&self) -> Client {
-        let mut client = Client::connect(&self.addr).expect("connect");
+        let mut client = match &self.unix {
+            Some(path) => Client::connect_to(&format!("unix:{}", path.display())),
+            None => Client::connect_to(&self.addr),
+        }
+        .expect("connect");
         client.set_timeout(Some(TIMEOUT)).unwrap();
         client
     }
@@ -174,6 +246,10 @@ impl Drop for TestServer {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        // Killed, the server could not remove its socket file.
+        if let Some(path) = &self.unix {
+            let _ = std::fs::remove_file(path);
+        }
     }
 }
 

@@ -1,0 +1,255 @@
+//! The two transports the server listens on, TCP and a Unix stream socket, behind
+//! one listener type and one stream type, so that the event loop and connections do
+//! not care which one a client came by (protocol.md 16.6).
+
+use std::fmt;
+use std::io::{self, Read, Write};
+use std::net::{IpAddr, Shutdown, SocketAddr};
+use std::os::unix::fs::{FileTypeExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+
+use mio::event::Source;
+use mio::net::{TcpListener, TcpStream, UnixListener, UnixStream};
+use mio::{Interest, Registry, Token};
+
+/// Who is at the other end of a connection, for logs and per-address limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Peer {
+    /// A TCP client.
+    Tcp(SocketAddr),
+    /// A client of the Unix socket (such peers have no address of their own).
+    Unix,
+}
+
+impl Peer {
+    /// The client's IP address; `None` for the Unix socket.
+    pub fn ip(&self) -> Option<IpAddr> {
+        match self {
+            Peer::Tcp(addr) => Some(addr.ip()),
+            Peer::Unix => None,
+        }
+    }
+}
+
+impl fmt::Display for Peer {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Peer::Tcp(addr) => addr.fmt(f),
+            Peer::Unix => f.write_str("unix socket"),
+        }
+    }
+}
+
+/// A bound listener.
+#[derive(Debug)]
+pub enum Listener {
+    /// On a TCP address.
+    Tcp(TcpListener),
+    /// On a Unix socket path; the file is removed when this is dropped.
+    Unix(UnixListener, PathBuf),
+}
+
+impl Listener {
+    /// Accepts one connection.
+    ///
+    /// # Errors
+    /// As `accept(2)`; `WouldBlock` when none is waiting.
+    pub fn accept(&self) -> io::Result<(Stream, Peer)> {
+        match self {
+            Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Peer::Tcp(a))),
+            Listener::Unix(l, _) => l.accept().map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
+        }
+    }
+
+    /// The TCP address it is bound to; `None` for the Unix socket.
+    pub fn tcp_addr(&self) -> Option<SocketAddr> {
+        match self {
+            Listener::Tcp(l) => l.local_addr().ok(),
+            Listener::Unix(..) => None,
+        }
+    }
+
+    /// How it is named in logs and to clients: `host:port` or `unix:PATH`.
+    pub fn describe(&self) -> String {
+        match self {
+            Listener::Tcp(l) => l
+                .local_addr()
+                .map_or_else(|_| "?".to_owned(), |a| a.to_string()),
+            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+        }
+    }
+}
+
+impl Drop for Listener {
+    fn drop(&mut self) {
+        if let Listener::Unix(_, path) = self {
+            // Only our own socket: a stopped server leaves nothing behind for the next
+            // one to trip over (it would replace it anyway, see `bind_unix`).
+            let _ = std::fs::remove_file(path);
+        }
+    }
+}
+
+impl Source for Listener {
+    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.register(registry, token, interests),
+            Listener::Unix(l, _) => l.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.reregister(registry, token, interests),
+            Listener::Unix(l, _) => l.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Listener::Tcp(l) => l.deregister(registry),
+            Listener::Unix(l, _) => l.deregister(registry),
+        }
+    }
+}
+
+/// Binds the Unix socket at `path` with permission bits `mode`.
+///
+/// A socket file left by a server that is gone (nothing accepts on it) is replaced;
+/// a path that is not a socket, or a socket some process still listens on, is refused,
+/// so that a second server cannot silently steal the first one's clients.
+///
+/// # Errors
+/// Why the path cannot be used, naming it.
+pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
+    let shown = path.display();
+    match std::fs::symlink_metadata(path) {
+        Ok(meta) if !meta.file_type().is_socket() => {
+            return Err(io::Error::new(
+                io::ErrorKind::AlreadyExists,
+                format!("cannot listen on unix:{shown}: the path exists and is not a socket"),
+            ));
+        }
+        Ok(_) => match std::os::unix::net::UnixStream::connect(path) {
+            Ok(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::AddrInUse,
+                    format!("cannot listen on unix:{shown}: another server is listening there"),
+                ));
+            }
+            Err(_) => std::fs::remove_file(path).map_err(|e| {
+                io::Error::new(
+                    e.kind(),
+                    format!("cannot remove the stale socket unix:{shown}: {e}"),
+                )
+            })?,
+        },
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => {
+            return Err(io::Error::new(
+                e.kind(),
+                format!("cannot listen on unix:{shown}: {e}"),
+            ));
+        }
+    }
+    let listener = UnixListener::bind(path)
+        .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on unix:{shown}: {e}")))?;
+    // Owned from here: dropping it on an error below removes the file.
+    let listener = Listener::Unix(listener, path.to_owned());
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
+        io::Error::new(
+            e.kind(),
+            format!("cannot set the mode of unix:{shown} to {mode:o}: {e}"),
+        )
+    })?;
+    Ok(listener)
+}
+
+/// A client connection's socket.
+#[derive(Debug)]
+pub enum Stream {
+    /// TCP.
+    Tcp(TcpStream),
+    /// The Unix socket.
+    Unix(UnixStream),
+}
+
+impl Stream {
+    /// Shuts down one or both directions.
+    ///
+    /// # Errors
+    /// As `shutdown(2)`.
+    pub fn shutdown(&self, how: Shutdown) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.shutdown(how),
+            Stream::Unix(s) => s.shutdown(how),
+        }
+    }
+
+    /// Turns Nagle's algorithm off on TCP (replies are whole frames written at once);
+    /// nothing to do on a Unix socket.
+    ///
+    /// # Errors
+    /// As `setsockopt(2)`.
+    pub fn set_nodelay(&self) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.set_nodelay(true),
+            Stream::Unix(_) => Ok(()),
+        }
+    }
+}
+
+impl Read for Stream {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.read(buf),
+            Stream::Unix(s) => s.read(buf),
+        }
+    }
+}
+
+impl Write for Stream {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Stream::Tcp(s) => s.write(buf),
+            Stream::Unix(s) => s.write(buf),
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Source for Stream {
+    fn register(&mut self, registry: &Registry, token: Token, interests: Interest) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.register(registry, token, interests),
+            Stream::Unix(s) => s.register(registry, token, interests),
+        }
+    }
+
+    fn reregister(
+        &mut self,
+        registry: &Registry,
+        token: Token,
+        interests: Interest,
+    ) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.reregister(registry, token, interests),
+            Stream::Unix(s) => s.reregister(registry, token, interests),
+        }
+    }
+
+    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+        match self {
+            Stream::Tcp(s) => s.deregister(registry),
+            Stream::Unix(s) => s.deregister(registry),
+        }
+    }
+}
