@@ -214,8 +214,8 @@ Options (any verb, anywhere on the line; a verb's own options come after it):
   -h, --help       show help;   -V, --version   show the version
   --opt VALUE, --opt=VALUE, -o VALUE and -oVALUE all work; -- ends the options.
 
-Environment: BUNIX, else BHOST and BPORT, select the server, as for beuss-server;
-BAUTHFILE names the token file (the server's own file will do).
+Environment: BUNIX, else BHOST and BPORT, select the server (as for
+beuss-server); BAUTHFILE names the token file (the server's own will do).
 
 ",
     );
