@@ -255,7 +255,12 @@ mod tests {
             tokens.check(format!("{A}x").as_bytes()),
             Some(Access::ReadWrite)
         );
-        for wrong in ["", "0123456789abcde", "0123456789abcdeF", "0123456789abcdef0"] {
+        for wrong in [
+            "",
+            "0123456789abcde",
+            "0123456789abcdeF",
+            "0123456789abcdef0",
+        ] {
             assert_eq!(tokens.check(wrong.as_bytes()), None, "{wrong:?}");
         }
         // Debug never shows a token.
@@ -271,7 +276,10 @@ mod tests {
         ] {
             let e = Tokens::parse(text).unwrap_err();
             assert!(e.starts_with(line), "{e}");
-            assert!(!e.contains(A) && !e.contains(B) && !e.contains("short-token"), "{e}");
+            assert!(
+                !e.contains(A) && !e.contains(B) && !e.contains("short-token"),
+                "{e}"
+            );
         }
         assert!(Tokens::parse("# only a comment\n\n").is_err());
         let long = "x".repeat(MAX_TOKEN + 1);
@@ -311,7 +319,11 @@ mod tests {
         let later = t0 + PENALTY_MEMORY;
         assert_eq!(p.fail(a, later), Duration::ZERO);
         p.forget_old(later + Duration::from_secs(1));
-        assert_eq!(p.len(), 1, "only the address that failed at `later` is left");
+        assert_eq!(
+            p.len(),
+            1,
+            "only the address that failed at `later` is left"
+        );
     }
 
     #[test]

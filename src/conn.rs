@@ -9,10 +9,10 @@ use std::net::Shutdown;
 use std::rc::Rc;
 use std::time::{Duration, Instant};
 
-use bytes::{Buf, BytesMut};
 use crate::auth::Access;
 use crate::protocol::{self, ErrorCode};
 use crate::transport::{Peer, Stream};
+use bytes::{Buf, BytesMut};
 
 /// Bytes read per `read` call, into the server's one shared scratch buffer.
 pub const READ_CHUNK: usize = 64 * 1024;

@@ -208,7 +208,10 @@ impl Server {
 
     /// The TCP addresses actually bound (useful with port 0).
     pub fn local_addrs(&self) -> Vec<SocketAddr> {
-        self.listeners.iter().filter_map(Listener::tcp_addr).collect()
+        self.listeners
+            .iter()
+            .filter_map(Listener::tcp_addr)
+            .collect()
     }
 
     /// Makes SIGINT and SIGTERM stop the server cleanly: stop accepting, write what

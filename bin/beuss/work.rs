@@ -17,10 +17,10 @@
 //! messages at once. A job's process is watched by a thread of its own with
 //! `waitid(WNOWAIT)`, so that a kill never hits a reaped (and reused) pid.
 
+use beuss::client::Stream;
 use std::collections::{HashMap, VecDeque};
 use std::ffi::OsString;
 use std::io::{self, Read, Write};
-use beuss::client::Stream;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
 use std::process::{ExitStatus, Stdio};

@@ -186,7 +186,10 @@ impl Write for Stream {
 /// token.
 pub fn read_token_file(path: &std::path::Path) -> io::Result<Vec<u8>> {
     let text = std::fs::read_to_string(path).map_err(|e| {
-        io::Error::new(e.kind(), format!("cannot read the token file {}: {e}", path.display()))
+        io::Error::new(
+            e.kind(),
+            format!("cannot read the token file {}: {e}", path.display()),
+        )
     })?;
     text.lines()
         .map(str::trim)

@@ -3,9 +3,7 @@
 
 use bytes::BufMut;
 
-use super::{
-    MAX_CONTROL_FRAME, Opcode, ProtocolError, Reader, Request, Response, Status,
-};
+use super::{MAX_CONTROL_FRAME, Opcode, ProtocolError, Reader, Request, Response, Status};
 
 /// `HELLO` feature bit: this server requires `AUTH` before anything but `HELLO`,
 /// `PING` and `QUIT` (protocol.md 16.3).
@@ -118,7 +116,9 @@ mod tests {
         let (response, _) = decode_response(&reply, 64).unwrap().unwrap();
         assert_eq!(response, Response::Authed { read_only: true });
         // A future access level is restricted, never read-write.
-        let (response, _) = decode_response(&[0, 0, 0, 2, 0x04, 7], 64).unwrap().unwrap();
+        let (response, _) = decode_response(&[0, 0, 0, 2, 0x04, 7], 64)
+            .unwrap()
+            .unwrap();
         assert_eq!(response, Response::Authed { read_only: true });
     }
 
@@ -129,7 +129,11 @@ mod tests {
         let empty = [0, 0, 0, 2, 0x40, 0];
         let (decoded, _) = decode_request(&empty, 0).unwrap().unwrap();
         assert_eq!(decoded, Decoded::Request(Request::Auth { token: b"" }));
-        assert!(Request::Auth { token: b"" }.encode(&mut Vec::new()).is_err());
+        assert!(
+            Request::Auth { token: b"" }
+                .encode(&mut Vec::new())
+                .is_err()
+        );
 
         let long = vec![b'x'; MAX_TOKEN];
         let mut frame = Vec::new();

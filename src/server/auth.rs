@@ -86,8 +86,9 @@ impl Server {
         if self.penalized.is_empty() {
             return;
         }
-        let (due, waiting): (Vec<_>, Vec<_>) =
-            std::mem::take(&mut self.penalized).into_iter().partition(|(at, _)| *at <= now);
+        let (due, waiting): (Vec<_>, Vec<_>) = std::mem::take(&mut self.penalized)
+            .into_iter()
+            .partition(|(at, _)| *at <= now);
         self.penalized = waiting;
         for (_, r) in due {
             if self
@@ -117,8 +118,7 @@ impl Server {
         let Some(conn) = self.conn_mut(r) else {
             return false;
         };
-        if conn.access != Some(Access::ReadOnly) || protocol::allowed_read_only(request.opcode())
-        {
+        if conn.access != Some(Access::ReadOnly) || protocol::allowed_read_only(request.opcode()) {
             return false;
         }
         protocol::encode_error(

@@ -189,6 +189,13 @@ impl TestServer {
         client
     }
 
+    /// A library client on this server's TCP port, whatever transport the test chose.
+    pub fn client_tcp(&self) -> Client {
+        let mut client = Client::connect_to(&self.addr).expect("connect");
+        client.set_timeout(Some(TIMEOUT)).unwrap();
+        client
+    }
+
     /// A raw socket to this server, with read and write timeouts.
     pub fn raw(&self) -> TcpStream {
         let stream = TcpStream::connect(&self.addr).expect("connect");
@@ -650,4 +657,55 @@ pub fn parse_leased(frame: &[u8]) -> Vec<(u64, u32, Vec<u8>)> {
     }
     assert_eq!(at, frame.len(), "LEASED length");
     out
+}
+
+/// A file in the temporary directory, removed when dropped.
+pub struct TempFile {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+}
+
+impl TempFile {
+    /// A file named after `tag`, unique to this process and call, holding `contents`
+    /// with permission bits `mode`.
+    pub fn with(tag: &str, contents: &str, mode: u32) -> TempFile {
+        use std::os::unix::fs::PermissionsExt;
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("beuss-{tag}-{}-{n}", std::process::id()));
+        std::fs::write(&path, contents).unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(mode)).unwrap();
+        TempFile { path }
+    }
+
+    /// Replaces its contents.
+    pub fn write(&self, contents: &str) {
+        std::fs::write(&self.path, contents).unwrap();
+    }
+
+    /// Its path as text, for an environment variable.
+    pub fn text(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_file(&self.path);
+    }
+}
+
+/// An `AUTH` frame for `token` (protocol.md 16.2).
+pub fn auth_frame(token: &[u8]) -> Vec<u8> {
+    request_frame(0x40, token)
+}
+
+/// Reads one frame and checks it is a non-fatal `ERROR` with `code`; returns its text.
+pub fn expect_error(stream: &mut TcpStream, code: u16) -> String {
+    let frame = read_frame(stream);
+    let (got, fatal, text) = parse_error(&frame);
+    assert_eq!(got, code, "error code (text: {text:?})");
+    assert_eq!(fatal, 0, "error {code} must not be fatal");
+    text
 }
