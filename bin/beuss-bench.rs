@@ -19,6 +19,8 @@
 mod engine;
 #[path = "../bench/fanout.rs"]
 mod fanout;
+#[path = "../bench/local.rs"]
+mod local;
 #[path = "../bench/nats.rs"]
 mod nats;
 #[path = "../bench/resp.rs"]
@@ -85,6 +87,11 @@ Options:
                               acknowledged, the connections kept open: RSS with
                               every message in flight (beuss only)
                      idle     open -c connections, ping each, measure, close
+                     localrtt one client, one request at a time, over TCP and
+                              over the Unix socket --unix (server started with
+                              BUNIX): PING and PUT+GET round trips, -n per
+                              transport in 7 alternating rounds; p50 is the
+                              median round trip, spread the rounds' medians
                      cycle    put/get cycles: --window PUTs, then --window GETs
                               that check them, again until -n cycles are done
                               (at most --window messages held at a time; queue
@@ -127,6 +134,7 @@ Options:
   --window <n>     cycle tests: messages put before they are taken back (default
                    10000; k and M suffixes allowed); fan-out: see above
   --hold <secs>    idle test: keep the connections open this long after measuring
+  --unix <path>    localrtt test: the server's Unix socket (default $BUNIX)
   --timeout <secs> fail a phase that gets no reply for this long (default 10)
   --csv            print CSV rows on stdout (progress goes to stderr)
   --json           print a JSON array on stdout (progress goes to stderr)
@@ -164,6 +172,8 @@ struct Options {
     hold: Duration,
     stall: Duration,
     format: Format,
+    /// The server's Unix socket, for `-t localrtt`.
+    unix: Option<String>,
 }
 
 /// How results are printed on stdout.
@@ -254,6 +264,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
         hold: Duration::ZERO,
         stall: Duration::from_secs(10),
         format: Format::Text,
+        unix: env("BUNIX"),
     };
     let bport = env("BPORT");
     let mut it = args.iter();
@@ -295,6 +306,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             }
             "--window" => o.window = number(arg, value()?)?,
             "--hold" => o.hold = Duration::from_secs(number(arg, value()?)?),
+            "--unix" => o.unix = Some(value()?.to_owned()),
             "--timeout" => o.stall = Duration::from_secs(number(arg, value()?)?),
             "--csv" => o.format = Format::Csv,
             "--json" => o.format = Format::Json,
@@ -331,6 +343,7 @@ fn parse(args: &[String]) -> Result<Option<Options>, String> {
             "rtt",
             "fill",
             "idle",
+            "localrtt",
             "cycle",
             "leasecycle",
             "route",
@@ -465,6 +478,12 @@ fn run(o: &Options, rows: &mut Vec<Row>) -> Result<(), String> {
                 rows.push(row);
             }
             "route" => rows.extend(route_rows(o)?),
+            "localrtt" => {
+                for row in localrtt_rows(o, port)? {
+                    report(o, &row);
+                    rows.push(row);
+                }
+            }
             "fill" => {
                 let mut engine = Engine::connect(settings.clone(), Work::Put)?;
                 let before = o.server_pid.and_then(rss_kib);
@@ -798,6 +817,55 @@ fn idle(o: &Options, settings: &Settings) -> Result<Row, String> {
 /// Runs the in-process subject-matching benchmark (`bench/route.rs`); it prints its
 /// own lines, and gives a ROUTE row (the trie) and a SCAN row (every binding tested)
 /// per size.
+/// `-t localrtt`: rows `tcp`/`unix` x `PING`/`PUTGET`, latency in microseconds.
+fn localrtt_rows(o: &Options, port: u16) -> Result<Vec<Row>, String> {
+    let unix = o
+        .unix
+        .as_deref()
+        .ok_or("localrtt needs the server's Unix socket: --unix PATH or BUNIX")?;
+    let tcp = beuss::join_host_port(&o.host, &port.to_string());
+    let per_round = (o.requests / local::ROUNDS as u64).max(1);
+    let figures = local::run(&tcp, &format!("unix:{unix}"), per_round)?;
+    let us = |ns: u64| ns as f64 / 1000.0;
+    let mut rows = Vec::new();
+    for f in figures {
+        let medians = &f.round_medians;
+        progress(
+            o,
+            &format!(
+                "{} {}: median of {} round medians {:.1} us (spread {:.1}-{:.1} us)",
+                f.transport,
+                f.op,
+                medians.len(),
+                us(medians[medians.len() / 2]),
+                us(medians[0]),
+                us(medians[medians.len() - 1]),
+            ),
+        );
+        let seconds = f.hist.mean() * f.count as f64 / 1e9;
+        rows.push(Row {
+            target: if f.transport == "tcp" {
+                "beuss-tcp"
+            } else {
+                "beuss-unix"
+            },
+            test: format!("{}-{}", f.transport.to_uppercase(), f.op),
+            clients: 1,
+            pipeline: 1,
+            data: 16,
+            requests: f.count,
+            seconds,
+            rps: f.count as f64 / seconds.max(1e-9),
+            p50: us(f.hist.value_at_quantile(0.5)),
+            p99: us(f.hist.value_at_quantile(0.99)),
+            p999: us(f.hist.value_at_quantile(0.999)),
+            max: us(f.hist.max()),
+            ..Row::default()
+        });
+    }
+    Ok(rows)
+}
+
 fn route_rows(o: &Options) -> Result<Vec<Row>, String> {
     let pid = std::process::id();
     let figures = route::run(o.requests, &mut |line| progress(o, line), &|| rss_kib(pid))?;

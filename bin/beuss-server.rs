@@ -23,8 +23,8 @@ fn help() -> String {
     }
     text.push_str(
         "\nExample: BHOST=0.0.0.0 BMAXMESSAGESIZE=16M beuss-server\n\
-         There is no authentication: bind a non-loopback BHOST only on a network\n\
-         you trust. Without BDATADIR messages are held in memory only: SIGINT or\n\
+         Set BAUTHFILE before binding a non-loopback BHOST, and put TLS in front\n\
+         on a network you do not trust (README, \"Security\"). Without BDATADIR messages are held in memory only: SIGINT or\n\
          SIGTERM stops the server cleanly and they are gone; with it they are kept\n\
          on disk and loaded again at the next start.\n",
     );

@@ -10,6 +10,10 @@
 //! - `route`: subjects, patterns and the trie that matches a published subject
 //!   against every binding and subscription. No I/O.
 //! - `server`: the single-threaded `mio` event loop that ties sockets to the store.
+//! - `auth`: the tokens of `BAUTHFILE`, compared in constant time, and the growing
+//!   wait after failed attempts. No I/O but reading the file.
+//! - `transport` (internal): the TCP and Unix-socket listeners and streams behind one
+//!   type each.
 //! - `store` (internal): named FIFO queues held compactly in memory, waiting
 //!   consumers, idle expiry and the memory cap. No I/O and no clock: callers pass
 //!   `now` in.
