@@ -24,9 +24,10 @@ fn help() -> String {
     text.push_str(
         "\nExample: BHOST=0.0.0.0 BMAXMESSAGESIZE=16M beuss-server\n\
          Set BAUTHFILE before binding a non-loopback BHOST, and put TLS in front\n\
-         on a network you do not trust (README, \"Security\"). Without BDATADIR messages are held in memory only: SIGINT or\n\
-         SIGTERM stops the server cleanly and they are gone; with it they are kept\n\
-         on disk and loaded again at the next start.\n",
+         on a network you do not trust (README, \"Security\"). Without BDATADIR\n\
+         messages are held in memory only: SIGINT or SIGTERM stops the server\n\
+         cleanly and they are gone; with it they are kept on disk and loaded again\n\
+         at the next start. SIGHUP reads BAUTHFILE again.\n",
     );
     text
 }

@@ -801,8 +801,14 @@ impl Server {
             State::Awaiting { .. } => {}
             // After BYE or a fatal ERROR: what the client pipelined behind would make
             // the close a reset, which can destroy that last reply before it is read.
-            State::Closing | State::Penalized => {
+            State::Closing => {
                 conn.discard_input(&mut self.scratch, CLOSE_DISCARD);
+            }
+            State::Penalized => {
+                conn.discard_input(&mut self.scratch, CLOSE_DISCARD);
+                // Gone before its answer: drop its place in the wait list now, so
+                // that clients that open and close connections cannot pile it up.
+                self.penalized.retain(|(_, p)| *p != r);
             }
             State::Ready | State::Streaming(_) => {}
         }

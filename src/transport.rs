@@ -162,7 +162,15 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
             ));
         }
     }
-    let listener = UnixListener::bind(path)
+    // The socket file is created by bind(2) with the process's umask: narrow it for
+    // that call so that no client can connect in the moment before the chmod below.
+    // SAFETY: umask only swaps the process's file-creation mask; the server is still
+    // single-threaded here, so no other file is created meanwhile.
+    let old_mask = unsafe { libc::umask(!(mode as libc::mode_t) & 0o777) };
+    let bound = UnixListener::bind(path);
+    // SAFETY: as above, putting the previous mask back.
+    unsafe { libc::umask(old_mask) };
+    let listener = bound
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on unix:{shown}: {e}")))?;
     // Owned from here: dropping it on an error below removes the file.
     let listener = Listener::Unix(listener, path.to_owned());
