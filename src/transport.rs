@@ -90,39 +90,6 @@ impl Drop for Listener {
     }
 }
 
-impl Source for Listener {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.register(registry, token, interests),
-            Listener::Unix(l, _) => l.register(registry, token, interests),
-        }
-    }
-
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.reregister(registry, token, interests),
-            Listener::Unix(l, _) => l.reregister(registry, token, interests),
-        }
-    }
-
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Listener::Tcp(l) => l.deregister(registry),
-            Listener::Unix(l, _) => l.deregister(registry),
-        }
-    }
-}
-
 /// Binds the Unix socket at `path` with permission bits `mode`.
 ///
 /// A socket file left by a server that is gone (nothing accepts on it) is replaced;
@@ -239,35 +206,41 @@ impl Write for Stream {
     }
 }
 
-impl Source for Stream {
-    fn register(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.register(registry, token, interests),
-            Stream::Unix(s) => s.register(registry, token, interests),
-        }
-    }
+/// Implements mio's `Source` for an enum of sockets by handing each call to the socket
+/// inside, so that the poller registers a listener or stream of either transport.
+macro_rules! delegate_source {
+    ($kind:ident, $($variant:ident($inner:ident $(, $rest:tt)?)),+) => {
+        impl Source for $kind {
+            fn register(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                interests: Interest,
+            ) -> io::Result<()> {
+                match self {
+                    $($kind::$variant($inner $(, $rest)?) => $inner.register(registry, token, interests),)+
+                }
+            }
 
-    fn reregister(
-        &mut self,
-        registry: &Registry,
-        token: Token,
-        interests: Interest,
-    ) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.reregister(registry, token, interests),
-            Stream::Unix(s) => s.reregister(registry, token, interests),
-        }
-    }
+            fn reregister(
+                &mut self,
+                registry: &Registry,
+                token: Token,
+                interests: Interest,
+            ) -> io::Result<()> {
+                match self {
+                    $($kind::$variant($inner $(, $rest)?) => $inner.reregister(registry, token, interests),)+
+                }
+            }
 
-    fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
-        match self {
-            Stream::Tcp(s) => s.deregister(registry),
-            Stream::Unix(s) => s.deregister(registry),
+            fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
+                match self {
+                    $($kind::$variant($inner $(, $rest)?) => $inner.deregister(registry),)+
+                }
+            }
         }
-    }
+    };
 }
+
+delegate_source!(Listener, Tcp(l), Unix(l, _));
+delegate_source!(Stream, Tcp(s), Unix(s));

@@ -5,8 +5,6 @@
 
 mod common;
 
-use std::io::Write;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use beuss::Client;
@@ -342,19 +340,10 @@ fn beuss(
     env: &[(&str, &str)],
     stdin: &[u8],
 ) -> std::process::Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beuss"))
-        .env_clear()
-        .env("BHOST", "127.0.0.1")
-        .env("BPORT", server.port.to_string())
-        .envs(env.iter().copied())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn beuss");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
+    let port = server.port.to_string();
+    let mut all = vec![("BPORT", port.as_str())];
+    all.extend_from_slice(env);
+    run_cli(args, &all, stdin)
 }
 
 /// A library client authenticated with `token`.

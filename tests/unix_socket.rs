@@ -6,7 +6,6 @@
 mod common;
 
 use std::os::unix::fs::{FileTypeExt, PermissionsExt};
-use std::process::{Command, Stdio};
 
 use beuss::Client;
 use common::*;
@@ -92,27 +91,27 @@ fn cli_over_the_socket() {
     let server = TestServer::start_on(Transport::Unix);
     let path = server.unix.clone().unwrap();
     let path = path.to_str().unwrap();
-    let out = cli(&["--unix", path, "PUT", "q"], &[], b"one");
+    let out = run_cli(&["--unix", path, "PUT", "q"], &[], b"one");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let out = cli(&["GET", "q"], &[("BUNIX", path), ("BPORT", "1")], b"");
+    let out = run_cli(&["GET", "q"], &[("BUNIX", path), ("BPORT", "1")], b"");
     assert!(
         out.status.success(),
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
     assert_eq!(out.stdout, b"one");
-    let out = cli(&["PING"], &[("BUNIX", path)], b"");
+    let out = run_cli(&["PING"], &[("BUNIX", path)], b"");
     assert!(
         String::from_utf8_lossy(&out.stdout).contains("unix:"),
         "{out:?}"
     );
     // --port names TCP: BUNIX is then not used.
     let port = server.port.to_string();
-    let out = cli(
+    let out = run_cli(
         &["--port", &port, "PING"],
         &[("BUNIX", "/nonexistent")],
         b"",
@@ -122,21 +121,4 @@ fn cli_over_the_socket() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-}
-
-/// Runs `beuss` with only the given environment.
-fn cli(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> std::process::Output {
-    use std::io::Write;
-    let mut child = Command::new(env!("CARGO_BIN_EXE_beuss"))
-        .env_clear()
-        .env("BHOST", "127.0.0.1")
-        .envs(env.iter().copied())
-        .args(args)
-        .stdin(Stdio::piped())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("spawn beuss");
-    child.stdin.take().unwrap().write_all(stdin).unwrap();
-    child.wait_with_output().unwrap()
 }

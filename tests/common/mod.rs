@@ -709,3 +709,20 @@ pub fn expect_error(stream: &mut TcpStream, code: u16) -> String {
     assert_eq!(fatal, 0, "error {code} must not be fatal");
     text
 }
+
+/// Runs the `beuss` CLI to its end with only `BHOST=127.0.0.1`, the given environment
+/// and `args`, writing `stdin` to it.
+pub fn run_cli(args: &[&str], env: &[(&str, &str)], stdin: &[u8]) -> std::process::Output {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_beuss"))
+        .env_clear()
+        .env("BHOST", "127.0.0.1")
+        .envs(env.iter().copied())
+        .args(args)
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("spawn beuss");
+    child.stdin.take().unwrap().write_all(stdin).unwrap();
+    child.wait_with_output().unwrap()
+}
