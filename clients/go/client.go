@@ -34,6 +34,13 @@ type Options struct {
 	// DialTimeout bounds connecting and the HELLO exchange when ctx has no
 	// deadline; 0 means 10 s.
 	DialTimeout time.Duration
+	// Token, when set, is presented with AUTH right after HELLO, on this
+	// connection and every reconnect (protocol.md 16.2).
+	Token []byte
+	// TokenFile names a token file (the format of the server's BAUTHFILE;
+	// its first token is used) when Token is empty. When both are empty and
+	// the address is "" (the environment's), $BAUTHFILE is read if set.
+	TokenFile string
 }
 
 // ServerInfo is what the server said in HELLO (protocol.md 4.2, 13.1).
@@ -78,17 +85,41 @@ type Client struct {
 	opts Options
 	addr string
 
+	readOnly bool
+
 	consumers sync.WaitGroup
 	cmu       sync.Mutex
 	stops     map[*int]context.CancelFunc
 	stopping  bool // set by Close and Quit: no Consume starts after (WaitGroup rule)
 }
 
-// DefaultAddr is the address the CLI uses: $BHOST (default localhost) and
-// $BPORT (default 6552).
+// UnixPrefix names a Unix socket in an address: "unix:/run/beuss/beuss.sock".
+const UnixPrefix = "unix:"
+
+// ReadTokenFile returns the first token of a token file (protocol.md 16.8):
+// the first line that is not blank or a # comment, up to its first blank.
+func ReadTokenFile(path string) ([]byte, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	for _, line := range strings.Split(string(data), "\n") {
+		line = strings.TrimSpace(line)
+		if line != "" && !strings.HasPrefix(line, "#") {
+			return []byte(strings.Fields(line)[0]), nil
+		}
+	}
+	return nil, fmt.Errorf("beuss: the token file %s holds no token", path)
+}
+
+// DefaultAddr is the address the CLI uses: unix:$BUNIX when BUNIX is set,
+// else $BHOST (default localhost) and $BPORT (default 6552).
 // Values are trimmed, blank ones count as unset, and an IPv6 address may be
 // given bare (::1) or in brackets ([::1]), as the CLI takes them.
 func DefaultAddr() string {
+	if path := strings.TrimSpace(os.Getenv("BUNIX")); path != "" {
+		return UnixPrefix + path
+	}
 	host, port := strings.TrimSpace(os.Getenv("BHOST")), strings.TrimSpace(os.Getenv("BPORT"))
 	if host == "" {
 		host = "localhost"
@@ -102,8 +133,8 @@ func DefaultAddr() string {
 	return net.JoinHostPort(host, port)
 }
 
-// Dial connects to addr ("" = DefaultAddr()) with default options and
-// negotiates the protocol version with HELLO.
+// Dial connects to addr ("" = DefaultAddr(); "unix:PATH" for a Unix socket)
+// with default options and negotiates the protocol version with HELLO.
 func Dial(ctx context.Context, addr string) (*Client, error) {
 	return DialWith(ctx, addr, Options{})
 }
@@ -112,6 +143,17 @@ func Dial(ctx context.Context, addr string) (*Client, error) {
 func DialWith(ctx context.Context, addr string, opts Options) (*Client, error) {
 	if addr == "" {
 		addr = DefaultAddr()
+		if len(opts.Token) == 0 && opts.TokenFile == "" {
+			opts.TokenFile = strings.TrimSpace(os.Getenv("BAUTHFILE"))
+		}
+	}
+	if len(opts.Token) == 0 && opts.TokenFile != "" {
+		token, err := ReadTokenFile(opts.TokenFile)
+		if err != nil {
+			return nil, err
+		}
+		// Read once: a reconnect presents the same token.
+		opts.Token, opts.TokenFile = token, ""
 	}
 	if opts.Timeout == 0 {
 		opts.Timeout = DefaultTimeout
@@ -130,7 +172,11 @@ func DialWith(ctx context.Context, addr string, opts Options) (*Client, error) {
 	// Go sets TCP_NODELAY on every TCP connection by default; the client keeps
 	// it, so a small request is never held back waiting for an ACK.
 	var d net.Dialer
-	nc, err := d.DialContext(ctx, "tcp", addr)
+	network, target := "tcp", addr
+	if strings.HasPrefix(addr, UnixPrefix) {
+		network, target = "unix", strings.TrimPrefix(addr, UnixPrefix)
+	}
+	nc, err := d.DialContext(ctx, network, target)
 	if err != nil {
 		return nil, &ConnError{Err: err}
 	}
@@ -141,6 +187,9 @@ func DialWith(ctx context.Context, addr string, opts Options) (*Client, error) {
 	}
 	if err == nil {
 		cl.info, err = parseHello(f.body)
+	}
+	if err == nil && len(opts.Token) > 0 {
+		cl.readOnly, err = cl.auth(ctx, opts.Token)
 	}
 	if err != nil {
 		cl.c.fail(err)
@@ -154,6 +203,36 @@ func DialWith(ctx context.Context, addr string, opts Options) (*Client, error) {
 	atomic.StoreUint32(&cl.c.maxFrame, 32<<20+mms+1<<20)
 	return cl, nil
 }
+
+// Auth authenticates with token (protocol.md 16.2) and reports whether it is
+// read-only. A wrong token fails with ErrAuthFailed and the server closes the
+// connection; a server that requires none accepts any. Reconnects made by a
+// Reconnector use Options.Token, not this one.
+func (c *Client) Auth(ctx context.Context, token []byte) (bool, error) {
+	ro, err := c.auth(ctx, token)
+	if err == nil {
+		c.readOnly = ro
+	}
+	return ro, err
+}
+
+func (c *Client) auth(ctx context.Context, token []byte) (bool, error) {
+	frame, err := encodeAuth(nil, token)
+	if err != nil {
+		return false, err
+	}
+	f, err := c.c.roundTrip(ctx, frame, 0)
+	if err != nil {
+		return false, err
+	}
+	if f.status != stAuthed {
+		return false, unexpected(f)
+	}
+	return parseAuthed(f.body)
+}
+
+// ReadOnly reports whether the token this connection presented is read-only.
+func (c *Client) ReadOnly() bool { return c.readOnly }
 
 // Info is what the server said in HELLO.
 func (c *Client) Info() ServerInfo { return c.info }

@@ -34,6 +34,7 @@ const (
 	opUnsub  = 0x34
 	opReq    = 0x35
 	opReply  = 0x36
+	opAuth   = 0x40
 )
 
 // Response statuses (protocol.md section 4, 13.12 and 15.13).
@@ -41,6 +42,7 @@ const (
 	stPong         = 0x01
 	stHello        = 0x02
 	stBye          = 0x03
+	stAuthed       = 0x04
 	stStored       = 0x10
 	stTruncated    = 0x11
 	stMessages     = 0x12
@@ -78,7 +80,10 @@ const (
 
 // ProtocolVersion is the highest protocol version this client speaks; Dial
 // asks the server for it in HELLO.
-const ProtocolVersion = 3
+const ProtocolVersion = 4
+
+// MaxToken is the longest token an AUTH frame carries (protocol.md 16.2).
+const MaxToken = 1022
 
 // Limits of the protocol the encoder checks before anything is sent, so that a
 // mistake of the caller is an error of its call and not a fatal server error
@@ -107,6 +112,9 @@ const (
 	FeatureDurable    = 1 << 2
 	FeatureSynced     = 1 << 3
 	FeatureFanout     = 1 << 4
+	// FeatureAuthRequired: the server requires AUTH before anything but
+	// HELLO, PING and QUIT (protocol.md 16.3).
+	FeatureAuthRequired = 1 << 5
 )
 
 // errShort marks a response body that ends before its fields do: the peer is
@@ -182,6 +190,24 @@ func encodeHello(b []byte, version uint16) []byte {
 }
 
 func encodeEmpty(b []byte, op byte) []byte { return head(b, 2, op, 0) }
+
+// encodeAuth appends AUTH (protocol.md 16.2) with token, 1 to MaxToken bytes.
+func encodeAuth(b []byte, token []byte) ([]byte, error) {
+	if len(token) < 1 || len(token) > MaxToken {
+		return nil, fmt.Errorf("beuss: an AUTH token is 1 to %d bytes, not %d", MaxToken, len(token))
+	}
+	b = head(b, 2+len(token), opAuth, 0)
+	return append(b, token...), nil
+}
+
+// parseAuthed reads AUTHED: true when the token is read-only (any access
+// byte but 0).
+func parseAuthed(body []byte) (bool, error) {
+	if len(body) < 1 {
+		return false, errShort
+	}
+	return body[0] != 0, nil
+}
 
 // putHead appends the head of a PUT whose payload (payloadLen bytes) follows;
 // withOpts selects the version-2 layout with delay and priority.

@@ -9,7 +9,7 @@ import (
 // code this client does not know is still an *Error with its number.
 type Code uint16
 
-// The error codes of protocol.md sections 5, 13.12 and 15.13.
+// The error codes of protocol.md sections 5, 13.12, 15.13 and 16.10.
 const (
 	CodeMalformed          Code = 1
 	CodeUnknownOpcode      Code = 2
@@ -26,6 +26,10 @@ const (
 	CodeNoResponders       Code = 13
 	CodeTooFewCopies       Code = 14
 	CodeLimit              Code = 15
+	CodeAuthRequired       Code = 16
+	CodeAuthFailed         Code = 17
+	CodeForbidden          Code = 18
+	CodeTimeout            Code = 19
 )
 
 var codeNames = map[Code]string{
@@ -44,6 +48,10 @@ var codeNames = map[Code]string{
 	CodeNoResponders:       "NO_RESPONDERS",
 	CodeTooFewCopies:       "TOO_FEW_COPIES",
 	CodeLimit:              "LIMIT",
+	CodeAuthRequired:       "AUTH_REQUIRED",
+	CodeAuthFailed:         "AUTH_FAILED",
+	CodeForbidden:          "FORBIDDEN",
+	CodeTimeout:            "TIMEOUT",
 }
 
 // String is the protocol name of the code, or CODE_<n> for one not known.
@@ -105,6 +113,10 @@ var (
 	ErrNoResponders       = &Error{Code: CodeNoResponders}
 	ErrTooFewCopies       = &Error{Code: CodeTooFewCopies}
 	ErrLimit              = &Error{Code: CodeLimit}
+	ErrAuthRequired       = &Error{Code: CodeAuthRequired}
+	ErrAuthFailed         = &Error{Code: CodeAuthFailed}
+	ErrForbidden          = &Error{Code: CodeForbidden}
+	ErrServerTimeout      = &Error{Code: CodeTimeout}
 )
 
 // Errors of the client itself, not of the server.

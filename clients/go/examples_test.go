@@ -199,7 +199,7 @@ var examples = map[string]interface{}{
 			t.Fatalf("stats %+v %v", s, err)
 		}
 	}),
-	"13.13/0": req(func() []byte { return encodeHello(nil, ProtocolVersion) }),
+	"13.13/0": req(func() []byte { return encodeHello(nil, 3) }),
 	"13.13/1": resp(hello(ServerInfo{Version: 3, MaxMessageSize: 1 << 20, Server: "beuss 0.1.0", Features: 0x13,
 		DefaultLease: 30 * time.Second, MaxLease: 12 * time.Hour, MaxDelay: 30 * 24 * time.Hour, MaxDeliveries: 20})),
 	"13.13/2":  req(func() []byte { return mustPut("jobs", "job", true, 2) }),
@@ -250,6 +250,33 @@ var examples = map[string]interface{}{
 			t.Fatalf("reply %#x %q", f.status, f.body)
 		}
 	}),
+	"16.9/0": req(func() []byte { return mustPut("jobs", "", false, 0) }),
+	"16.9/1": resp(serverErr(CodeAuthRequired, true, "authentication required")),
+	"16.9/2": req(func() []byte {
+		b, err := encodeAuth(nil, []byte("0123456789abcdef"))
+		if err != nil {
+			panic(err)
+		}
+		return b
+	}),
+	"16.9/3": resp(func(t *testing.T, f frame) {
+		ro, err := parseAuthed(f.body)
+		if f.status != stAuthed || err != nil || ro {
+			t.Fatalf("authed %#x %v %v", f.status, ro, err)
+		}
+	}),
+	"16.9/4": req(func() []byte { return encodeQueueOnly(nil, opPurge, "jobs") }),
+	"16.9/5": resp(serverErr(CodeForbidden, false, "this connection's token is read-only")),
+}
+
+// serverErr checks an ERROR frame's code, fatal byte and text.
+func serverErr(code Code, fatal bool, text string) func(*testing.T, frame) {
+	return func(t *testing.T, f frame) {
+		e, ok := unexpected(f).(*Error)
+		if !ok || e.Code != code || e.Fatal != fatal || e.Text != text {
+			t.Fatalf("error %#v", e)
+		}
+	}
 }
 
 // TestProtocolExamples checks every frame protocol.md shows: requests against

@@ -72,7 +72,7 @@ func startServer(t *testing.T, env ...string) *testServer {
 				f := strings.Fields(line[i+len("listening on "):])
 				if len(f) > 0 {
 					select {
-					case addr <- f[0]:
+					case addr <- strings.TrimRight(f[0], ","):
 					default:
 					}
 				}

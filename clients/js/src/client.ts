@@ -20,6 +20,7 @@ import {
   type SettleResult,
   type Stats,
 } from "./codec.js";
+import { readFileSync } from "node:fs";
 import { Connection, type ConnectionOptions } from "./connection.js";
 import { ConnectionError, RequestTimeoutError, UnsupportedError } from "./errors.js";
 import { LeasedMessage, Message, type NackOptions, type Settler } from "./message.js";
@@ -33,12 +34,27 @@ export interface ConnectOptions {
   /** Port; default `BPORT`, else 6552. */
   port?: number;
   /**
+   * A Unix socket path instead of host and port (protocol.md 16.6); default `BUNIX`
+   * when neither host nor port is given.
+   */
+  path?: string;
+  /**
+   * A token to present with AUTH right after HELLO, and again on every reconnect
+   * (protocol.md 16.2).
+   */
+  token?: string | Uint8Array;
+  /**
+   * A token file (the format of the server's BAUTHFILE; its first token is used).
+   * Default `BAUTHFILE` when no token is given.
+   */
+  tokenFile?: string;
+  /**
    * Longest connect time, and the margin allowed beyond the wait a request asks for
    * before the connection is given up (ms, default 10000). A GET waiting 5 s may take
    * 5 s + this margin; one waiting forever is never timed out.
    */
   timeoutMs?: number;
-  /** Highest protocol version to ask for in HELLO (default 3, the newest this client knows). */
+  /** Highest protocol version to ask for in HELLO (default 4, the newest this client knows). */
   version?: number;
   /** Largest reply frame accepted, in bytes (default: derived from the server's max_message_size). */
   maxFrameBytes?: number;
@@ -160,7 +176,13 @@ export class Client implements Settler {
   /** What the server announced in HELLO. */
   server: ServerInfo;
   private conn: Connection;
-  private readonly opts: Required<Omit<ConnectOptions, "maxFrameBytes">> & { maxFrameBytes?: number };
+  private readonly opts: Required<Omit<ConnectOptions, "maxFrameBytes" | "path" | "token" | "tokenFile">> & {
+    maxFrameBytes?: number;
+    path?: string;
+    token?: Uint8Array;
+  };
+  /** Whether the token presented is read-only (protocol.md 16.4). */
+  readOnly = false;
   private readonly subs = new Map<number, Subscription>();
   private batches = new Map<string, SettleBatch>();
   private batchQueued = false;
@@ -179,6 +201,10 @@ export class Client implements Settler {
   /** @internal Opens the connection and says HELLO; use {@link connect}. */
   static async open(options: ConnectOptions = {}): Promise<Client> {
     const env = addressFromEnv();
+    const tcpGiven = options.host !== undefined || options.port !== undefined;
+    const envPath = process.env["BUNIX"]?.trim();
+    const path = options.path ?? (!tcpGiven && envPath ? envPath : undefined);
+    const token = resolveToken(options);
     const opts = {
       host: options.host !== undefined ? bareHost(options.host) : env.host,
       port: options.port ?? env.port,
@@ -186,23 +212,44 @@ export class Client implements Settler {
       version: options.version ?? PROTOCOL_VERSION,
       maxPendingEvents: options.maxPendingEvents ?? 10_000,
       ...(options.maxFrameBytes !== undefined ? { maxFrameBytes: options.maxFrameBytes } : {}),
+      ...(path !== undefined ? { path } : {}),
+      ...(token !== undefined ? { token } : {}),
     };
-    const [conn, server] = await Client.handshake(opts);
-    return new Client(conn, server, opts);
+    const [conn, server, readOnly] = await Client.handshake(opts);
+    const client = new Client(conn, server, opts);
+    client.readOnly = readOnly;
+    return client;
   }
 
-  private static async handshake(opts: Client["opts"]): Promise<[Connection, ServerInfo]> {
+  /**
+   * Authenticates with `token` (protocol.md 16.2); resolves true when it is read-only.
+   * The token is kept for reconnects. A wrong one rejects with AuthFailedError and the
+   * server closes the connection; a server that requires none accepts any.
+   */
+  async auth(token: string | Uint8Array): Promise<boolean> {
+    const bytes = typeof token === "string" ? Buffer.from(token, "utf8") : token;
+    this.readOnly = await this.conn.request(codec.encodeAuth(bytes), expect(Status.AUTHED, codec.decodeAuthed));
+    this.opts.token = bytes;
+    return this.readOnly;
+  }
+
+  private static async handshake(opts: Client["opts"]): Promise<[Connection, ServerInfo, boolean]> {
     const copts: ConnectionOptions = {
       host: opts.host,
       port: opts.port,
+      ...(opts.path !== undefined ? { path: opts.path } : {}),
       timeoutMs: opts.timeoutMs,
       // Until HELLO says max_message_size, accept what a HELLO or an ERROR can be.
       maxFrameBytes: 64 * 1024,
     };
     const conn = await Connection.open(copts);
     let hello: HelloReply;
+    let readOnly = false;
     try {
       hello = await conn.request(codec.encodeHello(opts.version), expect(Status.HELLO, codec.decodeHello));
+      if (opts.token !== undefined) {
+        readOnly = await conn.request(codec.encodeAuth(opts.token), expect(Status.AUTHED, codec.decodeAuthed));
+      }
     } catch (e) {
       conn.destroy();
       throw e;
@@ -212,7 +259,7 @@ export class Client implements Settler {
     copts.maxFrameBytes =
       opts.maxFrameBytes ?? Math.min(0xffffffff, 5 + 285 * 65535 + Math.max(1 << 20, hello.maxMessageSize) + (64 << 20));
     const server: ServerInfo = { ...hello, has: (f: number) => (hello.features & f) === f };
-    return [conn, server];
+    return [conn, server, readOnly];
   }
 
   private attach(): void {
@@ -246,7 +293,8 @@ export class Client implements Settler {
    */
   async reconnect(): Promise<void> {
     const old = this.conn;
-    const [conn, server] = await Client.handshake(this.opts);
+    const [conn, server, readOnly] = await Client.handshake(this.opts);
+    this.readOnly = readOnly;
     this.closing = false;
     this.conn = conn;
     this.server = server;
@@ -648,11 +696,36 @@ function receive(withMeta: boolean, plain: (b: Buffer) => codec.RawMessage[], st
 }
 
 /**
- * Connects to a beuss server and says HELLO (asking for version 3). With no options,
- * the address comes from BHOST and BPORT (default localhost:6552), as for the CLI.
- * A string is an address as {@link parseAddress} reads it: "host:port", "[::1]:6552", "::1".
+ * The first token of a token file (protocol.md 16.8): the first line that is not blank
+ * or a `#` comment, up to its first blank. The server's own BAUTHFILE will do.
+ */
+export function readTokenFile(path: string): Uint8Array {
+  for (const raw of readFileSync(path, "utf8").split("\n")) {
+    const line = raw.trim();
+    if (line !== "" && !line.startsWith("#")) return Buffer.from(line.split(/\s+/)[0] ?? "", "utf8");
+  }
+  throw new RangeError(`the token file ${path} holds no token`);
+}
+
+/** The token to present: `token`, else the first of `tokenFile`, else of BAUTHFILE. */
+function resolveToken(options: ConnectOptions): Uint8Array | undefined {
+  if (options.token !== undefined) {
+    return typeof options.token === "string" ? Buffer.from(options.token, "utf8") : options.token;
+  }
+  const file = options.tokenFile ?? (process.env["BAUTHFILE"]?.trim() || undefined);
+  return file !== undefined ? readTokenFile(file) : undefined;
+}
+
+/**
+ * Connects to a beuss server and says HELLO (asking for version 4). With no options,
+ * the address comes from BUNIX, else BHOST and BPORT (default localhost:6552), as for
+ * the CLI, and BAUTHFILE gives the token if set. A string is an address as
+ * {@link parseAddress} reads it: "host:port", "[::1]:6552", "::1", or "unix:PATH".
  */
 export function connect(options?: ConnectOptions | string): Promise<Client> {
+  if (typeof options === "string" && options.startsWith("unix:")) {
+    return Client.open({ path: options.slice("unix:".length) });
+  }
   if (typeof options === "string") {
     let addr: { host: string; port: number };
     try {

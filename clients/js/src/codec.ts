@@ -29,6 +29,7 @@ export const Op = {
   UNSUB: 0x34,
   REQ: 0x35,
   REPLY: 0x36,
+  AUTH: 0x40,
 } as const;
 
 /** Response statuses (protocol.md 4, 13.12, 15.13). */
@@ -36,6 +37,7 @@ export const Status = {
   PONG: 0x01,
   HELLO: 0x02,
   BYE: 0x03,
+  AUTHED: 0x04,
   STORED: 0x10,
   TRUNCATED: 0x11,
   MESSAGES: 0x12,
@@ -68,10 +70,14 @@ export const Feature = {
   DURABLE: 0x04,
   SYNCED: 0x08,
   FANOUT: 0x10,
+  /** The server requires AUTH before anything but HELLO, PING and QUIT (16.3). */
+  AUTH_REQUIRED: 0x20,
 } as const;
 
 /** Highest protocol version this client speaks. */
-export const PROTOCOL_VERSION = 3;
+export const PROTOCOL_VERSION = 4;
+/** Longest token an AUTH frame carries (protocol.md 16.2). */
+export const MAX_TOKEN = 1022;
 /** `wait_ms` meaning "wait forever" (protocol.md 3.5). */
 export const WAIT_FOREVER = 0xffffffff;
 /** `max_deliveries` meaning "never dead-letter" (protocol.md 13.5). */
@@ -163,6 +169,21 @@ export function encodeHello(version: number): Buffer {
   const b = frame(Op.HELLO, 0, 2);
   b.writeUInt16BE(checkU16(version, "version", 1), 6);
   return b;
+}
+
+/** AUTH (16.2): presents `token`, 1 to 1022 bytes. */
+export function encodeAuth(token: Uint8Array): Buffer {
+  if (token.length < 1 || token.length > MAX_TOKEN) {
+    throw new RangeError(`an AUTH token is 1 to ${MAX_TOKEN} bytes, not ${token.length}`);
+  }
+  const b = frame(Op.AUTH, 0, token.length);
+  b.set(token, 6);
+  return b;
+}
+
+/** AUTHED (16.2): true when the token is read-only (any access byte but 0). */
+export function decodeAuthed(body: Buffer): boolean {
+  return new Reader(body, 1).u8() !== 0;
 }
 
 /** PING (3.2). */

@@ -26,6 +26,8 @@ export interface ConnectionOptions {
   host: string;
   /** TCP port. */
   port: number;
+  /** A Unix socket path instead of host and port (protocol.md 16.6). */
+  path?: string;
   /** Longest connect time, and the margin added to every wait (ms). */
   timeoutMs: number;
   /** Largest reply frame accepted (bytes after the length prefix). */
@@ -81,15 +83,19 @@ export class Connection {
   /** Opens a connection; TCP_NODELAY is on because every request is small and latency-bound. */
   static open(opts: ConnectionOptions): Promise<Connection> {
     return new Promise((resolve, reject) => {
-      const socket = net.connect({ host: opts.host, port: opts.port, noDelay: true });
-      socket.setNoDelay(true);
+      const socket =
+        opts.path !== undefined
+          ? net.connect({ path: opts.path })
+          : net.connect({ host: opts.host, port: opts.port, noDelay: true });
+      if (opts.path === undefined) socket.setNoDelay(true);
+      const where = opts.path !== undefined ? `unix:${opts.path}` : `${opts.host}:${opts.port}`;
       const t = setTimeout(() => {
         socket.destroy();
-        reject(new TimeoutError(`connect to ${opts.host}:${opts.port} timed out after ${opts.timeoutMs} ms`));
+        reject(new TimeoutError(`connect to ${where} timed out after ${opts.timeoutMs} ms`));
       }, opts.timeoutMs);
       const onErr = (e: Error): void => {
         clearTimeout(t);
-        reject(new ConnectionError(`cannot connect to ${opts.host}:${opts.port}: ${e.message}`, { cause: e }));
+        reject(new ConnectionError(`cannot connect to ${where}: ${e.message}`, { cause: e }));
       };
       socket.once("error", onErr);
       socket.once("connect", () => {

@@ -88,6 +88,23 @@ export class LimitError extends ServerError {
   override name = "LimitError";
 }
 
+/** Code 16 (fatal): the server requires AUTH before this request (16.1). */
+export class AuthRequiredError extends ServerError {
+  override name = "AuthRequiredError";
+}
+/** Code 17 (fatal): the token is not one of the server's (16.2). */
+export class AuthFailedError extends ServerError {
+  override name = "AuthFailedError";
+}
+/** Code 18 (not fatal): the connection's token is read-only (16.4). */
+export class ForbiddenError extends ServerError {
+  override name = "ForbiddenError";
+}
+/** Code 19 (fatal, unprompted): a partial request, a missing AUTH or an idle connection ran out of time on the server (16.5). */
+export class ServerTimeoutError extends ServerError {
+  override name = "ServerTimeoutError";
+}
+
 /** Error code numbers (protocol.md 5). */
 export const ErrorCode = {
   MALFORMED: 1,
@@ -105,6 +122,10 @@ export const ErrorCode = {
   NO_RESPONDERS: 13,
   TOO_FEW_COPIES: 14,
   LIMIT: 15,
+  AUTH_REQUIRED: 16,
+  AUTH_FAILED: 17,
+  FORBIDDEN: 18,
+  TIMEOUT: 19,
 } as const;
 
 type ServerErrorClass = new (code: number, fatal: boolean, text: string) => ServerError;
@@ -125,6 +146,10 @@ const CLASSES: Record<number, ServerErrorClass> = {
   13: NoRespondersError,
   14: TooFewCopiesError,
   15: LimitError,
+  16: AuthRequiredError,
+  17: AuthFailedError,
+  18: ForbiddenError,
+  19: ServerTimeoutError,
 };
 
 /** The protocol name of an error code, or `ERROR_<n>` for a code this client does not know. */

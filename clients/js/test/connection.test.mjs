@@ -316,7 +316,7 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     assert.throws(() => v2.publish("a.b", "x"), beuss.UnsupportedError);
     await v2.close();
     const v9 = await srv.connect({ version: 9 });
-    assert.equal(v9.server.version, 3);
+    assert.equal(v9.server.version, 4);
     await v9.close();
   } finally {
     await srv.stop();

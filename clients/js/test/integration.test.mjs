@@ -12,8 +12,8 @@ serverForFile((s, client) => {
   c = client;
 });
 
-test("HELLO negotiates version 3 and announces the features", () => {
-  assert.equal(c.server.version, 3);
+test("HELLO negotiates version 4 and announces the features", () => {
+  assert.equal(c.server.version, 4);
   assert.ok(c.server.has(beuss.Feature.LEASES | beuss.Feature.PUT_OPTIONS | beuss.Feature.FANOUT));
   assert.equal(c.server.maxMessageSize, 1048576);
   assert.equal(c.server.defaultLeaseMs, 30000);

@@ -6,7 +6,7 @@
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { codec, serverError, UnknownOpcodeError } from "beuss";
+import { AuthRequiredError, ForbiddenError, codec, serverError, UnknownOpcodeError } from "beuss";
 
 const file = new URL("../../testdata/protocol-examples.json", import.meta.url);
 const { frames } = JSON.parse(readFileSync(file, "utf8"));
@@ -51,6 +51,9 @@ const requests = {
   "15.12/9": () => codec.encodeSub(q("svc.*")),
   "15.12/11": () => codec.encodeReq(q("svc.time"), 1000, q("now?")),
   "15.12/13": () => codec.encodeReply(1n, q("12:00")),
+  "16.9/0": () => codec.encodePut(q("jobs"), q("")),
+  "16.9/2": () => codec.encodeAuth(q("0123456789abcdef")),
+  "16.9/4": () => codec.encodePurge(q("jobs")),
 };
 
 const S = codec.Status;
@@ -118,6 +121,18 @@ const replies = {
     assert.equal(codec.decodeFlag(b), true);
   },
   "15.12/15": (b) => assert.deepEqual(codec.decodeReplyPayload(b), q("12:00")),
+  "16.9/1": (b) => {
+    assert.deepEqual(codec.decodeError(b), { code: 16, fatal: true, text: "authentication required" });
+    assert.ok(serverError(16, true, "x") instanceof AuthRequiredError);
+  },
+  "16.9/3": (b) => {
+    status(b, S.AUTHED);
+    assert.equal(codec.decodeAuthed(b), false);
+  },
+  "16.9/5": (b) => {
+    assert.deepEqual(codec.decodeError(b), { code: 18, fatal: false, text: "this connection's token is read-only" });
+    assert.ok(serverError(18, false, "x") instanceof ForbiddenError);
+  },
 };
 
 test("the examples file has frames from sections 10, 13 and 15", () => {

@@ -18,7 +18,7 @@ from typing import Callable, Dict, Iterator, List
 import pytest
 
 REPO = pathlib.Path(__file__).resolve().parents[3]
-LISTENING = re.compile(r"listening on (127\.0\.0\.1):(\d+)")
+LISTENING = re.compile(r"listening on (?:(127\.0\.0\.1):(\d+)|unix:)")
 START_TIMEOUT = 10.0
 
 
@@ -42,9 +42,10 @@ class Server:
         self.logs: List[str] = []
         self._ready = threading.Event()
         self.port = 0
+        self._listening = False
         self._reader = threading.Thread(target=self._drain, daemon=True)
         self._reader.start()
-        if not self._ready.wait(START_TIMEOUT) or not self.port:
+        if not self._ready.wait(START_TIMEOUT) or not self._listening:
             self.stop()
             raise RuntimeError("beuss-server did not report its address:\n" + "".join(self.logs))
         self.host = "127.0.0.1"
@@ -58,7 +59,9 @@ class Server:
             if not self._ready.is_set():
                 m = LISTENING.search(line)
                 if m:
-                    self.port = int(m.group(2))
+                    # BPORT=off: only a Unix socket, no port.
+                    self.port = int(m.group(2)) if m.group(2) else 0
+                    self._listening = True
                     self._ready.set()
         self._ready.set()  # the server exited: wake a waiting start
 

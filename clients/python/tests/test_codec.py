@@ -97,7 +97,8 @@ def test_every_error_code_has_its_class() -> None:
         1: "Malformed", 2: "UnknownOpcode", 3: "BadQueueName", 4: "FrameTooLarge", 5: "BadFlags",
         6: "BadArgument", 7: "Full", 8: "TooManyConnections", 9: "UnsupportedVersion",
         10: "ShuttingDown", 11: "Storage", 12: "BadSubject", 13: "NoResponders",
-        14: "TooFewCopies", 15: "Limit",
+        14: "TooFewCopies", 15: "Limit", 16: "AuthRequired", 17: "AuthFailed", 18: "Forbidden",
+        19: "TimedOut",
     }
     assert set(errors.ERROR_CLASSES) == set(names)
     for code, cls_name in names.items():

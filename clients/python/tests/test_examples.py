@@ -14,7 +14,7 @@ import pytest
 
 from beuss import ops
 from beuss import protocol as p
-from beuss.errors import UnknownOpcode
+from beuss.errors import AuthRequired, Forbidden, UnknownOpcode
 from beuss.models import Envelope, Published, PutResult, ServerInfo, SettleResult
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "protocol-examples.json"
@@ -160,6 +160,12 @@ CHECKS: Dict[Tuple[str, int], Callable[[bytes], None]] = {
     ("15.12", 13): request(ops.reply(1, b"12:00")),
     ("15.12", 14): reply(ops.reply(1, b"").decode, True),
     ("15.12", 15): reply(ops.request("svc.time", b"").decode, b"12:00"),
+    ("16.9", 0): request(ops.put("jobs", b"", options=False)),
+    ("16.9", 1): error_reply(AuthRequired, 16, True, "authentication required"),
+    ("16.9", 2): request(ops.auth(b"0123456789abcdef")),
+    ("16.9", 3): reply(ops.auth(b"x").decode, False),
+    ("16.9", 4): request(ops.purge("jobs")),
+    ("16.9", 5): error_reply(Forbidden, 18, False, "this connection's token is read-only"),
 }
 
 

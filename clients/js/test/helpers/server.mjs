@@ -30,10 +30,11 @@ export async function startServer(env = {}) {
     // Keep draining stderr for the server's whole life, so it never blocks on a full pipe.
     child.stderr.on("data", (d) => {
       if (log.length < 65536) log += d;
-      const m = /listening on ([0-9.]+):(\d+)/.exec(log);
+      // BPORT=off: only a Unix socket, no TCP address.
+      const m = /listening on (?:([0-9.]+):(\d+)|unix:)/.exec(log);
       if (m) {
         clearTimeout(t);
-        resolve({ host: m[1], port: Number(m[2]) });
+        resolve(m[1] !== undefined ? { host: m[1], port: Number(m[2]) } : {});
       }
     });
   });

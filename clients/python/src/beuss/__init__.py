@@ -6,7 +6,7 @@ dead letters, publish/bind/subscribe, request/reply. No dependencies.
 """
 
 from .aio import AsyncClient, AsyncPipeline, AsyncSubscription, connect_async
-from .client import Client, Pipeline, Subscription, connect, default_address
+from .client import UNIX_PREFIX, Client, Pipeline, Subscription, connect, default_address, read_token_file
 from .consumer import AsyncConsumer, Consumer, exponential_backoff
 from .errors import (
     BadArgument,
@@ -21,12 +21,16 @@ from .errors import (
     Limit,
     Malformed,
     NoResponders,
+    AuthFailed,
+    AuthRequired,
+    Forbidden,
     ProtocolError,
     RequestTimeout,
     ServerError,
     ShuttingDown,
     Storage,
     TooFewCopies,
+    TimedOut,
     TooManyConnections,
     UnknownOpcode,
     Unsupported,
@@ -35,6 +39,7 @@ from .errors import (
 from .message import AsyncMessage, Message
 from .reconnect import with_reconnect, with_reconnect_async
 from .models import (
+    FEATURE_AUTH_REQUIRED,
     FEATURE_DURABLE,
     FEATURE_FANOUT,
     FEATURE_LEASES,
@@ -52,6 +57,8 @@ from .models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "AuthFailed", "AuthRequired", "FEATURE_AUTH_REQUIRED", "Forbidden", "TimedOut", "UNIX_PREFIX",
+    "read_token_file",
     "AsyncClient", "AsyncConsumer", "AsyncMessage", "AsyncPipeline", "AsyncSubscription",
     "BadArgument", "BadFlags", "BadQueueName", "BadSubject", "BeussError", "Client",
     "ClientTimeout", "ConnectionClosed", "Consumer", "Envelope", "Event", "FEATURE_DURABLE",

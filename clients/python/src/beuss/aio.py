@@ -12,12 +12,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import functools
+import os
 import socket
-from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar
+from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator, List, Optional, Sequence, Tuple, TypeVar, Union
 
 from . import ops
 from . import protocol as p
-from .client import Address, SubscriptionBase, max_frame, parse_address, route
+from .client import Address, SubscriptionBase, Token, describe, max_frame, parse_address, resolve_token, route, unix_path
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import AsyncMessage
 from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
@@ -178,8 +179,13 @@ class AsyncClient:
     server (``get(wait=...)``, ``lease(wait=...)``, ``request``, a confirmed
     ``publish``) holds back the replies of everything sent after it."""
 
-    def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION) -> None:
-        self.host, self.port = parse_address(address)
+    def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION,
+                 token: Token = None, token_file: "Optional[Union[str, os.PathLike[str]]]" = None) -> None:
+        self.unix = unix_path(address)
+        self.host, self.port = ("", 0) if self.unix is not None else parse_address(address)
+        self._token = resolve_token(address, token, token_file)
+        #: Whether the token presented is read-only (16.4).
+        self.read_only = False
         self.timeout = timeout
         self.version_offered = version
         #: The server's ``HELLO`` answer (after ``connect``).
@@ -211,22 +217,38 @@ class AsyncClient:
         loop = asyncio.get_running_loop()
         self._loop = loop
         self._buf = p.FrameBuffer()
+        where = describe(self.host, self.port, self.unix)
         try:
-            await asyncio.wait_for(loop.create_connection(lambda: _Link(self), self.host, self.port), self.timeout)
+            if self.unix is not None:
+                opening = loop.create_unix_connection(lambda: _Link(self), self.unix)
+            else:
+                opening = loop.create_connection(lambda: _Link(self), self.host, self.port)
+            await asyncio.wait_for(opening, self.timeout)
         except asyncio.TimeoutError:
             self._closed = ConnectionClosed("connect timed out")
-            raise ClientTimeout(f"could not connect to {self.host}:{self.port} within {self.timeout} s") from None
+            raise ClientTimeout(f"could not connect to {where} within {self.timeout} s") from None
         except OSError as err:
             self._closed = ConnectionClosed(str(err))
-            raise ConnectionClosed(f"could not connect to {self.host}:{self.port}: {err}") from err
+            raise ConnectionClosed(f"could not connect to {where}: {err}") from err
         try:
             self.server = await self._call(ops.hello(self.version_offered))
+            if self._token is not None:
+                self.read_only = await self._call(ops.auth(self._token))
         except BaseException:
             self.close()  # cancelled or refused: the socket must not outlive this call
             raise
         self._buf.max_frame = max_frame(self.server)
         self._options = self.server.has(FEATURE_PUT_OPTIONS)
         return self
+
+    async def auth(self, token: Token) -> bool:
+        """As ``Client.auth``: authenticate with ``token``; True when it is read-only."""
+        value = resolve_token(None, token, None) if token is not None else None
+        if value is None:
+            raise ValueError("no token given")
+        self.read_only = await self._call(ops.auth(value))
+        self._token = value
+        return self.read_only
 
     async def reconnect(self) -> None:
         """Close and open again; the same rules as ``Client.reconnect``: held messages
@@ -241,7 +263,7 @@ class AsyncClient:
 
     def _made(self, link: "_Link", transport: asyncio.Transport) -> None:
         sock = transport.get_extra_info("socket")
-        if sock is not None:
+        if sock is not None and sock.family != getattr(socket, "AF_UNIX", None):
             sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self._link = link
         self._transport = transport

@@ -64,6 +64,53 @@ def default_address() -> Tuple[str, int]:
     return host, int(port)
 
 
+#: The prefix that names a Unix socket in an address: ``"unix:/run/beuss/beuss.sock"``.
+UNIX_PREFIX = "unix:"
+#: A token given as text or bytes.
+Token = Union[str, bytes, None]
+
+
+def unix_path(address: Address) -> Optional[str]:
+    """The socket path of a ``"unix:PATH"`` address; for ``None`` (the environment
+    defaults), ``BUNIX`` when it is set (protocol.md 16.6); else ``None``: TCP."""
+    if address is None:
+        return (os.environ.get("BUNIX") or "").strip() or None
+    if isinstance(address, str) and address.strip().startswith(UNIX_PREFIX):
+        return address.strip()[len(UNIX_PREFIX):]
+    return None
+
+
+def read_token_file(path: "Union[str, os.PathLike[str]]") -> bytes:
+    """The first token of a token file (protocol.md 16.8): the first line that is
+    not blank or a ``#`` comment, up to its first blank. The server's own
+    ``BAUTHFILE`` will do. Raises ``OSError`` or ``ValueError`` (never showing it)."""
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if line and not line.startswith("#"):
+                return line.split()[0].encode()
+    raise ValueError(f"the token file {os.fspath(path)} holds no token")
+
+
+def resolve_token(address: Address, token: Token, token_file: "Optional[Union[str, os.PathLike[str]]]") -> Optional[bytes]:
+    """The token a new client presents: ``token``, else the first of ``token_file``,
+    else, for the environment's address (``address`` None), the first of
+    ``BAUTHFILE`` when it is set; ``None``: no ``AUTH``."""
+    if token is not None:
+        return token.encode() if isinstance(token, str) else bytes(token)
+    if token_file is not None:
+        return read_token_file(token_file)
+    env = (os.environ.get("BAUTHFILE") or "").strip()
+    if address is None and env:
+        return read_token_file(env)
+    return None
+
+
+def describe(host: str, port: int, unix: Optional[str]) -> str:
+    """An address as errors name it."""
+    return f"{UNIX_PREFIX}{unix}" if unix is not None else f"{host}:{port}"
+
+
 def parse_address(address: Address) -> Tuple[str, int]:
     """``"host:port"``, ``"[v6]:port"``, ``"host"`` (a bare IPv6 literal such as
     ``"::1"`` included), ``(host, port)`` or ``None`` (the environment defaults) to
@@ -160,14 +207,22 @@ class Subscription(SubscriptionBase):
 class Client:
     """A blocking connection to a beuss server.
 
-    ``address`` is ``"host:port"`` or ``(host, port)``; by default ``BHOST``/``BPORT``
-    (localhost:6552). ``timeout`` is how long to wait for a reply beyond the wait the
+    ``address`` is ``"host:port"``, ``(host, port)`` or ``"unix:PATH"`` (a Unix
+    socket); by default ``BUNIX``, else ``BHOST``/``BPORT`` (localhost:6552). With
+    ``token`` (or ``token_file``, or for the default address ``BAUTHFILE``) the
+    connection authenticates right after ``HELLO``, and again on every reconnect;
+    ``read_only`` says what the token allows. ``timeout`` is how long to wait for a reply beyond the wait the
     request itself asked for (a ``get(wait=5)`` waits up to ``5 + timeout``). The
     connection says ``HELLO`` at once, offering protocol ``version``; ``server`` holds
     the answer. ``TCP_NODELAY`` is on: requests are small and latency matters."""
 
-    def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION) -> None:
-        self.host, self.port = parse_address(address)
+    def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION,
+                 token: Token = None, token_file: "Optional[Union[str, os.PathLike[str]]]" = None) -> None:
+        self.unix = unix_path(address)
+        self.host, self.port = ("", 0) if self.unix is not None else parse_address(address)
+        self._token = resolve_token(address, token, token_file)
+        #: Whether the token presented is read-only (16.4).
+        self.read_only = False
         self.timeout = timeout
         self.version_offered = version
         self._lock = threading.RLock()
@@ -183,19 +238,43 @@ class Client:
     # -- connection ---------------------------------------------------------------
 
     def _connect(self) -> None:
+        where = describe(self.host, self.port, self.unix)
         try:
-            sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+            if self.unix is not None:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                try:
+                    sock.settimeout(self.timeout)
+                    sock.connect(self.unix)
+                except BaseException:
+                    sock.close()
+                    raise
+            else:
+                sock = socket.create_connection((self.host, self.port), timeout=self.timeout)
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         except socket.timeout:
-            raise ClientTimeout(f"could not connect to {self.host}:{self.port} within {self.timeout} s") from None
+            raise ClientTimeout(f"could not connect to {where} within {self.timeout} s") from None
         except OSError as err:
-            raise ConnectionClosed(f"could not connect to {self.host}:{self.port}: {err}") from err
-        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+            raise ConnectionClosed(f"could not connect to {where}: {err}") from err
         self._sock = sock
         self._sock_timeout = self.timeout
         self._buf = p.FrameBuffer()
         self.server = self._call(ops.hello(self.version_offered))
         self._buf.max_frame = max_frame(self.server)
         self._options = self.server.has(FEATURE_PUT_OPTIONS)
+        if self._token is not None:
+            self.read_only = self._call(ops.auth(self._token))
+
+    def auth(self, token: Token) -> bool:
+        """Authenticate with ``token`` (protocol.md 16.2); True when it is read-only.
+        Kept for reconnects. A wrong token raises ``AuthFailed`` and the server closes
+        the connection; a server that requires none accepts any."""
+        value = resolve_token(None, token, None) if token is not None else None
+        if value is None:
+            raise ValueError("no token given")
+        with self._lock:
+            self.read_only = self._call(ops.auth(value))
+            self._token = value
+            return self.read_only
 
     def reconnect(self) -> None:
         """Close this connection (if open) and open a new one to the same address.

@@ -145,6 +145,31 @@ class Limit(ServerError):
     CODE = 15
 
 
+class AuthRequired(ServerError):
+    """Code 16, fatal: the server requires ``AUTH`` before this request (16.1)."""
+
+    CODE = 16
+
+
+class AuthFailed(ServerError):
+    """Code 17, fatal: the token is not one of the server's (16.2)."""
+
+    CODE = 17
+
+
+class Forbidden(ServerError):
+    """Code 18, not fatal: the connection's token is read-only (16.4)."""
+
+    CODE = 18
+
+
+class TimedOut(ServerError):
+    """Code 19, fatal, unprompted: a partial request, a missing ``AUTH`` or an idle
+    connection ran out of time on the server (16.5)."""
+
+    CODE = 19
+
+
 #: Error code -> exception class, for every code protocol.md defines.
 ERROR_CLASSES: Dict[int, Type[ServerError]] = {
     cls.CODE: cls
@@ -164,6 +189,10 @@ ERROR_CLASSES: Dict[int, Type[ServerError]] = {
         NoResponders,
         TooFewCopies,
         Limit,
+        AuthRequired,
+        AuthFailed,
+        Forbidden,
+        TimedOut,
     )
 }
 

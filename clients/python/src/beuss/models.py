@@ -13,6 +13,8 @@ FEATURE_PUT_OPTIONS = 0x02
 FEATURE_DURABLE = 0x04
 FEATURE_SYNCED = 0x08
 FEATURE_FANOUT = 0x10
+#: The server requires ``AUTH`` before anything but HELLO, PING and QUIT (16.3).
+FEATURE_AUTH_REQUIRED = 0x20
 
 
 @dataclass(frozen=True)

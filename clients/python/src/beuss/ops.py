@@ -71,6 +71,18 @@ def hello(version: int = p.PROTOCOL_VERSION) -> Op[ServerInfo]:
     return Op(p.encode_hello(version), decode, 0.0, 0)
 
 
+def auth(token: bytes) -> Op[bool]:
+    """``AUTH`` (16.2): True when the token is read-only. Version 1 for the version
+    check: a version-4 server answers it whatever version was negotiated."""
+
+    def decode(status: int, body: bytes) -> bool:
+        if status != p.S_AUTHED:
+            raise _unexpected(status, body)
+        return p.decode_authed(body)
+
+    return Op(p.encode_auth(token), decode)
+
+
 def ping() -> Op[None]:
     """``PING``."""
     return Op(p.encode_ping(), _none(p.S_PONG))

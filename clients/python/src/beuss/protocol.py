@@ -16,7 +16,7 @@ from .errors import ProtocolError, ServerError, server_error
 from .models import Envelope, Event, Meta, Published, PutResult, ServerInfo, Stats
 
 #: The highest protocol version this client speaks.
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 
 # Opcodes (protocol.md 3, 13.12, 15.13).
 HELLO = 0x01
@@ -39,11 +39,13 @@ SUB = 0x33
 UNSUB = 0x34
 REQ = 0x35
 REPLY = 0x36
+AUTH = 0x40
 
 # Statuses (protocol.md 4, 13.12, 15.13).
 S_PONG = 0x01
 S_HELLO = 0x02
 S_BYE = 0x03
+S_AUTHED = 0x04
 S_STORED = 0x10
 S_TRUNCATED = 0x11
 S_MESSAGES = 0x12
@@ -141,6 +143,24 @@ def _count(value: int, low: int, high: int, what: str) -> int:
 
 def _control(opcode: int, body: bytes, flags: int = 0) -> bytes:
     return _HEAD.pack(2 + len(body), opcode, flags) + body
+
+
+#: Longest token an ``AUTH`` frame carries (16.2).
+MAX_TOKEN = 1022
+
+
+def encode_auth(token: bytes) -> bytes:
+    """``AUTH`` (16.2) presenting ``token``, 1 to 1022 bytes."""
+    if not 1 <= len(token) <= MAX_TOKEN:
+        raise ValueError(f"an AUTH token is 1 to {MAX_TOKEN} bytes, not {len(token)}")
+    return _control(AUTH, bytes(token))
+
+
+def decode_authed(body: bytes) -> bool:
+    """``AUTHED`` (16.2): True for read-only access (any access byte but 0)."""
+    if len(body) < 1:
+        raise _short("access")
+    return body[0] != 0
 
 
 def encode_hello(version: int = PROTOCOL_VERSION) -> bytes:
