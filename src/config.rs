@@ -79,6 +79,10 @@ pub struct Config {
     /// Most connections open at once from one client IP address (`BMAXPERADDRESS`);
     /// 0: no cap.
     pub max_per_address: usize,
+    /// Most messages one queue may hold (`BQUEUEMAXMESSAGES`); 0: no cap.
+    pub queue_max_messages: usize,
+    /// Most payload bytes one queue may hold (`BQUEUEMAXBYTES`); 0: no cap.
+    pub queue_max_bytes: usize,
 }
 
 /// How often the journal is synced to the disk (`BFSYNC`), which says how much a
@@ -129,6 +133,8 @@ impl Default for Config {
             frame_timeout: Some(DEFAULT_FRAME_TIMEOUT),
             idle_timeout: None,
             max_per_address: 0,
+            queue_max_messages: 0,
+            queue_max_bytes: 0,
         }
     }
 }
@@ -177,6 +183,16 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "cap on memory held for messages; a PUT past it gets FULL (K/M/G suffixes)",
     ),
     ("BMAXCONNECTIONS", "10000", "cap on open client connections"),
+    (
+        "BQUEUEMAXMESSAGES",
+        "0",
+        "cap on the messages one queue holds; a PUT past it gets FULL; 0 = no cap",
+    ),
+    (
+        "BQUEUEMAXBYTES",
+        "0",
+        "cap on the payload bytes one queue holds (K/M/G suffixes); 0 = no cap",
+    ),
     (
         "BDATADIR",
         "(unset)",
@@ -303,6 +319,16 @@ impl Config {
                             error("BMAXCONNECTIONS", value, "not a whole number above 0")
                         })?;
                 }
+                "BQUEUEMAXMESSAGES" => {
+                    config.queue_max_messages = value.trim().parse().map_err(|_| {
+                        error(
+                            "BQUEUEMAXMESSAGES",
+                            value,
+                            "not a whole number (0 = no cap)",
+                        )
+                    })?;
+                }
+                "BQUEUEMAXBYTES" => config.queue_max_bytes = parse_size("BQUEUEMAXBYTES", value)?,
                 "BDATADIR" => config.data_dir = Some(PathBuf::from(value)),
                 "BFSYNC" => config.fsync = parse_fsync(value)?,
                 "BSEGMENT" => {

@@ -174,6 +174,9 @@ impl Server {
         }
         let mut store = Store::new(config.max_memory, config.queue_idle);
         let journal = durable::open(&config, &poll, &mut store)?;
+        // After the replay: what was acknowledged before a restart is never refused,
+        // even if the caps were lowered since (protocol.md 7.4).
+        store.set_queue_caps(config.queue_max_messages, config.queue_max_bytes);
         let durable = Rc::new(Cell::new(if journal.is_some() { 0 } else { u64::MAX }));
         let input_cap = config.max_message_size + MAX_CONTROL_FRAME as usize + READ_CHUNK;
         Ok(Server {

@@ -50,22 +50,49 @@ pub const EXPIRE_BUDGET: usize = 1024;
 /// Suffix of the dead-letter queue of a queue.
 pub const DEAD_SUFFIX: &str = ".dead";
 
-/// A `PUT` refused because it would take the store over its memory cap.
+/// A `PUT` refused because it would take the store over its memory cap, or a queue
+/// over one of its caps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Full {
-    /// Bytes held now.
+    /// Bytes held now (messages or payload bytes of the queue, for a queue's cap).
     pub used: usize,
     /// The cap.
     pub limit: usize,
+    /// Which cap.
+    pub cap: FullCap,
+}
+
+/// The cap a [`Full`] refusal ran into.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FullCap {
+    /// The server's memory cap (`BMAXMEMORY`).
+    Memory,
+    /// A queue's message cap (`BQUEUEMAXMESSAGES`, protocol.md 7.4).
+    QueueMessages,
+    /// A queue's payload byte cap (`BQUEUEMAXBYTES`).
+    QueueBytes,
 }
 
 impl fmt::Display for Full {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "memory cap reached ({} of {} bytes held); message not stored",
-            self.used, self.limit
-        )
+        match self.cap {
+            FullCap::Memory => write!(
+                f,
+                "memory cap reached ({} of {} bytes held); message not stored",
+                self.used, self.limit
+            ),
+            FullCap::QueueMessages => write!(
+                f,
+                "the queue holds {} messages, its cap (BQUEUEMAXMESSAGES); message not stored",
+                self.used
+            ),
+            FullCap::QueueBytes => write!(
+                f,
+                "the queue holds {} payload bytes and its cap is {} (BQUEUEMAXBYTES); \
+                 message not stored",
+                self.used, self.limit
+            ),
+        }
     }
 }
 
@@ -160,6 +187,8 @@ pub struct Totals {
     pub truncations: u64,
     /// `put`s refused by the memory cap.
     pub rejected_full: u64,
+    /// `put`s and publishes refused by a queue's cap (protocol.md 7.4).
+    pub rejected_queue_full: u64,
     /// Messages dropped by `purge`.
     pub purged: u64,
     /// Queues removed after being idle.
@@ -364,6 +393,9 @@ pub struct Store<W> {
     /// Memory held: chunk capacity, held messages, and per-queue overhead.
     memory: usize,
     max_memory: usize,
+    /// Most messages and payload bytes one queue may hold (0: no cap).
+    queue_max_messages: usize,
+    queue_max_bytes: usize,
     queue_idle: Option<Duration>,
     messages: usize,
     bytes: usize,
@@ -404,6 +436,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             next_id: 0,
             memory: 0,
             max_memory,
+            queue_max_messages: 0,
+            queue_max_bytes: 0,
             queue_idle,
             messages: 0,
             bytes: 0,
@@ -453,7 +487,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let delayed = options.delay_ms > 0;
         let priority = options.priority;
         // One hash lookup on the common path: the queue exists.
-        let key = match self.queues.key_of(queue) {
+        let existing = self.queues.key_of(queue);
+        if (self.queue_max_messages | self.queue_max_bytes) != 0
+            && let Some(full) = self.queue_cap_refusal(existing, payload.len())
+        {
+            return Err(full);
+        }
+        let key = match existing {
             Some(key) => key,
             None => {
                 let growth = QUEUE_OVERHEAD
@@ -558,6 +598,52 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         Ok((id, PutOutcome::Stored))
     }
 
+    /// Caps what one queue may hold (protocol.md 7.4): `PUT`s and publishes that would
+    /// pass them are refused with [`Full`]; 0 means no cap. What is held already is
+    /// never dropped, and messages coming back (returned leases, dead letters, a
+    /// journal's replay) are never refused.
+    pub fn set_queue_caps(&mut self, max_messages: usize, max_bytes: usize) {
+        self.queue_max_messages = max_messages;
+        self.queue_max_bytes = max_bytes;
+    }
+
+    /// The refusal, if a message of `len` payload bytes would take queue `key` (or a
+    /// new queue, for `None`) past one of its caps; counted when it is one.
+    fn queue_cap_refusal(&mut self, key: Option<usize>, len: usize) -> Option<Full> {
+        let (messages, bytes) = key.and_then(|k| self.queues.by_key(k)).map_or((0, 0), |q| {
+            (q.ready.len() + q.held, q.ready.bytes() + q.held_bytes)
+        });
+        let full = if self.queue_max_messages > 0 && messages >= self.queue_max_messages {
+            Full {
+                used: messages,
+                limit: self.queue_max_messages,
+                cap: FullCap::QueueMessages,
+            }
+        } else if self.queue_max_bytes > 0 && bytes + len > self.queue_max_bytes {
+            Full {
+                used: bytes,
+                limit: self.queue_max_bytes,
+                cap: FullCap::QueueBytes,
+            }
+        } else {
+            return None;
+        };
+        self.totals.rejected_queue_full += 1;
+        Some(full)
+    }
+
+    /// Messages queue `key` may still take under its message cap.
+    fn queue_room(&self, key: usize) -> u64 {
+        if self.queue_max_messages == 0 {
+            return u64::MAX;
+        }
+        let held = self
+            .queues
+            .by_key(key)
+            .map_or(0, |q| q.ready.len() + q.held);
+        self.queue_max_messages.saturating_sub(held) as u64
+    }
+
     fn check_room(&mut self, growth: usize) -> Result<(), Full> {
         if self.memory + growth > self.max_memory {
             return Err(self.refuse());
@@ -570,6 +656,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         Full {
             used: self.memory,
             limit: self.max_memory,
+            cap: FullCap::Memory,
         }
     }
 
@@ -1707,6 +1794,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return 0;
         }
         let dst = self.queue_key_or_create(to, now);
+        // The destination's message cap bounds a move (protocol.md 7.4).
+        let max = if src == dst {
+            max
+        } else {
+            max.min(self.queue_room(dst))
+        };
         let mut moved = 0;
         while moved < max {
             let Some(q) = self.queues.by_key_mut(src) else {

@@ -116,6 +116,13 @@ impl Failure {
                      message was not stored; try again once there is room"
                 ),
             ),
+            Some(ErrorCode::Full) if message.contains("BQUEUEMAX") => Failure::new(
+                EXIT_FULL,
+                format!(
+                    "the queue is full at {addr} ({message}); try again once consumers \
+                     have taken some of its messages"
+                ),
+            ),
             Some(ErrorCode::Full) => Failure::new(
                 EXIT_FULL,
                 format!(

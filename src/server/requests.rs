@@ -422,6 +422,7 @@ impl Server {
             ("gets", t.gets),
             ("truncations", t.truncations),
             ("rejected_full", t.rejected_full),
+            ("rejected_queue_full", t.rejected_queue_full),
             ("purged", t.purged),
             ("expired_queues", t.expired_queues),
             ("protocol_errors", self.counters.protocol_errors),

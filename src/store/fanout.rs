@@ -213,6 +213,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             });
         }
         let delayed = options.delay_ms > 0;
+        // A queue at its cap refuses the whole publish, as the memory cap does.
+        if (self.queue_max_messages | self.queue_max_bytes) != 0 {
+            for &key in targets {
+                if let Some(full) = self.queue_cap_refusal(Some(key as usize), payload.len()) {
+                    return Err(full);
+                }
+            }
+        }
         // First the whole cost, so that a refusal changes nothing anywhere.
         let mut growth = 0;
         let mut holders = 0u32;

@@ -947,7 +947,8 @@ fn memory_cap_counts_leased_messages() {
         refused,
         Err(Full {
             used: held,
-            limit: 2 * queue_memory
+            limit: 2 * queue_memory,
+            cap: FullCap::Memory,
         })
     );
     assert_eq!(s.totals().rejected_full, 1);

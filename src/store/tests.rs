@@ -603,7 +603,8 @@ fn memory_cap_rejects_puts_and_recovers() {
         full,
         Full {
             used: s.memory(),
-            limit: cap
+            limit: cap,
+            cap: FullCap::Memory,
         }
     );
     let text = full.to_string();
@@ -646,7 +647,8 @@ fn memory_cap_counts_new_queue_overhead() {
         s.put("q", b"", 0, t0),
         Err(Full {
             used: 0,
-            limit: need - 1
+            limit: need - 1,
+            cap: FullCap::Memory,
         })
     );
     assert_eq!(s.queue_count(), 0);
@@ -993,7 +995,8 @@ fn randomized_operations_match_a_model() {
                         f,
                         Full {
                             used: memory_before,
-                            limit: MAX_MEMORY
+                            limit: MAX_MEMORY,
+                            cap: FullCap::Memory,
                         }
                     );
                     assert_eq!(s.memory(), memory_before);
@@ -1210,4 +1213,91 @@ fn waits_on_new_names_do_not_pile_up_queues_past_the_cap() {
     }
     assert!(s.memory() <= cap + QUEUE_OVERHEAD + 8, "{}", s.memory());
     check_consistency(&s, t0);
+}
+
+/// protocol.md 7.4: a queue at its message or byte cap refuses PUT with a `Full`
+/// naming the cap, changes nothing, leaves other queues alone, and takes messages
+/// again once some are consumed; MOVE stops at the destination's room; a publish
+/// reaching a full queue is refused whole.
+#[test]
+fn queue_caps_refuse_only_that_queue() {
+    let t0 = Instant::now();
+    let mut s = Store::<u32>::new(64 << 20, None);
+    s.set_queue_caps(3, 10);
+    for payload in [&b"aaa"[..], b"bbb", b"cc"] {
+        assert!(s.put("q", payload, payload.len(), t0).is_ok());
+    }
+    let before = (s.message_count(), s.bytes(), s.memory());
+    let full = s.put("q", b"d", 1, t0).unwrap_err();
+    assert_eq!(full.cap, FullCap::QueueMessages);
+    assert_eq!((full.used, full.limit), (3, 3));
+    assert!(full.to_string().contains("BQUEUEMAXMESSAGES"), "{full}");
+    assert_eq!((s.message_count(), s.bytes(), s.memory()), before);
+    assert_eq!(s.totals().rejected_queue_full, 1);
+    assert_eq!(
+        s.totals().rejected_full,
+        0,
+        "the memory cap is counted apart"
+    );
+    // Another queue is not affected.
+    assert!(s.put("other", b"x", 1, t0).is_ok());
+    // One consumed: room for one more, within the byte cap (8 + 2 <= 10).
+    assert_eq!(s.get("q", 1, usize::MAX, t0, |_| {}), 1);
+    assert!(s.put("q", b"dd", 2, t0).is_ok());
+    // The byte cap: "cc" and "dd" left, 4 bytes; 7 more would pass 10, 6 fit.
+    assert_eq!(s.get("q", 1, usize::MAX, t0, |_| {}), 1);
+    let full = s.put("q", b"eeeeeee", 7, t0).unwrap_err();
+    assert_eq!(full.cap, FullCap::QueueBytes);
+    assert_eq!((full.used, full.limit), (4, 10));
+    assert!(full.to_string().contains("BQUEUEMAXBYTES"), "{full}");
+    assert!(s.put("q", b"eeeeee", 6, t0).is_ok());
+    // A new queue is refused a payload over the byte cap, and not created.
+    assert!(s.put("new", &[0; 11], 11, t0).is_err());
+    assert!(s.queue_info("new", t0).is_none());
+    // MOVE: "q" holds 3 (its cap); "other" has room for 2.
+    assert_eq!(s.move_ready("q", "other", 100, t0), 2);
+    assert_eq!(s.queue_info("other", t0).map(|i| i.messages), Some(3));
+    assert_eq!(s.move_ready("q", "other", 100, t0), 0);
+}
+
+/// A publish reaching a queue at its cap stores nothing anywhere.
+#[test]
+fn queue_caps_make_a_publish_all_or_nothing() {
+    let t0 = Instant::now();
+    let mut s = Store::<u32>::new(64 << 20, None);
+    s.set_queue_caps(1, 0);
+    s.bind("a.>", "one", t0).unwrap();
+    s.bind("a.>", "two", t0).unwrap();
+    s.put("two", b"already", 7, t0).unwrap();
+    let mut handed = Vec::new();
+    let before = (s.message_count(), s.bytes(), s.memory());
+    let full = s
+        .publish(
+            "a.b",
+            b"hi",
+            2,
+            PutOptions::default(),
+            0,
+            0,
+            t0,
+            &mut handed,
+        )
+        .unwrap_err();
+    assert_eq!(full.cap, FullCap::QueueMessages);
+    assert_eq!((s.message_count(), s.bytes(), s.memory()), before);
+    assert_eq!(s.queue_info("one", t0).map(|i| i.messages), Some(0));
+    assert_eq!(s.get("two", 1, usize::MAX, t0, |_| {}), 1);
+    let published = s
+        .publish(
+            "a.b",
+            b"hi",
+            2,
+            PutOptions::default(),
+            0,
+            0,
+            t0,
+            &mut handed,
+        )
+        .unwrap();
+    assert_eq!(published.queues, 2);
 }
