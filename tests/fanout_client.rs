@@ -16,11 +16,11 @@ use beuss::client::{Error, LeaseOptions, PublishOptions};
 use beuss::protocol::{self, ErrorCode, Limits, Response, SettleResult};
 use common::*;
 
+on_both_transports! {
 /// BIND says whether the binding is new; UNBIND whether there was one; both are
 /// counted in STATS, and the first fan-out call sent the HELLO itself.
-#[test]
-fn bind_and_unbind_report_what_changed() {
-    let server = TestServer::start();
+fn bind_and_unbind_report_what_changed(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     assert!(c.server_info().is_none());
     assert!(c.bind("orders.*", "audit").unwrap());
@@ -40,12 +40,13 @@ fn bind_and_unbind_report_what_changed() {
     assert!(!c.unbind("nothing", "nowhere").unwrap());
     assert_eq!(stat_of(&mut c, "bindings"), 1);
 }
+}
 
+on_both_transports! {
 /// Two bound queues get a copy each; overlapping bindings of one queue still make
 /// one copy; the copies carry their subject; nothing bound is 0, not an error.
-#[test]
-fn publish_copies_once_per_bound_queue() {
-    let server = TestServer::start();
+fn publish_copies_once_per_bound_queue(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("orders.*.created", "audit").unwrap();
     c.bind("orders.>", "audit").unwrap();
@@ -67,12 +68,13 @@ fn publish_copies_once_per_bound_queue() {
     assert_eq!((p.queues, p.subscribers), (0, 0));
     assert_eq!(stat_of(&mut c, "unroutable"), 1);
 }
+}
 
+on_both_transports! {
 /// Delay and priority apply to the copies: a delayed copy is not ready yet, and a
 /// priority-0 copy overtakes a priority-9 one.
-#[test]
-fn publish_options_reach_the_copies() {
-    let server = TestServer::start();
+fn publish_options_reach_the_copies(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("jobs", "jobs").unwrap();
     let later = PublishOptions::default().delay(Duration::from_secs(3600));
@@ -88,12 +90,13 @@ fn publish_options_reach_the_copies() {
         .collect();
     assert_eq!(ready, [b"high".to_vec(), b"low".to_vec()]);
 }
+}
 
+on_both_transports! {
 /// A confirmed publish is answered once a consumer on another connection has
 /// acknowledged its copy.
-#[test]
-fn confirmed_publish_waits_for_the_ack() {
-    let server = TestServer::start();
+fn confirmed_publish_waits_for_the_ack(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("orders.>", "audit").unwrap();
     let mut worker = server.client();
@@ -111,12 +114,13 @@ fn confirmed_publish_waits_for_the_ack() {
     consumer.join().unwrap();
     assert_eq!(stat_of(&mut c, "confirmed"), 1);
 }
+}
 
+on_both_transports! {
 /// Asking for more confirmations than queues are bound is TOO_FEW_COPIES at once,
 /// nothing published, and the connection goes on.
-#[test]
-fn too_few_copies_is_a_typed_error() {
-    let server = TestServer::start();
+fn too_few_copies_is_a_typed_error(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("a.b", "one").unwrap();
     let options = PublishOptions::default().confirm(2, TIMEOUT);
@@ -133,12 +137,13 @@ fn too_few_copies_is_a_typed_error() {
         Some(0)
     );
 }
+}
 
+on_both_transports! {
 /// A confirmation that runs out of time answers with the count it reached: one
 /// copy taken by a GET parked before the publish, the other never.
-#[test]
-fn confirm_timeout_gives_the_partial_count() {
-    let server = TestServer::start();
+fn confirm_timeout_gives_the_partial_count(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("t", "a").unwrap();
     c.bind("t", "b").unwrap();
@@ -150,12 +155,13 @@ fn confirm_timeout_gives_the_partial_count() {
     assert_eq!((p.queues, p.acked, p.failed), (2, 1, 0));
     assert_eq!(consumer.join().unwrap().as_deref(), Some(&b"x"[..]));
 }
+}
 
+on_both_transports! {
 /// Events carry their sid, subject and payload; two subscriptions of one
 /// connection get one event each; after UNSUB no event of it comes.
-#[test]
-fn subscribe_receive_unsubscribe() {
-    let server = TestServer::start();
+fn subscribe_receive_unsubscribe(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut sub = server.client();
     let all = sub.subscribe("orders.>").unwrap();
     let eu = sub.subscribe("orders.eu.*").unwrap();
@@ -188,13 +194,14 @@ fn subscribe_receive_unsubscribe() {
         None
     );
 }
+}
 
+on_both_transports! {
 /// Events that arrive before the replies of other requests on the same connection
 /// are set aside, not taken for replies: PING, PUT, GET and STATS all get their own
 /// replies, and the events come out afterwards, in publish order.
-#[test]
-fn events_between_replies_are_set_aside() {
-    let server = TestServer::start();
+fn events_between_replies_are_set_aside(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.subscribe("t.>").unwrap();
     let mut publisher = server.client();
@@ -216,12 +223,13 @@ fn events_between_replies_are_set_aside() {
         .collect();
     assert_eq!(payloads, [b"e0".to_vec(), b"e1".to_vec(), b"e2".to_vec()]);
 }
+}
 
+on_both_transports! {
 /// Events pushed while a GET of the same connection is parked come before its
 /// reply; the GET still gets its message and the events are kept.
-#[test]
-fn events_while_a_get_is_parked() {
-    let server = TestServer::start();
+fn events_while_a_get_is_parked(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.subscribe("news").unwrap();
     let getter = thread::spawn(move || {
@@ -243,12 +251,13 @@ fn events_while_a_get_is_parked() {
         (&b"one"[..], &b"two"[..])
     );
 }
+}
 
+on_both_transports! {
 /// An event that arrives behind a pipelined reply not yet read is returned by
 /// next_event, and the reply stays for recv.
-#[test]
-fn next_event_leaves_pending_replies_for_recv() {
-    let server = TestServer::start();
+fn next_event_leaves_pending_replies_for_recv(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.hello().unwrap();
     c.send(&protocol::Request::Subscribe { pattern: "t" })
@@ -262,13 +271,14 @@ fn next_event_leaves_pending_replies_for_recv() {
     assert_eq!(c.recv().unwrap(), Response::Subscribed { sid: 1 });
     c.ping().unwrap();
 }
+}
 
+on_both_transports! {
 /// With a small event buffer, events that arrive while the client waits for
 /// replies are dropped past the first, counted, and reported on the next event of
 /// their subscription.
-#[test]
-fn a_full_event_buffer_drops_and_counts() {
-    let server = TestServer::start();
+fn a_full_event_buffer_drops_and_counts(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.set_event_buffer(0);
     let sid = c.subscribe("t").unwrap();
@@ -289,11 +299,12 @@ fn a_full_event_buffer_drops_and_counts() {
         (sid, &[3][..], 2)
     );
 }
+}
 
+on_both_transports! {
 /// A subscriber waiting for events hears the server's SHUTTING_DOWN as an error.
-#[test]
-fn shutdown_reaches_a_waiting_subscriber() {
-    let server = TestServer::start();
+fn shutdown_reaches_a_waiting_subscriber(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.subscribe("t").unwrap();
     let waiter = thread::spawn(move || c.next_event(None));
@@ -304,12 +315,13 @@ fn shutdown_reaches_a_waiting_subscriber() {
         Ok(event) => panic!("expected an error, got {event:?}"),
     }
 }
+}
 
+on_both_transports! {
 /// A connection that publishes to its own subscription gets the PUBLISHED reply
 /// and the event, whichever the server wrote first.
-#[test]
-fn publishing_to_ones_own_subscription() {
-    let server = TestServer::start();
+fn publishing_to_ones_own_subscription(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     let sid = c.subscribe("me").unwrap();
     for i in 0..50u8 {
@@ -323,12 +335,13 @@ fn publishing_to_ones_own_subscription() {
     }
     assert_eq!(c.next_event(Some(Duration::ZERO)).unwrap(), None);
 }
+}
 
+on_both_transports! {
 /// Request and reply through a subscription: the responder sees the reply
 /// address, its answer reaches the requester, and a second answer is late.
-#[test]
-fn request_answered_by_a_subscriber() {
-    let server = TestServer::start();
+fn request_answered_by_a_subscriber(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut responder = server.client();
     responder.subscribe("svc.*").unwrap();
     let answering = thread::spawn(move || {
@@ -349,12 +362,13 @@ fn request_answered_by_a_subscriber() {
     assert_eq!(stat_of(&mut c, "replies"), 1);
     assert_eq!(stat_of(&mut c, "late_replies"), 1);
 }
+}
 
+on_both_transports! {
 /// Request and reply through a bound queue: a worker leases the request with its
 /// metadata, answers and acknowledges it.
-#[test]
-fn request_answered_from_a_bound_queue() {
-    let server = TestServer::start();
+fn request_answered_from_a_bound_queue(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut worker = server.client();
     worker.bind("svc.upper", "upper").unwrap();
     let answering = thread::spawn(move || {
@@ -372,11 +386,12 @@ fn request_answered_from_a_bound_queue() {
     assert_eq!(reply.as_deref(), Some(&b"SHOUT"[..]));
     answering.join().unwrap();
 }
+}
 
+on_both_transports! {
 /// Nobody bound or subscribed: NO_RESPONDERS at once, typed, not fatal.
-#[test]
-fn request_without_responders() {
-    let server = TestServer::start();
+fn request_without_responders(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     match c.request("svc.none", b"?", TIMEOUT) {
         Err(e @ Error::NoResponders { .. }) => {
@@ -387,12 +402,13 @@ fn request_without_responders() {
     c.ping().unwrap();
     assert_eq!(stat_of(&mut c, "no_responders"), 1);
 }
+}
 
+on_both_transports! {
 /// A responder that never answers: the request times out with None, and the
 /// answer sent afterwards is late.
-#[test]
-fn request_timeout_then_late_reply() {
-    let server = TestServer::start();
+fn request_timeout_then_late_reply(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut responder = server.client();
     responder.subscribe("slow").unwrap();
     let mut c = server.client();
@@ -403,12 +419,13 @@ fn request_timeout_then_late_reply() {
     // The reply address is one-shot and gone; the connection works on.
     c.ping().unwrap();
 }
+}
 
+on_both_transports! {
 /// A request's copy in a queue carries its reply address in the metadata; a
 /// message that was PUT has none.
-#[test]
-fn receives_with_meta_show_the_reply_address() {
-    let server = TestServer::start();
+fn receives_with_meta_show_the_reply_address(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("svc.x", "box").unwrap();
     c.put("box", b"plain").unwrap();
@@ -431,12 +448,13 @@ fn receives_with_meta_show_the_reply_address() {
             .is_empty()
     );
 }
+}
 
+on_both_transports! {
 /// Subjects and patterns the server would refuse are refused before anything is
 /// sent: the connection stays usable.
-#[test]
-fn bad_subjects_are_refused_locally() {
-    let server = TestServer::start();
+fn bad_subjects_are_refused_locally(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     for result in [
         c.publish("orders.*", b"x").map(|_| ()),
@@ -450,11 +468,12 @@ fn bad_subjects_are_refused_locally() {
     c.ping().unwrap();
     assert_eq!(stat_of(&mut c, "protocol_errors"), 0);
 }
+}
 
+on_both_transports! {
 /// One SUB more than a connection may hold is the non-fatal LIMIT.
-#[test]
-fn subscription_limit() {
-    let server = TestServer::start();
+fn subscription_limit(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     for i in 0..protocol::MAX_SUBSCRIPTIONS {
         assert_eq!(c.subscribe("t").unwrap(), i + 1);
@@ -462,6 +481,7 @@ fn subscription_limit() {
     let e = c.subscribe("t").unwrap_err();
     assert_eq!(e.code(), Some(ErrorCode::Limit), "{e:?}");
     c.ping().unwrap();
+}
 }
 
 /// A server that answers HELLO without the fan-out feature bit (a version-2 or
@@ -513,11 +533,11 @@ fn older_servers_are_refused_clearly() {
     }
 }
 
+on_both_transports! {
 /// No event of a subscription comes after its UNSUBSCRIBED, even while another
 /// connection publishes to it as fast as it can.
-#[test]
-fn no_event_after_unsubscribed() {
-    let server = TestServer::start();
+fn no_event_after_unsubscribed(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     let busy = c.subscribe("t").unwrap();
     let end = c.subscribe("end").unwrap();
@@ -555,12 +575,13 @@ fn no_event_after_unsubscribed() {
     }
     assert!(sent >= 10);
 }
+}
 
+on_both_transports! {
 /// A subscriber that does not read has events dropped by the server; every event
 /// is either delivered or counted in the `dropped` of a later one.
-#[test]
-fn slow_subscriber_drops_are_reported() {
-    let server = TestServer::start_with(&[("BSUBBUFFER", "64K")]);
+fn slow_subscriber_drops_are_reported(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BSUBBUFFER", "64K")]);
     let mut c = server.client();
     c.subscribe("t").unwrap();
     let mut publisher = server.client();
@@ -600,12 +621,13 @@ fn slow_subscriber_drops_are_reported() {
         stat_of(&mut publisher, "slow_consumer_drops")
     );
 }
+}
 
+on_both_transports! {
 /// Receives parked before the publish are handed the copy with its metadata; a
 /// copy given back keeps it, with the attempt raised.
-#[test]
-fn parked_receives_and_returned_copies_keep_the_metadata() {
-    let server = TestServer::start();
+fn parked_receives_and_returned_copies_keep_the_metadata(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("svc.>", "meta").unwrap();
     let mut getter = server.client();
@@ -650,12 +672,13 @@ fn parked_receives_and_returned_copies_keep_the_metadata() {
     assert_eq!(again[0].reply_to(), Some(address));
     assert_eq!(again[0].ack(&mut worker).unwrap(), SettleResult::Ok);
 }
+}
 
+on_both_transports! {
 /// A connection that used version-1 requests before its first fan-out call still
 /// gets fan-out: the HELLO the client sends then is answered like a first one.
-#[test]
-fn fanout_after_other_requests() {
-    let server = TestServer::start();
+fn fanout_after_other_requests(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.put("q", b"first").unwrap();
     assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"first"[..]));
@@ -663,13 +686,14 @@ fn fanout_after_other_requests() {
     assert_eq!(c.publish("late", b"x").unwrap().queues, 1);
     assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"x"[..]));
 }
+}
 
+on_both_transports! {
 /// A copy that is dead-lettered counts as failed: a confirmation that can no
 /// longer be reached is answered at once with the counts. The dead letter keeps
 /// its subject.
-#[test]
-fn dead_lettered_copy_fails_the_confirmation() {
-    let server = TestServer::start();
+fn dead_lettered_copy_fails_the_confirmation(t: Transport) {
+    let server = TestServer::start_on(t);
     let mut c = server.client();
     c.bind("jobs.*", "jobs").unwrap();
     let mut worker = server.client();
@@ -695,12 +719,13 @@ fn dead_lettered_copy_fails_the_confirmation() {
         (Some("jobs.a"), &b"doomed"[..])
     );
 }
+}
 
+on_both_transports! {
 /// A payload over the server's message size is cut, for the copies and the
 /// events alike, and PUBLISHED gives both lengths.
-#[test]
-fn long_payloads_are_cut_for_copies_and_events() {
-    let server = TestServer::start_with(&[("BMAXMESSAGESIZE", "10")]);
+fn long_payloads_are_cut_for_copies_and_events(t: Transport) {
+    let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "10")]);
     let mut c = server.client();
     c.bind("t", "q").unwrap();
     c.subscribe("t").unwrap();
@@ -709,4 +734,5 @@ fn long_payloads_are_cut_for_copies_and_events() {
     assert_eq!(c.get("q").unwrap().as_deref(), Some(&b"0123456789"[..]));
     let event = c.next_event(Some(TIMEOUT)).unwrap().unwrap();
     assert_eq!(event.payload(), b"0123456789");
+}
 }

@@ -1,7 +1,7 @@
 //! The Unix socket (protocol.md 16.6) against a real server: its file and mode, TCP
 //! turned off, what the server does with a path already taken, the file removed at a
-//! clean stop, and the CLI on it. Every library-client scenario of tests/client.rs
-//! also runs over the socket (`on_both_transports!`).
+//! clean stop, and the CLI on it. Every library-client scenario of tests/client.rs and
+//! tests/fanout_client.rs also runs over the socket (`on_both_transports!`).
 
 mod common;
 
