@@ -156,6 +156,7 @@ impl Penalties {
     /// Records a failure from `addr` at `now`; returns how long to wait before
     /// answering it.
     pub fn fail(&mut self, addr: Option<IpAddr>, now: Instant) -> Duration {
+        let addr = addr.map(network);
         if self.failures.len() >= MAX_REMEMBERED && !self.failures.contains_key(&addr) {
             self.forget_old(now);
             if self.failures.len() >= MAX_REMEMBERED {
@@ -188,6 +189,21 @@ impl Penalties {
     /// True when no failure is remembered.
     pub fn is_empty(&self) -> bool {
         self.failures.is_empty()
+    }
+}
+
+/// The network an address is counted under: an IPv6 address by its /64, since one
+/// host is commonly given a whole /64 and could otherwise start afresh from each of
+/// its addresses; an IPv4 address (or IPv4-mapped) as itself.
+fn network(ip: IpAddr) -> IpAddr {
+    match ip {
+        IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
+            let mut segments = v6.segments();
+            segments[4..].fill(0);
+            IpAddr::from(segments)
+        }
+        IpAddr::V6(v6) => v6.to_ipv4_mapped().map_or(ip, IpAddr::V4),
+        IpAddr::V4(_) => ip,
     }
 }
 
@@ -323,6 +339,26 @@ mod tests {
             p.len(),
             1,
             "only the address that failed at `later` is left"
+        );
+    }
+
+    #[test]
+    fn ipv6_addresses_of_one_network_share_their_penalty() {
+        let t0 = Instant::now();
+        let mut p = Penalties::default();
+        let a: IpAddr = "2001:db8:1:2::10".parse().unwrap();
+        let b: IpAddr = "2001:db8:1:2:ffff::1".parse().unwrap();
+        let other: IpAddr = "2001:db8:1:3::10".parse().unwrap();
+        assert_eq!(p.fail(Some(a), t0), Duration::ZERO);
+        assert_eq!(p.fail(Some(b), t0), FIRST_PENALTY, "same /64");
+        assert_eq!(p.fail(Some(other), t0), Duration::ZERO, "another /64");
+        let v4: IpAddr = "10.0.0.9".parse().unwrap();
+        let mapped: IpAddr = "::ffff:10.0.0.9".parse().unwrap();
+        assert_eq!(p.fail(Some(v4), t0), Duration::ZERO);
+        assert_eq!(
+            p.fail(Some(mapped), t0),
+            FIRST_PENALTY,
+            "mapped is the IPv4 address"
         );
     }
 

@@ -21,6 +21,9 @@ pub const READ_CHUNK: usize = 64 * 1024;
 /// connection's requests until the client reads (backpressure).
 pub const OUTPUT_HIGH_WATER: usize = 256 * 1024;
 
+/// Unwritten replies past which a connection yet to authenticate is read no more.
+pub const PRE_AUTH_OUTPUT: usize = 4 * 1024;
+
 /// Buffers that grew past this are dropped once empty, so that an idle connection
 /// holds no buffer memory and 10,000 idle clients cost a few MiB.
 const KEEP_BUFFER: usize = 8 * 1024;
@@ -386,8 +389,19 @@ impl Connection {
     /// Whether requests may be taken from this connection now.
     pub fn accepts_requests(&self) -> bool {
         matches!(self.state, State::Ready | State::Streaming(_))
-            && self.output.len() < OUTPUT_HIGH_WATER
+            && self.output.len() < self.output_high_water()
             && !self.broken
+    }
+
+    /// Reply bytes past which the server stops taking this connection's requests:
+    /// far fewer before it authenticates, so that a client without a token cannot
+    /// make the server hold much for it (protocol.md 16.1).
+    fn output_high_water(&self) -> usize {
+        if self.access.is_some() {
+            OUTPUT_HIGH_WATER
+        } else {
+            PRE_AUTH_OUTPUT
+        }
     }
 
     /// Whether settle requests (`ACK`, `NACK`, `TOUCH`) may be carried out now behind a
@@ -420,7 +434,7 @@ impl Connection {
         !self.read_closed
             && !self.broken
             && !matches!(self.state, State::Closing | State::Penalized)
-            && self.output.len() < OUTPUT_HIGH_WATER
+            && self.output.len() < self.output_high_water()
             && self.input.len() < input_cap
     }
 
@@ -564,7 +578,7 @@ impl Connection {
     /// a partial frame of the client's making.
     pub fn note_partial(&mut self, now: Instant) {
         let partial = match self.state {
-            State::Streaming(_) => true,
+            State::Streaming(_) => self.output.len() < OUTPUT_HIGH_WATER,
             State::Ready => !self.input.is_empty() && self.output.len() < OUTPUT_HIGH_WATER,
             _ => false,
         };

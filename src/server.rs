@@ -766,7 +766,10 @@ impl Server {
         };
         if conn.hup_hint
             && !conn.read_closed
-            && matches!(conn.state, State::Parked { .. } | State::Awaiting { .. })
+            && matches!(
+                conn.state,
+                State::Parked { .. } | State::Awaiting { .. } | State::Penalized
+            )
             && !conn.wants_read(input_cap)
         {
             // A waiter whose reading is paused cannot see EOF, and it must be cancelled

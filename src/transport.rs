@@ -45,8 +45,9 @@ impl fmt::Display for Peer {
 pub enum Listener {
     /// On a TCP address.
     Tcp(TcpListener),
-    /// On a Unix socket path; the file is removed when this is dropped.
-    Unix(UnixListener, PathBuf),
+    /// On a Unix socket path; the file is removed when this is dropped, if it is
+    /// still the one bound (device and inode as recorded at bind).
+    Unix(UnixListener, PathBuf, Option<(u64, u64)>),
 }
 
 impl Listener {
@@ -57,7 +58,7 @@ impl Listener {
     pub fn accept(&self) -> io::Result<(Stream, Peer)> {
         match self {
             Listener::Tcp(l) => l.accept().map(|(s, a)| (Stream::Tcp(s), Peer::Tcp(a))),
-            Listener::Unix(l, _) => l.accept().map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
+            Listener::Unix(l, ..) => l.accept().map(|(s, _)| (Stream::Unix(s), Peer::Unix)),
         }
     }
 
@@ -75,19 +76,31 @@ impl Listener {
             Listener::Tcp(l) => l
                 .local_addr()
                 .map_or_else(|_| "?".to_owned(), |a| a.to_string()),
-            Listener::Unix(_, path) => format!("unix:{}", path.display()),
+            Listener::Unix(_, path, _) => format!("unix:{}", path.display()),
         }
     }
 }
 
 impl Drop for Listener {
     fn drop(&mut self) {
-        if let Listener::Unix(_, path) = self {
+        if let Listener::Unix(_, path, bound) = self {
             // Only our own socket: a stopped server leaves nothing behind for the next
-            // one to trip over (it would replace it anyway, see `bind_unix`).
-            let _ = std::fs::remove_file(path);
+            // one to trip over, but never removes another server's socket that took
+            // the path after ours was deleted.
+            if file_id(path) == *bound {
+                let _ = std::fs::remove_file(path);
+            }
         }
     }
+}
+
+/// The device and inode of the file at `path`, to tell one file from another put in
+/// its place.
+fn file_id(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::symlink_metadata(path)
+        .ok()
+        .map(|m| (m.dev(), m.ino()))
 }
 
 /// Binds the Unix socket at `path` with permission bits `mode`.
@@ -112,6 +125,14 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
                 return Err(io::Error::new(
                     io::ErrorKind::AddrInUse,
                     format!("cannot listen on unix:{shown}: another server is listening there"),
+                ));
+            }
+            // Only a refusal says nobody listens; any other error (no permission,
+            // say) leaves the path alone rather than delete a live server's socket.
+            Err(e) if e.kind() != io::ErrorKind::ConnectionRefused => {
+                return Err(io::Error::new(
+                    e.kind(),
+                    format!("cannot listen on unix:{shown}: a socket is there already: {e}"),
                 ));
             }
             Err(_) => std::fs::remove_file(path).map_err(|e| {
@@ -140,7 +161,7 @@ pub fn bind_unix(path: &Path, mode: u32) -> io::Result<Listener> {
     let listener = bound
         .map_err(|e| io::Error::new(e.kind(), format!("cannot listen on unix:{shown}: {e}")))?;
     // Owned from here: dropping it on an error below removes the file.
-    let listener = Listener::Unix(listener, path.to_owned());
+    let listener = Listener::Unix(listener, path.to_owned(), file_id(path));
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(mode)).map_err(|e| {
         io::Error::new(
             e.kind(),
@@ -209,7 +230,7 @@ impl Write for Stream {
 /// Implements mio's `Source` for an enum of sockets by handing each call to the socket
 /// inside, so that the poller registers a listener or stream of either transport.
 macro_rules! delegate_source {
-    ($kind:ident, $($variant:ident($inner:ident $(, $rest:tt)?)),+) => {
+    ($kind:ident, $($variant:ident($inner:ident $(, $rest:tt)*)),+) => {
         impl Source for $kind {
             fn register(
                 &mut self,
@@ -218,7 +239,7 @@ macro_rules! delegate_source {
                 interests: Interest,
             ) -> io::Result<()> {
                 match self {
-                    $($kind::$variant($inner $(, $rest)?) => $inner.register(registry, token, interests),)+
+                    $($kind::$variant($inner $(, $rest)*) => $inner.register(registry, token, interests),)+
                 }
             }
 
@@ -229,18 +250,18 @@ macro_rules! delegate_source {
                 interests: Interest,
             ) -> io::Result<()> {
                 match self {
-                    $($kind::$variant($inner $(, $rest)?) => $inner.reregister(registry, token, interests),)+
+                    $($kind::$variant($inner $(, $rest)*) => $inner.reregister(registry, token, interests),)+
                 }
             }
 
             fn deregister(&mut self, registry: &Registry) -> io::Result<()> {
                 match self {
-                    $($kind::$variant($inner $(, $rest)?) => $inner.deregister(registry),)+
+                    $($kind::$variant($inner $(, $rest)*) => $inner.deregister(registry),)+
                 }
             }
         }
     };
 }
 
-delegate_source!(Listener, Tcp(l), Unix(l, _));
+delegate_source!(Listener, Tcp(l), Unix(l, _, _));
 delegate_source!(Stream, Tcp(s), Unix(s));

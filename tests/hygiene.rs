@@ -117,10 +117,12 @@ fn idle_connections_time_out_unless_they_wait() {
     assert!(text.contains("BIDLETIMEOUT"), "{text}");
     server.wait_for_log("BIDLETIMEOUT");
     assert_eq!(server.stat("idle_timeouts"), 1);
-    // The parked GET is still there: a PUT reaches it.
+    // The parked GET is still there: a PUT reaches it, and its connection, which
+    // waited far longer than BIDLETIMEOUT, is not closed the moment the wait ends.
     chatty.put("work", b"job").unwrap();
     let reply = read_frame(&mut parked);
     assert_eq!(reply[4], 0x12, "MESSAGES");
+    assert_eq!(call(&mut parked, &ping_frame()), PONG);
     chatty.publish("news.today", b"hi").unwrap();
     let event = subscriber.next_event(Some(TIMEOUT)).unwrap();
     assert!(event.is_some(), "the subscriber still receives");

@@ -144,18 +144,29 @@ pub fn connect_stream(addr: &str, reply_within: Duration) -> Result<(Stream, Ser
     stream.set_write_timeout(Some(reply_within)).map_err(lost)?;
     let server = hello(&mut stream, addr)?;
     match auth_file() {
-        Some(path) => authenticate(&mut stream, addr, &path)?,
+        // A server older than version 4 has no AUTH (and requires none).
+        Some(path) if server.version >= 4 => {
+            authenticate(&mut stream, addr, &path).map_err(|mut failure| {
+                // A wrong token or an unreadable file does not get better by trying
+                // again; a connection lost meanwhile may.
+                failure.incompatible = failure.code != EXIT_CONNECT;
+                failure
+            })?
+        }
+        Some(_) => {}
         None if server
             .limits
             .is_some_and(|l| l.features & protocol::FEATURE_AUTH_REQUIRED != 0) =>
         {
-            return Err(Failure::new(
+            let mut failure = Failure::new(
                 crate::output::EXIT_ERROR,
                 format!(
                     "the server at {addr} requires authentication: give --auth-file FILE \
                      (a file whose first line is a token) or set BAUTHFILE"
                 ),
-            ));
+            );
+            failure.incompatible = true;
+            return Err(failure);
         }
         None => {}
     }

@@ -180,7 +180,10 @@ fn on(addr: &str, queue: &str, format: OnFormat, reconnect: bool) -> Result<(), 
 pub fn breaks_connection(e: &ClientError) -> bool {
     match e {
         ClientError::Connect { .. } | ClientError::Io(_) | ClientError::Closed => true,
-        ClientError::Server { .. } => e.code() == Some(ErrorCode::ShuttingDown),
+        // TIMEOUT: the server closed an idle connection (BIDLETIMEOUT); a new one works.
+        ClientError::Server { .. } => {
+            matches!(e.code(), Some(ErrorCode::ShuttingDown | ErrorCode::Timeout))
+        }
         _ => false,
     }
 }

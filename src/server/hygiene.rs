@@ -24,7 +24,7 @@ impl Server {
     pub(super) fn over_address_cap(&mut self, peer: Peer) -> Option<String> {
         let cap = self.config.max_per_address;
         let ip = peer.ip()?;
-        if cap == 0 || self.per_address.get(&ip).copied().unwrap_or(0) < cap as u32 {
+        if cap == 0 || (self.per_address.get(&ip).copied().unwrap_or(0) as usize) < cap {
             return None;
         }
         self.counters.connections_rejected += 1;
@@ -85,7 +85,13 @@ impl Server {
         let frame = self.config.frame_timeout;
         let idle = self.config.idle_timeout;
         let mut expired = Vec::new();
-        for (key, conn) in self.conns.iter() {
+        for (key, conn) in self.conns.iter_mut() {
+            // Waiting for the server (a parked receive, a REQ, a streamed payload) or
+            // subscribed is not idle: the idle clock starts again from this check, so
+            // a wait that just ended leaves at least three quarters of BIDLETIMEOUT.
+            if !matches!(conn.state, State::Ready) || !conn.subs.is_empty() {
+                conn.last_request = now;
+            }
             let over = |since: Instant, limit: Option<Duration>| {
                 limit.is_some_and(|l| now.saturating_duration_since(since) >= l)
             };
