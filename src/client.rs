@@ -360,7 +360,7 @@ impl Client {
     /// # Errors
     /// [`Error::Server`] with code `AUTH_FAILED` (fatal: the connection is closed)
     /// for a token the server does not have, `UNKNOWN_OPCODE` from a server older
-    /// than version 4; [`Error::Protocol`] for an empty token or one over 1022 bytes.
+    /// than version 4; [`Error::Protocol`] for a token over 1022 bytes.
     pub fn auth(&mut self, token: &[u8]) -> Result<bool> {
         match self.call(&Request::Auth { token })? {
             Response::Authed { read_only } => Ok(read_only),

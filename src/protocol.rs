@@ -622,7 +622,7 @@ pub enum Request<'a> {
     },
     /// Present a token to a server that requires one (version 4).
     Auth {
-        /// The secret, 1 to 1022 bytes.
+        /// The secret, up to 1022 bytes (an empty one is refused as wrong).
         token: &'a [u8],
     },
 }
