@@ -435,7 +435,13 @@ impl Connection {
             && !self.broken
             && !matches!(self.state, State::Closing | State::Penalized)
             && self.output.len() < self.output_high_water()
-            && self.input.len() < input_cap
+            // Before AUTH nothing may be held but part of one control frame.
+            && self.input.len()
+                < if self.access.is_some() {
+                    input_cap
+                } else {
+                    protocol::LEN_PREFIX + protocol::MAX_CONTROL_FRAME as usize
+                }
     }
 
     /// Reads once into `scratch`.

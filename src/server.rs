@@ -560,7 +560,7 @@ impl Server {
         } else {
             let used = self.process(r, data, now);
             if let Some(conn) = self.conn_mut(r)
-                && !matches!(conn.state, State::Closing)
+                && !matches!(conn.state, State::Closing | State::Penalized)
             {
                 conn.input.extend_from_slice(&data[used..]);
             }
@@ -581,7 +581,7 @@ impl Server {
         let used = self.process(r, &input, _now);
         bytes::Buf::advance(&mut input, used);
         if let Some(conn) = self.conn_mut(r) {
-            if matches!(conn.state, State::Closing) {
+            if matches!(conn.state, State::Closing | State::Penalized) {
                 input.clear();
             }
             conn.input = input;
@@ -734,7 +734,8 @@ impl Server {
                 payload,
             },
         };
-        if !self.refuse_change(r, &request) {
+        // FORBIDDEN before anything the journal may say (as in `execute_held`).
+        if !self.forbidden(r, &request) && !self.refuse_change(r, &request) {
             self.execute_sized(r, request, Some(original), now);
         }
     }
