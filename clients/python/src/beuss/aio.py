@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, Callable, Deque, Dict, Iterable, Iterator
 
 from . import ops
 from . import protocol as p
-from .client import Address, SubscriptionBase, Token, describe, max_frame, parse_address, resolve_token, route, unix_path
+from .client import Address, SubscriptionBase, Token, describe, max_frame, resolve_target, resolve_token, route
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import AsyncMessage
 from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
@@ -181,9 +181,7 @@ class AsyncClient:
 
     def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION,
                  token: Token = None, token_file: "Optional[Union[str, os.PathLike[str]]]" = None) -> None:
-        self.unix = unix_path(address)
-        self.host, self.port = ("", 0) if self.unix is not None else parse_address(address)
-        self._token = resolve_token(address, token, token_file)
+        self.unix, self.host, self.port, self._token = resolve_target(address, token, token_file)
         #: Whether the token presented is read-only (16.4).
         self.read_only = False
         self.timeout = timeout

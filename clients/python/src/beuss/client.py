@@ -106,6 +106,16 @@ def resolve_token(address: Address, token: Token, token_file: "Optional[Union[st
     return None
 
 
+def resolve_target(
+    address: Address, token: Token, token_file: "Optional[Union[str, os.PathLike[str]]]"
+) -> Tuple[Optional[str], str, int, Optional[bytes]]:
+    """What a new client connects to and presents, shared by both clients: (Unix
+    socket path or None, host, port, token or None)."""
+    unix = unix_path(address)
+    host, port = ("", 0) if unix is not None else parse_address(address)
+    return unix, host, port, resolve_token(address, token, token_file)
+
+
 def describe(host: str, port: int, unix: Optional[str]) -> str:
     """An address as errors name it."""
     return f"{UNIX_PREFIX}{unix}" if unix is not None else f"{host}:{port}"
@@ -218,9 +228,7 @@ class Client:
 
     def __init__(self, address: Address = None, *, timeout: float = 10.0, version: int = p.PROTOCOL_VERSION,
                  token: Token = None, token_file: "Optional[Union[str, os.PathLike[str]]]" = None) -> None:
-        self.unix = unix_path(address)
-        self.host, self.port = ("", 0) if self.unix is not None else parse_address(address)
-        self._token = resolve_token(address, token, token_file)
+        self.unix, self.host, self.port, self._token = resolve_target(address, token, token_file)
         #: Whether the token presented is read-only (16.4).
         self.read_only = False
         self.timeout = timeout
