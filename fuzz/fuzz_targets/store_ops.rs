@@ -27,8 +27,8 @@ use std::time::{Duration, Instant};
 
 use beuss::protocol::{LeaseRef, MAX_PRIORITY, NEVER_DEAD, PutOptions, SettleResult};
 use beuss::store::{
-    CHUNK_SIZE, Delivery, HELD_OVERHEAD, Handoff, LeaseSpec, Nack, PutOutcome, QUEUE_OVERHEAD,
-    Store, Totals,
+    CHUNK_SIZE, Delivery, FullCap, HELD_OVERHEAD, Handoff, LeaseSpec, Nack, PutOutcome,
+    QUEUE_OVERHEAD, Store, Totals,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
 use libfuzzer_sys::fuzz_target;
@@ -42,6 +42,10 @@ const PENDING: usize = 4;
 
 /// Memory caps: out of reach, and tight ones around the 64 KiB chunk size.
 const CAPS: [usize; 4] = [1 << 40, 70_000, 200_000, 1 << 20];
+
+/// Per-queue caps (`BQUEUEMAXMESSAGES`, `BQUEUEMAXBYTES`; 0 is none): off, most
+/// often, then a few messages, a few payloads of bytes, and both.
+const QUEUE_CAPS: [(usize, usize); 6] = [(0, 0), (0, 0), (3, 0), (0, 3000), (2, 2500), (1, 0)];
 
 /// Queue names: plain ones, dead-letter queues, and one whose dead-letter queue
 /// cannot be named (255 bytes with `.dead`).
@@ -181,6 +185,7 @@ enum Op {
 #[derive(Debug, Arbitrary)]
 struct Input {
     cap: u8,
+    queue_caps: u8,
     /// Idle-queue expiry in seconds; `None` for off.
     idle_s: Option<u8>,
     ops: Vec<Op>,
@@ -208,6 +213,8 @@ struct Run {
     /// Plain deliveries given back since the last check.
     given_back: u64,
     handed: Vec<Delivery<W>>,
+    /// The per-queue caps in force: messages, payload bytes (0 for none).
+    queue_caps: (usize, usize),
 }
 
 fn name(q: u8) -> &'static str {
@@ -221,6 +228,14 @@ fn ms(n: u16) -> Duration {
 impl Run {
     fn now(&self) -> Instant {
         self.t0 + Duration::from_millis(self.clock_ms)
+    }
+
+    /// A queue's `messages` and `bytes` figures, the ones its caps are on (7.4).
+    fn held(&self, queue: &str) -> (u64, u64) {
+        self.s
+            .queue_infos(self.now())
+            .find(|(name, _)| *name == queue)
+            .map_or((0, 0), |(_, info)| (info.messages, info.bytes))
     }
 
     fn free(&self, consumer: u8) -> Option<W> {
@@ -306,7 +321,24 @@ impl Run {
                     delay_ms: u32::from(delay_ms),
                     priority: priority % (MAX_PRIORITY + 1),
                 };
-                match self.s.put_with(q, &payload, original, options, now) {
+                // 7.4: a queue at its cap refuses whoever waits; nothing else does.
+                let (held, held_bytes) = self.held(q);
+                let (max_messages, max_bytes) = self.queue_caps;
+                let over = if max_messages > 0 && held >= max_messages as u64 {
+                    Some(FullCap::QueueMessages)
+                } else if max_bytes > 0 && held_bytes + payload.len() as u64 > max_bytes as u64 {
+                    Some(FullCap::QueueBytes)
+                } else {
+                    None
+                };
+                let result = self.s.put_with(q, &payload, original, options, now);
+                match (&result, over) {
+                    (Err(full), Some(cap)) => assert_eq!(full.cap, cap, "put on {q}"),
+                    (Err(full), None) => assert_eq!(full.cap, FullCap::Memory, "put on {q}"),
+                    (Ok(_), Some(cap)) => panic!("a put on {q} past its {cap:?} cap was taken"),
+                    (Ok(_), None) => {}
+                }
+                match result {
                     Ok((_, PutOutcome::Stored)) => within(&self.s, cap, "put"),
                     Err(_) => assert_eq!(self.s.memory(), before, "a refused put"),
                     Ok((_, PutOutcome::Handed(w))) => self.served(w),
@@ -450,8 +482,19 @@ impl Run {
                 } else {
                     to
                 };
-                self.s
+                let (held, _) = self.held(name(to));
+                let moved = self
+                    .s
                     .move_ready(name(from), name(to), u64::from(max.max(1)), now);
+                // 7.4: at most as many as the destination has room for.
+                let max_messages = self.queue_caps.0 as u64;
+                if max_messages > 0 {
+                    assert!(
+                        moved <= max_messages.saturating_sub(held),
+                        "moved {moved} onto {} holding {held} of {max_messages}",
+                        name(to)
+                    );
+                }
             }
             Op::Purge { queue } => {
                 self.s.purge(name(queue), now);
@@ -762,6 +805,7 @@ fuzz_target!(|input: Input| {
     let idle = input.idle_s.map(|s| Duration::from_secs(u64::from(s) + 1));
     let mut run = Run {
         s: Store::new(CAPS[usize::from(input.cap) % CAPS.len()], idle),
+        queue_caps: QUEUE_CAPS[usize::from(input.queue_caps) % QUEUE_CAPS.len()],
         t0: Instant::now(),
         clock_ms: 0,
         parked: HashMap::new(),
@@ -774,6 +818,7 @@ fuzz_target!(|input: Input| {
         given_back: 0,
         handed: Vec::new(),
     };
+    run.s.set_queue_caps(run.queue_caps.0, run.queue_caps.1);
     // BEUSS_FUZZ_TRACE=1 when replaying an input: each operation and the memory.
     let trace = std::env::var_os("BEUSS_FUZZ_TRACE").is_some();
     for op in input.ops.into_iter().take(512) {
