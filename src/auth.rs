@@ -194,8 +194,9 @@ impl Penalties {
 
 /// The network an address is counted under: an IPv6 address by its /64, since one
 /// host is commonly given a whole /64 and could otherwise start afresh from each of
-/// its addresses; an IPv4 address (or IPv4-mapped) as itself.
-fn network(ip: IpAddr) -> IpAddr {
+/// its addresses; an IPv4 address (or IPv4-mapped) as itself. The failure penalties
+/// and `BMAXPERADDRESS` both count by it.
+pub fn network(ip: IpAddr) -> IpAddr {
     match ip {
         IpAddr::V6(v6) if v6.to_ipv4_mapped().is_none() => {
             let mut segments = v6.segments();

@@ -466,7 +466,7 @@ impl Server {
             now,
             Rc::clone(&self.durable),
         ));
-        if let Some(ip) = peer.ip() {
+        if let Some(ip) = hygiene::counted_as(peer) {
             *self.per_address.entry(ip).or_insert(0) += 1;
         }
         self.counters.connections_total += 1;

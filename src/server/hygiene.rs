@@ -2,6 +2,7 @@
 //! the partial-frame, authentication and idle timeouts, and the cap on connections
 //! per client address.
 
+use std::net::IpAddr;
 use std::time::{Duration, Instant};
 
 use log::info;
@@ -18,12 +19,18 @@ const MAX_SWEEP_INTERVAL: Duration = Duration::from_secs(1);
 /// The shortest, for timeouts of a few milliseconds (tests).
 const MIN_SWEEP_INTERVAL: Duration = Duration::from_millis(10);
 
+/// The key `BMAXPERADDRESS` counts `peer` under: its network (an IPv6 /64, as for
+/// the failure penalties), `None` for a Unix-socket peer, which is not counted.
+pub(super) fn counted_as(peer: Peer) -> Option<IpAddr> {
+    peer.ip().map(crate::auth::network)
+}
+
 impl Server {
     /// The refusal text if `peer` already has `BMAXPERADDRESS` connections open
     /// (counted then in `connections_rejected`).
     pub(super) fn over_address_cap(&mut self, peer: Peer) -> Option<String> {
         let cap = self.config.max_per_address;
-        let ip = peer.ip()?;
+        let ip = counted_as(peer)?;
         if cap == 0 || (self.per_address.get(&ip).copied().unwrap_or(0) as usize) < cap {
             return None;
         }
@@ -41,7 +48,7 @@ impl Server {
 
     /// A connection is gone: one fewer for its address.
     pub(super) fn forget_peer(&mut self, peer: Peer) {
-        let Some(ip) = peer.ip() else {
+        let Some(ip) = counted_as(peer) else {
             return;
         };
         if let Some(n) = self.per_address.get_mut(&ip) {
@@ -165,4 +172,26 @@ enum Timeout {
     Idle,
     Frame,
     Auth,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn tcp(addr: &str) -> Peer {
+        Peer::Tcp(addr.parse().unwrap())
+    }
+
+    #[test]
+    fn address_cap_counts_ipv6_by_its_64_and_ipv4_by_address() {
+        let one = counted_as(tcp("[2001:db8:1:2:aaaa::1]:4000"));
+        assert_eq!(one, counted_as(tcp("[2001:db8:1:2:bbbb::9]:5000")));
+        assert_ne!(one, counted_as(tcp("[2001:db8:1:3::1]:4000")));
+        let v4 = counted_as(tcp("192.0.2.7:1"));
+        assert_eq!(v4, counted_as(tcp("192.0.2.7:2")));
+        assert_ne!(v4, counted_as(tcp("192.0.2.8:1")));
+        // An IPv4-mapped address is its IPv4 address.
+        assert_eq!(v4, counted_as(tcp("[::ffff:192.0.2.7]:3")));
+        assert_eq!(counted_as(Peer::Unix), None);
+    }
 }
