@@ -275,12 +275,15 @@ pub struct Connection {
     /// During shutdown: when the FIN went out or, if later, when the peer last sent
     /// something; the start of the quiet wait.
     pub quiet_since: Option<Instant>,
+    /// Replies waiting that the client does not read: the count of bytes written when
+    /// the sweep first saw them not move, and when (`BIDLETIMEOUT`, 16.5).
+    pub stalled: Option<(u64, Instant)>,
     /// Its live subscriptions.
     pub subs: Vec<Sub>,
     /// The last subscription number given (numbers are never reused).
     pub next_sid: u32,
     /// Bytes of output written so far: the stream offset of `output[0]`.
-    sent: u64,
+    pub(crate) sent: u64,
     /// Replies that wait for the journal, as (stream offset where they start, log
     /// position that must be durable first), oldest first. Empty without `BDATADIR`.
     barriers: VecDeque<(u64, u64)>,
@@ -318,6 +321,7 @@ impl Connection {
             heard: false,
             write_shut: false,
             quiet_since: None,
+            stalled: None,
             subs: Vec::new(),
             next_sid: 0,
             sent: 0,

@@ -4,6 +4,7 @@
 
 mod common;
 
+use std::io::Write;
 use std::thread::sleep;
 use std::time::Duration;
 
@@ -126,6 +127,29 @@ fn idle_connections_time_out_unless_they_wait() {
     chatty.publish("news.today", b"hi").unwrap();
     let event = subscriber.next_event(Some(TIMEOUT)).unwrap();
     assert!(event.is_some(), "the subscriber still receives");
+}
+
+/// BIDLETIMEOUT also closes a connection that pipelines requests but never reads its
+/// replies: past its output cap the server stops taking its requests, so it is never
+/// without input, yet none of the output held for it moves.
+#[test]
+fn a_client_that_reads_no_reply_times_out() {
+    let server = TestServer::start_with(&[("BIDLETIMEOUT", "300ms")]);
+    let stuck = server.raw();
+    let mut writer = stuck.try_clone().unwrap();
+    // Each STATS reply is about 200 times its request: the replies fill every buffer
+    // on the way (the kernel's receive buffer may grow to tens of MB) long before the
+    // requests run out, and the server stops taking them with some still unread.
+    let requests: Vec<u8> = (0..400_000).flat_map(|_| stats_frame(b"")).collect();
+    let flood = std::thread::spawn(move || {
+        let _ = writer.write_all(&requests);
+    });
+    server.wait_for_stat("idle_timeouts", 1);
+    // Closed by the server while the client still holds its end.
+    server.wait_for_stat("connections", 1);
+    server.wait_for_log("(BIDLETIMEOUT); closing the connection");
+    drop(stuck);
+    flood.join().unwrap();
 }
 
 /// BMAXPERADDRESS: one connection more from the same address is refused with

@@ -102,7 +102,21 @@ impl Server {
             let over = |since: Instant, limit: Option<Duration>| {
                 limit.is_some_and(|l| now.saturating_duration_since(since) >= l)
             };
-            let reason = if matches!(conn.state, State::Closing | State::Penalized) {
+            // Output that does not move: the client stopped reading its replies. The
+            // server then stops taking its requests, so those left in its input would
+            // keep it from ever counting as idle.
+            if conn.output.is_empty() {
+                conn.stalled = None;
+            } else if conn.stalled.is_none_or(|(sent, _)| sent != conn.sent) {
+                conn.stalled = Some((conn.sent, now));
+            }
+            let reason = if matches!(conn.state, State::Penalized) {
+                None
+            } else if conn.stalled.is_some_and(|(_, since)| over(since, idle)) {
+                // Before the Closing check: a closing connection whose last replies
+                // are never read would otherwise keep its slot for ever.
+                Some(Timeout::Unread)
+            } else if matches!(conn.state, State::Closing) {
                 None
             } else if conn.access.is_none() && over(conn.accepted, frame) {
                 Some(Timeout::Auth)
@@ -131,7 +145,7 @@ impl Server {
 
     fn time_out(&mut self, r: ConnRef, reason: Timeout, now: Instant) {
         let limit = match reason {
-            Timeout::Idle => self.config.idle_timeout,
+            Timeout::Idle | Timeout::Unread => self.config.idle_timeout,
             Timeout::Frame | Timeout::Auth => self.config.frame_timeout,
         }
         .unwrap_or_default();
@@ -139,6 +153,10 @@ impl Server {
             Timeout::Idle => {
                 self.counters.idle_timeouts += 1;
                 format!("no request for {limit:?} (BIDLETIMEOUT)")
+            }
+            Timeout::Unread => {
+                self.counters.idle_timeouts += 1;
+                format!("no reply read for {limit:?} (BIDLETIMEOUT)")
             }
             Timeout::Frame => {
                 self.counters.frame_timeouts += 1;
@@ -170,6 +188,8 @@ impl Server {
 #[derive(Debug, Clone, Copy)]
 enum Timeout {
     Idle,
+    /// Replies waiting, none of their bytes written for `BIDLETIMEOUT`.
+    Unread,
     Frame,
     Auth,
 }
