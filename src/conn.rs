@@ -373,7 +373,7 @@ impl Connection {
 
     /// How much of `output` may be written now: up to the first reply still waiting
     /// for the journal.
-    fn writable(&mut self) -> usize {
+    pub(crate) fn writable(&mut self) -> usize {
         let durable = self.durable.get();
         while self.barriers.front().is_some_and(|b| b.1 <= durable) {
             self.barriers.pop_front();

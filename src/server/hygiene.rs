@@ -104,8 +104,9 @@ impl Server {
             };
             // Output that does not move: the client stopped reading its replies. The
             // server then stops taking its requests, so those left in its input would
-            // keep it from ever counting as idle.
-            if conn.output.is_empty() {
+            // keep it from ever counting as idle. Replies held back for the journal
+            // (none writable yet) are the server's wait, not the client's.
+            if conn.writable() == 0 {
                 conn.stalled = None;
             } else if conn.stalled.is_none_or(|(sent, _)| sent != conn.sent) {
                 conn.stalled = Some((conn.sent, now));
