@@ -233,9 +233,8 @@ impl Run {
     /// A queue's `messages` and `bytes` figures, the ones its caps are on (7.4).
     fn held(&self, queue: &str) -> (u64, u64) {
         self.s
-            .queue_infos(self.now())
-            .find(|(name, _)| *name == queue)
-            .map_or((0, 0), |(_, info)| (info.messages, info.bytes))
+            .queue_info(queue, self.now())
+            .map_or((0, 0), |info| (info.messages, info.bytes))
     }
 
     fn free(&self, consumer: u8) -> Option<W> {
