@@ -105,8 +105,9 @@ impl Server {
             // Output that does not move: the client stopped reading its replies. The
             // server then stops taking its requests, so those left in its input would
             // keep it from ever counting as idle. Replies held back for the journal
-            // (none writable yet) are the server's wait, not the client's.
-            if conn.writable() == 0 {
+            // (none writable yet) are the server's wait, not the client's. Only
+            // tracked when BIDLETIMEOUT is set, the one timeout that uses it.
+            if idle.is_none() || conn.writable() == 0 {
                 conn.stalled = None;
             } else if conn.stalled.is_none_or(|(sent, _)| sent != conn.sent) {
                 conn.stalled = Some((conn.sent, now));
