@@ -65,7 +65,7 @@ fn main() -> ExitCode {
         }
     }
     let (filter, warning) = config::log_filter(std::env::var_os("RUST_LOG").as_deref());
-    env_logger::Builder::new().parse_filters(&filter).init();
+    beuss::logger::init(&filter);
     if let Some(warning) = warning {
         log::warn!("{warning}");
     }

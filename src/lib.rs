@@ -22,8 +22,8 @@
 //!
 //! # Features
 //! - `server` (default): the `config`, `journal`, `route` and `server` modules and
-//!   `beuss-server`; pulls in `mio`, `signal-hook`, `slab`, `libc`, `log`,
-//!   `env_logger` and `crc32c`.
+//!   `beuss-server`; pulls in `mio`, `signal-hook`, `slab`, `libc`, `log`
+//!   and `crc32c`; the `civil` and `logger` modules are its own.
 //! - `cli` (default): the `beuss` command.
 //! - `bench` (not default): `beuss-bench`, the load generator.
 //!
@@ -39,6 +39,7 @@
 
 #![warn(missing_docs, missing_debug_implementations, rust_2018_idioms)]
 
+pub mod civil;
 pub mod client;
 pub mod protocol;
 
@@ -53,6 +54,8 @@ pub mod config;
 mod conn;
 #[cfg(feature = "server")]
 pub mod journal;
+#[cfg(feature = "server")]
+pub mod logger;
 #[cfg(feature = "server")]
 mod net;
 pub mod route;
