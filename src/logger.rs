@@ -180,13 +180,17 @@ mod tests {
 
     #[test]
     fn line_has_env_loggers_shape() {
-        let record = Record::builder()
-            .target("beuss::server")
-            .level(Level::Info)
-            .args(format_args!("listening on {}", 6552))
-            .build();
+        let port = 6552;
+        let text = line(
+            &Record::builder()
+                .target("beuss::server")
+                .level(Level::Info)
+                .args(format_args!("listening on {port}"))
+                .build(),
+            0,
+        );
         assert_eq!(
-            line(&record, 0),
+            text,
             "[1970-01-01T00:00:00Z INFO  beuss::server] listening on 6552\n"
         );
     }
