@@ -60,6 +60,8 @@ pub mod logger;
 mod net;
 pub mod route;
 #[cfg(feature = "server")]
+pub mod schedule;
+#[cfg(feature = "server")]
 pub mod server;
 #[cfg(feature = "server")]
 mod transport;
