@@ -16,6 +16,7 @@ mod log;
 mod queues;
 mod ready;
 mod records;
+mod schedules;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -33,6 +34,7 @@ use log::StoreLog;
 use queues::Queues;
 use ready::Levels;
 pub use records::{Body, CHUNK_SIZE, RECORD_HEADER, Record, Records};
+pub use schedules::DueRun;
 
 use crate::journal::record::Record as LogRecord;
 use crate::protocol::{LeaseRef, NEVER_DEAD, PutOptions, SettleResult};
@@ -416,6 +418,8 @@ pub struct Store<W> {
     /// Copies of confirmed publishes that were settled, as (confirmation, message
     /// id, acknowledged rather than failed), for the caller to count.
     confirms: Vec<(u64, u64, bool)>,
+    /// Schedules, whose memory is part of `outside`.
+    schedules: crate::schedule::Schedules,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -450,6 +454,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             bindings: crate::route::Trie::new(),
             route_scratch: Vec::new(),
             confirms: Vec::new(),
+            schedules: crate::schedule::Schedules::default(),
         }
     }
 

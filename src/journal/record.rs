@@ -58,6 +58,20 @@ pub const TYPE_UNBIND: u8 = 10;
 pub const TYPE_SUBJECT: u8 = 11;
 /// Type byte of [`Record::Copy`].
 pub const TYPE_COPY: u8 = 12;
+/// Type byte of [`Record::Schedule`].
+pub const TYPE_SCHEDULE: u8 = 13;
+/// Type byte of [`Record::Unschedule`].
+pub const TYPE_UNSCHEDULE: u8 = 14;
+/// Type byte of [`Record::Fired`].
+pub const TYPE_FIRED: u8 = 15;
+
+/// The longest payload a SCHEDULE record carries (what a `SCHEDULE` frame can hold).
+pub const MAX_SCHEDULE_PAYLOAD: usize = 64 * 1024;
+
+/// Bit of a SCHEDULE record's flags: the schedule is paused.
+pub const SCHEDULE_PAUSED: u8 = 0x01;
+/// Bit of a SCHEDULE record's flags: its target is a subject, not a queue.
+pub const SCHEDULE_SUBJECT: u8 = 0x02;
 
 /// Fixed bytes of a QUEUE body in front of the name.
 const QUEUE_FIXED: usize = 4;
@@ -74,6 +88,26 @@ const BIND_FIXED: usize = 4;
 /// Fixed bytes of a SUBJECT body in front of the subject.
 const SUBJECT_FIXED: usize = 8;
 const COPY_LEN: usize = PUT_FIXED + 8;
+/// Bytes of a schedule's run state: `after_ms`, `last_ms`, runs, misfires, failures.
+const RUNS_LEN: usize = 5 * 8;
+/// Fixed bytes of a SCHEDULE body: anchor, run state, flags, priority.
+const SCHEDULE_FIXED: usize = 8 + RUNS_LEN + 1 + 1;
+
+/// Where a schedule stands: what a FIRED record sets, and a SCHEDULE record carries
+/// besides the definition.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub struct ScheduleRuns {
+    /// The next run is the first run time after this (unix-epoch milliseconds).
+    pub after_ms: u64,
+    /// The time of the last run; 0 before the first.
+    pub last_ms: u64,
+    /// Runs so far.
+    pub runs: u64,
+    /// Late runs that stood for missed run times.
+    pub misfires: u64,
+    /// Runs whose message was refused.
+    pub failures: u64,
+}
 
 /// One change of state, as it is logged. Each is absolute ("the message now has this
 /// state"), never relative, so applying one twice changes nothing the second time.
@@ -193,6 +227,39 @@ pub enum Record<'a> {
         /// The message whose payload and subject it shares.
         of: u64,
     },
+    /// Schedule `name` exists with this definition and state (replaces any earlier).
+    Schedule {
+        /// The schedule's name: 1 to [`MAX_TEXT_LEN`] bytes.
+        name: &'a str,
+        /// Its expression, as the client gave it: 1 to [`MAX_TEXT_LEN`] bytes.
+        spec: &'a str,
+        /// Its queue or subject: 1 to [`MAX_TEXT_LEN`] bytes.
+        target: &'a str,
+        /// [`SCHEDULE_PAUSED`], [`SCHEDULE_SUBJECT`].
+        flags: u8,
+        /// The priority of its messages.
+        priority: u8,
+        /// When it was defined (unix-epoch milliseconds): `@every` runs count from it.
+        anchor_ms: u64,
+        /// Where its runs stand.
+        runs: ScheduleRuns,
+        /// The payload of its messages: at most [`MAX_SCHEDULE_PAYLOAD`] bytes.
+        payload: &'a [u8],
+    },
+    /// Schedule `name` is gone (if there was one).
+    Unschedule {
+        /// The schedule's name.
+        name: &'a str,
+    },
+    /// Schedule `name` ran: its run state is now `runs`. Logged before the message
+    /// the run makes, so that a crash between the two loses that message rather than
+    /// running the schedule twice for one time.
+    Fired {
+        /// The schedule's name.
+        name: &'a str,
+        /// Where its runs stand.
+        runs: ScheduleRuns,
+    },
 }
 
 impl Record<'_> {
@@ -211,6 +278,9 @@ impl Record<'_> {
             Record::Unbind { .. } => TYPE_UNBIND,
             Record::Subject { .. } => TYPE_SUBJECT,
             Record::Copy { .. } => TYPE_COPY,
+            Record::Schedule { .. } => TYPE_SCHEDULE,
+            Record::Unschedule { .. } => TYPE_UNSCHEDULE,
+            Record::Fired { .. } => TYPE_FIRED,
         }
     }
 
@@ -230,6 +300,15 @@ impl Record<'_> {
             }
             Record::Subject { subject, .. } => SUBJECT_FIXED + subject.len(),
             Record::Copy { .. } => COPY_LEN,
+            Record::Schedule {
+                name,
+                spec,
+                target,
+                payload,
+                ..
+            } => SCHEDULE_FIXED + 3 + name.len() + spec.len() + target.len() + payload.len(),
+            Record::Unschedule { name } => name.len(),
+            Record::Fired { name, .. } => RUNS_LEN + name.len(),
         }
     }
 }
@@ -271,7 +350,10 @@ impl fmt::Display for Damage {
             }
             Damage::BadName => f.write_str("queue name is not UTF-8"),
             Damage::BadText(TYPE_SUBJECT) => f.write_str("subject is not UTF-8"),
-            Damage::BadText(kind) => write!(f, "pattern of record type {kind} is not UTF-8"),
+            Damage::BadText(kind @ (TYPE_BIND | TYPE_UNBIND)) => {
+                write!(f, "pattern of record type {kind} is not UTF-8")
+            }
+            Damage::BadText(kind) => write!(f, "a name of record type {kind} is not UTF-8"),
         }
     }
 }
@@ -309,6 +391,19 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             Record::Bind { pattern, .. } | Record::Unbind { pattern, .. } =>
                 (1..=MAX_TEXT_LEN).contains(&pattern.len()),
             Record::Subject { subject, .. } => (1..=MAX_TEXT_LEN).contains(&subject.len()),
+            Record::Schedule {
+                name,
+                spec,
+                target,
+                payload,
+                ..
+            } =>
+                [name, spec, target]
+                    .iter()
+                    .all(|t| (1..=MAX_TEXT_LEN).contains(&t.len()))
+                    && payload.len() <= MAX_SCHEDULE_PAYLOAD,
+            Record::Unschedule { name } | Record::Fired { name, .. } =>
+                (1..=MAX_TEXT_LEN).contains(&name.len()),
             _ => true,
         },
         "journal record out of limits"
@@ -391,9 +486,46 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(&id.to_le_bytes());
             out.extend_from_slice(subject.as_bytes());
         }
+        Record::Schedule {
+            name,
+            spec,
+            target,
+            flags,
+            priority,
+            anchor_ms,
+            runs,
+            payload,
+        } => {
+            out.extend_from_slice(&anchor_ms.to_le_bytes());
+            put_runs(out, &runs);
+            out.push(flags);
+            out.push(priority);
+            for text in [name, spec, target] {
+                out.push(text.len() as u8);
+                out.extend_from_slice(text.as_bytes());
+            }
+            out.extend_from_slice(payload);
+        }
+        Record::Unschedule { name } => out.extend_from_slice(name.as_bytes()),
+        Record::Fired { name, runs } => {
+            put_runs(out, &runs);
+            out.extend_from_slice(name.as_bytes());
+        }
     }
     let crc = record_crc(len.to_le_bytes(), &out[start + RECORD_HEADER_LEN..]);
     out[start + 4..start + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
+}
+
+fn put_runs(out: &mut Vec<u8>, runs: &ScheduleRuns) {
+    for n in [
+        runs.after_ms,
+        runs.last_ms,
+        runs.runs,
+        runs.misfires,
+        runs.failures,
+    ] {
+        out.extend_from_slice(&n.to_le_bytes());
+    }
 }
 
 /// Bytes [`encode`] appends for `record`.
@@ -424,6 +556,27 @@ impl<'a> Fields<'a> {
     }
     fn rest(self) -> &'a [u8] {
         self.0
+    }
+    fn runs(&mut self) -> Option<ScheduleRuns> {
+        Some(ScheduleRuns {
+            after_ms: self.u64()?,
+            last_ms: self.u64()?,
+            runs: self.u64()?,
+            misfires: self.u64()?,
+            failures: self.u64()?,
+        })
+    }
+    /// A length byte and that many bytes of UTF-8, 1 to [`MAX_TEXT_LEN`] of them:
+    /// `Ok(None)` when the body runs out, `Err` when they are not UTF-8.
+    fn short_text(&mut self) -> Result<Option<&'a str>, ()> {
+        let Some(len) = self.u8().filter(|&n| n > 0) else {
+            return Ok(None);
+        };
+        let Some((text, rest)) = self.0.split_at_checked(len as usize) else {
+            return Ok(None);
+        };
+        self.0 = rest;
+        std::str::from_utf8(text).map(Some).map_err(|_| ())
     }
 }
 
@@ -551,6 +704,43 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
             let id = f.u64().ok_or(bad_len)?;
             let subject = std::str::from_utf8(f.rest()).map_err(|_| Damage::BadText(kind))?;
             Record::Subject { id, subject }
+        }
+        TYPE_SCHEDULE => {
+            let anchor_ms = f.u64().ok_or(bad_len)?;
+            let runs = f.runs().ok_or(bad_len)?;
+            let flags = f.u8().ok_or(bad_len)?;
+            let priority = f.u8().ok_or(bad_len)?;
+            let mut text = || {
+                f.short_text()
+                    .map_err(|()| Damage::BadText(kind))?
+                    .ok_or(bad_len)
+            };
+            let (name, spec, target) = (text()?, text()?, text()?);
+            let payload = f.rest();
+            if payload.len() > MAX_SCHEDULE_PAYLOAD {
+                return Err(bad_len);
+            }
+            Record::Schedule {
+                name,
+                spec,
+                target,
+                flags,
+                priority,
+                anchor_ms,
+                runs,
+                payload,
+            }
+        }
+        TYPE_UNSCHEDULE => {
+            text_len(0)?;
+            let name = std::str::from_utf8(f.rest()).map_err(|_| Damage::BadText(kind))?;
+            Record::Unschedule { name }
+        }
+        TYPE_FIRED => {
+            text_len(RUNS_LEN)?;
+            let runs = f.runs().ok_or(bad_len)?;
+            let name = std::str::from_utf8(f.rest()).map_err(|_| Damage::BadText(kind))?;
+            Record::Fired { name, runs }
         }
         other => return Err(Damage::UnknownType(other)),
     };

@@ -25,10 +25,10 @@
 //! - A SUBJECT after every PUT of a message that has a subject (a PUT sets the whole
 //!   state, subject none included).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::hash::{BuildHasherDefault, Hasher};
 
-use super::record::Record;
+use super::record::{Record, ScheduleRuns};
 
 /// A message's state during replay.
 #[derive(Debug)]
@@ -83,6 +83,8 @@ pub struct Replay {
     ignored: u64,
     /// Records applied so far: the place numbers of [`RecoveredMessage::order`].
     applied: u64,
+    /// Schedules by name.
+    schedules: BTreeMap<String, RecoveredSchedule>,
 }
 
 impl Replay {
@@ -255,6 +257,39 @@ impl Replay {
                     None => self.ignored += 1,
                 }
             }
+            Record::Schedule {
+                name,
+                spec,
+                target,
+                flags,
+                priority,
+                anchor_ms,
+                runs,
+                payload,
+            } => {
+                self.schedules.insert(
+                    name.to_owned(),
+                    RecoveredSchedule {
+                        name: name.to_owned(),
+                        spec: spec.to_owned(),
+                        target: target.to_owned(),
+                        flags,
+                        priority,
+                        anchor_ms,
+                        runs,
+                        payload: payload.into(),
+                    },
+                );
+            }
+            Record::Unschedule { name } => {
+                if self.schedules.remove(name).is_none() {
+                    self.ignored += 1;
+                }
+            }
+            Record::Fired { name, runs } => match self.schedules.get_mut(name) {
+                Some(schedule) => schedule.runs = runs,
+                None => self.ignored += 1,
+            },
         }
     }
 
@@ -318,6 +353,7 @@ impl Replay {
         Recovered {
             queues,
             bindings,
+            schedules: self.schedules.into_values().collect(),
             next_id,
             ignored: self.ignored,
         }
@@ -462,6 +498,8 @@ pub struct Recovered {
     /// Every binding, sorted by queue name, then pattern; each once. Each binding's
     /// queue is in `queues`.
     pub bindings: Vec<RecoveredBinding>,
+    /// Every schedule, sorted by name.
+    pub schedules: Vec<RecoveredSchedule>,
     /// The lowest id the server may give a new message.
     pub next_id: u64,
     /// Records skipped because the message, queue number or binding they name did not
@@ -477,6 +515,28 @@ pub struct RecoveredBinding {
     pub queue: String,
     /// The subject pattern, as the BIND record carried it.
     pub pattern: String,
+}
+
+/// One schedule, as its last SCHEDULE record defined it and its last FIRED record
+/// left its runs. Its expression and target are checked by the loader, not here.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredSchedule {
+    /// Its name.
+    pub name: String,
+    /// Its expression, as the client gave it.
+    pub spec: String,
+    /// Its queue or subject.
+    pub target: String,
+    /// `SCHEDULE_PAUSED`, `SCHEDULE_SUBJECT` (module `record`).
+    pub flags: u8,
+    /// The priority of its messages.
+    pub priority: u8,
+    /// When it was defined.
+    pub anchor_ms: u64,
+    /// Where its runs stand.
+    pub runs: ScheduleRuns,
+    /// The payload of its messages.
+    pub payload: Box<[u8]>,
 }
 
 /// One queue and its messages (none, for a queue kept for its bindings).

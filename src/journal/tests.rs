@@ -4,8 +4,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::record::{
-    HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, MAX_TEXT_LEN, RECORD_HEADER_LEN,
-    TYPE_BIND, TYPE_SUBJECT, TYPE_UNBIND, mask, record_crc, unmask,
+    HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, MAX_SCHEDULE_PAYLOAD, MAX_TEXT_LEN,
+    RECORD_HEADER_LEN, SCHEDULE_PAUSED, SCHEDULE_SUBJECT, ScheduleRuns, TYPE_BIND, TYPE_FIRED,
+    TYPE_SCHEDULE, TYPE_SUBJECT, TYPE_UNBIND, TYPE_UNSCHEDULE, mask, record_crc, unmask,
 };
 use super::*;
 use crate::test_rng::Rng;
@@ -160,7 +161,170 @@ fn samples() -> Vec<Record<'static>> {
             charged: u16::MAX,
             of: u64::MAX,
         },
+        Record::Schedule {
+            name: "s",
+            spec: "@daily",
+            target: "q",
+            flags: 0,
+            priority: 0,
+            anchor_ms: 0,
+            runs: ScheduleRuns::default(),
+            payload: b"",
+        },
+        Record::Schedule {
+            name: long_text,
+            spec: long_utf8,
+            target: long_name,
+            flags: SCHEDULE_PAUSED | SCHEDULE_SUBJECT,
+            priority: 9,
+            anchor_ms: u64::MAX,
+            runs: ScheduleRuns {
+                after_ms: 1,
+                last_ms: 2,
+                runs: 3,
+                misfires: 4,
+                failures: u64::MAX,
+            },
+            payload: PAYLOAD,
+        },
+        Record::Unschedule { name: "s" },
+        Record::Unschedule { name: long_utf8 },
+        Record::Fired {
+            name: "s",
+            runs: ScheduleRuns::default(),
+        },
+        Record::Fired {
+            name: long_text,
+            runs: ScheduleRuns {
+                after_ms: u64::MAX,
+                last_ms: u64::MAX - 1,
+                runs: 1,
+                misfires: 0,
+                failures: 7,
+            },
+        },
     ]
+}
+
+/// SCHEDULE, UNSCHEDULE and FIRED bodies that no writer makes are damage: names that
+/// are empty, too long or not UTF-8, and a payload over the limit.
+#[test]
+fn bad_schedule_bodies_are_rejected() {
+    let schedule = |name: &[u8], payload_len: usize| {
+        let mut body = vec![0u8; 8 + 40 + 2];
+        for text in [name, b"@daily".as_slice(), b"q".as_slice()] {
+            body.push(text.len() as u8);
+            body.extend_from_slice(text);
+        }
+        body.extend(std::iter::repeat_n(7u8, payload_len));
+        body
+    };
+    assert!(decode(TYPE_SCHEDULE, &schedule(b"ok", MAX_SCHEDULE_PAYLOAD)).is_ok());
+    let too_long = schedule(b"ok", MAX_SCHEDULE_PAYLOAD + 1);
+    assert!(matches!(
+        decode(TYPE_SCHEDULE, &too_long),
+        Err(Damage::BodyLength {
+            kind: TYPE_SCHEDULE,
+            ..
+        })
+    ));
+    assert!(matches!(
+        decode(TYPE_SCHEDULE, &schedule(b"", 0)),
+        Err(Damage::BodyLength { .. })
+    ));
+    assert_eq!(
+        decode(TYPE_SCHEDULE, &schedule(b"\xff", 0)),
+        Err(Damage::BadText(TYPE_SCHEDULE))
+    );
+    // Cut anywhere inside the fixed fields or the names: too short.
+    let whole = schedule(b"name", 0);
+    for cut in 0..8 + 40 + 2 + 5 + 7 + 1 {
+        assert!(
+            matches!(
+                decode(TYPE_SCHEDULE, &whole[..cut]),
+                Err(Damage::BodyLength { .. })
+            ),
+            "{cut}"
+        );
+    }
+    assert!(matches!(
+        decode(TYPE_UNSCHEDULE, b""),
+        Err(Damage::BodyLength { .. })
+    ));
+    let long = vec![b'n'; MAX_TEXT_LEN + 1];
+    assert!(matches!(
+        decode(TYPE_UNSCHEDULE, &long),
+        Err(Damage::BodyLength { .. })
+    ));
+    assert_eq!(
+        decode(TYPE_UNSCHEDULE, b"\xfe"),
+        Err(Damage::BadText(TYPE_UNSCHEDULE))
+    );
+    assert!(matches!(
+        decode(TYPE_FIRED, &[0; 40]),
+        Err(Damage::BodyLength { .. })
+    ));
+    let mut fired = vec![0; 40];
+    fired.push(0xff);
+    assert_eq!(decode(TYPE_FIRED, &fired), Err(Damage::BadText(TYPE_FIRED)));
+    assert_eq!(
+        Damage::BadText(TYPE_FIRED).to_string(),
+        "a name of record type 15 is not UTF-8"
+    );
+}
+
+/// Schedules replay by name: the last SCHEDULE defines one, FIRED moves its runs on,
+/// UNSCHEDULE removes it; records for a schedule that is not there are counted.
+#[test]
+fn schedules_replay_by_name() {
+    let runs = |n: u64| ScheduleRuns {
+        after_ms: 1000 * n,
+        last_ms: 1000 * n,
+        runs: n,
+        misfires: 0,
+        failures: 0,
+    };
+    let def = |name: &'static str, spec: &'static str| Record::Schedule {
+        name,
+        spec,
+        target: "q",
+        flags: 0,
+        priority: 5,
+        anchor_ms: 0,
+        runs: ScheduleRuns::default(),
+        payload: b"tick",
+    };
+    let r = replay(&[
+        def("a", "@daily"),
+        def("b", "@hourly"),
+        Record::Fired {
+            name: "a",
+            runs: runs(1),
+        },
+        Record::Fired {
+            name: "b",
+            runs: runs(2),
+        },
+        Record::Unschedule { name: "b" },
+        Record::Fired {
+            name: "b",
+            runs: runs(3),
+        },
+        Record::Unschedule { name: "zz" },
+        def("b", "@every 1s"),
+        Record::Fired {
+            name: "a",
+            runs: runs(4),
+        },
+    ]);
+    let got: Vec<(&str, &str, u64)> = r
+        .schedules
+        .iter()
+        .map(|s| (s.name.as_str(), s.spec.as_str(), s.runs.runs))
+        .collect();
+    assert_eq!(got, [("a", "@daily", 4), ("b", "@every 1s", 0)]);
+    assert_eq!(r.ignored, 2);
+    assert_eq!(&*r.schedules[0].payload, b"tick");
 }
 
 #[test]
@@ -378,6 +542,9 @@ fn bad_bodies_are_rejected() {
                 | Record::Bind { .. }
                 | Record::Unbind { .. }
                 | Record::Subject { .. }
+                | Record::Schedule { .. }
+                | Record::Unschedule { .. }
+                | Record::Fired { .. }
         );
         if fixed {
             let mut longer = body.to_vec();
@@ -396,6 +563,10 @@ fn bad_bodies_are_rejected() {
             Record::Queue { .. } | Record::Bind { .. } | Record::Unbind { .. } => 5,
             Record::Subject { .. } => 9,
             Record::Put { .. } => 27,
+            Record::Unschedule { .. } => 1,
+            Record::Fired { .. } => 41,
+            // Every cut inside the three names (the payload runs to the end).
+            Record::Schedule { payload, .. } => body.len() - payload.len(),
             _ => body.len(),
         };
         for n in 0..min {
@@ -419,7 +590,7 @@ fn bad_bodies_are_rejected() {
         decode(1, &[0, 0, 0, 0, b'a', 0xe2, 0x82]),
         Err(Damage::BadName)
     );
-    for kind in [0, 13, 100, 255] {
+    for kind in [0, 16, 100, 255] {
         assert_eq!(decode(kind, &[0; 8]), Err(Damage::UnknownType(kind)));
     }
 }
@@ -650,6 +821,7 @@ fn a_journal_of_old_record_types_replays_as_before() {
                 },
             ],
             bindings: vec![],
+            schedules: vec![],
             next_id: 16,
             ignored: 0,
         }
@@ -1118,6 +1290,7 @@ fn empty_replay() {
         Recovered {
             queues: vec![],
             bindings: vec![],
+            schedules: vec![],
             next_id: 0,
             ignored: 0
         }

@@ -18,7 +18,7 @@ use super::records::Body;
 use super::{DEAD_SUFFIX, Store};
 
 /// What [`Store::restore`] loaded.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Restored {
     /// Queues with messages.
     pub queues: usize,
@@ -28,6 +28,10 @@ pub struct Restored {
     pub leases_returned: usize,
     /// Of those, the ones that had used their last delivery: dead-lettered.
     pub dead_lettered: usize,
+    /// Schedules.
+    pub schedules: usize,
+    /// Schedules that could not be loaded, each with the reason.
+    pub skipped_schedules: Vec<String>,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -149,6 +153,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let cost = self.binding_memory() - before;
         self.memory += cost;
         self.outside += cost;
+        (restored.schedules, restored.skipped_schedules) =
+            self.restore_schedules(recovered.schedules);
         restored
     }
 
@@ -404,6 +410,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 pattern: &pattern,
             });
         }
+        super::schedules::snapshot(&self.schedules, &mut enc);
         // Ids up to the next one are in use; the log reserves a new block after it.
         log.restart_ids(self.next_id + 1);
         enc(&Record::Ids {
