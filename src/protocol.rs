@@ -19,7 +19,7 @@ use std::fmt;
 use bytes::BufMut;
 
 /// The protocol version this crate speaks (sent and checked by `HELLO`).
-pub const PROTOCOL_VERSION: u16 = 4;
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// Longest queue name in bytes. The name's length travels in one byte, so a longer
 /// name cannot even be expressed.
@@ -94,6 +94,14 @@ pub enum Opcode {
     Reply = 0x36,
     /// Present a token (version 4).
     Auth = 0x40,
+    /// Define or replace a schedule (version 5).
+    Schedule = 0x50,
+    /// Delete a schedule (version 5).
+    Unschedule = 0x51,
+    /// Pause or resume a schedule (version 5).
+    PauseSchedule = 0x52,
+    /// List schedules with their run figures (version 5).
+    Schedules = 0x53,
 }
 
 impl Opcode {
@@ -103,6 +111,7 @@ impl Opcode {
         match self {
             Opcode::Put | Opcode::Publish | Opcode::Req | Opcode::Reply => u32::MAX,
             Opcode::Ack | Opcode::Nack | Opcode::Touch => MAX_SETTLE_FRAME,
+            Opcode::Schedule => MAX_SCHEDULE_FRAME,
             _ => MAX_CONTROL_FRAME,
         }
     }
@@ -134,6 +143,10 @@ impl TryFrom<u8> for Opcode {
             0x35 => Opcode::Req,
             0x36 => Opcode::Reply,
             0x40 => Opcode::Auth,
+            0x50 => Opcode::Schedule,
+            0x51 => Opcode::Unschedule,
+            0x52 => Opcode::PauseSchedule,
+            0x53 => Opcode::Schedules,
             other => return Err(ProtocolError::UnknownOpcode(other)),
         })
     }
@@ -192,6 +205,15 @@ pub enum Status {
     /// A message pushed to a subscription: sent by the server of its own accord, not
     /// a reply (version 3).
     Event = 0x3F,
+    /// `SCHEDULE` done: whether it is new, and its next run time (version 5).
+    Scheduled = 0x50,
+    /// `UNSCHEDULE` done: whether there was such a schedule (version 5).
+    Unscheduled = 0x51,
+    /// `PAUSE_SCHEDULE` done: whether there was such a schedule, its next run
+    /// (version 5).
+    SchedulePaused = 0x52,
+    /// Reply to `SCHEDULES` (version 5).
+    ScheduleList = 0x53,
     /// The request failed; the body says why and whether the connection closes.
     Error = 0x7F,
 }
@@ -224,6 +246,10 @@ impl TryFrom<u8> for Status {
             0x36 => Status::Replied,
             0x37 => Status::Envelopes,
             0x3F => Status::Event,
+            0x50 => Status::Scheduled,
+            0x51 => Status::Unscheduled,
+            0x52 => Status::SchedulePaused,
+            0x53 => Status::ScheduleList,
             0x7F => Status::Error,
             other => return Err(ProtocolError::UnknownStatus(other)),
         })
@@ -278,6 +304,9 @@ pub enum ErrorCode {
     /// The connection ran out of time: a partial frame, no `AUTH`, or idle (fatal,
     /// unprompted; version 4).
     Timeout = 19,
+    /// A `SCHEDULE` whose expression cannot be read, or whose payload is longer than
+    /// `BMAXMESSAGESIZE`; nothing done (not fatal; version 5).
+    BadSchedule = 20,
 }
 
 impl ErrorCode {
@@ -303,6 +332,7 @@ impl ErrorCode {
             17 => ErrorCode::AuthFailed,
             18 => ErrorCode::Forbidden,
             19 => ErrorCode::Timeout,
+            20 => ErrorCode::BadSchedule,
             _ => return None,
         })
     }
@@ -329,6 +359,7 @@ impl ErrorCode {
             ErrorCode::AuthFailed => "AUTH_FAILED",
             ErrorCode::Forbidden => "FORBIDDEN",
             ErrorCode::Timeout => "TIMEOUT",
+            ErrorCode::BadSchedule => "BAD_SCHEDULE",
         }
     }
 }
@@ -625,6 +656,36 @@ pub enum Request<'a> {
         /// The secret, up to 1022 bytes (an empty one is refused as wrong).
         token: &'a [u8],
     },
+    /// Define schedule `name`, or replace it (version 5).
+    Schedule {
+        /// The schedule's name: 1 to 255 bytes of UTF-8.
+        name: &'a str,
+        /// When it runs: a cron expression, a macro or `@every <duration>` (17.2).
+        spec: &'a str,
+        /// Where its messages go.
+        target: ScheduleTarget<'a>,
+        /// Their priority, 0..=9.
+        priority: u8,
+        /// Their payload.
+        payload: &'a [u8],
+    },
+    /// Delete schedule `name` (version 5).
+    Unschedule {
+        /// The schedule's name.
+        name: &'a str,
+    },
+    /// Pause or resume schedule `name` (version 5).
+    PauseSchedule {
+        /// The schedule's name.
+        name: &'a str,
+        /// True to pause, false to resume.
+        paused: bool,
+    },
+    /// List the schedules, or only one (version 5).
+    Schedules {
+        /// Only this one, or all of them when `None`.
+        name: Option<&'a str>,
+    },
 }
 
 impl Request<'_> {
@@ -656,6 +717,10 @@ impl Request<'_> {
             Request::Req { .. } => Opcode::Req,
             Request::Reply { .. } => Opcode::Reply,
             Request::Auth { .. } => Opcode::Auth,
+            Request::Schedule { .. } => Opcode::Schedule,
+            Request::Unschedule { .. } => Opcode::Unschedule,
+            Request::PauseSchedule { .. } => Opcode::PauseSchedule,
+            Request::Schedules { .. } => Opcode::Schedules,
         }
     }
 
@@ -675,6 +740,9 @@ impl Request<'_> {
             return result;
         }
         if let Some(result) = auth::encode_request(self, dst) {
+            return result;
+        }
+        if let Some(result) = schedule::encode_request(self, dst) {
             return result;
         }
         let queue = match self {
@@ -894,6 +962,9 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
             fanout::decode_control(opcode, &mut r)?
         }
         Opcode::Auth => auth::decode_auth(&mut r),
+        Opcode::Schedule | Opcode::Unschedule | Opcode::PauseSchedule | Opcode::Schedules => {
+            schedule::decode_control(opcode, &mut r)?
+        }
         // These stream their payload and never reach here (see decode_put and
         // fanout::decode_streamed); a plain error keeps this total without a panic path.
         Opcode::Put | Opcode::Publish | Opcode::Req | Opcode::Reply => {
@@ -1184,6 +1255,27 @@ pub enum Response<'a> {
         /// The message bytes.
         payload: &'a [u8],
     },
+    /// `SCHEDULE` done (version 5).
+    Scheduled {
+        /// True for a new schedule, false when one of that name was replaced.
+        created: bool,
+        /// Its next run time, unix-epoch milliseconds (0: none).
+        next_run_ms: u64,
+    },
+    /// `UNSCHEDULE` done (version 5).
+    Unscheduled {
+        /// True when a schedule was deleted, false when there was none.
+        removed: bool,
+    },
+    /// `PAUSE_SCHEDULE` done (version 5).
+    SchedulePaused {
+        /// False when there is no such schedule.
+        found: bool,
+        /// Its next run time (0 while paused).
+        next_run_ms: u64,
+    },
+    /// The schedules, sorted by name (version 5).
+    ScheduleList(Vec<ScheduleInfo>),
     /// A failed request.
     Error {
         /// The error code; unknown (newer) codes are kept as their number.
@@ -1477,6 +1569,10 @@ pub fn decode_response(
         Status::Pong => Response::Pong,
         Status::Bye => Response::Bye,
         Status::Authed => auth::decode_authed(&mut r)?,
+        Status::Scheduled
+        | Status::Unscheduled
+        | Status::SchedulePaused
+        | Status::ScheduleList => schedule::decode_response(status, &mut r)?,
         Status::Stored if r.buf.len() >= 8 => Response::StoredId { id: r.u64("id")? },
         Status::Stored => Response::Stored,
         Status::Empty => Response::Empty,
@@ -1585,6 +1681,13 @@ pub use fanout::{
     MAX_SUBSCRIPTIONS, META_DROPPED, META_REPLY_TO, META_SUBJECT, Meta, MetaIter, Published,
     WITH_META, encode_bound, encode_event, encode_meta, encode_published, encode_replied,
     encode_reply, encode_subscribed, encode_unbound, encode_unsubscribed, encoded_meta_len,
+};
+
+mod schedule;
+
+pub use schedule::{
+    FEATURE_SCHEDULES, MAX_SCHEDULE_FRAME, ScheduleInfo, ScheduleTarget, encode_schedule_list,
+    encode_schedule_paused, encode_scheduled, encode_unscheduled, schedule_info_len,
 };
 
 mod auth;

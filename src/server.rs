@@ -14,6 +14,7 @@ mod fanout;
 mod hygiene;
 mod leases;
 mod requests;
+mod schedules;
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -309,6 +310,7 @@ impl Server {
             self.fanout.next_deadline(),
             self.accept_paused_until,
             self.journal_deadline(now),
+            self.schedule_deadline(now),
             self.penalized.iter().map(|(at, _)| *at).min(),
             self.next_sweep,
         ]
@@ -378,6 +380,7 @@ impl Server {
                 self.ready.push_back(r);
             }
         }
+        self.run_schedules(now);
         self.drain_handoffs(now);
         self.expire_waits(now);
         self.release_penalized(now);

@@ -32,6 +32,7 @@ pub fn allowed_read_only(opcode: Opcode) -> bool {
             | Opcode::Peek
             | Opcode::Subscribe
             | Opcode::Unsubscribe
+            | Opcode::Schedules
     )
 }
 

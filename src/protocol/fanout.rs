@@ -64,7 +64,7 @@ fn check_subject_syntax(s: &str, allow_wildcards: bool) -> Result<(), String> {
 
 /// What a subject or pattern field is, for error texts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum SubjectKind {
+pub(super) enum SubjectKind {
     /// A publish subject: no wildcards.
     Subject,
     /// A binding or subscription pattern.
@@ -82,7 +82,7 @@ impl SubjectKind {
 
 /// Checks a subject or pattern the caller holds as text (encoding, and the decoder
 /// once the bytes are UTF-8).
-fn check_subject(s: &str, kind: SubjectKind) -> Result<(), ProtocolError> {
+pub(super) fn check_subject(s: &str, kind: SubjectKind) -> Result<(), ProtocolError> {
     let word = kind.word();
     let text = if s.len() > MAX_QUEUE_NAME {
         format!("bad {word}: longer than 255 bytes")
@@ -97,7 +97,7 @@ fn check_subject(s: &str, kind: SubjectKind) -> Result<(), ProtocolError> {
 }
 
 /// A subject or pattern as it came off the wire.
-fn to_subject(bytes: &[u8], kind: SubjectKind) -> Result<&str, ProtocolError> {
+pub(super) fn to_subject(bytes: &[u8], kind: SubjectKind) -> Result<&str, ProtocolError> {
     let s = std::str::from_utf8(bytes)
         .map_err(|_| ProtocolError::BadSubject(format!("bad {}: not valid UTF-8", kind.word())))?;
     check_subject(s, kind)?;

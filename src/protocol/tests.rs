@@ -120,7 +120,7 @@ fn opcode_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownOpcode(byte)),
         }
     }
-    assert_eq!(known, 21);
+    assert_eq!(known, 25);
 }
 
 /// Every byte that `Status::try_from` accepts maps back to itself, and every other
@@ -137,7 +137,7 @@ fn status_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownStatus(byte)),
         }
     }
-    assert_eq!(known, 24);
+    assert_eq!(known, 28);
 }
 
 /// `ErrorCode::from_u16` inverts `as u16` for codes 1..=19, rejects 0 and newer codes,
@@ -157,7 +157,7 @@ fn error_code_wire_values_and_names() {
         );
     }
     assert_eq!(ErrorCode::from_u16(0), None);
-    assert_eq!(ErrorCode::from_u16(20), None);
+    assert_eq!(ErrorCode::from_u16(21), None);
     assert_eq!(ErrorCode::from_u16(u16::MAX), None);
     assert_eq!(ErrorCode::Malformed.name(), "MALFORMED");
     assert_eq!(ErrorCode::Full.to_string(), "FULL");
@@ -943,7 +943,7 @@ fn decode_resp(buf: &[u8]) -> Result<Option<(Response<'_>, usize)>, ProtocolErro
 }
 
 /// Decodes a buffer holding exactly one response and checks it consumed it all.
-fn decode_one(buf: &[u8]) -> Response<'_> {
+pub(super) fn decode_one(buf: &[u8]) -> Response<'_> {
     let (resp, n) = decode_resp(buf)
         .expect("valid response")
         .expect("complete response");
@@ -1890,6 +1890,15 @@ pub(super) fn encode_response(resp: &Response<'_>) -> Vec<u8> {
         Response::Unsubscribed { removed } => encode_unsubscribed(&mut buf, *removed),
         Response::Reply { payload } => encode_reply(&mut buf, payload),
         Response::Replied { delivered } => encode_replied(&mut buf, *delivered),
+        Response::Scheduled {
+            created,
+            next_run_ms,
+        } => encode_scheduled(&mut buf, *created, *next_run_ms),
+        Response::Unscheduled { removed } => encode_unscheduled(&mut buf, *removed),
+        Response::SchedulePaused { found, next_run_ms } => {
+            encode_schedule_paused(&mut buf, *found, *next_run_ms)
+        }
+        Response::ScheduleList(list) => encode_schedule_list(&mut buf, list),
         Response::Envelopes(envelopes) => {
             let mut w = EnvelopesWriter::begin(&mut buf);
             for e in envelopes.iter() {

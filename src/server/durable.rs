@@ -91,6 +91,12 @@ pub(super) fn open(
             restored.leases_returned
         );
     }
+    if restored.schedules > 0 {
+        info!("journal: {} schedules loaded", restored.schedules);
+    }
+    for why in &restored.skipped_schedules {
+        warn!("journal: {why}; it was not loaded");
+    }
     if report.truncated > 0 {
         warn!(
             "journal: {} bytes of an incomplete last write were cut off",
@@ -135,6 +141,7 @@ impl Server {
                 | Request::Publish { .. }
                 | Request::Req { .. }
                 | Request::Bind { .. }
+                | Request::Schedule { .. }
         );
         let changes = put
             || matches!(
@@ -148,6 +155,8 @@ impl Server {
                     | Request::Purge { .. }
                     | Request::Move { .. }
                     | Request::Unbind { .. }
+                    | Request::Unschedule { .. }
+                    | Request::PauseSchedule { .. }
             );
         let (code, message) = if let Some(why) = journal.failed()
             && changes

@@ -202,7 +202,8 @@ impl Server {
     }
 
     /// `PUB`: copies into the bound queues, events to the subscriptions, and the
-    /// reply now or, with a confirmation, once enough copies are settled.
+    /// reply now or, with a confirmation, once enough copies are settled. Returns
+    /// false when nothing was published.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn publish(
         &mut self,
@@ -214,7 +215,7 @@ impl Server {
         confirm: u32,
         timeout_ms: u32,
         now: Instant,
-    ) {
+    ) -> bool {
         if confirm > 0 {
             let copies = self.store.route_count(subject);
             if copies < confirm as usize {
@@ -225,14 +226,14 @@ impl Server {
                     );
                     protocol::encode_error(&mut conn.output, ErrorCode::TooFewCopies, false, &text);
                 }
-                return;
+                return false;
             }
         }
         let token = if confirm > 0 { self.fanout.token() } else { 0 };
         let Some((queues, first_id)) =
             self.route(r, subject, payload, original_len, options, 0, token, now)
         else {
-            return;
+            return false;
         };
         let (subscribers, matched) = self.push_events(subject, 0, payload);
         self.fanout.counters.published += 1;
@@ -249,13 +250,14 @@ impl Server {
             if let Some(conn) = self.conn_mut(r) {
                 encode_published(&mut conn.output, &reply, 0, 0);
             }
-            return;
+            return true;
         }
         let deadline = now + Duration::from_millis(u64::from(timeout_ms));
         let confirm = Confirm::new(confirm, first_id, queues, reply);
         self.await_token(r, token, deadline, Wait::Confirm(Box::new(confirm)));
         // Copies handed to plain GETs are confirmed already.
         self.drain_confirms();
+        true
     }
 
     /// `REQ`: routes like a publish with a fresh reply address, then waits for the

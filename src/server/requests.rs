@@ -110,7 +110,9 @@ impl Server {
                 queue,
                 options,
                 payload,
-            } => self.put(r, queue, payload, sent(payload), Some(options), now),
+            } => {
+                self.put(r, queue, payload, sent(payload), Some(options), now);
+            }
             Request::Get {
                 queue,
                 wait_ms,
@@ -189,6 +191,16 @@ impl Server {
             }
             Request::PeekWithMeta { queue, max } => self.peek(r, queue, max, true),
             Request::Auth { token } => self.authenticate(r, token, now),
+            Request::Schedule {
+                name,
+                spec,
+                target,
+                priority,
+                payload,
+            } => self.define_schedule(r, name, spec, target, priority, payload),
+            Request::Unschedule { name } => self.unschedule(r, name),
+            Request::PauseSchedule { name, paused } => self.pause_schedule(r, name, paused),
+            Request::Schedules { name } => self.list_schedules(r, name),
         }
         self.drain_handoffs(now);
     }
@@ -214,6 +226,9 @@ impl Server {
         if self.tokens.is_some() {
             limits.features |= protocol::FEATURE_AUTH_REQUIRED;
         }
+        if version >= 5 {
+            limits.features |= protocol::FEATURE_SCHEDULES;
+        }
         if self.journal.is_some() {
             limits.features |= protocol::FEATURE_DURABLE;
             if self.config.fsync == crate::config::Fsync::Always {
@@ -237,6 +252,7 @@ impl Server {
 
     /// Stores a message, or hands it to the longest-waiting consumer, and answers
     /// `STORED`, `TRUNCATED` or `FULL` (with the id when it came with options).
+    /// Returns false when it was refused.
     pub(super) fn put(
         &mut self,
         r: ConnRef,
@@ -245,7 +261,7 @@ impl Server {
         original_len: usize,
         options: Option<PutOptions>,
         now: Instant,
-    ) {
+    ) -> bool {
         let id = loop {
             let stored = self.store.put_with(
                 queue,
@@ -281,7 +297,7 @@ impl Server {
                             &full.to_string(),
                         );
                     }
-                    return;
+                    return false;
                 }
             }
         };
@@ -303,6 +319,7 @@ impl Server {
                 (true, false) => protocol::encode_stored_id(&mut conn.output, id),
             }
         }
+        true
     }
 
     /// Writes a message to a parked consumer the store handed it to (as `ENVELOPES`
@@ -457,6 +474,10 @@ impl Server {
                 "connections_rejected_address",
                 self.counters.connections_rejected_address,
             ),
+            ("schedules", self.store.schedules().len() as u64),
+            ("schedule_runs", self.store.schedules().totals().runs),
+            ("schedule_misfires", self.store.schedules().totals().misfires),
+            ("schedule_failures", self.store.schedules().totals().failures),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self
