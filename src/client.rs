@@ -39,10 +39,13 @@ use crate::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 
 mod fanout;
 mod lease;
+mod schedule;
 mod stream;
 
 pub use fanout::{Envelope, Event, Events, PublishOptions};
 pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
+pub use protocol::ScheduleInfo;
+pub use schedule::Schedule;
 pub use protocol::{LeaseRef, Limits, Published, SettleResult};
 pub use stream::{Stream, UNIX_PREFIX, read_token_file};
 

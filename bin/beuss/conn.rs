@@ -86,6 +86,27 @@ impl Server {
             })
     }
 
+    /// Checks the server has schedules (protocol version 5).
+    ///
+    /// # Errors
+    /// Exit code 1 when it does not.
+    pub fn schedules(&self, addr: &str) -> Result<(), Failure> {
+        let has = self
+            .limits
+            .is_some_and(|l| l.features & protocol::FEATURE_SCHEDULES != 0);
+        if self.version >= 5 && has {
+            return Ok(());
+        }
+        Err(Failure::new(
+            crate::output::EXIT_ERROR,
+            format!(
+                "the server at {addr} ({}) has no schedules (protocol version {}); \
+                 SCHEDULE needs a version-5 beuss-server",
+                self.name, self.version
+            ),
+        ))
+    }
+
     /// Checks the server has fan-out (subjects, PUB, SUB, REQ: protocol version 3).
     ///
     /// # Errors

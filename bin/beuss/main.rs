@@ -2,7 +2,8 @@
 //! (`echo data | beuss PUT q`, `beuss GET q out.bin`, `beuss ON q`) plus `STATS`,
 //! `PURGE` and `PING`, the work-queue verbs of protocol version 2: `ACK`, `NACK`,
 //! `TOUCH`, `DEAD` and the job runner `WORK`, and the fan-out verbs of version 3:
-//! `PUB`, `BIND`, `UNBIND`, `SUB`, `REQ` and the responder `SERVE`.
+//! `PUB`, `BIND`, `UNBIND`, `SUB`, `REQ` and the responder `SERVE`, and `SCHEDULE`
+//! of version 5.
 //!
 //! The flow is: parse the arguments ([`args`]), resolve the server address
 //! (`--host`/`--port`, else `BHOST`/`BPORT`, else `localhost:6552`), run one verb (one
@@ -23,6 +24,7 @@ mod publish;
 mod purge;
 mod put;
 mod req;
+mod schedule;
 mod serve;
 mod settle;
 mod signals;
@@ -51,6 +53,7 @@ const VERBS: &[Verb] = &[
     sub::VERB,
     req::VERB,
     serve::VERB,
+    schedule::VERB,
     stats::VERB,
     purge::VERB,
     ping::VERB,
