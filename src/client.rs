@@ -45,8 +45,8 @@ mod stream;
 pub use fanout::{Envelope, Event, Events, PublishOptions};
 pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
 pub use protocol::ScheduleInfo;
-pub use schedule::Schedule;
 pub use protocol::{LeaseRef, Limits, Published, SettleResult};
+pub use schedule::Schedule;
 pub use stream::{Stream, UNIX_PREFIX, read_token_file};
 
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.

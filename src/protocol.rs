@@ -1569,10 +1569,9 @@ pub fn decode_response(
         Status::Pong => Response::Pong,
         Status::Bye => Response::Bye,
         Status::Authed => auth::decode_authed(&mut r)?,
-        Status::Scheduled
-        | Status::Unscheduled
-        | Status::SchedulePaused
-        | Status::ScheduleList => schedule::decode_response(status, &mut r)?,
+        Status::Scheduled | Status::Unscheduled | Status::SchedulePaused | Status::ScheduleList => {
+            schedule::decode_response(status, &mut r)?
+        }
         Status::Stored if r.buf.len() >= 8 => Response::StoredId { id: r.u64("id")? },
         Status::Stored => Response::Stored,
         Status::Empty => Response::Empty,

@@ -56,7 +56,10 @@ fn an_interval_schedule_puts_its_message_on_a_queue() {
     let mut client = server.client();
     let before = wall_ms();
     let (created, next) = client
-        .schedule("tick", &Schedule::to_queue("@every 200ms", "ticks", b"tick!").priority(1))
+        .schedule(
+            "tick",
+            &Schedule::to_queue("@every 200ms", "ticks", b"tick!").priority(1),
+        )
         .unwrap();
     assert!(created);
     // The first run is one interval after the definition.
@@ -88,7 +91,10 @@ fn a_subject_schedule_reaches_bound_queues() {
     client.bind("clock.>", "audit").unwrap();
     client.bind("clock.*", "mail").unwrap();
     client
-        .schedule("clock", &Schedule::to_subject("@every 100ms", "clock.tick", b"now"))
+        .schedule(
+            "clock",
+            &Schedule::to_subject("@every 100ms", "clock.tick", b"now"),
+        )
         .unwrap();
     for queue in ["audit", "mail"] {
         let got = client.get_wait(queue, Duration::from_secs(10)).unwrap();
@@ -103,10 +109,18 @@ fn pause_resume_remove_and_list() {
     let mut client = server.client();
     for name in ["b", "a", "c"] {
         client
-            .schedule(name, &Schedule::to_queue("0 3 * * *", "jobs", name.as_bytes()))
+            .schedule(
+                name,
+                &Schedule::to_queue("0 3 * * *", "jobs", name.as_bytes()),
+            )
             .unwrap();
     }
-    let names: Vec<String> = client.schedules(None).unwrap().into_iter().map(|s| s.name).collect();
+    let names: Vec<String> = client
+        .schedules(None)
+        .unwrap()
+        .into_iter()
+        .map(|s| s.name)
+        .collect();
     assert_eq!(names, ["a", "b", "c"]);
     // 03:00 UTC: a whole minute, within a day.
     let next = info(&mut client, "a").next_run_ms;
@@ -173,7 +187,13 @@ fn a_run_into_a_full_queue_is_counted_and_skipped() {
     eventually("a refused run", || info(&mut client, "flood").failures >= 2);
     let flood = info(&mut client, "flood");
     assert!(flood.runs >= flood.failures + 2, "{flood:?}");
-    assert_eq!(client.queue_stats("small").unwrap().and_then(|q| q.get("messages")), Some(2));
+    assert_eq!(
+        client
+            .queue_stats("small")
+            .unwrap()
+            .and_then(|q| q.get("messages")),
+        Some(2)
+    );
     assert!(client.stats().unwrap().get("schedule_failures").unwrap() >= 2);
     server.wait_for_log("refused its message");
 }
@@ -208,7 +228,10 @@ fn schedules_survive_restarts() {
         .schedule("tick", &Schedule::to_queue("@every 100ms", "ticks", b"t"))
         .unwrap();
     client
-        .schedule("night", &Schedule::to_subject("TZ=+01:00 0 3 * * *", "n.x", b"n"))
+        .schedule(
+            "night",
+            &Schedule::to_subject("TZ=+01:00 0 3 * * *", "n.x", b"n"),
+        )
         .unwrap();
     client.pause_schedule("night", true).unwrap();
     eventually("three runs", || info(&mut client, "tick").runs >= 3);
@@ -225,9 +248,16 @@ fn schedules_survive_restarts() {
     // at most the last one, whose record comes first.
     client.pause_schedule("tick", true).unwrap();
     let runs = info(&mut client, "tick").runs;
-    let messages = client.queue_stats("ticks").unwrap().and_then(|q| q.get("messages")).unwrap();
+    let messages = client
+        .queue_stats("ticks")
+        .unwrap()
+        .and_then(|q| q.get("messages"))
+        .unwrap();
     assert!(runs >= tick.runs.min(3), "{runs}");
-    assert!(messages == runs || messages + 1 == runs, "{messages} messages, {runs} runs");
+    assert!(
+        messages == runs || messages + 1 == runs,
+        "{messages} messages, {runs} runs"
+    );
     drop(client);
     server.stop_with(libc::SIGTERM);
 
@@ -263,7 +293,11 @@ fn runs_missed_while_down_are_made_up_once() {
     assert_eq!(beat.misfires, 1, "{beat:?}");
     assert!(beat.runs <= 2, "{beat:?}");
     assert!(beat.next_run_ms > first + 3_000);
-    assert_eq!((beat.next_run_ms - first) % 1000, 0, "on the interval's grid");
+    assert_eq!(
+        (beat.next_run_ms - first) % 1000,
+        0,
+        "on the interval's grid"
+    );
     server.wait_for_log("schedules loaded");
 }
 
@@ -275,8 +309,14 @@ fn hello_announces_schedules_from_version_5() {
     assert!(info.has(protocol::FEATURE_SCHEDULES));
     let mut stream = server.raw();
     let reply = call(&mut stream, &request_frame(0x01, &4u16.to_be_bytes()));
-    let Ok(Some((protocol::Response::Hello { version, limits: Some(limits), .. }, _))) =
-        protocol::decode_response(&reply, 1024)
+    let Ok(Some((
+        protocol::Response::Hello {
+            version,
+            limits: Some(limits),
+            ..
+        },
+        _,
+    ))) = protocol::decode_response(&reply, 1024)
     else {
         panic!("{reply:02x?}");
     };

@@ -100,11 +100,17 @@ impl Command for ScheduleCmd {
             }
         };
         if sub != "add" && (self.priority.is_some() || self.subject) {
-            return Err(Failure::usage("--priority and --subject go with SCHEDULE add"));
+            return Err(Failure::usage(
+                "--priority and --subject go with SCHEDULE add",
+            ));
         }
         match sub.as_str() {
             "add" => {
-                arity(3, 4, "a name, a spec, a queue (or subject) and an optional input file")?;
+                arity(
+                    3,
+                    4,
+                    "a name, a spec, a queue (or subject) and an optional input file",
+                )?;
                 self.add(addr, rest)
             }
             "ls" | "list" => {
@@ -188,11 +194,7 @@ fn failure(addr: &str, e: &ClientError) -> Failure {
 
 /// A run time for people: RFC 3339 in UTC, or `-` for none.
 fn when(ms: u64) -> String {
-    if ms == 0 {
-        "-".to_owned()
-    } else {
-        rfc3339(ms)
-    }
+    if ms == 0 { "-".to_owned() } else { rfc3339(ms) }
 }
 
 /// `rm`, `pause` or `resume`.
@@ -247,8 +249,8 @@ fn list(addr: &str, name: Option<&str>) -> Result<(), Failure> {
 
 fn table(list: &[ScheduleInfo]) -> String {
     let header = [
-        "NAME", "SPEC", "TARGET", "PRI", "STATE", "NEXT", "LAST", "RUNS", "MISFIRES",
-        "FAILURES", "BYTES",
+        "NAME", "SPEC", "TARGET", "PRI", "STATE", "NEXT", "LAST", "RUNS", "MISFIRES", "FAILURES",
+        "BYTES",
     ];
     let rows: Vec<Vec<String>> = list
         .iter()

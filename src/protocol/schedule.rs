@@ -291,7 +291,12 @@ pub fn schedule_info_len(info: &ScheduleInfo) -> usize {
 
 /// Appends a `SCHEDULE_LIST` reply.
 pub fn encode_schedule_list(dst: &mut impl BufMut, schedules: &[ScheduleInfo]) {
-    let len: usize = 1 + 4 + schedules.iter().map(|s| 2 + schedule_info_len(s)).sum::<usize>();
+    let len: usize = 1
+        + 4
+        + schedules
+            .iter()
+            .map(|s| 2 + schedule_info_len(s))
+            .sum::<usize>();
     // Fits: at most 255 names a schedule takes 1 KiB, and the memory cap bounds
     // how many there are far below 4 million.
     dst.put_u32(len as u32);

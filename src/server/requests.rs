@@ -476,8 +476,14 @@ impl Server {
             ),
             ("schedules", self.store.schedules().len() as u64),
             ("schedule_runs", self.store.schedules().totals().runs),
-            ("schedule_misfires", self.store.schedules().totals().misfires),
-            ("schedule_failures", self.store.schedules().totals().failures),
+            (
+                "schedule_misfires",
+                self.store.schedules().totals().misfires,
+            ),
+            (
+                "schedule_failures",
+                self.store.schedules().totals().failures,
+            ),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self

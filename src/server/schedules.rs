@@ -86,9 +86,7 @@ impl Server {
 
     /// `PAUSE_SCHEDULE`.
     pub(super) fn pause_schedule(&mut self, r: ConnRef, name: &str, paused: bool) {
-        let next = self
-            .store
-            .pause_schedule(name, paused, durable::wall_ms());
+        let next = self.store.pause_schedule(name, paused, durable::wall_ms());
         if let Some(conn) = self.conn_mut(r) {
             protocol::encode_schedule_paused(&mut conn.output, next.is_some(), next.unwrap_or(0));
         }
@@ -147,7 +145,11 @@ impl Server {
             };
             if !stored {
                 self.store.schedule_failed(&run.name);
-                let failures = self.store.schedules().get(&run.name).map_or(0, |s| s.failures);
+                let failures = self
+                    .store
+                    .schedules()
+                    .get(&run.name)
+                    .map_or(0, |s| s.failures);
                 // The 1st, 2nd, 4th, 8th... failure: a schedule every 100 ms into a
                 // full queue must not flood the log.
                 if failures.is_power_of_two() {

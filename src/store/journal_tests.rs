@@ -491,3 +491,114 @@ fn restore_keeps_the_delivery_order() {
         assert_eq!(delivery_order(&s), want, "seed {seed}");
     }
 }
+
+fn schedule_def(name: &str, spec: &str, queue: &str) -> crate::schedule::Definition {
+    crate::schedule::Definition {
+        name: name.into(),
+        spec_text: spec.into(),
+        spec: crate::schedule::Spec::parse(spec).unwrap(),
+        target: crate::schedule::Target::Queue(queue.into()),
+        priority: 3,
+        payload: b"tick".as_slice().into(),
+    }
+}
+
+/// Schedules through the journal: the log and a snapshot replay to the same
+/// schedules, restored with their runs, pause and memory; the run recorded before a
+/// crash is not run again.
+#[test]
+fn schedules_replay_and_restore() {
+    let mut run = Run::new(7);
+    let s = &mut run.s;
+    let wall = WALL0;
+    s.define_schedule(schedule_def("tick", "@every 1s", "q"), wall)
+        .unwrap();
+    s.define_schedule(schedule_def("gone", "@daily", "q"), wall)
+        .unwrap();
+    s.define_schedule(schedule_def("night", "0 3 * * *", "q"), wall)
+        .unwrap();
+    assert!(s.pause_schedule("night", true, wall).is_some());
+    assert!(s.remove_schedule("gone"));
+    let memory = s.memory();
+    // Two runs of tick; the second is logged but "crashes" before its message.
+    let first = s.take_due_run(wall + 1000).unwrap();
+    assert_eq!(
+        (first.at_ms, &*first.name, first.misfire),
+        (wall + 1000, "tick", false)
+    );
+    assert!(s.take_due_run(wall + 1999).is_none());
+    assert_eq!(s.take_due_run(wall + 2000).unwrap().at_ms, wall + 2000);
+    s.schedule_failed("tick");
+    run.take();
+    let from_log = replay(&run.log);
+    let mut snapshot = Vec::new();
+    run.s.snapshot(&mut snapshot);
+    let from_snapshot = replay(&snapshot);
+    assert_eq!(from_log.schedules, from_snapshot.schedules);
+    let names: Vec<&str> = from_log.schedules.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, ["night", "tick"]);
+
+    let mut restored: Store<u32> = Store::new(1 << 30, None);
+    let loaded = restored.restore(from_log, run.now, wall + 2500);
+    assert_eq!((loaded.schedules, loaded.skipped_schedules.len()), (2, 0));
+    assert_eq!(restored.memory(), memory);
+    let tick = restored.schedules().get("tick").unwrap();
+    assert_eq!(
+        (tick.runs, tick.failures, tick.last_ms),
+        (2, 1, wall + 2000)
+    );
+    // The run of +2 s is not run again; the next is +3 s.
+    assert_eq!(tick.next_ms, wall + 3000);
+    assert!(restored.take_due_run(wall + 2999).is_none());
+    assert!(restored.schedules().get("night").unwrap().paused);
+    // Down through several runs: one late run, a misfire.
+    let late = restored.take_due_run(wall + 9500).unwrap();
+    assert_eq!((late.at_ms, late.misfire), (wall + 3000, true));
+    assert!(restored.take_due_run(wall + 9500).is_none());
+    assert_eq!(restored.next_schedule_due(), Some(wall + 10_000));
+}
+
+/// A journal holding a schedule this build cannot read is loaded without it, and
+/// the reason is reported.
+#[test]
+fn an_unreadable_schedule_is_skipped_on_restore() {
+    let mut log = Vec::new();
+    crate::journal::record::encode(
+        &LogRecord::Schedule {
+            name: "odd",
+            spec: "@fortnightly",
+            target: "q",
+            flags: 0,
+            priority: 5,
+            anchor_ms: WALL0,
+            runs: Default::default(),
+            payload: b"",
+        },
+        &mut log,
+    );
+    let mut s: Store<u32> = Store::new(1 << 30, None);
+    let loaded = s.restore(replay(&log), Instant::now(), WALL0);
+    assert_eq!(loaded.schedules, 0);
+    assert!(
+        loaded.skipped_schedules[0].contains("unknown macro"),
+        "{loaded:?}"
+    );
+    assert!(s.schedules().is_empty());
+}
+
+/// A schedule counts against the memory cap: one that does not fit is refused and
+/// changes nothing.
+#[test]
+fn schedules_count_against_the_memory_cap() {
+    let mut s: Store<u32> = Store::new(600, None);
+    s.define_schedule(schedule_def("a", "@daily", "q"), WALL0)
+        .unwrap();
+    let used = s.memory();
+    let mut big = schedule_def("b", "@daily", "q");
+    big.payload = vec![0; 600].into();
+    assert!(s.define_schedule(big, WALL0).is_err());
+    assert_eq!(s.memory(), used);
+    assert_eq!(s.schedules().len(), 1);
+    assert!(s.remove_schedule("a"));
+    assert_eq!(s.memory(), 0);
+}
