@@ -53,6 +53,24 @@ impl Client {
     /// Defines schedule `name`, or replaces the one of that name. Returns whether
     /// it is new, and its first run time in milliseconds since 1970 (UTC).
     ///
+    /// ```no_run
+    /// use beuss::Client;
+    /// use beuss::client::Schedule;
+    ///
+    /// # fn main() -> Result<(), beuss::client::Error> {
+    /// let mut client = Client::connect("localhost:6552")?;
+    /// let (created, next_run_ms) =
+    ///     client.schedule("nightly", &Schedule::to_queue("0 3 * * *", "jobs", b"backup"))?;
+    /// println!("created {created}, first run at {next_run_ms} ms");
+    /// for s in client.schedules(None)? {
+    ///     println!("{} {} runs={} misfires={}", s.name, s.spec, s.runs, s.misfires);
+    /// }
+    /// client.pause_schedule("nightly", true)?; // Some(0); None if there is no such schedule
+    /// client.unschedule("nightly")?; // true if it was there
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
     /// # Errors
     /// Any [`Error`]; [`Error::Unsupported`] from a server older than version 5. A
     /// spec the server cannot read, or a payload over its message size, is an
