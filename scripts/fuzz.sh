@@ -22,7 +22,7 @@ set -euo pipefail
 CALLER_DIR=$PWD
 cd "$(dirname "$0")/../fuzz"
 
-TARGETS_ALL=(decode_request decode_response store_ops)
+TARGETS_ALL=(decode_request decode_response store_ops cron_spec)
 MODE="time"
 AMOUNT=60
 CI=false

@@ -162,6 +162,11 @@ impl Spec {
     /// or `None` past the year 9999. An `@every` spec runs at `anchor_ms` plus
     /// whole intervals; a cron spec at whole minutes of its zone.
     pub fn next_after(&self, after_ms: u64, anchor_ms: u64) -> Option<u64> {
+        // Also keeps the arithmetic below far from overflow, whatever a damaged
+        // journal says.
+        if after_ms >= LAST_MS {
+            return None;
+        }
         let next = match &self.timing {
             Timing::Every(interval) => {
                 if after_ms < anchor_ms {
