@@ -12,7 +12,7 @@ import (
 	"unicode/utf8"
 )
 
-// Opcodes (protocol.md sections 3, 13.12 and 15.13).
+// Opcodes (protocol.md sections 3, 13.12, 15.13, 16.10 and 17.9).
 const (
 	opHello  = 0x01
 	opPing   = 0x02
@@ -35,9 +35,14 @@ const (
 	opReq    = 0x35
 	opReply  = 0x36
 	opAuth   = 0x40
+	// Schedules (version 5, protocol.md 17).
+	opSchedule      = 0x50
+	opUnschedule    = 0x51
+	opPauseSchedule = 0x52
+	opSchedules     = 0x53
 )
 
-// Response statuses (protocol.md section 4, 13.12 and 15.13).
+// Response statuses (protocol.md section 4, 13.12, 15.13, 16.10 and 17.9).
 const (
 	stPong         = 0x01
 	stHello        = 0x02
@@ -62,7 +67,12 @@ const (
 	stReplied      = 0x36
 	stEnvelopes    = 0x37
 	stEvent        = 0x3F
-	stError        = 0x7F
+	// Schedules (version 5, protocol.md 17).
+	stScheduled      = 0x50
+	stUnscheduled    = 0x51
+	stSchedulePaused = 0x52
+	stScheduleList   = 0x53
+	stError          = 0x7F
 )
 
 // Flag bits (protocol.md 9.3).
@@ -80,7 +90,7 @@ const (
 
 // ProtocolVersion is the highest protocol version this client speaks; Dial
 // asks the server for it in HELLO.
-const ProtocolVersion = 4
+const ProtocolVersion = 5
 
 // MaxToken is the longest token an AUTH frame carries (protocol.md 16.2).
 const MaxToken = 1022
@@ -91,6 +101,9 @@ const MaxToken = 1022
 const (
 	maxControlFrame = 1024
 	maxSettleFrame  = 65536
+	// maxScheduleFrame is the longest length a SCHEDULE frame may declare
+	// (protocol.md 17.3): its payload travels inside it.
+	maxScheduleFrame = 65536
 	// MaxSettlePairs is the most (id, attempt) pairs one ACK, NACK or TOUCH
 	// frame carries; longer lists are split over several pipelined frames.
 	MaxSettlePairs = 4096
@@ -115,6 +128,10 @@ const (
 	// FeatureAuthRequired: the server requires AUTH before anything but
 	// HELLO, PING and QUIT (protocol.md 16.3).
 	FeatureAuthRequired = 1 << 5
+	// FeatureSchedules: SCHEDULE, UNSCHEDULE, PAUSE_SCHEDULE and SCHEDULES
+	// (protocol.md 17.1); announced only when the negotiated version is 5 or
+	// more.
+	FeatureSchedules = 1 << 6
 )
 
 // errShort marks a response body that ends before its fields do: the peer is
@@ -324,6 +341,93 @@ func encodeReply(b []byte, replyTo uint64, payload []byte) []byte {
 	return append(b, payload...)
 }
 
+// checkScheduleName refuses a schedule name the server would answer with a
+// fatal BAD_ARGUMENT (protocol.md 17.3): 1..255 bytes of UTF-8.
+func checkScheduleName(name string) error {
+	if len(name) == 0 || len(name) > 255 || !utf8.ValidString(name) {
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("bad schedule name %q (1..255 bytes of UTF-8)", name), Local: true}
+	}
+	return nil
+}
+
+// checkTarget refuses a schedule target that cannot travel: a bad queue name
+// (BAD_QUEUE_NAME), a bad subject (BAD_SUBJECT; the finer rules, wildcards
+// included, are the server's, 15.1), or a kind other than a queue or a
+// subject (BAD_ARGUMENT).
+func checkTarget(t ScheduleTarget) error {
+	switch t.Kind {
+	case TargetQueue:
+		return checkQueue(t.Name)
+	case TargetSubject:
+		return checkSubject(t.Name)
+	}
+	return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("schedule target kind %d is neither a queue (0) nor a subject (1)", t.Kind), Local: true}
+}
+
+// encodeSchedule appends SCHEDULE (protocol.md 17.3), refusing first what the
+// server would answer with a fatal error: a bad name, spec, target or
+// priority, or a frame that declares more than 65536 bytes.
+func encodeSchedule(b []byte, name, spec string, target ScheduleTarget, prio uint8, payload []byte) ([]byte, error) {
+	if err := checkScheduleName(name); err != nil {
+		return nil, err
+	}
+	if len(spec) == 0 || len(spec) > 255 || !utf8.ValidString(spec) {
+		return nil, &Error{Code: CodeBadArgument, Text: fmt.Sprintf("bad schedule spec %q (1..255 bytes of UTF-8)", spec), Local: true}
+	}
+	if err := checkTarget(target); err != nil {
+		return nil, err
+	}
+	if err := checkPriority(prio); err != nil {
+		return nil, err
+	}
+	n := 2 + 1 + len(name) + 1 + len(spec) + 1 + 1 + len(target.Name) + 1 + len(payload)
+	if n > maxScheduleFrame {
+		return nil, &Error{Code: CodeFrameTooLarge, Text: fmt.Sprintf("SCHEDULE frame of %d bytes is over %d (a payload of %d bytes)", n, maxScheduleFrame, len(payload)), Local: true}
+	}
+	b = head(b, n, opSchedule, 0)
+	b = appendName(b, name)
+	b = appendName(b, spec)
+	b = append(b, byte(target.Kind))
+	b = appendName(b, target.Name)
+	b = append(b, prio)
+	return append(b, payload...), nil
+}
+
+// encodeUnschedule appends UNSCHEDULE (17.4).
+func encodeUnschedule(b []byte, name string) ([]byte, error) {
+	if err := checkScheduleName(name); err != nil {
+		return nil, err
+	}
+	b = head(b, 2+1+len(name), opUnschedule, 0)
+	return appendName(b, name), nil
+}
+
+// encodePauseSchedule appends PAUSE_SCHEDULE (17.5): paused true pauses,
+// false resumes.
+func encodePauseSchedule(b []byte, name string, paused bool) ([]byte, error) {
+	if err := checkScheduleName(name); err != nil {
+		return nil, err
+	}
+	b = head(b, 2+1+len(name)+1, opPauseSchedule, 0)
+	b = appendName(b, name)
+	if paused {
+		return append(b, 1), nil
+	}
+	return append(b, 0), nil
+}
+
+// encodeSchedules appends SCHEDULES (17.6); an empty name lists every
+// schedule.
+func encodeSchedules(b []byte, name string) ([]byte, error) {
+	if name != "" {
+		if err := checkScheduleName(name); err != nil {
+			return nil, err
+		}
+	}
+	b = head(b, 2+1+len(name), opSchedules, 0)
+	return appendName(b, name), nil
+}
+
 // --- decoding ---------------------------------------------------------------
 
 // frame is one response: its status and its body (the bytes after the status).
@@ -344,9 +448,10 @@ func readFrame(r *bufio.Reader, maxLen uint32) (frame, error) {
 		return frame{}, errors.New("beuss: response frame of length 0")
 	}
 	// STATS grows with the number of queues (up to 568 bytes each, protocol.md
-	// 8), which no cap of ours can know: it is read as it arrives instead, so
-	// a lying length costs only the bytes actually sent.
-	if n > maxLen && hdr[4] != stStats {
+	// 8), and SCHEDULE_LIST with the number of schedules (up to 817 bytes
+	// each, 17.6), which no cap of ours can know: they are read as they
+	// arrive instead, so a lying length costs only the bytes actually sent.
+	if n > maxLen && hdr[4] != stStats && hdr[4] != stScheduleList {
 		return frame{}, fmt.Errorf("beuss: response frame of %d bytes is over the client's cap of %d", n, maxLen)
 	}
 	f := frame{status: hdr[4]}
@@ -613,6 +718,53 @@ func parsePublished(body []byte) (Published, error) {
 	return p, nil
 }
 
+// parseScheduled decodes SCHEDULED (17.3): created, then the first run time.
+func parseScheduled(body []byte) (created bool, next uint64, err error) {
+	c := cursor{b: body}
+	created = c.u8() == 1
+	next = c.u64()
+	if c.bad {
+		return false, 0, errShort
+	}
+	return created, next, nil
+}
+
+// parseSchedulePaused decodes SCHEDULE_PAUSED (17.5): found, then the next
+// run time (0 while paused or when not found).
+func parseSchedulePaused(body []byte) (found bool, next uint64, err error) {
+	return parseScheduled(body)
+}
+
+// parseScheduleList decodes SCHEDULE_LIST (17.6). Each entry is read within
+// its entry_len, so fields a later version appends are skipped.
+func parseScheduleList(body []byte) ([]ScheduleInfo, error) {
+	c := cursor{b: body}
+	n := c.u32()
+	if c.bad || uint64(n)*2 > uint64(len(c.b)) {
+		return nil, errShort
+	}
+	out := make([]ScheduleInfo, n)
+	for i := range out {
+		e := cursor{b: c.take(int(c.u16()))}
+		if c.bad {
+			return nil, errShort
+		}
+		s := ScheduleInfo{Name: e.str(), Spec: e.str()}
+		s.Target.Kind = TargetKind(e.u8())
+		s.Target.Name = e.str()
+		s.Priority = e.u8()
+		s.Paused = e.u8() == 1
+		s.NextRunMs, s.LastRunMs = e.u64(), e.u64()
+		s.Runs, s.Misfires, s.Failures = e.u64(), e.u64(), e.u64()
+		s.PayloadLen = e.u32()
+		if e.bad {
+			return nil, fmt.Errorf("beuss: SCHEDULE_LIST entry %d is shorter than its fields", i)
+		}
+		out[i] = s
+	}
+	return out, nil
+}
+
 // parseU64 decodes PURGED and MOVED.
 func parseU64(body []byte) (uint64, error) {
 	c := cursor{b: body}
@@ -633,7 +785,8 @@ func parseU32(body []byte) (uint32, error) {
 	return v, nil
 }
 
-// parseFlag decodes BOUND, UNBOUND, UNSUBSCRIBED and REPLIED: one byte, 1 = yes.
+// parseFlag decodes BOUND, UNBOUND, UNSUBSCRIBED, REPLIED and UNSCHEDULED:
+// one byte, 1 = yes.
 func parseFlag(body []byte) (bool, error) {
 	if len(body) < 1 {
 		return false, errShort

@@ -1,7 +1,8 @@
 // Package beuss is a client for the beuss message-queue server (protocol.md,
-// versions 1 to 3): queues with PUT/GET, leases with ACK/NACK/TOUCH, delays,
+// versions 1 to 5): queues with PUT/GET, leases with ACK/NACK/TOUCH, delays,
 // priority, dead letters, fan-out (bindings, publish with confirm,
-// subscriptions) and request/reply.
+// subscriptions), request/reply, tokens and Unix sockets, and schedules (cron
+// expressions or intervals at which the server sends a message by itself).
 //
 // A Client is one TCP connection, safe for concurrent use: requests from many
 // goroutines are pipelined on it and their replies matched in order. Every

@@ -9,7 +9,7 @@ import (
 // code this client does not know is still an *Error with its number.
 type Code uint16
 
-// The error codes of protocol.md sections 5, 13.12, 15.13 and 16.10.
+// The error codes of protocol.md sections 5, 13.12, 15.13, 16.10 and 17.9.
 const (
 	CodeMalformed          Code = 1
 	CodeUnknownOpcode      Code = 2
@@ -30,6 +30,9 @@ const (
 	CodeAuthFailed         Code = 17
 	CodeForbidden          Code = 18
 	CodeTimeout            Code = 19
+	// CodeBadSchedule: a SCHEDULE whose spec the server cannot read or whose
+	// payload is over max_message_size; not fatal, nothing done (17.3).
+	CodeBadSchedule Code = 20
 )
 
 var codeNames = map[Code]string{
@@ -52,6 +55,7 @@ var codeNames = map[Code]string{
 	CodeAuthFailed:         "AUTH_FAILED",
 	CodeForbidden:          "FORBIDDEN",
 	CodeTimeout:            "TIMEOUT",
+	CodeBadSchedule:        "BAD_SCHEDULE",
 }
 
 // String is the protocol name of the code, or CODE_<n> for one not known.
@@ -117,6 +121,7 @@ var (
 	ErrAuthFailed         = &Error{Code: CodeAuthFailed}
 	ErrForbidden          = &Error{Code: CodeForbidden}
 	ErrServerTimeout      = &Error{Code: CodeTimeout}
+	ErrBadSchedule        = &Error{Code: CodeBadSchedule}
 )
 
 // Errors of the client itself, not of the server.

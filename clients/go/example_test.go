@@ -72,3 +72,33 @@ func ExampleClient_Publish() {
 		fmt.Printf("%s\n", answer)
 	}
 }
+
+// Schedules: the server puts "backup" on "jobs" every night at 03:00 UTC.
+func ExampleClient_Schedule() {
+	ctx := context.Background()
+	c, err := beuss.Dial(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	prio := uint8(1)
+	created, next, err := c.Schedule(ctx, "nightly", "0 3 * * *", beuss.QueueTarget("jobs"), []byte("backup"),
+		beuss.ScheduleOptions{Priority: &prio})
+	if errors.Is(err, beuss.ErrBadSchedule) {
+		log.Fatalf("the server cannot read the spec: %v", err) // the connection stays open
+	}
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("new:", created, "first run:", time.UnixMilli(int64(next)).UTC())
+	list, err := c.Schedules(ctx, "") // "" lists every schedule
+	if err != nil {
+		log.Fatal(err)
+	}
+	for _, s := range list {
+		fmt.Println(s.Name, s.Spec, s.Target.Name, "paused:", s.Paused, "runs:", s.Runs, "next:", s.NextRun())
+	}
+	if _, found, err := c.PauseSchedule(ctx, "nightly"); err != nil || !found {
+		log.Fatal("no schedule nightly", err)
+	}
+}

@@ -267,6 +267,44 @@ var examples = map[string]interface{}{
 	}),
 	"16.9/4": req(func() []byte { return encodeQueueOnly(nil, opPurge, "jobs") }),
 	"16.9/5": resp(serverErr(CodeForbidden, false, "this connection's token is read-only")),
+	"17.8/0": req(func() []byte {
+		return must(encodeSchedule(nil, "nightly", "0 3 * * *", QueueTarget("jobs"), 5, []byte("backup")))
+	}),
+	"17.8/1": resp(func(t *testing.T, f frame) {
+		created, next, err := parseScheduled(f.body)
+		if f.status != stScheduled || err != nil || !created || next != 1796353200000 {
+			t.Fatalf("scheduled %#x %v %d %v", f.status, created, next, err)
+		}
+		if got := time.UnixMilli(int64(next)).UTC(); got != time.Date(2026, 12, 4, 3, 0, 0, 0, time.UTC) {
+			t.Fatalf("first run %v", got)
+		}
+	}),
+	"17.8/2": req(func() []byte { return must(encodePauseSchedule(nil, "nightly", true)) }),
+	"17.8/3": resp(func(t *testing.T, f frame) {
+		found, next, err := parseSchedulePaused(f.body)
+		if f.status != stSchedulePaused || err != nil || !found || next != 0 {
+			t.Fatalf("paused %#x %v %d %v", f.status, found, next, err)
+		}
+	}),
+	"17.8/4": req(func() []byte { return must(encodeSchedules(nil, "")) }),
+	"17.8/5": resp(func(t *testing.T, f frame) {
+		got, err := parseScheduleList(f.body)
+		want := []ScheduleInfo{{Name: "nightly", Spec: "0 3 * * *", Target: QueueTarget("jobs"), Priority: 5, Paused: true, PayloadLen: 6}}
+		if f.status != stScheduleList || err != nil || !reflect.DeepEqual(got, want) {
+			t.Fatalf("schedules %#x %+v %v, want %+v", f.status, got, err, want)
+		}
+	}),
+	"17.8/6": req(func() []byte { return must(encodeUnschedule(nil, "nightly")) }),
+	"17.8/7": resp(flag(stUnscheduled, true)),
+}
+
+// must is the frame of an encoder that checks its arguments, which an
+// example's are.
+func must(b []byte, err error) []byte {
+	if err != nil {
+		panic(err)
+	}
+	return b
 }
 
 // serverErr checks an ERROR frame's code, fatal byte and text.
