@@ -4,6 +4,7 @@
  */
 import * as codec from "./codec.js";
 import {
+  DEFAULT_PRIORITY,
   Feature,
   MAX_SETTLE_PAIRS,
   NackOption,
@@ -17,6 +18,8 @@ import {
   type LeasePair,
   type Payload,
   type PublishResult,
+  type ScheduleInfo,
+  type ScheduleResult,
   type SettleResult,
   type Stats,
 } from "./codec.js";
@@ -54,7 +57,7 @@ export interface ConnectOptions {
    * 5 s + this margin; one waiting forever is never timed out.
    */
   timeoutMs?: number;
-  /** Highest protocol version to ask for in HELLO (default 4, the newest this client knows). */
+  /** Highest protocol version to ask for in HELLO (default 5, the newest this client knows). */
   version?: number;
   /** Largest reply frame accepted, in bytes (default: derived from the server's max_message_size). */
   maxFrameBytes?: number;
@@ -97,6 +100,20 @@ export interface PublishOptions extends codec.PutOptions {
   confirm?: number;
   /** With `confirm`: the longest wait (ms, default 5000). */
   timeoutMs?: number;
+}
+
+/**
+ * Where a schedule's messages go (protocol.md 17.3): `{ queue }` puts them on a queue,
+ * `{ subject }` publishes them to a subject (no wildcards), as PUT and PUB would.
+ */
+export type ScheduleTarget = { queue: string; subject?: never } | { subject: string; queue?: never };
+
+/** What a schedule sends (protocol.md 17.3). */
+export interface ScheduleOptions {
+  /** The payload of its messages (default empty); the whole SCHEDULE frame is at most 64 KiB. */
+  payload?: Payload;
+  /** Priority of its messages, 0 (first) .. 9 (last); default 5. */
+  priority?: number;
 }
 
 /** Port the server and the CLI use when none is given. */
@@ -309,6 +326,17 @@ export class Client implements Settler {
   private need(version: number, what: string): void {
     if (this.server.version < version) {
       throw new UnsupportedError(`${what} needs protocol version ${version}; this connection speaks ${this.server.version}`);
+    }
+  }
+
+  /**
+   * Throws UnsupportedError unless the negotiated version is at least `version` and the
+   * server announced every bit of `feature` in HELLO (17.1).
+   */
+  private needFeature(version: number, feature: number, what: string): void {
+    this.need(version, what);
+    if (!this.server.has(feature)) {
+      throw new UnsupportedError(`${what} needs feature 0x${feature.toString(16)}, which ${this.server.server || "the server"} does not announce`);
     }
   }
 
@@ -599,6 +627,71 @@ export class Client implements Settler {
   }
 
   /**
+   * Defines schedule `name`, or replaces the one of that name (protocol.md 17.3): at the
+   * times of `spec` (a cron expression such as `"0 3 * * *"`, read in UTC unless it
+   * starts with `TZ=+02:00`; a macro such as `"@daily"`; or `"@every 30s"`, 17.2) the
+   * server puts `options.payload` on `target.queue`, or publishes it to
+   * `target.subject`, with `options.priority`. Resolves whether the schedule is new and
+   * its first run time (ms since 1970, UTC). A spec the server cannot read, or a payload
+   * over its max_message_size, rejects with BadScheduleError (not fatal: the connection
+   * goes on); over BMAXMEMORY, with FullError.
+   */
+  schedule(name: string, spec: string, target: ScheduleTarget, options: ScheduleOptions = {}): Promise<ScheduleResult> {
+    this.needFeature(5, Feature.SCHEDULES, "SCHEDULE");
+    const t = target as { queue?: string; subject?: string };
+    if ((t.queue === undefined) === (t.subject === undefined)) {
+      throw new RangeError("a schedule's target is { queue } or { subject }, exactly one of them");
+    }
+    const toSubject = t.subject !== undefined;
+    const frame = codec.encodeSchedule(nameBytes(name, "schedule name"), {
+      spec: Buffer.from(spec, "utf8"),
+      toSubject,
+      target: toSubject ? nameBytes(t.subject!, "subject") : nameBytes(t.queue!),
+      priority: options.priority ?? DEFAULT_PRIORITY,
+      payload: toBytes(options.payload ?? new Uint8Array(0)),
+    });
+    return this.req(frame, expect(Status.SCHEDULED, codec.decodeScheduled));
+  }
+
+  /** Deletes schedule `name` (17.4); resolves true if there was one. Messages it made stay. */
+  unschedule(name: string): Promise<boolean> {
+    this.needFeature(5, Feature.SCHEDULES, "UNSCHEDULE");
+    return this.req(codec.encodeUnschedule(nameBytes(name, "schedule name")), expect(Status.UNSCHEDULED, codec.decodeFlag));
+  }
+
+  /**
+   * Pauses schedule `name` (17.5): it does not run until resumed. Resolves 0n (a paused
+   * schedule has no next run), or null when there is no such schedule.
+   */
+  pauseSchedule(name: string): Promise<bigint | null> {
+    return this.setPaused(name, true);
+  }
+
+  /**
+   * Resumes schedule `name` (17.5); missed runs are not caught up. Resolves its next run
+   * time (ms since 1970, UTC), or null when there is no such schedule.
+   */
+  resumeSchedule(name: string): Promise<bigint | null> {
+    return this.setPaused(name, false);
+  }
+
+  private setPaused(name: string, paused: boolean): Promise<bigint | null> {
+    this.needFeature(5, Feature.SCHEDULES, "PAUSE_SCHEDULE");
+    const frame = codec.encodePauseSchedule(nameBytes(name, "schedule name"), paused);
+    return this.req(frame, expect(Status.SCHEDULE_PAUSED, codec.decodeSchedulePaused));
+  }
+
+  /**
+   * Every schedule with its figures, sorted by name (17.6), or only the one named
+   * (`[]` when there is no such schedule).
+   */
+  schedules(name?: string): Promise<ScheduleInfo[]> {
+    this.needFeature(5, Feature.SCHEDULES, "SCHEDULES");
+    const n = name === undefined || name === "" ? undefined : nameBytes(name, "schedule name");
+    return this.req(codec.encodeSchedules(n), expect(Status.SCHEDULE_LIST, codec.decodeScheduleList));
+  }
+
+  /**
    * A consumer of `queue` on a connection of its own (so its waiting LEASE holds back
    * nothing of this client): iterate it with `for await`, or give it a handler with
    * run(). See {@link ConsumeOptions}.
@@ -717,7 +810,7 @@ function resolveToken(options: ConnectOptions): Uint8Array | undefined {
 }
 
 /**
- * Connects to a beuss server and says HELLO (asking for version 4). With no options,
+ * Connects to a beuss server and says HELLO (asking for version 5). With no options,
  * the address comes from BUNIX, else BHOST and BPORT (default localhost:6552), as for
  * the CLI, and BAUTHFILE gives the token if set. A string is an address as
  * {@link parseAddress} reads it: "host:port", "[::1]:6552", "::1", or "unix:PATH".

@@ -1,5 +1,5 @@
 /**
- * The beuss wire codec (protocol.md sections 2-6, 13 and 15): request encoders and
+ * The beuss wire codec (protocol.md sections 2-6, 13, 15, 16 and 17): request encoders and
  * response decoders. Pure functions over Buffers, no I/O, so the unit tests can check
  * every documented frame byte for byte.
  *
@@ -7,7 +7,7 @@
  * gather a batch of them into a single socket write.
  */
 
-/** Request opcodes (protocol.md 3, 13.12, 15.13). */
+/** Request opcodes (protocol.md 3, 13.12, 15.13, 16.10, 17.9). */
 export const Op = {
   HELLO: 0x01,
   PING: 0x02,
@@ -30,9 +30,13 @@ export const Op = {
   REQ: 0x35,
   REPLY: 0x36,
   AUTH: 0x40,
+  SCHEDULE: 0x50,
+  UNSCHEDULE: 0x51,
+  PAUSE_SCHEDULE: 0x52,
+  SCHEDULES: 0x53,
 } as const;
 
-/** Response statuses (protocol.md 4, 13.12, 15.13). */
+/** Response statuses (protocol.md 4, 13.12, 15.13, 16.10, 17.9). */
 export const Status = {
   PONG: 0x01,
   HELLO: 0x02,
@@ -57,6 +61,10 @@ export const Status = {
   REPLIED: 0x36,
   ENVELOPES: 0x37,
   EVENT: 0x3f,
+  SCHEDULED: 0x50,
+  UNSCHEDULED: 0x51,
+  SCHEDULE_PAUSED: 0x52,
+  SCHEDULE_LIST: 0x53,
   ERROR: 0x7f,
 } as const;
 
@@ -72,10 +80,12 @@ export const Feature = {
   FANOUT: 0x10,
   /** The server requires AUTH before anything but HELLO, PING and QUIT (16.3). */
   AUTH_REQUIRED: 0x20,
+  /** SCHEDULE, UNSCHEDULE, PAUSE_SCHEDULE and SCHEDULES (17.1); only with version 5+. */
+  SCHEDULES: 0x40,
 } as const;
 
 /** Highest protocol version this client speaks. */
-export const PROTOCOL_VERSION = 4;
+export const PROTOCOL_VERSION = 5;
 /** Longest token an AUTH frame carries (protocol.md 16.2). */
 export const MAX_TOKEN = 1022;
 /** `wait_ms` meaning "wait forever" (protocol.md 3.5). */
@@ -84,6 +94,8 @@ export const WAIT_FOREVER = 0xffffffff;
 export const NEVER_DEAD = 0xffff;
 /** Most `(id, attempt)` pairs one settle request may carry (protocol.md 13.6). */
 export const MAX_SETTLE_PAIRS = 4096;
+/** Longest declared `length` of a SCHEDULE frame, its payload included (protocol.md 17.3). */
+export const MAX_SCHEDULE_FRAME = 65536;
 /** Priority a plain PUT gets (protocol.md 13.3). */
 export const DEFAULT_PRIORITY = 5;
 /** NACK option bits (protocol.md 13.6). */
@@ -236,7 +248,7 @@ export function encodeGet(queue: Uint8Array, waitMs: number, max: number, withMe
   return b;
 }
 
-/** A request whose body is one name: PURGE (3.6), SUB (15.6). */
+/** A request whose body is one name: PURGE (3.6), SUB (15.6), UNSCHEDULE (17.4), SCHEDULES (17.6). */
 function oneName(op: number, name: Uint8Array): Buffer {
   const b = frame(op, 0, 1 + name.length);
   b[6] = name.length;
@@ -423,6 +435,92 @@ export function encodeReply(replyTo: bigint, payload: Uint8Array): Buffer {
   b.writeBigUInt64BE(replyTo, 6);
   b.set(payload, 14);
   return b;
+}
+
+/** A u8-prefixed field's bytes (2.1), checked for 1..255 bytes: a longer one cannot be encoded. */
+function field8(bytes: Uint8Array, what: string): Uint8Array {
+  if (bytes.length < 1 || bytes.length > 255) throw new RangeError(`${what} must be 1..255 bytes, got ${bytes.length} bytes`);
+  return bytes;
+}
+
+/**
+ * Checks that `subject` names one subject, as a schedule's must (17.3): no `*` or `>`
+ * byte, since those are wildcards as a whole token and invalid inside one (15.1); the
+ * server would answer either with a fatal BAD_SUBJECT. The other subject rules are the
+ * server's to check.
+ */
+export function checkNoWildcard(subject: Uint8Array): Uint8Array {
+  const i = subject.findIndex((c) => c === 0x2a || c === 0x3e);
+  if (i >= 0) throw new RangeError(`a schedule's subject has no wildcard, got '${String.fromCharCode(subject[i]!)}' at byte ${i}`);
+  return subject;
+}
+
+/** Fields of a SCHEDULE (17.3) besides its name. */
+export interface ScheduleRequest {
+  /** When it runs (17.2), 1..255 bytes of UTF-8. */
+  spec: Uint8Array;
+  /** The target is a subject (target_kind 1), not a queue (0). */
+  toSubject: boolean;
+  /** The queue name, or the subject without wildcards. */
+  target: Uint8Array;
+  /** Priority of its messages, 0..9. */
+  priority: number;
+  /** The payload of its messages. */
+  payload: Uint8Array;
+}
+
+/**
+ * SCHEDULE (17.3). Its whole frame may declare a length of at most 65536
+ * (MAX_SCHEDULE_FRAME): a longer one would be a fatal FRAME_TOO_LARGE.
+ */
+export function encodeSchedule(name: Uint8Array, r: ScheduleRequest): Buffer {
+  field8(name, "schedule name");
+  field8(r.spec, "spec");
+  field8(r.target, r.toSubject ? "subject" : "queue name");
+  if (r.toSubject) checkNoWildcard(r.target);
+  if (!Number.isInteger(r.priority) || r.priority < 0 || r.priority > 9) {
+    throw new RangeError(`priority must be 0..9, got ${r.priority}`);
+  }
+  const bodyLen = 1 + name.length + 1 + r.spec.length + 1 + 1 + r.target.length + 1 + r.payload.length;
+  if (2 + bodyLen > MAX_SCHEDULE_FRAME) {
+    throw new RangeError(`a SCHEDULE frame declares at most ${MAX_SCHEDULE_FRAME} bytes, this one ${2 + bodyLen} (payload of ${r.payload.length})`);
+  }
+  const b = frame(Op.SCHEDULE, 0, bodyLen);
+  let o = 6;
+  for (const f of [name, r.spec]) {
+    b[o] = f.length;
+    b.set(f, o + 1);
+    o += 1 + f.length;
+  }
+  b[o] = r.toSubject ? 1 : 0;
+  b[o + 1] = r.target.length;
+  b.set(r.target, o + 2);
+  o += 2 + r.target.length;
+  b[o] = r.priority;
+  b.set(r.payload, o + 1);
+  return b;
+}
+
+/** UNSCHEDULE (17.4). */
+export function encodeUnschedule(name: Uint8Array): Buffer {
+  return oneName(Op.UNSCHEDULE, field8(name, "schedule name"));
+}
+
+/** PAUSE_SCHEDULE (17.5): `paused` true pauses, false resumes. */
+export function encodePauseSchedule(name: Uint8Array, paused: boolean): Buffer {
+  field8(name, "schedule name");
+  const b = frame(Op.PAUSE_SCHEDULE, 0, 1 + name.length + 1);
+  b[6] = name.length;
+  b.set(name, 7);
+  b[7 + name.length] = paused ? 1 : 0;
+  return b;
+}
+
+/** SCHEDULES (17.6); no name (or an empty one) asks for every schedule. */
+export function encodeSchedules(name?: Uint8Array): Buffer {
+  const n = name ?? new Uint8Array(0);
+  if (n.length > 255) throw new RangeError(`schedule name must be 1..255 bytes, got ${n.length} bytes`);
+  return oneName(Op.SCHEDULES, n);
 }
 
 // ---------------------------------------------------------------------------
@@ -649,7 +747,7 @@ export function decodeCount64(body: Buffer): bigint {
   return new Reader(body, 1).u64();
 }
 
-/** Decodes a reply whose body is one u8 flag: BOUND, UNBOUND, UNSUBSCRIBED, REPLIED. */
+/** Decodes a reply whose body is one u8 flag: BOUND, UNBOUND, UNSUBSCRIBED, REPLIED, UNSCHEDULED (17.4). */
 export function decodeFlag(body: Buffer): boolean {
   return new Reader(body, 1).u8() !== 0;
 }
@@ -752,6 +850,101 @@ export function decodeEvent(body: Buffer): RawEvent {
   const sid = r.u32();
   const meta = decodeMeta(r, r.u16());
   return { sid, ...meta, data: r.rest() };
+}
+
+/** The SCHEDULED reply (17.3). */
+export interface ScheduleResult {
+  /** A new schedule; false when one of that name was replaced. */
+  created: boolean;
+  /** Its first run time, milliseconds since 1970-01-01T00:00:00Z. */
+  nextRunMs: bigint;
+}
+
+/** Decodes SCHEDULED (17.3). */
+export function decodeScheduled(body: Buffer): ScheduleResult {
+  const r = new Reader(body, 1);
+  const created = r.u8() !== 0;
+  return { created, nextRunMs: r.u64() };
+}
+
+/**
+ * Decodes SCHEDULE_PAUSED (17.5): the schedule's next run time (0n while paused), or
+ * null when there is no such schedule.
+ */
+export function decodeSchedulePaused(body: Buffer): bigint | null {
+  const r = new Reader(body, 1);
+  const found = r.u8() !== 0;
+  const next = r.u64();
+  return found ? next : null;
+}
+
+/** One schedule as SCHEDULE_LIST describes it (17.6). */
+export interface ScheduleInfo {
+  /** Its name. */
+  name: string;
+  /** When it runs, as it was given (17.2). */
+  spec: string;
+  /** The target is a subject; false for a queue. */
+  toSubject: boolean;
+  /** The queue name or subject its messages go to. */
+  target: string;
+  /** Priority of its messages. */
+  priority: number;
+  /** It is paused. */
+  paused: boolean;
+  /** Next run time (ms since 1970, UTC); 0n while paused or when none is left. */
+  nextRunMs: bigint;
+  /** Time of the last run; 0n before the first. */
+  lastRunMs: bigint;
+  /** Runs so far, refused ones included. */
+  runs: bigint;
+  /** Late runs that stood for missed run times (17.2). */
+  misfires: bigint;
+  /** Runs whose message was refused (17.2). */
+  failures: bigint;
+  /** Bytes of its payload (the payload is not listed). */
+  payloadLength: number;
+}
+
+/** The fields of one SCHEDULE_LIST entry, read from a reader over that entry alone. */
+function scheduleEntry(e: Reader): ScheduleInfo {
+  const name = e.str8();
+  const spec = e.str8();
+  const kind = e.u8();
+  if (kind > 1) throw new CodecError(`unknown target_kind ${kind}`);
+  const target = e.str8();
+  const priority = e.u8();
+  const paused = e.u8() !== 0;
+  const nextRunMs = e.u64();
+  const lastRunMs = e.u64();
+  const runs = e.u64();
+  const misfires = e.u64();
+  const failures = e.u64();
+  const payloadLength = e.u32();
+  return { name, spec, toSubject: kind === 1, target, priority, paused, nextRunMs, lastRunMs, runs, misfires, failures, payloadLength };
+}
+
+/**
+ * Decodes SCHEDULE_LIST (17.6). Each entry is read within its `entry_len`: bytes a
+ * later version appends to an entry are skipped, a field running past it is an error.
+ */
+export function decodeScheduleList(body: Buffer): ScheduleInfo[] {
+  const r = new Reader(body, 1);
+  const n = r.u32();
+  const out: ScheduleInfo[] = [];
+  for (let i = 0; i < n; i++) {
+    const len = r.u16();
+    const start = r.pos;
+    if (start + len > body.length) throw new CodecError(`schedule entry of ${len} bytes runs past the frame`);
+    try {
+      out.push(scheduleEntry(new Reader(body.subarray(start, start + len))));
+    } catch (err) {
+      if (err instanceof CodecError) throw new CodecError(`schedule entry ${i} (entry_len ${len}): ${err.message}`);
+      throw err;
+    }
+    r.pos = start + len;
+  }
+  return out;
 }
 
 /** A decoded ERROR frame (4.7). */

@@ -1,6 +1,6 @@
 /**
  * Error classes. One subclass of {@link ServerError} per server error code
- * (protocol.md 5, 13.12, 15.13) so callers can `catch (e) { if (e instanceof FullError) ... }`;
+ * (protocol.md 5, 13.12, 15.13, 16.10, 17.9) so callers can `catch (e) { if (e instanceof FullError) ... }`;
  * connection-level failures are a separate branch ({@link ConnectionError}).
  */
 
@@ -105,6 +105,14 @@ export class ServerTimeoutError extends ServerError {
   override name = "ServerTimeoutError";
 }
 
+/**
+ * Code 20 (not fatal): a SCHEDULE whose spec the server cannot read, or whose payload is
+ * longer than its max_message_size (17.3); nothing was changed, and `text` says what is wrong.
+ */
+export class BadScheduleError extends ServerError {
+  override name = "BadScheduleError";
+}
+
 /** Error code numbers (protocol.md 5). */
 export const ErrorCode = {
   MALFORMED: 1,
@@ -126,6 +134,7 @@ export const ErrorCode = {
   AUTH_FAILED: 17,
   FORBIDDEN: 18,
   TIMEOUT: 19,
+  BAD_SCHEDULE: 20,
 } as const;
 
 type ServerErrorClass = new (code: number, fatal: boolean, text: string) => ServerError;
@@ -150,6 +159,7 @@ const CLASSES: Record<number, ServerErrorClass> = {
   17: AuthFailedError,
   18: ForbiddenError,
   19: ServerTimeoutError,
+  20: BadScheduleError,
 };
 
 /** The protocol name of an error code, or `ERROR_<n>` for a code this client does not know. */
@@ -202,7 +212,8 @@ export class RequestTimeoutError extends BeussError {
 
 /**
  * The request needs a protocol version the connection did not negotiate (protocol.md
- * 9.1): refused before anything is sent, since an older server would answer it with a
+ * 9.1), or a feature the server did not announce in HELLO (17.1): refused before
+ * anything is sent, since an older server would answer it with a
  * fatal error that costs every other request in flight.
  */
 export class UnsupportedError extends BeussError {

@@ -1,5 +1,5 @@
 /**
- * beuss: a client for the beuss message-queue server (protocol version 4).
+ * beuss: a client for the beuss message-queue server (protocol version 5).
  *
  * ```ts
  * import { connect } from "beuss";
@@ -11,7 +11,16 @@
  * ```
  */
 export { connect, addressFromEnv, parseAddress, readTokenFile, Client } from "./client.js";
-export type { ConnectOptions, ServerInfo, PutResult, GetOptions, LeaseOptions, PublishOptions } from "./client.js";
+export type {
+  ConnectOptions,
+  ServerInfo,
+  PutResult,
+  GetOptions,
+  LeaseOptions,
+  PublishOptions,
+  ScheduleTarget,
+  ScheduleOptions,
+} from "./client.js";
 export { Message, LeasedMessage } from "./message.js";
 export type { NackOptions } from "./message.js";
 export { Subscription, Event } from "./subscription.js";
@@ -20,7 +29,16 @@ export type { ConsumeOptions, Handler } from "./consumer.js";
 export { Reconnector, reconnecting } from "./reconnect.js";
 export type { ReconnectOptions } from "./reconnect.js";
 export * from "./errors.js";
-export { Feature, MAX_TOKEN, PROTOCOL_VERSION, WAIT_FOREVER, NEVER_DEAD, CodecError } from "./codec.js";
-export type { Payload, LeasePair, SettleResult, Stats, PublishResult, PutOptions } from "./codec.js";
+export { Feature, MAX_TOKEN, MAX_SCHEDULE_FRAME, PROTOCOL_VERSION, WAIT_FOREVER, NEVER_DEAD, CodecError } from "./codec.js";
+export type {
+  Payload,
+  LeasePair,
+  SettleResult,
+  Stats,
+  PublishResult,
+  PutOptions,
+  ScheduleResult,
+  ScheduleInfo,
+} from "./codec.js";
 /** The wire codec, for tools and tests (encoders and decoders of every frame). */
 export * as codec from "./codec.js";

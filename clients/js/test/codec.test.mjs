@@ -32,7 +32,7 @@ test("metadata: unknown tags skipped, first of a repeated tag wins, overruns ref
 
 test("every server error code has its own class; unknown codes are generic", () => {
   const names = Object.entries(beuss.ErrorCode);
-  assert.equal(names.length, 19);
+  assert.equal(names.length, 20);
   const seen = new Set();
   for (const [name, code] of names) {
     const e = beuss.serverError(code, true, "t");
@@ -42,12 +42,135 @@ test("every server error code has its own class; unknown codes are generic", () 
     assert.notEqual(e.constructor, beuss.ServerError, name);
     seen.add(e.constructor);
   }
-  assert.equal(seen.size, 19);
+  assert.equal(seen.size, 20);
   const u = beuss.serverError(99, false, "new");
   assert.equal(u.constructor, beuss.ServerError);
   assert.equal(u.fatal, false);
   assert.ok(beuss.serverError(7, false, "") instanceof beuss.FullError);
   assert.ok(beuss.serverError(13, false, "") instanceof beuss.NoRespondersError);
+  const bs = beuss.serverError(20, false, "cannot read the spec");
+  assert.ok(bs instanceof beuss.BadScheduleError);
+  assert.equal(bs.fatal, false);
+  assert.ok(bs.message.startsWith("BAD_SCHEDULE (20): "));
+});
+
+const b8 = (s) => Buffer.from(s, "utf8");
+const sched = (over = {}) => ({ spec: b8("@every 1s"), toSubject: false, target: b8("jobs"), priority: 5, payload: b8(""), ...over });
+
+test("SCHEDULE: fields are checked before anything is sent", () => {
+  const ok = codec.encodeSchedule(b8("n"), sched());
+  assert.equal(ok.toString("hex"), "000000155000016e0940657665727920317300046a6f627305");
+  assert.throws(() => codec.encodeSchedule(b8(""), sched()), RangeError);
+  assert.throws(() => codec.encodeSchedule(Buffer.alloc(256, 0x61), sched()), RangeError);
+  assert.equal(codec.encodeSchedule(Buffer.alloc(255, 0x61), sched())[6], 255);
+  assert.throws(() => codec.encodeSchedule(b8("n"), sched({ spec: b8("") })), RangeError);
+  assert.throws(() => codec.encodeSchedule(b8("n"), sched({ spec: Buffer.alloc(256, 0x20) })), RangeError);
+  assert.throws(() => codec.encodeSchedule(b8("n"), sched({ target: b8("") })), RangeError);
+  assert.throws(() => codec.encodeSchedule(b8("n"), sched({ target: Buffer.alloc(256, 0x61) })), RangeError);
+  for (const priority of [-1, 10, 1.5, NaN]) {
+    assert.throws(() => codec.encodeSchedule(b8("n"), sched({ priority })), RangeError, String(priority));
+  }
+  assert.equal(codec.encodeSchedule(b8("n"), sched({ priority: 0 })).at(-1), 0);
+  assert.equal(codec.encodeSchedule(b8("n"), sched({ priority: 9 })).at(-1), 9);
+});
+
+test("SCHEDULE to a subject: target_kind 1, and no wildcard in the subject", () => {
+  const f = codec.encodeSchedule(b8("t"), sched({ toSubject: true, target: b8("clock.tick"), priority: 2, payload: b8("x") }));
+  // length, 0x50, flags, "t", spec, kind, target, priority, payload
+  const o = 6 + 2 + 1 + 9;
+  assert.equal(f[o], 1);
+  assert.equal(f.toString("utf8", o + 2, o + 2 + f[o + 1]), "clock.tick");
+  assert.deepEqual([...f.subarray(-2)], [2, 0x78]);
+  for (const bad of ["clock.*", ">", "a.>", "a*", "a.b>c"]) {
+    assert.throws(() => codec.encodeSchedule(b8("t"), sched({ toSubject: true, target: b8(bad) })), RangeError, bad);
+  }
+  // A queue name may hold any UTF-8: '*' and '>' are only a subject's wildcards.
+  assert.equal(codec.encodeSchedule(b8("t"), sched({ target: b8("q*>") }))[6 + 2 + 1 + 9], 0);
+});
+
+test("SCHEDULE frames declare at most 65536 bytes, payload included", () => {
+  // 2 + 1 + 1 + 1 + 9 + 1 + 1 + 4 + 1 = 21 bytes besides the payload.
+  const max = codec.encodeSchedule(b8("n"), sched({ payload: Buffer.alloc(65536 - 21) }));
+  assert.equal(max.readUInt32BE(0), 65536);
+  assert.equal(max.length, 65540);
+  assert.equal(codec.MAX_SCHEDULE_FRAME, 65536);
+  assert.throws(() => codec.encodeSchedule(b8("n"), sched({ payload: Buffer.alloc(65536 - 20) })), RangeError);
+});
+
+test("UNSCHEDULE, PAUSE_SCHEDULE and SCHEDULES frames", () => {
+  assert.equal(codec.encodeUnschedule(b8("ab")).toString("hex"), "0000000551000" + "26162");
+  assert.equal(codec.encodePauseSchedule(b8("ab"), false).toString("hex"), "000000065200026162" + "00");
+  assert.equal(codec.encodePauseSchedule(b8("ab"), true).toString("hex"), "000000065200026162" + "01");
+  assert.equal(codec.encodeSchedules(b8("ab")).toString("hex"), "00000005530002" + "6162");
+  assert.equal(codec.encodeSchedules(new Uint8Array(0)).toString("hex"), "00000003530000");
+  assert.throws(() => codec.encodeUnschedule(b8("")), RangeError);
+  assert.throws(() => codec.encodePauseSchedule(Buffer.alloc(256, 0x61), true), RangeError);
+  assert.throws(() => codec.encodeSchedules(Buffer.alloc(256, 0x61)), RangeError);
+});
+
+test("SCHEDULED and SCHEDULE_PAUSED: u64 times as bigint, not found as null, trailing bytes ignored", () => {
+  const big = 0xfffffffffffffffen;
+  const scheduled = Buffer.alloc(10 + 3);
+  scheduled[0] = 0x50;
+  scheduled[1] = 0;
+  scheduled.writeBigUInt64BE(big, 2);
+  assert.deepEqual(codec.decodeScheduled(scheduled), { created: false, nextRunMs: big });
+  assert.throws(() => codec.decodeScheduled(scheduled.subarray(0, 9)), codec.CodecError);
+  const paused = Buffer.from("52010000019a2b3c4d5eff", "hex");
+  assert.equal(codec.decodeSchedulePaused(paused), 0x19a2b3c4d5en);
+  assert.equal(codec.decodeSchedulePaused(Buffer.from("52000000000000000000", "hex")), null);
+  assert.throws(() => codec.decodeSchedulePaused(Buffer.from("5201", "hex")), codec.CodecError);
+  assert.equal(codec.decodeFlag(Buffer.from("5100", "hex")), false);
+});
+
+/** One SCHEDULE_LIST entry with its u16 entry_len, `extra` bytes appended after its fields. */
+function entry({ name, spec, kind, target, priority, paused, times, payloadLength }, extra = Buffer.alloc(0)) {
+  const str8 = (s) => Buffer.concat([Buffer.from([Buffer.byteLength(s)]), b8(s)]);
+  const u64s = Buffer.alloc(40);
+  times.forEach((t, i) => u64s.writeBigUInt64BE(t, 8 * i));
+  const pl = Buffer.alloc(4);
+  pl.writeUInt32BE(payloadLength);
+  const body = Buffer.concat([str8(name), str8(spec), Buffer.from([kind]), str8(target), Buffer.from([priority, paused]), u64s, pl, extra]);
+  const len = Buffer.alloc(2);
+  len.writeUInt16BE(body.length);
+  return Buffer.concat([len, body]);
+}
+function list(...entries) {
+  const head = Buffer.alloc(5);
+  head[0] = 0x53;
+  head.writeUInt32BE(entries.length, 1);
+  return Buffer.concat([head, ...entries]);
+}
+
+test("SCHEDULE_LIST: entries read by entry_len, bytes a later version appends are skipped", () => {
+  const a = { name: "a", spec: "@every 1s", kind: 1, target: "clock.tick", priority: 0, paused: 0, times: [1n, 2n, 3n, 4n, 5n], payloadLength: 7 };
+  const b = { name: "é", spec: "TZ=+02:00 0 3 * * *", kind: 0, target: "jobs", priority: 9, paused: 1, times: [0n, 2n ** 64n - 1n, 10n, 0n, 1n], payloadLength: 65000 };
+  const got = codec.decodeScheduleList(list(entry(a, Buffer.from("future fields")), entry(b), entry(a, Buffer.alloc(1))));
+  const want = (e) => ({
+    name: e.name, spec: e.spec, toSubject: e.kind === 1, target: e.target, priority: e.priority, paused: e.paused === 1,
+    nextRunMs: e.times[0], lastRunMs: e.times[1], runs: e.times[2], misfires: e.times[3], failures: e.times[4], payloadLength: e.payloadLength,
+  });
+  assert.deepEqual(got, [want(a), want(b), want(a)]);
+  assert.equal(typeof got[1].lastRunMs, "bigint");
+  assert.deepEqual(codec.decodeScheduleList(list()), []);
+  // Trailing bytes after the last entry are ignored too (9.2).
+  assert.deepEqual(codec.decodeScheduleList(Buffer.concat([list(entry(b)), Buffer.from([1, 2, 3])])), [want(b)]);
+});
+
+test("SCHEDULE_LIST: an entry shorter than its fields, or past the frame, is a CodecError", () => {
+  const e = entry({ name: "a", spec: "@hourly", kind: 0, target: "q", priority: 5, paused: 0, times: [0n, 0n, 0n, 0n, 0n], payloadLength: 0 });
+  const short = Buffer.from(e);
+  short.writeUInt16BE(short.readUInt16BE(0) - 1, 0); // payload_len runs past entry_len
+  assert.throws(() => codec.decodeScheduleList(list(short, e)), codec.CodecError);
+  const long = Buffer.from(e);
+  long.writeUInt16BE(long.readUInt16BE(0) + 1, 0); // entry_len runs past the frame
+  assert.throws(() => codec.decodeScheduleList(list(long)), /runs past the frame/);
+  const twoCounted = list(e);
+  twoCounted.writeUInt32BE(2, 1); // count says 2, one entry there
+  assert.throws(() => codec.decodeScheduleList(twoCounted), codec.CodecError);
+  const kind = Buffer.from(e);
+  kind[2 + 2 + 8] = 2; // after entry_len, name "a" and spec "@hourly": target_kind 2
+  assert.throws(() => codec.decodeScheduleList(list(kind)), /target_kind 2/);
 });
 
 test("names are checked for 1..255 bytes before anything is sent", () => {

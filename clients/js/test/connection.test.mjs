@@ -314,9 +314,10 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     assert.equal(typeof (await v2.put("q", "y")).id, "bigint");
     assert.equal((await v2.lease("q", { max: 5 })).length, 2);
     assert.throws(() => v2.publish("a.b", "x"), beuss.UnsupportedError);
+    assert.throws(() => v2.schedules(), beuss.UnsupportedError);
     await v2.close();
     const v9 = await srv.connect({ version: 9 });
-    assert.equal(v9.server.version, 4);
+    assert.equal(v9.server.version, 5);
     await v9.close();
   } finally {
     await srv.stop();

@@ -1,12 +1,12 @@
 // Every frame of clients/testdata/protocol-examples.json (the hex dumps of protocol.md
-// sections 10, 13.13 and 15.12), checked against this client's own codec: requests are
+// sections 10, 13.13, 15.12, 16.9 and 17.8), checked against this client's own codec: requests are
 // encoded and compared byte for byte, replies decoded and compared with what the
 // document says. A frame this table does not know fails the test, so a new example in
 // protocol.md forces a new check here.
 import { test } from "node:test";
 import assert from "node:assert/strict";
 import { readFileSync } from "node:fs";
-import { AuthRequiredError, ForbiddenError, codec, serverError, UnknownOpcodeError } from "beuss";
+import { AuthRequiredError, BadScheduleError, ForbiddenError, codec, serverError, UnknownOpcodeError } from "beuss";
 
 const file = new URL("../../testdata/protocol-examples.json", import.meta.url);
 const { frames } = JSON.parse(readFileSync(file, "utf8"));
@@ -54,6 +54,11 @@ const requests = {
   "16.9/0": () => codec.encodePut(q("jobs"), q("")),
   "16.9/2": () => codec.encodeAuth(q("0123456789abcdef")),
   "16.9/4": () => codec.encodePurge(q("jobs")),
+  "17.8/0": () =>
+    codec.encodeSchedule(q("nightly"), { spec: q("0 3 * * *"), toSubject: false, target: q("jobs"), priority: 5, payload: q("backup") }),
+  "17.8/2": () => codec.encodePauseSchedule(q("nightly"), true),
+  "17.8/4": () => codec.encodeSchedules(),
+  "17.8/6": () => codec.encodeUnschedule(q("nightly")),
 };
 
 const S = codec.Status;
@@ -133,11 +138,34 @@ const replies = {
     assert.deepEqual(codec.decodeError(b), { code: 18, fatal: false, text: "this connection's token is read-only" });
     assert.ok(serverError(18, false, "x") instanceof ForbiddenError);
   },
+  "17.8/1": (b) => {
+    status(b, S.SCHEDULED);
+    assert.deepEqual(codec.decodeScheduled(b), { created: true, nextRunMs: 1796353200000n });
+    assert.equal(new Date(Number(codec.decodeScheduled(b).nextRunMs)).toISOString(), "2026-12-04T03:00:00.000Z");
+    assert.ok(serverError(20, false, "x") instanceof BadScheduleError);
+  },
+  "17.8/3": (b) => {
+    status(b, S.SCHEDULE_PAUSED);
+    assert.equal(codec.decodeSchedulePaused(b), 0n);
+  },
+  "17.8/5": (b) => {
+    status(b, S.SCHEDULE_LIST);
+    assert.deepEqual(codec.decodeScheduleList(b), [
+      {
+        name: "nightly", spec: "0 3 * * *", toSubject: false, target: "jobs", priority: 5, paused: true,
+        nextRunMs: 0n, lastRunMs: 0n, runs: 0n, misfires: 0n, failures: 0n, payloadLength: 6,
+      },
+    ]);
+  },
+  "17.8/7": (b) => {
+    status(b, S.UNSCHEDULED);
+    assert.equal(codec.decodeFlag(b), true);
+  },
 };
 
-test("the examples file has frames from sections 10, 13 and 15", () => {
+test("the examples file has frames from sections 10, 13, 15, 16 and 17", () => {
   assert.ok(frames.length >= 60);
-  for (const s of ["10.", "13.", "15."]) assert.ok(frames.some((f) => f.section.startsWith(s)), s);
+  for (const s of ["10.", "13.", "15.", "16.", "17."]) assert.ok(frames.some((f) => f.section.startsWith(s)), s);
 });
 
 for (const f of frames) {

@@ -1,6 +1,17 @@
 // Compiled (not run) by `npm test`: the shipped declarations resolve through the
 // package's "exports" and give the types the README promises.
-import { connect, FullError, type LeasedMessage, type Message, type Stats, type Subscription } from "beuss";
+import {
+  BadScheduleError,
+  connect,
+  FullError,
+  type LeasedMessage,
+  type Message,
+  type ScheduleInfo,
+  type ScheduleResult,
+  type ScheduleTarget,
+  type Stats,
+  type Subscription,
+} from "beuss";
 
 export async function usage(): Promise<void> {
   const c = await connect({ host: "127.0.0.1", port: 6552, timeoutMs: 5000 });
@@ -30,6 +41,24 @@ export async function usage(): Promise<void> {
   } catch (e) {
     if (e instanceof FullError) void e.code;
   }
-  void [id, text, obj, ok, ready];
+  const target: ScheduleTarget = { queue: "jobs" };
+  const made: ScheduleResult = await c.schedule("nightly", "0 3 * * *", target, { payload: "backup", priority: 1 });
+  const first: bigint = made.nextRunMs;
+  await c.schedule("ticks", "@every 10s", { subject: "clock.tick" });
+  const next: bigint | null = await c.resumeSchedule("nightly");
+  const paused: bigint | null = await c.pauseSchedule("nightly");
+  const list: ScheduleInfo[] = await c.schedules();
+  const runs: bigint | undefined = list[0]?.runs;
+  const removed: boolean = await c.unschedule("nightly");
+  try {
+    await c.schedule("bad", "61 * * * *", target);
+  } catch (e) {
+    if (e instanceof BadScheduleError) void e.text;
+  }
+  void [id, text, obj, ok, ready, first, next, paused, runs, removed];
   await c.close();
 }
+
+// A target is a queue or a subject, not both.
+// @ts-expect-error both queue and subject
+export const both: import("beuss").ScheduleTarget = { queue: "q", subject: "s" };
