@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import struct
+from typing import Tuple
 
 import pytest
 
 import beuss
 from beuss import errors, ops
 from beuss import protocol as p
-from beuss.models import Meta
+from beuss.models import Meta, Scheduled, ScheduleInfo
 
 
 def frame(status: int, body: bytes) -> bytes:
@@ -98,7 +99,7 @@ def test_every_error_code_has_its_class() -> None:
         6: "BadArgument", 7: "Full", 8: "TooManyConnections", 9: "UnsupportedVersion",
         10: "ShuttingDown", 11: "Storage", 12: "BadSubject", 13: "NoResponders",
         14: "TooFewCopies", 15: "Limit", 16: "AuthRequired", 17: "AuthFailed", 18: "Forbidden",
-        19: "TimedOut",
+        19: "TimedOut", 20: "BadSchedule",
     }
     assert set(errors.ERROR_CLASSES) == set(names)
     for code, cls_name in names.items():
@@ -198,3 +199,142 @@ def test_async_batches_are_cut_by_count_and_by_bytes() -> None:
     assert list(_chunks([big, big, big])) == [(0, 1), (1, 2), (2, 3)]
     assert list(_chunks([1, 3 * _CHUNK_BYTES, 1])) == [(0, 1), (1, 2), (2, 3)]
     assert list(_chunks([_CHUNK_BYTES // 4] * 4)) == [(0, 4)]
+
+
+# -- schedules (protocol.md 17) ----------------------------------------------------
+
+
+def test_schedule_request_layouts() -> None:
+    to_queue = ops.schedule("n", "@every 1s", "q", payload=b"pp", priority=0).frame
+    assert to_queue == struct.pack(">IBB", 2 + 2 + 10 + 1 + 2 + 1 + 2, p.SCHEDULE, 0) + (
+        b"\x01n" + b"\x09@every 1s" + b"\x00" + b"\x01q" + b"\x00" + b"pp"
+    )
+    to_subject = ops.schedule("n", "@daily", subject="clock.tick", priority=9).frame
+    assert to_subject == struct.pack(">IBB", 2 + 2 + 7 + 1 + 11 + 1, p.SCHEDULE, 0) + (
+        b"\x01n" + b"\x06@daily" + b"\x01" + b"\x0aclock.tick" + b"\x09"
+    )
+    # Schedule names, specs and subjects are counted in bytes of UTF-8.
+    assert ops.schedule("é" * 127, "@daily", subject="é.ü").frame[6] == 254
+    assert ops.pause_schedule("n", False).frame == bytes((0, 0, 0, 5, p.PAUSE_SCHEDULE, 0, 1)) + b"n\x00"
+    assert ops.pause_schedule("n").frame == bytes((0, 0, 0, 5, p.PAUSE_SCHEDULE, 0, 1)) + b"n\x01"
+    assert ops.unschedule("n").frame == bytes((0, 0, 0, 4, p.UNSCHEDULE, 0, 1)) + b"n"
+    assert ops.schedules("n").frame == bytes((0, 0, 0, 4, p.SCHEDULES, 0, 1)) + b"n"
+    assert ops.schedules("nm").frame == bytes((0, 0, 0, 5, p.SCHEDULES, 0, 2)) + b"nm"
+    # An empty name lists every schedule, as name_len 0 does.
+    assert ops.schedules("").frame == ops.schedules(None).frame == bytes((0, 0, 0, 3, p.SCHEDULES, 0, 0))
+    for op in (ops.schedule("n", "@daily", "q"), ops.unschedule("n"), ops.pause_schedule("n"), ops.schedules()):
+        assert (op.version, op.feature) == (5, beuss.FEATURE_SCHEDULES)
+
+
+def test_schedule_values_the_server_refuses_fatally_are_refused_here() -> None:
+    """Names, specs, targets, priorities and frame sizes the server would answer with
+    a fatal error (BAD_ARGUMENT, BAD_QUEUE_NAME, BAD_SUBJECT, FRAME_TOO_LARGE) raise
+    ValueError before anything is sent."""
+    head = 2 + 2 + 7 + 1 + 2 + 1  # opcode, flags, name "n", spec "@daily", kind, "q", priority
+    room = p.MAX_SCHEDULE_FRAME - head
+    bad = [
+        lambda: ops.schedule("", "@daily", "q"),
+        lambda: ops.schedule("n" * 256, "@daily", "q"),
+        lambda: ops.schedule("\ud800", "@daily", "q"),  # cannot be UTF-8
+        lambda: ops.schedule("n", "", "q"),
+        lambda: ops.schedule("n", "*" * 256, "q"),
+        lambda: ops.schedule("n", "@daily"),  # no target
+        lambda: ops.schedule("n", "@daily", "q", subject="s"),  # two targets
+        lambda: ops.schedule("n", "@daily", ""),
+        lambda: ops.schedule("n", "@daily", "q" * 256),
+        lambda: ops.schedule("n", "@daily", subject=""),
+        lambda: ops.schedule("n", "@daily", subject="s" * 256),
+        lambda: ops.schedule("n", "@daily", "q", priority=10),
+        lambda: ops.schedule("n", "@daily", "q", priority=-1),
+        lambda: ops.schedule("n", "@daily", "q", payload=b"p" * (room + 1)),
+        lambda: ops.unschedule(""),
+        lambda: ops.unschedule("n" * 256),
+        lambda: ops.pause_schedule(""),
+        lambda: ops.schedules("n" * 256),
+    ]
+    # A schedule publishes to one subject: no wildcard, and the rules of 15.1.
+    for subject in ("orders.*", ">", "a.>", "a*", ">b", "a..b", ".a", "a.", "a b", "a\tb", "a\x7f"):
+        bad.append(lambda subject=subject: ops.schedule("n", "@daily", subject=subject))
+    for make in bad:
+        with pytest.raises(ValueError):
+            make()
+    # The edges that are allowed.
+    assert len(ops.schedule("n", "@daily", "q", payload=b"p" * room).frame) == 4 + p.MAX_SCHEDULE_FRAME
+    ops.schedule("n" * 255, "@" * 255, "q" * 255, priority=9)
+    ops.schedule("n", "@daily", subject="s" * 255, priority=0)
+    ops.schedule("n", "@daily", subject="orders.eu-west.créé")
+    ops.schedule("n", "@daily", "a queue with * and > is fine")  # queue names are not subjects
+    ops.unschedule("n" * 255)
+    ops.schedules("n" * 255)
+
+
+def _entry(name: bytes, spec: bytes, kind: int, target: bytes, priority: int, paused: int,
+           figures: Tuple[int, int, int, int, int], payload_len: int, extra: bytes = b"") -> bytes:
+    entry = (
+        bytes((len(name),)) + name + bytes((len(spec),)) + spec + bytes((kind, len(target))) + target
+        + struct.pack(">BBQQQQQI", priority, paused, *figures, payload_len) + extra
+    )
+    return struct.pack(">H", len(entry)) + entry
+
+
+def test_schedule_list_decoding_skips_what_a_later_version_appends() -> None:
+    first = _entry(b"nightly", b"0 3 * * *", 0, b"jobs", 5, 0, (1796353200000, 0, 0, 0, 0), 6)
+    # An entry with fields this version does not know: skipped by entry_len.
+    second = _entry(b"tick", b"@every 2s", 1, b"clock.tick", 0, 1, (0, 2**64 - 1, 3, 1, 2), 2**32 - 1,
+                    extra=b"\xee\xee\xee")
+    body = struct.pack(">I", 2) + first + second + b"trailing bytes after the list"
+    assert ops.schedules().decode(p.S_SCHEDULE_LIST, body) == [
+        ScheduleInfo("nightly", "0 3 * * *", False, "jobs", 5, False, 1796353200000, 0, 0, 0, 0, 6),
+        ScheduleInfo("tick", "@every 2s", True, "clock.tick", 0, True, 0, 2**64 - 1, 3, 1, 2, 2**32 - 1),
+    ]
+    [nightly, tick] = p.decode_schedule_list(body)
+    assert (nightly.queue, nightly.subject) == ("jobs", None)
+    assert (tick.queue, tick.subject) == (None, "clock.tick")
+    assert p.decode_schedule_list(struct.pack(">I", 0)) == []
+    # A count past the entries, an entry running past the reply, and an entry shorter
+    # than the fields it must have are protocol errors, never a guess.
+    for broken in (
+        struct.pack(">I", 3) + first + second,
+        struct.pack(">I", 2**32 - 1),
+        struct.pack(">I", 1) + first[:-1],
+        struct.pack(">I", 1) + struct.pack(">H", len(first) - 3) + first[2:-1],
+        struct.pack(">I", 1) + struct.pack(">H", 3) + b"\x05ab",
+        b"\x00\x00\x00",
+    ):
+        with pytest.raises(beuss.ProtocolError):
+            p.decode_schedule_list(broken)
+
+
+def test_schedule_replies() -> None:
+    created, next_run_ms = ops.schedule("n", "@daily", "q").decode(p.S_SCHEDULED, struct.pack(">BQ", 0, 7) + b"+")
+    assert (created, next_run_ms) == (False, 7)
+    assert p.decode_scheduled(struct.pack(">BQ", 1, 2**64 - 1)) == Scheduled(True, 2**64 - 1)
+    paused = ops.pause_schedule("n").decode
+    assert paused(p.S_SCHEDULE_PAUSED, struct.pack(">BQ", 1, 0)) == 0
+    assert paused(p.S_SCHEDULE_PAUSED, struct.pack(">BQ", 1, 1796353200000)) == 1796353200000
+    assert paused(p.S_SCHEDULE_PAUSED, struct.pack(">BQ", 0, 0)) is None  # no such schedule
+    assert ops.unschedule("n").decode(p.S_UNSCHEDULED, b"\x00") is False
+    assert ops.unschedule("n").decode(p.S_UNSCHEDULED, b"\x01") is True
+    for op, status in ((ops.schedule("n", "@daily", "q"), p.S_SCHEDULED), (ops.pause_schedule("n"), p.S_SCHEDULE_PAUSED),
+                       (ops.unschedule("n"), p.S_UNSCHEDULED)):
+        with pytest.raises(beuss.ProtocolError):
+            op.decode(status, b"")  # shorter than its fields
+        with pytest.raises(beuss.ProtocolError):
+            op.decode(p.S_PONG, b"")  # a status this request cannot get
+    err = struct.pack(">HB", 20, 0) + b"bad schedule: minute 61 is out of range 0-59"
+    with pytest.raises(beuss.BadSchedule) as info:
+        ops.schedule("n", "61 * * * *", "q").decode(p.S_ERROR, err)
+    assert (info.value.code, info.value.fatal) == (20, False)
+    assert info.value.text.startswith("bad schedule")
+
+
+def test_schedules_need_version_5_and_the_feature_bit() -> None:
+    """What the clients check before sending (protocol.md 17.1, 9.1)."""
+    op = ops.schedules()
+    ops.check_version([op], 5, beuss.FEATURE_SCHEDULES | 0x3F)
+    with pytest.raises(beuss.Unsupported, match="version 5"):
+        ops.check_version([op], 4, 0x7F)
+    with pytest.raises(beuss.Unsupported, match="feature 0x40"):
+        ops.check_version([op], 5, 0x3F)
+    # Requests of earlier versions need no feature bit.
+    ops.check_version([ops.ping(), ops.bind("a", "q")], 5, 0)

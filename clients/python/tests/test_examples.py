@@ -15,7 +15,7 @@ import pytest
 from beuss import ops
 from beuss import protocol as p
 from beuss.errors import AuthRequired, Forbidden, UnknownOpcode
-from beuss.models import Envelope, Published, PutResult, ServerInfo, SettleResult
+from beuss.models import Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "protocol-examples.json"
 FRAMES: List[Dict[str, Any]] = json.loads(EXAMPLES.read_text())["frames"]
@@ -96,6 +96,9 @@ def stats_reply(frame: bytes) -> None:
 
 
 V3 = ServerInfo(3, 1048576, "beuss 0.1.0", 0x13, 30000, 43200000, 2592000000, 20)
+#: The first run of 17.8's schedule: 2026-12-04T03:00:00Z.
+NIGHTLY_FIRST_RUN = 1796353200000
+NIGHTLY_PAUSED = ScheduleInfo("nightly", "0 3 * * *", False, "jobs", 5, True, 0, 0, 0, 0, 0, 6)
 
 CHECKS: Dict[Tuple[str, int], Callable[[bytes], None]] = {
     ("10.1", 0): request(ops.ping()),
@@ -166,6 +169,14 @@ CHECKS: Dict[Tuple[str, int], Callable[[bytes], None]] = {
     ("16.9", 3): reply(ops.auth(b"x").decode, False),
     ("16.9", 4): request(ops.purge("jobs")),
     ("16.9", 5): error_reply(Forbidden, 18, False, "this connection's token is read-only"),
+    ("17.8", 0): request(ops.schedule("nightly", "0 3 * * *", "jobs", payload=b"backup", priority=5)),
+    ("17.8", 1): reply(ops.schedule("n", "@daily", "q").decode, Scheduled(True, NIGHTLY_FIRST_RUN)),
+    ("17.8", 2): request(ops.pause_schedule("nightly")),
+    ("17.8", 3): reply(ops.pause_schedule("n").decode, 0),
+    ("17.8", 4): request(ops.schedules()),
+    ("17.8", 5): reply(ops.schedules().decode, [NIGHTLY_PAUSED]),
+    ("17.8", 6): request(ops.unschedule("nightly")),
+    ("17.8", 7): reply(ops.unschedule("n").decode, True),
 }
 
 

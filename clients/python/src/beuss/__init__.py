@@ -1,8 +1,9 @@
 """beuss: a client for the beuss message-queue server.
 
 ``Client`` is blocking, ``AsyncClient`` is its asyncio twin with the same methods.
-Both speak protocol version 3 (protocol.md): queues, leases, delays and priority,
-dead letters, publish/bind/subscribe, request/reply. No dependencies.
+Both speak protocol version 5 (protocol.md): queues, leases, delays and priority,
+dead letters, publish/bind/subscribe, request/reply, authentication, schedules. No
+dependencies.
 """
 
 from .aio import AsyncClient, AsyncPipeline, AsyncSubscription, connect_async
@@ -12,6 +13,7 @@ from .errors import (
     BadArgument,
     BadFlags,
     BadQueueName,
+    BadSchedule,
     BadSubject,
     BeussError,
     ClientTimeout,
@@ -44,11 +46,14 @@ from .models import (
     FEATURE_FANOUT,
     FEATURE_LEASES,
     FEATURE_PUT_OPTIONS,
+    FEATURE_SCHEDULES,
     FEATURE_SYNCED,
     Envelope,
     Event,
     Published,
     PutResult,
+    Scheduled,
+    ScheduleInfo,
     ServerInfo,
     SettleResult,
     Stats,
@@ -59,6 +64,7 @@ __version__ = "0.1.0"
 __all__ = [
     "AuthFailed", "AuthRequired", "FEATURE_AUTH_REQUIRED", "Forbidden", "TimedOut", "UNIX_PREFIX",
     "read_token_file",
+    "BadSchedule", "FEATURE_SCHEDULES", "Scheduled", "ScheduleInfo",
     "AsyncClient", "AsyncConsumer", "AsyncMessage", "AsyncPipeline", "AsyncSubscription",
     "BadArgument", "BadFlags", "BadQueueName", "BadSubject", "BeussError", "Client",
     "ClientTimeout", "ConnectionClosed", "Consumer", "Envelope", "Event", "FEATURE_DURABLE",

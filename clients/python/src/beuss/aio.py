@@ -21,7 +21,7 @@ from . import protocol as p
 from .client import Address, SubscriptionBase, Token, describe, max_frame, resolve_target, resolve_token, route
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import AsyncMessage
-from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
+from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
 
 if TYPE_CHECKING:  # pragma: no cover - names for the type checker
     from .consumer import AsyncConsumer
@@ -427,8 +427,8 @@ class AsyncClient:
 
     def _submit(self, op: ops.Op[T]) -> "asyncio.Future[T]":
         assert self._loop is not None
-        if op.version > self.server.version:
-            ops.check_version((op,), self.server.version)
+        if op.version > self.server.version or op.feature:
+            ops.check_version((op,), self.server.version, self.server.features)
         fut: "asyncio.Future[T]" = self._loop.create_future()
         self._write(op.frame, (_Entry(op.decode, fut, self._reply_timeout(op)),))
         return fut
@@ -472,7 +472,7 @@ class AsyncClient:
 
     async def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
         assert self._loop is not None
-        ops.check_version(batch, self.server.version)
+        ops.check_version(batch, self.server.version, self.server.features)
         futs: List["asyncio.Future[Any]"] = []
         for start, end in _chunks([len(op.frame) for op in batch]):
             chunk = batch[start:end]
@@ -654,6 +654,27 @@ class AsyncClient:
     async def reply(self, reply_to: int, body: bytes) -> bool:
         """Answer a request (see ``Client.reply``)."""
         return await self._call(ops.reply(reply_to, body))
+
+    async def schedule(self, name: str, spec: str, queue: Optional[str] = None, *, subject: Optional[str] = None,
+                       payload: bytes = b"", priority: int = p.DEFAULT_PRIORITY) -> Scheduled:
+        """Define or replace a schedule (see ``Client.schedule``)."""
+        return await self._call(ops.schedule(name, spec, queue, subject, payload, priority))
+
+    async def unschedule(self, name: str) -> bool:
+        """Delete a schedule (see ``Client.unschedule``)."""
+        return await self._call(ops.unschedule(name))
+
+    async def pause_schedule(self, name: str) -> Optional[int]:
+        """Pause a schedule (see ``Client.pause_schedule``)."""
+        return await self._call(ops.pause_schedule(name, True))
+
+    async def resume_schedule(self, name: str) -> Optional[int]:
+        """Resume a schedule (see ``Client.resume_schedule``)."""
+        return await self._call(ops.pause_schedule(name, False))
+
+    async def schedules(self, name: Optional[str] = None) -> List[ScheduleInfo]:
+        """List schedules (see ``Client.schedules``)."""
+        return await self._call(ops.schedules(name))
 
     def pipeline(self) -> "AsyncPipeline":
         """A batch of arbitrary requests sent together (see ``AsyncPipeline``)."""

@@ -20,7 +20,7 @@ from . import ops
 from . import protocol as p
 from .errors import BeussError, ClientTimeout, ConnectionClosed, ProtocolError, ServerError
 from .message import Message
-from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, ServerInfo, SettleResult, Stats
+from .models import FEATURE_PUT_OPTIONS, Envelope, Event, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
 
 if TYPE_CHECKING:  # pragma: no cover
     from .consumer import Consumer
@@ -454,8 +454,8 @@ class Client:
             raise
 
     def _call(self, op: ops.Op[T]) -> T:
-        if op.version > self.server.version:
-            ops.check_version((op,), self.server.version)
+        if op.version > self.server.version or op.feature:
+            ops.check_version((op,), self.server.version, self.server.features)
         with self._lock:
             self._send(op.frame)
             return self._read(op)
@@ -463,7 +463,7 @@ class Client:
     def _run_many(self, batch: Sequence[ops.Op[Any]], raise_first: bool) -> List[Any]:
         """Send every op pipelined, read every reply; errors become list entries
         (or, with ``raise_first``, the first is raised once all replies are in)."""
-        ops.check_version(batch, self.server.version)
+        ops.check_version(batch, self.server.version, self.server.features)
         results: List[Any] = []
         first: Optional[BaseException] = None
         with self._lock:
@@ -658,6 +658,38 @@ class Client:
     def reply(self, reply_to: int, body: bytes) -> bool:
         """Answer a request's ``reply_to`` address; True if the requester got it."""
         return self._call(ops.reply(reply_to, body))
+
+    def schedule(self, name: str, spec: str, queue: Optional[str] = None, *, subject: Optional[str] = None,
+                 payload: bytes = b"", priority: int = p.DEFAULT_PRIORITY) -> Scheduled:
+        """Define schedule ``name`` (or replace the one of that name, which starts
+        afresh): the server puts ``payload`` on ``queue``, or publishes it to
+        ``subject`` (give exactly one), with ``priority``, at the times of ``spec``: a
+        cron expression (``"0 3 * * *"``, UTC unless it starts with ``TZ=+01:00``), a
+        macro (``"@daily"``) or an interval (``"@every 10s"``), protocol.md 17.2.
+        Returns ``(created, next_run_ms)``, the first run time in milliseconds since
+        1970 (UTC). A spec the server cannot read, or a payload over its message size,
+        raises ``BadSchedule`` (not fatal); over its memory cap, ``Full``. Needs a
+        version-5 server (``Unsupported`` otherwise, nothing sent)."""
+        return self._call(ops.schedule(name, spec, queue, subject, payload, priority))
+
+    def unschedule(self, name: str) -> bool:
+        """Delete schedule ``name``; True if it was there. Messages it made stay."""
+        return self._call(ops.unschedule(name))
+
+    def pause_schedule(self, name: str) -> Optional[int]:
+        """Pause schedule ``name``: it does not run until resumed. Returns its next run
+        time, 0 while paused, or ``None`` if there is no such schedule."""
+        return self._call(ops.pause_schedule(name, True))
+
+    def resume_schedule(self, name: str) -> Optional[int]:
+        """Resume schedule ``name``; runs missed while paused are not made up. Returns
+        its next run time (ms since 1970), or ``None`` if there is no such schedule."""
+        return self._call(ops.pause_schedule(name, False))
+
+    def schedules(self, name: Optional[str] = None) -> List[ScheduleInfo]:
+        """Every schedule with its figures, sorted by name, or only the one named (an
+        empty list if there is none)."""
+        return self._call(ops.schedules(name))
 
     def pipeline(self) -> "Pipeline":
         """A batch of arbitrary requests sent together (see ``Pipeline``)."""

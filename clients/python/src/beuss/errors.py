@@ -1,5 +1,5 @@
-"""Exceptions: one class per server error code (protocol.md sections 5, 13.12, 15.13),
-plus the client-side failures (connection lost, timeouts, bad arguments)."""
+"""Exceptions: one class per server error code (protocol.md sections 5, 13.12, 15.13,
+16, 17.9), plus the client-side failures (connection lost, timeouts, bad arguments)."""
 
 from __future__ import annotations
 
@@ -170,6 +170,14 @@ class TimedOut(ServerError):
     CODE = 19
 
 
+class BadSchedule(ServerError):
+    """Code 20, not fatal: a ``schedule()`` whose spec the server cannot read (a
+    minute of 61, a named time zone, ...) or whose payload is over the server's
+    message size; ``text`` says which. Nothing was changed (17.3)."""
+
+    CODE = 20
+
+
 #: Error code -> exception class, for every code protocol.md defines.
 ERROR_CLASSES: Dict[int, Type[ServerError]] = {
     cls.CODE: cls
@@ -193,6 +201,7 @@ ERROR_CLASSES: Dict[int, Type[ServerError]] = {
         AuthFailed,
         Forbidden,
         TimedOut,
+        BadSchedule,
     )
 }
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import json
 from dataclasses import dataclass, field
-from typing import Any, Dict, Optional
+from typing import Any, Dict, NamedTuple, Optional
 
 #: Feature bits of the ``HELLO`` reply (protocol.md 13.1).
 FEATURE_LEASES = 0x01
@@ -15,6 +15,9 @@ FEATURE_SYNCED = 0x08
 FEATURE_FANOUT = 0x10
 #: The server requires ``AUTH`` before anything but HELLO, PING and QUIT (16.3).
 FEATURE_AUTH_REQUIRED = 0x20
+#: Schedules: ``SCHEDULE``, ``UNSCHEDULE``, ``PAUSE_SCHEDULE``, ``SCHEDULES`` (17.1);
+#: set only when the negotiated version is 5 or more.
+FEATURE_SCHEDULES = 0x40
 
 
 @dataclass(frozen=True)
@@ -136,3 +139,55 @@ class Event:
     def json(self) -> Any:
         """The body parsed as JSON."""
         return json.loads(self.body)
+
+
+class Scheduled(NamedTuple):
+    """The ``SCHEDULED`` reply (protocol.md 17.3); a tuple, so
+    ``created, next_run_ms = client.schedule(...)`` works."""
+
+    #: True for a new schedule; False when one of that name was replaced.
+    created: bool
+    #: Its first run time, milliseconds since 1970-01-01T00:00:00Z (wall clock, UTC).
+    next_run_ms: int
+
+
+@dataclass(frozen=True)
+class ScheduleInfo:
+    """One schedule as ``schedules()`` lists it (protocol.md 17.6). Times are
+    milliseconds since 1970-01-01T00:00:00Z; the figures count from when the
+    schedule was defined or last replaced."""
+
+    #: Its name.
+    name: str
+    #: When it runs, as it was given (``"0 3 * * *"``, ``"@every 10s"``, ...).
+    spec: str
+    #: True when ``target`` is a subject it publishes to, False for a queue.
+    to_subject: bool
+    #: The queue or subject its messages go to.
+    target: str
+    #: The priority of its messages, 0 (first) to 9.
+    priority: int
+    #: Whether it is paused (it does not run until resumed).
+    paused: bool
+    #: Its next run time; 0 while paused or when no run is left.
+    next_run_ms: int
+    #: Its last run time; 0 before the first run.
+    last_run_ms: int
+    #: Runs so far, refused ones included.
+    runs: int
+    #: Late runs that stood for missed run times (protocol.md 17.2).
+    misfires: int
+    #: Runs whose message the server refused (its memory cap, a queue's cap).
+    failures: int
+    #: Bytes of its payload (the payload itself is not listed).
+    payload_len: int
+
+    @property
+    def queue(self) -> Optional[str]:
+        """The queue its messages are put on, or ``None`` when it publishes."""
+        return None if self.to_subject else self.target
+
+    @property
+    def subject(self) -> Optional[str]:
+        """The subject its messages are published to, or ``None`` for a queue."""
+        return self.target if self.to_subject else None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
 from . import protocol as p
 from .errors import BeussError, ProtocolError, RequestTimeout, ServerError, Unsupported
-from .models import Envelope, Published, PutResult, ServerInfo, SettleResult, Stats
+from .models import FEATURE_SCHEDULES, Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -27,23 +27,31 @@ class Op(Generic[T]):
     may hold the reply on purpose (a parked ``GET``), ``None`` = possibly for ever. A
     client's read timeout is ``wait`` plus its own margin."""
 
-    __slots__ = ("frame", "decode", "wait", "version")
+    __slots__ = ("frame", "decode", "wait", "version", "feature")
 
     def __init__(self, frame: bytes, decode: Callable[[int, bytes], T], wait: Optional[float] = 0.0,
-                 version: int = 1) -> None:
+                 version: int = 1, feature: int = 0) -> None:
         self.frame = frame
         self.decode = decode
         self.wait = wait
         #: The protocol version that defines this request (its opcode or flag).
         self.version = version
+        #: The ``HELLO`` feature bits the server must announce for it (0: none).
+        self.feature = feature
 
 
-def check_version(ops: Sequence["Op[Any]"], negotiated: int) -> None:
-    """``Unsupported`` if a request needs a newer version than ``HELLO`` gave: a
-    version-1 or -2 server would answer it with a fatal error (protocol.md 9.2)."""
+def check_version(ops: Sequence["Op[Any]"], negotiated: int, features: int = 0) -> None:
+    """``Unsupported`` if a request needs a newer version than ``HELLO`` gave, or a
+    feature bit the server did not announce in ``features``: an older server would
+    answer it with a fatal error (protocol.md 9.2)."""
     for op in ops:
         if op.version > negotiated:
             raise Unsupported(f"this request needs protocol version {op.version}; the connection speaks {negotiated}")
+        if op.feature & ~features:
+            raise Unsupported(
+                f"this request needs the server's feature 0x{op.feature:02x}, which its HELLO"
+                f" (features 0x{features:02x}) does not announce"
+            )
 
 
 def _unexpected(status: int, body: bytes) -> Exception:
@@ -358,6 +366,62 @@ def reply(reply_to: int, body: bytes) -> Op[bool]:
     return Op(p.encode_reply(reply_to, body), _flag(p.S_REPLIED), 0.0, 3)
 
 
+def schedule(
+    name: str,
+    spec: str,
+    queue: Optional[str] = None,
+    subject: Optional[str] = None,
+    payload: bytes = b"",
+    priority: int = p.DEFAULT_PRIORITY,
+) -> Op[Scheduled]:
+    """``SCHEDULE`` (17.3): define or replace schedule ``name``, which puts ``payload``
+    on ``queue``, or publishes it to ``subject`` (exactly one of the two), at the times
+    of ``spec``. Needs version 5 and the ``SCHEDULES`` feature."""
+    if (queue is None) == (subject is None):
+        raise ValueError("a schedule needs exactly one target: a queue or a subject")
+    if subject is not None:
+        frame = p.encode_schedule(name, spec, subject, payload, priority, to_subject=True)
+    else:
+        assert queue is not None
+        frame = p.encode_schedule(name, spec, queue, payload, priority)
+
+    def decode(status: int, body: bytes) -> Scheduled:
+        if status != p.S_SCHEDULED:
+            raise _unexpected(status, body)
+        return p.decode_scheduled(body)
+
+    return Op(frame, decode, 0.0, 5, FEATURE_SCHEDULES)
+
+
+def unschedule(name: str) -> Op[bool]:
+    """``UNSCHEDULE`` (17.4): True if the schedule was there and is deleted."""
+    return Op(p.encode_unschedule(name), _flag(p.S_UNSCHEDULED), 0.0, 5, FEATURE_SCHEDULES)
+
+
+def _decode_schedule_paused(status: int, body: bytes) -> Optional[int]:
+    if status != p.S_SCHEDULE_PAUSED:
+        raise _unexpected(status, body)
+    return p.decode_schedule_paused(body)
+
+
+def pause_schedule(name: str, paused: bool = True) -> Op[Optional[int]]:
+    """``PAUSE_SCHEDULE`` (17.5): pause (or, ``paused=False``, resume) the schedule;
+    its next run time (0 while paused), or ``None`` if there is no such schedule."""
+    return Op(p.encode_pause_schedule(name, paused), _decode_schedule_paused, 0.0, 5, FEATURE_SCHEDULES)
+
+
+def _decode_schedule_list(status: int, body: bytes) -> List[ScheduleInfo]:
+    if status != p.S_SCHEDULE_LIST:
+        raise _unexpected(status, body)
+    return p.decode_schedule_list(body)
+
+
+def schedules(name: Optional[str] = None) -> Op[List[ScheduleInfo]]:
+    """``SCHEDULES`` (17.6): every schedule, sorted by name, or only ``name`` (an
+    empty list if there is none of that name)."""
+    return Op(p.encode_schedules(name), _decode_schedule_list, 0.0, 5, FEATURE_SCHEDULES)
+
+
 B = TypeVar("B", bound="Batch")
 
 
@@ -473,6 +537,27 @@ class Batch:
     def subscribe(self: B, pattern: str) -> B:
         """Queue a ``subscribe``; its result is the subscription."""
         return self._add(subscribe(pattern, self._register(pattern)))
+
+    def schedule(self: B, name: str, spec: str, queue: Optional[str] = None, *, subject: Optional[str] = None,
+                 payload: bytes = b"", priority: int = p.DEFAULT_PRIORITY) -> B:
+        """Queue a ``schedule``."""
+        return self._add(schedule(name, spec, queue, subject, payload, priority))
+
+    def unschedule(self: B, name: str) -> B:
+        """Queue an ``unschedule``."""
+        return self._add(unschedule(name))
+
+    def pause_schedule(self: B, name: str) -> B:
+        """Queue a ``pause_schedule``."""
+        return self._add(pause_schedule(name, True))
+
+    def resume_schedule(self: B, name: str) -> B:
+        """Queue a ``resume_schedule``."""
+        return self._add(pause_schedule(name, False))
+
+    def schedules(self: B, name: Optional[str] = None) -> B:
+        """Queue a ``schedules``."""
+        return self._add(schedules(name))
 
 
 #: ``lease`` under a name the ``Batch.lease`` method does not hide.

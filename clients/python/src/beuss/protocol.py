@@ -13,12 +13,12 @@ import struct
 from typing import Dict, Iterable, List, Optional, Sequence, Tuple
 
 from .errors import ProtocolError, ServerError, server_error
-from .models import Envelope, Event, Meta, Published, PutResult, ServerInfo, Stats
+from .models import Envelope, Event, Meta, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, Stats
 
 #: The highest protocol version this client speaks.
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 
-# Opcodes (protocol.md 3, 13.12, 15.13).
+# Opcodes (protocol.md 3, 13.12, 15.13, 16, 17.9).
 HELLO = 0x01
 PING = 0x02
 QUIT = 0x03
@@ -40,8 +40,12 @@ UNSUB = 0x34
 REQ = 0x35
 REPLY = 0x36
 AUTH = 0x40
+SCHEDULE = 0x50
+UNSCHEDULE = 0x51
+PAUSE_SCHEDULE = 0x52
+SCHEDULES = 0x53
 
-# Statuses (protocol.md 4, 13.12, 15.13).
+# Statuses (protocol.md 4, 13.12, 15.13, 16, 17.9).
 S_PONG = 0x01
 S_HELLO = 0x02
 S_BYE = 0x03
@@ -65,6 +69,10 @@ S_REPLY = 0x35
 S_REPLIED = 0x36
 S_ENVELOPES = 0x37
 S_EVENT = 0x3F
+S_SCHEDULED = 0x50
+S_UNSCHEDULED = 0x51
+S_SCHEDULE_PAUSED = 0x52
+S_SCHEDULE_LIST = 0x53
 S_ERROR = 0x7F
 
 # Flags and option bits.
@@ -79,12 +87,18 @@ TAG_SUBJECT = 1
 TAG_REPLY_TO = 2
 TAG_DROPPED = 3
 
+# A schedule's target_kind (protocol.md 17.3).
+TARGET_QUEUE = 0
+TARGET_SUBJECT = 1
+
 #: ``wait_ms`` meaning "wait forever".
 WAIT_FOREVER = 0xFFFFFFFF
 #: Most (id, attempt) pairs in one settle request (13.6).
 MAX_SETTLE_PAIRS = 4096
 #: Priority a plain PUT gives.
 DEFAULT_PRIORITY = 5
+#: Longest ``length`` a ``SCHEDULE`` frame may declare (17.3): its payload is inside.
+MAX_SCHEDULE_FRAME = 65536
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -104,6 +118,10 @@ _ERROR = struct.Struct(">HB")
 _PUBLISHED = struct.Struct(">IIIIII")
 _EVENT_HEAD = struct.Struct(">IH")
 _FRAME_HEAD = struct.Struct(">IB")  # length, status
+_FLAG_U64 = struct.Struct(">BQ")  # SCHEDULED, SCHEDULE_PAUSED: a flag, then a time
+# A SCHEDULE_LIST entry after its target: priority, paused, next_run_ms, last_run_ms,
+# runs, misfires, failures, payload_len.
+_SCHEDULE_TAIL = struct.Struct(">BBQQQQQI")
 
 Pair = Tuple[int, int]
 #: One leased or peeked message as decoded: (id, attempt, payload, metadata).
@@ -315,6 +333,70 @@ def encode_reply(reply_to: int, payload: bytes) -> bytes:
     return _U32.pack(10 + len(payload)) + bytes((REPLY, 0)) + _U64.pack(reply_to) + payload
 
 
+def publish_subject(text: str) -> bytes:
+    """Encodes a publish subject (15.1) as a ``name`` field, refusing what the server
+    would answer with a fatal ``BAD_SUBJECT``: an empty token, a space or control
+    character, or a ``*`` or ``>`` anywhere (a subject names one subject: no wildcard)."""
+    field = name(text, "subject")
+    pos = 0
+    for token in text.split("."):
+        if not token:
+            raise ValueError(f"bad subject {text!r}: empty token at byte {pos}")
+        for i, ch in enumerate(token):
+            if ch == " " or ch < " " or ch == "\x7f":
+                at = pos + len(token[:i].encode("utf-8"))
+                raise ValueError(f"bad subject {text!r}: space or control character at byte {at}")
+            if ch in "*>":
+                at = pos + len(token[:i].encode("utf-8"))
+                raise ValueError(f"bad subject {text!r}: {ch!r} at byte {at} (a subject has no wildcard)")
+        pos += len(token.encode("utf-8")) + 1
+    return field
+
+
+def encode_schedule(
+    schedule_name: str,
+    spec: str,
+    target: str,
+    payload: bytes = b"",
+    priority: int = DEFAULT_PRIORITY,
+    to_subject: bool = False,
+) -> bytes:
+    """``SCHEDULE`` (17.3): define (or replace) ``schedule_name``, which puts
+    ``payload`` on the queue ``target`` (or publishes it to the subject ``target``,
+    ``to_subject``) at the times of ``spec``. What the server would refuse with a fatal
+    error (bad names, a priority over 9, a frame declaring more than 65536 bytes) is a
+    ``ValueError`` here; whether ``spec`` can be read is the server's to say
+    (``BadSchedule``)."""
+    head = bytes((SCHEDULE, 0)) + name(schedule_name, "schedule name") + name(spec, "schedule spec")
+    if to_subject:
+        head += bytes((TARGET_SUBJECT,)) + publish_subject(target)
+    else:
+        head += bytes((TARGET_QUEUE,)) + name(target)
+    head += bytes((_count(priority, 0, 9, "priority"),))
+    length = len(head) + len(payload)
+    if length > MAX_SCHEDULE_FRAME:
+        raise ValueError(
+            f"a SCHEDULE frame declares at most {MAX_SCHEDULE_FRAME} bytes; this one would declare {length}"
+            f" (its payload may be {MAX_SCHEDULE_FRAME - len(head)} bytes at most)"
+        )
+    return _U32.pack(length) + head + bytes(payload)
+
+
+def encode_unschedule(schedule_name: str) -> bytes:
+    """``UNSCHEDULE`` (17.4)."""
+    return _control(UNSCHEDULE, name(schedule_name, "schedule name"))
+
+
+def encode_pause_schedule(schedule_name: str, paused: bool = True) -> bytes:
+    """``PAUSE_SCHEDULE`` (17.5): pause (``paused``) or resume."""
+    return _control(PAUSE_SCHEDULE, name(schedule_name, "schedule name") + bytes((1 if paused else 0,)))
+
+
+def encode_schedules(schedule_name: Optional[str] = None) -> bytes:
+    """``SCHEDULES`` (17.6) of every schedule (``None`` or ``""``), or of one."""
+    return _control(SCHEDULES, name(schedule_name, "schedule name") if schedule_name else b"\x00")
+
+
 # ---------------------------------------------------------------------------
 # Decoding. Every decoder takes the frame body (the bytes after the status byte)
 # and ignores bytes after the fields it knows (protocol.md 9.2).
@@ -515,6 +597,70 @@ def decode_event(body: bytes) -> Event:
         raise _short("EVENT")
     meta = decode_meta(bytes(body[6 : 6 + mlen]))
     return Event(sid, bytes(body[6 + mlen :]), meta.subject or "", meta.reply_to, meta.dropped)
+
+
+def decode_scheduled(body: bytes) -> Scheduled:
+    """``SCHEDULED`` (17.3)."""
+    if len(body) < _FLAG_U64.size:
+        raise _short("SCHEDULED")
+    created, next_run_ms = _FLAG_U64.unpack_from(body)
+    return Scheduled(created != 0, next_run_ms)
+
+
+def decode_schedule_paused(body: bytes) -> Optional[int]:
+    """``SCHEDULE_PAUSED`` (17.5): the next run time (0 while paused), or ``None``
+    when there is no such schedule."""
+    if len(body) < _FLAG_U64.size:
+        raise _short("SCHEDULE_PAUSED")
+    found, next_run_ms = _FLAG_U64.unpack_from(body)
+    return int(next_run_ms) if found else None
+
+
+def _short_text(entry: memoryview, pos: int) -> Tuple[str, int]:
+    """A u8-length string of a ``SCHEDULE_LIST`` entry, and the position after it."""
+    if pos >= len(entry) or pos + 1 + entry[pos] > len(entry):
+        raise _short("SCHEDULE_LIST entry")
+    end = pos + 1 + entry[pos]
+    return bytes(entry[pos + 1 : end]).decode("utf-8", "replace"), end
+
+
+def _schedule_entry(entry: memoryview) -> ScheduleInfo:
+    sname, pos = _short_text(entry, 0)
+    spec, pos = _short_text(entry, pos)
+    if pos >= len(entry):
+        raise _short("SCHEDULE_LIST entry")
+    to_subject = entry[pos] != 0
+    target, pos = _short_text(entry, pos + 1)
+    if pos + _SCHEDULE_TAIL.size > len(entry):
+        raise _short("SCHEDULE_LIST entry")
+    priority, paused, next_run, last_run, runs, misfires, failures, payload_len = _SCHEDULE_TAIL.unpack_from(entry, pos)
+    # Bytes after these fields are ones a later version appended (17.6): skipped.
+    return ScheduleInfo(
+        sname, spec, to_subject, target, priority, paused != 0, next_run, last_run, runs, misfires, failures,
+        payload_len,
+    )
+
+
+def decode_schedule_list(body: bytes) -> List[ScheduleInfo]:
+    """``SCHEDULE_LIST`` (17.6): each entry is read within its ``entry_len``, so the
+    fields a later version appends to an entry are skipped."""
+    mv = memoryview(body)
+    if len(mv) < 4:
+        raise _short("SCHEDULE_LIST")
+    (count,) = _U32.unpack_from(mv)
+    out: List[ScheduleInfo] = []
+    pos = 4
+    end = len(mv)
+    for _ in range(count):
+        if pos + 2 > end:
+            raise _short("SCHEDULE_LIST")
+        (n,) = _U16.unpack_from(mv, pos)
+        pos += 2
+        if pos + n > end:
+            raise _short("SCHEDULE_LIST")
+        out.append(_schedule_entry(mv[pos : pos + n]))
+        pos += n
+    return out
 
 
 def _figures(mv: memoryview, pos: int, count: int) -> Tuple[Dict[str, int], int]:
