@@ -324,3 +324,42 @@ fn hello_announces_schedules_from_version_5() {
     assert!(limits.features & protocol::FEATURE_FANOUT != 0);
     assert_eq!(limits.features & protocol::FEATURE_SCHEDULES, 0);
 }
+
+/// A read-only token may list schedules and nothing else of section 17; the
+/// connection goes on after each FORBIDDEN.
+#[test]
+fn a_read_only_token_may_only_list() {
+    const RW: &str = "rw-token-0123456789abcdef";
+    const RO: &str = "ro-token-fedcba9876543210";
+    let tokens = TempFile::with("tokens", &format!("{RW}\n{RO} ro\n"), 0o600);
+    let server = TestServer::start_with(&[("BAUTHFILE", tokens.text())]);
+    let mut writer = server.client();
+    assert!(!writer.auth(RW.as_bytes()).unwrap(), "read-write");
+    writer
+        .schedule("nightly", &Schedule::to_queue("0 3 * * *", "jobs", b"x"))
+        .unwrap();
+    let mut reader = server.client();
+    assert!(reader.auth(RO.as_bytes()).unwrap(), "read-only");
+    assert_eq!(reader.schedules(None).unwrap().len(), 1);
+    let forbidden = |e: Error| {
+        matches!(
+            e,
+            Error::Server {
+                code: 18,
+                fatal: false,
+                ..
+            }
+        )
+    };
+    assert!(forbidden(
+        reader
+            .schedule("other", &Schedule::to_queue("@daily", "jobs", b""))
+            .unwrap_err()
+    ));
+    assert!(forbidden(
+        reader.pause_schedule("nightly", true).unwrap_err()
+    ));
+    assert!(forbidden(reader.unschedule("nightly").unwrap_err()));
+    assert!(!info(&mut writer, "nightly").paused);
+    reader.ping().unwrap();
+}

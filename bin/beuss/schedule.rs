@@ -18,7 +18,7 @@ use crate::output::{EXIT_EMPTY, EXIT_ERROR, EXIT_FULL, Failure, display_name, wr
 /// The verb table's row for `SCHEDULE`.
 pub const VERB: Verb = Verb {
     name: "SCHEDULE",
-    summary: "beuss SCHEDULE add|ls|rm|pause|resume ...  messages the server makes on a timer",
+    summary: "beuss SCHEDULE add|ls|rm|...     messages the server makes on a timer",
     help: HELP,
     arity: (1, 5),
     takes: "a sub-command (add, ls, rm, pause, resume) and its arguments",

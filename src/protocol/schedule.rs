@@ -115,22 +115,29 @@ pub(super) fn decode_control<'a>(
             };
             let priority = r.u8("priority")?;
             let payload = r.rest();
+            // Names in the order of the layout (name, spec, target), then values.
             let name = to_schedule_name(name)?;
-            let target = match kind {
-                0 => ScheduleTarget::Queue(to_queue_name(target)?),
-                1 => ScheduleTarget::Subject(to_subject(target, SubjectKind::Subject)?),
-                _ => {
-                    return Err(ProtocolError::BadArgument(
-                        "SCHEDULE target_kind must be 0 (queue) or 1 (subject)",
-                    ));
-                }
-            };
             let spec = std::str::from_utf8(spec)
                 .ok()
                 .filter(|s| !s.is_empty())
                 .ok_or(ProtocolError::BadArgument(
                     "SCHEDULE spec must be 1 to 255 bytes of UTF-8",
                 ))?;
+            // The kind says which rules the target's name follows; an unknown kind is
+            // a value error, reported after the names.
+            let target = match kind {
+                0 => Some(ScheduleTarget::Queue(to_queue_name(target)?)),
+                1 => Some(ScheduleTarget::Subject(to_subject(
+                    target,
+                    SubjectKind::Subject,
+                )?)),
+                _ => None,
+            };
+            let Some(target) = target else {
+                return Err(ProtocolError::BadArgument(
+                    "SCHEDULE target_kind must be 0 (queue) or 1 (subject)",
+                ));
+            };
             if priority > MAX_PRIORITY {
                 return Err(ProtocolError::BadArgument("priority must be 0 to 9"));
             }
@@ -522,6 +529,20 @@ mod tests {
         assert!(matches!(
             err(schedule(b"", b"@daily", 0, b"q", 10)),
             ProtocolError::BadArgument("schedule name is empty")
+        ));
+        // Names in layout order: an empty spec before an empty queue name; an unknown
+        // kind (a value) after the spec.
+        assert!(matches!(
+            err(schedule(b"n", b"", 0, b"", 5)),
+            ProtocolError::BadArgument("SCHEDULE spec must be 1 to 255 bytes of UTF-8")
+        ));
+        assert!(matches!(
+            err(schedule(b"n", b"", 2, b"q", 5)),
+            ProtocolError::BadArgument("SCHEDULE spec must be 1 to 255 bytes of UTF-8")
+        ));
+        assert!(matches!(
+            err(schedule(b"n", b"@daily", 0, b"", 10)),
+            ProtocolError::BadQueueName(_)
         ));
         // A target running past the end is MALFORMED, whatever else is wrong.
         let mut cut = schedule(b"", b"@daily", 0, b"q", 10);

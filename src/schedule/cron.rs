@@ -112,7 +112,8 @@ impl Spec {
     /// of range, a named time zone, or an expression that can never fire (`0 0 31 2 *`).
     pub fn parse(text: &str) -> Result<Spec, String> {
         let text = text.trim();
-        let (offset_min, rest) = match text.strip_prefix("TZ=").or(text.strip_prefix("CRON_TZ=")) {
+        let zoned = text.strip_prefix("TZ=").or(text.strip_prefix("CRON_TZ="));
+        let (offset_min, rest) = match zoned {
             Some(after) => {
                 let (zone, rest) = after.split_once(char::is_whitespace).unwrap_or((after, ""));
                 (parse_zone(zone)?, rest.trim_start())
@@ -120,7 +121,7 @@ impl Spec {
             None => (0, text),
         };
         let timing = if let Some(duration) = rest.strip_prefix("@every") {
-            if offset_min != 0 {
+            if zoned.is_some() {
                 return Err("a time zone means nothing to @every: leave TZ= out".into());
             }
             Timing::Every(parse_every(duration.trim())?)

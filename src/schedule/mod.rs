@@ -10,9 +10,10 @@
 //! # Misfires
 //! A schedule runs at most once per call of `take_due` however many of its run
 //! times have passed: after a restart (or a clock jump, or a loop stalled by a huge
-//! burst) it runs once, late, and then at its next run time after now. That run is
-//! counted as a misfire. A paused schedule misses its runs without catching up when
-//! resumed.
+//! burst) it runs once, late, and then at its next run time after now. A run taken
+//! more than [`MISFIRE_AFTER_MS`] after its time, or after a later run time has
+//! passed too, is counted as a misfire. A paused schedule misses its runs without
+//! catching up when resumed.
 
 pub mod cron;
 
@@ -23,6 +24,10 @@ pub use cron::Spec;
 /// Memory charged per schedule on top of its name, expression, target and payload:
 /// the map and due-set entries and the struct.
 pub const SCHEDULE_OVERHEAD: usize = 192;
+
+/// A run taken more than this long after its time counts as a misfire: the server
+/// was down or stalled through it (a busy loop turn is far shorter).
+pub const MISFIRE_AFTER_MS: u64 = 1000;
 
 /// Where a schedule's messages go.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,7 +201,9 @@ impl Schedules {
             let mut schedule = self.remove(name)?;
             schedule.paused = paused;
             if !paused {
-                schedule.after_ms = now_ms;
+                // Never before its last run: a wall clock set back must not bring
+                // back a run time that has run.
+                schedule.after_ms = now_ms.max(schedule.last_ms);
             }
             self.insert(schedule);
         }
@@ -249,13 +256,15 @@ impl Schedules {
         let schedule = self.by_name.get_mut(&name)?;
         let spec = &schedule.def.spec;
         let after_run = spec.next_after(at_ms, schedule.anchor_ms);
-        let misfire = after_run.is_some_and(|next| next <= now_ms);
+        let misfire = now_ms.saturating_sub(at_ms) > MISFIRE_AFTER_MS
+            || after_run.is_some_and(|next| next <= now_ms);
         schedule.last_ms = at_ms;
         schedule.after_ms = at_ms.max(now_ms);
-        schedule.runs += 1;
+        // Saturating: the counters come back from the journal, which may say anything.
+        schedule.runs = schedule.runs.saturating_add(1);
         self.totals.runs += 1;
         if misfire {
-            schedule.misfires += 1;
+            schedule.misfires = schedule.misfires.saturating_add(1);
             self.totals.misfires += 1;
         }
         schedule.next_ms = spec
@@ -274,7 +283,7 @@ impl Schedules {
     /// Counts a run of `name` whose message was refused.
     pub fn count_failure(&mut self, name: &str) {
         if let Some(schedule) = self.by_name.get_mut(name) {
-            schedule.failures += 1;
+            schedule.failures = schedule.failures.saturating_add(1);
             self.totals.failures += 1;
         }
     }

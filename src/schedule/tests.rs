@@ -156,3 +156,51 @@ fn ten_thousand_schedules_cost_one_lookup_while_idle() {
     assert_eq!(due(&mut s, T0 + 3_600_000 + 9_999).len(), 10_000);
     assert_eq!(s.totals().runs, 10_000);
 }
+
+#[test]
+fn a_run_more_than_a_second_late_is_a_misfire() {
+    let mut s = Schedules::default();
+    s.define(def("h", "@hourly"), T0 - 1);
+    // Taken a little late (a busy loop turn): on time.
+    assert_eq!(
+        due(&mut s, T0 + MISFIRE_AFTER_MS),
+        [("h".into(), T0, false)]
+    );
+    // The 14:00 run taken at 14:30 (the server was down through it): a misfire,
+    // though no second run time has passed.
+    assert_eq!(
+        due(&mut s, T0 + 90 * MIN),
+        [("h".into(), T0 + 60 * MIN, true)]
+    );
+    assert_eq!(s.get("h").unwrap().misfires, 1);
+}
+
+#[test]
+fn resuming_after_the_clock_went_back_does_not_run_a_time_again() {
+    let mut s = Schedules::default();
+    s.define(def("d", "@hourly"), T0 - 1);
+    assert_eq!(due(&mut s, T0), [("d".into(), T0, false)]);
+    s.set_paused("d", true, T0 + 1);
+    // The wall clock is set back half an hour, then the schedule resumed.
+    let resumed = s.set_paused("d", false, T0 - 30 * MIN).unwrap();
+    assert_eq!(resumed.next_ms, T0 + 60 * MIN);
+}
+
+#[test]
+fn counters_from_the_journal_saturate() {
+    let mut s = Schedules::default();
+    s.define(def("x", "@every 1s"), T0);
+    let mut restored = s.get("x").unwrap().clone();
+    restored.runs = u64::MAX;
+    restored.misfires = u64::MAX;
+    restored.failures = u64::MAX;
+    let mut s = Schedules::default();
+    s.insert(restored);
+    assert_eq!(due(&mut s, T0 + 60_000).len(), 1);
+    s.count_failure("x");
+    let x = s.get("x").unwrap();
+    assert_eq!(
+        (x.runs, x.misfires, x.failures),
+        (u64::MAX, u64::MAX, u64::MAX)
+    );
+}

@@ -15,6 +15,10 @@ use super::{ConnRef, Server, durable};
 /// the same minute are spread over turns with clients served in between.
 const RUN_BUDGET: usize = 1024;
 
+/// Largest `SCHEDULE_LIST` reply (the Rust client's cap on a reply is a little
+/// more); protocol.md 17.6.
+const MAX_LIST_REPLY: usize = 1 << 30;
+
 /// The handle of no connection: what a run's `PUT` or `PUB` answers goes nowhere.
 const NOBODY: ConnRef = ConnRef {
     key: usize::MAX,
@@ -99,9 +103,23 @@ impl Server {
             Some(name) => schedules.get(name).map(info).into_iter().collect(),
             None => schedules.iter().map(info).collect(),
         };
-        if let Some(conn) = self.conn_mut(r) {
-            protocol::encode_schedule_list(&mut conn.output, &list);
+        let len: usize = list
+            .iter()
+            .map(|s| 2 + protocol::schedule_info_len(s))
+            .sum();
+        let Some(conn) = self.conn_mut(r) else {
+            return;
+        };
+        if len > MAX_LIST_REPLY {
+            let why = format!(
+                "{} schedules take {len} bytes to list, more than one reply may hold; \
+                 ask for them by name",
+                list.len()
+            );
+            protocol::encode_error(&mut conn.output, ErrorCode::Limit, false, &why);
+            return;
         }
+        protocol::encode_schedule_list(&mut conn.output, &list);
     }
 
     /// When the soonest schedule is due, on the monotonic clock: wall-clock run
@@ -119,6 +137,22 @@ impl Server {
             return;
         }
         let wall = durable::wall_ms();
+        let journal_refuses = self.journal.as_ref().and_then(|j| {
+            j.failed().map(str::to_owned).or(j
+                .disk_full()
+                .then(|| "the disk of BDATADIR is full".to_owned()))
+        });
+        if let Some(why) = journal_refuses {
+            for _ in 0..RUN_BUDGET {
+                let Some((name, failures)) = self.store.skip_due_run(wall) else {
+                    return;
+                };
+                if failures.is_power_of_two() {
+                    warn!("schedule {name:?}: run skipped, {why} ({failures} failures so far)");
+                }
+            }
+            return;
+        }
         for _ in 0..RUN_BUDGET {
             let Some(run) = self.store.take_due_run(wall) else {
                 return;

@@ -602,3 +602,48 @@ fn schedules_count_against_the_memory_cap() {
     assert!(s.remove_schedule("a"));
     assert_eq!(s.memory(), 0);
 }
+
+/// A schedule whose target this build would refuse (a wildcard subject) is skipped
+/// on restore, with its reason.
+#[test]
+fn a_schedule_with_a_bad_target_is_skipped_on_restore() {
+    let mut log = Vec::new();
+    crate::journal::record::encode(
+        &LogRecord::Schedule {
+            name: "wild",
+            spec: "@daily",
+            target: "orders.*",
+            flags: crate::journal::record::SCHEDULE_SUBJECT,
+            priority: 5,
+            anchor_ms: WALL0,
+            runs: Default::default(),
+            payload: b"",
+        },
+        &mut log,
+    );
+    let mut s: Store<u32> = Store::new(1 << 30, None);
+    let loaded = s.restore(replay(&log), Instant::now(), WALL0);
+    assert_eq!(loaded.schedules, 0);
+    assert!(
+        loaded.skipped_schedules[0].contains("orders.*"),
+        "{loaded:?}"
+    );
+}
+
+/// A run skipped while the journal cannot take records logs nothing and counts a
+/// failure; the schedule goes on to its next run time.
+#[test]
+fn a_skipped_run_logs_nothing() {
+    let mut run = Run::new(9);
+    run.s
+        .define_schedule(schedule_def("t", "@every 1s", "q"), WALL0)
+        .unwrap();
+    run.take();
+    let before = run.log.len();
+    assert_eq!(run.s.skip_due_run(WALL0 + 1000), Some(("t".into(), 1)));
+    assert!(run.s.skip_due_run(WALL0 + 1000).is_none());
+    run.take();
+    assert_eq!(run.log.len(), before);
+    assert_eq!(run.s.next_schedule_due(), Some(WALL0 + 2000));
+    assert_eq!(run.s.schedules().get("t").unwrap().runs, 1);
+}

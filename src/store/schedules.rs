@@ -106,6 +106,17 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         Some(due)
     }
 
+    /// Takes the soonest run due at `wall_ms` as a refused one, without logging it:
+    /// for when the journal cannot take records (it failed, or its disk is full), so
+    /// that runs neither make messages that would not be kept nor pile up records.
+    /// Returns its schedule's name and failures so far.
+    pub fn skip_due_run(&mut self, wall_ms: u64) -> Option<(Box<str>, u64)> {
+        let name = self.schedules.take_due(wall_ms)?.schedule.def.name.clone();
+        self.schedules.count_failure(&name);
+        let failures = self.schedules.get(&name).map_or(0, |s| s.failures);
+        Some((name, failures))
+    }
+
     /// Counts a run of `name` whose message was refused.
     pub fn schedule_failed(&mut self, name: &str) {
         self.schedules.count_failure(name);
@@ -135,8 +146,22 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 }
             };
             let target = if r.flags & SCHEDULE_SUBJECT != 0 {
+                if let Err(e) = crate::route::check_subject(&r.target) {
+                    skipped.push(format!(
+                        "schedule {:?}: subject {:?}: {e}",
+                        r.name, r.target
+                    ));
+                    continue;
+                }
                 Target::Subject(r.target.into())
             } else {
+                if crate::protocol::check_queue_name(&r.target).is_err() {
+                    skipped.push(format!(
+                        "schedule {:?}: bad queue name {:?}",
+                        r.name, r.target
+                    ));
+                    continue;
+                }
                 Target::Queue(r.target.into())
             };
             let schedule = Schedule {

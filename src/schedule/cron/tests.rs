@@ -218,6 +218,7 @@ fn bad_expressions_say_what_is_wrong() {
         ("TZ=+15:00 0 0 * * *", "fixed offset"),
         ("TZ=+1:00 0 0 * * *", "fixed offset"),
         ("TZ=+02:00 @every 1s", "time zone means nothing"),
+        ("TZ=UTC @every 1s", "time zone means nothing"),
         ("@every 10", "number and a unit"),
         ("@every", "give a duration"),
         ("@every 50ms", "shortest interval"),
