@@ -558,17 +558,15 @@ fn schedules_replay_and_restore() {
     assert_eq!(restored.next_schedule_due(), Some(wall + 10_000));
 }
 
-/// A journal holding a schedule this build cannot read is loaded without it, and
-/// the reason is reported.
-#[test]
-fn an_unreadable_schedule_is_skipped_on_restore() {
+/// Restores a journal of one SCHEDULE record with this spec, target and flags.
+fn restore_one_schedule(spec: &str, target: &str, flags: u8) -> (Store<u32>, Restored) {
     let mut log = Vec::new();
     crate::journal::record::encode(
         &LogRecord::Schedule {
-            name: "odd",
-            spec: "@fortnightly",
-            target: "q",
-            flags: 0,
+            name: "s",
+            spec,
+            target,
+            flags,
             priority: 5,
             anchor_ms: WALL0,
             runs: Default::default(),
@@ -578,12 +576,21 @@ fn an_unreadable_schedule_is_skipped_on_restore() {
     );
     let mut s: Store<u32> = Store::new(1 << 30, None);
     let loaded = s.restore(replay(&log), Instant::now(), WALL0);
+    (s, loaded)
+}
+
+/// A journal holding a schedule this build cannot read is loaded without it, and
+/// the reason is reported.
+#[test]
+fn an_unreadable_schedule_is_skipped_on_restore() {
+    let (s, loaded) = restore_one_schedule("@fortnightly", "q", 0);
     assert_eq!(loaded.schedules, 0);
     assert!(
         loaded.skipped_schedules[0].contains("unknown macro"),
         "{loaded:?}"
     );
     assert!(s.schedules().is_empty());
+    assert_eq!(s.memory(), 0, "nothing charged for it");
 }
 
 /// A schedule counts against the memory cap: one that does not fit is refused and
@@ -603,31 +610,26 @@ fn schedules_count_against_the_memory_cap() {
     assert_eq!(s.memory(), 0);
 }
 
-/// A schedule whose target this build would refuse (a wildcard subject) is skipped
-/// on restore, with its reason.
+/// A schedule whose target this build would refuse (a wildcard subject, an empty
+/// queue name) is skipped on restore, with its reason.
 #[test]
 fn a_schedule_with_a_bad_target_is_skipped_on_restore() {
-    let mut log = Vec::new();
-    crate::journal::record::encode(
-        &LogRecord::Schedule {
-            name: "wild",
-            spec: "@daily",
-            target: "orders.*",
-            flags: crate::journal::record::SCHEDULE_SUBJECT,
-            priority: 5,
-            anchor_ms: WALL0,
-            runs: Default::default(),
-            payload: b"",
-        },
-        &mut log,
+    let (_, loaded) = restore_one_schedule(
+        "@daily",
+        "orders.*",
+        crate::journal::record::SCHEDULE_SUBJECT,
     );
-    let mut s: Store<u32> = Store::new(1 << 30, None);
-    let loaded = s.restore(replay(&log), Instant::now(), WALL0);
     assert_eq!(loaded.schedules, 0);
     assert!(
         loaded.skipped_schedules[0].contains("orders.*"),
         "{loaded:?}"
     );
+    let (_, loaded) = restore_one_schedule(
+        "@daily",
+        "orders.eu",
+        crate::journal::record::SCHEDULE_SUBJECT,
+    );
+    assert_eq!(loaded.schedules, 1);
 }
 
 /// A run skipped while the journal cannot take records logs nothing and counts a
