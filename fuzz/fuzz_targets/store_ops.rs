@@ -180,7 +180,37 @@ enum Op {
         minutes: u8,
     },
     Expire,
+    /// A schedule is defined or replaced (`Store::define_schedule`).
+    Schedule {
+        name: u8,
+        spec: u8,
+        queue: u8,
+        len: u16,
+    },
+    Unschedule {
+        name: u8,
+    },
+    PauseSchedule {
+        name: u8,
+        paused: bool,
+    },
+    /// The due runs are carried out as the server does: a put per run, a refused
+    /// one counted (`Store::take_due_run`, `schedule_failed`).
+    RunSchedules,
 }
+
+/// Schedule specs: intervals and cron expressions whose runs come within the
+/// minutes `AdvanceLong` moves the clock.
+const SPECS: [&str; 5] = [
+    "@every 100ms",
+    "@every 2s",
+    "* * * * *",
+    "*/5 * * * *",
+    "@hourly",
+];
+
+/// The wall-clock time the store's schedules see when the run's clock is at 0.
+const WALL0: u64 = 1_700_000_000_000;
 
 #[derive(Debug, Arbitrary)]
 struct Input {
@@ -215,6 +245,8 @@ struct Run {
     handed: Vec<Delivery<W>>,
     /// The per-queue caps in force: messages, payload bytes (0 for none).
     queue_caps: (usize, usize),
+    /// The schedules defined (by name index), and whether each is paused.
+    schedules: HashMap<u8, bool>,
 }
 
 fn name(q: u8) -> &'static str {
@@ -408,7 +440,16 @@ impl Run {
                 for l in got {
                     self.give(q, l);
                 }
-                if n == 0 {
+                // As the server does (src/server/leases.rs): nothing leased while
+                // messages are ready means memory past twice the cap, answered FULL,
+                // not a wait (13.11).
+                if n == 0 && self.s.has_ready(q) {
+                    // Payloads here are under 3000 bytes (puts and schedules).
+                    assert!(
+                        self.s.memory() + HELD_OVERHEAD + 3000 > cap.saturating_mul(2),
+                        "a lease on {q} took nothing with messages ready and room"
+                    );
+                } else if n == 0 {
                     self.park(q, c, wait, Some(spec));
                 }
             }
@@ -608,9 +649,102 @@ impl Run {
             Op::Advance { ms } => self.clock_ms += u64::from(ms),
             Op::AdvanceLong { minutes } => self.clock_ms += u64::from(minutes) * 60_000,
             Op::Expire => self.expire(),
+            Op::Schedule {
+                name: n,
+                spec,
+                queue,
+                len,
+            } => {
+                let n = n % 4;
+                let spec_text = SPECS[usize::from(spec) % SPECS.len()];
+                let def = beuss::schedule::Definition {
+                    name: format!("s{n}").into(),
+                    spec_text: spec_text.into(),
+                    spec: beuss::schedule::Spec::parse(spec_text).expect("a valid spec"),
+                    target: beuss::schedule::Target::Queue(name(queue).into()),
+                    priority: 5,
+                    payload: vec![b's'; usize::from(len % 3000)].into(),
+                };
+                let (charge, old) = (
+                    def.memory(),
+                    self.s.schedules().get(&def.name).map_or(0, |s| s.memory()),
+                );
+                let count = self.s.schedules().len();
+                match self.s.define_schedule(def, self.wall()) {
+                    Ok((created, next)) => {
+                        within(&self.s, cap, "schedule");
+                        assert_eq!(created, !self.schedules.contains_key(&n));
+                        assert!(next > self.wall());
+                        assert_eq!(self.s.memory(), before + charge - old);
+                        self.schedules.insert(n, false);
+                    }
+                    Err(_) => {
+                        assert_eq!(self.s.memory(), before, "a refused schedule");
+                        assert_eq!(self.s.schedules().len(), count);
+                    }
+                }
+            }
+            Op::Unschedule { name: n } => {
+                let n = n % 4;
+                let charge = self.s.schedules().get(&format!("s{n}")).map(|s| s.memory());
+                assert_eq!(self.s.remove_schedule(&format!("s{n}")), charge.is_some());
+                assert_eq!(charge.is_some(), self.schedules.remove(&n).is_some());
+                assert_eq!(self.s.memory(), before - charge.unwrap_or(0));
+            }
+            Op::PauseSchedule { name: n, paused } => {
+                let n = n % 4;
+                let next = self.s.pause_schedule(&format!("s{n}"), paused, self.wall());
+                assert_eq!(next.is_some(), self.schedules.contains_key(&n));
+                if let Some(next) = next {
+                    assert_eq!(next == 0, paused);
+                    self.schedules.insert(n, paused);
+                }
+                assert_eq!(self.s.memory(), before);
+            }
+            Op::RunSchedules => self.run_schedules(),
         }
         self.handoffs();
         let _ = self.s.take_confirms().count();
+    }
+
+    /// The wall-clock time of the run's clock.
+    fn wall(&self) -> u64 {
+        WALL0 + self.clock_ms
+    }
+
+    /// Carries out the due runs as the server does (src/server/schedules.rs), with a
+    /// plain put for each.
+    fn run_schedules(&mut self) {
+        let wall = self.wall();
+        while let Some(run) = self.s.take_due_run(wall) {
+            assert!(run.at_ms <= wall, "{run:?} is not due at {wall}");
+            let n: u8 = run.name[1..].parse().expect("a name s0..s3");
+            assert_eq!(
+                self.schedules.get(&n),
+                Some(&false),
+                "{run:?}: not defined or paused"
+            );
+            let now = self.now();
+            let options = PutOptions {
+                delay_ms: 0,
+                priority: run.priority,
+            };
+            let len = run.payload.len();
+            let beuss::schedule::Target::Queue(queue) = &run.target else {
+                panic!("only queue targets here");
+            };
+            match self.s.put_with(queue, &run.payload, len, options, now) {
+                Ok((_, PutOutcome::Stored)) => {}
+                Ok((_, PutOutcome::Handed(w))) => self.served(w),
+                Ok((_, PutOutcome::Leased(w, lease))) => {
+                    self.served(w);
+                    self.give(queue, lease);
+                }
+                Err(_) => self.s.schedule_failed(&run.name),
+            }
+            self.handoffs();
+        }
+        assert!(self.s.next_schedule_due().is_none_or(|at| at > wall));
     }
 
     fn disconnect(&mut self, c: W) {
@@ -769,6 +903,10 @@ impl Run {
         }
         self.s.uncharge(self.charged);
         self.charged = 0;
+        for n in std::mem::take(&mut self.schedules).into_keys() {
+            assert!(self.s.remove_schedule(&format!("s{n}")));
+        }
+        assert!(self.s.schedules().is_empty());
         for _ in 0..3 {
             // Detached leases (12 h at most here) and delays run out, dead letters
             // land, then all is purged.
@@ -816,6 +954,7 @@ fuzz_target!(|input: Input| {
         totals: Totals::default(),
         given_back: 0,
         handed: Vec::new(),
+        schedules: HashMap::new(),
     };
     run.s.set_queue_caps(run.queue_caps.0, run.queue_caps.1);
     // BEUSS_FUZZ_TRACE=1 when replaying an input: each operation and the memory.
