@@ -133,10 +133,13 @@ impl Server {
 
     /// Carries out the runs that are due, up to [`RUN_BUDGET`] of them.
     pub(super) fn run_schedules(&mut self, now: Instant) {
-        if self.store.next_schedule_due().is_none() {
+        let Some(due) = self.store.next_schedule_due() else {
+            return;
+        };
+        let wall = durable::wall_ms();
+        if due > wall {
             return;
         }
-        let wall = durable::wall_ms();
         let journal_refuses = self.journal.as_ref().and_then(|j| {
             j.failed().map(str::to_owned).or(j
                 .disk_full()
@@ -159,9 +162,11 @@ impl Server {
             };
             if run.misfire {
                 debug!(
-                    "schedule {:?}: run times were missed (server down or clock moved); \
-                     running once now",
-                    run.name
+                    "schedule {:?}: the run of {} comes {} ms late (server down or \
+                     stalled, or the clock moved); running once now",
+                    run.name,
+                    crate::civil::rfc3339(run.at_ms),
+                    wall.saturating_sub(run.at_ms)
                 );
             }
             let options = PutOptions {
