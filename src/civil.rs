@@ -70,6 +70,14 @@ pub fn days_in_month(year: i64, month: u32) -> u32 {
     }
 }
 
+/// The wall clock now, in milliseconds since 1970-01-01T00:00:00Z (0 for a clock set
+/// before 1970).
+pub fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
+}
+
 /// `ms` milliseconds after 1970-01-01T00:00:00Z as RFC 3339 to the second, e.g.
 /// `2026-12-03T13:04:00Z`.
 pub fn rfc3339(ms: u64) -> String {

@@ -8,7 +8,6 @@
 //! needs for features.
 
 use std::io::Write;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use log::{LevelFilter, Log, Metadata, Record};
 
@@ -107,9 +106,7 @@ impl Log for Stderr {
         if !self.0.keeps(record) {
             return;
         }
-        let ms = SystemTime::now()
-            .duration_since(UNIX_EPOCH)
-            .map_or(0, |d| d.as_millis() as u64);
+        let ms = crate::civil::now_ms();
         // One write per line, so that lines are whole even if something else writes
         // to stderr; a failed write has nowhere to be reported.
         let _ = std::io::stderr()

@@ -249,7 +249,7 @@ impl Server {
             }
             let now = Instant::now();
             if self.journal.is_some() {
-                self.store.set_log_clock(now, durable::wall_ms());
+                self.store.set_log_clock(now, crate::civil::now_ms());
             }
             for r in std::mem::take(&mut self.deferred) {
                 self.service(r, now);

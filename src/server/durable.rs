@@ -5,7 +5,7 @@
 
 use std::io;
 use std::sync::Arc;
-use std::time::{Instant, SystemTime, UNIX_EPOCH};
+use std::time::Instant;
 
 use log::{info, warn};
 use mio::{Poll, Token, Waker};
@@ -20,13 +20,6 @@ use super::{ConnRef, Server};
 
 /// Token of the waker the journal's helper thread pokes when a sync is done.
 pub(super) const WAKER: Token = Token(usize::MAX - 1);
-
-/// Unix time in milliseconds (wall clock), for the due times in the journal.
-pub(super) fn wall_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-}
 
 /// Opens the journal of `config.data_dir`, loads it into `store` and starts logging
 /// (the files loaded stay: the first rewrite replaces them). `None` without
@@ -54,7 +47,7 @@ pub(super) fn open(
     .map_err(|e| io::Error::other(format!("BDATADIR: {e}")))?;
     let loaded = started.elapsed();
     let now = Instant::now();
-    let wall = wall_ms();
+    let wall = crate::civil::now_ms();
     store.enable_log(now, wall);
     let restored = store.restore(recovered, now, wall);
     if !report.quarantined.is_empty() {

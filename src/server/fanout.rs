@@ -170,10 +170,7 @@ impl Fanout {
         if self.next_token == 0 {
             // Start from the wall clock: a responder that took a request before a
             // restart and answers after it must not reach another requester.
-            let ms = std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(1, |d| d.as_millis() as u64);
-            self.next_token = ms.max(1) << 20;
+            self.next_token = crate::civil::now_ms().max(1) << 20;
         }
         self.next_token += 1;
         self.next_token

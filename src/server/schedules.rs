@@ -9,7 +9,7 @@ use log::{debug, warn};
 use crate::protocol::{self, ErrorCode, PutOptions, ScheduleInfo, ScheduleTarget};
 use crate::schedule::{Definition, Schedule, Spec, Target};
 
-use super::{ConnRef, Server, durable};
+use super::{ConnRef, Server};
 
 /// Most runs carried out in one loop turn, so that thousands of schedules due at
 /// the same minute are spread over turns with clients served in between.
@@ -60,7 +60,7 @@ impl Server {
             priority,
             payload: payload.into(),
         };
-        match self.store.define_schedule(def, durable::wall_ms()) {
+        match self.store.define_schedule(def, crate::civil::now_ms()) {
             Ok((created, next)) => {
                 debug!("schedule {name:?} ({spec_text}) defined; next run at {next}");
                 if let Some(conn) = self.conn_mut(r) {
@@ -90,7 +90,9 @@ impl Server {
 
     /// `PAUSE_SCHEDULE`.
     pub(super) fn pause_schedule(&mut self, r: ConnRef, name: &str, paused: bool) {
-        let next = self.store.pause_schedule(name, paused, durable::wall_ms());
+        let next = self
+            .store
+            .pause_schedule(name, paused, crate::civil::now_ms());
         if let Some(conn) = self.conn_mut(r) {
             protocol::encode_schedule_paused(&mut conn.output, next.is_some(), next.unwrap_or(0));
         }
@@ -127,7 +129,7 @@ impl Server {
     /// wall clock moves them as it should.
     pub(super) fn schedule_deadline(&self, now: Instant) -> Option<Instant> {
         let due = self.store.next_schedule_due()?;
-        let wall = durable::wall_ms();
+        let wall = crate::civil::now_ms();
         Some(now + Duration::from_millis(due.saturating_sub(wall)))
     }
 
@@ -136,7 +138,7 @@ impl Server {
         let Some(due) = self.store.next_schedule_due() else {
             return;
         };
-        let wall = durable::wall_ms();
+        let wall = crate::civil::now_ms();
         if due > wall {
             return;
         }
