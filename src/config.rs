@@ -83,6 +83,9 @@ pub struct Config {
     pub queue_max_messages: usize,
     /// Most payload bytes one queue may hold (`BQUEUEMAXBYTES`); 0: no cap.
     pub queue_max_bytes: usize,
+    /// Most unique keys remembered after their message left (`BMAXUNIQUEKEYS`);
+    /// 0: none are.
+    pub max_unique_keys: usize,
 }
 
 /// How often the journal is synced to the disk (`BFSYNC`), which says how much a
@@ -135,6 +138,7 @@ impl Default for Config {
             max_per_address: 0,
             queue_max_messages: 0,
             queue_max_bytes: 0,
+            max_unique_keys: crate::store::DEFAULT_MAX_REMEMBERED,
         }
     }
 }
@@ -192,6 +196,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "BQUEUEMAXBYTES",
         "0",
         "cap on the payload bytes one queue holds (K/M/G suffixes); 0 = no cap",
+    ),
+    (
+        "BMAXUNIQUEKEYS",
+        "100000",
+        "cap on unique keys remembered after their message left (--unique-for); \
+         past it the window ending first is forgotten",
     ),
     (
         "BDATADIR",
@@ -329,6 +339,15 @@ impl Config {
                     })?;
                 }
                 "BQUEUEMAXBYTES" => config.queue_max_bytes = parse_size("BQUEUEMAXBYTES", value)?,
+                "BMAXUNIQUEKEYS" => {
+                    config.max_unique_keys = value.trim().parse().map_err(|_| {
+                        error(
+                            "BMAXUNIQUEKEYS",
+                            value,
+                            "not a whole number (0 = remember none)",
+                        )
+                    })?;
+                }
                 "BDATADIR" => config.data_dir = Some(PathBuf::from(value)),
                 "BFSYNC" => config.fsync = parse_fsync(value)?,
                 "BSEGMENT" => {

@@ -121,6 +121,8 @@ pub enum Streamed {
         queue: Box<str>,
         /// Delay and priority.
         options: Option<crate::protocol::PutOptions>,
+        /// The unique key (as `(key, replace, window_ms)`), for a `PUT_UNIQUE` one.
+        unique: Option<(Box<[u8]>, bool, u32)>,
     },
     /// A `PUB`.
     Publish {

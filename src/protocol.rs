@@ -19,7 +19,7 @@ use std::fmt;
 use bytes::BufMut;
 
 /// The protocol version this crate speaks (sent and checked by `HELLO`).
-pub const PROTOCOL_VERSION: u16 = 5;
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// Longest queue name in bytes. The name's length travels in one byte, so a longer
 /// name cannot even be expressed.
@@ -214,6 +214,10 @@ pub enum Status {
     SchedulePaused = 0x52,
     /// Reply to `SCHEDULES` (version 5).
     ScheduleList = 0x53,
+    /// A unique `PUT` was not stored: another message holds its key (version 6).
+    Duplicate = 0x54,
+    /// A unique `PUT` replaced the waiting message that holds its key (version 6).
+    Replaced = 0x55,
     /// The request failed; the body says why and whether the connection closes.
     Error = 0x7F,
 }
@@ -250,6 +254,8 @@ impl TryFrom<u8> for Status {
             0x51 => Status::Unscheduled,
             0x52 => Status::SchedulePaused,
             0x53 => Status::ScheduleList,
+            0x54 => Status::Duplicate,
+            0x55 => Status::Replaced,
             0x7F => Status::Error,
             other => return Err(ProtocolError::UnknownStatus(other)),
         })
@@ -503,6 +509,18 @@ pub enum Request<'a> {
         /// Message bytes (already cut to the limit when decoded by the server).
         payload: &'a [u8],
     },
+    /// A `PUT` with the `PUT_UNIQUE` flag: a unique key (version 6), and with
+    /// `PUT_OPTIONS` a delay and a priority too.
+    PutUnique {
+        /// Queue name.
+        queue: &'a str,
+        /// Delay and priority (`None`: the defaults, and no `PUT_OPTIONS` flag).
+        options: Option<PutOptions>,
+        /// The key and what to do with a duplicate.
+        unique: Unique<'a>,
+        /// Message bytes (already cut to the limit when decoded by the server).
+        payload: &'a [u8],
+    },
     /// Take up to `max` messages on lease (version 2).
     Lease {
         /// Queue name.
@@ -699,7 +717,7 @@ impl Request<'_> {
             Request::Get { .. } => Opcode::Get,
             Request::Purge { .. } => Opcode::Purge,
             Request::Stats { .. } => Opcode::Stats,
-            Request::PutWith { .. } => Opcode::Put,
+            Request::PutWith { .. } | Request::PutUnique { .. } => Opcode::Put,
             Request::Lease { .. } => Opcode::Lease,
             Request::Ack { .. } => Opcode::Ack,
             Request::Nack { .. } => Opcode::Nack,
@@ -809,6 +827,8 @@ pub enum Decoded<'a> {
         queue: &'a str,
         /// Delay and priority, for a `PUT` with the `PUT_OPTIONS` flag.
         options: Option<PutOptions>,
+        /// The key, for a `PUT` with the `PUT_UNIQUE` flag.
+        unique: Option<Unique<'a>>,
         /// Payload length the client declared.
         payload_len: u32,
     },
@@ -854,10 +874,10 @@ pub fn decode_request(
         let Some(&flags) = buf.get(LEN_PREFIX + 1) else {
             return Ok(None);
         };
-        if flags & !PUT_OPTIONS != 0 {
+        if flags & !(PUT_OPTIONS | PUT_UNIQUE) != 0 {
             return Err(ProtocolError::BadFlags(flags));
         }
-        return decode_put(buf, len as usize - 2, flags & PUT_OPTIONS != 0, max_payload);
+        return decode_put(buf, len as usize - 2, flags, max_payload);
     }
     let opcode = Opcode::try_from(buf[LEN_PREFIX])?;
     let max = opcode.max_frame();
@@ -869,7 +889,7 @@ pub fn decode_request(
     }
     let flags = buf[LEN_PREFIX + 1];
     let allowed = match opcode {
-        Opcode::Put => PUT_OPTIONS,
+        Opcode::Put => PUT_OPTIONS | PUT_UNIQUE,
         Opcode::Get | Opcode::Lease | Opcode::Peek => WITH_META,
         _ => 0,
     };
@@ -878,7 +898,7 @@ pub fn decode_request(
     }
     let body_len = len as usize - 2;
     match opcode {
-        Opcode::Put => return decode_put(buf, body_len, flags & PUT_OPTIONS != 0, max_payload),
+        Opcode::Put => return decode_put(buf, body_len, flags, max_payload),
         Opcode::Publish | Opcode::Req | Opcode::Reply => {
             return fanout::decode_streamed(opcode, buf, body_len, max_payload);
         }
@@ -979,9 +999,10 @@ fn decode_control(opcode: Opcode, body: &[u8]) -> Result<Request<'_>, ProtocolEr
 fn decode_put(
     buf: &[u8],
     body_len: usize,
-    with_options: bool,
+    flags: u8,
     max_payload: usize,
 ) -> Result<Option<(Decoded<'_>, usize)>, ProtocolError> {
+    let with_options = flags & PUT_OPTIONS != 0;
     if body_len == 0 {
         // Checked before reading on, so that a short PUT never reads into the next frame.
         return Err(ProtocolError::ShortField("queue_len"));
@@ -1012,6 +1033,27 @@ fn decode_put(
     } else {
         (None, name_end)
     };
+    let (unique, head_end) = if flags & PUT_UNIQUE != 0 {
+        let frame_end = REQUEST_HEADER + body_len;
+        let fields = buf.get(head_end..frame_end.min(buf.len())).unwrap_or(&[]);
+        let declared = frame_end - head_end;
+        // Short of the frame (a key longer than what is left) is malformed; short of
+        // the buffer, wait for more bytes.
+        let need = |n: usize| n > declared;
+        if need(1)
+            || fields
+                .first()
+                .is_some_and(|&k| need(UNIQUE_FIXED + usize::from(k)))
+        {
+            return Err(ProtocolError::ShortField("unique key"));
+        }
+        match Unique::decode(fields)? {
+            Some((unique, used)) => (Some(unique), head_end + used),
+            None => return Ok(None),
+        }
+    } else {
+        (None, head_end)
+    };
     let payload_len = body_len - (head_end - REQUEST_HEADER);
     if payload_len > max_payload {
         // body_len came from a u32, so payload_len fits in one.
@@ -1020,6 +1062,7 @@ fn decode_put(
             Decoded::PutHead {
                 queue,
                 options,
+                unique,
                 payload_len,
             },
             head_end,
@@ -1029,13 +1072,19 @@ fn decode_put(
     let Some(payload) = buf.get(head_end..frame_end) else {
         return Ok(None);
     };
-    let request = match options {
-        Some(options) => Request::PutWith {
+    let request = match (options, unique) {
+        (options, Some(unique)) => Request::PutUnique {
+            queue,
+            options,
+            unique,
+            payload,
+        },
+        (Some(options), None) => Request::PutWith {
             queue,
             options,
             payload,
         },
-        None => Request::Put { queue, payload },
+        (None, None) => Request::Put { queue, payload },
     };
     Ok(Some((Decoded::Request(request), frame_end)))
 }
@@ -1276,6 +1325,22 @@ pub enum Response<'a> {
     },
     /// The schedules, sorted by name (version 5).
     ScheduleList(Vec<ScheduleInfo>),
+    /// A unique `PUT` was not stored (version 6).
+    Duplicate {
+        /// The message that holds the key (or held it, for [`Holder::Gone`]).
+        id: u64,
+        /// Where that message stands.
+        holder: Holder,
+    },
+    /// A unique `PUT` replaced the waiting message that holds its key (version 6).
+    Replaced {
+        /// That message's id.
+        id: u64,
+        /// Payload length the client sent.
+        original_len: u32,
+        /// Bytes kept.
+        stored_len: u32,
+    },
     /// A failed request.
     Error {
         /// The error code; unknown (newer) codes are kept as their number.
@@ -1572,6 +1637,7 @@ pub fn decode_response(
         Status::Scheduled | Status::Unscheduled | Status::SchedulePaused | Status::ScheduleList => {
             schedule::decode_response(status, &mut r)?
         }
+        Status::Duplicate | Status::Replaced => unique::decode_response(status, &mut r)?,
         Status::Stored if r.buf.len() >= 8 => Response::StoredId { id: r.u64("id")? },
         Status::Stored => Response::Stored,
         Status::Empty => Response::Empty,
@@ -1687,6 +1753,13 @@ mod schedule;
 pub use schedule::{
     FEATURE_SCHEDULES, MAX_SCHEDULE_FRAME, ScheduleInfo, ScheduleTarget, encode_schedule_list,
     encode_schedule_paused, encode_scheduled, encode_unscheduled, schedule_info_len,
+};
+
+mod unique;
+
+pub use unique::{
+    FEATURE_UNIQUE, Holder, MAX_KEY_LEN, MAX_WINDOW_MS, PUT_UNIQUE, UNIQUE_FIXED, Unique,
+    encode_duplicate, encode_replaced,
 };
 
 mod auth;

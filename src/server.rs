@@ -15,6 +15,7 @@ mod hygiene;
 mod leases;
 mod requests;
 mod schedules;
+mod unique;
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -178,6 +179,7 @@ impl Server {
         // After the replay: what was acknowledged before a restart is never refused,
         // even if the caps were lowered since (protocol.md 7.4).
         store.set_queue_caps(config.queue_max_messages, config.queue_max_bytes);
+        store.set_max_remembered_keys(config.max_unique_keys);
         let durable = Rc::new(Cell::new(if journal.is_some() { 0 } else { u64::MAX }));
         let input_cap = config.max_message_size + MAX_CONTROL_FRAME as usize + READ_CHUNK;
         Ok(Server {
@@ -661,6 +663,7 @@ impl Server {
                     Decoded::PutHead {
                         queue,
                         options,
+                        unique,
                         payload_len,
                     },
                     used,
@@ -671,6 +674,7 @@ impl Server {
                         head: Streamed::Put {
                             queue: queue.into(),
                             options,
+                            unique: unique.map(|u| (u.key.into(), u.replace, u.window_ms)),
                         },
                         kept: Vec::with_capacity(max_payload),
                         keep: max_payload,
@@ -703,13 +707,27 @@ impl Server {
         let original = over.original as usize;
         let payload = &over.kept;
         let request = match &over.head {
-            Streamed::Put { queue, options } => match options {
-                Some(options) => Request::PutWith {
+            Streamed::Put {
+                queue,
+                options,
+                unique,
+            } => match (options, unique) {
+                (options, Some((key, replace, window_ms))) => Request::PutUnique {
+                    queue,
+                    options: *options,
+                    unique: protocol::Unique {
+                        key,
+                        replace: *replace,
+                        window_ms: *window_ms,
+                    },
+                    payload,
+                },
+                (Some(options), None) => Request::PutWith {
                     queue,
                     options: *options,
                     payload,
                 },
-                None => Request::Put { queue, payload },
+                (None, None) => Request::Put { queue, payload },
             },
             Streamed::Publish {
                 subject,

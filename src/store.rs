@@ -12,11 +12,13 @@ mod durable;
 mod fanout;
 mod held;
 mod idhash;
+mod keyed;
 mod log;
 mod queues;
 mod ready;
 mod records;
 mod schedules;
+mod unique;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, VecDeque};
 use std::fmt;
@@ -30,11 +32,14 @@ pub use fanout::{BINDING_OVERHEAD, Delivery, Published, TRIE_NODE_MEMORY, trie_m
 pub use held::{HELD_OVERHEAD, LeaseSpec};
 use held::{Held, HeldState, OwnedLeases};
 use idhash::IdMap;
+pub use keyed::KeyedPut;
 use log::StoreLog;
 use queues::Queues;
 use ready::Levels;
 pub use records::{Body, CHUNK_SIZE, RECORD_HEADER, Record, Records};
 pub use schedules::DueRun;
+use unique::Uniques;
+pub use unique::{DEFAULT_MAX_REMEMBERED, KEY_OVERHEAD, KeyCounts};
 
 use crate::journal::record::Record as LogRecord;
 use crate::protocol::{LeaseRef, NEVER_DEAD, PutOptions, SettleResult};
@@ -211,6 +216,10 @@ pub struct Totals {
     pub dead_dropped: u64,
     /// Copies publishes stored in (or handed out from) queues.
     pub routed_copies: u64,
+    /// `PUT`s with a unique key not stored because another message held the key.
+    pub duplicates: u64,
+    /// `PUT`s with a unique key that replaced the waiting message holding it.
+    pub replaced: u64,
 }
 
 /// Counters of one queue (the lease-related ones of [`Totals`], per queue).
@@ -280,6 +289,10 @@ struct Queue<W> {
     /// Ready messages that were delivered before, by (priority, id); their payloads
     /// are in `Store::held`.
     returned: BTreeSet<(u8, u64)>,
+    /// Ready messages never delivered that hold a unique key, by (priority, id):
+    /// they are in `Store::held` so that a replace can change them in place, and
+    /// take their turn with the FIFO's messages by id.
+    fresh: BTreeSet<(u8, u64)>,
     /// Parked consumers, first come first served.
     waiters: VecDeque<Waiter<W>>,
     last_used: Instant,
@@ -306,6 +319,7 @@ impl<W> Queue<W> {
             name: name.into(),
             ready: Levels::default(),
             returned: BTreeSet::new(),
+            fresh: BTreeSet::new(),
             waiters: VecDeque::new(),
             last_used: now,
             idle_timer: false,
@@ -329,19 +343,37 @@ impl<W> Queue<W> {
     }
 
     fn has_ready(&self) -> bool {
-        !self.returned.is_empty() || !self.ready.is_empty()
+        !self.returned.is_empty() || !self.ready.is_empty() || !self.fresh.is_empty()
     }
 
-    /// Where the next message to deliver is: `Some(Ok((priority, id)))` for a returned
-    /// one, `Some(Err(priority))` for the front of a priority FIFO.
+    /// Where the next message to deliver is: `Some(Ok((priority, id)))` for a held
+    /// one (returned, or keyed), `Some(Err(priority))` for the front of a priority
+    /// FIFO.
     fn front(&self) -> Option<Front> {
         let returned = self.returned.first().copied();
         let fifo = self.ready.front().map(|(p, _)| p);
-        match (returned, fifo) {
-            (Some(r), Some(p)) if p < r.0 => Some(Err(p)),
-            (Some(r), _) => Some(Ok(r)),
-            (None, Some(p)) => Some(Err(p)),
-            (None, None) => None,
+        let front = match (returned, fifo) {
+            (Some(r), Some(p)) if p < r.0 => Err(p),
+            (Some(r), _) => Ok(r),
+            (None, Some(p)) => Err(p),
+            (None, None) => return self.fresh.first().copied().map(Ok),
+        };
+        let Some(&(fp, fid)) = self.fresh.first() else {
+            return Some(front);
+        };
+        // A keyed message comes after the returned ones of its priority and takes
+        // its turn among the never-delivered ones by id (protocol.md 13.3).
+        let first = match front {
+            Ok((p, _)) => fp < p,
+            Err(p) => fp < p || (fp == p && self.ready.front_id().is_some_and(|id| fid < id)),
+        };
+        Some(if first { Ok((fp, fid)) } else { front })
+    }
+
+    /// Takes a held message out of the ready order (whichever set has it).
+    fn unready(&mut self, priority: u8, id: u64) {
+        if !self.returned.remove(&(priority, id)) {
+            self.fresh.remove(&(priority, id));
         }
     }
 
@@ -420,6 +452,8 @@ pub struct Store<W> {
     confirms: Vec<(u64, u64, bool)>,
     /// Schedules, whose memory is part of `outside`.
     schedules: crate::schedule::Schedules,
+    /// Unique keys, whose memory is part of `outside`.
+    uniques: Uniques,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -455,6 +489,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             route_scratch: Vec::new(),
             confirms: Vec::new(),
             schedules: crate::schedule::Schedules::default(),
+            uniques: Uniques::default(),
         }
     }
 
@@ -595,6 +630,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     max_deliveries: 0,
                     priority,
                     state: HeldState::Delayed,
+                    keyed: false,
                 },
             );
         } else if let Some(q) = self.queues.by_key_mut(key) {
@@ -704,8 +740,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             };
             match front {
                 Ok((priority, id)) => {
-                    q.returned.remove(&(priority, id));
-                    if let Some(h) = self.remove_held(id) {
+                    q.unready(priority, id);
+                    if let Some(h) = self.remove_held(id, now) {
                         each(
                             id,
                             h.attempt,
@@ -842,7 +878,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let q = self.queues.by_key_mut(key)?;
         match q.front()? {
             Ok((priority, id)) => {
-                q.returned.remove(&(priority, id));
+                q.unready(priority, id);
                 q.in_flight += 1;
                 q.counters.gets += 1;
                 q.counters.leases += 1;
@@ -953,6 +989,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 max_deliveries: spec.max_deliveries,
                 priority,
                 state: HeldState::InFlight,
+                keyed: false,
             },
         );
         if let Some(q) = self.queues.by_key_mut(key) {
@@ -1015,10 +1052,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.held.insert(id, h);
     }
 
-    /// Removes a held message and uncharges it; the caller has already taken it out
-    /// of its queue's `returned` set or timers.
-    fn remove_held(&mut self, id: u64) -> Option<Held> {
+    /// Removes a held message, which leaves its queue at `now`, and uncharges it; the
+    /// caller has already taken it out of its queue's ready sets or timers. Its unique
+    /// key, if it has one, is released.
+    fn remove_held(&mut self, id: u64, now: Instant) -> Option<Held> {
         let h = self.held.remove(&id)?;
+        if h.keyed {
+            self.release_key(id, now);
+        }
         let memory = HELD_OVERHEAD + own_len(&h.payload);
         let len = self.bodies.bytes(&h.payload).len();
         let (in_flight, delayed) = match h.state {
@@ -1195,7 +1236,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         if result != SettleResult::Ok {
             return result;
         }
-        if let Some(h) = self.remove_held(pair.id) {
+        if let Some(h) = self.remove_held(pair.id, now) {
             if let Some(log) = &mut self.log {
                 log.push(&LogRecord::Del { id: pair.id });
             }
@@ -1342,7 +1383,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             if let Some(q) = self.queues.by_key_mut(key) {
                 q.returned.insert((h.priority, id));
             }
-        } else if let Some(h) = self.remove_held(id)
+        } else if h.keyed {
+            if let Some(q) = self.queues.by_key_mut(key) {
+                q.fresh.insert((h.priority, id));
+            }
+        } else if let Some(h) = self.remove_held(id, now)
             && let Some(q) = self.queues.by_key_mut(key)
         {
             let body = record_body(&self.bodies, &h.payload);
@@ -1371,7 +1416,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             q.counters.dead_lettered += 1;
         }
         self.totals.dead_lettered += 1;
-        let Some(h) = self.remove_held(id) else {
+        let Some(h) = self.remove_held(id, now) else {
             return;
         };
         if name.len() > crate::protocol::MAX_QUEUE_NAME {
@@ -1393,6 +1438,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         h.charged = 0;
         h.owner = 0;
         h.state = HeldState::Ready;
+        // Its key stayed with its queue.
+        h.keyed = false;
         if let Some(log) = &mut self.log {
             log.push(&LogRecord::Move {
                 id,
@@ -1462,7 +1509,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     }
                 }
                 None => {
-                    let Some((id, attempt, priority, (payload, meta))) = self.take_front(key)
+                    let Some((id, attempt, priority, (payload, meta))) = self.take_front(key, now)
                     else {
                         break;
                     };
@@ -1486,14 +1533,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     }
 
     /// Removes the next ready message of queue `key` for a plain consumer.
-    fn take_front(&mut self, key: usize) -> Option<(u64, u32, u8, Taken)> {
+    fn take_front(&mut self, key: usize, now: Instant) -> Option<(u64, u32, u8, Taken)> {
         let q = self.queues.by_key_mut(key)?;
         q.counters.gets += 1;
         self.totals.gets += 1;
         match q.front()? {
             Ok((priority, id)) => {
-                q.returned.remove(&(priority, id));
-                let h = self.remove_held(id)?;
+                q.unready(priority, id);
+                let h = self.remove_held(id, now)?;
                 if let Some(log) = &mut self.log {
                     log.push(&LogRecord::Del { id });
                 }
@@ -1648,6 +1695,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         max_deliveries: 0,
                         priority: handoff.priority,
                         state: HeldState::Ready,
+                        keyed: false,
                     },
                 );
                 if let Some(q) = self.queues.by_key_mut(key) {
@@ -1739,6 +1787,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             .ready
             .priorities()
             .chain(q.returned.iter().map(|(p, _)| *p))
+            .chain(q.fresh.iter().map(|(p, _)| *p))
             .collect();
         priorities.sort_unstable();
         priorities.dedup();
@@ -1769,18 +1818,48 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     break 'outer;
                 }
             }
-            for r in q.ready.iter_level(p) {
-                if !emit(
-                    LeaseRef {
-                        id: r.id,
-                        attempt: r.attempt,
-                    },
-                    body_bytes(&self.bodies, r.body),
-                    match r.body {
-                        Body::Shared { key, .. } => self.meta(&Payload::Shared(key)),
-                        Body::Inline(_) => None,
-                    },
-                ) {
+            // The FIFO and the keyed ones, merged by id as `Queue::front` takes them.
+            let mut fresh = q.fresh.range((p, 0)..=(p, u64::MAX)).peekable();
+            let mut fifo = q.ready.iter_level(p).peekable();
+            loop {
+                let keyed_first = match (fresh.peek(), fifo.peek()) {
+                    (Some(&&(_, k)), Some(r)) => k < r.id,
+                    (Some(_), None) => true,
+                    (None, Some(_)) => false,
+                    (None, None) => break,
+                };
+                let more = if keyed_first {
+                    let Some(&(_, id)) = fresh.next() else {
+                        break;
+                    };
+                    let Some(h) = self.held.get(&id) else {
+                        continue;
+                    };
+                    emit(
+                        LeaseRef {
+                            id,
+                            attempt: h.attempt,
+                        },
+                        self.bodies.bytes(&h.payload),
+                        self.meta(&h.payload),
+                    )
+                } else {
+                    let Some(r) = fifo.next() else {
+                        break;
+                    };
+                    emit(
+                        LeaseRef {
+                            id: r.id,
+                            attempt: r.attempt,
+                        },
+                        body_bytes(&self.bodies, r.body),
+                        match r.body {
+                            Body::Shared { key, .. } => self.meta(&Payload::Shared(key)),
+                            Body::Inline(_) => None,
+                        },
+                    )
+                };
+                if !more {
                     break 'outer;
                 }
             }
@@ -1812,8 +1891,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             };
             let taken = match q.front() {
                 Some(Ok((priority, id))) => {
-                    q.returned.remove(&(priority, id));
-                    self.remove_held(id)
+                    q.unready(priority, id);
+                    self.remove_held(id, now)
                         .map(|h| (id, h.attempt, priority, h.payload))
                 }
                 Some(Err(_)) => {
@@ -1884,6 +1963,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let shared = q.ready.shared_keys();
         let (mut count, freed) = q.ready.clear();
         q.returned.clear();
+        q.fresh.clear();
         let has_held = q.held > 0;
         self.memory -= freed;
         self.messages -= count;
@@ -1896,7 +1976,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 .map(|(id, _)| *id)
                 .collect();
             for id in ids {
-                if let Some(h) = self.remove_held(id) {
+                if let Some(h) = self.remove_held(id, now) {
                     self.discard(id, h.payload, false);
                     count += 1;
                 }
@@ -1917,6 +1997,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// become ready, and queues idle for the configured time are dropped. Messages
     /// this hands to parked consumers wait in [`Store::take_handoff`].
     pub fn expire(&mut self, now: Instant, mut timed_out: impl FnMut(W)) {
+        self.expire_keys(now);
         for _ in 0..EXPIRE_BUDGET {
             let timer = self
                 .timers
@@ -2000,10 +2081,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     pub fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.keys().next().map(|(at, _)| *at);
         let deadline = self.deadlines.first().map(|(at, _)| *at);
-        match (timer, deadline) {
-            (Some(a), Some(b)) => Some(a.min(b)),
-            (a, b) => a.or(b),
-        }
+        [timer, deadline, self.uniques.next_deadline()]
+            .into_iter()
+            .flatten()
+            .min()
     }
 
     fn add_timer(&mut self, at: Instant, timer: Timer<W>) -> TimerKey {
@@ -2118,7 +2199,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     }
 
     fn info(&self, q: &Queue<W>, now: Instant) -> QueueInfo {
-        let ready = q.ready.len() + q.returned.len();
+        let ready = q.ready.len() + q.returned.len() + q.fresh.len();
         let dead = self
             .queues
             .get(&format!("{}{DEAD_SUFFIX}", q.name))
@@ -2182,6 +2263,8 @@ fn lease_deadline(now: Instant, lease_ms: u32) -> Instant {
 
 #[cfg(test)]
 mod journal_tests;
+#[cfg(test)]
+mod keyed_tests;
 #[cfg(test)]
 mod lease_tests;
 #[cfg(test)]

@@ -64,6 +64,14 @@ pub const TYPE_SCHEDULE: u8 = 13;
 pub const TYPE_UNSCHEDULE: u8 = 14;
 /// Type byte of [`Record::Fired`].
 pub const TYPE_FIRED: u8 = 15;
+/// Type byte of [`Record::Key`].
+pub const TYPE_KEY: u8 = 16;
+/// Type byte of [`Record::Unkey`].
+pub const TYPE_UNKEY: u8 = 17;
+/// Fixed bytes of a KEY body: id, window_ms, until_ms, key_len.
+const KEY_FIXED: usize = 8 + 4 + 8 + 1;
+/// Bytes of an UNKEY body: the id.
+const UNKEY_LEN: usize = 8;
 
 /// The longest payload a SCHEDULE record carries (what a `SCHEDULE` frame can hold).
 pub const MAX_SCHEDULE_PAYLOAD: usize = 64 * 1024;
@@ -260,6 +268,27 @@ pub enum Record<'a> {
         /// Where its runs stand.
         runs: ScheduleRuns,
     },
+    /// Unique key `key` of queue `queue` is held by message `id` (`until_ms` 0), or
+    /// remembered until `until_ms` after that message left (replaces any earlier
+    /// state of `id`'s key).
+    Key {
+        /// The message that holds (or held) it.
+        id: u64,
+        /// How long it is remembered once its message leaves.
+        window_ms: u32,
+        /// Unix-epoch milliseconds until which it is remembered; 0 while held.
+        until_ms: u64,
+        /// The queue's name: 1 to [`MAX_NAME_LEN`] bytes (a name, not a number:
+        /// a remembered key can outlive its queue).
+        queue: &'a str,
+        /// The key: 1 to [`MAX_TEXT_LEN`] bytes.
+        key: &'a [u8],
+    },
+    /// The key of message `id` is forgotten (if it had one).
+    Unkey {
+        /// The message id.
+        id: u64,
+    },
 }
 
 impl Record<'_> {
@@ -281,6 +310,8 @@ impl Record<'_> {
             Record::Schedule { .. } => TYPE_SCHEDULE,
             Record::Unschedule { .. } => TYPE_UNSCHEDULE,
             Record::Fired { .. } => TYPE_FIRED,
+            Record::Key { .. } => TYPE_KEY,
+            Record::Unkey { .. } => TYPE_UNKEY,
         }
     }
 
@@ -309,6 +340,8 @@ impl Record<'_> {
             } => SCHEDULE_FIXED + 3 + name.len() + spec.len() + target.len() + payload.len(),
             Record::Unschedule { name } => name.len(),
             Record::Fired { name, .. } => RUNS_LEN + name.len(),
+            Record::Key { queue, key, .. } => KEY_FIXED + key.len() + queue.len(),
+            Record::Unkey { .. } => UNKEY_LEN,
         }
     }
 }
@@ -404,6 +437,8 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
                     && payload.len() <= MAX_SCHEDULE_PAYLOAD,
             Record::Unschedule { name } | Record::Fired { name, .. } =>
                 (1..=MAX_TEXT_LEN).contains(&name.len()),
+            Record::Key { queue, key, .. } =>
+                (1..=MAX_NAME_LEN).contains(&queue.len()) && (1..=MAX_TEXT_LEN).contains(&key.len()),
             _ => true,
         },
         "journal record out of limits"
@@ -511,6 +546,21 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             put_runs(out, &runs);
             out.extend_from_slice(name.as_bytes());
         }
+        Record::Key {
+            id,
+            window_ms,
+            until_ms,
+            queue,
+            key,
+        } => {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&window_ms.to_le_bytes());
+            out.extend_from_slice(&until_ms.to_le_bytes());
+            out.push(key.len() as u8);
+            out.extend_from_slice(key);
+            out.extend_from_slice(queue.as_bytes());
+        }
+        Record::Unkey { id } => out.extend_from_slice(&id.to_le_bytes()),
     }
     let crc = record_crc(len.to_le_bytes(), &out[start + RECORD_HEADER_LEN..]);
     out[start + 4..start + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -741,6 +791,31 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
             let runs = f.runs().ok_or(bad_len)?;
             let name = std::str::from_utf8(f.rest()).map_err(|_| Damage::BadText(kind))?;
             Record::Fired { name, runs }
+        }
+        TYPE_KEY => {
+            let id = f.u64().ok_or(bad_len)?;
+            let window_ms = f.u32().ok_or(bad_len)?;
+            let until_ms = f.u64().ok_or(bad_len)?;
+            let key_len = usize::from(f.u8().ok_or(bad_len)?);
+            let rest = f.rest();
+            if key_len == 0 || !(key_len + 1..=key_len + MAX_NAME_LEN).contains(&rest.len()) {
+                return Err(bad_len);
+            }
+            let (key, queue) = rest.split_at(key_len);
+            let queue = std::str::from_utf8(queue).map_err(|_| Damage::BadName)?;
+            Record::Key {
+                id,
+                window_ms,
+                until_ms,
+                queue,
+                key,
+            }
+        }
+        TYPE_UNKEY => {
+            exact(UNKEY_LEN)?;
+            Record::Unkey {
+                id: f.u64().ok_or(bad_len)?,
+            }
         }
         other => return Err(Damage::UnknownType(other)),
     };

@@ -85,6 +85,8 @@ pub struct Replay {
     applied: u64,
     /// Schedules by name.
     schedules: BTreeMap<String, RecoveredSchedule>,
+    /// Unique keys by the id of the message that holds (or held) them.
+    keys: IdMap<RecoveredKey>,
 }
 
 impl Replay {
@@ -290,6 +292,30 @@ impl Replay {
                 Some(schedule) => schedule.runs = runs,
                 None => self.ignored += 1,
             },
+            Record::Key {
+                id,
+                window_ms,
+                until_ms,
+                queue,
+                key,
+            } => {
+                self.saw_id(id);
+                self.keys.insert(
+                    id,
+                    RecoveredKey {
+                        id,
+                        queue: queue.to_owned(),
+                        key: key.into(),
+                        window_ms,
+                        until_ms,
+                    },
+                );
+            }
+            Record::Unkey { id } => {
+                if self.keys.remove(&id).is_none() {
+                    self.ignored += 1;
+                }
+            }
         }
     }
 
@@ -350,10 +376,13 @@ impl Replay {
             })
             .collect();
         queues.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        let mut keys: Vec<RecoveredKey> = self.keys.into_values().collect();
+        keys.sort_unstable_by_key(|k| k.id);
         Recovered {
             queues,
             bindings,
             schedules: self.schedules.into_values().collect(),
+            keys,
             next_id,
             ignored: self.ignored,
         }
@@ -500,6 +529,9 @@ pub struct Recovered {
     pub bindings: Vec<RecoveredBinding>,
     /// Every schedule, sorted by name.
     pub schedules: Vec<RecoveredSchedule>,
+    /// Every unique key, sorted by the id of its message. A held one whose message
+    /// is not in its queue any more is the loader's to drop.
+    pub keys: Vec<RecoveredKey>,
     /// The lowest id the server may give a new message.
     pub next_id: u64,
     /// Records skipped because the message, queue number or binding they name did not
@@ -515,6 +547,21 @@ pub struct RecoveredBinding {
     pub queue: String,
     /// The subject pattern, as the BIND record carried it.
     pub pattern: String,
+}
+
+/// One unique key, as its last KEY record left it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RecoveredKey {
+    /// The message that holds (or held) it.
+    pub id: u64,
+    /// Its queue's name.
+    pub queue: String,
+    /// The key.
+    pub key: Box<[u8]>,
+    /// How long it is remembered once its message leaves.
+    pub window_ms: u32,
+    /// Unix-epoch milliseconds until which it is remembered; 0 while held.
+    pub until_ms: u64,
 }
 
 /// One schedule, as its last SCHEDULE record defined it and its last FIRED record

@@ -6,7 +6,8 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 use super::record::{
     HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, MAX_SCHEDULE_PAYLOAD, MAX_TEXT_LEN,
     RECORD_HEADER_LEN, SCHEDULE_PAUSED, SCHEDULE_SUBJECT, ScheduleRuns, TYPE_BIND, TYPE_FIRED,
-    TYPE_SCHEDULE, TYPE_SUBJECT, TYPE_UNBIND, TYPE_UNSCHEDULE, mask, record_crc, unmask,
+    TYPE_KEY, TYPE_SCHEDULE, TYPE_SUBJECT, TYPE_UNBIND, TYPE_UNKEY, TYPE_UNSCHEDULE, mask,
+    record_crc, unmask,
 };
 use super::*;
 use crate::test_rng::Rng;
@@ -590,9 +591,56 @@ fn bad_bodies_are_rejected() {
         decode(1, &[0, 0, 0, 0, b'a', 0xe2, 0x82]),
         Err(Damage::BadName)
     );
-    for kind in [0, 16, 100, 255] {
+    for kind in [0, 18, 100, 255] {
         assert_eq!(decode(kind, &[0; 8]), Err(Damage::UnknownType(kind)));
     }
+}
+
+/// KEY and UNKEY bodies: they round-trip; a key of 0 bytes, a key longer than the
+/// body, no queue name, one over 255 bytes or not UTF-8 is damage.
+#[test]
+fn key_records_round_trip_and_bad_key_bodies_are_rejected() {
+    let key = Record::Key {
+        id: 9,
+        window_ms: 1000,
+        until_ms: 1_700_000_000_000,
+        queue: "jobs",
+        key: b"order-1",
+    };
+    for record in [key, Record::Unkey { id: 9 }] {
+        let mut out = Vec::new();
+        encode(&record, &mut out);
+        let body = &out[RECORD_HEADER_LEN + 1..];
+        assert_eq!(decode(record.kind(), body), Ok(record));
+    }
+    let body = |key_len: u8, key: &[u8], queue: &[u8]| {
+        let mut b = vec![0u8; 20];
+        b.push(key_len);
+        b.extend_from_slice(key);
+        b.extend_from_slice(queue);
+        b
+    };
+    let bad_len = |b: &[u8]| {
+        Err(Damage::BodyLength {
+            kind: TYPE_KEY,
+            len: b.len(),
+        })
+    };
+    for b in [
+        body(0, b"", b"q"),
+        body(3, b"ab", b""),
+        body(1, b"k", b""),
+        body(1, b"k", &[b'q'; 256]),
+        vec![0u8; 20],
+    ] {
+        assert_eq!(decode(TYPE_KEY, &b), bad_len(&b), "{b:?}");
+    }
+    assert_eq!(
+        decode(TYPE_KEY, &body(1, b"k", &[0xff])),
+        Err(Damage::BadName)
+    );
+    assert!(decode(TYPE_KEY, &body(1, b"k", &[b'q'; 255])).is_ok());
+    assert!(decode(TYPE_UNKEY, &[0; 9]).is_err());
 }
 
 /// BIND, UNBIND and SUBJECT bodies: a text over 255 bytes, an empty one, or one that
@@ -822,6 +870,7 @@ fn a_journal_of_old_record_types_replays_as_before() {
             ],
             bindings: vec![],
             schedules: vec![],
+            keys: vec![],
             next_id: 16,
             ignored: 0,
         }
@@ -1291,6 +1340,7 @@ fn empty_replay() {
             queues: vec![],
             bindings: vec![],
             schedules: vec![],
+            keys: vec![],
             next_id: 0,
             ignored: 0
         }

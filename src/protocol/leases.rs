@@ -294,6 +294,19 @@ pub(super) fn encode_request(
         Request::PutWith { queue, payload, .. } => {
             1 + queue.len() + PUT_OPTIONS_LEN + payload.len()
         }
+        Request::PutUnique {
+            queue,
+            options,
+            unique,
+            payload,
+        } => {
+            let options = if options.is_some() {
+                PUT_OPTIONS_LEN
+            } else {
+                0
+            };
+            1 + queue.len() + options + unique.wire_len() + payload.len()
+        }
         Request::Lease { queue, .. } => 1 + queue.len() + 13,
         Request::Ack { queue, pairs } => 1 + queue.len() + 2 + pairs.len() * PAIR_LEN,
         Request::Nack { queue, pairs, .. } => 1 + queue.len() + 5 + 2 + pairs.len() * PAIR_LEN,
@@ -316,6 +329,18 @@ fn encode_checked(
             check_queue_name(queue)?;
             options.check()?;
         }
+        Request::PutUnique {
+            queue,
+            options,
+            unique,
+            ..
+        } => {
+            check_queue_name(queue)?;
+            if let Some(options) = options {
+                options.check()?;
+            }
+            unique.check()?;
+        }
         Request::Ack { queue, pairs }
         | Request::Nack { queue, pairs, .. }
         | Request::Touch { queue, pairs, .. } => {
@@ -335,10 +360,12 @@ fn encode_checked(
     })?;
     dst.put_u32(len);
     dst.put_u8(request.opcode() as u8);
-    dst.put_u8(if matches!(request, Request::PutWith { .. }) {
-        PUT_OPTIONS
-    } else {
-        0
+    dst.put_u8(match request {
+        Request::PutWith { .. } => PUT_OPTIONS,
+        Request::PutUnique { options, .. } => {
+            super::PUT_UNIQUE | if options.is_some() { PUT_OPTIONS } else { 0 }
+        }
+        _ => 0,
     });
     match request {
         Request::PutWith {
@@ -349,6 +376,20 @@ fn encode_checked(
             put_name(dst, queue);
             dst.put_u32(options.delay_ms);
             dst.put_u8(options.priority);
+            dst.put_slice(payload);
+        }
+        Request::PutUnique {
+            queue,
+            options,
+            unique,
+            payload,
+        } => {
+            put_name(dst, queue);
+            if let Some(options) = options {
+                dst.put_u32(options.delay_ms);
+                dst.put_u8(options.priority);
+            }
+            unique.encode(dst);
             dst.put_slice(payload);
         }
         Request::Lease {
@@ -841,6 +882,7 @@ mod tests {
                         delay_ms: MAX_DELAY_MS,
                         priority: MAX_PRIORITY,
                     }),
+                    unique: None,
                     payload_len: 7,
                 },
                 head

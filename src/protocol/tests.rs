@@ -9,7 +9,7 @@ const BIG: usize = 1 << 20;
 /// A response size limit large enough for every test response.
 const MAX_RESPONSE: u32 = 1 << 24;
 
-fn encode(req: &Request<'_>) -> Vec<u8> {
+pub(super) fn encode(req: &Request<'_>) -> Vec<u8> {
     let mut buf = Vec::new();
     req.encode(&mut buf).expect("valid request encodes");
     buf
@@ -137,7 +137,7 @@ fn status_try_from_round_trips_every_byte() {
             Err(e) => assert_eq!(e, ProtocolError::UnknownStatus(byte)),
         }
     }
-    assert_eq!(known, 28);
+    assert_eq!(known, 30);
 }
 
 /// `ErrorCode::from_u16` inverts `as u16` for codes 1..=19, rejects 0 and newer codes,
@@ -337,6 +337,7 @@ fn oversized_put_yields_head_as_soon_as_name_arrives() {
     let expected = Decoded::PutHead {
         queue: "big",
         options: None,
+        unique: None,
         payload_len: payload.len() as u32,
     };
     for end in head_len..=frame.len() {
@@ -368,6 +369,7 @@ fn put_payload_limit_is_inclusive() {
             Decoded::PutHead {
                 queue: "q",
                 options: None,
+                unique: None,
                 payload_len: 4
             },
             8
@@ -397,6 +399,7 @@ fn put_with_huge_declared_length_is_a_head_not_an_error() {
             Decoded::PutHead {
                 queue: "qz",
                 options: None,
+                unique: None,
                 payload_len: u32::MAX - 2 - 1 - 2
             },
             9
@@ -1606,6 +1609,7 @@ fn spec_request_examples_match_the_codec() {
             Decoded::PutHead {
                 queue: "jobs",
                 options: None,
+                unique: None,
                 payload_len: 20000
             },
             head.len()
@@ -1921,6 +1925,12 @@ pub(super) fn encode_response(resp: &Response<'_>) -> Vec<u8> {
             meta.dropped(),
             payload,
         ),
+        Response::Duplicate { id, holder } => encode_duplicate(&mut buf, *id, *holder),
+        Response::Replaced {
+            id,
+            original_len,
+            stored_len,
+        } => encode_replaced(&mut buf, *id, *original_len, *stored_len),
         Response::Error {
             code,
             fatal,
@@ -2031,6 +2041,7 @@ pub(super) fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
                 Decoded::PutHead {
                     queue,
                     options,
+                    unique,
                     payload_len,
                 } => {
                     assert!(payload_len as usize > max_payload);
@@ -2039,7 +2050,8 @@ pub(super) fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
                     } else {
                         0
                     };
-                    assert_eq!(n, REQUEST_HEADER + 1 + queue.len() + fields);
+                    let key = unique.map_or(0, |u| u.wire_len());
+                    assert_eq!(n, REQUEST_HEADER + 1 + queue.len() + fields + key);
                 }
                 // A head is the frame without its payload: the same bytes but for the
                 // length prefix.

@@ -113,6 +113,15 @@ impl Server {
             } => {
                 self.put(r, queue, payload, sent(payload), Some(options), now);
             }
+            Request::PutUnique {
+                queue,
+                options,
+                unique,
+                payload,
+            } => {
+                let options = options.unwrap_or_default();
+                self.put_unique(r, queue, payload, sent(payload), options, unique, now);
+            }
             Request::Get {
                 queue,
                 wait_ms,
@@ -228,6 +237,9 @@ impl Server {
         }
         if version >= 5 {
             limits.features |= protocol::FEATURE_SCHEDULES;
+        }
+        if version >= 6 {
+            limits.features |= protocol::FEATURE_UNIQUE;
         }
         if self.journal.is_some() {
             limits.features |= protocol::FEATURE_DURABLE;
@@ -484,6 +496,11 @@ impl Server {
                 "schedule_failures",
                 self.store.schedules().totals().failures,
             ),
+            ("unique_keys", self.store.key_counts().held),
+            ("unique_remembered", self.store.key_counts().remembered),
+            ("unique_forgotten", self.store.key_counts().forgotten),
+            ("unique_duplicates", self.store.totals().duplicates),
+            ("unique_replaced", self.store.totals().replaced),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self

@@ -7,7 +7,7 @@ use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::journal::record::Record;
-use crate::journal::replay::{Recovered, RecoveredMessage};
+use crate::journal::replay::{Recovered, RecoveredKey, RecoveredMessage};
 use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
 
 use super::bodies::Payload;
@@ -32,6 +32,8 @@ pub struct Restored {
     pub schedules: usize,
     /// Schedules that could not be loaded, each with the reason.
     pub skipped_schedules: Vec<String>,
+    /// Unique keys, held and remembered.
+    pub keys: usize,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -89,6 +91,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         // Bodies made so far, by a hash of (subject, payload).
         let mut shared = IdMap::default();
         self.next_id = self.next_id.max(recovered.next_id.saturating_sub(1));
+        // Messages that hold a key, by id, with their key's queue: they are placed in
+        // `held` (protocol.md 18), not at the end of the queue.
+        let key_queues: IdMap<u64, &str> = recovered
+            .keys
+            .iter()
+            .filter(|k| k.until_ms == 0)
+            .map(|k| (k.id, k.queue.as_str()))
+            .collect();
+        let mut keyed: IdMap<u64, ()> = IdMap::default();
         for rq in recovered.queues {
             restored.queues += 1;
             let key = self.queue_key_or_create(&rq.name, now);
@@ -107,7 +118,17 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 self.messages += 1;
                 self.bytes += m.payload.len();
                 let payload = self.restored_payload(&mut m, &mut shared);
-                if let Some(max_deliveries) = m.in_flight {
+                let id = m.id;
+                let holds_key = key_queues.get(&id).is_some_and(|q| *q == rq.name);
+                if holds_key {
+                    self.restore_keyed(key, m, payload, now, wall_ms, &mut restored);
+                    if let Some(h) = self.held.get_mut(&id)
+                        && h.queue as usize == key
+                    {
+                        h.keyed = true;
+                        keyed.insert(id, ());
+                    }
+                } else if let Some(max_deliveries) = m.in_flight {
                     restored.leases_returned += 1;
                     let name = &rq.name;
                     self.restore_lease(name, key, m, payload, max_deliveries, now, &mut restored);
@@ -155,7 +176,75 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.outside += cost;
         (restored.schedules, restored.skipped_schedules) =
             self.restore_schedules(recovered.schedules);
+        restored.keys = self.restore_keys(&recovered.keys, &keyed, now, wall_ms);
         restored
+    }
+
+    /// Places a recovered message that holds a key in `held`: delayed, in flight
+    /// (returned as [`Store::restore_lease`] says), or ready in its queue's `fresh`
+    /// (never delivered) or `returned` set.
+    fn restore_keyed(
+        &mut self,
+        key: usize,
+        m: RecoveredMessage,
+        payload: Payload,
+        now: Instant,
+        wall_ms: u64,
+        restored: &mut Restored,
+    ) {
+        let (id, priority, attempt) = (m.id, m.priority, m.attempt);
+        if let Some(max_deliveries) = m.in_flight {
+            restored.leases_returned += 1;
+            let name = self.queues.by_key(key).map(|q| q.name.to_string());
+            let name = name.unwrap_or_default();
+            self.restore_lease(&name, key, m, payload, max_deliveries, now, restored);
+        } else if m.due_ms > wall_ms {
+            let at = now + Duration::from_millis(m.due_ms - wall_ms);
+            self.hold_restored(key, m, payload, HeldState::Delayed, at);
+        } else {
+            self.hold_restored(key, m, payload, HeldState::Ready, now);
+            if attempt == 0
+                && let Some(q) = self.queues.by_key_mut(key)
+            {
+                q.returned.remove(&(priority, id));
+                q.fresh.insert((priority, id));
+            }
+        }
+    }
+
+    /// Loads the unique keys: a held one if its message was placed as keyed, a
+    /// remembered one if its window has not ended. Returns how many were loaded.
+    fn restore_keys(
+        &mut self,
+        keys: &[RecoveredKey],
+        keyed: &IdMap<u64, ()>,
+        now: Instant,
+        wall_ms: u64,
+    ) -> usize {
+        let mut loaded = 0;
+        for k in keys {
+            if k.until_ms == 0 {
+                if !keyed.contains_key(&k.id) {
+                    continue;
+                }
+                self.sync_key_memory(|u| u.hold(&k.queue, &k.key, k.id, k.window_ms));
+            } else if k.until_ms > wall_ms {
+                let until = now + Duration::from_millis(k.until_ms - wall_ms);
+                self.sync_key_memory(|u| u.remember(&k.queue, &k.key, k.id, until));
+            } else {
+                continue;
+            }
+            loaded += 1;
+        }
+        // A message placed as keyed whose key a later message took over holds none.
+        for id in keyed.keys() {
+            if self.uniques.name_of(*id).is_none()
+                && let Some(h) = self.held.get_mut(id)
+            {
+                h.keyed = false;
+            }
+        }
+        loaded
     }
 
     /// The payload a recovered message is loaded with: its own bytes, or, for a
@@ -271,6 +360,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 max_deliveries: 0,
                 priority,
                 state,
+                keyed: false,
             },
         );
         match state {
@@ -411,6 +501,21 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             });
         }
         super::schedules::snapshot(&self.schedules, &mut enc);
+        for (queue, key, state) in self.uniques.iter() {
+            let (id, window_ms, until_ms) = match state {
+                super::unique::KeyState::Held { id, window_ms } => (id, window_ms, 0),
+                super::unique::KeyState::Remembered { id, until } => {
+                    (id, 0, log.wall_ms(until).max(1))
+                }
+            };
+            enc(&Record::Key {
+                id,
+                window_ms,
+                until_ms,
+                queue,
+                key,
+            });
+        }
         // Ids up to the next one are in use; the log reserves a new block after it.
         log.restart_ids(self.next_id + 1);
         enc(&Record::Ids {

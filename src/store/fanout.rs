@@ -362,6 +362,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                                     max_deliveries: 0,
                                     priority: options.priority,
                                     state: HeldState::Delayed,
+                                    keyed: false,
                                 },
                             );
                         }

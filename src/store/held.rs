@@ -65,6 +65,8 @@ pub(super) struct Held {
     pub(super) max_deliveries: u16,
     pub(super) priority: u8,
     pub(super) state: HeldState,
+    /// It holds a unique key (`Store::uniques`), released when it leaves its queue.
+    pub(super) keyed: bool,
 }
 
 /// The leases one connection was given, so that they can be returned when it

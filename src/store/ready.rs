@@ -99,6 +99,14 @@ impl Levels {
             .and_then(|l| Some((l.priority, l.records.front_len()?)))
     }
 
+    /// Id of the front record of the first non-empty level.
+    pub(super) fn front_id(&self) -> Option<u64> {
+        self.levels
+            .iter()
+            .find(|l| !l.records.is_empty())
+            .and_then(|l| l.records.front_id())
+    }
+
     /// Removes the front record of the first non-empty level, handing it to `f` with
     /// its priority; returns the memory freed.
     pub(super) fn pop_with(&mut self, f: impl FnOnce(u8, Record<'_>)) -> Option<usize> {

@@ -1,0 +1,336 @@
+//! The store's side of unique messages (protocol.md 18): a `PUT` with a key is not
+//! stored while another message of its queue holds the key, or, asked to, replaces
+//! that message in place. A keyed message lives in `held` for its whole stay (never
+//! in the FIFO chunks), so that it can be changed in place and its key released
+//! whichever way it leaves.
+
+use std::fmt;
+use std::hash::Hash;
+use std::time::{Duration, Instant};
+
+use crate::journal::record::Record as LogRecord;
+use crate::protocol::{Holder, PutOptions, Unique};
+
+use super::bodies::Payload;
+use super::held::{HELD_OVERHEAD, Held, HeldState};
+use super::unique::{KeyCounts, KeyState, compound_len, key_memory};
+use super::{Full, FullCap, PutOutcome, Store, own_len};
+
+/// What a `PUT` with a key did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum KeyedPut<W> {
+    /// No message held the key: stored as a new message (a parked consumer gets it
+    /// as a handoff, see [`Store::take_handoff`]).
+    New(PutOutcome<W>),
+    /// Not stored: the message with this id holds the key, and stands as `Holder`
+    /// says.
+    Duplicate(Holder),
+    /// The waiting message with this id now has the new payload, priority and delay.
+    Replaced,
+}
+
+impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
+    /// Caps the keys remembered after their message left (`BMAXUNIQUEKEYS`).
+    pub fn set_max_remembered_keys(&mut self, max: usize) {
+        self.uniques.set_max_remembered(max);
+    }
+
+    /// Keys held and remembered, for `STATS`.
+    pub fn key_counts(&self) -> KeyCounts {
+        self.uniques.counts()
+    }
+
+    /// [`Store::put_with`] for a message with a unique key: returns the id of the new
+    /// message, or of the one that holds the key, and what was done.
+    ///
+    /// # Errors
+    /// [`Full`] when storing (or replacing) would pass the memory cap or a queue cap;
+    /// nothing changes then.
+    pub fn put_keyed(
+        &mut self,
+        queue: &str,
+        payload: &[u8],
+        original_len: usize,
+        options: PutOptions,
+        unique: Unique<'_>,
+        now: Instant,
+    ) -> Result<(u64, KeyedPut<W>), Full> {
+        match self.uniques.lookup(queue, unique.key, now) {
+            Some(KeyState::Held { id, .. }) => {
+                if let Some(h) = self.held.get(&id) {
+                    let holder = match h.state {
+                        HeldState::Ready => Holder::Ready,
+                        HeldState::Delayed => Holder::Delayed,
+                        HeldState::InFlight => Holder::InFlight,
+                    };
+                    if unique.replace && holder != Holder::InFlight {
+                        self.replace(id, payload, original_len, options, unique, now)?;
+                        self.totals.replaced += 1;
+                        return Ok((id, KeyedPut::Replaced));
+                    }
+                    self.totals.duplicates += 1;
+                    return Ok((id, KeyedPut::Duplicate(holder)));
+                }
+                // A key outliving its message would be a bug; stored anew, the new
+                // message takes the key over.
+            }
+            Some(KeyState::Remembered { id, .. }) => {
+                self.totals.duplicates += 1;
+                return Ok((id, KeyedPut::Duplicate(Holder::Gone)));
+            }
+            None => {}
+        }
+        self.put_new_keyed(queue, payload, original_len, options, unique, now)
+    }
+
+    fn put_new_keyed(
+        &mut self,
+        queue: &str,
+        payload: &[u8],
+        original_len: usize,
+        options: PutOptions,
+        unique: Unique<'_>,
+        now: Instant,
+    ) -> Result<(u64, KeyedPut<W>), Full> {
+        let truncated = u64::from(original_len > payload.len());
+        let id = self.next_id + 1;
+        let delayed = options.delay_ms > 0;
+        let priority = options.priority;
+        let existing = self.queues.key_of(queue);
+        if (self.queue_max_messages | self.queue_max_bytes) != 0
+            && let Some(full) = self.queue_cap_refusal(existing, payload.len())
+        {
+            return Err(full);
+        }
+        let key_cost = key_memory(compound_len(queue, unique.key));
+        let queue_cost = existing.map_or(super::QUEUE_OVERHEAD + queue.len(), |_| 0);
+        self.check_room(queue_cost + HELD_OVERHEAD + payload.len() + key_cost)?;
+        let key = match existing {
+            Some(key) => key,
+            None => self.create_queue(queue, now),
+        };
+        let Some(q) = self.queues.by_key_mut(key) else {
+            return Err(self.refuse());
+        };
+        self.next_id = id;
+        q.last_used = now;
+        q.counters.puts += 1;
+        q.counters.truncations += truncated;
+        self.totals.puts += 1;
+        self.totals.truncations += truncated;
+        if let Some(log) = &mut self.log {
+            log.reserve_id(id);
+        }
+        let at = now + Duration::from_millis(u64::from(options.delay_ms));
+        if let Some(log) = &mut self.log {
+            let due_ms = if delayed { log.wall_ms(at) } else { 0 };
+            log.put_new(key, id, due_ms, priority, payload);
+        }
+        self.messages += 1;
+        self.bytes += payload.len();
+        let state = if delayed {
+            HeldState::Delayed
+        } else {
+            HeldState::Ready
+        };
+        self.insert_held(
+            key,
+            id,
+            Held {
+                payload: Payload::Own(payload.into()),
+                deadline: at,
+                queue: key as u32,
+                attempt: 0,
+                owner: 0,
+                lease_ms: 0,
+                charged: 0,
+                max_deliveries: 0,
+                priority,
+                state,
+                keyed: false,
+            },
+        );
+        self.take_key(id, queue, unique);
+        if delayed {
+            self.deadlines.insert((at, id));
+        } else if let Some(q) = self.queues.by_key_mut(key) {
+            q.fresh.insert((priority, id));
+            // A parked consumer gets it as a handoff, which the server writes or
+            // gives back: a keyed message is never handed over in the PUT itself.
+            self.serve(key, now);
+        }
+        Ok((id, KeyedPut::New(PutOutcome::Stored)))
+    }
+
+    /// Gives held message `id` (just put) the key, and logs it.
+    fn take_key(&mut self, id: u64, queue: &str, unique: Unique<'_>) {
+        if let Some(h) = self.held.get_mut(&id) {
+            h.keyed = true;
+        }
+        self.sync_key_memory(|u| u.hold(queue, unique.key, id, unique.window_ms));
+        self.log_key(id, unique, queue, None);
+    }
+
+    /// Changes waiting (ready or delayed) message `id` into what this `PUT` says:
+    /// its payload, priority, delay and window; its id, attempts and place among
+    /// messages of its priority stay.
+    fn replace(
+        &mut self,
+        id: u64,
+        payload: &[u8],
+        original_len: usize,
+        options: PutOptions,
+        unique: Unique<'_>,
+        now: Instant,
+    ) -> Result<(), Full> {
+        let Some(h) = self.held.get(&id) else {
+            return Ok(());
+        };
+        let key = h.queue as usize;
+        let old_memory = own_len(&h.payload);
+        let old_len = self.bodies.bytes(&h.payload).len();
+        if payload.len() > old_memory {
+            self.check_room(payload.len() - old_memory)?;
+        }
+        if self.queue_max_bytes > 0
+            && let Some(q) = self.queues.by_key(key)
+        {
+            let bytes = q.ready.bytes() + q.held_bytes - old_len;
+            if bytes + payload.len() > self.queue_max_bytes {
+                self.totals.rejected_queue_full += 1;
+                return Err(Full {
+                    used: bytes + old_len,
+                    limit: self.queue_max_bytes,
+                    cap: FullCap::QueueBytes,
+                });
+            }
+        }
+        let Some(h) = self.held.get_mut(&id) else {
+            return Ok(());
+        };
+        let (was, priority, deadline) = (h.state, h.priority, h.deadline);
+        let delayed = options.delay_ms > 0;
+        let at = now + Duration::from_millis(u64::from(options.delay_ms));
+        h.payload = Payload::Own(payload.into());
+        h.priority = options.priority;
+        h.state = if delayed {
+            HeldState::Delayed
+        } else {
+            HeldState::Ready
+        };
+        h.deadline = if delayed { at } else { now };
+        let (attempt, charged) = (h.attempt, h.charged);
+        self.memory = self.memory + payload.len() - old_memory;
+        self.bytes = self.bytes + payload.len() - old_len;
+        let truncated = u64::from(original_len > payload.len());
+        self.totals.truncations += truncated;
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.held_memory = q.held_memory + payload.len() - old_memory;
+            q.held_bytes = q.held_bytes + payload.len() - old_len;
+            q.counters.truncations += truncated;
+            q.last_used = now;
+            match was {
+                HeldState::Ready => q.unready(priority, id),
+                HeldState::Delayed => q.delayed -= 1,
+                HeldState::InFlight => {}
+            }
+            q.delayed += usize::from(delayed);
+            if !delayed {
+                if attempt > 0 {
+                    q.returned.insert((options.priority, id));
+                } else {
+                    q.fresh.insert((options.priority, id));
+                }
+            }
+        }
+        if was == HeldState::Delayed {
+            self.deadlines.remove(&(deadline, id));
+            self.delayed -= 1;
+        }
+        if delayed {
+            self.deadlines.insert((at, id));
+            self.delayed += 1;
+        }
+        self.uniques.set_window(id, unique.window_ms);
+        if let Some(log) = &mut self.log {
+            // A PUT restates the whole message (STORAGE.md); its key follows.
+            let due_ms = if delayed { log.wall_ms(at) } else { 0 };
+            log.push(&LogRecord::Put {
+                queue: key as u32,
+                id,
+                due_ms,
+                priority: options.priority,
+                attempt,
+                charged,
+                payload,
+            });
+        }
+        let queue = self.queues.by_key(key).map(|q| q.name.clone());
+        if let Some(queue) = queue {
+            self.log_key(id, unique, &queue, None);
+        }
+        if !delayed {
+            self.serve(key, now);
+        }
+        Ok(())
+    }
+
+    /// Message `id`, which holds a key, left its queue at `now`: the key is
+    /// forgotten, or remembered for its window; logged either way.
+    pub(super) fn release_key(&mut self, id: u64, now: Instant) {
+        let until = self.sync_key_memory(|u| u.release(id, now));
+        let Some(until) = until else {
+            return;
+        };
+        let Some(log) = &mut self.log else {
+            return;
+        };
+        match until {
+            None => log.push(&LogRecord::Unkey { id }),
+            Some(until) => {
+                let until_ms = log.wall_ms(until).max(1);
+                if let Some((queue, key)) = self.uniques.name_of(id) {
+                    log.push(&LogRecord::Key {
+                        id,
+                        window_ms: 0,
+                        until_ms,
+                        queue,
+                        key,
+                    });
+                }
+            }
+        }
+    }
+
+    /// Forgets the remembered keys whose window has ended, at most
+    /// [`super::EXPIRE_BUDGET`] (the rest stay due: the next turn comes at once).
+    pub(super) fn expire_keys(&mut self, now: Instant) {
+        self.sync_key_memory(|u| u.expire(now, super::EXPIRE_BUDGET));
+    }
+
+    /// Runs `f` on the key index and charges (or frees) the memory it changed.
+    pub(super) fn sync_key_memory<R>(
+        &mut self,
+        f: impl FnOnce(&mut super::unique::Uniques) -> R,
+    ) -> R {
+        let before = self.uniques.memory();
+        let result = f(&mut self.uniques);
+        let after = self.uniques.memory();
+        self.memory = self.memory + after - before;
+        self.outside = self.outside + after - before;
+        result
+    }
+
+    fn log_key(&mut self, id: u64, unique: Unique<'_>, queue: &str, until: Option<Instant>) {
+        if let Some(log) = &mut self.log {
+            let until_ms = until.map_or(0, |at| log.wall_ms(at).max(1));
+            log.push(&LogRecord::Key {
+                id,
+                window_ms: unique.window_ms,
+                until_ms,
+                queue,
+                key: unique.key,
+            });
+        }
+    }
+}
