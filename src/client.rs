@@ -41,13 +41,16 @@ mod fanout;
 mod lease;
 mod schedule;
 mod stream;
+mod unique;
 
 pub use fanout::{Envelope, Event, Events, PublishOptions};
 pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
+pub use protocol::Holder;
 pub use protocol::ScheduleInfo;
 pub use protocol::{LeaseRef, Limits, Published, SettleResult};
 pub use schedule::Schedule;
 pub use stream::{Stream, UNIX_PREFIX, read_token_file};
+pub use unique::{Unique, UniquePut};
 
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
 const MAX_RESPONSE: u32 = (1 << 30) + 4096;
@@ -752,6 +755,30 @@ impl Client {
     }
 
     /// Sends `request` and reads its reply.
+    /// Says HELLO if nobody did yet, then checks that the server speaks `version`
+    /// and announces `bit`.
+    fn require_feature(&mut self, version: u16, bit: u32, feature: &'static str) -> Result<()> {
+        if self.server.is_none() {
+            if self.awaiting > 0 {
+                return Err(Error::Unexpected(format!(
+                    "call Client::hello before pipelining requests for {feature}"
+                )));
+            }
+            self.hello()?;
+        }
+        let Some(info) = &self.server else {
+            return Err(Error::Unexpected("no HELLO reply".to_owned()));
+        };
+        if info.version < version || !info.has(bit) {
+            return Err(Error::Unsupported {
+                feature,
+                server: info.server.clone(),
+                version: info.version,
+            });
+        }
+        Ok(())
+    }
+
     fn call(&mut self, request: &Request<'_>) -> Result<Response<'_>> {
         self.send(request)?;
         self.flush()?;

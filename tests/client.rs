@@ -283,17 +283,17 @@ fn stats_count_puts_gets_messages_queues_and_truncations(t: Transport) {
 }
 
 on_both_transports! {
-/// HELLO says version 5 and the server's message size limit.
+/// HELLO says version 6 and the server's message size limit.
 fn hello_reports_version_and_max_message_size(t: Transport) {
     let server = TestServer::start_on(t);
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 5);
+    assert_eq!(info.version, 6);
     assert_eq!(info.max_message_size, 1 << 20);
     assert!(info.server.starts_with("beuss"), "{}", info.server);
 
     let server = TestServer::start_with_on(t, &[("BMAXMESSAGESIZE", "300K")]);
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 5);
+    assert_eq!(info.version, 6);
     assert_eq!(info.max_message_size, 300 * 1024);
 }
 }

@@ -121,7 +121,7 @@ fn assert_fatal(result: Result<impl std::fmt::Debug, Error>, code: ErrorCode) {
 fn hello_v2_announces_limits() {
     let server = TestServer::start();
     let info = server.client().hello().unwrap();
-    assert_eq!(info.version, 5);
+    assert_eq!(info.version, 6);
     let limits = info.limits.expect("v2 limits");
     assert_eq!(limits.features & 3, 3);
     assert_eq!(limits.default_lease_ms, 30_000);

@@ -751,8 +751,9 @@ fn hello_negotiates_down_anywhere() {
         (3, 3),
         (4, 4),
         (5, 5),
-        (7, 5),
-        (u16::MAX, 5),
+        (6, 6),
+        (7, 6),
+        (u16::MAX, 6),
         (1, 1),
     ] {
         let mut bytes = vec![0, 0, 0, 4, 0x01, 0];

@@ -27,6 +27,9 @@ pub const EXIT_UNSETTLED: u8 = 6;
 pub const EXIT_NO_RESPONDERS: u8 = 7;
 /// `PUB --confirm N`: published, but fewer than N copies were confirmed in time.
 pub const EXIT_UNCONFIRMED: u8 = 8;
+/// `PUT --unique`: not stored, another message holds the key (or held it within
+/// its window).
+pub const EXIT_DUPLICATE: u8 = 9;
 
 /// The exit codes, as `beuss --help` lists them.
 pub const EXIT_CODES_HELP: &str = "\
@@ -42,6 +45,7 @@ Exit codes:
   7  REQ: no responders; PUB --confirm N: fewer than N queues bound
      (nothing was sent either way)
   8  PUB --confirm N: fewer than N copies confirmed within --timeout
+  9  PUT --unique: not stored, a message holds the key (stderr says which)
 ";
 
 /// Why the command failed: the message for stderr and the exit code.

@@ -14,13 +14,18 @@ use std::os::fd::AsFd;
 
 use std::time::Duration;
 
-use beuss::client::{PutOptions, PutStatus};
-use beuss::protocol::{DEFAULT_PRIORITY, FEATURE_PUT_OPTIONS, MAX_DELAY_MS, MAX_PRIORITY};
+use beuss::client::{PutOptions, PutStatus, Unique, UniquePut};
+use beuss::protocol::{
+    DEFAULT_PRIORITY, FEATURE_PUT_OPTIONS, FEATURE_UNIQUE, MAX_DELAY_MS, MAX_KEY_LEN, MAX_PRIORITY,
+    MAX_WINDOW_MS,
+};
 use lexopt::{Arg, Parser};
 
-use crate::args::{Command, Opt, Verb, duration_value, number_value, queue_name, show_duration};
+use crate::args::{
+    Command, Opt, Verb, duration_value, number_value, queue_name, show_duration, string_value,
+};
 use crate::conn::{REPLY_TIMEOUT, connect};
-use crate::output::{EXIT_ERROR, Failure, write_stdout};
+use crate::output::{EXIT_DUPLICATE, EXIT_ERROR, Failure, write_stdout};
 
 /// The verb table's row for `PUT`.
 pub const VERB: Verb = Verb {
@@ -39,6 +44,7 @@ const STREAM_FROM: u64 = 1 << 20;
 
 const HELP: &str = "\
 Usage: beuss PUT <queue> [--delay DURATION] [--priority 0-9] [--id]
+                [--unique KEY [--unique-for DURATION] [--replace]]
 
 Stores one message on <queue>: all of standard input, read to its end, byte for
 byte (binary is fine; nothing is added or removed, so `echo hi` stores \"hi\\n\").
@@ -49,6 +55,14 @@ The queue is created if needed. Prints nothing on success.
   --priority N      0 (delivered first) to 9 (last); default 5. Messages of one
                     priority keep their order
   --id              print the new message's id on standard output
+  --unique KEY      store it only if no message of <queue> holds KEY (ready,
+                    delayed or in flight); else exit 9, saying which does
+  --unique-for DURATION
+                    keep refusing KEY for DURATION after its message left the
+                    queue (acked, taken, purged): a dedup window, up to 30 days
+  --replace         with --unique: replace the waiting message that holds KEY
+                    (its payload, priority and delay become this PUT's; it
+                    keeps its id and place); one in flight is never replaced
 
 If the message is longer than the server's BMAXMESSAGESIZE, the server keeps
 only the first BMAXMESSAGESIZE bytes: beuss sends no more than that (plus one
@@ -60,11 +74,13 @@ Memory: a regular file over 1 MiB (beuss PUT q < file) is sent straight from
 disk; from a pipe, up to BMAXMESSAGESIZE + 1 bytes are held in memory (with
 --delay, --priority or --id, from a file too).
 
-Exit codes: 0 stored (whole or truncated), 1 error, 2 usage, 3 cannot connect,
-5 the server is full (BMAXMEMORY, or its disk): nothing stored, try later.
+Exit codes: 0 stored or replaced (whole or truncated), 1 error, 2 usage,
+3 cannot connect, 5 the server is full (BMAXMEMORY, or its disk): nothing
+stored, try later; 9 --unique: a message holds the key, nothing stored.
 
 Example: beuss PUT photos < photo.jpg
          echo \"send reminder 7\" | beuss PUT mail --delay 10m --priority 3
+         echo \"invoice 42\" | beuss PUT bills --unique inv-42 --unique-for 1h
 ";
 
 /// `PUT`'s options: with any of them, the message goes as a version-2 `PUT` with
@@ -77,6 +93,12 @@ struct Put {
     priority: Option<u8>,
     /// `--id`.
     print_id: bool,
+    /// `--unique`.
+    unique: Option<String>,
+    /// `--unique-for`.
+    unique_for: Option<Duration>,
+    /// `--replace`.
+    replace: bool,
 }
 
 impl Command for Put {
@@ -91,19 +113,50 @@ impl Command for Put {
                 self.priority = u8::try_from(n).ok();
             }
             Arg::Long("id") => self.print_id = true,
+            Arg::Long("unique") => {
+                let key = string_value(parser, option)?;
+                if key.is_empty() || key.len() > MAX_KEY_LEN {
+                    return Err(Failure::usage(format!(
+                        "--unique: a key is 1 to {MAX_KEY_LEN} bytes, not {}",
+                        key.len()
+                    )));
+                }
+                self.unique = Some(key);
+            }
+            Arg::Long("unique-for") => {
+                let most = Duration::from_millis(MAX_WINDOW_MS.into());
+                self.unique_for = Some(duration_value(parser, option, most)?);
+            }
+            Arg::Long("replace") => self.replace = true,
             _ => return Ok(false),
         }
         Ok(true)
     }
 
     fn run(self: Box<Self>, addr: &str, args: &[OsString]) -> Result<(), Failure> {
-        let with = (self.delay.is_some() || self.priority.is_some() || self.print_id).then(|| {
-            PutOptions {
-                delay: self.delay.unwrap_or_default(),
-                priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
+        let queue = queue_name(&args[0])?;
+        let options = PutOptions {
+            delay: self.delay.unwrap_or_default(),
+            priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
+        };
+        if let Some(key) = &self.unique {
+            let mut unique = Unique::key(key.as_bytes());
+            if let Some(window) = self.unique_for {
+                unique = unique.remember_for(window);
             }
-        });
-        put(addr, queue_name(&args[0])?, with)
+            if self.replace {
+                unique = unique.replace();
+            }
+            return put_unique(addr, queue, unique, options, self.print_id, key);
+        }
+        if self.unique_for.is_some() || self.replace {
+            return Err(Failure::usage(
+                "--unique-for and --replace go with --unique KEY".to_owned(),
+            ));
+        }
+        let with =
+            (self.delay.is_some() || self.priority.is_some() || self.print_id).then_some(options);
+        put(addr, queue, with)
     }
 }
 
@@ -192,6 +245,76 @@ fn put(addr: &str, queue: &str, with: Option<PutOptions>) -> Result<(), Failure>
     }
     if let Some(id) = id {
         write_stdout(format!("{id}\n").as_bytes())?;
+    }
+    Ok(())
+}
+
+/// `PUT --unique`: standard input as one message with a key (read into memory: the
+/// key goes in front of the payload).
+fn put_unique(
+    addr: &str,
+    queue: &str,
+    unique: Unique<'_>,
+    options: PutOptions,
+    print_id: bool,
+    key: &str,
+) -> Result<(), Failure> {
+    let (mut client, server) = connect(addr, REPLY_TIMEOUT)?;
+    let has_unique = server
+        .limits
+        .is_some_and(|l| server.version >= 6 && l.features & FEATURE_UNIQUE != 0);
+    if !has_unique {
+        return Err(Failure::new(
+            EXIT_ERROR,
+            format!(
+                "the server at {addr} ({}) has no unique messages; --unique needs a \
+                 version-6 beuss-server",
+                server.name
+            ),
+        ));
+    }
+    let mut stdin = io::stdin();
+    if stdin.is_terminal() {
+        eprintln!("beuss: reading the message from standard input (end it with Ctrl-D)");
+    }
+    let most = u64::from(server.max_message_size) + 1;
+    let mut kept = Vec::new();
+    (&mut stdin)
+        .take(most)
+        .read_to_end(&mut kept)
+        .map_err(|e| cannot_read(&e))?;
+    let mut total = kept.len() as u64;
+    if total == most {
+        total += io::copy(&mut stdin, &mut io::sink()).map_err(|e| cannot_read(&e))?;
+    }
+    let done = client
+        .put_unique(queue, &kept, unique, options)
+        .map_err(|e| Failure::client(addr, &e))?;
+    let status = match done {
+        UniquePut::Stored { status, .. } | UniquePut::Replaced { status, .. } => status,
+        UniquePut::Duplicate { id, holder } => {
+            if print_id {
+                write_stdout(format!("{id}\n").as_bytes())?;
+            }
+            return Err(Failure::new(
+                EXIT_DUPLICATE,
+                format!(
+                    "not stored: message {id} of {queue} holds the key {key:?} ({})",
+                    holder.describe()
+                ),
+            ));
+        }
+    };
+    if let PutStatus::Truncated { stored_len, .. } = status
+        && total > u64::from(stored_len)
+    {
+        eprintln!(
+            "beuss: warning: message truncated: standard input had {total} bytes, the \
+             server stored the first {stored_len} (its BMAXMESSAGESIZE)"
+        );
+    }
+    if print_id {
+        write_stdout(format!("{}\n", done.id()).as_bytes())?;
     }
     Ok(())
 }

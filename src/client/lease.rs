@@ -171,7 +171,7 @@ fn first(results: Vec<SettleResult>) -> Result<SettleResult> {
 
 /// Milliseconds for a lease or delay: rounded up, saturating at `u32::MAX` so that an
 /// absurd value reaches the server (which refuses it) instead of wrapping.
-fn duration_ms(d: Duration) -> u32 {
+pub(super) fn duration_ms(d: Duration) -> u32 {
     u32::try_from(d.as_nanos().div_ceil(1_000_000)).unwrap_or(u32::MAX)
 }
 

@@ -1,7 +1,7 @@
 //! Schedules on the client (protocol.md section 17): define, delete, pause, resume
 //! and list the server's schedules.
 
-use super::{Client, Error, Result, unexpected};
+use super::{Client, Result, unexpected};
 use crate::protocol::{FEATURE_SCHEDULES, Request, Response, ScheduleInfo, ScheduleTarget};
 
 /// A schedule's definition for [`Client::schedule`]: when it runs and what it sends
@@ -72,9 +72,9 @@ impl Client {
     /// ```
     ///
     /// # Errors
-    /// Any [`Error`]; [`Error::Unsupported`] from a server older than version 5. A
+    /// Any [`Error`](super::Error); [`Error::Unsupported`](super::Error::Unsupported) from a server older than version 5. A
     /// spec the server cannot read, or a payload over its message size, is an
-    /// [`Error::Server`] with code `BAD_SCHEDULE` whose message says why; the
+    /// [`Error::Server`](super::Error::Server) with code `BAD_SCHEDULE` whose message says why; the
     /// connection stays usable.
     pub fn schedule(&mut self, name: &str, schedule: &Schedule<'_>) -> Result<(bool, u64)> {
         self.require_schedules()?;
@@ -132,24 +132,6 @@ impl Client {
     }
 
     fn require_schedules(&mut self) -> Result<()> {
-        if self.server.is_none() {
-            if self.awaiting > 0 {
-                return Err(Error::Unexpected(
-                    "call Client::hello before pipelining schedule requests".to_owned(),
-                ));
-            }
-            self.hello()?;
-        }
-        let Some(info) = &self.server else {
-            return Err(Error::Unexpected("no HELLO reply".to_owned()));
-        };
-        if info.version < 5 || !info.has(FEATURE_SCHEDULES) {
-            return Err(Error::Unsupported {
-                feature: "schedules",
-                server: info.server.clone(),
-                version: info.version,
-            });
-        }
-        Ok(())
+        self.require_feature(5, FEATURE_SCHEDULES, "schedules")
     }
 }
