@@ -66,16 +66,27 @@ type ServerInfo struct {
 // Has reports whether the server announced a Feature* bit.
 func (s ServerInfo) Has(feature uint32) bool { return s.Features&feature != 0 }
 
-// PutResult is the answer to a PUT.
+// PutResult is the answer to a PUT. A PUT with a unique key (WithUniqueKey)
+// has three outcomes, none of them an error: stored (Duplicate zero,
+// Replaced false), not stored because another message holds the key
+// (Duplicate set), or the waiting holder replaced (Replaced).
 type PutResult struct {
 	// ID is the message id (0 against a version-1 server, which gives none).
+	// For a duplicate or a replace it is the id of the message that holds
+	// the key (for HolderGone, that held it).
 	ID uint64
 	// Truncated says the server kept only StoredLen of OriginalLen bytes.
 	Truncated bool
 	// OriginalLen is the payload length sent.
 	OriginalLen int
-	// StoredLen is the payload length kept.
+	// StoredLen is the payload length kept; 0 for a duplicate.
 	StoredLen int
+	// Duplicate, when not zero, says the PUT was not stored because message
+	// ID holds its key, and where that message stands.
+	Duplicate Holder
+	// Replaced says the PUT replaced the waiting message ID, which now has
+	// its payload (StoredLen bytes of it), priority, delay and window.
+	Replaced bool
 }
 
 // Client is one connection to a beuss server, safe for concurrent use.
@@ -291,12 +302,19 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
-// PutOption sets the delay or priority of a PUT.
+// PutOption sets the delay, the priority or the unique key of a PUT.
 type PutOption func(*putOptions)
 
 type putOptions struct {
 	delay time.Duration
 	prio  uint8
+	// The unique key and what goes with it (unique.go); keyed and windowSet
+	// tell an option given with its zero value from one not given.
+	key       string
+	keyed     bool
+	window    time.Duration
+	windowSet bool
+	replace   bool
 }
 
 // WithDelay makes the message ready only after d (whole milliseconds,
@@ -307,27 +325,46 @@ func WithDelay(d time.Duration) PutOption { return func(o *putOptions) { o.delay
 // the default is DefaultPriority.
 func WithPriority(p uint8) PutOption { return func(o *putOptions) { o.prio = p } }
 
-// putFrame appends the head of a PUT; against a server with PUT options it
-// always uses them, because only that layout is answered with the id.
-func (c *Client) putFrame(b []byte, queue string, n int64, opts []PutOption) ([]byte, error) {
+// putFrame appends the head of a PUT and reports whether it carries a unique
+// key. Against a server with PUT options a PUT without a key always uses
+// them, because only that layout is answered with the id; one with a key is
+// answered with the id either way (protocol.md 18.3), so it carries the
+// options only when they differ from the defaults the server would apply.
+func (c *Client) putFrame(b []byte, queue string, n int64, opts []PutOption) ([]byte, bool, error) {
 	if err := checkQueue(queue); err != nil {
-		return b, err
+		return b, false, err
 	}
 	o := putOptions{prio: DefaultPriority}
 	for _, f := range opts {
 		f(&o)
 	}
 	withOpts := c.info.Has(FeaturePutOptions)
-	if !withOpts && (o.delay != 0 || o.prio != DefaultPriority) {
-		return b, ErrUnsupported
+	custom := o.delay != 0 || o.prio != DefaultPriority
+	if !withOpts && custom {
+		return b, false, ErrUnsupported
+	}
+	if o.keyed || o.windowSet || o.replace {
+		// Before sending: an older server answers the flag with a fatal
+		// BAD_FLAGS that would end every request of the connection.
+		if err := c.need(6, FeatureUnique); err != nil {
+			return b, false, err
+		}
+	}
+	u, err := o.unique()
+	if err != nil {
+		return b, false, err
 	}
 	if err := checkPriority(o.prio); err != nil {
-		return b, err
+		return b, false, err
 	}
 	if err := c.checkMax(o.delay, c.info.MaxDelay, "delay"); err != nil {
-		return b, err
+		return b, false, err
 	}
-	return putHead(b, queue, n, withOpts, ms(o.delay), o.prio)
+	if u != nil {
+		withOpts = custom
+	}
+	b, err = putHead(b, queue, n, withOpts, ms(o.delay), o.prio, u)
+	return b, u != nil, err
 }
 
 func checkPriority(p uint8) error {
@@ -337,9 +374,11 @@ func checkPriority(p uint8) error {
 	return nil
 }
 
-// Put stores one message on queue.
+// Put stores one message on queue. With WithUniqueKey it may instead be
+// refused as a duplicate or replace the message holding its key: the
+// PutResult says which, and neither is an error.
 func (c *Client) Put(ctx context.Context, queue string, payload []byte, opts ...PutOption) (PutResult, error) {
-	b, err := c.putFrame(make([]byte, 0, 16+len(queue)+len(payload)), queue, int64(len(payload)), opts)
+	b, keyed, err := c.putFrame(make([]byte, 0, 16+len(queue)+len(payload)), queue, int64(len(payload)), opts)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -347,7 +386,7 @@ func (c *Client) Put(ctx context.Context, queue string, payload []byte, opts ...
 	if err != nil {
 		return PutResult{}, err
 	}
-	return parsePut(f, len(payload))
+	return parsePut(f, len(payload), keyed)
 }
 
 // PutReader stores one message of exactly size bytes read from r, streamed to
@@ -360,7 +399,7 @@ func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size 
 	if size < 0 {
 		return PutResult{}, fmt.Errorf("beuss: negative payload size %d", size)
 	}
-	b, err := c.putFrame(nil, queue, size, opts)
+	b, keyed, err := c.putFrame(nil, queue, size, opts)
 	if err != nil {
 		return PutResult{}, err
 	}
@@ -371,7 +410,7 @@ func (c *Client) PutReader(ctx context.Context, queue string, r io.Reader, size 
 	if err := c.c.wait(ctx, cl, c.timeout(0)); err != nil {
 		return PutResult{}, err
 	}
-	return parsePut(cl.frames[0], int(size))
+	return parsePut(cl.frames[0], int(size), keyed)
 }
 
 // PutMany stores every payload on queue, pipelined in one write. It returns
@@ -555,7 +594,7 @@ func (c *Client) Pipeline() *Pipeline { return &Pipeline{c: c} }
 // Put queues a PUT.
 func (p *Pipeline) Put(queue string, payload []byte, opts ...PutOption) *Pending[PutResult] {
 	r := &Pending[PutResult]{}
-	b, err := p.c.putFrame(p.buf, queue, int64(len(payload)), opts)
+	b, keyed, err := p.c.putFrame(p.buf, queue, int64(len(payload)), opts)
 	if err != nil {
 		r.err = err
 		return r
@@ -567,7 +606,7 @@ func (p *Pipeline) Put(queue string, payload []byte, opts ...PutOption) *Pending
 			r.err = err
 			return
 		}
-		r.v, r.err = parsePut(f, n)
+		r.v, r.err = parsePut(f, n, keyed)
 	})
 	return r
 }

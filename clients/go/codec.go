@@ -42,7 +42,7 @@ const (
 	opSchedules     = 0x53
 )
 
-// Response statuses (protocol.md section 4, 13.12, 15.13, 16.10 and 17.9).
+// Response statuses (protocol.md section 4, 13.12, 15.13, 16.10, 17.9 and 18.8).
 const (
 	stPong         = 0x01
 	stHello        = 0x02
@@ -72,14 +72,24 @@ const (
 	stUnscheduled    = 0x51
 	stSchedulePaused = 0x52
 	stScheduleList   = 0x53
-	stError          = 0x7F
+	// Unique messages (version 6, protocol.md 18).
+	stDuplicate = 0x54
+	stReplaced  = 0x55
+	stError     = 0x7F
 )
 
-// Flag bits (protocol.md 9.3).
+// Flag bits (protocol.md 9.3, 18.3).
 const (
 	flagPutOptions = 0x01
 	flagWithMeta   = 0x02
+	// flagPutUnique: the PUT carries a unique key, its mode and its window
+	// (version 6).
+	flagPutUnique = 0x04
 )
+
+// modeReplace is the mode byte of a unique PUT that replaces the waiting
+// message holding its key (protocol.md 18.3); 0 refuses a duplicate.
+const modeReplace = 0x01
 
 // Metadata tags (protocol.md 15.7).
 const (
@@ -90,7 +100,7 @@ const (
 
 // ProtocolVersion is the highest protocol version this client speaks; Dial
 // asks the server for it in HELLO.
-const ProtocolVersion = 5
+const ProtocolVersion = 6
 
 // MaxToken is the longest token an AUTH frame carries (protocol.md 16.2).
 const MaxToken = 1022
@@ -132,6 +142,10 @@ const (
 	// (protocol.md 17.1); announced only when the negotiated version is 5 or
 	// more.
 	FeatureSchedules = 1 << 6
+	// FeatureUnique: PUT with a unique key, DUPLICATE and REPLACED
+	// (protocol.md 18.1); announced only when the negotiated version is 6 or
+	// more.
+	FeatureUnique = 1 << 7
 )
 
 // errShort marks a response body that ends before its fields do: the peer is
@@ -226,25 +240,63 @@ func parseAuthed(body []byte) (bool, error) {
 	return body[0] != 0, nil
 }
 
+// uniqueFields are the fields a PUT with PUT_UNIQUE carries after the queue
+// name and the options (protocol.md 18.3); the caller checked them with
+// checkUnique.
+type uniqueFields struct {
+	key      string
+	replace  bool
+	windowMs uint32
+}
+
+// checkUnique refuses what the server would answer with a fatal BAD_ARGUMENT
+// (protocol.md 18.3): a key of 0 or over MaxKeyLen bytes, a window over
+// MaxWindow.
+func checkUnique(u *uniqueFields) error {
+	if len(u.key) == 0 || len(u.key) > MaxKeyLen {
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("a unique key is 1 to %d bytes, not %d", MaxKeyLen, len(u.key)), Local: true}
+	}
+	if u.windowMs > maxWindowMs {
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("a unique window is at most %v, not %d ms", MaxWindow, u.windowMs), Local: true}
+	}
+	return nil
+}
+
 // putHead appends the head of a PUT whose payload (payloadLen bytes) follows;
-// withOpts selects the version-2 layout with delay and priority.
-func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint32, prio uint8) ([]byte, error) {
+// withOpts selects the version-2 layout with delay and priority, and a
+// non-nil u adds the key fields of version 6 (flags 0x04, or 0x05 with the
+// options).
+func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint32, prio uint8, u *uniqueFields) ([]byte, error) {
 	n := int64(2 + 1 + len(queue))
+	var flags byte
 	if withOpts {
 		n += 5
+		flags |= flagPutOptions
+	}
+	if u != nil {
+		n += int64(1 + len(u.key) + 1 + 4)
+		flags |= flagPutUnique
 	}
 	n += payloadLen
 	if n > math.MaxUint32 {
 		return b, fmt.Errorf("beuss: PUT of %d bytes does not fit in a frame", payloadLen)
 	}
-	if !withOpts {
-		b = head(b, int(n), opPut, 0)
-		return appendName(b, queue), nil
-	}
-	b = head(b, int(n), opPut, flagPutOptions)
+	b = head(b, int(n), opPut, flags)
 	b = appendName(b, queue)
-	b = binary.BigEndian.AppendUint32(b, delay)
-	return append(b, prio), nil
+	if withOpts {
+		b = binary.BigEndian.AppendUint32(b, delay)
+		b = append(b, prio)
+	}
+	if u != nil {
+		b = appendName(b, u.key)
+		var mode byte
+		if u.replace {
+			mode = modeReplace
+		}
+		b = append(b, mode)
+		b = binary.BigEndian.AppendUint32(b, u.windowMs)
+	}
+	return b, nil
 }
 
 func encodeGet(b []byte, op byte, flags byte, queue string, wait uint32, max uint16) []byte {
@@ -551,17 +603,44 @@ func parseHello(body []byte) (ServerInfo, error) {
 	return info, nil
 }
 
-// parsePut decodes STORED or TRUNCATED, with the id a PUT with options gets.
-func parsePut(f frame, payloadLen int) (PutResult, error) {
+// parsePut decodes STORED or TRUNCATED, with the id a PUT with options or a
+// key gets, and, when the PUT carried a key (keyed), DUPLICATE and REPLACED
+// (protocol.md 18.3). Those two answer no other PUT: from a server that sends
+// them anyway they are errors, not a silent "not stored".
+func parsePut(f frame, payloadLen int, keyed bool) (PutResult, error) {
 	c := cursor{b: f.body}
 	var r PutResult
-	switch f.status {
-	case stStored:
+	switch {
+	case f.status == stStored:
 		r.StoredLen, r.OriginalLen = payloadLen, payloadLen
-	case stTruncated:
+	case f.status == stTruncated:
 		r.Truncated = true
 		r.OriginalLen = int(c.u32())
 		r.StoredLen = int(c.u32())
+	case f.status == stDuplicate && keyed:
+		// Nothing of this payload was kept.
+		r.ID = c.u64()
+		r.Duplicate = Holder(c.u8())
+		r.OriginalLen = payloadLen
+		if c.bad {
+			return PutResult{}, errShort
+		}
+		if r.Duplicate == 0 {
+			// Zero is "no duplicate" in PutResult: a DUPLICATE saying it would
+			// read as a stored message that is not.
+			return PutResult{}, errors.New("beuss: DUPLICATE with state 0")
+		}
+		return r, nil
+	case f.status == stReplaced && keyed:
+		r.Replaced = true
+		r.ID = c.u64()
+		r.OriginalLen = int(c.u32())
+		r.StoredLen = int(c.u32())
+		r.Truncated = r.StoredLen < r.OriginalLen
+		if c.bad {
+			return PutResult{}, errShort
+		}
+		return r, nil
 	default:
 		return r, unexpected(f)
 	}

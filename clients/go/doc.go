@@ -1,8 +1,11 @@
 // Package beuss is a client for the beuss message-queue server (protocol.md,
-// versions 1 to 5): queues with PUT/GET, leases with ACK/NACK/TOUCH, delays,
+// versions 1 to 6): queues with PUT/GET, leases with ACK/NACK/TOUCH, delays,
 // priority, dead letters, fan-out (bindings, publish with confirm,
-// subscriptions), request/reply, tokens and Unix sockets, and schedules (cron
-// expressions or intervals at which the server sends a message by itself).
+// subscriptions), request/reply, tokens and Unix sockets, schedules (cron
+// expressions or intervals at which the server sends a message by itself), and
+// unique messages (a PUT with WithUniqueKey is refused as a duplicate, or with
+// WithReplace replaces the waiting message, while another holds its key; see
+// PutResult).
 //
 // A Client is one TCP connection, safe for concurrent use: requests from many
 // goroutines are pipelined on it and their replies matched in order. Every

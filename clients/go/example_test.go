@@ -48,6 +48,37 @@ func ExampleClient_Put() {
 	fmt.Println("stored as", res.ID)
 }
 
+// Unique messages (version 6): a job that must not be queued twice, nor run
+// twice within ten minutes, and a price of which only the latest waits.
+func ExampleClient_Put_unique() {
+	ctx := context.Background()
+	c, err := beuss.Dial(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Put(ctx, "jobs", []byte("send invoice 42"),
+		beuss.WithUniqueKey("invoice-42"), beuss.WithUniqueWindow(10*time.Minute))
+	switch {
+	case errors.Is(err, beuss.ErrUnsupported):
+		log.Fatal("the server is older than version 6")
+	case err != nil:
+		log.Fatal(err)
+	case res.Duplicate == beuss.HolderInFlight:
+		fmt.Println("invoice 42 is being sent by message", res.ID)
+	case res.Duplicate != 0: // not an error: nothing was stored
+		fmt.Println("invoice 42 is already", res.Duplicate, "as message", res.ID)
+	default:
+		fmt.Println("stored as", res.ID)
+	}
+	// The waiting message keeps its id and its place, and takes the new payload.
+	res, err = c.Put(ctx, "prices", []byte("EURUSD 1.0842"), beuss.WithUniqueKey("EURUSD"), beuss.WithReplace())
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println("replaced:", res.Replaced, "id:", res.ID)
+}
+
 // Fan-out: bind a queue to a pattern, publish, and ask a service.
 func ExampleClient_Publish() {
 	ctx := context.Background()

@@ -30,7 +30,7 @@ type req func() []byte
 type resp func(t *testing.T, f frame)
 
 func mustPut(queue string, payload string, withOpts bool, prio uint8) []byte {
-	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio)
+	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -70,8 +70,14 @@ func messages(want ...string) resp {
 }
 
 func put(want PutResult, payloadLen int) resp {
+	return keyedPut(want, payloadLen, false)
+}
+
+// keyedPut checks the answer to a PUT; keyed says whether it carried a
+// unique key, which DUPLICATE and REPLACED answer.
+func keyedPut(want PutResult, payloadLen int, keyed bool) resp {
 	return func(t *testing.T, f frame) {
-		got, err := parsePut(f, payloadLen)
+		got, err := parsePut(f, payloadLen, keyed)
 		if err != nil || got != want {
 			t.Fatalf("put %+v %v, want %+v", got, err, want)
 		}
@@ -173,7 +179,7 @@ var examples = map[string]interface{}{
 	"10.3/7": resp(messages("one", "two!")),
 	"10.4/0": resp(messages()),
 	"10.5/0": req(func() []byte {
-		b, _ := putHead(nil, "jobs", 20000, false, 0, 0)
+		b, _ := putHead(nil, "jobs", 20000, false, 0, 0, nil)
 		return b
 	}),
 	"10.5/1": resp(put(PutResult{Truncated: true, OriginalLen: 20000, StoredLen: 10240}, 20000)),
@@ -296,6 +302,34 @@ var examples = map[string]interface{}{
 	}),
 	"17.8/6": req(func() []byte { return must(encodeUnschedule(nil, "nightly")) }),
 	"17.8/7": resp(flag(stUnscheduled, true)),
+	"18.7/0": req(func() []byte { return mustPutKeyed("jobs", "hi", false, 0, "order-42", false, 10*time.Minute) }),
+	"18.7/1": resp(keyedPut(PutResult{ID: 1, OriginalLen: 2, StoredLen: 2}, 2, true)),
+	"18.7/2": req(func() []byte { return mustPutKeyed("jobs", "hi", false, 0, "order-42", false, 10*time.Minute) }),
+	"18.7/3": resp(keyedPut(PutResult{ID: 1, OriginalLen: 2, Duplicate: HolderReady}, 2, true)),
+	"18.7/4": req(func() []byte { return mustPutKeyed("jobs", "hey", true, 2, "order-42", true, 0) }),
+	"18.7/5": resp(keyedPut(PutResult{ID: 1, OriginalLen: 3, StoredLen: 3, Replaced: true}, 3, true)),
+}
+
+// mustPutKeyed is a whole PUT with a unique key (protocol.md 18.3), its
+// fields checked as the client checks them before sending.
+func mustPutKeyed(queue, payload string, withOpts bool, prio uint8, key string, replace bool, window time.Duration) []byte {
+	opts := []PutOption{WithUniqueKey(key), WithUniqueWindow(window)}
+	if replace {
+		opts = append(opts, WithReplace())
+	}
+	o := putOptions{prio: prio}
+	for _, f := range opts {
+		f(&o)
+	}
+	u, err := o.unique()
+	if err != nil {
+		panic(err)
+	}
+	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio, u)
+	if err != nil {
+		panic(err)
+	}
+	return append(b, payload...)
 }
 
 // must is the frame of an encoder that checks its arguments, which an

@@ -16,7 +16,7 @@ func TestHelloAndPing(t *testing.T) {
 	s := startServer(t)
 	c := s.dial(t)
 	info := c.Info()
-	if info.Version != 5 || !info.Has(FeatureLeases|FeatureFanout|FeatureSchedules) || info.MaxMessageSize != 1<<20 || info.DefaultLease != 30*time.Second {
+	if info.Version != 6 || !info.Has(FeatureLeases|FeatureFanout|FeatureSchedules|FeatureUnique) || info.MaxMessageSize != 1<<20 || info.DefaultLease != 30*time.Second {
 		t.Fatalf("%+v", info)
 	}
 	if err := c.Ping(ctx(t)); err != nil {
