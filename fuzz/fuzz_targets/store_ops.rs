@@ -25,9 +25,9 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use beuss::protocol::{LeaseRef, MAX_PRIORITY, NEVER_DEAD, PutOptions, SettleResult};
+use beuss::protocol::{LeaseRef, MAX_PRIORITY, NEVER_DEAD, PutOptions, SettleResult, Unique};
 use beuss::store::{
-    CHUNK_SIZE, Delivery, FullCap, HELD_OVERHEAD, Handoff, LeaseSpec, Nack, PutOutcome,
+    CHUNK_SIZE, Delivery, FullCap, HELD_OVERHEAD, Handoff, KeyedPut, LeaseSpec, Nack, PutOutcome,
     QUEUE_OVERHEAD, Store, Totals,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -90,6 +90,17 @@ enum Op {
         truncated: bool,
         delay_ms: u16,
         priority: u8,
+    },
+    /// A `PUT` with a unique key (protocol.md 18), from a small set of keys so
+    /// that duplicates and replaces happen.
+    PutKeyed {
+        queue: u8,
+        key: u8,
+        len: u16,
+        delay_ms: u16,
+        priority: u8,
+        replace: bool,
+        window_ms: u16,
     },
     Get {
         consumer: u8,
@@ -378,6 +389,46 @@ impl Run {
                         self.give(q, lease);
                     }
                 }
+            }
+            Op::PutKeyed {
+                queue,
+                key,
+                len,
+                delay_ms,
+                priority,
+                replace,
+                window_ms,
+            } => {
+                let q = name(queue);
+                let payload = vec![b'k'; usize::from(len % 2048)];
+                let options = PutOptions {
+                    delay_ms: u32::from(delay_ms % 4000),
+                    priority: priority % (MAX_PRIORITY + 1),
+                };
+                let key = [b'a' + key % 4];
+                let unique = Unique {
+                    key: &key,
+                    replace,
+                    window_ms: u32::from(window_ms % 3000),
+                };
+                let messages = self.s.message_count();
+                match self.s.put_keyed(q, &payload, payload.len(), options, unique, now) {
+                    Ok((_, KeyedPut::New(outcome))) => {
+                        assert_eq!(outcome, PutOutcome::Stored, "a keyed put is never handed");
+                        within(&self.s, cap, "keyed put");
+                    }
+                    Ok((id, KeyedPut::Duplicate(_))) => {
+                        assert_eq!(self.s.message_count(), messages, "a duplicate of {id}");
+                    }
+                    Ok((id, KeyedPut::Replaced)) => {
+                        assert_eq!(self.s.message_count(), messages, "a replace of {id}");
+                        assert_eq!(self.s.payload(id), Some(payload.as_slice()));
+                        within(&self.s, cap, "replace");
+                    }
+                    Err(_) => assert_eq!(self.s.memory(), before, "a refused keyed put"),
+                }
+                let keys = self.s.key_counts();
+                assert!(keys.held as usize <= self.s.message_count(), "{keys:?}");
             }
             Op::Get {
                 consumer,
