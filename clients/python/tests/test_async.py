@@ -31,7 +31,7 @@ async def until(cond: Callable[[], Awaitable[bool]], timeout: float = 10.0) -> N
 def test_basics(server: Server) -> None:
     async def main() -> None:
         async with beuss.AsyncClient(server.address) as c:
-            assert c.server.version == 5
+            assert c.server.version == 6
             await c.ping()
             r = await c.put("jobs", b"hello", priority=1)
             assert r.id

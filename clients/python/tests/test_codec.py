@@ -338,3 +338,127 @@ def test_schedules_need_version_5_and_the_feature_bit() -> None:
         ops.check_version([op], 5, 0x3F)
     # Requests of earlier versions need no feature bit.
     ops.check_version([ops.ping(), ops.bind("a", "q")], 5, 0)
+
+
+# -- unique messages (protocol.md 18) ----------------------------------------------
+
+
+def test_unique_put_layouts() -> None:
+    # A key alone: flags 0x04, the key fields right after the queue name.
+    plain = ops.put("q", b"body", unique="k1", unique_for=1.5).frame
+    assert plain == struct.pack(">IBB", 2 + 2 + 1 + 2 + 1 + 4 + 4, p.PUT, p.FLAG_PUT_UNIQUE) + (
+        b"\x01q" + b"\x02k1" + b"\x00" + struct.pack(">I", 1500) + b"body"
+    )
+    # With a delay or a priority: flags 0x05, the option fields first (18.3).
+    for kwargs, delay_ms, prio in (({"delay": 0.25}, 250, 5), ({"priority": 0}, 0, 0), ({"delay": 1, "priority": 9}, 1000, 9)):
+        frame = ops.put("q", b"", unique=b"\x00\xff", replace=True, **kwargs).frame  # type: ignore[arg-type]
+        assert frame == struct.pack(">IBB", 2 + 2 + 5 + 1 + 2 + 1 + 4, p.PUT, p.FLAG_PUT_OPTIONS | p.FLAG_PUT_UNIQUE) + (
+            b"\x01q" + struct.pack(">IB", delay_ms, prio) + b"\x02\x00\xff" + b"\x01" + struct.pack(">I", 0)
+        )
+    # A text key is its UTF-8 bytes: "é" and b"\xc3\xa9" are one key.
+    assert ops.put("q", b"", unique="é").frame == ops.put("q", b"", unique="é".encode()).frame
+    assert ops.put("q", b"", unique="é" * 127).frame[8] == 254
+    # Whatever the connection's PUT_OPTIONS, a keyed PUT is the same frame.
+    assert ops.put("q", b"x", unique="k", options=False).frame == ops.put("q", b"x", unique="k").frame
+    # The pipelines build the same frames.
+    batch = ops.Batch(_Source())
+    batch.put("q", b"body", unique="k1", unique_for=1.5)
+    assert batch._ops[0].frame == plain
+    for op in (ops.put("q", b"", unique="k"), ops.put("q", b"", delay=1, unique="k", replace=True)):
+        assert (op.version, op.feature) == (6, beuss.FEATURE_UNIQUE)
+    # Without a key nothing changes: versions 1 and 2, no feature needed.
+    assert (ops.put("q", b"", options=False).version, ops.put("q", b"").version) == (1, 2)
+    assert ops.put("q", b"").feature == 0
+
+
+class _Source:
+    """Enough of a client for ``ops.Batch``."""
+
+    _options = True
+
+    def _maker(self, queue: str) -> ops.Maker[object]:
+        raise AssertionError("not used")
+
+    def _register(self, pattern: str) -> "object":
+        raise AssertionError("not used")
+
+
+def test_unique_values_the_server_refuses_fatally_are_refused_here() -> None:
+    """Keys, windows and combinations the server would answer with a fatal
+    BAD_ARGUMENT (or that mean nothing) raise ValueError before anything is sent."""
+    bad = [
+        lambda: ops.put("q", b"", unique=""),
+        lambda: ops.put("q", b"", unique=b""),
+        lambda: ops.put("q", b"", unique="k" * 256),
+        lambda: ops.put("q", b"", unique=b"k" * 256),
+        lambda: ops.put("q", b"", unique="é" * 128),  # 256 bytes of UTF-8
+        lambda: ops.put("q", b"", unique="\ud800"),  # cannot be UTF-8
+        lambda: ops.put("q", b"", unique="k", unique_for=2_592_000.001),
+        lambda: ops.put("q", b"", unique="k", unique_for=31 * 86400),
+        lambda: ops.put("q", b"", unique="k", unique_for=-1),
+        lambda: ops.put("q", b"", unique="k", unique_for=float("nan")),
+        lambda: ops.put("q", b"", unique="k", unique_for=float("inf")),
+        lambda: ops.put("q", b"", replace=True),  # replace what? it needs a key
+        lambda: ops.put("q", b"", unique_for=60),  # a window for no key
+        lambda: ops.put("q", b"", unique="k", priority=10),
+        lambda: ops.put("", b"", unique="k"),
+        lambda: p.unique_fields(b"", False, 0),
+        lambda: p.unique_fields(b"k", False, p.MAX_UNIQUE_WINDOW_MS + 1),
+    ]
+    for make in bad:
+        with pytest.raises(ValueError):
+            make()
+    with pytest.raises(TypeError):
+        ops.put("q", b"", unique=42)  # type: ignore[arg-type]
+    # The edges that are allowed.
+    longest = ops.put("q", b"", unique="k" * 255, unique_for=2_592_000.0).frame
+    assert longest[8] == 255 and longest[-4:] == struct.pack(">I", p.MAX_UNIQUE_WINDOW_MS)
+    assert ops.put("q", b"", unique=b"\x00").frame[8:10] == b"\x01\x00"  # any bytes, NUL too
+    assert ops.put("q", b"", unique="k", unique_for=0.0).frame[-4:] == b"\x00\x00\x00\x00"
+    ops.put("q", b"", unique=bytearray(b"k"))
+
+
+def test_unique_replies() -> None:
+    decode = ops.put("q", b"", unique="k").decode
+    # STORED and TRUNCATED as for a PUT with options: with the new id.
+    assert decode(p.S_STORED, struct.pack(">Q", 7)) == beuss.PutResult(7)
+    assert decode(p.S_STORED, struct.pack(">Q", 7)).created
+    cut = decode(p.S_TRUNCATED, struct.pack(">IIQ", 20, 10, 8))
+    assert cut == beuss.PutResult(8, 20, 10) and cut.truncated and cut.created
+    # DUPLICATE: every state, bytes a later version appends ignored.
+    for state, holder, text in ((1, beuss.HolderState.READY, "ready"), (2, beuss.HolderState.DELAYED, "delayed"),
+                                (3, beuss.HolderState.IN_FLIGHT, "in_flight"), (4, beuss.HolderState.GONE, "gone")):
+        got = decode(p.S_DUPLICATE, struct.pack(">QB", 2**64 - 1, state) + b"later")
+        assert got == beuss.PutResult(2**64 - 1, duplicate=holder)
+        assert got.duplicate == text and got.duplicate is holder
+        assert not got.created and not got.replaced and not got.truncated
+    # REPLACED: the holder's id; lengths equal when not cut, which is not "truncated".
+    same = decode(p.S_REPLACED, struct.pack(">QII", 3, 5, 5) + b"\x00")
+    assert same == beuss.PutResult(3, 5, 5, replaced=True)
+    assert same.replaced and not same.truncated and not same.created and same.duplicate is None
+    shorter = decode(p.S_REPLACED, struct.pack(">QII", 3, 5000, 4096))
+    assert shorter.truncated and (shorter.original_len, shorter.stored_len) == (5000, 4096)
+    # Short replies and states protocol.md does not define are protocol errors.
+    for status, body in ((p.S_DUPLICATE, struct.pack(">Q", 1)), (p.S_DUPLICATE, b""),
+                         (p.S_REPLACED, struct.pack(">QI", 1, 1)), (p.S_DUPLICATE, struct.pack(">QB", 1, 0)),
+                         (p.S_DUPLICATE, struct.pack(">QB", 1, 5))):
+        with pytest.raises(beuss.ProtocolError):
+            decode(status, body)
+    # A PUT without a key never gets these statuses: a broken peer.
+    for status in (p.S_DUPLICATE, p.S_REPLACED):
+        with pytest.raises(beuss.ProtocolError):
+            ops.put("q", b"").decode(status, struct.pack(">QII", 1, 1, 1))
+    # An ERROR is still the error it stands for (FULL for a replace over the cap).
+    with pytest.raises(beuss.Full):
+        decode(p.S_ERROR, struct.pack(">HB", 7, 0) + b"full")
+
+
+def test_unique_needs_version_6_and_the_feature_bit() -> None:
+    """What the clients check before sending (protocol.md 18.1, 9.1)."""
+    op = ops.put("q", b"", unique="k")
+    ops.check_version([op], 6, beuss.FEATURE_UNIQUE | 0x7F)
+    with pytest.raises(beuss.Unsupported, match="version 6"):
+        ops.check_version([op], 5, 0xFF)
+    with pytest.raises(beuss.Unsupported, match="feature 0x80"):
+        ops.check_version([op], 6, 0x7F)
+    assert p.PROTOCOL_VERSION == 6 and ops.hello().frame == bytes.fromhex("00000004010000 06".replace(" ", ""))

@@ -15,7 +15,7 @@ import pytest
 from beuss import ops
 from beuss import protocol as p
 from beuss.errors import AuthRequired, Forbidden, UnknownOpcode
-from beuss.models import Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult
+from beuss.models import Envelope, HolderState, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult
 
 EXAMPLES = pathlib.Path(__file__).resolve().parents[2] / "testdata" / "protocol-examples.json"
 FRAMES: List[Dict[str, Any]] = json.loads(EXAMPLES.read_text())["frames"]
@@ -177,6 +177,12 @@ CHECKS: Dict[Tuple[str, int], Callable[[bytes], None]] = {
     ("17.8", 5): reply(ops.schedules().decode, [NIGHTLY_PAUSED]),
     ("17.8", 6): request(ops.unschedule("nightly")),
     ("17.8", 7): reply(ops.unschedule("n").decode, True),
+    ("18.7", 0): request(ops.put("jobs", b"hi", unique="order-42", unique_for=600.0)),
+    ("18.7", 1): reply(ops.put("q", b"", unique="k").decode, PutResult(1)),
+    ("18.7", 2): request(ops.put("jobs", b"hi", unique=b"order-42", unique_for=600.0)),
+    ("18.7", 3): reply(ops.put("q", b"", unique="k").decode, PutResult(1, duplicate=HolderState.READY)),
+    ("18.7", 4): request(ops.put("jobs", b"hey", priority=2, unique="order-42", replace=True)),
+    ("18.7", 5): reply(ops.put("q", b"", unique="k", replace=True).decode, PutResult(1, 3, 3, replaced=True)),
 }
 
 

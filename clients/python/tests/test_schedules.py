@@ -37,7 +37,7 @@ def run(coro: Coroutine[Any, Any, None]) -> None:
 
 def test_schedule_onto_a_queue_list_pause_resume_unschedule(server: Server) -> None:
     with beuss.Client(server.address) as c, beuss.Client(server.address) as worker:
-        assert c.server.version == 5 and c.server.has(beuss.FEATURE_SCHEDULES)
+        assert c.server.version == 6 and c.server.has(beuss.FEATURE_SCHEDULES)
         assert c.schedules() == []
         before = now_ms()
         created, first = c.schedule("tick", "@every 200ms", "ticks", payload=b"tick", priority=3)
@@ -232,7 +232,7 @@ def test_a_server_without_the_feature_is_unsupported() -> None:
 def test_async_schedules(server: Server) -> None:
     async def main() -> None:
         async with beuss.AsyncClient(server.address) as c, beuss.AsyncClient(server.address) as worker:
-            assert c.server.version == 5 and c.server.has(beuss.FEATURE_SCHEDULES)
+            assert c.server.version == 6 and c.server.has(beuss.FEATURE_SCHEDULES)
             before = now_ms()
             created, first = await c.schedule("atick", "@every 200ms", "aticks", payload=b"async")
             assert created and before < first <= now_ms() + 200 + SLACK_MS

@@ -31,7 +31,7 @@ def qstat(c: beuss.Client, queue: str, name: str) -> int:
 
 def test_hello_and_ping(server: Server) -> None:
     with beuss.Client(server.address) as c:
-        assert c.server.version == 5
+        assert c.server.version == 6
         assert c.server.max_message_size == 1 << 20
         assert c.server.has(beuss.FEATURE_LEASES | beuss.FEATURE_FANOUT)
         c.ping()

@@ -1,9 +1,9 @@
 """beuss: a client for the beuss message-queue server.
 
 ``Client`` is blocking, ``AsyncClient`` is its asyncio twin with the same methods.
-Both speak protocol version 5 (protocol.md): queues, leases, delays and priority,
-dead letters, publish/bind/subscribe, request/reply, authentication, schedules. No
-dependencies.
+Both speak protocol version 6 (protocol.md): queues, leases, delays and priority,
+dead letters, publish/bind/subscribe, request/reply, authentication, schedules, unique
+messages. No dependencies.
 """
 
 from .aio import AsyncClient, AsyncPipeline, AsyncSubscription, connect_async
@@ -48,8 +48,10 @@ from .models import (
     FEATURE_PUT_OPTIONS,
     FEATURE_SCHEDULES,
     FEATURE_SYNCED,
+    FEATURE_UNIQUE,
     Envelope,
     Event,
+    HolderState,
     Published,
     PutResult,
     Scheduled,
@@ -65,6 +67,7 @@ __all__ = [
     "AuthFailed", "AuthRequired", "FEATURE_AUTH_REQUIRED", "Forbidden", "TimedOut", "UNIX_PREFIX",
     "read_token_file",
     "BadSchedule", "FEATURE_SCHEDULES", "Scheduled", "ScheduleInfo",
+    "FEATURE_UNIQUE", "HolderState",
     "AsyncClient", "AsyncConsumer", "AsyncMessage", "AsyncPipeline", "AsyncSubscription",
     "BadArgument", "BadFlags", "BadQueueName", "BadSubject", "BeussError", "Client",
     "ClientTimeout", "ConnectionClosed", "Consumer", "Envelope", "Event", "FEATURE_DURABLE",

@@ -496,12 +496,13 @@ class AsyncClient:
         """``PING`` (see ``Client.ping``)."""
         await self._call(ops.ping())
 
-    async def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> PutResult:
-        """Append a message (see ``Client.put``)."""
-        return await self._call(ops.put(queue, body, delay, priority, self._options))
+    async def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None,
+                  unique: Optional[ops.Key] = None, unique_for: float = 0.0, replace: bool = False) -> PutResult:
+        """Append a message, with a unique key if given (see ``Client.put``)."""
+        return await self._call(ops.put(queue, body, delay, priority, self._options, unique, unique_for, replace))
 
     async def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
-        """Put every body, pipelined (see ``Client.put_many``)."""
+        """Put every body, pipelined; no unique key (see ``Client.put_many``)."""
         assert self._loop is not None
         ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)

@@ -489,18 +489,29 @@ class Client:
         """``PING``: round trip to the server."""
         self._call(ops.ping())
 
-    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> PutResult:
+    def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None,
+            unique: Optional[ops.Key] = None, unique_for: float = 0.0, replace: bool = False) -> PutResult:
         """Append ``body`` to ``queue``, ready after ``delay`` seconds, with ``priority``
         0 (first) .. 9 (default 5). Returns the id and, if the server cut the payload
         to its limit, both lengths (``result.truncated``). ``Full`` when over the
-        memory cap (not fatal: retry later)."""
-        return self._call(ops.put(queue, body, delay, priority, self._options))
+        memory cap (not fatal: retry later).
+
+        With ``unique`` (a key of 1 to 255 bytes; ``str`` is sent as UTF-8) nothing
+        is stored while a message of ``queue`` holds that key, nor for ``unique_for``
+        seconds (at most 30 days) after it left the queue: the result's
+        ``duplicate`` is then the holder's state (``HolderState``) and ``id`` the
+        holder's id. With ``replace`` a ready or delayed holder takes this body,
+        priority and delay instead (``replaced``, same id); one in flight is never
+        replaced. Needs a version-6 server (``Unsupported`` otherwise, nothing
+        sent); protocol.md 18."""
+        return self._call(ops.put(queue, body, delay, priority, self._options, unique, unique_for, replace))
 
     def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
         """Put every body, pipelined (all sent before the replies are read), in order.
         If some were refused (``Full``), the first error is raised after every reply
         was read; its ``results`` attribute holds a ``PutResult`` or the error for
-        each body."""
+        each body. It takes no unique key (one key for the whole batch would store
+        only the first body); pipeline ``put(..., unique=...)`` calls instead."""
         ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
         frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
         replies = ops.PutReplies()

@@ -18,6 +18,9 @@ FEATURE_AUTH_REQUIRED = 0x20
 #: Schedules: ``SCHEDULE``, ``UNSCHEDULE``, ``PAUSE_SCHEDULE``, ``SCHEDULES`` (17.1);
 #: set only when the negotiated version is 5 or more.
 FEATURE_SCHEDULES = 0x40
+#: Unique messages: ``PUT`` with a unique key, ``DUPLICATE``, ``REPLACED`` (18.1); set
+#: only when the negotiated version is 6 or more.
+FEATURE_UNIQUE = 0x80
 
 
 @dataclass(frozen=True)
@@ -40,19 +43,58 @@ class ServerInfo:
         return self.features & feature == feature
 
 
+class HolderState(str, enum.Enum):
+    """What became of the message holding a unique key, as a ``DUPLICATE`` reply
+    says (protocol.md 18.3). A ``str`` enum, so ``result.duplicate == "in_flight"``
+    works as well as ``is HolderState.IN_FLIGHT``."""
+
+    #: Ready to be taken (state 1).
+    READY = "ready"
+    #: Delayed: ready once its delay has passed (state 2).
+    DELAYED = "delayed"
+    #: Leased and not settled yet (state 3); it is never replaced.
+    IN_FLIGHT = "in_flight"
+    #: It left its queue, within the window of its key (state 4).
+    GONE = "gone"
+
+    @classmethod
+    def from_wire(cls, state: int) -> "Optional[HolderState]":
+        """The state of a ``DUPLICATE`` reply's ``state`` byte; ``None`` for a value
+        protocol.md does not define."""
+        return _HOLDER_STATES.get(state)
+
+
+_HOLDER_STATES = {1: HolderState.READY, 2: HolderState.DELAYED, 3: HolderState.IN_FLIGHT, 4: HolderState.GONE}
+
+
 @dataclass(frozen=True)
 class PutResult:
     """The reply to one ``PUT``: the message id (``None`` from a version-1 server) and,
-    when the payload was cut to the server's limit, both lengths."""
+    when the payload was cut to the server's limit, both lengths.
+
+    A ``PUT`` with a unique key (protocol.md 18) may store nothing: then ``duplicate``
+    says what the message holding the key is doing and ``id`` is that message's; or
+    it may replace a waiting message: then ``replaced`` is true, ``id`` is the message
+    replaced (it keeps its id) and both lengths are set (equal when not cut)."""
 
     id: Optional[int] = None
     original_len: Optional[int] = None
     stored_len: Optional[int] = None
+    #: ``None`` unless the key was held or remembered: nothing was stored.
+    duplicate: Optional[HolderState] = None
+    #: Whether this payload replaced the waiting message that held the key.
+    replaced: bool = False
 
     @property
     def truncated(self) -> bool:
         """Whether the server kept only the first ``stored_len`` bytes."""
-        return self.stored_len is not None
+        # A REPLACED reply carries both lengths even when they are equal.
+        return self.stored_len is not None and self.original_len != self.stored_len
+
+    @property
+    def created(self) -> bool:
+        """Whether a new message was stored (neither a duplicate nor a replace)."""
+        return self.duplicate is None and not self.replaced
 
 
 @dataclass(frozen=True)

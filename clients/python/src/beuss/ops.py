@@ -9,10 +9,10 @@ one; they become the protocol's milliseconds here.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar
+from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 from . import protocol as p
 from .errors import BeussError, ProtocolError, RequestTimeout, ServerError, Unsupported
-from .models import FEATURE_SCHEDULES, Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
+from .models import FEATURE_SCHEDULES, FEATURE_UNIQUE, Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -108,8 +108,58 @@ def _decode_put(status: int, body: bytes) -> PutResult:
     raise _unexpected(status, body)
 
 
-def put(queue: str, body: bytes, delay: float = 0.0, priority: Optional[int] = None, options: bool = True) -> Op[PutResult]:
-    """``PUT``; with ``options`` (a version-2 server) the reply carries the id."""
+def _decode_unique_put(status: int, body: bytes) -> PutResult:
+    """The reply of a ``PUT`` with a unique key: ``STORED``/``TRUNCATED``, or
+    ``DUPLICATE``/``REPLACED``, which are results (18.3), not errors."""
+    if status in (p.S_STORED, p.S_TRUNCATED, p.S_DUPLICATE, p.S_REPLACED):
+        return p.decode_put(status, body)
+    raise _unexpected(status, body)
+
+
+#: A unique key as callers give it: text (sent as UTF-8) or bytes.
+Key = Union[str, bytes]
+
+
+def _window_ms(unique_for: float) -> int:
+    """``unique_for`` seconds as a unique ``PUT``'s ``window_ms``: 0 to 30 days (a
+    longer one is a fatal ``BAD_ARGUMENT`` on the server, 18.3)."""
+    limit = p.MAX_UNIQUE_WINDOW_MS // 1000
+    # Written so that NaN fails it too (every comparison with NaN is false).
+    if not 0 <= unique_for <= limit:
+        raise ValueError(f"unique_for must be 0 to {limit} seconds (30 days), got {unique_for}")
+    return int(round(unique_for * 1000))
+
+
+def put(
+    queue: str,
+    body: bytes,
+    delay: float = 0.0,
+    priority: Optional[int] = None,
+    options: bool = True,
+    unique: Optional[Key] = None,
+    unique_for: float = 0.0,
+    replace: bool = False,
+) -> Op[PutResult]:
+    """``PUT``; with ``options`` (a version-2 server) the reply carries the id. With
+    ``unique``, a key (18.3): remembered ``unique_for`` seconds after its message
+    leaves the queue, and with ``replace`` a waiting holder is replaced. A keyed
+    ``PUT`` needs version 6 and the ``UNIQUE`` feature."""
+    if unique is None:
+        # Refused rather than ignored: a caller who asks for these wants a key.
+        if replace:
+            raise ValueError("replace=True needs a unique key (unique=...)")
+        if unique_for:
+            raise ValueError("unique_for needs a unique key (unique=...)")
+    else:
+        fields = p.unique_fields(p.unique_key(unique), replace, _window_ms(unique_for))
+        # The option fields only when asked for: a keyed PUT's reply carries the id
+        # anyway (18.3), so the shortest frame (flags 0x04, as in 18.7) will do.
+        if delay or priority is not None:
+            delay_ms: Optional[int] = p.ms(delay, "delay")
+            prio = p.DEFAULT_PRIORITY if priority is None else priority
+        else:
+            delay_ms, prio = None, None
+        return Op(p.encode_put(queue, body, delay_ms, prio, fields), _decode_unique_put, 0.0, 6, FEATURE_UNIQUE)
     if options or delay or priority is not None:
         frame = p.encode_put(queue, body, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
         return Op(frame, _decode_put, 0.0, 2)
@@ -467,9 +517,10 @@ class Batch:
         """Queue a ``ping``."""
         return self._add(ping())
 
-    def put(self: B, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None) -> B:
+    def put(self: B, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None,
+            unique: Optional[Key] = None, unique_for: float = 0.0, replace: bool = False) -> B:
         """Queue a ``put``."""
-        return self._add(put(queue, body, delay, priority, self._put_options()))
+        return self._add(put(queue, body, delay, priority, self._put_options(), unique, unique_for, replace))
 
     def get(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> B:
         """Queue a ``get``."""

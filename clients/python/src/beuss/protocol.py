@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import functools
 import struct
-from typing import Dict, Iterable, List, Optional, Sequence, Tuple
+from typing import Dict, Iterable, List, Optional, Sequence, Tuple, Union
 
 from .errors import ProtocolError, ServerError, server_error
-from .models import Envelope, Event, Meta, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, Stats
+from .models import Envelope, Event, HolderState, Meta, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, Stats
 
 #: The highest protocol version this client speaks.
-PROTOCOL_VERSION = 5
+PROTOCOL_VERSION = 6
 
 # Opcodes (protocol.md 3, 13.12, 15.13, 16, 17.9).
 HELLO = 0x01
@@ -45,7 +45,7 @@ UNSCHEDULE = 0x51
 PAUSE_SCHEDULE = 0x52
 SCHEDULES = 0x53
 
-# Statuses (protocol.md 4, 13.12, 15.13, 16, 17.9).
+# Statuses (protocol.md 4, 13.12, 15.13, 16, 17.9, 18.8).
 S_PONG = 0x01
 S_HELLO = 0x02
 S_BYE = 0x03
@@ -73,11 +73,14 @@ S_SCHEDULED = 0x50
 S_UNSCHEDULED = 0x51
 S_SCHEDULE_PAUSED = 0x52
 S_SCHEDULE_LIST = 0x53
+S_DUPLICATE = 0x54
+S_REPLACED = 0x55
 S_ERROR = 0x7F
 
 # Flags and option bits.
 FLAG_PUT_OPTIONS = 0x01
 FLAG_WITH_META = 0x02
+FLAG_PUT_UNIQUE = 0x04
 LEASE_DETACHED = 0x01
 NACK_DEAD = 0x01
 NACK_NO_CHARGE = 0x02
@@ -86,6 +89,10 @@ NACK_NO_CHARGE = 0x02
 TAG_SUBJECT = 1
 TAG_REPLY_TO = 2
 TAG_DROPPED = 3
+
+# A unique PUT's mode (protocol.md 18.3): 0 refuses a duplicate.
+UNIQUE_REFUSE = 0x00
+UNIQUE_REPLACE = 0x01
 
 # A schedule's target_kind (protocol.md 17.3).
 TARGET_QUEUE = 0
@@ -99,6 +106,10 @@ MAX_SETTLE_PAIRS = 4096
 DEFAULT_PRIORITY = 5
 #: Longest ``length`` a ``SCHEDULE`` frame may declare (17.3): its payload is inside.
 MAX_SCHEDULE_FRAME = 65536
+#: Longest unique key, in bytes (18.5).
+MAX_UNIQUE_KEY = 255
+#: Longest dedup window a unique ``PUT`` may ask for: 30 days in ms (18.3).
+MAX_UNIQUE_WINDOW_MS = 2_592_000_000
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -118,6 +129,9 @@ _ERROR = struct.Struct(">HB")
 _PUBLISHED = struct.Struct(">IIIIII")
 _EVENT_HEAD = struct.Struct(">IH")
 _FRAME_HEAD = struct.Struct(">IB")  # length, status
+_MODE_WINDOW = struct.Struct(">BI")  # a unique PUT's mode, window_ms
+_DUPLICATE = struct.Struct(">QB")  # id, state
+_REPLACED = struct.Struct(">QII")  # id, original_len, stored_len
 _FLAG_U64 = struct.Struct(">BQ")  # SCHEDULED, SCHEDULE_PAUSED: a flag, then a time
 # A SCHEDULE_LIST entry after its target: priority, paused, next_run_ms, last_run_ms,
 # runs, misfires, failures, payload_len.
@@ -196,23 +210,66 @@ def encode_quit() -> bytes:
     return _control(QUIT, b"")
 
 
-def put_prefix(queue: str, delay_ms: Optional[int] = None, priority: Optional[int] = None) -> Tuple[bytes, int]:
+def unique_key(key: Union[str, bytes]) -> bytes:
+    """A unique key (18.3) as the bytes it is sent as: ``str`` as UTF-8, ``bytes`` as
+    they are. The server refuses an empty key with a fatal ``BAD_ARGUMENT`` and a
+    ``u8`` cannot count past 255, so both are a ``ValueError`` here."""
+    if isinstance(key, str):
+        raw = key.encode("utf-8")
+    elif isinstance(key, (bytes, bytearray, memoryview)):
+        raw = bytes(key)
+    else:
+        # bytes(42) would be 42 zero bytes: a key by accident.
+        raise TypeError(f"a unique key is str or bytes, not {type(key).__name__}")
+    if not 1 <= len(raw) <= MAX_UNIQUE_KEY:
+        raise ValueError(f"a unique key must be 1..{MAX_UNIQUE_KEY} bytes, got {len(raw)} bytes")
+    return raw
+
+
+def unique_fields(key: bytes, replace: bool = False, window_ms: int = 0) -> bytes:
+    """The ``PUT_UNIQUE`` fields (18.3): ``key_len``, ``key``, ``mode``, ``window_ms``.
+    ``key`` is checked as ``unique_key`` checks it; a window over 30 days (a fatal
+    ``BAD_ARGUMENT`` on the server) is a ``ValueError``."""
+    if not 1 <= len(key) <= MAX_UNIQUE_KEY:
+        raise ValueError(f"a unique key must be 1..{MAX_UNIQUE_KEY} bytes, got {len(key)} bytes")
+    _count(window_ms, 0, MAX_UNIQUE_WINDOW_MS, "a unique key's window in ms (30 days at most)")
+    mode = UNIQUE_REPLACE if replace else UNIQUE_REFUSE
+    return bytes((len(key),)) + key + _MODE_WINDOW.pack(mode, window_ms)
+
+
+def put_prefix(
+    queue: str,
+    delay_ms: Optional[int] = None,
+    priority: Optional[int] = None,
+    unique: Optional[bytes] = None,
+) -> Tuple[bytes, int]:
     """The bytes of a ``PUT`` after its length field and before the payload, and the
-    length those bytes add: computed once per batch by ``put_many``."""
+    length those bytes add: computed once per batch by ``put_many``. ``unique`` is
+    the encoded ``PUT_UNIQUE`` fields (``unique_fields``), which go after the options."""
     qname = name(queue)
+    flags = 0 if unique is None else FLAG_PUT_UNIQUE
     if delay_ms is None and priority is None:
-        head = bytes((PUT, 0)) + qname
+        head = bytes((PUT, flags)) + qname
     else:
         prio = DEFAULT_PRIORITY if priority is None else priority
         if not 0 <= prio <= 9:
             raise ValueError("priority must be 0..9")
-        head = bytes((PUT, FLAG_PUT_OPTIONS)) + qname + _DELAY_PRIO.pack(delay_ms or 0, prio)
+        head = bytes((PUT, flags | FLAG_PUT_OPTIONS)) + qname + _DELAY_PRIO.pack(delay_ms or 0, prio)
+    if unique is not None:
+        head += unique
     return head, len(head)
 
 
-def encode_put(queue: str, payload: bytes, delay_ms: Optional[int] = None, priority: Optional[int] = None) -> bytes:
-    """``PUT`` (3.4), with options (13.4) when a delay or priority is given."""
-    head, n = put_prefix(queue, delay_ms, priority)
+def encode_put(
+    queue: str,
+    payload: bytes,
+    delay_ms: Optional[int] = None,
+    priority: Optional[int] = None,
+    unique: Optional[bytes] = None,
+) -> bytes:
+    """``PUT`` (3.4), with options (13.4) when a delay or priority is given, and with
+    a unique key (18.3) when ``unique`` holds the ``unique_fields``."""
+    head, n = put_prefix(queue, delay_ms, priority, unique)
     return _U32.pack(n + len(payload)) + head + payload
 
 
@@ -430,14 +487,42 @@ def decode_hello(body: bytes) -> ServerInfo:
 
 
 def decode_put(status: int, body: bytes) -> PutResult:
-    """``STORED`` or ``TRUNCATED`` (4.3, 13.4), with the id when the PUT had options."""
+    """``STORED`` or ``TRUNCATED`` (4.3, 13.4), with the id when the PUT had options
+    or a unique key; ``DUPLICATE`` and ``REPLACED`` (18.3), the replies of a PUT with
+    a unique key that stored no new message."""
     if status == S_STORED:
         return PutResult(_U64.unpack_from(body)[0] if len(body) >= 8 else None)
+    if status == S_DUPLICATE:
+        return decode_duplicate(body)
+    if status == S_REPLACED:
+        return decode_replaced(body)
     if len(body) < 8:
         raise _short("TRUNCATED")
     orig, stored = _TRUNC.unpack_from(body)
     mid = _U64.unpack_from(body, 8)[0] if len(body) >= 16 else None
     return PutResult(mid, orig, stored)
+
+
+def decode_duplicate(body: bytes) -> PutResult:
+    """``DUPLICATE`` (18.3): nothing stored; the id and state of the message that
+    holds the key (or held it, state 4). A state this version does not define is a
+    ``ProtocolError``: a new state would come with a new version (9.2)."""
+    if len(body) < _DUPLICATE.size:
+        raise _short("DUPLICATE")
+    mid, state = _DUPLICATE.unpack_from(body)
+    holder = HolderState.from_wire(state)
+    if holder is None:
+        raise ProtocolError(f"DUPLICATE state {state} is not one of 1..4")
+    return PutResult(mid, duplicate=holder)
+
+
+def decode_replaced(body: bytes) -> PutResult:
+    """``REPLACED`` (18.3): the waiting message that held the key now holds this
+    payload; its id, and both lengths as in ``TRUNCATED`` (equal when not cut)."""
+    if len(body) < _REPLACED.size:
+        raise _short("REPLACED")
+    mid, orig, stored = _REPLACED.unpack_from(body)
+    return PutResult(mid, orig, stored, replaced=True)
 
 
 def decode_messages(body: bytes) -> List[bytes]:
