@@ -38,19 +38,19 @@ use crate::protocol::{
 use crate::{DEFAULT_HOST, DEFAULT_PORT, join_host_port};
 
 mod fanout;
+mod jobs;
 mod lease;
 mod schedule;
 mod stream;
-mod unique;
 
 pub use fanout::{Envelope, Event, Events, PublishOptions};
+pub use jobs::{Expiry, Unique, UniquePut};
 pub use lease::{Delivery, LeaseOptions, NackOptions, PutOptions};
 pub use protocol::Holder;
 pub use protocol::ScheduleInfo;
 pub use protocol::{LeaseRef, Limits, Published, SettleResult};
 pub use schedule::Schedule;
 pub use stream::{Stream, UNIX_PREFIX, read_token_file};
-pub use unique::{Unique, UniquePut};
 
 /// Largest reply the client accepts: a server's largest message (1 GiB cap) plus headers.
 const MAX_RESPONSE: u32 = (1 << 30) + 4096;

@@ -86,6 +86,9 @@ pub struct Config {
     /// Most unique keys remembered after their message left (`BMAXUNIQUEKEYS`);
     /// 0: none are.
     pub max_unique_keys: usize,
+    /// Time to live of messages put without one, by queue name, `*` for every
+    /// other queue (`BQUEUETTL`); empty: none.
+    pub queue_ttls: Vec<(String, Duration)>,
 }
 
 /// How often the journal is synced to the disk (`BFSYNC`), which says how much a
@@ -139,6 +142,7 @@ impl Default for Config {
             queue_max_messages: 0,
             queue_max_bytes: 0,
             max_unique_keys: crate::store::DEFAULT_MAX_REMEMBERED,
+            queue_ttls: Vec::new(),
         }
     }
 }
@@ -202,6 +206,12 @@ pub const VARIABLES: &[(&str, &str, &str)] = &[
         "100000",
         "cap on unique keys remembered after their message left (--unique-for); \
          past it the window ending first is forgotten",
+    ),
+    (
+        "BQUEUETTL",
+        "(unset)",
+        "time to live of messages put without one: 1h for every queue, or \
+         jobs=10m,cache=30s,*=1d by queue (* = any other); expired ones are dropped",
     ),
     (
         "BDATADIR",
@@ -339,6 +349,7 @@ impl Config {
                     })?;
                 }
                 "BQUEUEMAXBYTES" => config.queue_max_bytes = parse_size("BQUEUEMAXBYTES", value)?,
+                "BQUEUETTL" => config.queue_ttls = parse_queue_ttls(value)?,
                 "BMAXUNIQUEKEYS" => {
                     config.max_unique_keys = value.trim().parse().map_err(|_| {
                         error(
@@ -617,6 +628,37 @@ pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, Config
         "a duration (seconds, or a number with ms, s, m or h)",
     )
     .map(Duration::from_millis)
+}
+
+/// `BQUEUETTL`: one duration for every queue, or `name=duration` pairs separated by
+/// commas, `*` naming every queue not listed. A duration of 0 is no time to live.
+///
+/// # Errors
+/// A [`ConfigError`] for a bad duration, one over 30 days, an empty or over-long
+/// queue name, or a name given twice.
+pub fn parse_queue_ttls(value: &str) -> Result<Vec<(String, Duration)>, ConfigError> {
+    const VAR: &str = "BQUEUETTL";
+    let most = Duration::from_millis(crate::protocol::MAX_TTL_MS.into());
+    let mut ttls: Vec<(String, Duration)> = Vec::new();
+    for part in value.split(',').map(str::trim) {
+        let (name, ttl) = match part.split_once('=') {
+            Some((name, ttl)) => (name.trim(), ttl.trim()),
+            None if !value.contains(',') => ("*", part),
+            None => return Err(error(VAR, value, "each item is queue=duration")),
+        };
+        if name.is_empty() || name.len() > crate::protocol::MAX_QUEUE_NAME {
+            return Err(error(VAR, value, "a queue name is 1 to 255 bytes"));
+        }
+        let ttl = parse_duration(VAR, ttl)?;
+        if ttl > most {
+            return Err(error(VAR, value, "a time to live is at most 30 days"));
+        }
+        if ttls.iter().any(|(n, _)| n == name) {
+            return Err(error(VAR, value, "a queue is named twice"));
+        }
+        ttls.push((name.to_owned(), ttl));
+    }
+    Ok(ttls)
 }
 
 /// Why a number with a unit suffix could not be read.

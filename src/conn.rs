@@ -123,6 +123,8 @@ pub enum Streamed {
         options: Option<crate::protocol::PutOptions>,
         /// The unique key (as `(key, replace, window_ms)`), for a `PUT_UNIQUE` one.
         unique: Option<(Box<[u8]>, bool, u32)>,
+        /// The time to live, for a `PUT_TTL` one.
+        ttl: Option<crate::protocol::Ttl>,
     },
     /// A `PUB`.
     Publish {

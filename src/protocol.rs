@@ -509,15 +509,18 @@ pub enum Request<'a> {
         /// Message bytes (already cut to the limit when decoded by the server).
         payload: &'a [u8],
     },
-    /// A `PUT` with the `PUT_UNIQUE` flag: a unique key (version 6), and with
-    /// `PUT_OPTIONS` a delay and a priority too.
-    PutUnique {
+    /// A `PUT` with the `PUT_UNIQUE` flag (a unique key) or the `PUT_TTL` flag (a
+    /// time to live), or both (version 6), and with `PUT_OPTIONS` a delay and a
+    /// priority too. At least one of `unique` and `ttl` is set.
+    PutJob {
         /// Queue name.
         queue: &'a str,
         /// Delay and priority (`None`: the defaults, and no `PUT_OPTIONS` flag).
         options: Option<PutOptions>,
         /// The key and what to do with a duplicate.
-        unique: Unique<'a>,
+        unique: Option<Unique<'a>>,
+        /// The time to live.
+        ttl: Option<Ttl>,
         /// Message bytes (already cut to the limit when decoded by the server).
         payload: &'a [u8],
     },
@@ -717,7 +720,7 @@ impl Request<'_> {
             Request::Get { .. } => Opcode::Get,
             Request::Purge { .. } => Opcode::Purge,
             Request::Stats { .. } => Opcode::Stats,
-            Request::PutWith { .. } | Request::PutUnique { .. } => Opcode::Put,
+            Request::PutWith { .. } | Request::PutJob { .. } => Opcode::Put,
             Request::Lease { .. } => Opcode::Lease,
             Request::Ack { .. } => Opcode::Ack,
             Request::Nack { .. } => Opcode::Nack,
@@ -829,6 +832,8 @@ pub enum Decoded<'a> {
         options: Option<PutOptions>,
         /// The key, for a `PUT` with the `PUT_UNIQUE` flag.
         unique: Option<Unique<'a>>,
+        /// The time to live, for a `PUT` with the `PUT_TTL` flag.
+        ttl: Option<Ttl>,
         /// Payload length the client declared.
         payload_len: u32,
     },
@@ -874,7 +879,7 @@ pub fn decode_request(
         let Some(&flags) = buf.get(LEN_PREFIX + 1) else {
             return Ok(None);
         };
-        if flags & !(PUT_OPTIONS | PUT_UNIQUE) != 0 {
+        if flags & !(PUT_OPTIONS | PUT_UNIQUE | PUT_TTL) != 0 {
             return Err(ProtocolError::BadFlags(flags));
         }
         return decode_put(buf, len as usize - 2, flags, max_payload);
@@ -889,7 +894,7 @@ pub fn decode_request(
     }
     let flags = buf[LEN_PREFIX + 1];
     let allowed = match opcode {
-        Opcode::Put => PUT_OPTIONS | PUT_UNIQUE,
+        Opcode::Put => PUT_OPTIONS | PUT_UNIQUE | PUT_TTL,
         Opcode::Get | Opcode::Lease | Opcode::Peek => WITH_META,
         _ => 0,
     };
@@ -1054,6 +1059,17 @@ fn decode_put(
     } else {
         (None, head_end)
     };
+    let (ttl, head_end) = if flags & PUT_TTL != 0 {
+        if head_end + TTL_LEN > REQUEST_HEADER + body_len {
+            return Err(ProtocolError::ShortField("ttl"));
+        }
+        let Some(fields) = buf.get(head_end..head_end + TTL_LEN) else {
+            return Ok(None);
+        };
+        (Some(Ttl::decode(fields)?), head_end + TTL_LEN)
+    } else {
+        (None, head_end)
+    };
     let payload_len = body_len - (head_end - REQUEST_HEADER);
     if payload_len > max_payload {
         // body_len came from a u32, so payload_len fits in one.
@@ -1063,6 +1079,7 @@ fn decode_put(
                 queue,
                 options,
                 unique,
+                ttl,
                 payload_len,
             },
             head_end,
@@ -1072,19 +1089,20 @@ fn decode_put(
     let Some(payload) = buf.get(head_end..frame_end) else {
         return Ok(None);
     };
-    let request = match (options, unique) {
-        (options, Some(unique)) => Request::PutUnique {
+    let request = match (options, unique, ttl) {
+        (Some(options), None, None) => Request::PutWith {
+            queue,
+            options,
+            payload,
+        },
+        (None, None, None) => Request::Put { queue, payload },
+        (options, unique, ttl) => Request::PutJob {
             queue,
             options,
             unique,
+            ttl,
             payload,
         },
-        (Some(options), None) => Request::PutWith {
-            queue,
-            options,
-            payload,
-        },
-        (None, None) => Request::Put { queue, payload },
     };
     Ok(Some((Decoded::Request(request), frame_end)))
 }
@@ -1754,6 +1772,10 @@ pub use schedule::{
     FEATURE_SCHEDULES, MAX_SCHEDULE_FRAME, ScheduleInfo, ScheduleTarget, encode_schedule_list,
     encode_schedule_paused, encode_scheduled, encode_unscheduled, schedule_info_len,
 };
+
+mod expiry;
+
+pub use expiry::{FEATURE_TTL, MAX_TTL_MS, PUT_TTL, TTL_LEN, Ttl};
 
 mod unique;
 

@@ -12,10 +12,10 @@ mod batch;
 mod durable;
 mod fanout;
 mod hygiene;
+mod jobs;
 mod leases;
 mod requests;
 mod schedules;
-mod unique;
 
 use std::cell::Cell;
 use std::collections::{HashMap, VecDeque};
@@ -180,6 +180,9 @@ impl Server {
         // even if the caps were lowered since (protocol.md 7.4).
         store.set_queue_caps(config.queue_max_messages, config.queue_max_bytes);
         store.set_max_remembered_keys(config.max_unique_keys);
+        for (queue, ttl) in &config.queue_ttls {
+            store.set_default_ttl(queue, *ttl);
+        }
         let durable = Rc::new(Cell::new(if journal.is_some() { 0 } else { u64::MAX }));
         let input_cap = config.max_message_size + MAX_CONTROL_FRAME as usize + READ_CHUNK;
         Ok(Server {
@@ -664,6 +667,7 @@ impl Server {
                         queue,
                         options,
                         unique,
+                        ttl,
                         payload_len,
                     },
                     used,
@@ -675,6 +679,7 @@ impl Server {
                             queue: queue.into(),
                             options,
                             unique: unique.map(|u| (u.key.into(), u.replace, u.window_ms)),
+                            ttl,
                         },
                         kept: Vec::with_capacity(max_payload),
                         keep: max_payload,
@@ -711,24 +716,31 @@ impl Server {
                 queue,
                 options,
                 unique,
-            } => match (options, unique) {
-                (options, Some((key, replace, window_ms))) => Request::PutUnique {
-                    queue,
-                    options: *options,
-                    unique: protocol::Unique {
+                ttl,
+            } => {
+                let unique = unique
+                    .as_ref()
+                    .map(|(key, replace, window_ms)| protocol::Unique {
                         key,
                         replace: *replace,
                         window_ms: *window_ms,
+                    });
+                match (options, unique, ttl) {
+                    (Some(options), None, None) => Request::PutWith {
+                        queue,
+                        options: *options,
+                        payload,
                     },
-                    payload,
-                },
-                (Some(options), None) => Request::PutWith {
-                    queue,
-                    options: *options,
-                    payload,
-                },
-                (None, None) => Request::Put { queue, payload },
-            },
+                    (None, None, None) => Request::Put { queue, payload },
+                    (options, unique, ttl) => Request::PutJob {
+                        queue,
+                        options: *options,
+                        unique,
+                        ttl: *ttl,
+                        payload,
+                    },
+                }
+            }
             Streamed::Publish {
                 subject,
                 options,

@@ -9,10 +9,11 @@
 
 mod bodies;
 mod durable;
+mod expiry;
 mod fanout;
 mod held;
 mod idhash;
-mod keyed;
+mod jobs;
 mod log;
 mod queues;
 mod ready;
@@ -28,11 +29,13 @@ use std::time::{Duration, Instant};
 pub use bodies::BODY_OVERHEAD;
 use bodies::{Bodies, Payload};
 pub use durable::Restored;
+pub use expiry::EXPIRY_OVERHEAD;
+use expiry::Expiries;
 pub use fanout::{BINDING_OVERHEAD, Delivery, Published, TRIE_NODE_MEMORY, trie_memory};
 pub use held::{HELD_OVERHEAD, LeaseSpec};
 use held::{Held, HeldState, OwnedLeases};
 use idhash::IdMap;
-pub use keyed::KeyedPut;
+pub use jobs::JobPut;
 use log::StoreLog;
 use queues::Queues;
 use ready::Levels;
@@ -220,6 +223,8 @@ pub struct Totals {
     pub duplicates: u64,
     /// `PUT`s with a unique key that replaced the waiting message holding it.
     pub replaced: u64,
+    /// Messages that expired (dropped or dead-lettered) before delivery.
+    pub expired: u64,
 }
 
 /// Counters of one queue (the lease-related ones of [`Totals`], per queue).
@@ -243,6 +248,8 @@ pub struct QueueCounters {
     pub expired_leases: u64,
     /// Messages moved from here to the dead-letter queue.
     pub dead_lettered: u64,
+    /// Messages of this queue that expired (dropped or dead-lettered).
+    pub expired: u64,
 }
 
 /// One queue's figures, for `STATS`.
@@ -454,6 +461,11 @@ pub struct Store<W> {
     schedules: crate::schedule::Schedules,
     /// Unique keys, whose memory is part of `outside`.
     uniques: Uniques,
+    /// When messages with a time to live expire; their memory is part of `outside`.
+    expiries: Expiries,
+    /// Time to live of the messages put without one, by queue name ("*": any other
+    /// queue), from `BQUEUETTL`.
+    default_ttls: HashMap<Box<str>, Duration>,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -490,6 +502,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             confirms: Vec::new(),
             schedules: crate::schedule::Schedules::default(),
             uniques: Uniques::default(),
+            expiries: Expiries::default(),
+            default_ttls: HashMap::new(),
         }
     }
 
@@ -522,6 +536,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         options: PutOptions,
         now: Instant,
     ) -> Result<(u64, PutOutcome<W>), Full> {
+        if !self.default_ttls.is_empty() && self.default_ttl(queue).is_some() {
+            // A message with a time to live is held (protocol.md 19).
+            return self
+                .put_job(queue, payload, original_len, options, None, None, now)
+                .map(|(id, done)| match done {
+                    JobPut::New(outcome) => (id, outcome),
+                    JobPut::Duplicate(_) | JobPut::Replaced => (id, PutOutcome::Stored),
+                });
+        }
         let truncated = u64::from(original_len > payload.len());
         let id = self.next_id + 1;
         let delayed = options.delay_ms > 0;
@@ -631,6 +654,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     priority,
                     state: HeldState::Delayed,
                     keyed: false,
+                    expires: false,
                 },
             );
         } else if let Some(q) = self.queues.by_key_mut(key) {
@@ -990,6 +1014,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 priority,
                 state: HeldState::InFlight,
                 keyed: false,
+                expires: false,
             },
         );
         if let Some(q) = self.queues.by_key_mut(key) {
@@ -1059,6 +1084,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let h = self.held.remove(&id)?;
         if h.keyed {
             self.release_key(id, now);
+        }
+        if h.expires {
+            self.drop_expiry(id);
         }
         let memory = HELD_OVERHEAD + own_len(&h.payload);
         let len = self.bodies.bytes(&h.payload).len();
@@ -1325,6 +1353,12 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let Some(max_deliveries) = self.stop_lease(id) else {
             return;
         };
+        // Its time to live ran out while it was leased: it goes no further
+        // (protocol.md 19.3).
+        if self.expiries.expired(id, now) {
+            self.expire_message(id, now);
+            return;
+        }
         let Some(h) = self.held.get_mut(&id) else {
             return;
         };
@@ -1383,7 +1417,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             if let Some(q) = self.queues.by_key_mut(key) {
                 q.returned.insert((h.priority, id));
             }
-        } else if h.keyed {
+        } else if h.keyed || h.expires {
             if let Some(q) = self.queues.by_key_mut(key) {
                 q.fresh.insert((h.priority, id));
             }
@@ -1438,8 +1472,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         h.charged = 0;
         h.owner = 0;
         h.state = HeldState::Ready;
-        // Its key stayed with its queue.
+        // Its key stayed with its queue, and a dead letter waits for a person.
         h.keyed = false;
+        h.expires = false;
         if let Some(log) = &mut self.log {
             log.push(&LogRecord::Move {
                 id,
@@ -1696,6 +1731,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         priority: handoff.priority,
                         state: HeldState::Ready,
                         keyed: false,
+                        expires: false,
                     },
                 );
                 if let Some(q) = self.queues.by_key_mut(key) {
@@ -1998,6 +2034,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// this hands to parked consumers wait in [`Store::take_handoff`].
     pub fn expire(&mut self, now: Instant, mut timed_out: impl FnMut(W)) {
         self.expire_keys(now);
+        self.run_expiries(now, EXPIRE_BUDGET);
         for _ in 0..EXPIRE_BUDGET {
             let timer = self
                 .timers
@@ -2081,7 +2118,8 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     pub fn next_deadline(&self) -> Option<Instant> {
         let timer = self.timers.keys().next().map(|(at, _)| *at);
         let deadline = self.deadlines.first().map(|(at, _)| *at);
-        [timer, deadline, self.uniques.next_deadline()]
+        let expiry = self.expiries.next_deadline();
+        [timer, deadline, self.uniques.next_deadline(), expiry]
             .into_iter()
             .flatten()
             .min()
@@ -2262,9 +2300,9 @@ fn lease_deadline(now: Instant, lease_ms: u32) -> Instant {
 }
 
 #[cfg(test)]
-mod journal_tests;
+mod jobs_tests;
 #[cfg(test)]
-mod keyed_tests;
+mod journal_tests;
 #[cfg(test)]
 mod lease_tests;
 #[cfg(test)]

@@ -14,10 +14,10 @@ use std::os::fd::AsFd;
 
 use std::time::Duration;
 
-use beuss::client::{PutOptions, PutStatus, Unique, UniquePut};
+use beuss::client::{Expiry, PutOptions, PutStatus, Unique, UniquePut};
 use beuss::protocol::{
-    DEFAULT_PRIORITY, FEATURE_PUT_OPTIONS, FEATURE_UNIQUE, MAX_DELAY_MS, MAX_KEY_LEN, MAX_PRIORITY,
-    MAX_WINDOW_MS,
+    DEFAULT_PRIORITY, FEATURE_PUT_OPTIONS, FEATURE_TTL, FEATURE_UNIQUE, MAX_DELAY_MS, MAX_KEY_LEN,
+    MAX_PRIORITY, MAX_TTL_MS, MAX_WINDOW_MS,
 };
 use lexopt::{Arg, Parser};
 
@@ -45,6 +45,7 @@ const STREAM_FROM: u64 = 1 << 20;
 const HELP: &str = "\
 Usage: beuss PUT <queue> [--delay DURATION] [--priority 0-9] [--id]
                 [--unique KEY [--unique-for DURATION] [--replace]]
+                [--ttl DURATION [--ttl-dead]]
 
 Stores one message on <queue>: all of standard input, read to its end, byte for
 byte (binary is fine; nothing is added or removed, so `echo hi` stores \"hi\\n\").
@@ -63,6 +64,10 @@ The queue is created if needed. Prints nothing on success.
   --replace         with --unique: replace the waiting message that holds KEY
                     (its payload, priority and delay become this PUT's; it
                     keeps its id and place); one in flight is never replaced
+  --ttl DURATION    expire it DURATION after this PUT (up to 30 days): not
+                    delivered by then, it never is, and is dropped; 0 = never,
+                    whatever the server's BQUEUETTL for <queue>
+  --ttl-dead        with --ttl: move it to <queue>.dead when it expires
 
 If the message is longer than the server's BMAXMESSAGESIZE, the server keeps
 only the first BMAXMESSAGESIZE bytes: beuss sends no more than that (plus one
@@ -99,6 +104,10 @@ struct Put {
     unique_for: Option<Duration>,
     /// `--replace`.
     replace: bool,
+    /// `--ttl`.
+    ttl: Option<Duration>,
+    /// `--ttl-dead`.
+    ttl_dead: bool,
 }
 
 impl Command for Put {
@@ -128,6 +137,11 @@ impl Command for Put {
                 self.unique_for = Some(duration_value(parser, option, most)?);
             }
             Arg::Long("replace") => self.replace = true,
+            Arg::Long("ttl") => {
+                let most = Duration::from_millis(MAX_TTL_MS.into());
+                self.ttl = Some(duration_value(parser, option, most)?);
+            }
+            Arg::Long("ttl-dead") => self.ttl_dead = true,
             _ => return Ok(false),
         }
         Ok(true)
@@ -139,7 +153,25 @@ impl Command for Put {
             delay: self.delay.unwrap_or_default(),
             priority: self.priority.unwrap_or(DEFAULT_PRIORITY),
         };
-        if let Some(key) = &self.unique {
+        if self.unique.is_none() && (self.unique_for.is_some() || self.replace) {
+            return Err(Failure::usage(
+                "--unique-for and --replace go with --unique KEY".to_owned(),
+            ));
+        }
+        if self.ttl.is_none() && self.ttl_dead {
+            return Err(Failure::usage(
+                "--ttl-dead goes with --ttl DURATION".to_owned(),
+            ));
+        }
+        let expiry = self.ttl.map(|ttl| {
+            let expiry = Expiry::after(ttl);
+            if self.ttl_dead {
+                expiry.dead_letter()
+            } else {
+                expiry
+            }
+        });
+        let unique = self.unique.as_deref().map(|key| {
             let mut unique = Unique::key(key.as_bytes());
             if let Some(window) = self.unique_for {
                 unique = unique.remember_for(window);
@@ -147,12 +179,10 @@ impl Command for Put {
             if self.replace {
                 unique = unique.replace();
             }
-            return put_unique(addr, queue, unique, options, self.print_id, key);
-        }
-        if self.unique_for.is_some() || self.replace {
-            return Err(Failure::usage(
-                "--unique-for and --replace go with --unique KEY".to_owned(),
-            ));
+            (unique, key)
+        });
+        if unique.is_some() || expiry.is_some() {
+            return put_job(addr, queue, unique, expiry, options, self.print_id);
         }
         let with =
             (self.delay.is_some() || self.priority.is_some() || self.print_id).then_some(options);
@@ -249,29 +279,39 @@ fn put(addr: &str, queue: &str, with: Option<PutOptions>) -> Result<(), Failure>
     Ok(())
 }
 
-/// `PUT --unique`: standard input as one message with a key (read into memory: the
-/// key goes in front of the payload).
-fn put_unique(
+/// `PUT --unique` or `--ttl`: standard input as one message with a key (given with
+/// its text, for messages) or an expiry, read into memory.
+fn put_job(
     addr: &str,
     queue: &str,
-    unique: Unique<'_>,
+    unique: Option<(Unique<'_>, &str)>,
+    expiry: Option<Expiry>,
     options: PutOptions,
     print_id: bool,
-    key: &str,
 ) -> Result<(), Failure> {
     let (mut client, server) = connect(addr, REPLY_TIMEOUT)?;
-    let has_unique = server
+    let features = server
         .limits
-        .is_some_and(|l| server.version >= 6 && l.features & FEATURE_UNIQUE != 0);
-    if !has_unique {
-        return Err(Failure::new(
-            EXIT_ERROR,
-            format!(
-                "the server at {addr} ({}) has no unique messages; --unique needs a \
-                 version-6 beuss-server",
-                server.name
-            ),
-        ));
+        .filter(|_| server.version >= 6)
+        .map_or(0, |l| l.features);
+    for (asked, bit, what) in [
+        (
+            unique.is_some(),
+            FEATURE_UNIQUE,
+            "unique messages; --unique",
+        ),
+        (expiry.is_some(), FEATURE_TTL, "message expiry; --ttl"),
+    ] {
+        if asked && features & bit == 0 {
+            return Err(Failure::new(
+                EXIT_ERROR,
+                format!(
+                    "the server at {addr} ({}) has no {what} needs a version-6 \
+                     beuss-server",
+                    server.name
+                ),
+            ));
+        }
     }
     let mut stdin = io::stdin();
     if stdin.is_terminal() {
@@ -288,8 +328,9 @@ fn put_unique(
         total += io::copy(&mut stdin, &mut io::sink()).map_err(|e| cannot_read(&e))?;
     }
     let done = client
-        .put_unique(queue, &kept, unique, options)
+        .put_job(queue, &kept, unique.map(|(u, _)| u), expiry, options)
         .map_err(|e| Failure::client(addr, &e))?;
+    let key = unique.map_or("", |(_, key)| key);
     let status = match done {
         UniquePut::Stored { status, .. } | UniquePut::Replaced { status, .. } => status,
         UniquePut::Duplicate { id, holder } => {

@@ -27,7 +27,7 @@ use std::time::{Duration, Instant};
 
 use beuss::protocol::{LeaseRef, MAX_PRIORITY, NEVER_DEAD, PutOptions, SettleResult, Unique};
 use beuss::store::{
-    CHUNK_SIZE, Delivery, FullCap, HELD_OVERHEAD, Handoff, KeyedPut, LeaseSpec, Nack, PutOutcome,
+    CHUNK_SIZE, Delivery, FullCap, HELD_OVERHEAD, Handoff, JobPut, LeaseSpec, Nack, PutOutcome,
     QUEUE_OVERHEAD, Store, Totals,
 };
 use libfuzzer_sys::arbitrary::{self, Arbitrary};
@@ -412,15 +412,15 @@ impl Run {
                     window_ms: u32::from(window_ms % 3000),
                 };
                 let messages = self.s.message_count();
-                match self.s.put_keyed(q, &payload, payload.len(), options, unique, now) {
-                    Ok((_, KeyedPut::New(outcome))) => {
+                match self.s.put_job(q, &payload, payload.len(), options, unique, now) {
+                    Ok((_, JobPut::New(outcome))) => {
                         assert_eq!(outcome, PutOutcome::Stored, "a keyed put is never handed");
                         within(&self.s, cap, "keyed put");
                     }
-                    Ok((id, KeyedPut::Duplicate(_))) => {
+                    Ok((id, JobPut::Duplicate(_))) => {
                         assert_eq!(self.s.message_count(), messages, "a duplicate of {id}");
                     }
-                    Ok((id, KeyedPut::Replaced)) => {
+                    Ok((id, JobPut::Replaced)) => {
                         assert_eq!(self.s.message_count(), messages, "a replace of {id}");
                         assert_eq!(self.s.payload(id), Some(payload.as_slice()));
                         within(&self.s, cap, "replace");

@@ -72,6 +72,12 @@ pub const TYPE_UNKEY: u8 = 17;
 const KEY_FIXED: usize = 8 + 4 + 8 + 1;
 /// Bytes of an UNKEY body: the id.
 const UNKEY_LEN: usize = 8;
+/// Type byte of [`Record::Expires`].
+pub const TYPE_EXPIRES: u8 = 18;
+/// Bytes of an EXPIRES body: id, at_ms, flags.
+const EXPIRES_LEN: usize = 8 + 8 + 1;
+/// EXPIRES flag: the message is dead-lettered when it expires, not dropped.
+pub const EXPIRES_DEAD_LETTER: u8 = 0x01;
 
 /// The longest payload a SCHEDULE record carries (what a `SCHEDULE` frame can hold).
 pub const MAX_SCHEDULE_PAYLOAD: usize = 64 * 1024;
@@ -289,6 +295,15 @@ pub enum Record<'a> {
         /// The message id.
         id: u64,
     },
+    /// Message `id` expires at `at_ms` (0: it no longer expires).
+    Expires {
+        /// The message id.
+        id: u64,
+        /// Unix-epoch milliseconds from which it is never delivered; 0 for none.
+        at_ms: u64,
+        /// It is dead-lettered then, not dropped.
+        dead_letter: bool,
+    },
 }
 
 impl Record<'_> {
@@ -312,6 +327,7 @@ impl Record<'_> {
             Record::Fired { .. } => TYPE_FIRED,
             Record::Key { .. } => TYPE_KEY,
             Record::Unkey { .. } => TYPE_UNKEY,
+            Record::Expires { .. } => TYPE_EXPIRES,
         }
     }
 
@@ -342,6 +358,7 @@ impl Record<'_> {
             Record::Fired { name, .. } => RUNS_LEN + name.len(),
             Record::Key { queue, key, .. } => KEY_FIXED + key.len() + queue.len(),
             Record::Unkey { .. } => UNKEY_LEN,
+            Record::Expires { .. } => EXPIRES_LEN,
         }
     }
 }
@@ -561,6 +578,15 @@ pub fn encode(record: &Record<'_>, out: &mut Vec<u8>) {
             out.extend_from_slice(queue.as_bytes());
         }
         Record::Unkey { id } => out.extend_from_slice(&id.to_le_bytes()),
+        Record::Expires {
+            id,
+            at_ms,
+            dead_letter,
+        } => {
+            out.extend_from_slice(&id.to_le_bytes());
+            out.extend_from_slice(&at_ms.to_le_bytes());
+            out.push(if dead_letter { EXPIRES_DEAD_LETTER } else { 0 });
+        }
     }
     let crc = record_crc(len.to_le_bytes(), &out[start + RECORD_HEADER_LEN..]);
     out[start + 4..start + RECORD_HEADER_LEN].copy_from_slice(&crc.to_le_bytes());
@@ -815,6 +841,15 @@ pub fn decode(kind: u8, body: &[u8]) -> Result<Record<'_>, Damage> {
             exact(UNKEY_LEN)?;
             Record::Unkey {
                 id: f.u64().ok_or(bad_len)?,
+            }
+        }
+        TYPE_EXPIRES => {
+            exact(EXPIRES_LEN)?;
+            Record::Expires {
+                id: f.u64().ok_or(bad_len)?,
+                at_ms: f.u64().ok_or(bad_len)?,
+                // Other flag bits are for later versions to give a meaning.
+                dead_letter: f.u8().ok_or(bad_len)? & EXPIRES_DEAD_LETTER != 0,
             }
         }
         other => return Err(Damage::UnknownType(other)),

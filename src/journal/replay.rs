@@ -87,6 +87,8 @@ pub struct Replay {
     schedules: BTreeMap<String, RecoveredSchedule>,
     /// Unique keys by the id of the message that holds (or held) them.
     keys: IdMap<RecoveredKey>,
+    /// Expiries by message id: (at_ms, dead-letter).
+    expiries: IdMap<(u64, bool)>,
 }
 
 impl Replay {
@@ -316,6 +318,18 @@ impl Replay {
                     self.ignored += 1;
                 }
             }
+            Record::Expires {
+                id,
+                at_ms,
+                dead_letter,
+            } => {
+                self.saw_id(id);
+                if at_ms == 0 {
+                    self.expiries.remove(&id);
+                } else {
+                    self.expiries.insert(id, (at_ms, dead_letter));
+                }
+            }
         }
     }
 
@@ -337,6 +351,7 @@ impl Replay {
         for (id, m) in self.messages {
             if let Some(list) = by_slot.get_mut(m.slot) {
                 list.push(RecoveredMessage {
+                    expires: self.expiries.get(&id).copied(),
                     id,
                     due_ms: m.due_ms,
                     priority: m.priority,
@@ -626,6 +641,9 @@ pub struct RecoveredMessage {
     /// The subject it was published to (its SUBJECT record); `None` for a message
     /// put straight into a queue.
     pub subject: Option<Box<str>>,
+    /// When it expires, as (unix-epoch ms, dead-lettered rather than dropped), from
+    /// its last EXPIRES record; `None` if it does not.
+    pub expires: Option<(u64, bool)>,
 }
 
 impl PartialEq for RecoveredMessage {
@@ -642,6 +660,7 @@ impl PartialEq for RecoveredMessage {
                 || self.order.is_some() == other.order.is_some())
             && self.payload == other.payload
             && self.subject == other.subject
+            && self.expires == other.expires
     }
 }
 

@@ -5,9 +5,9 @@ use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::record::{
     HEADER_LEN, MAX_NAME_LEN, MAX_PAYLOAD_LEN, MAX_RECORD_LEN, MAX_SCHEDULE_PAYLOAD, MAX_TEXT_LEN,
-    RECORD_HEADER_LEN, SCHEDULE_PAUSED, SCHEDULE_SUBJECT, ScheduleRuns, TYPE_BIND, TYPE_FIRED,
-    TYPE_KEY, TYPE_SCHEDULE, TYPE_SUBJECT, TYPE_UNBIND, TYPE_UNKEY, TYPE_UNSCHEDULE, mask,
-    record_crc, unmask,
+    RECORD_HEADER_LEN, SCHEDULE_PAUSED, SCHEDULE_SUBJECT, ScheduleRuns, TYPE_BIND, TYPE_EXPIRES,
+    TYPE_FIRED, TYPE_KEY, TYPE_SCHEDULE, TYPE_SUBJECT, TYPE_UNBIND, TYPE_UNKEY, TYPE_UNSCHEDULE,
+    mask, record_crc, unmask,
 };
 use super::*;
 use crate::test_rng::Rng;
@@ -591,7 +591,7 @@ fn bad_bodies_are_rejected() {
         decode(1, &[0, 0, 0, 0, b'a', 0xe2, 0x82]),
         Err(Damage::BadName)
     );
-    for kind in [0, 18, 100, 255] {
+    for kind in [0, 19, 100, 255] {
         assert_eq!(decode(kind, &[0; 8]), Err(Damage::UnknownType(kind)));
     }
 }
@@ -607,7 +607,12 @@ fn key_records_round_trip_and_bad_key_bodies_are_rejected() {
         queue: "jobs",
         key: b"order-1",
     };
-    for record in [key, Record::Unkey { id: 9 }] {
+    let expires = Record::Expires {
+        id: 9,
+        at_ms: 1_700_000_000_000,
+        dead_letter: true,
+    };
+    for record in [key, Record::Unkey { id: 9 }, expires] {
         let mut out = Vec::new();
         encode(&record, &mut out);
         let body = &out[RECORD_HEADER_LEN + 1..];
@@ -641,6 +646,8 @@ fn key_records_round_trip_and_bad_key_bodies_are_rejected() {
     );
     assert!(decode(TYPE_KEY, &body(1, b"k", &[b'q'; 255])).is_ok());
     assert!(decode(TYPE_UNKEY, &[0; 9]).is_err());
+    assert!(decode(TYPE_EXPIRES, &[0; 16]).is_err());
+    assert!(decode(TYPE_EXPIRES, &[0; 18]).is_err());
 }
 
 /// BIND, UNBIND and SUBJECT bodies: a text over 255 bytes, an empty one, or one that
@@ -850,6 +857,7 @@ fn a_journal_of_old_record_types_replays_as_before() {
             order,
             payload: payload.into(),
             subject: None,
+            expires: None,
         }
     };
     assert_eq!(
@@ -1389,6 +1397,7 @@ fn put_replaces_state() {
                 order: None,
                 payload: (*b"new").into(),
                 subject: None,
+                expires: None,
             }],
         }]
     );
@@ -1490,6 +1499,7 @@ fn move_changes_queue() {
                 order: Some(0),
                 payload: (*b"p").into(),
                 subject: None,
+                expires: None,
             }],
         }]
     );
@@ -2370,6 +2380,7 @@ impl Model {
                 order: m.fifo.then_some(0),
                 payload: m.payload.into(),
                 subject: m.subject.map(Into::into),
+                expires: None,
             });
         }
         queues

@@ -294,10 +294,11 @@ pub(super) fn encode_request(
         Request::PutWith { queue, payload, .. } => {
             1 + queue.len() + PUT_OPTIONS_LEN + payload.len()
         }
-        Request::PutUnique {
+        Request::PutJob {
             queue,
             options,
             unique,
+            ttl,
             payload,
         } => {
             let options = if options.is_some() {
@@ -305,7 +306,9 @@ pub(super) fn encode_request(
             } else {
                 0
             };
-            1 + queue.len() + options + unique.wire_len() + payload.len()
+            let unique = unique.map_or(0, |u| u.wire_len());
+            let ttl = if ttl.is_some() { super::TTL_LEN } else { 0 };
+            1 + queue.len() + options + unique + ttl + payload.len()
         }
         Request::Lease { queue, .. } => 1 + queue.len() + 13,
         Request::Ack { queue, pairs } => 1 + queue.len() + 2 + pairs.len() * PAIR_LEN,
@@ -329,17 +332,28 @@ fn encode_checked(
             check_queue_name(queue)?;
             options.check()?;
         }
-        Request::PutUnique {
+        Request::PutJob {
             queue,
             options,
             unique,
+            ttl,
             ..
         } => {
             check_queue_name(queue)?;
             if let Some(options) = options {
                 options.check()?;
             }
-            unique.check()?;
+            if let Some(unique) = unique {
+                unique.check()?;
+            }
+            if let Some(ttl) = ttl {
+                ttl.check()?;
+            }
+            if unique.is_none() && ttl.is_none() {
+                return Err(ProtocolError::BadArgument(
+                    "a PUT with neither a key nor a time to live is a plain PUT",
+                ));
+            }
         }
         Request::Ack { queue, pairs }
         | Request::Nack { queue, pairs, .. }
@@ -362,8 +376,16 @@ fn encode_checked(
     dst.put_u8(request.opcode() as u8);
     dst.put_u8(match request {
         Request::PutWith { .. } => PUT_OPTIONS,
-        Request::PutUnique { options, .. } => {
-            super::PUT_UNIQUE | if options.is_some() { PUT_OPTIONS } else { 0 }
+        Request::PutJob {
+            options,
+            unique,
+            ttl,
+            ..
+        } => {
+            let flag = |on: bool, bit: u8| if on { bit } else { 0 };
+            flag(options.is_some(), PUT_OPTIONS)
+                | flag(unique.is_some(), super::PUT_UNIQUE)
+                | flag(ttl.is_some(), super::PUT_TTL)
         }
         _ => 0,
     });
@@ -378,10 +400,11 @@ fn encode_checked(
             dst.put_u8(options.priority);
             dst.put_slice(payload);
         }
-        Request::PutUnique {
+        Request::PutJob {
             queue,
             options,
             unique,
+            ttl,
             payload,
         } => {
             put_name(dst, queue);
@@ -389,7 +412,12 @@ fn encode_checked(
                 dst.put_u32(options.delay_ms);
                 dst.put_u8(options.priority);
             }
-            unique.encode(dst);
+            if let Some(unique) = unique {
+                unique.encode(dst);
+            }
+            if let Some(ttl) = ttl {
+                ttl.encode(dst);
+            }
             dst.put_slice(payload);
         }
         Request::Lease {
@@ -883,6 +911,7 @@ mod tests {
                         priority: MAX_PRIORITY,
                     }),
                     unique: None,
+                    ttl: None,
                     payload_len: 7,
                 },
                 head

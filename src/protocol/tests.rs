@@ -338,6 +338,7 @@ fn oversized_put_yields_head_as_soon_as_name_arrives() {
         queue: "big",
         options: None,
         unique: None,
+        ttl: None,
         payload_len: payload.len() as u32,
     };
     for end in head_len..=frame.len() {
@@ -370,6 +371,7 @@ fn put_payload_limit_is_inclusive() {
                 queue: "q",
                 options: None,
                 unique: None,
+                ttl: None,
                 payload_len: 4
             },
             8
@@ -400,6 +402,7 @@ fn put_with_huge_declared_length_is_a_head_not_an_error() {
                 queue: "qz",
                 options: None,
                 unique: None,
+                ttl: None,
                 payload_len: u32::MAX - 2 - 1 - 2
             },
             9
@@ -1610,6 +1613,7 @@ fn spec_request_examples_match_the_codec() {
                 queue: "jobs",
                 options: None,
                 unique: None,
+                ttl: None,
                 payload_len: 20000
             },
             head.len()
@@ -2042,6 +2046,7 @@ pub(super) fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
                     queue,
                     options,
                     unique,
+                    ttl,
                     payload_len,
                 } => {
                     assert!(payload_len as usize > max_payload);
@@ -2051,7 +2056,8 @@ pub(super) fn check_decoders(buf: &[u8], max_payload: usize, max_len: u32) {
                         0
                     };
                     let key = unique.map_or(0, |u| u.wire_len());
-                    assert_eq!(n, REQUEST_HEADER + 1 + queue.len() + fields + key);
+                    let ttl = if ttl.is_some() { TTL_LEN } else { 0 };
+                    assert_eq!(n, REQUEST_HEADER + 1 + queue.len() + fields + key + ttl);
                 }
                 // A head is the frame without its payload: the same bytes but for the
                 // length prefix.

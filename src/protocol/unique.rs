@@ -188,10 +188,11 @@ mod tests {
     use super::*;
 
     fn put(options: Option<PutOptions>, unique: Unique<'_>) -> Vec<u8> {
-        encode(&Request::PutUnique {
+        encode(&Request::PutJob {
             queue: "q",
             options,
-            unique,
+            unique: Some(unique),
+            ttl: None,
             payload: b"payload",
         })
     }
@@ -216,10 +217,11 @@ mod tests {
         };
         for opts in [None, Some(options)] {
             let frame = put(opts, KEY);
-            let expected = Request::PutUnique {
+            let expected = Request::PutJob {
                 queue: "q",
                 options: opts,
-                unique: KEY,
+                unique: Some(KEY),
+                ttl: None,
                 payload: b"payload",
             };
             assert_eq!(
@@ -244,6 +246,7 @@ mod tests {
                     queue: "q",
                     options: None,
                     unique: Some(KEY),
+                    ttl: None,
                     payload_len: 7,
                 },
                 head
@@ -293,10 +296,11 @@ mod tests {
             },
         ] {
             let mut out = Vec::new();
-            let request = Request::PutUnique {
+            let request = Request::PutJob {
                 queue: "q",
                 options: None,
-                unique: bad,
+                unique: Some(bad),
+                ttl: None,
                 payload: b"",
             };
             assert!(request.encode(&mut out).is_err());

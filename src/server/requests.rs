@@ -113,14 +113,15 @@ impl Server {
             } => {
                 self.put(r, queue, payload, sent(payload), Some(options), now);
             }
-            Request::PutUnique {
+            Request::PutJob {
                 queue,
                 options,
                 unique,
+                ttl,
                 payload,
             } => {
                 let options = options.unwrap_or_default();
-                self.put_unique(r, queue, payload, sent(payload), options, unique, now);
+                self.put_job(r, queue, payload, sent(payload), options, unique, ttl, now);
             }
             Request::Get {
                 queue,
@@ -239,7 +240,7 @@ impl Server {
             limits.features |= protocol::FEATURE_SCHEDULES;
         }
         if version >= 6 {
-            limits.features |= protocol::FEATURE_UNIQUE;
+            limits.features |= protocol::FEATURE_UNIQUE | protocol::FEATURE_TTL;
         }
         if self.journal.is_some() {
             limits.features |= protocol::FEATURE_DURABLE;
@@ -501,6 +502,8 @@ impl Server {
             ("unique_forgotten", self.store.key_counts().forgotten),
             ("unique_duplicates", self.store.totals().duplicates),
             ("unique_replaced", self.store.totals().replaced),
+            ("expired", self.store.totals().expired),
+            ("expiring", self.store.expiring_count() as u64),
         ];
         let mut queues: Vec<QueueReport> = match queue {
             Some(name) => self
@@ -567,6 +570,7 @@ fn queue_report(name: &str, info: QueueInfo) -> QueueReport {
         ("expired_leases", c.expired_leases),
         ("dead_lettered", c.dead_lettered),
         ("bindings", info.bindings),
+        ("expired", c.expired),
     ];
     QueueReport {
         name: name.to_owned(),

@@ -11,6 +11,7 @@ use crate::journal::replay::{Recovered, RecoveredKey, RecoveredMessage};
 use crate::protocol::{MAX_QUEUE_NAME, NEVER_DEAD};
 
 use super::bodies::Payload;
+use super::expiry::{EXPIRY_OVERHEAD, Expiry};
 use super::held::{Held, HeldState};
 use super::idhash::IdMap;
 use super::log::StoreLog;
@@ -34,6 +35,9 @@ pub struct Restored {
     pub skipped_schedules: Vec<String>,
     /// Unique keys, held and remembered.
     pub keys: usize,
+    /// Messages whose time to live ran out while the server was down: dropped or
+    /// dead-lettered at start.
+    pub expired: usize,
 }
 
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
@@ -120,13 +124,19 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 let payload = self.restored_payload(&mut m, &mut shared);
                 let id = m.id;
                 let holds_key = key_queues.get(&id).is_some_and(|q| *q == rq.name);
-                if holds_key {
+                let expires = m.expires;
+                if holds_key || expires.is_some() {
                     self.restore_keyed(key, m, payload, now, wall_ms, &mut restored);
-                    if let Some(h) = self.held.get_mut(&id)
-                        && h.queue as usize == key
+                    let home = self.held.get(&id).is_some_and(|h| h.queue as usize == key);
+                    if holds_key
+                        && home
+                        && let Some(h) = self.held.get_mut(&id)
                     {
                         h.keyed = true;
                         keyed.insert(id, ());
+                    }
+                    if let Some((at_ms, dead_letter)) = expires {
+                        self.restore_expiry(id, home, at_ms, dead_letter, now, wall_ms);
                     }
                 } else if let Some(max_deliveries) = m.in_flight {
                     restored.leases_returned += 1;
@@ -177,7 +187,39 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         (restored.schedules, restored.skipped_schedules) =
             self.restore_schedules(recovered.schedules);
         restored.keys = self.restore_keys(&recovered.keys, &keyed, now, wall_ms);
+        // Whatever expired while the server was down goes before anyone can take it.
+        restored.expired = self.run_expiries(now, usize::MAX);
         restored
+    }
+
+    /// Gives a restored message its expiry (at once, if its time passed while the
+    /// server was down), if it is still `home` in its queue; a message dead-lettered
+    /// by the restore loses it, and that is logged.
+    fn restore_expiry(
+        &mut self,
+        id: u64,
+        home: bool,
+        at_ms: u64,
+        dead_letter: bool,
+        now: Instant,
+        wall_ms: u64,
+    ) {
+        if !home {
+            self.log_record(&Record::Expires {
+                id,
+                at_ms: 0,
+                dead_letter: false,
+            });
+            return;
+        }
+        let Some(h) = self.held.get_mut(&id) else {
+            return;
+        };
+        h.expires = true;
+        let at = now + Duration::from_millis(at_ms.saturating_sub(wall_ms));
+        self.expiries.insert(id, Expiry { at, dead_letter });
+        self.memory += EXPIRY_OVERHEAD;
+        self.outside += EXPIRY_OVERHEAD;
     }
 
     /// Places a recovered message that holds a key in `held`: delayed, in flight
@@ -361,6 +403,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 priority,
                 state,
                 keyed: false,
+                expires: false,
             },
         );
         match state {
@@ -501,6 +544,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             });
         }
         super::schedules::snapshot(&self.schedules, &mut enc);
+        for (id, e) in self.expiries.iter() {
+            enc(&Record::Expires {
+                id,
+                at_ms: log.wall_ms(e.at).max(1),
+                dead_letter: e.dead_letter,
+            });
+        }
         for (queue, key, state) in self.uniques.iter() {
             let (id, window_ms, until_ms) = match state {
                 super::unique::KeyState::Held { id, window_ms } => (id, window_ms, 0),

@@ -228,11 +228,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             let Some(q) = self.queues.by_key(key as usize) else {
                 continue;
             };
+            let expires = self.default_ttl(&q.name).is_some();
             match q.waiters.front() {
                 Some(w) if !delayed => holders += u32::from(w.lease.is_some()),
                 _ => {
                     holders += 1;
-                    growth += if delayed {
+                    growth += if expires {
+                        HELD_OVERHEAD + super::EXPIRY_OVERHEAD
+                    } else if delayed {
                         HELD_OVERHEAD
                     } else {
                         q.ready
@@ -345,28 +348,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     let len = payload.len();
                     self.messages += 1;
                     self.bytes += len;
-                    match due {
-                        Some(at) => {
-                            self.deadlines.insert((at, id));
-                            self.insert_held(
-                                key,
-                                id,
-                                Held {
-                                    payload: Payload::Shared(body),
-                                    deadline: at,
-                                    queue: key as u32,
-                                    attempt: 0,
-                                    owner: 0,
-                                    lease_ms: 0,
-                                    charged: 0,
-                                    max_deliveries: 0,
-                                    priority: options.priority,
-                                    state: HeldState::Delayed,
-                                    keyed: false,
-                                },
-                            );
-                        }
-                        None => {
+                    // A copy that expires (its queue's BQUEUETTL) is held, as a
+                    // delayed one is (protocol.md 19.4).
+                    let ttl = self
+                        .queues
+                        .by_key(key)
+                        .and_then(|q| self.default_ttl(&q.name));
+                    match (due, ttl) {
+                        (None, None) => {
                             if let Some(q) = self.queues.by_key_mut(key) {
                                 self.memory += q.ready.push_body(
                                     options.priority,
@@ -377,6 +366,48 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                                         len: len as u32,
                                     },
                                 );
+                            }
+                        }
+                        _ => {
+                            let state = if due.is_some() {
+                                HeldState::Delayed
+                            } else {
+                                HeldState::Ready
+                            };
+                            self.insert_held(
+                                key,
+                                id,
+                                Held {
+                                    payload: Payload::Shared(body),
+                                    deadline: due.unwrap_or(now),
+                                    queue: key as u32,
+                                    attempt: 0,
+                                    owner: 0,
+                                    lease_ms: 0,
+                                    charged: 0,
+                                    max_deliveries: 0,
+                                    priority: options.priority,
+                                    state,
+                                    keyed: false,
+                                    expires: false,
+                                },
+                            );
+                            match due {
+                                Some(at) => {
+                                    self.deadlines.insert((at, id));
+                                }
+                                None => {
+                                    if let Some(q) = self.queues.by_key_mut(key) {
+                                        q.fresh.insert((options.priority, id));
+                                    }
+                                }
+                            }
+                            if let Some(ttl) = ttl {
+                                let expiry = super::expiry::Expiry {
+                                    at: now + ttl,
+                                    dead_letter: false,
+                                };
+                                self.set_expiry(id, Some(expiry));
                             }
                         }
                     }

@@ -67,6 +67,8 @@ pub(super) struct Held {
     pub(super) state: HeldState,
     /// It holds a unique key (`Store::uniques`), released when it leaves its queue.
     pub(super) keyed: bool,
+    /// It has an expiry (`Store::expiries`), dropped when it leaves its queue.
+    pub(super) expires: bool,
 }
 
 /// The leases one connection was given, so that they can be returned when it

@@ -1,43 +1,45 @@
-//! Unique messages (protocol.md section 18): a `PUT` with a key is stored, refused
-//! as a duplicate, or replaces the waiting message that holds the key.
+//! Job `PUT`s: with a unique key (protocol.md section 18), stored, refused as a
+//! duplicate, or replacing the waiting message that holds the key; with a time to
+//! live (section 19), stored to expire.
 
 use std::time::Instant;
 
-use crate::protocol::{self, ErrorCode, PutOptions, Unique};
-use crate::store::KeyedPut;
+use crate::protocol::{self, ErrorCode, PutOptions, Ttl, Unique};
+use crate::store::JobPut;
 
 use super::{ConnRef, Server};
 
 impl Server {
-    /// `PUT` with `PUT_UNIQUE`: answers `STORED`/`TRUNCATED` with the new id,
-    /// `DUPLICATE`, `REPLACED`, or `FULL`.
+    /// `PUT` with `PUT_UNIQUE` or `PUT_TTL`: answers `STORED`/`TRUNCATED` with the
+    /// new id, `DUPLICATE`, `REPLACED`, or `FULL`.
     #[allow(clippy::too_many_arguments)]
-    pub(super) fn put_unique(
+    pub(super) fn put_job(
         &mut self,
         r: ConnRef,
         queue: &str,
         payload: &[u8],
         original_len: usize,
         options: PutOptions,
-        unique: Unique<'_>,
+        unique: Option<Unique<'_>>,
+        ttl: Option<Ttl>,
         now: Instant,
     ) {
         let done = self
             .store
-            .put_keyed(queue, payload, original_len, options, unique, now);
+            .put_job(queue, payload, original_len, options, unique, ttl, now);
         let Some(conn) = self.conn_mut(r) else {
             return;
         };
         let out = &mut conn.output;
         match done {
-            Ok((id, KeyedPut::New(_))) if original_len > payload.len() => {
+            Ok((id, JobPut::New(_))) if original_len > payload.len() => {
                 protocol::encode_truncated_id(out, original_len as u32, payload.len() as u32, id);
             }
-            Ok((id, KeyedPut::New(_))) => protocol::encode_stored_id(out, id),
-            Ok((id, KeyedPut::Duplicate(holder))) => {
+            Ok((id, JobPut::New(_))) => protocol::encode_stored_id(out, id),
+            Ok((id, JobPut::Duplicate(holder))) => {
                 protocol::encode_duplicate(out, id, holder);
             }
-            Ok((id, KeyedPut::Replaced)) => {
+            Ok((id, JobPut::Replaced)) => {
                 protocol::encode_replaced(out, id, original_len as u32, payload.len() as u32);
             }
             Err(full) => {

@@ -4,7 +4,7 @@
 use super::*;
 use crate::journal::replay::Replay;
 use crate::journal::scan::Scanner;
-use crate::protocol::{Holder, Unique};
+use crate::protocol::{Holder, Ttl, Unique};
 
 const MIB: usize = 1 << 20;
 
@@ -35,7 +35,7 @@ fn kput(
     payload: &[u8],
     u: Unique<'_>,
     now: Instant,
-) -> (u64, KeyedPut<u32>) {
+) -> (u64, JobPut<u32>) {
     kput_opt(s, q, payload, opts(0, 5), u, now)
 }
 
@@ -46,12 +46,12 @@ fn kput_opt(
     o: PutOptions,
     u: Unique<'_>,
     now: Instant,
-) -> (u64, KeyedPut<u32>) {
-    s.put_keyed(q, payload, payload.len(), o, u, now)
+) -> (u64, JobPut<u32>) {
+    s.put_job(q, payload, payload.len(), o, Some(u), None, now)
         .expect("store has room")
 }
 
-const STORED: KeyedPut<u32> = KeyedPut::New(PutOutcome::Stored);
+const STORED: JobPut<u32> = JobPut::New(PutOutcome::Stored);
 
 fn spec() -> LeaseSpec {
     LeaseSpec {
@@ -92,7 +92,7 @@ fn a_duplicate_is_refused_while_ready_delayed_or_in_flight() {
     assert_eq!(done, STORED);
     assert_eq!(
         kput(&mut s, "q", b"two", unique(b"k"), t0),
-        (a, KeyedPut::Duplicate(Holder::Ready))
+        (a, JobPut::Duplicate(Holder::Ready))
     );
     assert_eq!(s.message_count(), 1);
     assert_eq!(s.totals().duplicates, 1);
@@ -100,14 +100,14 @@ fn a_duplicate_is_refused_while_ready_delayed_or_in_flight() {
     let (d, _) = kput_opt(&mut s, "q", b"later", opts(500, 5), unique(b"d"), t0);
     assert_eq!(
         kput(&mut s, "q", b"x", unique(b"d"), t0),
-        (d, KeyedPut::Duplicate(Holder::Delayed))
+        (d, JobPut::Duplicate(Holder::Delayed))
     );
 
     let (lease, payload) = lease_one(&mut s, "q", t0);
     assert_eq!((lease.id, payload.as_slice()), (a, &b"one"[..]));
     assert_eq!(
         kput(&mut s, "q", b"x", unique(b"k"), t0),
-        (a, KeyedPut::Duplicate(Holder::InFlight))
+        (a, JobPut::Duplicate(Holder::InFlight))
     );
     // Another queue's key of the same bytes is another key.
     assert_eq!(kput(&mut s, "other", b"x", unique(b"k"), t0).1, STORED);
@@ -146,7 +146,7 @@ fn a_window_refuses_the_key_after_its_message_left() {
     // The window runs from the ACK, not from the PUT.
     assert_eq!(
         kput(&mut s, "q", b"two", unique(b"k"), t0 + ms(1099)),
-        (a, KeyedPut::Duplicate(Holder::Gone))
+        (a, JobPut::Duplicate(Holder::Gone))
     );
     assert_eq!(s.next_deadline(), Some(t0 + ms(1100)));
     s.expire(t0 + ms(1100), |_| {});
@@ -176,7 +176,7 @@ fn the_cap_on_remembered_keys_forgets_the_first_window_to_end() {
     assert_eq!(kput(&mut s, "q", b"x", unique(b"b"), t0).1, STORED);
     assert!(matches!(
         kput(&mut s, "q", b"x", unique(b"a"), t0).1,
-        KeyedPut::Duplicate(Holder::Gone)
+        JobPut::Duplicate(Holder::Gone)
     ));
 }
 
@@ -215,7 +215,7 @@ fn replace_changes_payload_and_priority_in_place() {
     let memory = s.memory();
     assert_eq!(
         kput(&mut s, "q", b"newer", replace, t0),
-        (k, KeyedPut::Replaced)
+        (k, JobPut::Replaced)
     );
     assert_eq!(s.memory(), memory + 2, "two more payload bytes");
     assert_eq!(s.bytes(), 1 + 5 + 1);
@@ -223,7 +223,7 @@ fn replace_changes_payload_and_priority_in_place() {
     // A higher priority moves it ahead; its id keeps its place among its peers.
     assert_eq!(
         kput_opt(&mut s, "q", b"first", opts(0, 0), replace, t0),
-        (k, KeyedPut::Replaced)
+        (k, JobPut::Replaced)
     );
     assert_eq!(
         get_all(&mut s, "q", t0),
@@ -250,14 +250,14 @@ fn replace_is_refused_in_flight_and_stores_anew_when_nothing_waits() {
     let (lease, _) = lease_one(&mut s, "q", t0);
     assert_eq!(
         kput(&mut s, "q", b"two", replace, t0),
-        (k, KeyedPut::Duplicate(Holder::InFlight))
+        (k, JobPut::Duplicate(Holder::InFlight))
     );
     assert_eq!(s.payload(k), Some(&b"one"[..]), "untouched");
     // Back to ready after a NACK, it can be replaced again, and keeps its attempts.
     assert_eq!(s.nack("q", lease, Nack::default(), t0), SettleResult::Ok);
     assert_eq!(
         kput(&mut s, "q", b"three", replace, t0),
-        (k, KeyedPut::Replaced)
+        (k, JobPut::Replaced)
     );
     let (again, payload) = lease_one(&mut s, "q", t0);
     assert_eq!(
@@ -279,13 +279,13 @@ fn replace_can_delay_or_undelay_the_waiting_message() {
     assert_eq!(s.delayed_count(), 1);
     assert_eq!(
         kput(&mut s, "q", b"now", replace, t0),
-        (k, KeyedPut::Replaced)
+        (k, JobPut::Replaced)
     );
     assert_eq!(s.delayed_count(), 0);
     assert_eq!(peek_ids(&s, "q"), vec![k]);
     assert_eq!(
         kput_opt(&mut s, "q", b"later", opts(50, 5), replace, t0),
-        (k, KeyedPut::Replaced)
+        (k, JobPut::Replaced)
     );
     assert_eq!(s.delayed_count(), 1);
     assert!(peek_ids(&s, "q").is_empty());
@@ -359,8 +359,16 @@ fn a_put_past_the_memory_cap_is_refused_and_changes_nothing() {
     kput(&mut s, "q", &big, unique(b"a"), t0);
     let before = (s.memory(), s.key_counts());
     assert!(
-        s.put_keyed("q", &big, big.len(), opts(0, 5), unique(b"b"), t0)
-            .is_err()
+        s.put_job(
+            "q",
+            &big,
+            big.len(),
+            opts(0, 5),
+            Some(unique(b"b")),
+            None,
+            t0
+        )
+        .is_err()
     );
     let replace = Unique {
         key: b"a",
@@ -369,8 +377,16 @@ fn a_put_past_the_memory_cap_is_refused_and_changes_nothing() {
     };
     let bigger = vec![0u8; 4000];
     assert!(
-        s.put_keyed("q", &bigger, bigger.len(), opts(0, 5), replace, t0)
-            .is_err()
+        s.put_job(
+            "q",
+            &bigger,
+            bigger.len(),
+            opts(0, 5),
+            Some(replace),
+            None,
+            t0
+        )
+        .is_err()
     );
     assert_eq!((s.memory(), s.key_counts()), before);
 }
@@ -422,7 +438,7 @@ fn keys_and_windows_survive_a_restart() {
     };
     assert_eq!(
         kput(&mut s, "q", b"held2", replace, t0),
-        (held, KeyedPut::Replaced)
+        (held, JobPut::Replaced)
     );
 
     let mut r = reopen(&mut s, WALL, 1000);
@@ -432,11 +448,11 @@ fn keys_and_windows_survive_a_restart() {
     assert_eq!(kput(&mut r, "q", b"x", unique(b"held"), now).0, held);
     assert_eq!(
         kput(&mut r, "q", b"x", unique(b"gone"), now),
-        (gone, KeyedPut::Duplicate(Holder::Gone))
+        (gone, JobPut::Duplicate(Holder::Gone))
     );
     assert_eq!(
         kput(&mut r, "q", b"x", unique(b"d"), now),
-        (delayed, KeyedPut::Duplicate(Holder::Delayed))
+        (delayed, JobPut::Duplicate(Holder::Delayed))
     );
     assert_eq!(r.payload(held), Some(&b"held2"[..]));
 
@@ -478,4 +494,216 @@ fn a_snapshot_carries_the_keys() {
     assert_eq!(kput(&mut r, "q", b"x", unique(b"k2"), now).0, k2);
     assert_eq!(kput(&mut r, "q", b"x", unique(b"k"), now).1, STORED);
     assert!(k < k2);
+}
+
+// ---------------------------------------------------------------------------
+// Expiry (protocol.md section 19)
+// ---------------------------------------------------------------------------
+
+fn ttl(ms: u64) -> Option<Ttl> {
+    Some(Ttl {
+        ttl_ms: ms as u32,
+        dead_letter: false,
+    })
+}
+
+/// Puts a message with a time to live and options; it must be stored.
+fn tput(
+    s: &mut Store<u32>,
+    q: &str,
+    payload: &[u8],
+    o: PutOptions,
+    t: Option<Ttl>,
+    now: Instant,
+) -> u64 {
+    let (id, done) = s
+        .put_job(q, payload, payload.len(), o, None, t, now)
+        .expect("store has room");
+    assert_eq!(done, STORED);
+    id
+}
+
+#[test]
+fn an_expired_message_is_never_delivered() {
+    let t0 = Instant::now();
+    let mut s = store();
+    let plain = s.put_with("q", b"plain", 5, opts(0, 5), t0).unwrap().0;
+    let short = tput(&mut s, "q", b"short", opts(0, 5), ttl(100), t0);
+    let long = tput(&mut s, "q", b"long", opts(0, 5), ttl(1000), t0);
+    assert_eq!(peek_ids(&s, "q"), vec![plain, short, long]);
+    assert_eq!(s.next_deadline(), Some(t0 + ms(100)));
+    s.expire(t0 + ms(99), |_| {});
+    assert_eq!(s.expiring_count(), 2);
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!(peek_ids(&s, "q"), vec![plain, long]);
+    assert_eq!(s.totals().expired, 1);
+    assert_eq!(s.queue_info("q", t0).unwrap().counters.expired, 1);
+    assert_eq!(s.message_count(), 2);
+    assert_eq!(
+        get_all(&mut s, "q", t0 + ms(100)),
+        vec![(plain, b"plain".to_vec()), (long, b"long".to_vec())]
+    );
+    assert_eq!(s.expiring_count(), 0, "taken: its expiry went with it");
+}
+
+#[test]
+fn a_delayed_message_past_its_time_to_live_never_becomes_ready() {
+    let t0 = Instant::now();
+    let mut s = store();
+    tput(&mut s, "q", b"x", opts(200, 5), ttl(100), t0);
+    assert_eq!(s.delayed_count(), 1);
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!((s.delayed_count(), s.message_count()), (0, 0));
+    s.expire(t0 + ms(200), |_| {});
+    assert!(peek_ids(&s, "q").is_empty());
+    assert_eq!(s.totals().expired, 1);
+}
+
+#[test]
+fn a_leased_message_expires_only_when_its_lease_ends_unacked() {
+    let t0 = Instant::now();
+    let mut s = store();
+    let a = tput(&mut s, "q", b"a", opts(0, 5), ttl(100), t0);
+    let b = tput(&mut s, "q", b"b", opts(0, 5), ttl(100), t0);
+    let (la, _) = lease_one(&mut s, "q", t0);
+    let (lb, _) = lease_one(&mut s, "q", t0);
+    assert_eq!((la.id, lb.id), (a, b));
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!(s.in_flight_count(), 2, "a lease outlives the time to live");
+    // The worker finished in time: the ACK deletes it as usual.
+    assert_eq!(s.ack("q", la, t0 + ms(150)), SettleResult::Ok);
+    // This one failed: it is not given out again, it expires.
+    assert_eq!(
+        s.nack("q", lb, Nack::default(), t0 + ms(150)),
+        SettleResult::Ok
+    );
+    assert_eq!(s.message_count(), 0);
+    assert_eq!(s.totals().expired, 1);
+    assert_eq!(s.totals().redeliveries, 0);
+}
+
+#[test]
+fn a_dead_letter_time_to_live_moves_it_to_the_dead_letter_queue() {
+    let t0 = Instant::now();
+    let mut s = store();
+    let dead = Some(Ttl {
+        ttl_ms: 100,
+        dead_letter: true,
+    });
+    let id = tput(&mut s, "q", b"x", opts(0, 5), dead, t0);
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!(peek_ids(&s, "q.dead"), vec![id]);
+    assert_eq!(s.expiring_count(), 0, "a dead letter does not expire");
+    let t = s.totals();
+    assert_eq!((t.expired, t.dead_lettered), (1, 1));
+}
+
+#[test]
+fn a_queue_default_applies_to_messages_without_a_time_to_live() {
+    let t0 = Instant::now();
+    let mut s = store();
+    s.set_default_ttl("q", ms(100));
+    s.set_default_ttl("*", ms(500));
+    let plain = s.put("q", b"plain", 5, t0).map(|_| ()).ok();
+    assert!(plain.is_some());
+    let forever = tput(&mut s, "q", b"forever", opts(0, 5), ttl(0), t0);
+    let longer = tput(&mut s, "q", b"longer", opts(0, 5), ttl(300), t0);
+    s.put("other", b"o", 1, t0).unwrap();
+    assert_eq!(s.expiring_count(), 3);
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!(peek_ids(&s, "q"), vec![forever, longer]);
+    s.expire(t0 + ms(300), |_| {});
+    assert_eq!(peek_ids(&s, "q"), vec![forever]);
+    s.expire(t0 + ms(500), |_| {});
+    assert!(peek_ids(&s, "other").is_empty(), "the * default");
+    assert_eq!(s.totals().expired, 3);
+    s.set_default_ttl("q", Duration::ZERO);
+    assert_eq!(s.default_ttl("q"), Some(ms(500)), "back to *");
+}
+
+#[test]
+fn a_published_copy_takes_its_queues_default() {
+    let t0 = Instant::now();
+    let mut s = store();
+    s.set_default_ttl("audit", ms(100));
+    assert!(s.bind("orders.>", "audit", t0).is_ok());
+    assert!(s.bind("orders.>", "keep", t0).is_ok());
+    let mut handed = Vec::new();
+    s.publish("orders.eu", b"o", 1, opts(0, 5), 0, 0, t0, &mut handed)
+        .unwrap();
+    assert_eq!(s.expiring_count(), 1);
+    s.expire(t0 + ms(100), |_| {});
+    assert!(peek_ids(&s, "audit").is_empty());
+    assert_eq!(peek_ids(&s, "keep").len(), 1);
+}
+
+#[test]
+fn replace_sets_the_time_to_live_anew() {
+    let t0 = Instant::now();
+    let mut s = store();
+    let replace = Unique {
+        key: b"k",
+        replace: true,
+        window_ms: 0,
+    };
+    let put = |s: &mut Store<u32>, t: Option<Ttl>, now| {
+        s.put_job("q", b"v", 1, opts(0, 5), Some(replace), t, now)
+            .expect("room")
+    };
+    let (id, _) = put(&mut s, ttl(100), t0);
+    assert_eq!(put(&mut s, ttl(300), t0 + ms(50)), (id, JobPut::Replaced));
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!(peek_ids(&s, "q"), vec![id]);
+    assert_eq!(put(&mut s, ttl(0), t0 + ms(200)), (id, JobPut::Replaced));
+    assert_eq!(s.expiring_count(), 0);
+    s.expire(t0 + ms(400), |_| {});
+    assert_eq!(peek_ids(&s, "q"), vec![id]);
+}
+
+#[test]
+fn expiry_memory_comes_back() {
+    let t0 = Instant::now();
+    let mut s = store();
+    s.put("q", b"warm", 4, t0).unwrap();
+    get_all(&mut s, "q", t0);
+    let empty = s.memory();
+    tput(&mut s, "q", b"x", opts(0, 5), ttl(10), t0);
+    assert_eq!(s.memory(), empty + HELD_OVERHEAD + 1 + EXPIRY_OVERHEAD);
+    s.expire(t0 + ms(10), |_| {});
+    assert_eq!(s.memory(), empty);
+}
+
+#[test]
+fn expiries_survive_a_restart_and_downtime_counts() {
+    const WALL: u64 = 1_700_000_000_000;
+    let t0 = Instant::now();
+    let mut s = store();
+    s.enable_log(t0, WALL);
+    let soon = tput(&mut s, "q", b"soon", opts(0, 5), ttl(1000), t0);
+    let late = tput(&mut s, "q", b"late", opts(0, 5), ttl(60_000), t0);
+    let dead = Some(Ttl {
+        ttl_ms: 2000,
+        dead_letter: true,
+    });
+    let d = tput(&mut s, "q", b"dead", opts(0, 5), dead, t0);
+    // Moved while it had an expiry: it loses it, and that is logged.
+    let moved = tput(&mut s, "m", b"moved", opts(0, 5), ttl(1000), t0);
+    assert_eq!(s.move_ready("m", "n", 1, t0), 1);
+    let mut bytes = Vec::new();
+    s.take_log(&mut bytes);
+    let mut replay = Replay::new();
+    for (_, r) in Scanner::new(&bytes, 0) {
+        replay.apply(&r);
+    }
+    let mut r = store();
+    let now = Instant::now();
+    // Down for 5 s: `soon` and `dead` expired meanwhile.
+    let restored = r.restore(replay.finish(), now, WALL + 5000);
+    assert_eq!(restored.expired, 2);
+    assert_eq!(peek_ids(&r, "q"), vec![late]);
+    assert_eq!(peek_ids(&r, "q.dead"), vec![d]);
+    assert_eq!(peek_ids(&r, "n"), vec![moved]);
+    assert_eq!(r.expiring_count(), 1);
+    assert_eq!(r.next_deadline(), Some(now + ms(55_000)));
+    assert!(soon < late);
 }

@@ -1,24 +1,27 @@
-//! The store's side of unique messages (protocol.md 18): a `PUT` with a key is not
-//! stored while another message of its queue holds the key, or, asked to, replaces
-//! that message in place. A keyed message lives in `held` for its whole stay (never
-//! in the FIFO chunks), so that it can be changed in place and its key released
-//! whichever way it leaves.
+//! The store's side of job messages: unique keys (protocol.md 18) and expiry (19). A
+//! `PUT` with a key is not stored while another message of its queue holds the key,
+//! or, asked to, replaces that message in place. A message with a time to live is
+//! never delivered once it has expired: it is dropped or dead-lettered then. Such a
+//! message lives in `held` for its whole stay (never in the FIFO chunks), so that it
+//! can be changed or taken out in place, and its key and expiry released whichever
+//! way it leaves.
 
 use std::fmt;
 use std::hash::Hash;
 use std::time::{Duration, Instant};
 
 use crate::journal::record::Record as LogRecord;
-use crate::protocol::{Holder, PutOptions, Unique};
+use crate::protocol::{Holder, PutOptions, Ttl, Unique};
 
 use super::bodies::Payload;
+use super::expiry::{EXPIRY_OVERHEAD, Expiry};
 use super::held::{HELD_OVERHEAD, Held, HeldState};
 use super::unique::{KeyCounts, KeyState, compound_len, key_memory};
 use super::{Full, FullCap, PutOutcome, Store, own_len};
 
 /// What a `PUT` with a key did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum KeyedPut<W> {
+pub enum JobPut<W> {
     /// No message held the key: stored as a new message (a parked consumer gets it
     /// as a handoff, see [`Store::take_handoff`]).
     New(PutOutcome<W>),
@@ -40,21 +43,64 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.uniques.counts()
     }
 
-    /// [`Store::put_with`] for a message with a unique key: returns the id of the new
-    /// message, or of the one that holds the key, and what was done.
+    /// Gives the messages of queue `name` that come without a time to live this one
+    /// (`BQUEUETTL`); `None` for `name` "*" is every other queue's. Zero removes it.
+    pub fn set_default_ttl(&mut self, name: &str, ttl: Duration) {
+        if ttl.is_zero() {
+            self.default_ttls.remove(name);
+        } else {
+            self.default_ttls.insert(name.into(), ttl);
+        }
+    }
+
+    /// The time to live a message put on `queue` without one gets.
+    pub(super) fn default_ttl(&self, queue: &str) -> Option<Duration> {
+        if self.default_ttls.is_empty() {
+            return None;
+        }
+        self.default_ttls
+            .get(queue)
+            .or_else(|| self.default_ttls.get("*"))
+            .copied()
+    }
+
+    /// Messages waiting to expire.
+    pub fn expiring_count(&self) -> usize {
+        self.expiries.len()
+    }
+
+    /// [`Store::put_with`] for a message with a unique key, a time to live, or both:
+    /// returns the id of the new message, or of the one that holds the key, and what
+    /// was done. Without `ttl`, the queue's default time to live applies; a `ttl` of
+    /// 0 ms is none.
     ///
     /// # Errors
     /// [`Full`] when storing (or replacing) would pass the memory cap or a queue cap;
     /// nothing changes then.
-    pub fn put_keyed(
+    #[allow(clippy::too_many_arguments)]
+    pub fn put_job(
         &mut self,
         queue: &str,
         payload: &[u8],
         original_len: usize,
         options: PutOptions,
-        unique: Unique<'_>,
+        unique: Option<Unique<'_>>,
+        ttl: Option<Ttl>,
         now: Instant,
-    ) -> Result<(u64, KeyedPut<W>), Full> {
+    ) -> Result<(u64, JobPut<W>), Full> {
+        let expiry = match ttl {
+            Some(ttl) => (ttl.ttl_ms > 0).then(|| Expiry {
+                at: now + Duration::from_millis(u64::from(ttl.ttl_ms)),
+                dead_letter: ttl.dead_letter,
+            }),
+            None => self.default_ttl(queue).map(|ttl| Expiry {
+                at: now + ttl,
+                dead_letter: false,
+            }),
+        };
+        let Some(unique) = unique else {
+            return self.put_new_job(queue, payload, original_len, options, None, expiry, now);
+        };
         match self.uniques.lookup(queue, unique.key, now) {
             Some(KeyState::Held { id, .. }) => {
                 if let Some(h) = self.held.get(&id) {
@@ -64,34 +110,45 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         HeldState::InFlight => Holder::InFlight,
                     };
                     if unique.replace && holder != Holder::InFlight {
-                        self.replace(id, payload, original_len, options, unique, now)?;
+                        self.replace(id, payload, original_len, options, unique, expiry, now)?;
                         self.totals.replaced += 1;
-                        return Ok((id, KeyedPut::Replaced));
+                        return Ok((id, JobPut::Replaced));
                     }
                     self.totals.duplicates += 1;
-                    return Ok((id, KeyedPut::Duplicate(holder)));
+                    return Ok((id, JobPut::Duplicate(holder)));
                 }
                 // A key outliving its message would be a bug; stored anew, the new
                 // message takes the key over.
             }
             Some(KeyState::Remembered { id, .. }) => {
                 self.totals.duplicates += 1;
-                return Ok((id, KeyedPut::Duplicate(Holder::Gone)));
+                return Ok((id, JobPut::Duplicate(Holder::Gone)));
             }
             None => {}
         }
-        self.put_new_keyed(queue, payload, original_len, options, unique, now)
+        self.put_new_job(
+            queue,
+            payload,
+            original_len,
+            options,
+            Some(unique),
+            expiry,
+            now,
+        )
     }
 
-    fn put_new_keyed(
+    /// Stores a new held message with its key and expiry.
+    #[allow(clippy::too_many_arguments)]
+    fn put_new_job(
         &mut self,
         queue: &str,
         payload: &[u8],
         original_len: usize,
         options: PutOptions,
-        unique: Unique<'_>,
+        unique: Option<Unique<'_>>,
+        expiry: Option<Expiry>,
         now: Instant,
-    ) -> Result<(u64, KeyedPut<W>), Full> {
+    ) -> Result<(u64, JobPut<W>), Full> {
         let truncated = u64::from(original_len > payload.len());
         let id = self.next_id + 1;
         let delayed = options.delay_ms > 0;
@@ -102,9 +159,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         {
             return Err(full);
         }
-        let key_cost = key_memory(compound_len(queue, unique.key));
+        let key_cost = unique.map_or(0, |u| key_memory(compound_len(queue, u.key)));
+        let expiry_cost = if expiry.is_some() { EXPIRY_OVERHEAD } else { 0 };
         let queue_cost = existing.map_or(super::QUEUE_OVERHEAD + queue.len(), |_| 0);
-        self.check_room(queue_cost + HELD_OVERHEAD + payload.len() + key_cost)?;
+        self.check_room(queue_cost + HELD_OVERHEAD + payload.len() + key_cost + expiry_cost)?;
         let key = match existing {
             Some(key) => key,
             None => self.create_queue(queue, now),
@@ -148,9 +206,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 priority,
                 state,
                 keyed: false,
+                expires: false,
             },
         );
-        self.take_key(id, queue, unique);
+        if let Some(unique) = unique {
+            self.take_key(id, queue, unique);
+        }
+        if let Some(expiry) = expiry {
+            self.set_expiry(id, Some(expiry));
+        }
         if delayed {
             self.deadlines.insert((at, id));
         } else if let Some(q) = self.queues.by_key_mut(key) {
@@ -159,7 +223,102 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             // gives back: a keyed message is never handed over in the PUT itself.
             self.serve(key, now);
         }
-        Ok((id, KeyedPut::New(PutOutcome::Stored)))
+        Ok((id, JobPut::New(PutOutcome::Stored)))
+    }
+
+    /// Gives held message `id` an expiry, or takes its expiry away, and logs it.
+    pub(super) fn set_expiry(&mut self, id: u64, expiry: Option<Expiry>) {
+        let Some(h) = self.held.get_mut(&id) else {
+            return;
+        };
+        let had = std::mem::replace(&mut h.expires, expiry.is_some());
+        match (had, expiry) {
+            (false, Some(_)) => self.charge_outside(EXPIRY_OVERHEAD),
+            (true, None) => self.uncharge_outside(EXPIRY_OVERHEAD),
+            _ => {}
+        }
+        match expiry {
+            Some(e) => self.expiries.insert(id, e),
+            None => {
+                self.expiries.remove(id);
+            }
+        }
+        if let Some(log) = &mut self.log {
+            let (at_ms, dead_letter) =
+                expiry.map_or((0, false), |e| (log.wall_ms(e.at).max(1), e.dead_letter));
+            log.push(&LogRecord::Expires {
+                id,
+                at_ms,
+                dead_letter,
+            });
+        }
+    }
+
+    /// Message `id`, which had an expiry, left `held` (its queue, or for a dead
+    /// letter or a `MOVE`, its time to live): forgets the expiry, and logs that.
+    pub(super) fn drop_expiry(&mut self, id: u64) {
+        if self.expiries.remove(id).is_some() {
+            self.uncharge_outside(EXPIRY_OVERHEAD);
+            if let Some(log) = &mut self.log {
+                log.push(&LogRecord::Expires {
+                    id,
+                    at_ms: 0,
+                    dead_letter: false,
+                });
+            }
+        }
+    }
+
+    /// Runs the expiries due at `now`, at most `budget` of them; returns how many
+    /// ran. A message in flight is left to its lease: it expires when the lease
+    /// ends without an ACK ([`Store::end_lease`]).
+    pub(super) fn run_expiries(&mut self, now: Instant, budget: usize) -> usize {
+        let mut ran = 0;
+        while ran < budget
+            && let Some(id) = self.expiries.next_due(now)
+        {
+            ran += 1;
+            let Some(h) = self.held.get(&id) else {
+                self.drop_expiry(id);
+                continue;
+            };
+            let (state, priority, key) = (h.state, h.priority, h.queue as usize);
+            match state {
+                HeldState::InFlight => {}
+                HeldState::Ready => {
+                    if let Some(q) = self.queues.by_key_mut(key) {
+                        q.unready(priority, id);
+                    }
+                    self.expire_message(id, now);
+                }
+                HeldState::Delayed => self.expire_message(id, now),
+            }
+        }
+        ran
+    }
+
+    /// Message `id` (held, in its queue's ready sets or timers no more) expired:
+    /// dropped, or dead-lettered if its time to live said so. Counted either way.
+    pub(super) fn expire_message(&mut self, id: u64, now: Instant) {
+        let dead = self.expiries.get(id).is_some_and(|e| e.dead_letter);
+        let Some(key) = self.held.get(&id).map(|h| h.queue as usize) else {
+            return;
+        };
+        if let Some(q) = self.queues.by_key_mut(key) {
+            q.counters.expired += 1;
+        }
+        self.totals.expired += 1;
+        if dead {
+            self.dead_letter(id, now);
+            return;
+        }
+        if let Some(h) = self.remove_held(id, now) {
+            if let Some(log) = &mut self.log {
+                log.push(&LogRecord::Del { id });
+            }
+            self.discard(id, h.payload, false);
+        }
+        self.arm_idle_if_idle(key, now);
     }
 
     /// Gives held message `id` (just put) the key, and logs it.
@@ -174,6 +333,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// Changes waiting (ready or delayed) message `id` into what this `PUT` says:
     /// its payload, priority, delay and window; its id, attempts and place among
     /// messages of its priority stay.
+    #[allow(clippy::too_many_arguments)]
     fn replace(
         &mut self,
         id: u64,
@@ -181,6 +341,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         original_len: usize,
         options: PutOptions,
         unique: Unique<'_>,
+        expiry: Option<Expiry>,
         now: Instant,
     ) -> Result<(), Full> {
         let Some(h) = self.held.get(&id) else {
@@ -189,8 +350,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let key = h.queue as usize;
         let old_memory = own_len(&h.payload);
         let old_len = self.bodies.bytes(&h.payload).len();
-        if payload.len() > old_memory {
-            self.check_room(payload.len() - old_memory)?;
+        let expiry_cost = if expiry.is_some() && !h.expires {
+            EXPIRY_OVERHEAD
+        } else {
+            0
+        };
+        if payload.len() + expiry_cost > old_memory {
+            self.check_room(payload.len() + expiry_cost - old_memory)?;
         }
         if self.queue_max_bytes > 0
             && let Some(q) = self.queues.by_key(key)
@@ -252,6 +418,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             self.delayed += 1;
         }
         self.uniques.set_window(id, unique.window_ms);
+        let had_expiry = self.held.get(&id).is_some_and(|h| h.expires);
         if let Some(log) = &mut self.log {
             // A PUT restates the whole message (STORAGE.md); its key follows.
             let due_ms = if delayed { log.wall_ms(at) } else { 0 };
@@ -268,6 +435,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let queue = self.queues.by_key(key).map(|q| q.name.clone());
         if let Some(queue) = queue {
             self.log_key(id, unique, &queue, None);
+        }
+        // The PUT restated the message without an expiry: its own (or none) follows.
+        if expiry.is_some() || had_expiry {
+            self.set_expiry(id, expiry);
         }
         if !delayed {
             self.serve(key, now);
@@ -306,6 +477,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// [`super::EXPIRE_BUDGET`] (the rest stay due: the next turn comes at once).
     pub(super) fn expire_keys(&mut self, now: Instant) {
         self.sync_key_memory(|u| u.expire(now, super::EXPIRE_BUDGET));
+    }
+
+    fn charge_outside(&mut self, bytes: usize) {
+        self.memory += bytes;
+        self.outside += bytes;
+    }
+
+    fn uncharge_outside(&mut self, bytes: usize) {
+        self.memory -= bytes;
+        self.outside -= bytes;
     }
 
     /// Runs `f` on the key index and charges (or frees) the memory it changed.

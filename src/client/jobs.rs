@@ -1,11 +1,12 @@
-//! Unique messages on the client (protocol.md section 18): a `PUT` with a key that the
-//! server stores once, refuses as a duplicate, or uses to replace the waiting message.
+//! Job `PUT`s on the client: with a unique key (protocol.md section 18) that the
+//! server stores once, refuses as a duplicate, or uses to replace the waiting message;
+//! with a time to live (section 19) after which the message is never delivered.
 
 use std::time::Duration;
 
 use super::lease::duration_ms;
 use super::{Client, PutOptions, PutStatus, Result, unexpected};
-use crate::protocol::{self, FEATURE_UNIQUE, Holder, Request, Response};
+use crate::protocol::{self, FEATURE_TTL, FEATURE_UNIQUE, Holder, Request, Response};
 
 /// The key of a [`Client::put_unique`], and what to do when a message of the queue
 /// already holds it.
@@ -53,7 +54,48 @@ impl<'a> Unique<'a> {
     }
 }
 
-/// What a [`Client::put_unique`] did.
+/// The time to live of a [`Client::put_expiring`] or [`Client::put_job`]: a message
+/// not delivered by then never is.
+///
+/// ```
+/// use std::time::Duration;
+/// use beuss::client::Expiry;
+///
+/// let fresh = Expiry::after(Duration::from_secs(60)); // dropped after a minute
+/// let kept = Expiry::after(Duration::from_secs(3600)).dead_letter(); // to jobs.dead
+/// let forever = Expiry::never(); // whatever the queue's BQUEUETTL says
+/// # let _ = (fresh, kept, forever);
+/// ```
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Expiry {
+    ttl: Duration,
+    dead_letter: bool,
+}
+
+impl Expiry {
+    /// Expires `ttl` after the `PUT` (whole milliseconds, rounded up; at most 30
+    /// days), delayed time included: then it is dropped.
+    pub fn after(ttl: Duration) -> Self {
+        Expiry {
+            ttl,
+            dead_letter: false,
+        }
+    }
+
+    /// Never expires, even on a queue with a default time to live (`BQUEUETTL`).
+    pub fn never() -> Self {
+        Expiry::after(Duration::ZERO)
+    }
+
+    /// Moves it to the queue's dead-letter queue when it expires, instead of dropping
+    /// it.
+    pub fn dead_letter(mut self) -> Self {
+        self.dead_letter = true;
+        self
+    }
+}
+
+/// What a [`Client::put_unique`] or [`Client::put_job`] did.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum UniquePut {
     /// No message held the key: stored as message `id`.
@@ -121,19 +163,83 @@ impl Client {
         unique: Unique<'_>,
         options: PutOptions,
     ) -> Result<UniquePut> {
-        self.require_unique()?;
+        self.put_job(queue, payload, Some(unique), None, options)
+    }
+
+    /// Appends a message that expires (protocol.md 19) to `queue`, with a delay and
+    /// a priority; returns its id and whether it was truncated.
+    ///
+    /// ```no_run
+    /// use std::time::Duration;
+    /// use beuss::Client;
+    /// use beuss::client::{Expiry, PutOptions};
+    ///
+    /// # fn main() -> Result<(), beuss::client::Error> {
+    /// let mut client = Client::connect("localhost:6552")?;
+    /// let (id, _) =
+    ///     client.put_expiring("quotes", b"1.07", Expiry::after(Duration::from_secs(5)), PutOptions::default())?;
+    /// # let _ = id;
+    /// # Ok(())
+    /// # }
+    /// ```
+    ///
+    /// # Errors
+    /// Any [`Error`](super::Error); [`Error::Unsupported`](super::Error::Unsupported)
+    /// from a server older than version 6; a time to live over 30 days is
+    /// [`Error::Protocol`](super::Error::Protocol) before anything is sent.
+    pub fn put_expiring(
+        &mut self,
+        queue: &str,
+        payload: &[u8],
+        expiry: Expiry,
+        options: PutOptions,
+    ) -> Result<(u64, PutStatus)> {
+        match self.put_job(queue, payload, None, Some(expiry), options)? {
+            UniquePut::Stored { id, status } | UniquePut::Replaced { id, status } => {
+                Ok((id, status))
+            }
+            UniquePut::Duplicate { id, .. } => Err(super::Error::Unexpected(format!(
+                "DUPLICATE (message {id}) to a PUT without a key"
+            ))),
+        }
+    }
+
+    /// Appends a message with a unique key, a time to live, or both (see
+    /// [`Client::put_unique`] and [`Client::put_expiring`]).
+    ///
+    /// # Errors
+    /// As [`Client::put_unique`] and [`Client::put_expiring`]; with neither a key
+    /// nor an expiry, [`Error::Protocol`](super::Error::Protocol).
+    pub fn put_job(
+        &mut self,
+        queue: &str,
+        payload: &[u8],
+        unique: Option<Unique<'_>>,
+        expiry: Option<Expiry>,
+        options: PutOptions,
+    ) -> Result<UniquePut> {
+        if unique.is_some() {
+            self.require_feature(6, FEATURE_UNIQUE, "unique messages")?;
+        }
+        if expiry.is_some() {
+            self.require_feature(6, FEATURE_TTL, "message expiry")?;
+        }
         let default = options == PutOptions::default();
-        let request = Request::PutUnique {
+        let request = Request::PutJob {
             queue,
             options: (!default).then(|| protocol::PutOptions {
                 delay_ms: duration_ms(options.delay),
                 priority: options.priority,
             }),
-            unique: protocol::Unique {
-                key: unique.key,
-                replace: unique.replace,
-                window_ms: duration_ms(unique.window),
-            },
+            unique: unique.map(|u| protocol::Unique {
+                key: u.key,
+                replace: u.replace,
+                window_ms: duration_ms(u.window),
+            }),
+            ttl: expiry.map(|e| protocol::Ttl {
+                ttl_ms: duration_ms(e.ttl),
+                dead_letter: e.dead_letter,
+            }),
             payload,
         };
         match self.call(&request)? {
@@ -170,9 +276,5 @@ impl Client {
             }),
             other => Err(unexpected("STORED, DUPLICATE or REPLACED", &other)),
         }
-    }
-
-    fn require_unique(&mut self) -> Result<()> {
-        self.require_feature(6, FEATURE_UNIQUE, "unique messages")
     }
 }
