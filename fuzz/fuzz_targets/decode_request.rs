@@ -15,7 +15,7 @@
 #![no_main]
 
 use beuss::protocol::{
-    Decoded, LEN_PREFIX, PUT_OPTIONS_LEN, ProtocolError, REQUEST_HEADER, decode_request,
+    Decoded, LEN_PREFIX, PUT_OPTIONS_LEN, ProtocolError, REQUEST_HEADER, TTL_LEN, decode_request,
 };
 use libfuzzer_sys::fuzz_target;
 
@@ -119,6 +119,8 @@ fn check_frame(buf: &[u8], decoded: Decoded<'_>, used: usize, max_payload: usize
         Decoded::PutHead {
             queue,
             options,
+            unique,
+            ttl,
             payload_len,
         } => {
             assert!(payload_len as usize > max_payload);
@@ -127,7 +129,12 @@ fn check_frame(buf: &[u8], decoded: Decoded<'_>, used: usize, max_payload: usize
             } else {
                 0
             };
-            assert_eq!(used, REQUEST_HEADER + 1 + queue.len() + options_len);
+            let key_len = unique.map_or(0, |u| u.wire_len());
+            let ttl_len = if ttl.is_some() { TTL_LEN } else { 0 };
+            assert_eq!(
+                used,
+                REQUEST_HEADER + 1 + queue.len() + options_len + key_len + ttl_len
+            );
             // The declared frame is exactly the head and the payload.
             let declared = u32::from_be_bytes([buf[0], buf[1], buf[2], buf[3]]) as usize;
             assert_eq!(LEN_PREFIX + declared, used + payload_len as usize);

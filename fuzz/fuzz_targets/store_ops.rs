@@ -25,7 +25,7 @@
 use std::collections::HashMap;
 use std::time::{Duration, Instant};
 
-use beuss::protocol::{LeaseRef, MAX_PRIORITY, NEVER_DEAD, PutOptions, SettleResult, Unique};
+use beuss::protocol::{LeaseRef, MAX_PRIORITY, NEVER_DEAD, PutOptions, SettleResult, Ttl, Unique};
 use beuss::store::{
     CHUNK_SIZE, Delivery, FullCap, HELD_OVERHEAD, Handoff, JobPut, LeaseSpec, Nack, PutOutcome,
     QUEUE_OVERHEAD, Store, Totals,
@@ -101,6 +101,16 @@ enum Op {
         priority: u8,
         replace: bool,
         window_ms: u16,
+        /// 0: no time to live of its own (the queue's default, if any).
+        ttl_ms: u16,
+        ttl_dead: bool,
+        /// Without a key: a message with only a time to live.
+        keyless: bool,
+    },
+    /// A queue's default time to live is set or removed (`BQUEUETTL`).
+    DefaultTtl {
+        queue: u8,
+        ms: u16,
     },
     Get {
         consumer: u8,
@@ -398,6 +408,9 @@ impl Run {
                 priority,
                 replace,
                 window_ms,
+                ttl_ms,
+                ttl_dead,
+                keyless,
             } => {
                 let q = name(queue);
                 let payload = vec![b'k'; usize::from(len % 2048)];
@@ -412,7 +425,15 @@ impl Run {
                     window_ms: u32::from(window_ms % 3000),
                 };
                 let messages = self.s.message_count();
-                match self.s.put_job(q, &payload, payload.len(), options, unique, now) {
+                let ttl = (ttl_ms > 0).then(|| Ttl {
+                    ttl_ms: u32::from(ttl_ms % 5000),
+                    dead_letter: ttl_dead,
+                });
+                let unique = (!keyless).then_some(unique);
+                match self
+                    .s
+                    .put_job(q, &payload, payload.len(), options, unique, ttl, now)
+                {
                     Ok((_, JobPut::New(outcome))) => {
                         assert_eq!(outcome, PutOutcome::Stored, "a keyed put is never handed");
                         within(&self.s, cap, "keyed put");
@@ -429,6 +450,11 @@ impl Run {
                 }
                 let keys = self.s.key_counts();
                 assert!(keys.held as usize <= self.s.message_count(), "{keys:?}");
+                assert!(self.s.expiring_count() <= self.s.message_count());
+            }
+            Op::DefaultTtl { queue, ms } => {
+                self.s
+                    .set_default_ttl(name(queue), Duration::from_millis(u64::from(ms % 3000)));
             }
             Op::Get {
                 consumer,
