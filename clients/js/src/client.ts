@@ -57,7 +57,7 @@ export interface ConnectOptions {
    * 5 s + this margin; one waiting forever is never timed out.
    */
   timeoutMs?: number;
-  /** Highest protocol version to ask for in HELLO (default 5, the newest this client knows). */
+  /** Highest protocol version to ask for in HELLO (default 6, the newest this client knows). */
   version?: number;
   /** Largest reply frame accepted, in bytes (default: derived from the server's max_message_size). */
   maxFrameBytes?: number;
@@ -71,8 +71,36 @@ export interface ServerInfo extends HelloReply {
   has(feature: number): boolean;
 }
 
-/** Result of a PUT. */
+/**
+ * Result of a PUT. For a PUT with a unique key, `duplicate` set means nothing was
+ * stored (`id` is the message that holds the key), `replaced` means the waiting message
+ * `id` was changed; neither set means a new message `id` was stored.
+ */
 export interface PutResult extends codec.PutReply {}
+
+/** Options of put() and putMany() (protocol.md 13.4, 18.3). */
+export interface PutOptions extends codec.PutOptions {
+  /**
+   * A unique key (protocol.md 18), 1..255 bytes (a string as UTF-8): while a message of
+   * the queue holds it, another put with it is not stored and resolves with
+   * `duplicate` set. Keys belong to their queue. Needs a version-6 server.
+   */
+  unique?: string | Uint8Array;
+  /**
+   * With `unique`: how long (ms) the key is still remembered after its message left the
+   * queue (acked, taken by get(), purged, moved, dead-lettered), so that a put with it
+   * within that time is a `"gone"` duplicate. Default 0 (forgotten at once); at most
+   * 30 days (MAX_UNIQUE_WINDOW_MS). Rounded up to a whole millisecond.
+   */
+  uniqueFor?: number;
+  /**
+   * With `unique`: when the message holding the key is ready or delayed, change it into
+   * this one (payload, priority, delay, window) instead of refusing: it keeps its id
+   * and place, and the result says `replaced`. A message in flight is never replaced
+   * (the result is an `"inFlight"` duplicate), nor a remembered key.
+   */
+  replace?: boolean;
+}
 
 /** Options of a GET (protocol.md 3.5). */
 export interface GetOptions {
@@ -364,12 +392,49 @@ export class Client implements Settler {
    * Appends a message to `queue`. Against a version-2+ server the reply carries the new
    * message's `id`; `truncated` says the server kept only `storedLength` bytes.
    * Rejects with FullError (not fatal) when the server is over its memory cap.
+   *
+   * With `options.unique` (protocol.md 18), a message already holding that key means
+   * nothing is stored: the result has `duplicate` (where that message stands) and its
+   * `id`; this is an answer, not an error. With `replace`, a ready or delayed holder is
+   * changed instead and the result has `replaced: true`. Against a server without
+   * version 6 a key throws UnsupportedError before anything is sent.
    */
-  put(queue: string, payload: Payload, options?: codec.PutOptions): Promise<PutResult> {
+  put(queue: string, payload: Payload, options?: PutOptions): Promise<PutResult> {
+    if (options?.unique !== undefined) {
+      this.needFeature(6, Feature.UNIQUE, "PUT with a unique key");
+      return this.putUnique(queue, payload, options, options.unique);
+    }
+    if (options?.replace || options?.uniqueFor !== undefined) {
+      throw new RangeError("replace and uniqueFor apply to a put with a unique key: give options.unique");
+    }
     if (options !== undefined) this.need(2, "PUT with options");
     const withId = this.putWithId || options !== undefined;
     const frame = codec.encodePut(nameBytes(queue), toBytes(payload), withId ? (options ?? {}) : undefined);
     return this.req(frame, expect2(Status.STORED, Status.TRUNCATED, (b) => codec.decodePut(b, withId)));
+  }
+
+  private putUnique(queue: string, payload: Payload, options: PutOptions, unique: string | Uint8Array): Promise<PutResult> {
+    let key: Uint8Array;
+    if (typeof unique === "string") key = Buffer.from(unique, "utf8");
+    else if (unique instanceof Uint8Array) key = unique;
+    else throw new RangeError(`unique must be a string or a Uint8Array, got ${typeof unique}`);
+    const w = options.uniqueFor ?? 0;
+    if (!Number.isFinite(w) || w < 0) {
+      throw new RangeError(`uniqueFor must be a number of ms from 0 to 30 days, got ${String(w)}`);
+    }
+    const replace = options.replace ?? false;
+    // The key fields alone (flag 0x04) make the server answer with the id, so
+    // PUT_OPTIONS is sent only when a delay or priority was asked for.
+    const po = options.delayMs !== undefined || options.priority !== undefined ? options : undefined;
+    const frame = codec.encodePut(nameBytes(queue), toBytes(payload), po, { key, replace, windowMs: Math.ceil(w) });
+    return this.req(frame, (b) => {
+      const s = b[0];
+      // REPLACED answers only a put that asked to replace; anything else is a broken peer.
+      if (s === Status.STORED || s === Status.TRUNCATED || s === Status.DUPLICATE || (replace && s === Status.REPLACED)) {
+        return codec.decodePut(b, true);
+      }
+      throw unexpected(b);
+    });
   }
 
   /**
@@ -377,7 +442,7 @@ export class Client implements Settler {
    * Resolves with the results in order; if any PUT failed, rejects with the first
    * error once all have been answered (the others may have been stored).
    */
-  async putMany(queue: string, payloads: Iterable<Payload>, options?: codec.PutOptions): Promise<PutResult[]> {
+  async putMany(queue: string, payloads: Iterable<Payload>, options?: PutOptions): Promise<PutResult[]> {
     const ps: Promise<PutResult>[] = [];
     for (const p of payloads) ps.push(this.put(queue, p, options));
     const rs = await Promise.allSettled(ps);
@@ -810,7 +875,7 @@ function resolveToken(options: ConnectOptions): Uint8Array | undefined {
 }
 
 /**
- * Connects to a beuss server and says HELLO (asking for version 5). With no options,
+ * Connects to a beuss server and says HELLO (asking for version 6). With no options,
  * the address comes from BUNIX, else BHOST and BPORT (default localhost:6552), as for
  * the CLI, and BAUTHFILE gives the token if set. A string is an address as
  * {@link parseAddress} reads it: "host:port", "[::1]:6552", "::1", or "unix:PATH".

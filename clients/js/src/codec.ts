@@ -1,5 +1,5 @@
 /**
- * The beuss wire codec (protocol.md sections 2-6, 13, 15, 16 and 17): request encoders and
+ * The beuss wire codec (protocol.md sections 2-6, 13, 15, 16, 17 and 18): request encoders and
  * response decoders. Pure functions over Buffers, no I/O, so the unit tests can check
  * every documented frame byte for byte.
  *
@@ -36,7 +36,7 @@ export const Op = {
   SCHEDULES: 0x53,
 } as const;
 
-/** Response statuses (protocol.md 4, 13.12, 15.13, 16.10, 17.9). */
+/** Response statuses (protocol.md 4, 13.12, 15.13, 16.10, 17.9, 18.8). */
 export const Status = {
   PONG: 0x01,
   HELLO: 0x02,
@@ -65,11 +65,13 @@ export const Status = {
   UNSCHEDULED: 0x51,
   SCHEDULE_PAUSED: 0x52,
   SCHEDULE_LIST: 0x53,
+  DUPLICATE: 0x54,
+  REPLACED: 0x55,
   ERROR: 0x7f,
 } as const;
 
-/** Flag bits (protocol.md 9.3). */
-export const Flag = { PUT_OPTIONS: 0x01, WITH_META: 0x02 } as const;
+/** Flag bits (protocol.md 9.3, 18.3). */
+export const Flag = { PUT_OPTIONS: 0x01, WITH_META: 0x02, PUT_UNIQUE: 0x04 } as const;
 
 /** `features` bits of a version-2+ HELLO reply (protocol.md 13.1). */
 export const Feature = {
@@ -82,10 +84,12 @@ export const Feature = {
   AUTH_REQUIRED: 0x20,
   /** SCHEDULE, UNSCHEDULE, PAUSE_SCHEDULE and SCHEDULES (17.1); only with version 5+. */
   SCHEDULES: 0x40,
+  /** PUT with a unique key (PUT_UNIQUE), DUPLICATE and REPLACED (18.1); only with version 6+. */
+  UNIQUE: 0x80,
 } as const;
 
 /** Highest protocol version this client speaks. */
-export const PROTOCOL_VERSION = 5;
+export const PROTOCOL_VERSION = 6;
 /** Longest token an AUTH frame carries (protocol.md 16.2). */
 export const MAX_TOKEN = 1022;
 /** `wait_ms` meaning "wait forever" (protocol.md 3.5). */
@@ -96,6 +100,12 @@ export const NEVER_DEAD = 0xffff;
 export const MAX_SETTLE_PAIRS = 4096;
 /** Longest declared `length` of a SCHEDULE frame, its payload included (protocol.md 17.3). */
 export const MAX_SCHEDULE_FRAME = 65536;
+/** Longest dedup window of a unique key: 30 days in ms (protocol.md 18.3). */
+export const MAX_UNIQUE_WINDOW_MS = 2_592_000_000;
+/** Longest unique key, in bytes (protocol.md 18.5). */
+export const MAX_UNIQUE_KEY = 255;
+/** `mode` bits of a PUT with a unique key (protocol.md 18.3). */
+export const UniqueMode = { REPLACE: 0x01 } as const;
 /** Priority a plain PUT gets (protocol.md 13.3). */
 export const DEFAULT_PRIORITY = 5;
 /** NACK option bits (protocol.md 13.6). */
@@ -216,21 +226,57 @@ export interface PutOptions {
   priority?: number;
 }
 
+/** The unique-key fields of a PUT with the PUT_UNIQUE flag (18.3). */
+export interface UniqueKey {
+  /** The key, 1..255 bytes, any bytes. */
+  key: Uint8Array;
+  /** Replace the ready or delayed message that holds the key (mode 0x01) instead of refusing. */
+  replace?: boolean;
+  /** Milliseconds the key is remembered after its message leaves the queue; 0 = forgotten at once. */
+  windowMs?: number;
+}
+
 /**
- * PUT (3.4; with `options`, the PUT_OPTIONS form of 13.4 whose reply carries the id).
- * Passing `options` (even `{}`) selects the flagged form.
+ * PUT (3.4; with `options`, the PUT_OPTIONS form of 13.4 whose reply carries the id;
+ * with `unique`, the PUT_UNIQUE form of 18.3, whose fields come after the options').
+ * Passing `options` (even `{}`) selects the PUT_OPTIONS form; either flag makes the
+ * server answer with the id.
  */
-export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutOptions): Buffer {
-  const extra = options ? 5 : 0;
-  const b = frame(Op.PUT, options ? Flag.PUT_OPTIONS : 0, 1 + queue.length + extra + payload.length);
+export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutOptions, unique?: UniqueKey): Buffer {
+  // Everything is checked before the frame is allocated: a bad field here would be a
+  // fatal BAD_ARGUMENT on the server, costing every other request in flight.
+  let delay = 0;
+  let priority = DEFAULT_PRIORITY;
+  if (options) {
+    delay = checkU32(options.delayMs ?? 0, "delayMs");
+    priority = options.priority ?? DEFAULT_PRIORITY;
+    if (!Number.isInteger(priority) || priority < 0 || priority > 9) throw new RangeError(`priority must be 0..9, got ${priority}`);
+  }
+  let window = 0;
+  if (unique) {
+    field8(unique.key, "unique key");
+    window = unique.windowMs ?? 0;
+    if (!Number.isInteger(window) || window < 0 || window > MAX_UNIQUE_WINDOW_MS) {
+      throw new RangeError(`a unique key's window must be 0..${MAX_UNIQUE_WINDOW_MS} ms (30 days), got ${window}`);
+    }
+  }
+  const extra = (options ? 5 : 0) + (unique ? 1 + unique.key.length + 5 : 0);
+  const flags = (options ? Flag.PUT_OPTIONS : 0) | (unique ? Flag.PUT_UNIQUE : 0);
+  const b = frame(Op.PUT, flags, 1 + queue.length + extra + payload.length);
   b[6] = queue.length;
   b.set(queue, 7);
   let o = 7 + queue.length;
   if (options) {
-    b.writeUInt32BE(checkU32(options.delayMs ?? 0, "delayMs"), o);
-    const p = options.priority ?? DEFAULT_PRIORITY;
-    if (!Number.isInteger(p) || p < 0 || p > 9) throw new RangeError(`priority must be 0..9, got ${p}`);
-    b[o + 4] = p;
+    b.writeUInt32BE(delay, o);
+    b[o + 4] = priority;
+    o += 5;
+  }
+  if (unique) {
+    b[o] = unique.key.length;
+    b.set(unique.key, o + 1);
+    o += 1 + unique.key.length;
+    b[o] = unique.replace ? UniqueMode.REPLACE : 0;
+    b.writeUInt32BE(window, o + 1);
     o += 5;
   }
   b.set(payload, o);
@@ -631,20 +677,47 @@ export function decodeHello(body: Buffer): HelloReply {
   return h;
 }
 
-/** The decoded STORED or TRUNCATED reply (4.3, 13.4). */
+/**
+ * Where the message holding a unique key stands, from a DUPLICATE reply (18.3):
+ * `"ready"` (1), `"delayed"` (2), `"inFlight"` (3, leased), or `"gone"` (4: it left the
+ * queue and its key is remembered for its window).
+ */
+export type DuplicateState = "ready" | "delayed" | "inFlight" | "gone";
+// Indexed by the state byte; 0 is not a state.
+const DUPLICATE_STATES: readonly (DuplicateState | undefined)[] = [undefined, "ready", "delayed", "inFlight", "gone"];
+
+/**
+ * The decoded reply to a PUT: STORED or TRUNCATED (4.3, 13.4), and for a PUT with a
+ * unique key also DUPLICATE or REPLACED (18.3).
+ */
 export interface PutReply {
-  /** The payload was cut to `storedLength` bytes. */
+  /** The payload was cut to `storedLength` bytes (false for a duplicate: nothing was stored). */
   truncated: boolean;
-  /** Payload length sent (only in a TRUNCATED reply). */
+  /** Payload length sent (only when `truncated`). */
   originalLength?: number;
-  /** Payload length kept (only in a TRUNCATED reply). */
+  /** Payload length kept (only when `truncated`). */
   storedLength?: number;
-  /** The message id (only for a PUT with options). */
+  /**
+   * The message id (for a PUT with options or a key). For a duplicate or a replace,
+   * the id of the message that holds (or, when `"gone"`, held) the key.
+   */
   id?: bigint;
+  /**
+   * Set when a PUT with a key was not stored because another message holds the key:
+   * where that message stands. Not an error; the connection goes on.
+   */
+  duplicate?: DuplicateState;
+  /** True when a PUT with `replace` changed the waiting message that holds the key. */
+  replaced?: boolean;
 }
 
-/** Decodes STORED or TRUNCATED; `withId` for the reply to a PUT with options. */
+/**
+ * Decodes a PUT reply by its status: STORED or TRUNCATED (`withId` for the reply to a
+ * PUT with options or a key, which carries the id), DUPLICATE or REPLACED (18.3).
+ */
 export function decodePut(body: Buffer, withId: boolean): PutReply {
+  if (body[0] === Status.DUPLICATE) return decodeDuplicate(body);
+  if (body[0] === Status.REPLACED) return decodeReplaced(body);
   const r = new Reader(body, 1);
   const out: PutReply = { truncated: body[0] === Status.TRUNCATED };
   if (out.truncated) {
@@ -652,6 +725,36 @@ export function decodePut(body: Buffer, withId: boolean): PutReply {
     out.storedLength = r.u32();
   }
   if (withId) out.id = r.u64();
+  return out;
+}
+
+/** Decodes DUPLICATE (18.3): the id of the message holding the key, and its state. */
+export function decodeDuplicate(body: Buffer): PutReply {
+  const r = new Reader(body, 1);
+  const id = r.u64();
+  const v = r.u8();
+  const duplicate = DUPLICATE_STATES[v];
+  // A version-6 server sends only states 1..4; another byte means the frame cannot be trusted.
+  if (duplicate === undefined) throw new CodecError(`unknown DUPLICATE state ${v}`);
+  return { truncated: false, id, duplicate };
+}
+
+/**
+ * Decodes REPLACED (18.3). The lengths are reported as for TRUNCATED: only when the
+ * payload was cut, so that `truncated` means the same for every PUT reply.
+ */
+export function decodeReplaced(body: Buffer): PutReply {
+  const r = new Reader(body, 1);
+  const id = r.u64();
+  const originalLength = r.u32();
+  const storedLength = r.u32();
+  const out: PutReply = { truncated: storedLength < originalLength };
+  if (out.truncated) {
+    out.originalLength = originalLength;
+    out.storedLength = storedLength;
+  }
+  out.id = id;
+  out.replaced = true;
   return out;
 }
 
@@ -777,7 +880,7 @@ export function decodeSettled(body: Buffer): SettleResult[] {
 
 /** The STATS reply (6): u64 figures by name, for the server and per queue. */
 export interface Stats {
-  /** Server-wide figures (6.1, 13.11, 14.3, 15.11). */
+  /** Server-wide figures (6.1, 13.11, 14.3, 15.11, 18.6). */
   server: Map<string, bigint>;
   /** Figures of each queue (6.2, 13.11, 15.11), by queue name. */
   queues: Map<string, Map<string, bigint>>;

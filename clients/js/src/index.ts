@@ -1,5 +1,5 @@
 /**
- * beuss: a client for the beuss message-queue server (protocol version 5).
+ * beuss: a client for the beuss message-queue server (protocol version 6).
  *
  * ```ts
  * import { connect } from "beuss";
@@ -18,6 +18,7 @@ export type {
   GetOptions,
   LeaseOptions,
   PublishOptions,
+  PutOptions,
   ScheduleTarget,
   ScheduleOptions,
 } from "./client.js";
@@ -29,14 +30,24 @@ export type { ConsumeOptions, Handler } from "./consumer.js";
 export { Reconnector, reconnecting } from "./reconnect.js";
 export type { ReconnectOptions } from "./reconnect.js";
 export * from "./errors.js";
-export { Feature, MAX_TOKEN, MAX_SCHEDULE_FRAME, PROTOCOL_VERSION, WAIT_FOREVER, NEVER_DEAD, CodecError } from "./codec.js";
+export {
+  Feature,
+  MAX_TOKEN,
+  MAX_SCHEDULE_FRAME,
+  MAX_UNIQUE_KEY,
+  MAX_UNIQUE_WINDOW_MS,
+  PROTOCOL_VERSION,
+  WAIT_FOREVER,
+  NEVER_DEAD,
+  CodecError,
+} from "./codec.js";
 export type {
   Payload,
   LeasePair,
   SettleResult,
   Stats,
   PublishResult,
-  PutOptions,
+  DuplicateState,
   ScheduleResult,
   ScheduleInfo,
 } from "./codec.js";

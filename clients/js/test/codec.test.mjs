@@ -173,6 +173,73 @@ test("SCHEDULE_LIST: an entry shorter than its fields, or past the frame, is a C
   assert.throws(() => codec.decodeScheduleList(list(kind)), /target_kind 2/);
 });
 
+test("PUT with a key: flags 0x04 alone, 0x05 with options, the key fields after the options'", () => {
+  const k = (key, over = {}) => ({ key: b8(key), ...over });
+  // flags 0x04: length 14 = 2 + 1 + 1 + 1 + 2 + 1 + 4 + 2; name, key_len, key, mode, window_ms, payload.
+  const plain = codec.encodePut(b8("q"), b8("pl"), undefined, k("ab", { windowMs: 0x01020304 }));
+  assert.equal(plain.toString("hex"), "0000000e" + "10" + "04" + "0171" + "026162" + "00" + "01020304" + "706c");
+  assert.equal(codec.Flag.PUT_UNIQUE, 0x04);
+  // flags 0x05, length 16: delay and priority come first, then the key fields.
+  const both = codec.encodePut(b8("q"), b8(""), { delayMs: 7, priority: 0 }, k("x", { replace: true }));
+  assert.equal(both.toString("hex"), "00000010" + "10" + "05" + "0171" + "00000007" + "00" + "0178" + "01" + "00000000");
+  // Defaults: refuse a duplicate, no window, and the options' defaults (delay 0, priority 5).
+  assert.equal(codec.encodePut(b8("q"), b8(""), {}, k("x")).toString("hex"), "00000010100501710000000005017800" + "00000000");
+  // A key is any bytes, not only UTF-8.
+  const bin = codec.encodePut(b8("q"), b8(""), undefined, { key: new Uint8Array([0, 0xff]) });
+  assert.deepEqual([...bin.subarray(9, 11)], [0, 0xff]);
+  // Without a key the frame is what it always was.
+  assert.equal(codec.encodePut(b8("q"), b8("pl"))[5], 0);
+  assert.equal(codec.encodePut(b8("q"), b8("pl"), {})[5], 0x01);
+});
+
+test("PUT with a key: key, window and options are checked before anything is sent", () => {
+  const enc = (u, o) => codec.encodePut(b8("q"), b8("p"), o, u);
+  assert.throws(() => enc({ key: b8("") }), /unique key must be 1..255 bytes/);
+  assert.throws(() => enc({ key: Buffer.alloc(256, 0x61) }), RangeError);
+  assert.equal(enc({ key: Buffer.alloc(255, 0x61) })[8], 255);
+  assert.equal(codec.MAX_UNIQUE_KEY, 255);
+  assert.equal(codec.MAX_UNIQUE_WINDOW_MS, 2592000000);
+  const max = enc({ key: b8("k"), windowMs: codec.MAX_UNIQUE_WINDOW_MS });
+  assert.equal(max.readUInt32BE(6 + 2 + 2 + 1), 2592000000);
+  for (const windowMs of [codec.MAX_UNIQUE_WINDOW_MS + 1, -1, 1.5, NaN, Infinity]) {
+    assert.throws(() => enc({ key: b8("k"), windowMs }), RangeError, String(windowMs));
+  }
+  assert.throws(() => enc({ key: b8("k") }, { priority: 10 }), RangeError);
+  assert.throws(() => enc({ key: b8("k") }, { delayMs: -1 }), RangeError);
+});
+
+test("DUPLICATE: the holder's id and its state; an unknown state or a short frame is a CodecError", () => {
+  const dup = (state, extra = "") => Buffer.from("54" + "fffffffffffffffe" + state + extra, "hex");
+  const want = (duplicate) => ({ truncated: false, id: 0xfffffffffffffffen, duplicate });
+  assert.deepEqual(codec.decodeDuplicate(dup("01")), want("ready"));
+  assert.deepEqual(codec.decodeDuplicate(dup("02")), want("delayed"));
+  assert.deepEqual(codec.decodeDuplicate(dup("03")), want("inFlight"));
+  assert.deepEqual(codec.decodeDuplicate(dup("04")), want("gone"));
+  // Bytes a later version appends are ignored (9.2).
+  assert.deepEqual(codec.decodeDuplicate(dup("04", "aabbcc")), want("gone"));
+  assert.deepEqual(codec.decodePut(dup("03"), true), want("inFlight"));
+  for (const bad of ["00", "05", "ff"]) assert.throws(() => codec.decodeDuplicate(dup(bad)), /unknown DUPLICATE state/, bad);
+  assert.throws(() => codec.decodeDuplicate(dup("")), codec.CodecError);
+  assert.throws(() => codec.decodeDuplicate(Buffer.from("540000", "hex")), codec.CodecError);
+});
+
+test("REPLACED: the id, and the lengths only when the payload was cut", () => {
+  const rep = (orig, stored, extra = "") => {
+    const b = Buffer.alloc(17);
+    b[0] = 0x55;
+    b.writeBigUInt64BE(42n, 1);
+    b.writeUInt32BE(orig, 9);
+    b.writeUInt32BE(stored, 13);
+    return Buffer.concat([b, Buffer.from(extra, "hex")]);
+  };
+  assert.deepEqual(codec.decodeReplaced(rep(3, 3)), { truncated: false, id: 42n, replaced: true });
+  assert.deepEqual(codec.decodeReplaced(rep(20000, 10240, "ee")), {
+    truncated: true, originalLength: 20000, storedLength: 10240, id: 42n, replaced: true,
+  });
+  assert.deepEqual(codec.decodePut(rep(0, 0), false), { truncated: false, id: 42n, replaced: true });
+  assert.throws(() => codec.decodeReplaced(rep(3, 3).subarray(0, 16)), codec.CodecError);
+});
+
 test("names are checked for 1..255 bytes before anything is sent", () => {
   assert.throws(() => codec.nameBytes(""), RangeError);
   assert.throws(() => codec.nameBytes("é".repeat(128)), RangeError); // 256 bytes

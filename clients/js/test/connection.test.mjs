@@ -306,6 +306,7 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     assert.throws(() => v1.put("q", "x", { priority: 1 }), beuss.UnsupportedError);
     assert.throws(() => v1.subscribe("a.b"), beuss.UnsupportedError);
     assert.throws(() => v1.get("q", { withMeta: true }), beuss.UnsupportedError);
+    assert.throws(() => v1.put("q", "x", { unique: "k" }), beuss.UnsupportedError);
     assert.deepEqual(await v1.put("q", "x"), { truncated: false });
     await v1.ping();
     await v1.close();
@@ -315,9 +316,10 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     assert.equal((await v2.lease("q", { max: 5 })).length, 2);
     assert.throws(() => v2.publish("a.b", "x"), beuss.UnsupportedError);
     assert.throws(() => v2.schedules(), beuss.UnsupportedError);
+    assert.throws(() => v2.put("q", "x", { unique: "k" }), beuss.UnsupportedError);
     await v2.close();
     const v9 = await srv.connect({ version: 9 });
-    assert.equal(v9.server.version, 5);
+    assert.equal(v9.server.version, 6);
     await v9.close();
   } finally {
     await srv.stop();

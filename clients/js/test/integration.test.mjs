@@ -12,9 +12,11 @@ serverForFile((s, client) => {
   c = client;
 });
 
-test("HELLO negotiates version 5 and announces the features", () => {
-  assert.equal(c.server.version, 5);
-  assert.ok(c.server.has(beuss.Feature.LEASES | beuss.Feature.PUT_OPTIONS | beuss.Feature.FANOUT | beuss.Feature.SCHEDULES));
+test("HELLO negotiates version 6 and announces the features", () => {
+  assert.equal(c.server.version, 6);
+  assert.ok(
+    c.server.has(beuss.Feature.LEASES | beuss.Feature.PUT_OPTIONS | beuss.Feature.FANOUT | beuss.Feature.SCHEDULES | beuss.Feature.UNIQUE),
+  );
   assert.equal(c.server.maxMessageSize, 1048576);
   assert.equal(c.server.defaultLeaseMs, 30000);
 });

@@ -1,5 +1,5 @@
 // Every frame of clients/testdata/protocol-examples.json (the hex dumps of protocol.md
-// sections 10, 13.13, 15.12, 16.9 and 17.8), checked against this client's own codec: requests are
+// sections 10, 13.13, 15.12, 16.9, 17.8 and 18.7), checked against this client's own codec: requests are
 // encoded and compared byte for byte, replies decoded and compared with what the
 // document says. A frame this table does not know fails the test, so a new example in
 // protocol.md forces a new check here.
@@ -59,6 +59,10 @@ const requests = {
   "17.8/2": () => codec.encodePauseSchedule(q("nightly"), true),
   "17.8/4": () => codec.encodeSchedules(),
   "17.8/6": () => codec.encodeUnschedule(q("nightly")),
+  "18.7/0": () => codec.encodePut(q("jobs"), q("hi"), undefined, { key: q("order-42"), windowMs: 600000 }),
+  "18.7/2": () => codec.encodePut(q("jobs"), q("hi"), undefined, { key: q("order-42"), replace: false, windowMs: 600000 }),
+  "18.7/4": () =>
+    codec.encodePut(q("jobs"), q("hey"), { delayMs: 0, priority: 2 }, { key: q("order-42"), replace: true, windowMs: 0 }),
 };
 
 const S = codec.Status;
@@ -161,11 +165,26 @@ const replies = {
     status(b, S.UNSCHEDULED);
     assert.equal(codec.decodeFlag(b), true);
   },
+  "18.7/1": (b) => {
+    status(b, S.STORED);
+    assert.deepEqual(codec.decodePut(b, true), { truncated: false, id: 1n });
+  },
+  "18.7/3": (b) => {
+    status(b, S.DUPLICATE);
+    assert.deepEqual(codec.decodeDuplicate(b), { truncated: false, id: 1n, duplicate: "ready" });
+    assert.deepEqual(codec.decodePut(b, true), codec.decodeDuplicate(b));
+  },
+  "18.7/5": (b) => {
+    status(b, S.REPLACED);
+    // original_len 3 = stored_len 3: not cut, so no lengths, as for STORED.
+    assert.deepEqual(codec.decodeReplaced(b), { truncated: false, id: 1n, replaced: true });
+    assert.deepEqual(codec.decodePut(b, true), codec.decodeReplaced(b));
+  },
 };
 
-test("the examples file has frames from sections 10, 13, 15, 16 and 17", () => {
-  assert.ok(frames.length >= 60);
-  for (const s of ["10.", "13.", "15.", "16.", "17."]) assert.ok(frames.some((f) => f.section.startsWith(s)), s);
+test("the examples file has frames from sections 10, 13, 15, 16, 17 and 18", () => {
+  assert.ok(frames.length >= 66);
+  for (const s of ["10.", "13.", "15.", "16.", "17.", "18."]) assert.ok(frames.some((f) => f.section.startsWith(s)), s);
 });
 
 for (const f of frames) {

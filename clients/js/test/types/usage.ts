@@ -3,9 +3,12 @@
 import {
   BadScheduleError,
   connect,
+  type DuplicateState,
   FullError,
   type LeasedMessage,
   type Message,
+  type PutOptions,
+  type PutResult,
   type ScheduleInfo,
   type ScheduleResult,
   type ScheduleTarget,
@@ -55,9 +58,21 @@ export async function usage(): Promise<void> {
   } catch (e) {
     if (e instanceof BadScheduleError) void e.text;
   }
-  void [id, text, obj, ok, ready, first, next, paused, runs, removed];
+  const once: PutOptions = { unique: "order-42", uniqueFor: 600_000 };
+  const u: PutResult = await c.put("jobs", "hi", once);
+  const dup: DuplicateState | undefined = u.duplicate;
+  const latest = await c.put("prices", "1.08", { unique: new Uint8Array([1]), replace: true, priority: 1, delayMs: 0 });
+  const replaced: boolean | undefined = latest.replaced;
+  void [id, text, obj, ok, ready, first, next, paused, runs, removed, dup, replaced];
   await c.close();
 }
+
+// A duplicate state is one of the four of protocol.md 18.3.
+// @ts-expect-error not a state
+export const state: DuplicateState = "leased";
+// A key is a string or bytes.
+// @ts-expect-error a number is not a key
+export const numKey: PutOptions = { unique: 42 };
 
 // A target is a queue or a subject, not both.
 // @ts-expect-error both queue and subject
