@@ -175,11 +175,13 @@ impl Server {
             Err(e) => warn!("cannot read or raise the open-file limit: {e}"),
         }
         let mut store = Store::new(config.max_memory, config.queue_idle);
+        // Before the replay: the cap on remembered keys applies again at start
+        // (protocol.md 18.4).
+        store.set_max_remembered_keys(config.max_unique_keys);
         let journal = durable::open(&config, &poll, &mut store)?;
         // After the replay: what was acknowledged before a restart is never refused,
         // even if the caps were lowered since (protocol.md 7.4).
         store.set_queue_caps(config.queue_max_messages, config.queue_max_bytes);
-        store.set_max_remembered_keys(config.max_unique_keys);
         for (queue, ttl) in &config.queue_ttls {
             store.set_default_ttl(queue, *ttl);
         }

@@ -147,7 +147,13 @@ pub struct Handoff<W> {
     /// Its attempt number.
     pub attempt: u32,
     priority: u8,
+    /// The key and expiry it had, to have again if it is given back.
+    job: Job,
 }
+
+/// The unique key (with its window) and the expiry a message handed to a plain
+/// consumer had: `None` for most, so that a handoff stays small.
+type Job = Option<Box<jobs::HandedJob>>;
 
 /// What a published message carries besides its payload.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -1541,10 +1547,13 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         id: lease.id,
                         attempt: lease.attempt,
                         priority: h.priority,
+                        // A lease given back stays held, with its key and expiry.
+                        job: None,
                     }
                 }
                 None => {
-                    let Some((id, attempt, priority, (payload, meta))) = self.take_front(key, now)
+                    let Some((id, attempt, priority, (payload, meta), job)) =
+                        self.take_front(key, now)
                     else {
                         break;
                     };
@@ -1559,6 +1568,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                         id,
                         attempt,
                         priority,
+                        job,
                     }
                 }
             };
@@ -1568,19 +1578,21 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     }
 
     /// Removes the next ready message of queue `key` for a plain consumer.
-    fn take_front(&mut self, key: usize, now: Instant) -> Option<(u64, u32, u8, Taken)> {
+    /// Its key and expiry come along, for a [`Store::give_back`].
+    fn take_front(&mut self, key: usize, now: Instant) -> Option<(u64, u32, u8, Taken, Job)> {
         let q = self.queues.by_key_mut(key)?;
         q.counters.gets += 1;
         self.totals.gets += 1;
         match q.front()? {
             Ok((priority, id)) => {
                 q.unready(priority, id);
+                let job = self.handed_job(id);
                 let h = self.remove_held(id, now)?;
                 if let Some(log) = &mut self.log {
                     log.push(&LogRecord::Del { id });
                 }
                 let payload = self.take_payload(h.payload);
-                Some((id, h.attempt, priority, payload))
+                Some((id, h.attempt, priority, payload, job))
             }
             Err(_) => {
                 let mut taken = None;
@@ -1595,7 +1607,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     log.push(&LogRecord::Del { id });
                 }
                 let payload = self.take_payload(payload);
-                Some((id, attempt, priority, payload))
+                Some((id, attempt, priority, payload, None))
             }
         }
     }
@@ -1738,6 +1750,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     q.counters.gets = q.counters.gets.saturating_sub(1);
                     // Back in its place ahead of newer messages, whatever its attempt.
                     q.returned.insert((handoff.priority, handoff.id));
+                }
+                if let Some(job) = handoff.job {
+                    self.restore_job(key, handoff.id, *job, now);
                 }
                 self.totals.gets = self.totals.gets.saturating_sub(1);
                 self.serve(key, now);

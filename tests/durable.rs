@@ -1746,3 +1746,50 @@ fn full_disk_answers_full_then_recovers() {
     want.push(after);
     assert_eq!(q, want);
 }
+
+/// With the disk full, a PUT with a key is refused with FULL like any PUT (it would
+/// change state with records that cannot be written).
+#[test]
+fn a_keyed_put_on_a_full_disk_is_full() {
+    let dir = DataDir::new("fsize-unique");
+    let env = [("BSEGMENT", "1M")];
+    let server = start(&dir, &env);
+    let mut c = server.client();
+    for i in 0..20 {
+        put(&mut c, "work", &format!("w{i}"));
+    }
+    let log = last_log(&dir.path);
+    let size = fs::metadata(&log).unwrap().len();
+    limit_file_size(server.pid(), size / 2);
+    c.set_timeout(Some(Duration::from_secs(3))).unwrap();
+    let payload = vec![b'p'; 1000];
+    let mut stored = 0;
+    let full = loop {
+        match c.put_with("q", &payload, PutOptions::default()) {
+            Ok(_) => stored += 1,
+            Err(e) => break e,
+        }
+        assert!(stored < 5_000);
+    };
+    assert!(full.is_full(), "{full}");
+    assert_eq!(stat_of(&mut c, "journal_disk_full_now"), 1);
+    let messages = stat_of(&mut c, "messages");
+    let keyed = c.put_unique(
+        "q",
+        b"keyed",
+        beuss::client::Unique::key(b"k"),
+        PutOptions::default(),
+    );
+    assert!(keyed.as_ref().is_err_and(|e| e.is_full()), "{keyed:?}");
+    let expiring = c.put_expiring(
+        "q",
+        b"expiring",
+        beuss::client::Expiry::after(Duration::from_secs(60)),
+        PutOptions::default(),
+    );
+    assert!(
+        expiring.as_ref().is_err_and(|e| e.is_full()),
+        "{expiring:?}"
+    );
+    assert_eq!(stat_of(&mut c, "messages"), messages);
+}

@@ -257,6 +257,31 @@ fn keys_survive_restarts() {
     }
 }
 
+/// The cap on remembered keys applies again at start (protocol.md 18.4).
+#[test]
+fn the_cap_applies_at_start() {
+    let dir = Dir::new("cap-at-start");
+    let env = [("BDATADIR", dir.text()), ("BFSYNC", "always")];
+    let server = TestServer::start_with(&env);
+    let mut client = server.client();
+    for k in [&b"a"[..], b"b", b"c"] {
+        let w = Unique::key(k).remember_for(Duration::from_secs(600));
+        stored_id(put(&mut client, "q", b"x", w));
+        assert!(client.get("q").unwrap().is_some());
+    }
+    assert_eq!(server.stat("unique_remembered"), 3);
+    server.stop_with(libc::SIGTERM);
+    let env = [
+        ("BDATADIR", dir.text()),
+        ("BFSYNC", "always"),
+        ("BMAXUNIQUEKEYS", "1"),
+    ];
+    let server = TestServer::start_with(&env);
+    let mut client = server.client();
+    assert_eq!(server.stat("unique_remembered"), 1);
+    stored_id(put(&mut client, "q", b"y", Unique::key(b"a")));
+}
+
 #[test]
 fn the_cli_puts_with_a_key_and_says_when_it_is_a_duplicate() {
     let server = TestServer::start();

@@ -131,6 +131,7 @@ impl Server {
             request,
             Request::Put { .. }
                 | Request::PutWith { .. }
+                | Request::PutJob { .. }
                 | Request::Publish { .. }
                 | Request::Req { .. }
                 | Request::Bind { .. }
@@ -181,13 +182,20 @@ impl Server {
     /// After a request of `r` ran: if it made records, its reply (from stream offset
     /// `start`) waits until they are durable.
     pub(super) fn hold_reply(&mut self, r: ConnRef, start: u64, log_before: u64) {
+        if self.store.log_position() != log_before {
+            self.hold_until_durable(r, start);
+        }
+    }
+
+    /// Holds `r`'s output from `start` on until every record made so far is durable:
+    /// also for a reply that made no record itself but speaks of one that may not be
+    /// durable yet (a `DUPLICATE` names a message another connection just put, which
+    /// a crash could still lose).
+    pub(super) fn hold_until_durable(&mut self, r: ConnRef, start: u64) {
         let Some(journal) = &self.journal else {
             return;
         };
         let pos = self.store.log_position();
-        if pos == log_before {
-            return;
-        }
         let written = journal.written();
         if let Some(conn) = self.conns.get_mut(r.key).filter(|c| c.id == r.id) {
             let had = conn.holds_output();

@@ -30,6 +30,8 @@ impl Server {
         let Some(conn) = self.conn_mut(r) else {
             return;
         };
+        let start = conn.queued_end();
+        let duplicate = matches!(done, Ok((_, JobPut::Duplicate(_))));
         let out = &mut conn.output;
         match done {
             Ok((id, JobPut::New(_))) if original_len > payload.len() => {
@@ -46,6 +48,9 @@ impl Server {
                 log::debug!("{}: PUT {queue}: {full}", conn.peer);
                 protocol::encode_error(out, ErrorCode::Full, false, &full.to_string());
             }
+        }
+        if duplicate {
+            self.hold_until_durable(r, start);
         }
     }
 }

@@ -263,15 +263,32 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         now: Instant,
         wall_ms: u64,
     ) -> usize {
+        // A clock set back must not make a window longer than any PUT could ask.
+        let longest = u64::from(crate::protocol::MAX_WINDOW_MS);
         let mut loaded = 0;
         for k in keys {
-            if k.until_ms == 0 {
-                if !keyed.contains_key(&k.id) {
+            if k.until_ms == 0 && keyed.contains_key(&k.id) {
+                self.sync_key_memory(|u| u.hold(&k.queue, &k.key, k.id, k.window_ms));
+            } else if k.until_ms == 0 {
+                // Its message left its queue now (dead-lettered by this restore): the
+                // key is released as it would have been then, and that is logged.
+                if k.window_ms == 0 {
+                    self.log_record(&Record::Unkey { id: k.id });
                     continue;
                 }
-                self.sync_key_memory(|u| u.hold(&k.queue, &k.key, k.id, k.window_ms));
+                let until = now + Duration::from_millis(u64::from(k.window_ms));
+                self.sync_key_memory(|u| u.remember(&k.queue, &k.key, k.id, until));
+                let until_ms = wall_ms + u64::from(k.window_ms);
+                self.log_record(&Record::Key {
+                    id: k.id,
+                    window_ms: 0,
+                    until_ms,
+                    queue: &k.queue,
+                    key: &k.key,
+                });
             } else if k.until_ms > wall_ms {
-                let until = now + Duration::from_millis(k.until_ms - wall_ms);
+                let left = (k.until_ms - wall_ms).min(longest);
+                let until = now + Duration::from_millis(left);
                 self.sync_key_memory(|u| u.remember(&k.queue, &k.key, k.id, until));
             } else {
                 continue;

@@ -461,6 +461,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             id: d.id,
             attempt: 0,
             priority: d.priority,
+            job: None,
         };
         self.give_back(handoff, now);
     }

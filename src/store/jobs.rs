@@ -32,7 +32,58 @@ pub enum JobPut<W> {
     Replaced,
 }
 
+/// The unique key (with its window) and expiry of a message handed to a plain
+/// consumer, kept in its [`super::Handoff`] so that a give-back restores them.
+#[derive(Debug)]
+pub(super) struct HandedJob {
+    key: Option<(Box<[u8]>, u32)>,
+    expiry: Option<Expiry>,
+}
+
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
+    /// The key and expiry of held message `id`, about to be handed out; `None`
+    /// if it has neither.
+    pub(super) fn handed_job(&self, id: u64) -> Option<Box<HandedJob>> {
+        let h = self.held.get(&id)?;
+        if !h.keyed && !h.expires {
+            return None;
+        }
+        let key = h
+            .keyed
+            .then(|| self.uniques.held_by(id))
+            .flatten()
+            .map(|(key, window)| (key.into(), window));
+        let expiry = self.expiries.get(id).filter(|_| h.expires);
+        Some(Box::new(HandedJob { key, expiry }))
+    }
+
+    /// A handed message came back (its consumer could not be written to): it
+    /// holds its key again, unless another message took the key meanwhile, and it
+    /// expires as before.
+    pub(super) fn restore_job(&mut self, queue_key: usize, id: u64, job: HandedJob, now: Instant) {
+        let Some(queue) = self.queues.by_key(queue_key).map(|q| q.name.clone()) else {
+            return;
+        };
+        if let Some((key, window_ms)) = job.key {
+            let free = match self.uniques.lookup(&queue, &key, now) {
+                None => true,
+                Some(KeyState::Remembered { id: was, .. }) => was == id,
+                Some(KeyState::Held { .. }) => false,
+            };
+            if free {
+                let unique = Unique {
+                    key: &key,
+                    replace: false,
+                    window_ms,
+                };
+                self.take_key(id, &queue, unique);
+            }
+        }
+        if job.expiry.is_some() {
+            self.set_expiry(id, job.expiry);
+        }
+    }
+
     /// Caps the keys remembered after their message left (`BMAXUNIQUEKEYS`).
     pub fn set_max_remembered_keys(&mut self, max: usize) {
         self.uniques.set_max_remembered(max);
@@ -460,14 +511,16 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             None => log.push(&LogRecord::Unkey { id }),
             Some(until) => {
                 let until_ms = log.wall_ms(until).max(1);
-                if let Some((queue, key)) = self.uniques.name_of(id) {
-                    log.push(&LogRecord::Key {
+                match self.uniques.name_of(id) {
+                    Some((queue, key)) => log.push(&LogRecord::Key {
                         id,
                         window_ms: 0,
                         until_ms,
                         queue,
                         key,
-                    });
+                    }),
+                    // The cap forgot it at once (its window ends first).
+                    None => log.push(&LogRecord::Unkey { id }),
                 }
             }
         }

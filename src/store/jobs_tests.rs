@@ -707,3 +707,126 @@ fn expiries_survive_a_restart_and_downtime_counts() {
     assert_eq!(r.next_deadline(), Some(now + ms(55_000)));
     assert!(soon < late);
 }
+
+// ---------------------------------------------------------------------------
+// Found in review
+// ---------------------------------------------------------------------------
+
+#[test]
+fn a_handoff_given_back_keeps_its_key_and_expiry() {
+    let t0 = Instant::now();
+    let mut s = store();
+    s.park("q", 7, None, t0);
+    let windowed = Unique {
+        key: b"k",
+        replace: false,
+        window_ms: 60_000,
+    };
+    let (id, _) = s
+        .put_job("q", b"x", 1, opts(0, 5), Some(windowed), ttl(500), t0)
+        .unwrap();
+    let h = s.take_handoff().expect("a handoff");
+    assert_eq!(h.id, id);
+    // The consumer's socket failed: the message is back, and so are its key and
+    // its expiry.
+    s.give_back(h, t0);
+    assert_eq!(peek_ids(&s, "q"), vec![id]);
+    assert_eq!(
+        kput(&mut s, "q", b"y", unique(b"k"), t0),
+        (id, JobPut::Duplicate(Holder::Ready))
+    );
+    assert_eq!(s.key_counts().held, 1);
+    assert_eq!(s.key_counts().remembered, 0);
+    assert_eq!(s.expiring_count(), 1);
+    s.expire(t0 + ms(500), |_| {});
+    assert!(peek_ids(&s, "q").is_empty());
+}
+
+#[test]
+fn a_release_the_cap_forgets_at_once_is_logged() {
+    const WALL: u64 = 1_700_000_000_000;
+    let t0 = Instant::now();
+    let mut s = store();
+    s.enable_log(t0, WALL);
+    s.set_max_remembered_keys(1);
+    let long = Unique {
+        key: b"a",
+        replace: false,
+        window_ms: 3_600_000,
+    };
+    let short = Unique {
+        key: b"b",
+        replace: false,
+        window_ms: 1000,
+    };
+    kput(&mut s, "q", b"a", long, t0);
+    get_all(&mut s, "q", t0);
+    kput(&mut s, "q", b"b", short, t0);
+    // Moved within its queue: it leaves with its key, which the cap forgets.
+    assert_eq!(s.move_ready("q", "q", 1, t0), 1);
+    assert_eq!(kput(&mut s, "q", b"c", unique(b"b"), t0).1, STORED);
+    let mut r = reopen(&mut s, WALL, 10);
+    let now = Instant::now();
+    assert_eq!(r.key_counts().held, 1, "only c holds b");
+    assert!(matches!(
+        kput(&mut r, "q", b"x", unique(b"a"), now).1,
+        JobPut::Duplicate(Holder::Gone)
+    ));
+}
+
+#[test]
+fn a_keyed_lease_dead_lettered_by_a_restart_is_remembered_for_its_window() {
+    const WALL: u64 = 1_700_000_000_000;
+    let t0 = Instant::now();
+    let mut s = store();
+    s.enable_log(t0, WALL);
+    let windowed = Unique {
+        key: b"k",
+        replace: false,
+        window_ms: 60_000,
+    };
+    let (id, _) = kput(&mut s, "q", b"x", windowed, t0);
+    let mut got = Vec::new();
+    let last = LeaseSpec {
+        lease_ms: 1000,
+        max_deliveries: 1,
+        detached: false,
+    };
+    s.lease("q", 1, usize::MAX, last, 1, t0, |l, _, _| got.push(l));
+    assert_eq!(got.len(), 1);
+    // The server crashes with it in flight: the restart charges that delivery, its
+    // last, and dead-letters it.
+    let mut journal = Vec::new();
+    let mut r = restart(&mut journal, &mut s, WALL + 10);
+    let now = Instant::now();
+    assert_eq!(peek_ids(&r, "q.dead"), vec![id]);
+    assert_eq!(
+        kput(&mut r, "q", b"y", unique(b"k"), now),
+        (id, JobPut::Duplicate(Holder::Gone))
+    );
+    // Moved back after another restart, it has no key.
+    let mut r2 = restart(&mut journal, &mut r, WALL + 20);
+    let now = Instant::now();
+    assert_eq!(r2.move_ready("q.dead", "q", 1, now), 1);
+    assert_eq!(r2.key_counts().held, 0);
+    assert_eq!(
+        kput(&mut r2, "q", b"z", unique(b"k"), now).0,
+        id,
+        "still remembered"
+    );
+}
+
+/// Appends what `s` logged to `journal`, replays all of it into a fresh store at
+/// `wall_ms`, with its log on, as a server restarting on that journal would.
+fn restart(journal: &mut Vec<u8>, s: &mut Store<u32>, wall_ms: u64) -> Store<u32> {
+    s.take_log(journal);
+    let mut replay = Replay::new();
+    for (_, r) in Scanner::new(journal, 0) {
+        replay.apply(&r);
+    }
+    let mut fresh = store();
+    let t1 = Instant::now();
+    fresh.enable_log(t1, wall_ms);
+    fresh.restore(replay.finish(), t1, wall_ms);
+    fresh
+}

@@ -214,6 +214,16 @@ impl Uniques {
         })
     }
 
+    /// The key message `id` holds, with its window; `None` if it holds none (or
+    /// its key is only remembered).
+    pub(super) fn held_by(&self, id: u64) -> Option<(&[u8], u32)> {
+        let name = self.names.get(&id)?;
+        let KeyState::Held { window_ms, .. } = *self.index.get(name)? else {
+            return None;
+        };
+        Some((split(name)?.1, window_ms))
+    }
+
     /// The queue and key of message `id`'s key.
     pub(super) fn name_of(&self, id: u64) -> Option<(&str, &[u8])> {
         split(self.names.get(&id)?)
