@@ -24,7 +24,9 @@ const maxTTLMs = uint32(MaxTTL / time.Millisecond)
 // up; at most MaxTTL), counted from the PUT, a WithDelay included: not
 // delivered by then, the message is never delivered, and is dropped (or
 // dead-lettered, WithTTLDeadLetter) and counted in the STATS figure
-// "expired". WithTTL(0) means the message never expires, even on a queue
+// "expired". A message leased by then is left to its lease: its consumer may
+// still ACK it, and it expires only if the lease ends otherwise. WithTTL(0)
+// means the message never expires, even on a queue
 // with a default time to live (the server's BQUEUETTL). With WithReplace, the
 // replaced message takes this time to live. The PUT fails with
 // ErrUnsupported, sending nothing, unless the server negotiated version 6 and
