@@ -302,7 +302,8 @@ func (c *Client) Ping(ctx context.Context) error {
 	return err
 }
 
-// PutOption sets the delay, the priority or the unique key of a PUT.
+// PutOption sets the delay, the priority, the unique key or the time to live
+// of a PUT.
 type PutOption func(*putOptions)
 
 type putOptions struct {
@@ -315,6 +316,11 @@ type putOptions struct {
 	window    time.Duration
 	windowSet bool
 	replace   bool
+	// The time to live (ttl.go); ttlSet tells WithTTL(0), which opts out of
+	// the queue's default, from no WithTTL.
+	ttl        time.Duration
+	ttlSet     bool
+	deadLetter bool
 }
 
 // WithDelay makes the message ready only after d (whole milliseconds,
@@ -326,10 +332,11 @@ func WithDelay(d time.Duration) PutOption { return func(o *putOptions) { o.delay
 func WithPriority(p uint8) PutOption { return func(o *putOptions) { o.prio = p } }
 
 // putFrame appends the head of a PUT and reports whether it carries a unique
-// key. Against a server with PUT options a PUT without a key always uses
-// them, because only that layout is answered with the id; one with a key is
-// answered with the id either way (protocol.md 18.3), so it carries the
-// options only when they differ from the defaults the server would apply.
+// key. Against a server with PUT options a PUT without a key or a time to
+// live always uses them, because only that layout is answered with the id;
+// one with a key or a time to live is answered with the id either way
+// (protocol.md 18.3, 19.2), so it carries the options only when they differ
+// from the defaults the server would apply.
 func (c *Client) putFrame(b []byte, queue string, n int64, opts []PutOption) ([]byte, bool, error) {
 	if err := checkQueue(queue); err != nil {
 		return b, false, err
@@ -350,7 +357,17 @@ func (c *Client) putFrame(b []byte, queue string, n int64, opts []PutOption) ([]
 			return b, false, err
 		}
 	}
+	if o.ttlSet || o.deadLetter {
+		// Before sending, for the same reason.
+		if err := c.need(6, FeatureTTL); err != nil {
+			return b, false, err
+		}
+	}
 	u, err := o.unique()
+	if err != nil {
+		return b, false, err
+	}
+	t, err := o.expiry()
 	if err != nil {
 		return b, false, err
 	}
@@ -360,10 +377,10 @@ func (c *Client) putFrame(b []byte, queue string, n int64, opts []PutOption) ([]
 	if err := c.checkMax(o.delay, c.info.MaxDelay, "delay"); err != nil {
 		return b, false, err
 	}
-	if u != nil {
+	if u != nil || t != nil {
 		withOpts = custom
 	}
-	b, err = putHead(b, queue, n, withOpts, ms(o.delay), o.prio, u)
+	b, err = putHead(b, queue, n, withOpts, ms(o.delay), o.prio, u, t)
 	return b, u != nil, err
 }
 
@@ -376,7 +393,8 @@ func checkPriority(p uint8) error {
 
 // Put stores one message on queue. With WithUniqueKey it may instead be
 // refused as a duplicate or replace the message holding its key: the
-// PutResult says which, and neither is an error.
+// PutResult says which, and neither is an error. With WithTTL it is never
+// delivered once its time to live has passed.
 func (c *Client) Put(ctx context.Context, queue string, payload []byte, opts ...PutOption) (PutResult, error) {
 	b, keyed, err := c.putFrame(make([]byte, 0, 16+len(queue)+len(payload)), queue, int64(len(payload)), opts)
 	if err != nil {

@@ -78,18 +78,24 @@ const (
 	stError     = 0x7F
 )
 
-// Flag bits (protocol.md 9.3, 18.3).
+// Flag bits (protocol.md 9.3, 18.3, 19.2).
 const (
 	flagPutOptions = 0x01
 	flagWithMeta   = 0x02
 	// flagPutUnique: the PUT carries a unique key, its mode and its window
 	// (version 6).
 	flagPutUnique = 0x04
+	// flagPutTTL: the PUT carries a time to live and its mode (version 6).
+	flagPutTTL = 0x08
 )
 
 // modeReplace is the mode byte of a unique PUT that replaces the waiting
 // message holding its key (protocol.md 18.3); 0 refuses a duplicate.
 const modeReplace = 0x01
+
+// modeDeadLetter is the mode byte of a PUT with a time to live whose message
+// goes to <queue>.dead when it expires (protocol.md 19.2); 0 drops it.
+const modeDeadLetter = 0x01
 
 // Metadata tags (protocol.md 15.7).
 const (
@@ -146,6 +152,9 @@ const (
 	// (protocol.md 18.1); announced only when the negotiated version is 6 or
 	// more.
 	FeatureUnique = 1 << 7
+	// FeatureTTL: PUT with a time to live (protocol.md 19.1); announced only
+	// when the negotiated version is 6 or more.
+	FeatureTTL = 1 << 8
 )
 
 // errShort marks a response body that ends before its fields do: the peer is
@@ -262,11 +271,30 @@ func checkUnique(u *uniqueFields) error {
 	return nil
 }
 
+// ttlFields are the fields a PUT with PUT_TTL carries after the queue name,
+// the options and the key fields (protocol.md 19.2); the caller checked them
+// with checkTTL.
+type ttlFields struct {
+	// ttlMs is the time to live; 0 is none, whatever the queue's default.
+	ttlMs      uint32
+	deadLetter bool
+}
+
+// checkTTL refuses what the server would answer with a fatal BAD_ARGUMENT
+// (protocol.md 19.2): a time to live over MaxTTL. The mode byte, 0 or
+// modeDeadLetter, cannot be wrong.
+func checkTTL(t *ttlFields) error {
+	if t.ttlMs > maxTTLMs {
+		return &Error{Code: CodeBadArgument, Text: fmt.Sprintf("a time to live is at most %v, not %d ms", MaxTTL, t.ttlMs), Local: true}
+	}
+	return nil
+}
+
 // putHead appends the head of a PUT whose payload (payloadLen bytes) follows;
-// withOpts selects the version-2 layout with delay and priority, and a
-// non-nil u adds the key fields of version 6 (flags 0x04, or 0x05 with the
-// options).
-func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint32, prio uint8, u *uniqueFields) ([]byte, error) {
+// withOpts selects the version-2 layout with delay and priority, a non-nil u
+// adds the key fields of version 6 (flag 0x04) and a non-nil t the time to
+// live after them (flag 0x08): flags 0x00 to 0x0D.
+func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint32, prio uint8, u *uniqueFields, t *ttlFields) ([]byte, error) {
 	n := int64(2 + 1 + len(queue))
 	var flags byte
 	if withOpts {
@@ -276,6 +304,10 @@ func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint
 	if u != nil {
 		n += int64(1 + len(u.key) + 1 + 4)
 		flags |= flagPutUnique
+	}
+	if t != nil {
+		n += 4 + 1
+		flags |= flagPutTTL
 	}
 	n += payloadLen
 	if n > math.MaxUint32 {
@@ -295,6 +327,14 @@ func putHead(b []byte, queue string, payloadLen int64, withOpts bool, delay uint
 		}
 		b = append(b, mode)
 		b = binary.BigEndian.AppendUint32(b, u.windowMs)
+	}
+	if t != nil {
+		b = binary.BigEndian.AppendUint32(b, t.ttlMs)
+		var mode byte
+		if t.deadLetter {
+			mode = modeDeadLetter
+		}
+		b = append(b, mode)
 	}
 	return b, nil
 }
@@ -603,8 +643,8 @@ func parseHello(body []byte) (ServerInfo, error) {
 	return info, nil
 }
 
-// parsePut decodes STORED or TRUNCATED, with the id a PUT with options or a
-// key gets, and, when the PUT carried a key (keyed), DUPLICATE and REPLACED
+// parsePut decodes STORED or TRUNCATED, with the id a PUT with options, a
+// key or a time to live gets, and, when the PUT carried a key (keyed), DUPLICATE and REPLACED
 // (protocol.md 18.3). Those two answer no other PUT: from a server that sends
 // them anyway they are errors, not a silent "not stored".
 func parsePut(f frame, payloadLen int, keyed bool) (PutResult, error) {

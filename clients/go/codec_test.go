@@ -42,7 +42,7 @@ func TestNamesAreCheckedBeforeSending(t *testing.T) {
 }
 
 func TestPutTooLargeForAFrame(t *testing.T) {
-	if _, err := putHead(nil, "q", 1<<32, false, 0, 0, nil); err == nil {
+	if _, err := putHead(nil, "q", 1<<32, false, 0, 0, nil, nil); err == nil {
 		t.Fatal("a PUT over 4 GiB must be refused")
 	}
 	// PUB, REQ and REPLY too: a wrapped length would desynchronise the stream.

@@ -2,10 +2,12 @@
 // versions 1 to 6): queues with PUT/GET, leases with ACK/NACK/TOUCH, delays,
 // priority, dead letters, fan-out (bindings, publish with confirm,
 // subscriptions), request/reply, tokens and Unix sockets, schedules (cron
-// expressions or intervals at which the server sends a message by itself), and
+// expressions or intervals at which the server sends a message by itself),
 // unique messages (a PUT with WithUniqueKey is refused as a duplicate, or with
 // WithReplace replaces the waiting message, while another holds its key; see
-// PutResult).
+// PutResult), and message expiry (a PUT with WithTTL is never delivered once
+// its time to live has passed: it is dropped, or with WithTTLDeadLetter moved
+// to the dead-letter queue).
 //
 // A Client is one TCP connection, safe for concurrent use: requests from many
 // goroutines are pipelined on it and their replies matched in order. Every

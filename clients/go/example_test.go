@@ -79,6 +79,42 @@ func ExampleClient_Put_unique() {
 	fmt.Println("replaced:", res.Replaced, "id:", res.ID)
 }
 
+// Message expiry (version 6): a quote that is useless after 5 seconds, a
+// charge that goes to billing.dead for a person if nobody took it within the
+// hour, and a message that never expires on a queue with a default time to
+// live (BQUEUETTL).
+func ExampleClient_Put_expiry() {
+	ctx := context.Background()
+	c, err := beuss.Dial(ctx, "")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer c.Close()
+	res, err := c.Put(ctx, "quotes", []byte("EURUSD 1.0842"), beuss.WithTTL(5*time.Second))
+	switch {
+	case errors.Is(err, beuss.ErrUnsupported):
+		log.Fatal("the server is older than version 6")
+	case err != nil:
+		log.Fatal(err)
+	}
+	fmt.Println("stored as", res.ID)
+	// With a key too: it is released when the message expires.
+	_, err = c.Put(ctx, "billing", []byte("charge card 42"),
+		beuss.WithTTL(time.Hour), beuss.WithTTLDeadLetter(), beuss.WithUniqueKey("charge-42"))
+	if err != nil {
+		log.Fatal(err)
+	}
+	// WithTTL(0) opts out of the queue's default.
+	if _, err := c.Put(ctx, "cache", []byte("keep"), beuss.WithTTL(0)); err != nil {
+		log.Fatal(err)
+	}
+	st, err := c.Stats(ctx)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Println(st.Server["expiring"], "expiring,", st.Server["expired"], "expired so far")
+}
+
 // Fan-out: bind a queue to a pattern, publish, and ask a service.
 func ExampleClient_Publish() {
 	ctx := context.Background()

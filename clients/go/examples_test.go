@@ -30,7 +30,7 @@ type req func() []byte
 type resp func(t *testing.T, f frame)
 
 func mustPut(queue string, payload string, withOpts bool, prio uint8) []byte {
-	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio, nil)
+	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio, nil, nil)
 	if err != nil {
 		panic(err)
 	}
@@ -179,7 +179,7 @@ var examples = map[string]interface{}{
 	"10.3/7": resp(messages("one", "two!")),
 	"10.4/0": resp(messages()),
 	"10.5/0": req(func() []byte {
-		b, _ := putHead(nil, "jobs", 20000, false, 0, 0, nil)
+		b, _ := putHead(nil, "jobs", 20000, false, 0, 0, nil, nil)
 		return b
 	}),
 	"10.5/1": resp(put(PutResult{Truncated: true, OriginalLen: 20000, StoredLen: 10240}, 20000)),
@@ -308,6 +308,36 @@ var examples = map[string]interface{}{
 	"18.7/3": resp(keyedPut(PutResult{ID: 1, OriginalLen: 2, Duplicate: HolderReady}, 2, true)),
 	"18.7/4": req(func() []byte { return mustPutKeyed("jobs", "hey", true, 2, "order-42", true, 0) }),
 	"18.7/5": resp(keyedPut(PutResult{ID: 1, OriginalLen: 3, StoredLen: 3, Replaced: true}, 3, true)),
+	"19.7/0": req(func() []byte { return mustPutJob("quotes", "hi", false, WithTTL(5*time.Second)) }),
+	"19.7/1": resp(put(PutResult{ID: 1, OriginalLen: 2, StoredLen: 2}, 2)),
+	"19.7/2": req(func() []byte {
+		return mustPutJob("jobs", "x", true, WithPriority(5), WithUniqueKey("k"), WithTTL(time.Minute), WithTTLDeadLetter())
+	}),
+	"19.7/3": resp(keyedPut(PutResult{ID: 2, OriginalLen: 1, StoredLen: 1}, 1, true)),
+}
+
+// mustPutJob is a whole PUT with any of the fields of version 6 (protocol.md
+// 18.3, 19.2), the options turned into fields and checked as the client does
+// before sending; withOpts adds the delay and priority fields even when they
+// are the defaults.
+func mustPutJob(queue, payload string, withOpts bool, opts ...PutOption) []byte {
+	o := putOptions{prio: DefaultPriority}
+	for _, f := range opts {
+		f(&o)
+	}
+	u, err := o.unique()
+	if err != nil {
+		panic(err)
+	}
+	t, err := o.expiry()
+	if err != nil {
+		panic(err)
+	}
+	b, err := putHead(nil, queue, int64(len(payload)), withOpts, ms(o.delay), o.prio, u, t)
+	if err != nil {
+		panic(err)
+	}
+	return append(b, payload...)
 }
 
 // mustPutKeyed is a whole PUT with a unique key (protocol.md 18.3), its
@@ -325,7 +355,7 @@ func mustPutKeyed(queue, payload string, withOpts bool, prio uint8, key string, 
 	if err != nil {
 		panic(err)
 	}
-	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio, u)
+	b, err := putHead(nil, queue, int64(len(payload)), withOpts, 0, prio, u, nil)
 	if err != nil {
 		panic(err)
 	}

@@ -16,8 +16,17 @@ func TestHelloAndPing(t *testing.T) {
 	s := startServer(t)
 	c := s.dial(t)
 	info := c.Info()
-	if info.Version != 6 || !info.Has(FeatureLeases|FeatureFanout|FeatureSchedules|FeatureUnique) || info.MaxMessageSize != 1<<20 || info.DefaultLease != 30*time.Second {
+	if info.Version != 6 || info.MaxMessageSize != 1<<20 || info.DefaultLease != 30*time.Second {
 		t.Fatalf("%+v", info)
+	}
+	// Has is true for any of the bits it is given: check each on its own.
+	for _, f := range []uint32{FeatureLeases, FeaturePutOptions, FeatureFanout, FeatureSchedules, FeatureUnique, FeatureTTL} {
+		if !info.Has(f) {
+			t.Errorf("features %#x lack %#x", info.Features, f)
+		}
+	}
+	if info.Has(FeatureAuthRequired) {
+		t.Errorf("features %#x: no token is required", info.Features)
 	}
 	if err := c.Ping(ctx(t)); err != nil {
 		t.Fatal(err)

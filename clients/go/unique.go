@@ -83,7 +83,8 @@ func WithUniqueWindow(d time.Duration) PutOption {
 // WithReplace makes a PUT whose key is held by a waiting message (ready or
 // delayed) replace that message instead of being refused: the message keeps
 // its id, its attempt count and its place, and takes this PUT's payload,
-// priority, delay (none: ready now) and window; PutResult.Replaced is true and
+// priority, delay (none: ready now), window and time to live (WithTTL's, else
+// the queue's default, else none); PutResult.Replaced is true and
 // PutResult.ID is its id. A holder in flight or gone is still a duplicate.
 // With no holder the PUT is stored as usual. It needs WithUniqueKey.
 func WithReplace() PutOption {

@@ -73,12 +73,12 @@ func TestUniqueOptionsAreCheckedBeforeSending(t *testing.T) {
 
 func TestPutHeadWithAKey(t *testing.T) {
 	u := &uniqueFields{key: "ab", replace: true, windowMs: 0x01020304}
-	b, err := putHead(nil, "q", 3, false, 0, 0, u)
+	b, err := putHead(nil, "q", 3, false, 0, 0, u, nil)
 	want := []byte{0, 0, 0, 15, opPut, flagPutUnique, 1, 'q', 2, 'a', 'b', 1, 1, 2, 3, 4}
 	if err != nil || !bytes.Equal(b, want) {
 		t.Fatalf("key only:\n%x\nwant\n%x (%v)", b, want, err)
 	}
-	b, err = putHead(nil, "q", 3, true, 0x0A0B0C0D, 7, &uniqueFields{key: "k"})
+	b, err = putHead(nil, "q", 3, true, 0x0A0B0C0D, 7, &uniqueFields{key: "k"}, nil)
 	want = []byte{0, 0, 0, 19, opPut, flagPutOptions | flagPutUnique, 1, 'q', 0x0A, 0x0B, 0x0C, 0x0D, 7, 1, 'k', 0, 0, 0, 0, 0}
 	if err != nil || !bytes.Equal(b, want) {
 		t.Fatalf("with options:\n%x\nwant\n%x (%v)", b, want, err)
@@ -88,10 +88,10 @@ func TestPutHeadWithAKey(t *testing.T) {
 		t.Fatalf("length %d for a head of %d bytes and 3 of payload", n, len(b))
 	}
 	// The key fields count toward the u32 limit too.
-	if _, err := putHead(nil, "q", 1<<32-1-(2+2+6+1), false, 0, 0, &uniqueFields{key: "k"}); err != nil {
+	if _, err := putHead(nil, "q", 1<<32-1-(2+2+6+1), false, 0, 0, &uniqueFields{key: "k"}, nil); err != nil {
 		t.Fatalf("a PUT of exactly 4 GiB - 1: %v", err)
 	}
-	if _, err := putHead(nil, "q", 1<<32-(2+2+6+1), false, 0, 0, &uniqueFields{key: "k"}); err == nil {
+	if _, err := putHead(nil, "q", 1<<32-(2+2+6+1), false, 0, 0, &uniqueFields{key: "k"}, nil); err == nil {
 		t.Fatal("a keyed PUT over 4 GiB must be refused")
 	}
 }
