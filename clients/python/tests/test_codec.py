@@ -462,3 +462,149 @@ def test_unique_needs_version_6_and_the_feature_bit() -> None:
     with pytest.raises(beuss.Unsupported, match="feature 0x80"):
         ops.check_version([op], 6, 0x7F)
     assert p.PROTOCOL_VERSION == 6 and ops.hello().frame == bytes.fromhex("00000004010000 06".replace(" ", ""))
+
+
+# -- message expiry (protocol.md 19) -----------------------------------------------
+
+
+def ttl_tail(ttl_ms: int, mode: int) -> bytes:
+    """The PUT_TTL fields as protocol.md 19.2 lays them out: u32 ttl_ms, u8 mode."""
+    return struct.pack(">IB", ttl_ms, mode)
+
+
+def test_ttl_put_layouts_for_every_flag_combination() -> None:
+    """The four flag values a PUT with a time to live can have (0x08, 0x09, 0x0C,
+    0x0D), each byte where 19.2 puts it: after the queue name, the option fields and
+    the key fields, before the payload."""
+    key = b"\x02k1" + b"\x00" + struct.pack(">I", 0)  # key "k1", refuse, no window
+    key_replace = b"\x02k1" + b"\x01" + struct.pack(">I", 1500)
+    opts = struct.pack(">IB", 250, 5)
+    cases = [
+        # (put's keyword arguments, flags, the fields after the queue name)
+        ({"ttl": 5.0}, 0x08, ttl_tail(5000, 0)),
+        ({"ttl": 0.2, "ttl_dead_letter": True}, 0x08, ttl_tail(200, 1)),
+        ({"ttl": 0.0}, 0x08, ttl_tail(0, 0)),
+        ({"ttl": 1.0, "delay": 0.25}, 0x09, opts + ttl_tail(1000, 0)),
+        ({"ttl": 1.0, "priority": 0, "ttl_dead_letter": True}, 0x09, struct.pack(">IB", 0, 0) + ttl_tail(1000, 1)),
+        ({"ttl": 2.5, "unique": "k1"}, 0x0C, key + ttl_tail(2500, 0)),
+        ({"ttl": 2.5, "unique": b"k1", "replace": True, "unique_for": 1.5, "ttl_dead_letter": True}, 0x0C,
+         key_replace + ttl_tail(2500, 1)),
+        ({"ttl": 60.0, "unique": "k1", "delay": 0.25}, 0x0D, opts + key + ttl_tail(60000, 0)),
+        ({"ttl": 60.0, "unique": "k1", "delay": 0.25, "priority": 5, "replace": True, "unique_for": 1.5,
+          "ttl_dead_letter": True}, 0x0D, opts + key_replace + ttl_tail(60000, 1)),
+    ]
+    for kwargs, flags, fields in cases:
+        op = ops.put("q", b"body", **kwargs)  # type: ignore[arg-type]
+        rest = b"\x01q" + fields + b"body"
+        assert op.frame == struct.pack(">IBB", 2 + len(rest), p.PUT, flags) + rest, kwargs
+        assert flags & p.FLAG_PUT_TTL and op.version == 6
+        want = beuss.FEATURE_TTL | (beuss.FEATURE_UNIQUE if "unique" in kwargs else 0)
+        assert op.feature == want, kwargs
+        # The pipelines build the same frame.
+        batch = ops.Batch(_Source())
+        batch.put("q", b"body", **kwargs)  # type: ignore[arg-type]
+        assert batch._ops[0].frame == op.frame
+    # Whatever the connection's PUT_OPTIONS, a PUT with a time to live is one frame.
+    assert ops.put("q", b"x", ttl=1, options=False).frame == ops.put("q", b"x", ttl=1).frame
+    # No ttl, no TTL field: the frames of before, and no TTL feature needed.
+    assert ops.put("q", b"x").frame == p.encode_put("q", b"x", 0, 5)
+    assert ops.put("q", b"x", ttl=None).feature == 0
+    assert ops.put("q", b"x", unique="k").frame[5] == p.FLAG_PUT_UNIQUE
+    assert ops.put("q", b"x", unique="k").feature == beuss.FEATURE_UNIQUE
+
+
+def test_ttl_milliseconds() -> None:
+    ttl_of = lambda seconds: struct.unpack(">I", ops.put("q", b"", ttl=seconds).frame[-5:-1])[0]  # noqa: E731
+    assert ttl_of(0) == 0 and ttl_of(0.0) == 0
+    assert ttl_of(1.5) == 1500 and ttl_of(0.2) == 200 and ttl_of(0.0016) == 2
+    # A positive ttl under half a millisecond must not round to 0, "never expires".
+    assert ttl_of(0.0004) == 1 and ttl_of(1e-9) == 1
+    # An int is fine, and so is the longest: 30 days exactly.
+    assert ttl_of(10) == 10000
+    assert ttl_of(2_592_000) == p.MAX_TTL_MS == 2_592_000_000
+    assert ttl_of(2_592_000.0) == p.MAX_TTL_MS
+
+
+def test_ttl_arguments_the_server_refuses_fatally_are_refused_here() -> None:
+    """Times to live the server would answer with a fatal BAD_ARGUMENT (or that mean
+    nothing) raise ValueError before anything is built."""
+    bad = [
+        lambda: ops.put("q", b"", ttl=-0.001),
+        lambda: ops.put("q", b"", ttl=-1),
+        lambda: ops.put("q", b"", ttl=float("nan")),
+        lambda: ops.put("q", b"", ttl=float("inf")),
+        lambda: ops.put("q", b"", ttl=float("-inf")),
+        lambda: ops.put("q", b"", ttl=2_592_000.001),
+        lambda: ops.put("q", b"", ttl=31 * 86400),
+        lambda: ops.put("q", b"", ttl_dead_letter=True),  # dead-letter when? it needs a ttl
+        lambda: ops.put("q", b"", ttl=None, ttl_dead_letter=True),
+        lambda: ops.put("q", b"", ttl_dead_letter=True, unique="k"),
+        lambda: ops.put("q", b"", ttl=1, priority=10),
+        lambda: ops.put("q", b"", ttl=1, delay=-1),
+        lambda: ops.put("q", b"", ttl=1, unique=""),
+        lambda: ops.put("", b"", ttl=1),
+        lambda: ops.put_frames("q", [b"a"], ttl=-1),
+        lambda: ops.put_frames("q", [b"a"], ttl_dead_letter=True),
+        lambda: ops.Batch(_Source()).put("q", b"", ttl_dead_letter=True),
+        lambda: p.ttl_fields(p.MAX_TTL_MS + 1),
+        lambda: p.ttl_fields(-1),
+    ]
+    for make in bad:
+        with pytest.raises(ValueError):
+            make()
+    assert p.ttl_fields(p.MAX_TTL_MS, True) == struct.pack(">IB", p.MAX_TTL_MS, p.TTL_DEAD_LETTER)
+    assert p.ttl_fields(0) == b"\x00\x00\x00\x00\x00"
+    # ttl=0 with dead-lettering is allowed: the message never expires, the mode is moot.
+    assert ops.put("q", b"", ttl=0, ttl_dead_letter=True).frame[-5:] == ttl_tail(0, 1)
+
+
+def test_ttl_put_many_frames() -> None:
+    """put_many's frames are put's frames, the TTL fields on every one."""
+    bodies = [b"", b"a", b"bb" * 100]
+    for kwargs in ({"ttl": 0.5}, {"ttl": 0.5, "ttl_dead_letter": True}, {"ttl": 0, "delay": 1},
+                   {"ttl": 3, "priority": 1}, {}):
+        frames = ops.put_frames("q", bodies, options=True, **kwargs)  # type: ignore[arg-type]
+        assert frames == [ops.put("q", b, **kwargs).frame for b in bodies], kwargs  # type: ignore[arg-type]
+    assert ops.put_frames("q", [b"x"], ttl=0.5)[0] == bytes.fromhex("0000000a1008") + b"\x01q" + ttl_tail(500, 0) + b"x"
+
+
+def test_ttl_replies() -> None:
+    # Without a key: the replies of a PUT with options (19.2), with the id.
+    decode = ops.put("q", b"", ttl=1).decode
+    assert decode(p.S_STORED, struct.pack(">Q", 7)) == beuss.PutResult(7)
+    cut = decode(p.S_TRUNCATED, struct.pack(">IIQ", 20, 10, 8))
+    assert cut == beuss.PutResult(8, 20, 10) and cut.truncated
+    with pytest.raises(beuss.Full):
+        decode(p.S_ERROR, struct.pack(">HB", 7, 0) + b"full")
+    with pytest.raises(beuss.BadArgument):
+        decode(p.S_ERROR, struct.pack(">HB", beuss.BadArgument.CODE, 1) + b"ttl")
+    # A key's replies are not the replies of a PUT without one: a broken peer.
+    for status in (p.S_DUPLICATE, p.S_REPLACED):
+        with pytest.raises(beuss.ProtocolError):
+            decode(status, struct.pack(">QII", 1, 1, 1))
+    # With a key too: those of a keyed PUT (18.3).
+    keyed = ops.put("q", b"", unique="k", ttl=1).decode
+    assert keyed(p.S_STORED, struct.pack(">Q", 2)) == beuss.PutResult(2)
+    assert keyed(p.S_DUPLICATE, struct.pack(">QB", 3, 2)) == beuss.PutResult(3, duplicate=beuss.HolderState.DELAYED)
+    assert keyed(p.S_REPLACED, struct.pack(">QII", 3, 4, 4)) == beuss.PutResult(3, 4, 4, replaced=True)
+
+
+def test_ttl_needs_version_6_and_the_feature_bit() -> None:
+    """What the clients check before sending (protocol.md 19.1, 9.1)."""
+    op = ops.put("q", b"", ttl=1)
+    ops.check_version([op], 6, beuss.FEATURE_TTL)
+    ops.check_version([op], 6, 0x1FF)
+    with pytest.raises(beuss.Unsupported, match="version 6"):
+        ops.check_version([op], 5, 0x1FF)
+    with pytest.raises(beuss.Unsupported, match="feature 0x100"):
+        ops.check_version([op], 6, 0xFF)
+    # A key and a time to live need both bits; the message names the one missing.
+    both = ops.put("q", b"", ttl=1, unique="k")
+    ops.check_version([both], 6, beuss.FEATURE_TTL | beuss.FEATURE_UNIQUE)
+    with pytest.raises(beuss.Unsupported, match="feature 0x100,"):
+        ops.check_version([both], 6, beuss.FEATURE_UNIQUE)
+    with pytest.raises(beuss.Unsupported, match="feature 0x80,"):
+        ops.check_version([both], 6, beuss.FEATURE_TTL)
+    with pytest.raises(beuss.Unsupported, match="feature 0x180,"):
+        ops.check_version([both], 6, 0x7F)
+    assert beuss.FEATURE_TTL == 0x100

@@ -183,6 +183,10 @@ CHECKS: Dict[Tuple[str, int], Callable[[bytes], None]] = {
     ("18.7", 3): reply(ops.put("q", b"", unique="k").decode, PutResult(1, duplicate=HolderState.READY)),
     ("18.7", 4): request(ops.put("jobs", b"hey", priority=2, unique="order-42", replace=True)),
     ("18.7", 5): reply(ops.put("q", b"", unique="k", replace=True).decode, PutResult(1, 3, 3, replaced=True)),
+    ("19.7", 0): request(ops.put("quotes", b"hi", ttl=5.0)),
+    ("19.7", 1): reply(ops.put("q", b"", ttl=5.0).decode, PutResult(1)),
+    ("19.7", 2): request(ops.put("jobs", b"x", priority=5, unique="k", ttl=60.0, ttl_dead_letter=True)),
+    ("19.7", 3): reply(ops.put("q", b"", priority=5, unique="k", ttl=60.0, ttl_dead_letter=True).decode, PutResult(2)),
 }
 
 

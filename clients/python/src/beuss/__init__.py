@@ -3,7 +3,7 @@
 ``Client`` is blocking, ``AsyncClient`` is its asyncio twin with the same methods.
 Both speak protocol version 6 (protocol.md): queues, leases, delays and priority,
 dead letters, publish/bind/subscribe, request/reply, authentication, schedules, unique
-messages. No dependencies.
+messages, message expiry. No dependencies.
 """
 
 from .aio import AsyncClient, AsyncPipeline, AsyncSubscription, connect_async
@@ -48,6 +48,7 @@ from .models import (
     FEATURE_PUT_OPTIONS,
     FEATURE_SCHEDULES,
     FEATURE_SYNCED,
+    FEATURE_TTL,
     FEATURE_UNIQUE,
     Envelope,
     Event,
@@ -67,7 +68,7 @@ __all__ = [
     "AuthFailed", "AuthRequired", "FEATURE_AUTH_REQUIRED", "Forbidden", "TimedOut", "UNIX_PREFIX",
     "read_token_file",
     "BadSchedule", "FEATURE_SCHEDULES", "Scheduled", "ScheduleInfo",
-    "FEATURE_UNIQUE", "HolderState",
+    "FEATURE_UNIQUE", "HolderState", "FEATURE_TTL",
     "AsyncClient", "AsyncConsumer", "AsyncMessage", "AsyncPipeline", "AsyncSubscription",
     "BadArgument", "BadFlags", "BadQueueName", "BadSubject", "BeussError", "Client",
     "ClientTimeout", "ConnectionClosed", "Consumer", "Envelope", "Event", "FEATURE_DURABLE",

@@ -497,15 +497,21 @@ class AsyncClient:
         await self._call(ops.ping())
 
     async def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None,
-                  unique: Optional[ops.Key] = None, unique_for: float = 0.0, replace: bool = False) -> PutResult:
-        """Append a message, with a unique key if given (see ``Client.put``)."""
-        return await self._call(ops.put(queue, body, delay, priority, self._options, unique, unique_for, replace))
+                  unique: Optional[ops.Key] = None, unique_for: float = 0.0, replace: bool = False,
+                  ttl: Optional[float] = None, ttl_dead_letter: bool = False) -> PutResult:
+        """Append a message, with a unique key and a time to live if given (see
+        ``Client.put``)."""
+        return await self._call(ops.put(queue, body, delay, priority, self._options, unique, unique_for, replace,
+                                        ttl, ttl_dead_letter))
 
-    async def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
-        """Put every body, pipelined; no unique key (see ``Client.put_many``)."""
+    async def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None,
+                       ttl: Optional[float] = None, ttl_dead_letter: bool = False) -> List[PutResult]:
+        """Put every body, pipelined, with a time to live if given; no unique key (see
+        ``Client.put_many``)."""
         assert self._loop is not None
-        ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
-        frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
+        probe = ops.put(queue, b"", delay, priority, self._options, ttl=ttl, ttl_dead_letter=ttl_dead_letter)
+        ops.check_version((probe,), self.server.version, self.server.features)
+        frames = ops.put_frames(queue, list(bodies), delay, priority, self._options, ttl, ttl_dead_letter)
         batches: List["asyncio.Future[ops.PutReplies]"] = []
         for start, end in _chunks([len(f) for f in frames]):
             chunk = frames[start:end]

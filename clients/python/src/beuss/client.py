@@ -490,7 +490,8 @@ class Client:
         self._call(ops.ping())
 
     def put(self, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None,
-            unique: Optional[ops.Key] = None, unique_for: float = 0.0, replace: bool = False) -> PutResult:
+            unique: Optional[ops.Key] = None, unique_for: float = 0.0, replace: bool = False,
+            ttl: Optional[float] = None, ttl_dead_letter: bool = False) -> PutResult:
         """Append ``body`` to ``queue``, ready after ``delay`` seconds, with ``priority``
         0 (first) .. 9 (default 5). Returns the id and, if the server cut the payload
         to its limit, both lengths (``result.truncated``). ``Full`` when over the
@@ -503,17 +504,31 @@ class Client:
         holder's id. With ``replace`` a ready or delayed holder takes this body,
         priority and delay instead (``replaced``, same id); one in flight is never
         replaced. Needs a version-6 server (``Unsupported`` otherwise, nothing
-        sent); protocol.md 18."""
-        return self._call(ops.put(queue, body, delay, priority, self._options, unique, unique_for, replace))
+        sent); protocol.md 18.
 
-    def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None) -> List[PutResult]:
+        With ``ttl`` (seconds, at most 30 days) the message is never delivered once
+        that time has passed since this ``put`` (a delay counts toward it): it is
+        dropped, or moved to ``<queue>.dead`` with ``ttl_dead_letter``. ``ttl=0``
+        means "never expires", even in a queue the server gives a default time to
+        live (``BQUEUETTL``); ``None`` sends no time to live, so that default
+        applies. A message in flight when its time comes is left to its lease: it
+        can still be acked, and expires if it comes back. Needs a version-6 server
+        announcing ``FEATURE_TTL`` (``Unsupported`` otherwise, nothing sent);
+        protocol.md 19."""
+        return self._call(ops.put(queue, body, delay, priority, self._options, unique, unique_for, replace,
+                                  ttl, ttl_dead_letter))
+
+    def put_many(self, queue: str, bodies: Iterable[bytes], *, delay: float = 0.0, priority: Optional[int] = None,
+                 ttl: Optional[float] = None, ttl_dead_letter: bool = False) -> List[PutResult]:
         """Put every body, pipelined (all sent before the replies are read), in order.
         If some were refused (``Full``), the first error is raised after every reply
         was read; its ``results`` attribute holds a ``PutResult`` or the error for
-        each body. It takes no unique key (one key for the whole batch would store
-        only the first body); pipeline ``put(..., unique=...)`` calls instead."""
-        ops.check_version((ops.put(queue, b"", delay, priority, self._options),), self.server.version)
-        frames = ops.put_frames(queue, list(bodies), delay, priority, self._options)
+        each body. ``ttl`` and ``ttl_dead_letter`` apply to every body (see ``put``).
+        It takes no unique key (one key for the whole batch would store only the
+        first body); pipeline ``put(..., unique=...)`` calls instead."""
+        probe = ops.put(queue, b"", delay, priority, self._options, ttl=ttl, ttl_dead_letter=ttl_dead_letter)
+        ops.check_version((probe,), self.server.version, self.server.features)
+        frames = ops.put_frames(queue, list(bodies), delay, priority, self._options, ttl, ttl_dead_letter)
         replies = ops.PutReplies()
         with self._lock:
             self._send(b"".join(frames))  # one write, as in _run_many

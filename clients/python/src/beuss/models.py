@@ -21,6 +21,9 @@ FEATURE_SCHEDULES = 0x40
 #: Unique messages: ``PUT`` with a unique key, ``DUPLICATE``, ``REPLACED`` (18.1); set
 #: only when the negotiated version is 6 or more.
 FEATURE_UNIQUE = 0x80
+#: Message expiry: ``PUT`` with a time to live (19.1); set only when the negotiated
+#: version is 6 or more.
+FEATURE_TTL = 0x100
 
 
 @dataclass(frozen=True)

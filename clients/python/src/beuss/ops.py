@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Callable, Generic, List, Optional, Protocol, Sequence, Tuple, TypeVar, Union
 from . import protocol as p
 from .errors import BeussError, ProtocolError, RequestTimeout, ServerError, Unsupported
-from .models import FEATURE_SCHEDULES, FEATURE_UNIQUE, Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
+from .models import FEATURE_SCHEDULES, FEATURE_TTL, FEATURE_UNIQUE, Envelope, Published, PutResult, Scheduled, ScheduleInfo, ServerInfo, SettleResult, Stats
 
 T = TypeVar("T")
 M = TypeVar("M")
@@ -47,9 +47,11 @@ def check_version(ops: Sequence["Op[Any]"], negotiated: int, features: int = 0) 
     for op in ops:
         if op.version > negotiated:
             raise Unsupported(f"this request needs protocol version {op.version}; the connection speaks {negotiated}")
-        if op.feature & ~features:
+        missing = op.feature & ~features
+        if missing:
+            # The missing bits only: a PUT with a key and a time to live needs two.
             raise Unsupported(
-                f"this request needs the server's feature 0x{op.feature:02x}, which its HELLO"
+                f"this request needs the server's feature 0x{missing:02x}, which its HELLO"
                 f" (features 0x{features:02x}) does not announce"
             )
 
@@ -130,6 +132,35 @@ def _window_ms(unique_for: float) -> int:
     return int(round(unique_for * 1000))
 
 
+def _ttl_fields(ttl: Optional[float], dead_letter: bool) -> Optional[bytes]:
+    """``ttl`` seconds and the mode as a ``PUT_TTL``'s fields (19.2), or ``None``
+    without a time to live. 0 to 30 days (a longer one is a fatal ``BAD_ARGUMENT`` on
+    the server); ``dead_letter`` without a ``ttl`` is a ``ValueError``."""
+    if ttl is None:
+        # Refused rather than ignored: a caller who asks for this wants an expiry.
+        if dead_letter:
+            raise ValueError("ttl_dead_letter=True needs a time to live (ttl=...)")
+        return None
+    limit = p.MAX_TTL_MS // 1000
+    # Written so that NaN fails it too (every comparison with NaN is false).
+    if not 0 <= ttl <= limit:
+        raise ValueError(f"ttl must be 0 to {limit} seconds (30 days), got {ttl}")
+    ttl_ms = int(round(ttl * 1000))
+    if ttl > 0 and ttl_ms == 0:
+        # Under half a millisecond: rounded to 0 it would mean "never expires".
+        ttl_ms = 1
+    return p.ttl_fields(ttl_ms, dead_letter)
+
+
+def _option_fields(delay: float, priority: Optional[int]) -> Tuple[Optional[int], Optional[int]]:
+    """``delay_ms`` and ``priority`` for a version-6 ``PUT``, or ``(None, None)``: its
+    reply carries the id anyway (18.3, 19.2), so the option fields only go when a
+    delay or priority is asked for (the shortest frames, as in 18.7 and 19.7)."""
+    if delay or priority is not None:
+        return p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority
+    return None, None
+
+
 def put(
     queue: str,
     body: bytes,
@@ -139,36 +170,56 @@ def put(
     unique: Optional[Key] = None,
     unique_for: float = 0.0,
     replace: bool = False,
+    ttl: Optional[float] = None,
+    ttl_dead_letter: bool = False,
 ) -> Op[PutResult]:
     """``PUT``; with ``options`` (a version-2 server) the reply carries the id. With
     ``unique``, a key (18.3): remembered ``unique_for`` seconds after its message
-    leaves the queue, and with ``replace`` a waiting holder is replaced. A keyed
-    ``PUT`` needs version 6 and the ``UNIQUE`` feature."""
+    leaves the queue, and with ``replace`` a waiting holder is replaced. With
+    ``ttl``, a time to live in seconds (19.2; 0 = never expires, whatever the queue's
+    default), dead-lettered rather than dropped with ``ttl_dead_letter``. A keyed
+    ``PUT`` needs version 6 and the ``UNIQUE`` feature, one with a ``ttl`` version 6
+    and the ``TTL`` feature (both features for both)."""
     if unique is None:
         # Refused rather than ignored: a caller who asks for these wants a key.
         if replace:
             raise ValueError("replace=True needs a unique key (unique=...)")
         if unique_for:
             raise ValueError("unique_for needs a unique key (unique=...)")
+        key_fields: Optional[bytes] = None
     else:
-        fields = p.unique_fields(p.unique_key(unique), replace, _window_ms(unique_for))
-        # The option fields only when asked for: a keyed PUT's reply carries the id
-        # anyway (18.3), so the shortest frame (flags 0x04, as in 18.7) will do.
-        if delay or priority is not None:
-            delay_ms: Optional[int] = p.ms(delay, "delay")
-            prio = p.DEFAULT_PRIORITY if priority is None else priority
-        else:
-            delay_ms, prio = None, None
-        return Op(p.encode_put(queue, body, delay_ms, prio, fields), _decode_unique_put, 0.0, 6, FEATURE_UNIQUE)
+        key_fields = p.unique_fields(p.unique_key(unique), replace, _window_ms(unique_for))
+    ttl_fields = _ttl_fields(ttl, ttl_dead_letter)
+    if key_fields is not None or ttl_fields is not None:
+        delay_ms, prio = _option_fields(delay, priority)
+        frame = p.encode_put(queue, body, delay_ms, prio, key_fields, ttl_fields)
+        if key_fields is None:
+            # The replies of a PUT with options (19.2): STORED or TRUNCATED, with the id.
+            return Op(frame, _decode_put, 0.0, 6, FEATURE_TTL)
+        feature = FEATURE_UNIQUE if ttl_fields is None else FEATURE_UNIQUE | FEATURE_TTL
+        return Op(frame, _decode_unique_put, 0.0, 6, feature)
     if options or delay or priority is not None:
         frame = p.encode_put(queue, body, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
         return Op(frame, _decode_put, 0.0, 2)
     return Op(p.encode_put(queue, body), _decode_put)
 
 
-def put_frames(queue: str, bodies: Sequence[bytes], delay: float = 0.0, priority: Optional[int] = None, options: bool = True) -> List[bytes]:
-    """The ``PUT`` frames of a batch, the queue's head encoded once (the hot path)."""
-    if options or delay or priority is not None:
+def put_frames(
+    queue: str,
+    bodies: Sequence[bytes],
+    delay: float = 0.0,
+    priority: Optional[int] = None,
+    options: bool = True,
+    ttl: Optional[float] = None,
+    ttl_dead_letter: bool = False,
+) -> List[bytes]:
+    """The ``PUT`` frames of a batch, the queue's head encoded once (the hot path);
+    each frame is the one ``put`` would build for that body (a ``ttl`` included)."""
+    ttl_fields = _ttl_fields(ttl, ttl_dead_letter)
+    if ttl_fields is not None:
+        delay_ms, prio = _option_fields(delay, priority)
+        head, n = p.put_prefix(queue, delay_ms, prio, None, ttl_fields)
+    elif options or delay or priority is not None:
         head, n = p.put_prefix(queue, p.ms(delay, "delay"), p.DEFAULT_PRIORITY if priority is None else priority)
     else:
         head, n = p.put_prefix(queue)
@@ -518,9 +569,11 @@ class Batch:
         return self._add(ping())
 
     def put(self: B, queue: str, body: bytes, *, delay: float = 0.0, priority: Optional[int] = None,
-            unique: Optional[Key] = None, unique_for: float = 0.0, replace: bool = False) -> B:
+            unique: Optional[Key] = None, unique_for: float = 0.0, replace: bool = False,
+            ttl: Optional[float] = None, ttl_dead_letter: bool = False) -> B:
         """Queue a ``put``."""
-        return self._add(put(queue, body, delay, priority, self._put_options(), unique, unique_for, replace))
+        return self._add(put(queue, body, delay, priority, self._put_options(), unique, unique_for, replace,
+                             ttl, ttl_dead_letter))
 
     def get(self: B, queue: str, *, wait: Optional[float] = 0.0, max: int = 1) -> B:
         """Queue a ``get``."""

@@ -77,10 +77,11 @@ S_DUPLICATE = 0x54
 S_REPLACED = 0x55
 S_ERROR = 0x7F
 
-# Flags and option bits.
+# Flags and option bits (protocol.md 13.4, 15.9, 18.3, 19.2).
 FLAG_PUT_OPTIONS = 0x01
 FLAG_WITH_META = 0x02
 FLAG_PUT_UNIQUE = 0x04
+FLAG_PUT_TTL = 0x08
 LEASE_DETACHED = 0x01
 NACK_DEAD = 0x01
 NACK_NO_CHARGE = 0x02
@@ -93,6 +94,10 @@ TAG_DROPPED = 3
 # A unique PUT's mode (protocol.md 18.3): 0 refuses a duplicate.
 UNIQUE_REFUSE = 0x00
 UNIQUE_REPLACE = 0x01
+
+# A PUT_TTL mode (protocol.md 19.2): what becomes of the message when it expires.
+TTL_DROP = 0x00
+TTL_DEAD_LETTER = 0x01
 
 # A schedule's target_kind (protocol.md 17.3).
 TARGET_QUEUE = 0
@@ -110,6 +115,8 @@ MAX_SCHEDULE_FRAME = 65536
 MAX_UNIQUE_KEY = 255
 #: Longest dedup window a unique ``PUT`` may ask for: 30 days in ms (18.3).
 MAX_UNIQUE_WINDOW_MS = 2_592_000_000
+#: Longest time to live a ``PUT_TTL`` may ask for: 30 days in ms (19.2).
+MAX_TTL_MS = 2_592_000_000
 
 _U16 = struct.Struct(">H")
 _U32 = struct.Struct(">I")
@@ -130,6 +137,7 @@ _PUBLISHED = struct.Struct(">IIIIII")
 _EVENT_HEAD = struct.Struct(">IH")
 _FRAME_HEAD = struct.Struct(">IB")  # length, status
 _MODE_WINDOW = struct.Struct(">BI")  # a unique PUT's mode, window_ms
+_TTL_MODE = struct.Struct(">IB")  # a PUT_TTL's ttl_ms, mode
 _DUPLICATE = struct.Struct(">QB")  # id, state
 _REPLACED = struct.Struct(">QII")  # id, original_len, stored_len
 _FLAG_U64 = struct.Struct(">BQ")  # SCHEDULED, SCHEDULE_PAUSED: a flag, then a time
@@ -237,17 +245,28 @@ def unique_fields(key: bytes, replace: bool = False, window_ms: int = 0) -> byte
     return bytes((len(key),)) + key + _MODE_WINDOW.pack(mode, window_ms)
 
 
+def ttl_fields(ttl_ms: int, dead_letter: bool = False) -> bytes:
+    """The ``PUT_TTL`` fields (19.2): ``ttl_ms`` (0: never expires, whatever the
+    queue's default) and ``mode`` (drop, or dead-letter with ``dead_letter``). A
+    ``ttl_ms`` over 30 days (a fatal ``BAD_ARGUMENT`` on the server) is a
+    ``ValueError``."""
+    _count(ttl_ms, 0, MAX_TTL_MS, "a time to live in ms (30 days at most)")
+    return _TTL_MODE.pack(ttl_ms, TTL_DEAD_LETTER if dead_letter else TTL_DROP)
+
+
 def put_prefix(
     queue: str,
     delay_ms: Optional[int] = None,
     priority: Optional[int] = None,
     unique: Optional[bytes] = None,
+    ttl: Optional[bytes] = None,
 ) -> Tuple[bytes, int]:
     """The bytes of a ``PUT`` after its length field and before the payload, and the
     length those bytes add: computed once per batch by ``put_many``. ``unique`` is
-    the encoded ``PUT_UNIQUE`` fields (``unique_fields``), which go after the options."""
+    the encoded ``PUT_UNIQUE`` fields (``unique_fields``), which go after the options;
+    ``ttl`` the encoded ``PUT_TTL`` fields (``ttl_fields``), which go last (19.2)."""
     qname = name(queue)
-    flags = 0 if unique is None else FLAG_PUT_UNIQUE
+    flags = (0 if unique is None else FLAG_PUT_UNIQUE) | (0 if ttl is None else FLAG_PUT_TTL)
     if delay_ms is None and priority is None:
         head = bytes((PUT, flags)) + qname
     else:
@@ -257,6 +276,8 @@ def put_prefix(
         head = bytes((PUT, flags | FLAG_PUT_OPTIONS)) + qname + _DELAY_PRIO.pack(delay_ms or 0, prio)
     if unique is not None:
         head += unique
+    if ttl is not None:
+        head += ttl
     return head, len(head)
 
 
@@ -266,10 +287,12 @@ def encode_put(
     delay_ms: Optional[int] = None,
     priority: Optional[int] = None,
     unique: Optional[bytes] = None,
+    ttl: Optional[bytes] = None,
 ) -> bytes:
-    """``PUT`` (3.4), with options (13.4) when a delay or priority is given, and with
-    a unique key (18.3) when ``unique`` holds the ``unique_fields``."""
-    head, n = put_prefix(queue, delay_ms, priority, unique)
+    """``PUT`` (3.4), with options (13.4) when a delay or priority is given, with a
+    unique key (18.3) when ``unique`` holds the ``unique_fields``, and with a time to
+    live (19.2) when ``ttl`` holds the ``ttl_fields``."""
+    head, n = put_prefix(queue, delay_ms, priority, unique, ttl)
     return _U32.pack(n + len(payload)) + head + payload
 
 
@@ -487,9 +510,9 @@ def decode_hello(body: bytes) -> ServerInfo:
 
 
 def decode_put(status: int, body: bytes) -> PutResult:
-    """``STORED`` or ``TRUNCATED`` (4.3, 13.4), with the id when the PUT had options
-    or a unique key; ``DUPLICATE`` and ``REPLACED`` (18.3), the replies of a PUT with
-    a unique key that stored no new message."""
+    """``STORED`` or ``TRUNCATED`` (4.3, 13.4), with the id when the PUT had options,
+    a unique key or a time to live (19.2); ``DUPLICATE`` and ``REPLACED`` (18.3), the
+    replies of a PUT with a unique key that stored no new message."""
     if status == S_STORED:
         return PutResult(_U64.unpack_from(body)[0] if len(body) >= 8 else None)
     if status == S_DUPLICATE:
