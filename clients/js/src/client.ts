@@ -78,7 +78,7 @@ export interface ServerInfo extends HelloReply {
  */
 export interface PutResult extends codec.PutReply {}
 
-/** Options of put() and putMany() (protocol.md 13.4, 18.3). */
+/** Options of put() and putMany() (protocol.md 13.4, 18.3, 19.2). */
 export interface PutOptions extends codec.PutOptions {
   /**
    * A unique key (protocol.md 18), 1..255 bytes (a string as UTF-8): while a message of
@@ -100,6 +100,20 @@ export interface PutOptions extends codec.PutOptions {
    * (the result is an `"inFlight"` duplicate), nor a remembered key.
    */
   replace?: boolean;
+  /**
+   * A time to live (protocol.md 19), in ms from the put (a delay counts toward it): a
+   * message not delivered by then never is; it is dropped, or with `ttlDeadLetter`
+   * moved to `<queue>.dead`. A message in flight is left to its lease. 0 means it never
+   * expires, even in a queue the server gives a default (BQUEUETTL); undefined sends
+   * no time to live, so that default applies. At most 30 days (MAX_TTL_MS); rounded up
+   * to a whole millisecond. Needs a version-6 server.
+   */
+  ttlMs?: number;
+  /**
+   * With `ttlMs`: an expired message is moved to the dead-letter queue `<queue>.dead`
+   * (keeping its id, priority and attempts, without a time to live) instead of dropped.
+   */
+  ttlDeadLetter?: boolean;
 }
 
 /** Options of a GET (protocol.md 3.5). */
@@ -185,6 +199,14 @@ export function parseAddress(address: string): { host: string; port: number } {
   const i = a.indexOf(":");
   if (i < 0 || a.indexOf(":", i + 1) >= 0) return { host: a, port: DEFAULT_PORT };
   return { host: a.slice(0, i), port: parsePort(a.slice(i + 1), `the port of ${address}`) };
+}
+
+/**
+ * The PUT_OPTIONS fields of a put that also carries a key or a time to live, or
+ * undefined: those flags already bring the id, so the options go only when asked for.
+ */
+function delayOrPriority(options: PutOptions | undefined): codec.PutOptions | undefined {
+  return options?.delayMs !== undefined || options?.priority !== undefined ? options : undefined;
 }
 
 function waitField(waitMs: number | undefined): number {
@@ -398,14 +420,26 @@ export class Client implements Settler {
    * `id`; this is an answer, not an error. With `replace`, a ready or delayed holder is
    * changed instead and the result has `replaced: true`. Against a server without
    * version 6 a key throws UnsupportedError before anything is sent.
+   *
+   * With `options.ttlMs` (protocol.md 19), the message expires if it was not delivered
+   * within that time: dropped, or with `ttlDeadLetter` moved to `<queue>.dead`; 0 opts
+   * it out of its queue's default time to live. Against a server that does not
+   * announce Feature.TTL it throws UnsupportedError before anything is sent.
    */
   put(queue: string, payload: Payload, options?: PutOptions): Promise<PutResult> {
+    const ttl = this.ttlOf(options);
     if (options?.unique !== undefined) {
       this.needFeature(6, Feature.UNIQUE, "PUT with a unique key");
-      return this.putUnique(queue, payload, options, options.unique);
+      return this.putUnique(queue, payload, options, options.unique, ttl);
     }
     if (options?.replace || options?.uniqueFor !== undefined) {
       throw new RangeError("replace and uniqueFor apply to a put with a unique key: give options.unique");
+    }
+    if (ttl !== undefined) {
+      // The TTL fields alone (flag 0x08) make the server answer with the id, so
+      // PUT_OPTIONS is sent only when a delay or priority was asked for.
+      const frame = codec.encodePut(nameBytes(queue), toBytes(payload), delayOrPriority(options), undefined, ttl);
+      return this.req(frame, expect2(Status.STORED, Status.TRUNCATED, (b) => codec.decodePut(b, true)));
     }
     if (options !== undefined) this.need(2, "PUT with options");
     const withId = this.putWithId || options !== undefined;
@@ -413,7 +447,32 @@ export class Client implements Settler {
     return this.req(frame, expect2(Status.STORED, Status.TRUNCATED, (b) => codec.decodePut(b, withId)));
   }
 
-  private putUnique(queue: string, payload: Payload, options: PutOptions, unique: string | Uint8Array): Promise<PutResult> {
+  /**
+   * The PUT_TTL fields `options` asks for, or undefined; throws UnsupportedError when
+   * the server cannot take them, RangeError when they cannot be encoded.
+   */
+  private ttlOf(options: PutOptions | undefined): codec.Ttl | undefined {
+    if (options?.ttlMs === undefined) {
+      if (options?.ttlDeadLetter) throw new RangeError("ttlDeadLetter applies to a put with a time to live: give options.ttlMs");
+      return undefined;
+    }
+    this.needFeature(6, Feature.TTL, "PUT with a time to live");
+    const t = options.ttlMs;
+    if (typeof t !== "number" || !Number.isFinite(t) || t < 0) {
+      throw new RangeError(`ttlMs must be a number of ms from 0 to 30 days, got ${String(t)}`);
+    }
+    // Rounded up, never down: 0.5 ms must not become 0, which means "never expires".
+    // Over 30 days is the codec's RangeError.
+    return { ttlMs: Math.ceil(t), deadLetter: options.ttlDeadLetter ?? false };
+  }
+
+  private putUnique(
+    queue: string,
+    payload: Payload,
+    options: PutOptions,
+    unique: string | Uint8Array,
+    ttl: codec.Ttl | undefined,
+  ): Promise<PutResult> {
     let key: Uint8Array;
     if (typeof unique === "string") key = Buffer.from(unique, "utf8");
     else if (unique instanceof Uint8Array) key = unique;
@@ -425,8 +484,8 @@ export class Client implements Settler {
     const replace = options.replace ?? false;
     // The key fields alone (flag 0x04) make the server answer with the id, so
     // PUT_OPTIONS is sent only when a delay or priority was asked for.
-    const po = options.delayMs !== undefined || options.priority !== undefined ? options : undefined;
-    const frame = codec.encodePut(nameBytes(queue), toBytes(payload), po, { key, replace, windowMs: Math.ceil(w) });
+    const fields = { key, replace, windowMs: Math.ceil(w) };
+    const frame = codec.encodePut(nameBytes(queue), toBytes(payload), delayOrPriority(options), fields, ttl);
     return this.req(frame, (b) => {
       const s = b[0];
       // REPLACED answers only a put that asked to replace; anything else is a broken peer.

@@ -1,5 +1,5 @@
 /**
- * The beuss wire codec (protocol.md sections 2-6, 13, 15, 16, 17 and 18): request encoders and
+ * The beuss wire codec (protocol.md sections 2-6, 13, 15, 16, 17, 18 and 19): request encoders and
  * response decoders. Pure functions over Buffers, no I/O, so the unit tests can check
  * every documented frame byte for byte.
  *
@@ -70,8 +70,8 @@ export const Status = {
   ERROR: 0x7f,
 } as const;
 
-/** Flag bits (protocol.md 9.3, 18.3). */
-export const Flag = { PUT_OPTIONS: 0x01, WITH_META: 0x02, PUT_UNIQUE: 0x04 } as const;
+/** Flag bits (protocol.md 9.3, 18.3, 19.2). */
+export const Flag = { PUT_OPTIONS: 0x01, WITH_META: 0x02, PUT_UNIQUE: 0x04, PUT_TTL: 0x08 } as const;
 
 /** `features` bits of a version-2+ HELLO reply (protocol.md 13.1). */
 export const Feature = {
@@ -86,6 +86,8 @@ export const Feature = {
   SCHEDULES: 0x40,
   /** PUT with a unique key (PUT_UNIQUE), DUPLICATE and REPLACED (18.1); only with version 6+. */
   UNIQUE: 0x80,
+  /** PUT with a time to live (PUT_TTL) (19.1); only with version 6+. */
+  TTL: 0x100,
 } as const;
 
 /** Highest protocol version this client speaks. */
@@ -106,6 +108,10 @@ export const MAX_UNIQUE_WINDOW_MS = 2_592_000_000;
 export const MAX_UNIQUE_KEY = 255;
 /** `mode` bits of a PUT with a unique key (protocol.md 18.3). */
 export const UniqueMode = { REPLACE: 0x01 } as const;
+/** Longest time to live of a message: 30 days in ms (protocol.md 19.2). */
+export const MAX_TTL_MS = 2_592_000_000;
+/** `mode` bits of a PUT with a time to live (protocol.md 19.2). */
+export const TtlMode = { DEAD_LETTER: 0x01 } as const;
 /** Priority a plain PUT gets (protocol.md 13.3). */
 export const DEFAULT_PRIORITY = 5;
 /** NACK option bits (protocol.md 13.6). */
@@ -236,13 +242,25 @@ export interface UniqueKey {
   windowMs?: number;
 }
 
+/** The time-to-live fields of a PUT with the PUT_TTL flag (19.2). */
+export interface Ttl {
+  /**
+   * Milliseconds from the PUT after which the message is never delivered, at most
+   * 30 days (MAX_TTL_MS); 0 = it never expires, whatever its queue's default.
+   */
+  ttlMs: number;
+  /** Move the expired message to `<queue>.dead` (mode 0x01) instead of dropping it. */
+  deadLetter?: boolean;
+}
+
 /**
  * PUT (3.4; with `options`, the PUT_OPTIONS form of 13.4 whose reply carries the id;
- * with `unique`, the PUT_UNIQUE form of 18.3, whose fields come after the options').
- * Passing `options` (even `{}`) selects the PUT_OPTIONS form; either flag makes the
- * server answer with the id.
+ * with `unique`, the PUT_UNIQUE form of 18.3, whose fields come after the options';
+ * with `ttl`, the PUT_TTL form of 19.2, whose fields come after both).
+ * Passing `options` (even `{}`) selects the PUT_OPTIONS form; any of the three flags
+ * makes the server answer with the id.
  */
-export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutOptions, unique?: UniqueKey): Buffer {
+export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutOptions, unique?: UniqueKey, ttl?: Ttl): Buffer {
   // Everything is checked before the frame is allocated: a bad field here would be a
   // fatal BAD_ARGUMENT on the server, costing every other request in flight.
   let delay = 0;
@@ -260,8 +278,14 @@ export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutO
       throw new RangeError(`a unique key's window must be 0..${MAX_UNIQUE_WINDOW_MS} ms (30 days), got ${window}`);
     }
   }
-  const extra = (options ? 5 : 0) + (unique ? 1 + unique.key.length + 5 : 0);
-  const flags = (options ? Flag.PUT_OPTIONS : 0) | (unique ? Flag.PUT_UNIQUE : 0);
+  if (ttl) {
+    const t = ttl.ttlMs;
+    if (!Number.isInteger(t) || t < 0 || t > MAX_TTL_MS) {
+      throw new RangeError(`a time to live must be 0..${MAX_TTL_MS} ms (30 days), got ${t}`);
+    }
+  }
+  const extra = (options ? 5 : 0) + (unique ? 1 + unique.key.length + 5 : 0) + (ttl ? 5 : 0);
+  const flags = (options ? Flag.PUT_OPTIONS : 0) | (unique ? Flag.PUT_UNIQUE : 0) | (ttl ? Flag.PUT_TTL : 0);
   const b = frame(Op.PUT, flags, 1 + queue.length + extra + payload.length);
   b[6] = queue.length;
   b.set(queue, 7);
@@ -277,6 +301,11 @@ export function encodePut(queue: Uint8Array, payload: Uint8Array, options?: PutO
     o += 1 + unique.key.length;
     b[o] = unique.replace ? UniqueMode.REPLACE : 0;
     b.writeUInt32BE(window, o + 1);
+    o += 5;
+  }
+  if (ttl) {
+    b.writeUInt32BE(ttl.ttlMs, o);
+    b[o + 4] = ttl.deadLetter ? TtlMode.DEAD_LETTER : 0;
     o += 5;
   }
   b.set(payload, o);
@@ -880,9 +909,9 @@ export function decodeSettled(body: Buffer): SettleResult[] {
 
 /** The STATS reply (6): u64 figures by name, for the server and per queue. */
 export interface Stats {
-  /** Server-wide figures (6.1, 13.11, 14.3, 15.11, 18.6). */
+  /** Server-wide figures (6.1, 13.11, 14.3, 15.11, 18.6, 19.5). */
   server: Map<string, bigint>;
-  /** Figures of each queue (6.2, 13.11, 15.11), by queue name. */
+  /** Figures of each queue (6.2, 13.11, 15.11, 19.5), by queue name. */
   queues: Map<string, Map<string, bigint>>;
 }
 

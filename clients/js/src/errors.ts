@@ -212,8 +212,8 @@ export class RequestTimeoutError extends BeussError {
 
 /**
  * The request needs a protocol version the connection did not negotiate (protocol.md
- * 9.1), or a feature the server did not announce in HELLO (17.1, 18.1): refused before
- * anything is sent, since an older server would answer it with a
+ * 9.1), or a feature the server did not announce in HELLO (17.1, 18.1, 19.1): refused
+ * before anything is sent, since an older server would answer it with a
  * fatal error that costs every other request in flight.
  */
 export class UnsupportedError extends BeussError {

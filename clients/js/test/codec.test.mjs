@@ -240,6 +240,54 @@ test("REPLACED: the id, and the lengths only when the payload was cut", () => {
   assert.throws(() => codec.decodeReplaced(rep(3, 3).subarray(0, 16)), codec.CodecError);
 });
 
+test("PUT with a time to live: flags 0x08, 0x09, 0x0C and 0x0D, the TTL fields after the options' and the key's", () => {
+  assert.equal(codec.Flag.PUT_TTL, 0x08);
+  assert.equal(codec.TtlMode.DEAD_LETTER, 0x01);
+  // flags 0x08, length 11 = 2 + 1 + 1 + 5 + 2: name, ttl_ms, mode, payload.
+  const ttl = codec.encodePut(b8("q"), b8("pl"), undefined, undefined, { ttlMs: 0x01020304 });
+  assert.equal(ttl.toString("hex"), "0000000b" + "10" + "08" + "0171" + "01020304" + "00" + "706c");
+  // flags 0x09, length 14: delay and priority, then ttl_ms 5000 and mode dead-letter.
+  const opts = codec.encodePut(b8("q"), b8(""), { delayMs: 7, priority: 0 }, undefined, { ttlMs: 5000, deadLetter: true });
+  assert.equal(opts.toString("hex"), "0000000e" + "10" + "09" + "0171" + "00000007" + "00" + "00001388" + "01");
+  // flags 0x0C, length 16: the key fields, then ttl_ms 0 (never expires) and mode drop.
+  const keyed = codec.encodePut(b8("q"), b8(""), undefined, { key: b8("x") }, { ttlMs: 0, deadLetter: false });
+  assert.equal(keyed.toString("hex"), "00000010" + "10" + "0c" + "0171" + "0178" + "00" + "00000000" + "00000000" + "00");
+  // flags 0x0D, length 21: options, key, TTL in that order; the longest time to live.
+  const all = codec.encodePut(b8("q"), b8("z"), {}, { key: b8("x"), replace: true }, { ttlMs: codec.MAX_TTL_MS, deadLetter: true });
+  assert.equal(
+    all.toString("hex"),
+    "00000016" + "10" + "0d" + "0171" + "00000000" + "05" + "0178" + "01" + "00000000" + "9a7ec800" + "01" + "7a",
+  );
+  // Every combination: the flags are the fields present, the length counts them all,
+  // and the TTL fields are the five bytes just before the payload.
+  for (const o of [undefined, { priority: 1 }]) {
+    for (const u of [undefined, { key: b8("key") }]) {
+      for (const t of [undefined, { ttlMs: 250, deadLetter: true }]) {
+        const f = codec.encodePut(b8("qq"), b8("body"), o, u, t);
+        const what = JSON.stringify({ o, u: u && "key", t });
+        assert.equal(f[5], (o ? 0x01 : 0) | (u ? 0x04 : 0) | (t ? 0x08 : 0), what);
+        assert.equal(f.readUInt32BE(0), f.length - 4, what);
+        assert.equal(f.length, 4 + 2 + 1 + 2 + (o ? 5 : 0) + (u ? 1 + 3 + 5 : 0) + (t ? 5 : 0) + 4, what);
+        assert.equal(f.subarray(-4).toString(), "body", what);
+        if (t) assert.equal(f.subarray(-9, -4).toString("hex"), "000000fa01", what);
+      }
+    }
+  }
+});
+
+test("PUT with a time to live: ttl_ms is checked for 0..30 days before anything is sent", () => {
+  const enc = (t, o, u) => codec.encodePut(b8("q"), b8("p"), o, u, t);
+  assert.equal(codec.MAX_TTL_MS, 2592000000);
+  assert.equal(enc({ ttlMs: codec.MAX_TTL_MS }).readUInt32BE(8), 2592000000);
+  assert.equal(enc({ ttlMs: 0 }).readUInt32BE(8), 0);
+  for (const ttlMs of [codec.MAX_TTL_MS + 1, -1, 1.5, NaN, Infinity, undefined, "5", 2 ** 32]) {
+    assert.throws(() => enc({ ttlMs }), /time to live must be 0..2592000000 ms/, String(ttlMs));
+  }
+  // The other fields are still checked when a time to live comes with them.
+  assert.throws(() => enc({ ttlMs: 1 }, { priority: 10 }), RangeError);
+  assert.throws(() => enc({ ttlMs: 1 }, undefined, { key: b8("") }), RangeError);
+});
+
 test("names are checked for 1..255 bytes before anything is sent", () => {
   assert.throws(() => codec.nameBytes(""), RangeError);
   assert.throws(() => codec.nameBytes("é".repeat(128)), RangeError); // 256 bytes

@@ -307,6 +307,7 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     assert.throws(() => v1.subscribe("a.b"), beuss.UnsupportedError);
     assert.throws(() => v1.get("q", { withMeta: true }), beuss.UnsupportedError);
     assert.throws(() => v1.put("q", "x", { unique: "k" }), beuss.UnsupportedError);
+    assert.throws(() => v1.put("q", "x", { ttlMs: 1000 }), beuss.UnsupportedError);
     assert.deepEqual(await v1.put("q", "x"), { truncated: false });
     await v1.ping();
     await v1.close();
@@ -317,6 +318,7 @@ test("HELLO negotiation: newer requests are refused client-side on an older vers
     assert.throws(() => v2.publish("a.b", "x"), beuss.UnsupportedError);
     assert.throws(() => v2.schedules(), beuss.UnsupportedError);
     assert.throws(() => v2.put("q", "x", { unique: "k" }), beuss.UnsupportedError);
+    assert.throws(() => v2.put("q", "x", { ttlMs: 0 }), beuss.UnsupportedError);
     await v2.close();
     const v9 = await srv.connect({ version: 9 });
     assert.equal(v9.server.version, 6);

@@ -15,7 +15,9 @@ serverForFile((s, client) => {
 test("HELLO negotiates version 6 and announces the features", () => {
   assert.equal(c.server.version, 6);
   assert.ok(
-    c.server.has(beuss.Feature.LEASES | beuss.Feature.PUT_OPTIONS | beuss.Feature.FANOUT | beuss.Feature.SCHEDULES | beuss.Feature.UNIQUE),
+    c.server.has(
+      beuss.Feature.LEASES | beuss.Feature.PUT_OPTIONS | beuss.Feature.FANOUT | beuss.Feature.SCHEDULES | beuss.Feature.UNIQUE | beuss.Feature.TTL,
+    ),
   );
   assert.equal(c.server.maxMessageSize, 1048576);
   assert.equal(c.server.defaultLeaseMs, 30000);

@@ -1,5 +1,5 @@
 // Every frame of clients/testdata/protocol-examples.json (the hex dumps of protocol.md
-// sections 10, 13.13, 15.12, 16.9, 17.8 and 18.7), checked against this client's own codec: requests are
+// sections 10, 13.13, 15.12, 16.9, 17.8, 18.7 and 19.7), checked against this client's own codec: requests are
 // encoded and compared byte for byte, replies decoded and compared with what the
 // document says. A frame this table does not know fails the test, so a new example in
 // protocol.md forces a new check here.
@@ -63,6 +63,9 @@ const requests = {
   "18.7/2": () => codec.encodePut(q("jobs"), q("hi"), undefined, { key: q("order-42"), replace: false, windowMs: 600000 }),
   "18.7/4": () =>
     codec.encodePut(q("jobs"), q("hey"), { delayMs: 0, priority: 2 }, { key: q("order-42"), replace: true, windowMs: 0 }),
+  "19.7/0": () => codec.encodePut(q("quotes"), q("hi"), undefined, undefined, { ttlMs: 5000 }),
+  "19.7/2": () =>
+    codec.encodePut(q("jobs"), q("x"), { delayMs: 0, priority: 5 }, { key: q("k"), windowMs: 0 }, { ttlMs: 60000, deadLetter: true }),
 };
 
 const S = codec.Status;
@@ -180,11 +183,20 @@ const replies = {
     assert.deepEqual(codec.decodeReplaced(b), { truncated: false, id: 1n, replaced: true });
     assert.deepEqual(codec.decodePut(b, true), codec.decodeReplaced(b));
   },
+  // A PUT with a time to live is answered as one with options: STORED with the id.
+  "19.7/1": (b) => {
+    status(b, S.STORED);
+    assert.deepEqual(codec.decodePut(b, true), { truncated: false, id: 1n });
+  },
+  "19.7/3": (b) => {
+    status(b, S.STORED);
+    assert.deepEqual(codec.decodePut(b, true), { truncated: false, id: 2n });
+  },
 };
 
-test("the examples file has frames from sections 10, 13, 15, 16, 17 and 18", () => {
-  assert.ok(frames.length >= 66);
-  for (const s of ["10.", "13.", "15.", "16.", "17.", "18."]) assert.ok(frames.some((f) => f.section.startsWith(s)), s);
+test("the examples file has frames from sections 10, 13, 15, 16, 17, 18 and 19", () => {
+  assert.ok(frames.length >= 70);
+  for (const s of ["10.", "13.", "15.", "16.", "17.", "18.", "19."]) assert.ok(frames.some((f) => f.section.startsWith(s)), s);
 });
 
 for (const f of frames) {

@@ -4,8 +4,10 @@ import {
   BadScheduleError,
   connect,
   type DuplicateState,
+  Feature,
   FullError,
   type LeasedMessage,
+  MAX_TTL_MS,
   type Message,
   type PutOptions,
   type PutResult,
@@ -63,7 +65,12 @@ export async function usage(): Promise<void> {
   const dup: DuplicateState | undefined = u.duplicate;
   const latest = await c.put("prices", "1.08", { unique: new Uint8Array([1]), replace: true, priority: 1, delayMs: 0 });
   const replaced: boolean | undefined = latest.replaced;
-  void [id, text, obj, ok, ready, first, next, paused, runs, removed, dup, replaced];
+  const brief: PutOptions = { ttlMs: 5000, ttlDeadLetter: true };
+  const e: PutResult = await c.put("quotes", "hi", brief);
+  await c.putMany("cache", ["a", "b"], { ttlMs: 0, unique: "k", priority: 1 });
+  const longest: number = MAX_TTL_MS;
+  const hasTtl: boolean = c.server.has(Feature.TTL);
+  void [id, text, obj, ok, ready, first, next, paused, runs, removed, dup, replaced, e.id, longest, hasTtl];
   await c.close();
 }
 
@@ -73,6 +80,9 @@ export const state: DuplicateState = "leased";
 // A key is a string or bytes.
 // @ts-expect-error a number is not a key
 export const numKey: PutOptions = { unique: 42 };
+// A time to live is a number of ms.
+// @ts-expect-error a string is not a time to live
+export const strTtl: PutOptions = { ttlMs: "5s" };
 
 // A target is a queue or a subject, not both.
 // @ts-expect-error both queue and subject
