@@ -1,18 +1,20 @@
 #!/usr/bin/env python3
-"""Usage: python3 bench/unique.py SERVER [COUNT] [ROUNDS]
+"""Usage: python3 bench/jobs.py SERVER [COUNT] [ROUNDS]
 
-What unique keys cost a beuss-server (protocol.md section 18):
+What unique keys (protocol.md section 18) and expiry (19) cost a beuss-server:
 
 1. PUT cost: COUNT (default 200,000) 16-byte messages put on one queue, pipelined
-   1,000 frames a write, as plain PUTs (flags 0) and as PUTs with a distinct 8-byte
-   key each (flags 0x04), then the same keyed PUTs again (every one a DUPLICATE).
+   1,000 frames a write, as plain PUTs (flags 0), as PUTs with a distinct 8-byte
+   key each (flags 0x04), then the same keyed PUTs again (every one a DUPLICATE),
+   and as PUTs with a time to live of an hour (flags 0x08).
    The figure is the server's CPU time for the batch (utime + stime from
    /proc/PID/stat), so the Python client's own cost is left out; wall time is
    printed too. Cases alternate, a fresh server each, ROUNDS times (default 5);
    medians and min-max are printed.
-2. Memory: the server's RSS with 1,000,000 messages held, plain and keyed, and with
-   1,000,000 keys remembered after their messages were taken (a window of an hour,
-   BMAXUNIQUEKEYS=1000000), each over the RSS of an empty server.
+2. Memory: the server's RSS with 1,000,000 messages held, plain, keyed and with a
+   time to live, and with 1,000,000 keys remembered after their messages were taken
+   (a window of an hour, BMAXUNIQUEKEYS=1000000), each over the RSS of an empty
+   server.
 
 Servers listen on a free loopback port with BMAXMEMORY=4G and are stopped by pid."""
 import os, signal, socket, struct, subprocess, sys, time
@@ -34,6 +36,11 @@ def put_keyed(queue, key, window_ms=0):
     body = bytes([len(queue)]) + queue + bytes([len(key)]) + key + b"\x00"
     body += struct.pack(">I", window_ms) + PAYLOAD
     return struct.pack(">IBB", 2 + len(body), 0x10, 0x04) + body
+
+
+def put_ttl(queue, ttl_ms=3_600_000):
+    body = bytes([len(queue)]) + queue + struct.pack(">IB", ttl_ms, 0) + PAYLOAD
+    return struct.pack(">IBB", 2 + len(body), 0x10, 0x08) + body
 
 
 def get_frame(queue, max_):
@@ -123,13 +130,16 @@ def put_cost():
     keys = [b"k%07d" % i for i in range(COUNT)]
     plain = [put_plain(q)] * COUNT
     keyed = [put_keyed(q, k) for k in keys]
-    results = {"plain": ([], []), "keyed": ([], []), "duplicate": ([], [])}
+    ttl = [put_ttl(q)] * COUNT
+    results = {"plain": ([], []), "keyed": ([], []), "duplicate": ([], []), "ttl": ([], [])}
     for _ in range(ROUNDS):
-        for case in ("plain", "keyed"):
+        for case in ("plain", "keyed", "ttl"):
             s = Server()
             try:
                 if case == "plain":
                     cpu, wall = timed(s, plain, {0x10})
+                elif case == "ttl":
+                    cpu, wall = timed(s, ttl, {0x10})
                 else:
                     cpu, wall = timed(s, keyed, {0x10})
                     dcpu, dwall = timed(s, keyed, {0x54})
@@ -141,7 +151,8 @@ def put_cost():
                 s.stop()
     print(f"PUT of {COUNT} 16-byte messages, pipelined {BATCH} a write, {ROUNDS} rounds:")
     for case, label in (("plain", "plain PUT"), ("keyed", "PUT with a distinct key"),
-                        ("duplicate", "the same keyed PUTs again (DUPLICATE)")):
+                        ("duplicate", "the same keyed PUTs again (DUPLICATE)"),
+                        ("ttl", "PUT with a time to live")):
         show(label + ", server CPU", results[case][0], "ms")
         show(label + ", wall", results[case][1], "ms")
     ratio = [k / p for k, p in zip(results["keyed"][0], results["plain"][0]) if p > 0]
@@ -158,6 +169,7 @@ def memory():
         ("plain messages held", lambda: [put_plain(q)] * n, {0x10}, False),
         ("keyed messages held (8-byte keys)", lambda: [put_keyed(q, b"k%07d" % i) for i in range(n)],
          {0x10}, False),
+        ("messages with a time to live held", lambda: [put_ttl(q)] * n, {0x10}, False),
         ("keys remembered, messages taken", lambda: [put_keyed(q, b"k%07d" % i, 3_600_000) for i in range(n)],
          {0x10}, True),
     ]
