@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use beuss::client::{Expiry, LeaseOptions, PutOptions, SettleResult, Unique};
@@ -115,33 +114,11 @@ fn a_bad_bqueuettl_stops_the_start() {
     }
 }
 
-/// A fresh data directory, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("beuss-expiry-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create data dir");
-        Dir(path)
-    }
-
-    fn text(&self) -> &str {
-        self.0.to_str().expect("UTF-8 temp path")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// With `BDATADIR`, a message whose time to live passed while the server was down is
 /// gone at start; one with time left keeps it.
 #[test]
 fn expiry_counts_the_time_the_server_was_down() {
-    let dir = Dir::new("down");
+    let dir = TempDir::new("down");
     let env = [("BDATADIR", dir.text()), ("BFSYNC", "always")];
     let server = TestServer::start_with(&env);
     let mut client = server.client();

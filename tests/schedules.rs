@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use beuss::Client;
@@ -22,32 +21,6 @@ fn info(client: &mut Client, name: &str) -> ScheduleInfo {
     let list = client.schedules(Some(name)).expect("SCHEDULES");
     assert_eq!(list.len(), 1, "{list:?}");
     list.into_iter().next().expect("one schedule")
-}
-
-/// A fresh data directory, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!(
-            "beuss-schedules-{}-{tag}-{}",
-            std::process::id(),
-            wall_ms()
-        ));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create data dir");
-        Dir(path)
-    }
-
-    fn text(&self) -> &str {
-        self.0.to_str().expect("UTF-8 temp path")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
 }
 
 #[test]
@@ -220,7 +193,7 @@ fn frame_checks() {
 /// and every run made its message.
 #[test]
 fn schedules_survive_restarts() {
-    let dir = Dir::new("restart");
+    let dir = TempDir::new("restart");
     let env = [("BDATADIR", dir.text()), ("BFSYNC", "always")];
     let server = TestServer::start_with(&env);
     let mut client = server.client();
@@ -272,7 +245,7 @@ fn schedules_survive_restarts() {
 /// then on time again.
 #[test]
 fn runs_missed_while_down_are_made_up_once() {
-    let dir = Dir::new("misfire");
+    let dir = TempDir::new("misfire");
     let env = [("BDATADIR", dir.text())];
     let server = TestServer::start_with(&env);
     let mut client = server.client();

@@ -5,7 +5,6 @@
 
 mod common;
 
-use std::path::PathBuf;
 use std::time::Duration;
 
 use beuss::Client;
@@ -193,33 +192,11 @@ fn bad_key_fields_are_a_fatal_bad_argument() {
     assert!(text.contains("key is empty"), "{text}");
 }
 
-/// A fresh data directory, removed when dropped.
-struct Dir(PathBuf);
-
-impl Dir {
-    fn new(tag: &str) -> Dir {
-        let path = std::env::temp_dir().join(format!("beuss-unique-{}-{tag}", std::process::id()));
-        let _ = std::fs::remove_dir_all(&path);
-        std::fs::create_dir_all(&path).expect("create data dir");
-        Dir(path)
-    }
-
-    fn text(&self) -> &str {
-        self.0.to_str().expect("UTF-8 temp path")
-    }
-}
-
-impl Drop for Dir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
 /// With `BDATADIR`, a held key and a remembered one survive a SIGKILL and a clean
 /// stop, and a replaced payload is the one that comes back.
 #[test]
 fn keys_survive_restarts() {
-    let dir = Dir::new("restart");
+    let dir = TempDir::new("restart");
     let env = [("BDATADIR", dir.text()), ("BFSYNC", "always")];
     let server = TestServer::start_with(&env);
     let mut client = server.client();
@@ -260,7 +237,7 @@ fn keys_survive_restarts() {
 /// The cap on remembered keys applies again at start (protocol.md 18.4).
 #[test]
 fn the_cap_applies_at_start() {
-    let dir = Dir::new("cap-at-start");
+    let dir = TempDir::new("cap-at-start");
     let env = [("BDATADIR", dir.text()), ("BFSYNC", "always")];
     let server = TestServer::start_with(&env);
     let mut client = server.client();

@@ -24,6 +24,22 @@ fn unique(key: &[u8]) -> Unique<'_> {
     }
 }
 
+/// A key remembered for `window_ms` after its message left.
+fn windowed(key: &[u8], window_ms: u32) -> Unique<'_> {
+    Unique {
+        window_ms,
+        ..unique(key)
+    }
+}
+
+/// A key that replaces the waiting message holding it.
+fn replacing(key: &[u8]) -> Unique<'_> {
+    Unique {
+        replace: true,
+        ..unique(key)
+    }
+}
+
 fn opts(delay_ms: u32, priority: u8) -> PutOptions {
     PutOptions { delay_ms, priority }
 }
@@ -134,11 +150,7 @@ fn the_key_is_free_again_once_its_message_leaves() {
 fn a_window_refuses_the_key_after_its_message_left() {
     let t0 = Instant::now();
     let mut s = store();
-    let u = Unique {
-        key: b"k",
-        replace: false,
-        window_ms: 1000,
-    };
+    let u = windowed(b"k", 1000);
     let (a, _) = kput(&mut s, "q", b"one", u, t0);
     let (lease, _) = lease_one(&mut s, "q", t0);
     assert_eq!(s.ack("q", lease, t0 + ms(100)), SettleResult::Ok);
@@ -207,11 +219,7 @@ fn replace_changes_payload_and_priority_in_place() {
     let a = s.put_with("q", b"a", 1, opts(0, 5), t0).unwrap().0;
     let k = kput(&mut s, "q", b"old", unique(b"k"), t0).0;
     let b = s.put_with("q", b"b", 1, opts(0, 5), t0).unwrap().0;
-    let replace = Unique {
-        key: b"k",
-        replace: true,
-        window_ms: 0,
-    };
+    let replace = replacing(b"k");
     let memory = s.memory();
     assert_eq!(
         kput(&mut s, "q", b"newer", replace, t0),
@@ -240,11 +248,7 @@ fn replace_changes_payload_and_priority_in_place() {
 fn replace_is_refused_in_flight_and_stores_anew_when_nothing_waits() {
     let t0 = Instant::now();
     let mut s = store();
-    let replace = Unique {
-        key: b"k",
-        replace: true,
-        window_ms: 0,
-    };
+    let replace = replacing(b"k");
     let (k, done) = kput(&mut s, "q", b"one", replace, t0);
     assert_eq!(done, STORED, "nothing to replace: a new message");
     let (lease, _) = lease_one(&mut s, "q", t0);
@@ -270,11 +274,7 @@ fn replace_is_refused_in_flight_and_stores_anew_when_nothing_waits() {
 fn replace_can_delay_or_undelay_the_waiting_message() {
     let t0 = Instant::now();
     let mut s = store();
-    let replace = Unique {
-        key: b"k",
-        replace: true,
-        window_ms: 0,
-    };
+    let replace = replacing(b"k");
     let (k, _) = kput_opt(&mut s, "q", b"one", opts(10_000, 5), replace, t0);
     assert_eq!(s.delayed_count(), 1);
     assert_eq!(
@@ -337,11 +337,7 @@ fn memory_comes_back_when_everything_left() {
     let _ = s.put("q", b"warm", 4, t0);
     get_all(&mut s, "q", t0);
     let empty = s.memory();
-    let windowed = Unique {
-        key: b"k",
-        replace: false,
-        window_ms: 10,
-    };
+    let windowed = windowed(b"k", 10);
     kput(&mut s, "q", b"abc", windowed, t0);
     assert!(s.memory() > empty + HELD_OVERHEAD);
     get_all(&mut s, "q", t0);
@@ -370,11 +366,7 @@ fn a_put_past_the_memory_cap_is_refused_and_changes_nothing() {
         )
         .is_err()
     );
-    let replace = Unique {
-        key: b"a",
-        replace: true,
-        window_ms: 0,
-    };
+    let replace = replacing(b"a");
     let bigger = vec![0u8; 4000];
     assert!(
         s.put_job(
@@ -411,11 +403,7 @@ fn keys_and_windows_survive_a_restart() {
     let t0 = Instant::now();
     let mut s = store();
     s.enable_log(t0, WALL);
-    let windowed = Unique {
-        key: b"gone",
-        replace: false,
-        window_ms: 60_000,
-    };
+    let windowed = windowed(b"gone", 60_000);
     let (held, _) = kput(&mut s, "q", b"held", unique(b"held"), t0);
     let plain = s.put("q", b"plain", 5, t0).map(|_| ()).ok();
     assert!(plain.is_some());
@@ -431,11 +419,7 @@ fn keys_and_windows_survive_a_restart() {
     let lease = lease.expect("gone was leased");
     assert_eq!(s.ack("q", lease, t0), SettleResult::Ok);
     s.return_leases(t0);
-    let replace = Unique {
-        key: b"held",
-        replace: true,
-        window_ms: 0,
-    };
+    let replace = replacing(b"held");
     assert_eq!(
         kput(&mut s, "q", b"held2", replace, t0),
         (held, JobPut::Replaced)
@@ -471,11 +455,7 @@ fn a_snapshot_carries_the_keys() {
     let t0 = Instant::now();
     let mut s = store();
     s.enable_log(t0, WALL);
-    let windowed = Unique {
-        key: b"w",
-        replace: false,
-        window_ms: 60_000,
-    };
+    let windowed = windowed(b"w", 60_000);
     let (k, _) = kput(&mut s, "q", b"a", unique(b"k"), t0);
     kput(&mut s, "q", b"b", windowed, t0);
     get_all(&mut s, "q", t0);
@@ -641,11 +621,7 @@ fn a_published_copy_takes_its_queues_default() {
 fn replace_sets_the_time_to_live_anew() {
     let t0 = Instant::now();
     let mut s = store();
-    let replace = Unique {
-        key: b"k",
-        replace: true,
-        window_ms: 0,
-    };
+    let replace = replacing(b"k");
     let put = |s: &mut Store<u32>, t: Option<Ttl>, now| {
         s.put_job("q", b"v", 1, opts(0, 5), Some(replace), t, now)
             .expect("room")
@@ -717,11 +693,7 @@ fn a_handoff_given_back_keeps_its_key_and_expiry() {
     let t0 = Instant::now();
     let mut s = store();
     s.park("q", 7, None, t0);
-    let windowed = Unique {
-        key: b"k",
-        replace: false,
-        window_ms: 60_000,
-    };
+    let windowed = windowed(b"k", 60_000);
     let (id, _) = s
         .put_job("q", b"x", 1, opts(0, 5), Some(windowed), ttl(500), t0)
         .unwrap();
@@ -749,16 +721,8 @@ fn a_release_the_cap_forgets_at_once_is_logged() {
     let mut s = store();
     s.enable_log(t0, WALL);
     s.set_max_remembered_keys(1);
-    let long = Unique {
-        key: b"a",
-        replace: false,
-        window_ms: 3_600_000,
-    };
-    let short = Unique {
-        key: b"b",
-        replace: false,
-        window_ms: 1000,
-    };
+    let long = windowed(b"a", 3_600_000);
+    let short = windowed(b"b", 1000);
     kput(&mut s, "q", b"a", long, t0);
     get_all(&mut s, "q", t0);
     kput(&mut s, "q", b"b", short, t0);
@@ -780,11 +744,7 @@ fn a_keyed_lease_dead_lettered_by_a_restart_is_remembered_for_its_window() {
     let t0 = Instant::now();
     let mut s = store();
     s.enable_log(t0, WALL);
-    let windowed = Unique {
-        key: b"k",
-        replace: false,
-        window_ms: 60_000,
-    };
+    let windowed = windowed(b"k", 60_000);
     let (id, _) = kput(&mut s, "q", b"x", windowed, t0);
     let mut got = Vec::new();
     let last = LeaseSpec {

@@ -696,6 +696,37 @@ impl Drop for TempFile {
     }
 }
 
+/// A fresh directory in the temporary directory (a `BDATADIR`), removed with what it
+/// holds when dropped.
+pub struct TempDir {
+    /// Where it is.
+    pub path: std::path::PathBuf,
+}
+
+impl TempDir {
+    /// A new empty directory named after `tag`, unique to this process and call.
+    pub fn new(tag: &str) -> TempDir {
+        use std::sync::atomic::{AtomicU32, Ordering};
+        static NEXT: AtomicU32 = AtomicU32::new(0);
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let path = std::env::temp_dir().join(format!("beuss-{tag}-{}-{n}-dir", std::process::id()));
+        let _ = std::fs::remove_dir_all(&path);
+        std::fs::create_dir_all(&path).expect("create a temporary directory");
+        TempDir { path }
+    }
+
+    /// Its path as text, for an environment variable.
+    pub fn text(&self) -> &str {
+        self.path.to_str().expect("a UTF-8 temporary path")
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.path);
+    }
+}
+
 /// An `AUTH` frame for `token` (protocol.md 16.2).
 pub fn auth_frame(token: &[u8]) -> Vec<u8> {
     request_frame(0x40, token)
