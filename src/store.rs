@@ -762,6 +762,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let mut taken = 0;
         let mut bytes = 0;
         while taken < max {
+            self.drop_expired_front(key, now);
             let Some((front, len)) = self.next_in_batch(key, taken, bytes, max_bytes) else {
                 break;
             };
@@ -872,6 +873,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let mut taken = 0;
         let mut bytes = 0;
         while taken < max {
+            self.drop_expired_front(key, now);
             let Some((_, len)) = self.next_in_batch(key, taken, bytes, max_bytes) else {
                 break;
             };
@@ -1513,6 +1515,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// served, as [`Handoff`]s.
     fn serve(&mut self, key: usize, now: Instant) {
         loop {
+            self.drop_expired_front(key, now);
             let Some(q) = self.queues.by_key_mut(key) else {
                 return;
             };
@@ -1937,6 +1940,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         };
         let mut moved = 0;
         while moved < max {
+            self.drop_expired_front(src, now);
             let Some(q) = self.queues.by_key_mut(src) else {
                 break;
             };

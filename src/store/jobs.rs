@@ -348,6 +348,23 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         ran
     }
 
+    /// Expires the messages at the front of queue `key` whose time to live has run
+    /// out but whose turn in [`Store::expire`] has not come yet (later in this loop
+    /// turn), so that no receive ever takes one. Costs one test while no message
+    /// anywhere has a time to live.
+    pub(super) fn drop_expired_front(&mut self, key: usize, now: Instant) {
+        if self.expiries.len() == 0 {
+            return;
+        }
+        while let Some(q) = self.queues.by_key_mut(key)
+            && let Some(Ok((priority, id))) = q.front()
+            && self.expiries.expired(id, now)
+        {
+            q.unready(priority, id);
+            self.expire_message(id, now);
+        }
+    }
+
     /// Message `id` (held, in its queue's ready sets or timers no more) expired:
     /// dropped, or dead-lettered if its time to live said so. Counted either way.
     pub(super) fn expire_message(&mut self, id: u64, now: Instant) {

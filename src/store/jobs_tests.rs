@@ -790,3 +790,32 @@ fn restart(journal: &mut Vec<u8>, s: &mut Store<u32>, wall_ms: u64) -> Store<u32
     fresh.restore(replay.finish(), t1, wall_ms);
     fresh
 }
+
+#[test]
+fn a_receive_before_the_expiry_timer_ran_never_gets_an_expired_message() {
+    let t0 = Instant::now();
+    let mut s = store();
+    let old = tput(&mut s, "q", b"old", opts(0, 5), ttl(100), t0);
+    let dead = Some(Ttl {
+        ttl_ms: 100,
+        dead_letter: true,
+    });
+    let old2 = tput(&mut s, "q", b"old2", opts(0, 5), dead, t0);
+    let fresh = tput(&mut s, "q", b"fresh", opts(0, 5), ttl(10_000), t0);
+    assert!(old < old2 && old2 < fresh);
+    // No expire() call: the GET itself must see that the first two ran out.
+    let late = t0 + ms(100);
+    assert_eq!(get_all(&mut s, "q", late), vec![(fresh, b"fresh".to_vec())]);
+    assert_eq!(s.totals().expired, 2);
+    assert_eq!(peek_ids(&s, "q.dead"), vec![old2]);
+    // A parked consumer is not handed one either.
+    tput(&mut s, "q", b"old3", opts(0, 5), ttl(100), late);
+    s.park("q", 3, None, late + ms(100));
+    assert!(s.take_handoff().is_none());
+    let mut got = Vec::new();
+    s.lease("q", 5, usize::MAX, spec(), 1, late + ms(100), |l, _, _| {
+        got.push(l)
+    });
+    assert!(got.is_empty());
+    assert_eq!(s.totals().expired, 3);
+}
