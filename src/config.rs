@@ -610,7 +610,7 @@ fn parse_fsync(value: &str) -> Result<Fsync, ConfigError> {
     }
 }
 
-/// Parses a duration: whole seconds, or a number with an ms, s, m or h suffix.
+/// Parses a duration: whole seconds, or a number with an ms, s, m, h or d suffix.
 pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, ConfigError> {
     let millis = parse_scaled(value, |suffix| {
         Some(match suffix {
@@ -618,6 +618,7 @@ pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, Config
             "" | "s" => 1000,
             "m" => 60_000,
             "h" => 3_600_000,
+            "d" => 86_400_000,
             _ => return None,
         })
     });
@@ -625,7 +626,7 @@ pub fn parse_duration(var: &'static str, value: &str) -> Result<Duration, Config
         var,
         value,
         millis,
-        "a duration (seconds, or a number with ms, s, m or h)",
+        "a duration (seconds, or a number with ms, s, m, h or d)",
     )
     .map(Duration::from_millis)
 }
@@ -700,6 +701,31 @@ mod tests {
 
     fn vars(pairs: &[(&str, &str)]) -> Result<Config, ConfigError> {
         Config::from_vars(pairs.iter().copied())
+    }
+
+    /// BQUEUETTL: one duration for all, or queue=duration pairs with * for the rest;
+    /// what the README shows is accepted.
+    #[test]
+    fn queue_ttls_are_read_as_documented() {
+        let ttls = |v: &str| vars(&[("BQUEUETTL", v)]).map(|c| c.queue_ttls);
+        let h = Duration::from_secs(3600);
+        assert_eq!(ttls("1h").unwrap(), vec![("*".to_owned(), h)]);
+        assert_eq!(
+            ttls("jobs=10m, cache=30s,*=1d").unwrap(),
+            vec![
+                ("jobs".to_owned(), Duration::from_secs(600)),
+                ("cache".to_owned(), Duration::from_secs(30)),
+                ("*".to_owned(), Duration::from_secs(86_400)),
+            ]
+        );
+        assert_eq!(
+            ttls("jobs=0").unwrap(),
+            vec![("jobs".to_owned(), Duration::ZERO)]
+        );
+        assert!(ttls("30d").is_ok());
+        for bad in ["31d", "jobs", "=1h", "a=1h,a=2h", "1h,b=2", "a=x"] {
+            assert!(ttls(bad).is_err(), "{bad}");
+        }
     }
 
     /// No variables give the documented defaults.

@@ -87,6 +87,16 @@ pub(super) fn open(
     if restored.schedules > 0 {
         info!("journal: {} schedules loaded", restored.schedules);
     }
+    if restored.keys > 0 {
+        info!("journal: {} unique keys loaded", restored.keys);
+    }
+    if restored.expired > 0 {
+        info!(
+            "journal: {} messages expired while the server was down: dropped or \
+             dead-lettered as their time to live said",
+            restored.expired
+        );
+    }
     for why in &restored.skipped_schedules {
         warn!("journal: {why}; it was not loaded");
     }

@@ -216,7 +216,11 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             return;
         };
         h.expires = true;
-        let at = now + Duration::from_millis(at_ms.saturating_sub(wall_ms));
+        // A clock set back must not make a time to live longer than any PUT could ask.
+        let left = at_ms
+            .saturating_sub(wall_ms)
+            .min(u64::from(crate::protocol::MAX_TTL_MS));
+        let at = now + Duration::from_millis(left);
         self.expiries.insert(id, Expiry { at, dead_letter });
         self.memory += EXPIRY_OVERHEAD;
         self.outside += EXPIRY_OVERHEAD;
@@ -235,7 +239,20 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         restored: &mut Restored,
     ) {
         let (id, priority, attempt) = (m.id, m.priority, m.attempt);
-        if let Some(max_deliveries) = m.in_flight {
+        let expired = m.expires.is_some_and(|(at_ms, _)| at_ms <= wall_ms);
+        if m.in_flight.is_some() && expired {
+            // Its lease ended with the server after its time to live: it expires at
+            // start, as a lease ending then would have made it, and that delivery is
+            // not charged (nor can it dead-letter it).
+            restored.leases_returned += 1;
+            self.log_record(&Record::Requeue {
+                id,
+                attempt,
+                charged: m.charged,
+                due_ms: 0,
+            });
+            self.hold_restored(key, m, payload, HeldState::Ready, now);
+        } else if let Some(max_deliveries) = m.in_flight {
             restored.leases_returned += 1;
             let name = self.queues.by_key(key).map(|q| q.name.to_string());
             let name = name.unwrap_or_default();

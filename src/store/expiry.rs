@@ -10,7 +10,7 @@ use super::idhash::IdMap;
 
 /// Memory charged per message with a time to live, on top of its held message: its
 /// entry in the id map (at the table's worst load) and its key in the ordered set.
-pub const EXPIRY_OVERHEAD: usize = 72;
+pub const EXPIRY_OVERHEAD: usize = 128;
 
 /// When a message expires, and what happens to it then.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

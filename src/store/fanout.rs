@@ -312,16 +312,32 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                     }
                     self.totals.gets += 1;
                     let lease = match (waiter.lease, body) {
-                        (Some(spec), Some(body)) => Some(self.hold(
-                            key,
-                            id,
-                            0,
-                            options.priority,
-                            Payload::Shared(body),
-                            waiter.handle,
-                            spec,
-                            now,
-                        )),
+                        (Some(spec), Some(body)) => {
+                            let lease = self.hold(
+                                key,
+                                id,
+                                0,
+                                options.priority,
+                                Payload::Shared(body),
+                                waiter.handle,
+                                spec,
+                                now,
+                            );
+                            // In flight, it keeps its queue's time to live: a NACK
+                            // after it must not give it out again (protocol.md 19.3).
+                            let ttl = self
+                                .queues
+                                .by_key(key)
+                                .and_then(|q| self.default_ttl(&q.name));
+                            if let Some(ttl) = ttl {
+                                let expiry = super::expiry::Expiry {
+                                    at: now + ttl,
+                                    dead_letter: false,
+                                };
+                                self.set_expiry(id, Some(expiry));
+                            }
+                            Some(lease)
+                        }
                         _ => {
                             if self.log.is_some() {
                                 taken.push(id);
@@ -446,6 +462,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let Some(name) = self.queues.by_key(d.queue as usize).map(|q| q.name.clone()) else {
             return;
         };
+        let expiry = self.default_ttl(&name).map(|ttl| super::expiry::Expiry {
+            at: now + ttl,
+            dead_letter: false,
+        });
         let handoff = super::Handoff {
             waiter: d.waiter,
             lease: None,
@@ -461,7 +481,9 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             id: d.id,
             attempt: 0,
             priority: d.priority,
-            job: None,
+            // Its queue's time to live, counted again from now (the publish time is
+            // not kept with a handed copy).
+            job: expiry.map(|e| Box::new(super::jobs::HandedJob::expiring(e))),
         };
         self.give_back(handoff, now);
     }

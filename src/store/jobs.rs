@@ -40,6 +40,16 @@ pub(super) struct HandedJob {
     expiry: Option<Expiry>,
 }
 
+impl HandedJob {
+    /// A handed message with no key and this expiry.
+    pub(super) fn expiring(expiry: Expiry) -> HandedJob {
+        HandedJob {
+            key: None,
+            expiry: Some(expiry),
+        }
+    }
+}
+
 impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     /// The key and expiry of held message `id`, about to be handed out; `None`
     /// if it has neither.
@@ -95,13 +105,10 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
     }
 
     /// Gives the messages of queue `name` that come without a time to live this one
-    /// (`BQUEUETTL`); `None` for `name` "*" is every other queue's. Zero removes it.
+    /// (`BQUEUETTL`); `name` "*" is every queue not named. Zero is none: a queue named
+    /// with zero is exempt from "*".
     pub fn set_default_ttl(&mut self, name: &str, ttl: Duration) {
-        if ttl.is_zero() {
-            self.default_ttls.remove(name);
-        } else {
-            self.default_ttls.insert(name.into(), ttl);
-        }
+        self.default_ttls.insert(name.into(), ttl);
     }
 
     /// The time to live a message put on `queue` without one gets.
@@ -113,6 +120,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             .get(queue)
             .or_else(|| self.default_ttls.get("*"))
             .copied()
+            .filter(|ttl| !ttl.is_zero())
     }
 
     /// Messages waiting to expire.

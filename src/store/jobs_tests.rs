@@ -598,7 +598,8 @@ fn a_queue_default_applies_to_messages_without_a_time_to_live() {
     assert!(peek_ids(&s, "other").is_empty(), "the * default");
     assert_eq!(s.totals().expired, 3);
     s.set_default_ttl("q", Duration::ZERO);
-    assert_eq!(s.default_ttl("q"), Some(ms(500)), "back to *");
+    assert_eq!(s.default_ttl("q"), None, "exempt from *");
+    assert_eq!(s.default_ttl("other"), Some(ms(500)));
 }
 
 #[test]
@@ -818,4 +819,66 @@ fn a_receive_before_the_expiry_timer_ran_never_gets_an_expired_message() {
     });
     assert!(got.is_empty());
     assert_eq!(s.totals().expired, 3);
+}
+
+#[test]
+fn a_published_copy_leased_at_once_keeps_its_queues_time_to_live() {
+    let t0 = Instant::now();
+    let mut s = store();
+    s.set_default_ttl("audit", ms(100));
+    assert!(s.bind("orders.>", "audit", t0).is_ok());
+    s.park_lease("audit", 4, None, spec(), t0);
+    let mut handed = Vec::new();
+    s.publish("orders.eu", b"o", 1, opts(0, 5), 0, 0, t0, &mut handed)
+        .unwrap();
+    assert_eq!(handed.len(), 1);
+    let lease = handed[0].lease.expect("leased at once");
+    assert_eq!(s.expiring_count(), 1);
+    assert_eq!(
+        s.nack("audit", lease, Nack::default(), t0 + ms(150)),
+        SettleResult::Ok
+    );
+    assert!(
+        peek_ids(&s, "audit").is_empty(),
+        "expired, not given out again"
+    );
+    assert_eq!(s.totals().expired, 1);
+}
+
+#[test]
+fn an_expired_lease_at_a_restart_expires_and_is_not_dead_lettered() {
+    const WALL: u64 = 1_700_000_000_000;
+    let t0 = Instant::now();
+    let mut s = store();
+    s.enable_log(t0, WALL);
+    tput(&mut s, "q", b"x", opts(0, 5), ttl(100), t0);
+    let last = LeaseSpec {
+        lease_ms: 1000,
+        max_deliveries: 1,
+        detached: false,
+    };
+    let mut got = Vec::new();
+    s.lease("q", 1, usize::MAX, last, 1, t0, |l, _, _| got.push(l));
+    assert_eq!(got.len(), 1);
+    let mut journal = Vec::new();
+    let r = restart(&mut journal, &mut s, WALL + 200);
+    assert!(peek_ids(&r, "q").is_empty());
+    assert!(
+        peek_ids(&r, "q.dead").is_empty(),
+        "expired, not dead-lettered"
+    );
+    assert_eq!((r.totals().expired, r.totals().dead_lettered), (1, 0));
+}
+
+#[test]
+fn a_queue_named_with_zero_is_exempt_from_the_star_default() {
+    let t0 = Instant::now();
+    let mut s = store();
+    s.set_default_ttl("jobs", Duration::ZERO);
+    s.set_default_ttl("*", ms(100));
+    s.put("jobs", b"kept", 4, t0).unwrap();
+    s.put("other", b"gone", 4, t0).unwrap();
+    s.expire(t0 + ms(100), |_| {});
+    assert_eq!(peek_ids(&s, "jobs").len(), 1);
+    assert!(peek_ids(&s, "other").is_empty());
 }
