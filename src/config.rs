@@ -23,6 +23,9 @@ use crate::{DEFAULT_HOST, DEFAULT_PORT};
 /// through a `PUT` buffers up to this much (plus a 64 KiB read chunk): 10,000 such
 /// connections at once would hold about 11 GiB. Idle connections hold no buffers.
 pub const DEFAULT_MAX_MESSAGE_SIZE: usize = 1 << 20;
+/// Default `BMAXUNIQUEKEYS`: unique keys remembered at most after their message left.
+pub const DEFAULT_MAX_UNIQUE_KEYS: usize = 100_000;
+
 /// Default `BQUEUEIDLE`: an empty, unused queue is dropped after five minutes.
 pub const DEFAULT_QUEUE_IDLE: Duration = Duration::from_secs(300);
 /// Default `BMAXMEMORY`: small enough for a 512 MiB Raspberry Pi Zero.
@@ -141,7 +144,7 @@ impl Default for Config {
             max_per_address: 0,
             queue_max_messages: 0,
             queue_max_bytes: 0,
-            max_unique_keys: crate::store::DEFAULT_MAX_REMEMBERED,
+            max_unique_keys: DEFAULT_MAX_UNIQUE_KEYS,
             queue_ttls: Vec::new(),
         }
     }

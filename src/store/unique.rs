@@ -21,7 +21,7 @@ use super::idhash::IdMap;
 pub const KEY_OVERHEAD: usize = 160;
 
 /// Remembered keys kept at most when `BMAXUNIQUEKEYS` is not set.
-pub const DEFAULT_MAX_REMEMBERED: usize = 100_000;
+pub const DEFAULT_MAX_REMEMBERED: usize = crate::config::DEFAULT_MAX_UNIQUE_KEYS;
 
 /// Where a key stands.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
