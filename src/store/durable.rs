@@ -220,7 +220,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         let left = at_ms
             .saturating_sub(wall_ms)
             .min(u64::from(crate::protocol::MAX_TTL_MS));
-        let at = now + Duration::from_millis(left);
+        // One that expired while the server was down keeps its time in the past (as
+        // far as the monotonic clock reaches back): its key's window runs from then.
+        let at = if at_ms >= wall_ms {
+            now + Duration::from_millis(left)
+        } else {
+            now.checked_sub(Duration::from_millis(wall_ms - at_ms))
+                .unwrap_or(now)
+        };
         self.expiries.insert(id, Expiry { at, dead_letter });
         self.memory += EXPIRY_OVERHEAD;
         self.outside += EXPIRY_OVERHEAD;

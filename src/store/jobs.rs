@@ -384,6 +384,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             q.counters.expired += 1;
         }
         self.totals.expired += 1;
+        // Its key's window runs from when it expired, which a restart after downtime
+        // (or a busy loop turn) comes to later.
+        let expired_at = self.expiries.get(id).map_or(now, |e| e.at.min(now));
+        if let Some(h) = self.held.get_mut(&id)
+            && h.keyed
+        {
+            h.keyed = false;
+            self.release_key(id, expired_at);
+        }
         if dead {
             self.dead_letter(id, now);
             return;
