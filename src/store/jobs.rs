@@ -19,7 +19,7 @@ use super::held::{HELD_OVERHEAD, Held, HeldState};
 use super::unique::{KeyCounts, KeyState, compound_len, key_memory};
 use super::{Full, FullCap, PutOutcome, Store, own_len};
 
-/// What a `PUT` with a key did.
+/// What a `PUT` with a key or a time to live did ([`Store::put_job`]).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum JobPut<W> {
     /// No message held the key: stored as a new message (a parked consumer gets it
