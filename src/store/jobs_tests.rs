@@ -883,50 +883,35 @@ fn a_queue_named_with_zero_is_exempt_from_the_star_default() {
     assert!(peek_ids(&s, "other").is_empty());
 }
 
-#[test]
-fn a_key_whose_message_expired_during_downtime_is_remembered_from_the_expiry() {
+/// A message with a 1 s time to live and key `k` remembered for 60 s once it leaves,
+/// then a restart `down_ms` after the PUT: the restarted store and the message's id.
+fn restart_after_expiry(down_ms: u64) -> (Store<u32>, u64) {
     const WALL: u64 = 1_700_000_000_000;
     let t0 = Instant::now();
     let mut s = store();
     s.enable_log(t0, WALL);
+    let key = Some(windowed(b"k", 60_000));
     let (id, _) = s
-        .put_job(
-            "q",
-            b"x",
-            1,
-            opts(0, 5),
-            Some(windowed(b"k", 60_000)),
-            ttl(1000),
-            t0,
-        )
+        .put_job("q", b"x", 1, opts(0, 5), key, ttl(1000), t0)
         .unwrap();
-    // Down for 30 s past the expiry: 29 s of the window are left.
     let mut journal = Vec::new();
-    let mut r = restart(&mut journal, &mut s, WALL + 31_000);
+    (restart(&mut journal, &mut s, WALL + down_ms), id)
+}
+
+#[test]
+fn a_key_whose_message_expired_during_downtime_is_remembered_from_the_expiry() {
+    // Down for 30 s past the expiry: 29 s of the window are left.
+    let (mut r, id) = restart_after_expiry(31_000);
     assert_eq!(r.totals().expired, 1);
     let now = Instant::now();
     assert_eq!(
         kput(&mut r, "q", b"y", unique(b"k"), now),
         (id, JobPut::Duplicate(Holder::Gone))
     );
-    // Down for an hour: the window ended long ago.
-    let mut s2 = store();
-    s2.enable_log(t0, WALL);
-    s2.put_job(
-        "q",
-        b"x",
-        1,
-        opts(0, 5),
-        Some(windowed(b"k", 60_000)),
-        ttl(1000),
-        t0,
-    )
-    .unwrap();
-    let mut journal = Vec::new();
-    let mut r2 = restart(&mut journal, &mut s2, WALL + 3_600_000);
+    // Down for an hour: the window ended long ago. (Unless this machine booted less
+    // than an hour ago: the monotonic clock cannot go back that far.)
+    let (mut r2, _) = restart_after_expiry(3_600_000);
     let now = Instant::now();
-    // Unless this machine booted less than an hour ago (the monotonic clock cannot
-    // go back that far), the key is free.
     if now.checked_sub(Duration::from_secs(3600)).is_some() {
         assert_eq!(kput(&mut r2, "q", b"y", unique(b"k"), now).1, STORED);
     }
