@@ -542,10 +542,15 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         options: PutOptions,
         now: Instant,
     ) -> Result<(u64, PutOutcome<W>), Full> {
-        if !self.default_ttls.is_empty() && self.default_ttl(queue).is_some() {
-            // A message with a time to live is held (protocol.md 19).
+        if let Some(ttl) = self.default_ttl(queue) {
+            // A message with a time to live is held (protocol.md 19). BQUEUETTL is at
+            // most 30 days, so it fits a PUT's ttl_ms.
+            let ttl = crate::protocol::Ttl {
+                ttl_ms: u32::try_from(ttl.as_millis()).unwrap_or(crate::protocol::MAX_TTL_MS),
+                dead_letter: false,
+            };
             return self
-                .put_job(queue, payload, original_len, options, None, None, now)
+                .put_job(queue, payload, original_len, options, None, Some(ttl), now)
                 .map(|(id, done)| match done {
                     JobPut::New(outcome) => (id, outcome),
                     JobPut::Duplicate(_) | JobPut::Replaced => (id, PutOutcome::Stored),
@@ -648,20 +653,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
             self.insert_held(
                 key,
                 id,
-                Held {
-                    payload: Payload::Own(payload.into()),
-                    deadline: at,
-                    queue: key as u32,
-                    attempt: 0,
-                    owner: 0,
-                    lease_ms: 0,
-                    charged: 0,
-                    max_deliveries: 0,
+                Held::waiting(
+                    Payload::Own(payload.into()),
+                    key,
                     priority,
-                    state: HeldState::Delayed,
-                    keyed: false,
-                    expires: false,
-                },
+                    (0, 0),
+                    HeldState::Delayed,
+                    at,
+                ),
             );
         } else if let Some(q) = self.queues.by_key_mut(key) {
             self.memory += q.ready.push(priority, id, 0, payload);
@@ -1734,20 +1733,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                 self.insert_held(
                     key,
                     handoff.id,
-                    Held {
+                    Held::waiting(
                         payload,
-                        deadline: now,
-                        queue: key as u32,
-                        attempt: handoff.attempt,
-                        owner: 0,
-                        lease_ms: 0,
-                        charged: 0,
-                        max_deliveries: 0,
-                        priority: handoff.priority,
-                        state: HeldState::Ready,
-                        keyed: false,
-                        expires: false,
-                    },
+                        key,
+                        handoff.priority,
+                        (handoff.attempt, 0),
+                        HeldState::Ready,
+                        now,
+                    ),
                 );
                 if let Some(q) = self.queues.by_key_mut(key) {
                     q.counters.gets = q.counters.gets.saturating_sub(1);

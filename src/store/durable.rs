@@ -432,20 +432,7 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.insert_held(
             key,
             id,
-            Held {
-                payload,
-                deadline: at,
-                queue: key as u32,
-                attempt: m.attempt,
-                owner: 0,
-                lease_ms: 0,
-                charged: m.charged,
-                max_deliveries: 0,
-                priority,
-                state,
-                keyed: false,
-                expires: false,
-            },
+            Held::waiting(payload, key, priority, (m.attempt, m.charged), state, at),
         );
         match state {
             HeldState::Delayed => {

@@ -393,20 +393,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
                             self.insert_held(
                                 key,
                                 id,
-                                Held {
-                                    payload: Payload::Shared(body),
-                                    deadline: due.unwrap_or(now),
-                                    queue: key as u32,
-                                    attempt: 0,
-                                    owner: 0,
-                                    lease_ms: 0,
-                                    charged: 0,
-                                    max_deliveries: 0,
-                                    priority: options.priority,
+                                Held::waiting(
+                                    Payload::Shared(body),
+                                    key,
+                                    options.priority,
+                                    (0, 0),
                                     state,
-                                    keyed: false,
-                                    expires: false,
-                                },
+                                    due.unwrap_or(now),
+                                ),
                             );
                             match due {
                                 Some(at) => {

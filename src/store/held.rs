@@ -71,6 +71,34 @@ pub(super) struct Held {
     pub(super) expires: bool,
 }
 
+impl Held {
+    /// A message not in flight: ready (`deadline` unused) or delayed until
+    /// `deadline`, with no lease, key or expiry yet.
+    pub(super) fn waiting(
+        payload: Payload,
+        queue: usize,
+        priority: u8,
+        (attempt, charged): (u32, u16),
+        state: HeldState,
+        deadline: Instant,
+    ) -> Held {
+        Held {
+            payload,
+            deadline,
+            queue: queue as u32,
+            attempt,
+            owner: 0,
+            lease_ms: 0,
+            charged,
+            max_deliveries: 0,
+            priority,
+            state,
+            keyed: false,
+            expires: false,
+        }
+    }
+}
+
 /// The leases one connection was given, so that they can be returned when it
 /// closes. Entries are not removed when a lease ends (that would cost a search per
 /// ACK); the list is pruned of ended leases whenever it doubles, which keeps it

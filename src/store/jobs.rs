@@ -253,20 +253,14 @@ impl<W: Copy + Eq + Hash + fmt::Debug> Store<W> {
         self.insert_held(
             key,
             id,
-            Held {
-                payload: Payload::Own(payload.into()),
-                deadline: at,
-                queue: key as u32,
-                attempt: 0,
-                owner: 0,
-                lease_ms: 0,
-                charged: 0,
-                max_deliveries: 0,
+            Held::waiting(
+                Payload::Own(payload.into()),
+                key,
                 priority,
+                (0, 0),
                 state,
-                keyed: false,
-                expires: false,
-            },
+                at,
+            ),
         );
         if let Some(unique) = unique {
             self.take_key(id, queue, unique);
