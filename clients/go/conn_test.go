@@ -131,6 +131,60 @@ func eventBody(sid uint32, payload string) []byte {
 	return append(b, payload...)
 }
 
+// refusedAndUnsent checks that every call in calls failed with ErrUnsupported
+// and that none of them sent anything: the next request the fake server s
+// reads is the PING sent here. what names the refused calls in the failure.
+func refusedAndUnsent(t *testing.T, c *Client, s *fakeServer, what string, calls map[string]error) {
+	t.Helper()
+	for name, err := range calls {
+		if !errors.Is(err, ErrUnsupported) {
+			t.Errorf("version %d features %#x: %s: %v", c.Info().Version, c.Info().Features, name, err)
+		}
+	}
+	// Nothing went out before this PING.
+	done := make(chan error, 1)
+	go func() { done <- c.Ping(ctx(t)) }()
+	if op, _ := s.request(); op != opPing {
+		t.Fatalf("a refused %s sent opcode 0x%02x", what, op)
+	}
+	s.reply(stPong, nil)
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+}
+
+// refusedPipelinePut queues a PUT with opts in a new pipeline of c, checks
+// that it was refused before being queued, and returns its error.
+func refusedPipelinePut(t *testing.T, c *Client, opts ...PutOption) error {
+	t.Helper()
+	p := c.Pipeline()
+	pend := p.Put("q", []byte("x"), opts...)
+	if p.Len() != 0 {
+		t.Fatal("a refused PUT was queued in the pipeline")
+	}
+	_, err := pend.Result()
+	return err
+}
+
+// putResult is what one Put returned.
+type putResult struct {
+	r   PutResult
+	err error
+}
+
+// asyncPut gives put, which starts a Put on c to queue "q" in a goroutine so
+// that a fake server can read it and reply, and got, where its result comes.
+func asyncPut(t *testing.T, c *Client) (put func(payload string, opts ...PutOption), got chan putResult) {
+	got = make(chan putResult, 1)
+	put = func(payload string, opts ...PutOption) {
+		go func() {
+			r, err := c.Put(ctx(t), "q", []byte(payload), opts...)
+			got <- putResult{r, err}
+		}()
+	}
+	return put, got
+}
+
 // A reply that is in when the caller's context ends too is the caller's:
 // giving up on it would drop what it carries (a GET's messages are gone
 // from the server once answered).

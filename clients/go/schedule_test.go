@@ -37,21 +37,7 @@ func TestSchedulesNeedVersion5AndTheirFeature(t *testing.T) {
 		_, _, calls["PauseSchedule"] = c.PauseSchedule(ctx(t), "n")
 		_, _, calls["ResumeSchedule"] = c.ResumeSchedule(ctx(t), "n")
 		_, calls["Schedules"] = c.Schedules(ctx(t), "")
-		for name, err := range calls {
-			if !errors.Is(err, ErrUnsupported) {
-				t.Errorf("version %d features %#x: %s: %v", c.Info().Version, c.Info().Features, name, err)
-			}
-		}
-		// Nothing went out before this PING.
-		done := make(chan error, 1)
-		go func() { done <- c.Ping(ctx(t)) }()
-		if op, _ := s.request(); op != opPing {
-			t.Fatalf("a refused schedule call sent opcode 0x%02x", op)
-		}
-		s.reply(stPong, nil)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		refusedAndUnsent(t, c, s, "schedule call", calls)
 	}
 }
 

@@ -160,26 +160,8 @@ func TestTTLNeedsVersion6AndItsFeature(t *testing.T) {
 		_, calls["Put key"] = c.Put(ctx(t), "q", []byte("x"), WithUniqueKey("k"), WithTTL(time.Second))
 		_, calls["PutReader"] = c.PutReader(ctx(t), "q", strings.NewReader("x"), 1, WithTTL(time.Second))
 		_, calls["PutMany"] = c.PutMany(ctx(t), "q", [][]byte{[]byte("x")}, WithTTL(time.Second))
-		p := c.Pipeline()
-		pend := p.Put("q", []byte("x"), WithTTL(time.Second), WithTTLDeadLetter())
-		if p.Len() != 0 {
-			t.Fatal("a refused PUT was queued in the pipeline")
-		}
-		_, calls["Pipeline.Put"] = pend.Result()
-		for name, err := range calls {
-			if !errors.Is(err, ErrUnsupported) {
-				t.Errorf("version %d features %#x: %s: %v", c.Info().Version, c.Info().Features, name, err)
-			}
-		}
-		done := make(chan error, 1)
-		go func() { done <- c.Ping(ctx(t)) }()
-		if op, _ := s.request(); op != opPing {
-			t.Fatalf("a refused PUT sent opcode 0x%02x", op)
-		}
-		s.reply(stPong, nil)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		calls["Pipeline.Put"] = refusedPipelinePut(t, c, WithTTL(time.Second), WithTTLDeadLetter())
+		refusedAndUnsent(t, c, s, "PUT", calls)
 	}
 }
 
@@ -201,17 +183,7 @@ func TestTTLPutOverAFakeServer(t *testing.T) {
 			t.Fatalf("%s: %v", name, err)
 		}
 	}
-	type result struct {
-		r   PutResult
-		err error
-	}
-	got := make(chan result, 1)
-	put := func(payload string, opts ...PutOption) {
-		go func() {
-			r, err := c.Put(ctx(t), "q", []byte(payload), opts...)
-			got <- result{r, err}
-		}()
-	}
+	put, got := asyncPut(t, c)
 
 	put("hi", WithTTL(5*time.Second))
 	op, flags, body := s.requestFlags()

@@ -171,26 +171,8 @@ func TestUniqueNeedsVersion6AndItsFeature(t *testing.T) {
 		_, calls["Put window"] = c.Put(ctx(t), "q", []byte("x"), WithUniqueWindow(time.Second))
 		_, calls["PutReader"] = c.PutReader(ctx(t), "q", strings.NewReader("x"), 1, WithUniqueKey("k"))
 		_, calls["PutMany"] = c.PutMany(ctx(t), "q", [][]byte{[]byte("x")}, WithUniqueKey("k"))
-		p := c.Pipeline()
-		pend := p.Put("q", []byte("x"), WithUniqueKey("k"))
-		if p.Len() != 0 {
-			t.Fatal("a refused PUT was queued in the pipeline")
-		}
-		_, calls["Pipeline.Put"] = pend.Result()
-		for name, err := range calls {
-			if !errors.Is(err, ErrUnsupported) {
-				t.Errorf("version %d features %#x: %s: %v", c.Info().Version, c.Info().Features, name, err)
-			}
-		}
-		done := make(chan error, 1)
-		go func() { done <- c.Ping(ctx(t)) }()
-		if op, _ := s.request(); op != opPing {
-			t.Fatalf("a refused PUT sent opcode 0x%02x", op)
-		}
-		s.reply(stPong, nil)
-		if err := <-done; err != nil {
-			t.Fatal(err)
-		}
+		calls["Pipeline.Put"] = refusedPipelinePut(t, c, WithUniqueKey("k"))
+		refusedAndUnsent(t, c, s, "PUT", calls)
 	}
 }
 
@@ -208,17 +190,7 @@ func TestUniquePutOverAFakeServer(t *testing.T) {
 	if _, err := c.Put(ctx(t), "q", nil, WithUniqueKey("k"), WithPriority(10)); !errors.Is(err, ErrBadArgument) {
 		t.Fatalf("a priority of 10: %v", err)
 	}
-	type result struct {
-		r   PutResult
-		err error
-	}
-	got := make(chan result, 1)
-	put := func(payload string, opts ...PutOption) {
-		go func() {
-			r, err := c.Put(ctx(t), "q", []byte(payload), opts...)
-			got <- result{r, err}
-		}()
-	}
+	put, got := asyncPut(t, c)
 
 	put("hi", WithUniqueKey("k1"), WithUniqueWindow(time.Second))
 	op, flags, body := s.requestFlags()
