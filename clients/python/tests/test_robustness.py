@@ -22,7 +22,13 @@ from beuss.client import default_address, parse_address
 
 from .conftest import Server
 
-HELLO_V3 = struct.pack(">IBHIB", 1 + 2 + 4 + 1 + 18, 0x02, 3, 1 << 20, 0) + struct.pack(">IIIIH", 0x1F, 30000, 43200000, 2592000000, 20)
+def hello_reply(version: int, features: int) -> bytes:
+    """A HELLO reply announcing ``version`` and the ``features`` bits (the limits fixed)."""
+    return struct.pack(">IBHIB", 1 + 2 + 4 + 1 + 18, p.S_HELLO, version, 1 << 20, 0) + struct.pack(
+        ">IIIIH", features, 30000, 43200000, 2592000000, 20)
+
+
+HELLO_V3 = hello_reply(3, 0x1F)
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -77,6 +83,12 @@ class FakePeer:
         self.sock.close()
         self._thread.join(10)
 
+    def __enter__(self) -> "FakePeer":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
 
 def hello_then(reply: bytes) -> Callable[[socket.socket], None]:
     """Answer HELLO, then answer the next request with ``reply``, then wait for EOF."""
@@ -88,6 +100,22 @@ def hello_then(reply: bytes) -> Callable[[socket.socket], None]:
         conn.sendall(reply)
         while conn.recv(65536):
             pass
+
+    return script
+
+
+def hello_then_pongs(hello: bytes, opcodes: List[int]) -> Callable[[socket.socket], None]:
+    """Answer HELLO with ``hello``, then record every request's opcode in ``opcodes`` and
+    answer each PING with a PONG (nothing else), until EOF."""
+
+    def script(conn: socket.socket) -> None:
+        read_frame(conn)
+        conn.sendall(hello)
+        while True:
+            frame = read_frame(conn)
+            opcodes.append(frame[4])
+            if frame[4] == p.PING:
+                conn.sendall(bytes.fromhex("0000000101"))  # PONG
 
     return script
 

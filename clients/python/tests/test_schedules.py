@@ -9,8 +9,6 @@ from __future__ import annotations
 import asyncio
 import os
 import pathlib
-import socket
-import struct
 import tempfile
 import time
 from typing import Any, Callable, Coroutine, Iterator, List
@@ -21,7 +19,7 @@ import beuss
 from beuss import protocol as p
 
 from .conftest import Server
-from .test_robustness import FakePeer, read_frame
+from .test_robustness import FakePeer, hello_reply, hello_then_pongs
 
 #: A margin for the server's wall clock against ours (the same machine: rounding only).
 SLACK_MS = 50
@@ -197,25 +195,13 @@ def test_older_version_is_unsupported_before_sending(server: Server) -> None:
 
 
 #: A version-5 HELLO reply whose features lack bit 6 (SCHEDULES).
-HELLO_V5_WITHOUT_SCHEDULES = struct.pack(">IBHIB", 1 + 2 + 4 + 1 + 18, p.S_HELLO, 5, 1 << 20, 0) + struct.pack(
-    ">IIIIH", 0x1F, 30000, 43200000, 2592000000, 20)
+HELLO_V5_WITHOUT_SCHEDULES = hello_reply(5, 0x1F)
 
 
 def test_a_server_without_the_feature_is_unsupported() -> None:
     """The feature bit is checked, not only the version: nothing is sent."""
     opcodes: List[int] = []
-
-    def script(conn: socket.socket) -> None:
-        read_frame(conn)
-        conn.sendall(HELLO_V5_WITHOUT_SCHEDULES)
-        while True:
-            frame = read_frame(conn)
-            opcodes.append(frame[4])
-            if frame[4] == p.PING:
-                conn.sendall(bytes.fromhex("0000000101"))  # PONG
-
-    peer = FakePeer(script)
-    try:
+    with FakePeer(hello_then_pongs(HELLO_V5_WITHOUT_SCHEDULES, opcodes)) as peer:
         with beuss.Client(peer.address) as c:
             assert c.server.version == 5 and not c.server.has(beuss.FEATURE_SCHEDULES)
             with pytest.raises(beuss.Unsupported, match="feature 0x40"):
@@ -225,8 +211,6 @@ def test_a_server_without_the_feature_is_unsupported() -> None:
             c.ping()
         assert peer.finished.wait(10)
         assert opcodes == [p.PING]
-    finally:
-        peer.close()
 
 
 def test_async_schedules(server: Server) -> None:

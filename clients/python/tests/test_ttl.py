@@ -9,8 +9,6 @@ that does not announce the feature)."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import time
 from typing import Any, Callable, Coroutine, List
 
@@ -21,7 +19,7 @@ from beuss import HolderState
 from beuss import protocol as p
 
 from .conftest import Server
-from .test_robustness import FakePeer, read_frame
+from .test_robustness import FakePeer, hello_reply, hello_then_pongs
 
 #: Every wait for the server's expiry is bounded by this (it takes milliseconds).
 BOUND = 10.0
@@ -229,25 +227,13 @@ def test_older_version_is_unsupported_before_sending(server: Server) -> None:
 
 
 #: A version-6 HELLO reply with UNIQUE (bit 7) but without TTL (bit 8).
-HELLO_V6_WITHOUT_TTL = struct.pack(">IBHIB", 1 + 2 + 4 + 1 + 18, p.S_HELLO, 6, 1 << 20, 0) + struct.pack(
-    ">IIIIH", 0xDF, 30000, 43200000, 2592000000, 20)
+HELLO_V6_WITHOUT_TTL = hello_reply(6, 0xDF)
 
 
 def test_a_server_without_the_feature_is_unsupported() -> None:
     """The feature bit is checked, not only the version: nothing is sent."""
     opcodes: List[int] = []
-
-    def script(conn: socket.socket) -> None:
-        read_frame(conn)
-        conn.sendall(HELLO_V6_WITHOUT_TTL)
-        while True:
-            frame = read_frame(conn)
-            opcodes.append(frame[4])
-            if frame[4] == p.PING:
-                conn.sendall(bytes.fromhex("0000000101"))  # PONG
-
-    peer = FakePeer(script)
-    try:
+    with FakePeer(hello_then_pongs(HELLO_V6_WITHOUT_TTL, opcodes)) as peer:
         with beuss.Client(peer.address) as c:
             assert c.server.has(beuss.FEATURE_UNIQUE) and not c.server.has(beuss.FEATURE_TTL)
             for call in (lambda: c.put("q", b"x", ttl=1), lambda: c.put("q", b"x", unique="k", ttl=1),
@@ -258,8 +244,6 @@ def test_a_server_without_the_feature_is_unsupported() -> None:
             c.ping()
         assert peer.finished.wait(10)
         assert opcodes == [p.PING]
-    finally:
-        peer.close()
 
 
 def test_async_ttl(make_server: Callable[..., Server]) -> None:

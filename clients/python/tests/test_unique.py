@@ -8,8 +8,6 @@ announce the feature)."""
 from __future__ import annotations
 
 import asyncio
-import socket
-import struct
 import time
 from typing import Any, Callable, Coroutine, List
 
@@ -20,7 +18,7 @@ from beuss import HolderState
 from beuss import protocol as p
 
 from .conftest import Server
-from .test_robustness import FakePeer, read_frame
+from .test_robustness import FakePeer, hello_reply, hello_then_pongs
 
 
 def run(coro: Coroutine[Any, Any, None]) -> None:
@@ -227,25 +225,13 @@ def test_older_version_is_unsupported_before_sending(server: Server) -> None:
 
 
 #: A version-6 HELLO reply whose features lack bit 7 (UNIQUE).
-HELLO_V6_WITHOUT_UNIQUE = struct.pack(">IBHIB", 1 + 2 + 4 + 1 + 18, p.S_HELLO, 6, 1 << 20, 0) + struct.pack(
-    ">IIIIH", 0x5F, 30000, 43200000, 2592000000, 20)
+HELLO_V6_WITHOUT_UNIQUE = hello_reply(6, 0x5F)
 
 
 def test_a_server_without_the_feature_is_unsupported() -> None:
     """The feature bit is checked, not only the version: nothing is sent."""
     opcodes: List[int] = []
-
-    def script(conn: socket.socket) -> None:
-        read_frame(conn)
-        conn.sendall(HELLO_V6_WITHOUT_UNIQUE)
-        while True:
-            frame = read_frame(conn)
-            opcodes.append(frame[4])
-            if frame[4] == p.PING:
-                conn.sendall(bytes.fromhex("0000000101"))  # PONG
-
-    peer = FakePeer(script)
-    try:
+    with FakePeer(hello_then_pongs(HELLO_V6_WITHOUT_UNIQUE, opcodes)) as peer:
         with beuss.Client(peer.address) as c:
             assert c.server.version == 6 and not c.server.has(beuss.FEATURE_UNIQUE)
             with pytest.raises(beuss.Unsupported, match="feature 0x80"):
@@ -253,8 +239,6 @@ def test_a_server_without_the_feature_is_unsupported() -> None:
             c.ping()
         assert peer.finished.wait(10)
         assert opcodes == [p.PING]
-    finally:
-        peer.close()
 
 
 def test_async_unique(server: Server) -> None:
