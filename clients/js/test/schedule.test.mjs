@@ -5,9 +5,8 @@
 // encoded).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import * as beuss from "beuss";
-import { serverForFile, startServer, uniq } from "./helpers/server.mjs";
+import { fakeServer, serverForFile, startServer, uniq, withFakeClients } from "./helpers/server.mjs";
 
 let srv;
 let c;
@@ -195,31 +194,9 @@ test("on a version-4 connection, schedule calls are refused client-side", async 
 
 test("a version-5 server that does not announce SCHEDULES: refused client-side", async () => {
   // A scripted peer: HELLO version 5 with every feature bit but SCHEDULES, then PONGs.
-  const name = Buffer.from("fake 5");
-  const hello = Buffer.alloc(4 + 1 + 2 + 4 + 1 + name.length + 4 + 4 + 4 + 4 + 2);
-  let o = hello.writeUInt32BE(hello.length - 4, 0);
-  o = hello.writeUInt8(0x02, o);
-  o = hello.writeUInt16BE(5, o);
-  o = hello.writeUInt32BE(1 << 20, o);
-  o = hello.writeUInt8(name.length, o);
-  o += name.copy(hello, o);
-  o = hello.writeUInt32BE(0x3f & ~beuss.Feature.AUTH_REQUIRED, o);
-  o = hello.writeUInt32BE(30000, o);
-  o = hello.writeUInt32BE(43200000, o);
-  o = hello.writeUInt32BE(2592000000, o);
-  hello.writeUInt16BE(20, o);
-  const seen = [];
-  const fake = net.createServer((s) => {
-    s.on("data", (d) => {
-      for (let i = 0; i + 6 <= d.length; i += 4 + d.readUInt32BE(i)) {
-        seen.push(d[i + 4]);
-        s.write(d[i + 4] === 0x01 ? hello : Buffer.from("0000000101", "hex"));
-      }
-    });
-  });
-  await new Promise((r) => fake.listen(0, "127.0.0.1", r));
-  try {
-    const f = await beuss.connect({ host: "127.0.0.1", port: fake.address().port });
+  const fake = await fakeServer(0x3f & ~beuss.Feature.AUTH_REQUIRED, undefined, { version: 5 });
+  await withFakeClients(fake, async (open) => {
+    const f = await open();
     assert.equal(f.server.version, 5);
     assert.equal(f.server.has(beuss.Feature.SCHEDULES), false);
     assert.throws(() => f.schedule("n", "@daily", { queue: "q" }), (e) => e instanceof beuss.UnsupportedError && /0x40/.test(e.message));
@@ -227,9 +204,6 @@ test("a version-5 server that does not announce SCHEDULES: refused client-side",
     assert.throws(() => f.pauseSchedule("n"), beuss.UnsupportedError);
     assert.throws(() => f.schedules(), beuss.UnsupportedError);
     await f.ping();
-    assert.deepEqual(seen, [0x01, 0x02], "only HELLO and PING were sent");
-    f.destroy();
-  } finally {
-    fake.close();
-  }
+    assert.deepEqual(fake.seen, [0x01, 0x02], "only HELLO and PING were sent");
+  });
 });

@@ -7,9 +7,8 @@
 // with a time to live cannot get).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import * as beuss from "beuss";
-import { serverForFile, startServer, uniq } from "./helpers/server.mjs";
+import { fakeServer, rejection, serverForFile, startServer, uniq, withFakeClients } from "./helpers/server.mjs";
 
 let srv;
 let c;
@@ -276,45 +275,11 @@ test("on a version-5 connection a put with a time to live is refused client-side
   }
 });
 
-/**
- * A scripted version-6 peer: HELLO with `features`, then `answer(opcode, frame)` for
- * every other request (a PONG when it gives nothing). Resolves { port, seen, close }.
- */
-async function fakeServer(features, answer = () => undefined) {
-  const name = Buffer.from("fake 6");
-  const hello = Buffer.alloc(4 + 1 + 2 + 4 + 1 + name.length + 4 + 4 + 4 + 4 + 2);
-  let o = hello.writeUInt32BE(hello.length - 4, 0);
-  o = hello.writeUInt8(0x02, o);
-  o = hello.writeUInt16BE(6, o);
-  o = hello.writeUInt32BE(1 << 20, o);
-  o = hello.writeUInt8(name.length, o);
-  o += name.copy(hello, o);
-  o = hello.writeUInt32BE(features, o);
-  o = hello.writeUInt32BE(30000, o);
-  o = hello.writeUInt32BE(43200000, o);
-  o = hello.writeUInt32BE(2592000000, o);
-  hello.writeUInt16BE(20, o);
-  const seen = [];
-  const fake = net.createServer((s) => {
-    s.on("error", () => {});
-    s.on("data", (d) => {
-      for (let i = 0; i + 6 <= d.length; i += 4 + d.readUInt32BE(i)) {
-        const f = d.subarray(i, i + 4 + d.readUInt32BE(i));
-        seen.push(f[4]);
-        s.write(f[4] === 0x01 ? hello : (answer(f[4], f) ?? Buffer.from("0000000101", "hex")));
-      }
-    });
-  });
-  await new Promise((r) => fake.listen(0, "127.0.0.1", r));
-  return { port: fake.address().port, seen, close: () => fake.close() };
-}
-
 test("a version-6 server that does not announce TTL: refused client-side, with or without a key", async () => {
   // Everything of version 6 but TTL (and AUTH_REQUIRED): UNIQUE is there.
   const fake = await fakeServer(0xff & ~beuss.Feature.AUTH_REQUIRED);
-  let f;
-  try {
-    f = await beuss.connect({ host: "127.0.0.1", port: fake.port });
+  await withFakeClients(fake, async (open) => {
+    const f = await open();
     assert.equal(f.server.version, 6);
     assert.ok(f.server.has(beuss.Feature.UNIQUE));
     assert.equal(f.server.has(beuss.Feature.TTL), false);
@@ -322,10 +287,7 @@ test("a version-6 server that does not announce TTL: refused client-side, with o
     assert.throws(() => f.put("q", "x", { ttlMs: 0, unique: "k" }), beuss.UnsupportedError);
     await f.ping();
     assert.deepEqual(fake.seen, [0x01, 0x02], "only HELLO and PING were sent");
-  } finally {
-    f?.destroy();
-    fake.close();
-  }
+  });
 });
 
 test("the frames a put with a time to live sends, for flags 0x08, 0x09, 0x0C and 0x0D", async () => {
@@ -352,9 +314,8 @@ test("the frames a put with a time to live sends, for flags 0x08, 0x09, 0x0C and
       { ttlMs: 100, deadLetter: true },
     ],
   ];
-  let f;
-  try {
-    f = await beuss.connect({ host: "127.0.0.1", port: fake.port });
+  await withFakeClients(fake, async (open) => {
+    const f = await open();
     assert.ok(f.server.has(beuss.Feature.TTL));
     for (const [flags, options, wantOptions, wantKey, wantTtl] of cases) {
       const r = await f.put("q", "x", options);
@@ -364,30 +325,18 @@ test("the frames a put with a time to live sends, for flags 0x08, 0x09, 0x0C and
       const want = beuss.codec.encodePut(Buffer.from("q"), Buffer.from("x"), wantOptions, wantKey, wantTtl);
       assert.deepEqual(sent, want, JSON.stringify(options));
     }
-  } finally {
-    f?.destroy();
-    fake.close();
-  }
+  });
 });
 
 test("a DUPLICATE or REPLACED answering a put with a time to live and no key closes the connection with ProtocolError", async () => {
   const replies = [Buffer.from("0000000a54000000000000000101", "hex"), Buffer.from("000000115500000000000000010000000100000001", "hex")];
   const fake = await fakeServer(0x1df, (op) => (op === 0x10 ? replies.shift() : undefined));
-  const clients = [];
-  try {
+  await withFakeClients(fake, async (open) => {
     for (const what of ["DUPLICATE", "REPLACED"]) {
-      const f = await beuss.connect({ host: "127.0.0.1", port: fake.port });
-      clients.push(f);
-      const e = await f.put("q", "x", { ttlMs: 1000 }).then(
-        (r) => assert.fail(`${what} was accepted: ${JSON.stringify(r, (_, v) => (typeof v === "bigint" ? String(v) : v))}`),
-        (err) => err,
-      );
+      const f = await open();
+      const e = await rejection(f.put("q", "x", { ttlMs: 1000 }), what);
       assert.ok(e instanceof beuss.ProtocolError, `${what}: ${e}`);
       assert.ok(f.closed instanceof beuss.ProtocolError, what);
     }
-  } finally {
-    // Also when a check failed: an open client would keep the test process alive.
-    for (const f of clients) f.destroy();
-    fake.close();
-  }
+  });
 });

@@ -5,9 +5,8 @@
 // encoded, a reply a unique PUT cannot get).
 import { test } from "node:test";
 import assert from "node:assert/strict";
-import * as net from "node:net";
 import * as beuss from "beuss";
-import { serverForFile, startServer, uniq } from "./helpers/server.mjs";
+import { fakeServer, rejection, serverForFile, startServer, uniq, withFakeClients } from "./helpers/server.mjs";
 
 let srv;
 let c;
@@ -252,53 +251,16 @@ test("on a version-5 connection a unique put is refused client-side; other puts 
   }
 });
 
-/**
- * A scripted version-6 peer: HELLO with `features`, then `answer(opcode, frame)` for
- * every other request (a PONG when it gives nothing). Resolves { port, seen, close }.
- */
-async function fakeServer(features, answer = () => undefined) {
-  const name = Buffer.from("fake 6");
-  const hello = Buffer.alloc(4 + 1 + 2 + 4 + 1 + name.length + 4 + 4 + 4 + 4 + 2);
-  let o = hello.writeUInt32BE(hello.length - 4, 0);
-  o = hello.writeUInt8(0x02, o);
-  o = hello.writeUInt16BE(6, o);
-  o = hello.writeUInt32BE(1 << 20, o);
-  o = hello.writeUInt8(name.length, o);
-  o += name.copy(hello, o);
-  o = hello.writeUInt32BE(features, o);
-  o = hello.writeUInt32BE(30000, o);
-  o = hello.writeUInt32BE(43200000, o);
-  o = hello.writeUInt32BE(2592000000, o);
-  hello.writeUInt16BE(20, o);
-  const seen = [];
-  const fake = net.createServer((s) => {
-    s.on("error", () => {});
-    s.on("data", (d) => {
-      for (let i = 0; i + 6 <= d.length; i += 4 + d.readUInt32BE(i)) {
-        const f = d.subarray(i, i + 4 + d.readUInt32BE(i));
-        seen.push(f[4]);
-        s.write(f[4] === 0x01 ? hello : (answer(f[4], f) ?? Buffer.from("0000000101", "hex")));
-      }
-    });
-  });
-  await new Promise((r) => fake.listen(0, "127.0.0.1", r));
-  return { port: fake.address().port, seen, close: () => fake.close() };
-}
-
 test("a version-6 server that does not announce UNIQUE: refused client-side", async () => {
   const fake = await fakeServer(0x7f & ~beuss.Feature.AUTH_REQUIRED);
-  let f;
-  try {
-    f = await beuss.connect({ host: "127.0.0.1", port: fake.port });
+  await withFakeClients(fake, async (open) => {
+    const f = await open();
     assert.equal(f.server.version, 6);
     assert.equal(f.server.has(beuss.Feature.UNIQUE), false);
     assert.throws(() => f.put("q", "x", { unique: "k" }), (e) => e instanceof beuss.UnsupportedError && /0x80/.test(e.message));
     await f.ping();
     assert.deepEqual(fake.seen, [0x01, 0x02], "only HELLO and PING were sent");
-  } finally {
-    f?.destroy();
-    fake.close();
-  }
+  });
 });
 
 test("the frames a unique put sends; a reply it cannot get closes the connection with ProtocolError", async () => {
@@ -310,28 +272,19 @@ test("the frames a unique put sends; a reply it cannot get closes the connection
     puts.push(Buffer.from(frame));
     return replies.shift();
   });
-  const clients = [];
   const cases = [
     // No delay or priority asked for: the key fields alone (flag 0x04) bring the id.
     ["REPLACED to a refusing put", { unique: "k", uniqueFor: 1.5 }, undefined, { key: Buffer.from("k"), windowMs: 2 }],
     ["an unknown DUPLICATE state", { unique: "k", priority: 2 }, { priority: 2 }, { key: Buffer.from("k") }],
   ];
-  try {
+  await withFakeClients(fake, async (open) => {
     for (const [what, options, wantOptions, wantKey] of cases) {
-      const f = await beuss.connect({ host: "127.0.0.1", port: fake.port });
-      clients.push(f);
+      const f = await open();
       assert.ok(f.server.has(beuss.Feature.UNIQUE));
-      const e = await f.put("q", "x", options).then(
-        (r) => assert.fail(`${what} was accepted: ${JSON.stringify(r, (_, v) => (typeof v === "bigint" ? String(v) : v))}`),
-        (err) => err,
-      );
+      const e = await rejection(f.put("q", "x", options), what);
       assert.ok(e instanceof beuss.ProtocolError, `${what}: ${e}`);
       assert.ok(f.closed instanceof beuss.ProtocolError, what);
       assert.deepEqual(puts.shift(), beuss.codec.encodePut(Buffer.from("q"), Buffer.from("x"), wantOptions, wantKey), what);
     }
-  } finally {
-    // Also when a check failed: an open client would keep the test process alive.
-    for (const f of clients) f.destroy();
-    fake.close();
-  }
+  });
 });

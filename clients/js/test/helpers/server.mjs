@@ -1,8 +1,11 @@
 // Test fixture: starts the real beuss-server on a free loopback port (BPORT=0) and
-// reads the address from its "listening on" line; never sleeps to synchronise.
+// reads the address from its "listening on" line; never sleeps to synchronise. Also a
+// scripted peer (fakeServer) for the checks a real server cannot provoke.
 import { spawn } from "node:child_process";
 import { once } from "node:events";
 import { existsSync } from "node:fs";
+import * as net from "node:net";
+import assert from "node:assert/strict";
 import { fileURLToPath } from "node:url";
 import { before, after } from "node:test";
 import { connect } from "beuss";
@@ -74,4 +77,66 @@ export function serverForFile(use, env = {}) {
     await c?.close();
     await srv?.stop();
   });
+}
+
+/**
+ * A scripted peer: HELLO of `version` (default 6) with `features`, then
+ * `answer(opcode, frame)` for every other request (a PONG when it gives nothing).
+ * Resolves { port, seen, close }; `seen` lists the opcodes of the frames received.
+ */
+export async function fakeServer(features, answer = () => undefined, { version = 6 } = {}) {
+  const name = Buffer.from(`fake ${version}`);
+  const hello = Buffer.alloc(4 + 1 + 2 + 4 + 1 + name.length + 4 + 4 + 4 + 4 + 2);
+  let o = hello.writeUInt32BE(hello.length - 4, 0);
+  o = hello.writeUInt8(0x02, o);
+  o = hello.writeUInt16BE(version, o);
+  o = hello.writeUInt32BE(1 << 20, o);
+  o = hello.writeUInt8(name.length, o);
+  o += name.copy(hello, o);
+  o = hello.writeUInt32BE(features, o);
+  o = hello.writeUInt32BE(30000, o);
+  o = hello.writeUInt32BE(43200000, o);
+  o = hello.writeUInt32BE(2592000000, o);
+  hello.writeUInt16BE(20, o);
+  const seen = [];
+  const fake = net.createServer((s) => {
+    s.on("error", () => {});
+    s.on("data", (d) => {
+      for (let i = 0; i + 6 <= d.length; i += 4 + d.readUInt32BE(i)) {
+        const f = d.subarray(i, i + 4 + d.readUInt32BE(i));
+        seen.push(f[4]);
+        s.write(f[4] === 0x01 ? hello : (answer(f[4], f) ?? Buffer.from("0000000101", "hex")));
+      }
+    });
+  });
+  await new Promise((r) => fake.listen(0, "127.0.0.1", r));
+  return { port: fake.address().port, seen, close: () => fake.close() };
+}
+
+/**
+ * Runs `body(open)` against `fake` (a fakeServer), where `open()` connects one more
+ * client to it; afterwards, also when a check failed, destroys every client so opened
+ * (an open one would keep the test process alive) and closes `fake`.
+ */
+export async function withFakeClients(fake, body) {
+  const clients = [];
+  const open = async () => {
+    const f = await connect({ host: "127.0.0.1", port: fake.port });
+    clients.push(f);
+    return f;
+  };
+  try {
+    await body(open);
+  } finally {
+    for (const f of clients) f.destroy();
+    fake.close();
+  }
+}
+
+/** The error `promise` rejects with; fails the test, naming `what`, if it resolves instead. */
+export function rejection(promise, what) {
+  return promise.then(
+    (r) => assert.fail(`${what} was accepted: ${JSON.stringify(r, (_, v) => (typeof v === "bigint" ? String(v) : v))}`),
+    (err) => err,
+  );
 }
